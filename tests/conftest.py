@@ -234,3 +234,20 @@ def recorder():
     rec = Recorder()
     yield rec
     rec.close()
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, message: str = ""):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Tests wait on conditions, never on fixed delays; the timeout only bounds a hang.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s {message}")
+        time.sleep(interval)
