@@ -287,6 +287,7 @@ CREATE TABLE raw.events (
   source text NOT NULL,
   topic text NOT NULL,
   connection_id uuid,
+  cart_id uuid,
   dedup_key text NOT NULL,
   occurred_at timestamptz,
   payload jsonb NOT NULL,
@@ -295,6 +296,7 @@ CREATE TABLE raw.events (
 ) PARTITION BY RANGE (received_at);
 CREATE TABLE raw.events_default PARTITION OF raw.events DEFAULT;
 CREATE INDEX events_org_received ON raw.events (org_id, received_at);
+CREATE INDEX events_cart ON raw.events (org_id, cart_id);
 
 -- Monthly partitions are created ahead of time (the scheduler calls this daily).
 CREATE FUNCTION raw.ensure_month_partition(ts timestamptz) RETURNS void
