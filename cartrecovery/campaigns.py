@@ -1,0 +1,384 @@
+"""Recovery campaigns: the validated shape of a campaign and its data access.
+
+A campaign says which abandoned carts it applies to (``trigger_conditions``) and what to send
+(``sequence_steps``, each ``delay_seconds`` after abandonment). Both are stored in
+``app.campaigns`` jsonb with exactly the key names of the models below, because the scheduler
+reads them from there: optional keys that were not given are absent, never ``null``.
+
+Only email can be delivered for now; ``sms`` and ``push`` are known channels that are refused
+with a clear error until their providers exist.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import psycopg
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+CHANNELS = ("email", "sms", "push")
+DELIVERABLE_CHANNELS = ("email",)
+MAX_DELAY_SECONDS = 90 * 24 * 3600
+# A bare name refers to a built-in template (``cart_reminder``); anything else is inline HTML.
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+_jinja = SandboxedEnvironment()
+_MODEL_CONFIG = ConfigDict(
+    extra="forbid", strict=True, allow_inf_nan=False, str_strip_whitespace=True
+)
+
+
+class CampaignArchivedError(Exception):
+    """The campaign is archived: it can be read but no longer changed."""
+
+
+def _check_jinja(value: str, what: str) -> str:
+    try:
+        _jinja.parse(value)
+    except TemplateSyntaxError as exc:
+        raise PydanticCustomError(
+            "template_syntax",
+            "{what} is not a valid Jinja2 template: {error} (line {line})",
+            {"what": what, "error": exc.message or "syntax error", "line": exc.lineno},
+        ) from None
+    return value
+
+
+@cache
+def builtin_templates() -> frozenset[str]:
+    """Names of the built-in templates shipped with the delivery package (empty if absent).
+
+    Found by path, not by import: the core package must not load the delivery code.
+    """
+    spec = find_spec("delivery")
+    folders = [Path(p) / "templates" for p in (spec.submodule_search_locations or [])] if spec \
+        else []
+    return frozenset(f.stem for folder in folders if folder.is_dir() for f in folder.glob("*.html"))
+
+
+def _check_template(value: str) -> str:
+    if not TEMPLATE_NAME.match(value):
+        return _check_jinja(value, "template")
+    known = builtin_templates()
+    name = value.removesuffix(".html").removesuffix(".txt")
+    # Refused now rather than held at send time, when nobody is watching.
+    if known and name not in known:
+        raise PydanticCustomError(
+            "unknown_template",
+            "'{name}' is not a built-in template (known: {known}); inline Jinja2 HTML also works",
+            {"name": value, "known": ", ".join(sorted(known))},
+        )
+    return value
+
+
+class TriggerConditions(BaseModel):
+    """Which abandoned carts a campaign applies to; every condition given must hold."""
+
+    model_config = _MODEL_CONFIG
+
+    cart_value_min: float | None = Field(
+        default=None, ge=0, description="Cart total_price must be at least this."
+    )
+    cart_value_max: float | None = Field(
+        default=None, ge=0, description="Cart total_price must be at most this."
+    )
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z]{3}$",
+        description="ISO 4217 code the cart must be in (stored upper-case).",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> TriggerConditions:
+        low, high = self.cart_value_min, self.cart_value_max
+        if low is not None and high is not None and low > high:
+            raise PydanticCustomError(
+                "range_order", "cart_value_min must not be greater than cart_value_max"
+            )
+        return self
+
+
+class StepVariant(BaseModel):
+    """An alternative content for one step; carts are split between variants by weight."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = Field(min_length=1, max_length=100)
+    subject: str | None = Field(default=None, min_length=1, max_length=500)
+    template: str | None = Field(default=None, min_length=1, max_length=200_000)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        return _check_jinja(value, "subject") if value else value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return _check_template(value) if value else value
+
+
+class SequenceStep(BaseModel):
+    """One message of the sequence, sent ``delay_seconds`` after the cart was abandoned."""
+
+    model_config = _MODEL_CONFIG
+
+    channel: Literal["email", "sms", "push"]
+    delay_seconds: int = Field(ge=0, le=MAX_DELAY_SECONDS)
+    subject: str = Field(
+        min_length=1, max_length=500, description="Jinja2 template for the subject line."
+    )
+    template: str = Field(
+        min_length=1,
+        max_length=200_000,
+        description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML.",
+    )
+    variants: list[StepVariant] | None = Field(default=None, min_length=1, max_length=10)
+
+    @field_validator("channel")
+    @classmethod
+    def _deliverable(cls, value: str) -> str:
+        if value not in DELIVERABLE_CHANNELS:
+            raise PydanticCustomError(
+                "channel_unavailable",
+                "channel '{channel}' is not available yet; only email can be delivered for now",
+                {"channel": value},
+            )
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return _check_jinja(value, "subject")
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return _check_template(value)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variant_names(cls, value: list[StepVariant] | None):
+        if value and len({v.name for v in value}) != len(value):
+            raise PydanticCustomError("duplicate_variant", "variant names must be unique")
+        return value
+
+
+class Experiment(BaseModel):
+    """A holdout group: this share of matching carts gets no message, to measure lift."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    holdout_percent: float = Field(default=0, ge=0, le=100)
+
+
+MAX_STEPS = 20
+
+
+class CampaignCreate(BaseModel):
+    """The body of ``POST /api/v1/campaigns``."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = Field(min_length=1, max_length=200)
+    status: Literal["draft", "active", "paused"] = "draft"
+    priority: int = Field(
+        default=0, ge=-1000, le=1000,
+        description="When several campaigns match a cart, the highest priority wins.",
+    )
+    trigger_conditions: TriggerConditions = Field(default_factory=TriggerConditions)
+    sequence_steps: list[SequenceStep] = Field(min_length=1, max_length=MAX_STEPS)
+    experiment: Experiment | None = None
+
+
+class CampaignPatch(BaseModel):
+    """The body of ``PATCH /api/v1/campaigns/{id}``: only the fields being changed.
+
+    ``null`` is refused: clear the conditions with ``{}``, archive with DELETE.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    status: Literal["active", "paused"] | None = None
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    trigger_conditions: TriggerConditions | None = None
+    sequence_steps: list[SequenceStep] | None = Field(
+        default=None, min_length=1, max_length=MAX_STEPS
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [k for k, v in data.items() if v is None]
+            if nulls:
+                raise PydanticCustomError(
+                    "null_not_allowed", "fields cannot be set to null: {fields}",
+                    {"fields": ", ".join(nulls)},
+                )
+        return data
+
+
+_COLUMNS = """campaign_id, name, status, priority, trigger_conditions, sequence_steps,
+              experiment, created_at, updated_at"""
+
+
+def _dump_conditions(conditions: TriggerConditions) -> dict:
+    return conditions.model_dump(mode="json", exclude_none=True)
+
+
+def _dump_steps(steps: list[SequenceStep]) -> list[dict]:
+    return [step.model_dump(mode="json", exclude_none=True) for step in steps]
+
+
+def _json_ready(row: dict) -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, Decimal):
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def create_campaign(
+    conn: psycopg.Connection, org_id: UUID | str, data: dict | CampaignCreate
+) -> dict:
+    """Validate ``data`` (pydantic.ValidationError if invalid) and store a new campaign."""
+    campaign = data if isinstance(data, CampaignCreate) else CampaignCreate.model_validate(data)
+    row = conn.execute(
+        f"""
+        INSERT INTO app.campaigns
+            (org_id, name, status, priority, trigger_conditions, sequence_steps, experiment)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        RETURNING {_COLUMNS}
+        """,
+        (
+            org_id,
+            campaign.name,
+            campaign.status,
+            campaign.priority,
+            Jsonb(_dump_conditions(campaign.trigger_conditions)),
+            Jsonb(_dump_steps(campaign.sequence_steps)),
+            Jsonb(campaign.experiment.model_dump(mode="json", exclude_none=True))
+            if campaign.experiment
+            else None,
+        ),
+    ).fetchone()
+    return _json_ready(row)
+
+
+def list_campaigns(
+    conn: psycopg.Connection, org_id: UUID | str, include_archived: bool = False
+) -> list[dict]:
+    """Campaigns of the org, highest priority first; archived ones only if asked."""
+    rows = conn.execute(
+        f"""
+        SELECT {_COLUMNS} FROM app.campaigns
+        WHERE org_id = %s AND (%s OR status <> 'archived')
+        ORDER BY priority DESC, created_at, campaign_id
+        """,
+        (org_id, include_archived),
+    ).fetchall()
+    return [_json_ready(r) for r in rows]
+
+
+def get_campaign(
+    conn: psycopg.Connection, org_id: UUID | str, campaign_id: UUID | str
+) -> dict | None:
+    """One campaign (archived included), or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM app.campaigns WHERE org_id = %s AND campaign_id = %s",
+        (org_id, campaign_id),
+    ).fetchone()
+    return _json_ready(row) if row else None
+
+
+def update_campaign(
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    campaign_id: UUID | str,
+    changes: dict | CampaignPatch,
+) -> dict | None:
+    """Apply ``changes`` and return the campaign; None if it does not exist.
+
+    Raises pydantic.ValidationError for invalid changes and CampaignArchivedError when the
+    campaign is archived; in both cases nothing is written.
+    """
+    patch = changes if isinstance(changes, CampaignPatch) else CampaignPatch.model_validate(changes)
+    current = conn.execute(
+        "SELECT status FROM app.campaigns WHERE org_id = %s AND campaign_id = %s FOR UPDATE",
+        (org_id, campaign_id),
+    ).fetchone()
+    if current is None:
+        return None
+    if current["status"] == "archived":
+        raise CampaignArchivedError(f"campaign {campaign_id} is archived")
+    fields = patch.model_fields_set
+    values: dict[str, Any] = {
+        "name": patch.name,
+        "status": patch.status,
+        "priority": patch.priority,
+        "trigger_conditions": Jsonb(_dump_conditions(patch.trigger_conditions))
+        if patch.trigger_conditions is not None
+        else None,
+        "sequence_steps": Jsonb(_dump_steps(patch.sequence_steps))
+        if patch.sequence_steps is not None
+        else None,
+    }
+    # COALESCE keeps a column whose field was not sent (the patch model refuses nulls, so None
+    # here always means "not sent").
+    row = conn.execute(
+        f"""
+        UPDATE app.campaigns SET
+            name = COALESCE(%(name)s, name),
+            status = COALESCE(%(status)s, status),
+            priority = COALESCE(%(priority)s, priority),
+            trigger_conditions = COALESCE(%(trigger_conditions)s, trigger_conditions),
+            sequence_steps = COALESCE(%(sequence_steps)s, sequence_steps),
+            updated_at = CASE WHEN %(changed)s THEN now() ELSE updated_at END
+        WHERE org_id = %(org)s AND campaign_id = %(id)s
+        RETURNING {_COLUMNS}
+        """,
+        {**values, "changed": bool(fields), "org": org_id, "id": campaign_id},
+    ).fetchone()
+    return _json_ready(row)
+
+
+def archive_campaign(
+    conn: psycopg.Connection, org_id: UUID | str, campaign_id: UUID | str
+) -> dict | None:
+    """Set status 'archived' (idempotent) and return the campaign; None if it does not exist."""
+    row = conn.execute(
+        f"""
+        UPDATE app.campaigns
+        SET status = 'archived',
+            updated_at = CASE WHEN status = 'archived' THEN updated_at ELSE now() END
+        WHERE org_id = %s AND campaign_id = %s
+        RETURNING {_COLUMNS}
+        """,
+        (org_id, campaign_id),
+    ).fetchone()
+    return _json_ready(row) if row else None

@@ -1,0 +1,122 @@
+"""Database access for the dashboard: one cached ``Database`` per URL, cached query results.
+
+Every tenant query runs inside ``db.tenant(org_id)`` so row-level security limits it to the
+selected org even if a query forgets its ``WHERE org_id``. Live numbers come from
+``cartrecovery.metrics`` (the one definition of each metric); this module only adds the
+listing queries the pages need (latest carts, stored messages, the org list).
+
+Results are cached with short TTLs: the tiles refresh every second, so ``LIVE_TTL`` is one
+second and many open browser tabs cost one query per second, not one per tab.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import streamlit as st
+
+from cartrecovery import metrics
+from cartrecovery.db import Database
+from cartrecovery.settings import Settings
+
+LIVE_TTL = 1
+CHART_TTL = 10
+LIST_TTL = 2
+ORG_TTL = 30
+DEFAULT_CURRENCY = "USD"
+
+
+def database_url() -> str | None:
+    """The database URL from the environment (``DATABASE_URL``), read at run time."""
+    return Settings.from_env().database_url
+
+
+@st.cache_resource(show_spinner=False)
+def database(url: str) -> Database:
+    """One ``Database`` (and so one pool) per URL for the whole Streamlit server."""
+    return Database(url, max_size=5)
+
+
+@st.cache_data(ttl=ORG_TTL, show_spinner=False)
+def orgs(url: str) -> list[dict]:
+    """All orgs as ``{"org_id": str, "name": str}``, oldest first (cross-org: system role)."""
+    with database(url).system() as conn:
+        rows = conn.execute(
+            "SELECT org_id::text AS org_id, name FROM app.orgs ORDER BY created_at, name"
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def live_metrics(url: str, org_id: str, period: str) -> dict:
+    """``metrics.dashboard_metrics`` for the org over ``period`` (``24h``, ``7d``, ``30d``)."""
+    with database(url).tenant(org_id) as conn:
+        return metrics.dashboard_metrics(conn, UUID(org_id), metrics.since(period))
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def breakdowns(url: str, org_id: str, period: str) -> dict:
+    """``{"by_day": [...], "by_channel": [...], "by_campaign": [...]}`` from ``metrics``."""
+    start = metrics.since(period)
+    org = UUID(org_id)
+    with database(url).tenant(org_id) as conn:
+        return {
+            "by_day": metrics.by_day(conn, org, start),
+            "by_channel": metrics.by_channel(conn, org, start),
+            "by_campaign": metrics.by_campaign(conn, org, start),
+        }
+
+
+@st.cache_data(ttl=ORG_TTL, show_spinner=False)
+def display_currency(url: str, org_id: str) -> str:
+    """The currency to show money in: the org's most used one in recoveries, else in carts."""
+    with database(url).tenant(org_id) as conn:
+        row = conn.execute(
+            """
+            SELECT coalesce(
+              (SELECT currency FROM app.recoveries
+                 WHERE org_id = %(org)s AND currency IS NOT NULL
+                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1),
+              (SELECT currency FROM app.carts
+                 WHERE org_id = %(org)s AND currency IS NOT NULL
+                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1)) AS currency
+            """,
+            {"org": org_id},
+        ).fetchone()
+    return (row["currency"] or DEFAULT_CURRENCY).upper()
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def latest_carts(url: str, org_id: str, limit: int = 10) -> list[dict]:
+    """The org's most recently active carts: status, email, value, currency, last activity."""
+    with database(url).tenant(org_id) as conn:
+        rows = conn.execute(
+            """
+            SELECT status, email, total_price, currency, item_count, last_activity_at
+            FROM app.carts WHERE org_id = %(org)s
+            ORDER BY last_activity_at DESC LIMIT %(limit)s
+            """,
+            {"org": org_id, "limit": limit},
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def mailbox(url: str, org_id: str, limit: int = 200) -> list[dict]:
+    """Messages the built-in provider stored, newest first, with outbox status/step and the
+    cart's value; ``message_id`` is a string."""
+    with database(url).tenant(org_id) as conn:
+        rows = conn.execute(
+            """
+            SELECT m.message_id::text AS message_id, m.recipient, m.subject, m.channel,
+                   m.stored_at, o.status, o.step_index, c.total_price AS cart_value,
+                   c.currency, m.body_html, m.body_text
+            FROM app.local_mailbox m
+            LEFT JOIN app.outbox o ON o.org_id = m.org_id AND o.message_id = m.message_id
+            LEFT JOIN app.carts c ON c.org_id = o.org_id AND c.cart_id = o.cart_id
+            WHERE m.org_id = %(org)s
+            ORDER BY m.stored_at DESC, m.message_id LIMIT %(limit)s
+            """,
+            {"org": org_id, "limit": limit},
+        ).fetchall()
+    return [dict(r) for r in rows]
