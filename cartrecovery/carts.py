@@ -1,0 +1,568 @@
+"""Canonical carts and orders, and the state changes they drive in app.customers/carts/orders.
+
+Every platform adapter turns its payload into a :class:`CanonicalCart` or
+:class:`CanonicalOrder`; the functions here apply them. They all take a psycopg connection
+inside the caller's tenant transaction (``Database.tenant``), so the raw event and the state
+it changes commit together.
+
+Rules that make redelivery and out-of-order arrival harmless:
+
+- a cart update older than the stored one (``source_updated_at``) never rolls content back;
+- a converted or recovered cart stays so; an abandoned cart that gets a newer update is
+  active again (the shopper is back), ``abandoned_at`` is kept;
+- an order is stored once, converts its cart, cancels the cart's pending messages and is
+  attributed to the last click within the org's attribution window.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import phonenumbers
+import psycopg
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+PENDING_OUTBOX = ("scheduled", "enqueued")
+
+
+def normalize_email(value: Any) -> str | None:
+    """Emails are matched case-insensitively: stored trimmed and lower-cased."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+def normalize_phone(value: Any) -> str | None:
+    """E.164 when the number is recognisable in international form, else as given."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return text
+    if phonenumbers.is_possible_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return text
+
+
+def normalize_currency(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value).strip().upper() or None
+
+
+Email = Annotated[str | None, BeforeValidator(normalize_email)]
+Phone = Annotated[str | None, BeforeValidator(normalize_phone)]
+Currency = Annotated[str | None, BeforeValidator(normalize_currency)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True, str_strip_whitespace=True)
+
+
+class LineItem(_Model):
+    title: str | None = None
+    product_id: str | None = None
+    variant_id: str | None = None
+    sku: str | None = None
+    quantity: int = Field(default=1, ge=0)
+    price: Decimal = Field(default=Decimal("0"), ge=0)
+    image_url: str | None = None
+
+
+class CanonicalCart(_Model):
+    """A cart or checkout as every platform adapter hands it over."""
+
+    platform: str
+    external_id: str = Field(min_length=1)  # checkout token, or the store's cart id
+    cart_token: str | None = None
+    connection_id: UUID | None = None
+    email: Email = None
+    phone: Phone = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    accepts_marketing: bool | None = None
+    customer_external_id: str | None = None
+    currency: Currency = None
+    # None (both) means "content unknown": an order event that names the cart but not its
+    # items must not empty it.
+    total_price: Decimal | None = None
+    line_items: list[LineItem] | None = None
+    restore_url: str | None = None
+    source_created_at: datetime | None = None
+    source_updated_at: datetime | None = None
+
+
+    @property
+    def has_content(self) -> bool:
+        # Items decide: a total without items cannot be checked against what is stored.
+        return self.line_items is not None
+
+
+class CanonicalOrder(_Model):
+    """An order as every platform adapter hands it over."""
+
+    platform: str
+    external_id: str = Field(min_length=1)
+    connection_id: UUID | None = None
+    checkout_token: str | None = None
+    checkout_external_id: str | None = None  # matched against carts.external_id too
+    cart_token: str | None = None
+    email: Email = None
+    phone: Phone = None
+    total_price: Decimal | None = None  # None: the matched cart's total
+    currency: Currency = None
+    financial_status: str | None = None
+    ordered_at: datetime | None = None
+
+
+
+# --- customers -------------------------------------------------------------------------------
+
+_CUSTOMER_FIELDS = ("phone", "first_name", "last_name", "external_id", "timezone",
+                    "accepts_marketing")
+
+
+def upsert_customer(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    external_id: str | None = None,
+    timezone: str | None = None,
+    accepts_marketing: bool | None = None,
+) -> UUID | None:
+    """Find or create the org's customer for ``email`` (lower-cased, unique per org), or, with
+    no email, for ``phone``/``external_id``. Known fields are filled in, never erased.
+    Returns None when there is nothing to identify a customer by."""
+    fields = dict(phone=normalize_phone(phone), first_name=first_name, last_name=last_name,
+                  external_id=external_id, timezone=timezone,
+                  accepts_marketing=accepts_marketing)
+    email = normalize_email(email)
+    if email:
+        return _upsert_customers_by_email(conn, org_id, {email: fields})[email]
+    if not fields["phone"] and not external_id:
+        return None
+    row = conn.execute(
+        """
+        SELECT customer_id FROM app.customers
+        WHERE org_id = %s AND email IS NULL
+          AND (phone = %s OR external_id = %s)
+        ORDER BY created_at LIMIT 1
+        """,
+        (org_id, fields["phone"], external_id),
+    ).fetchone()
+    if row:
+        conn.execute(
+            f"UPDATE app.customers SET {_coalesce_assignments()}, updated_at = now() "
+            "WHERE org_id = %(org_id)s AND customer_id = %(customer_id)s",
+            {**fields, "org_id": org_id, "customer_id": row["customer_id"]},
+        )
+        return row["customer_id"]
+    return conn.execute(
+        "INSERT INTO app.customers (org_id, phone, first_name, last_name, external_id, "
+        "timezone, accepts_marketing) VALUES (%(org_id)s, %(phone)s, %(first_name)s, "
+        "%(last_name)s, %(external_id)s, %(timezone)s, %(accepts_marketing)s) "
+        "RETURNING customer_id",
+        {**fields, "org_id": org_id},
+    ).fetchone()["customer_id"]
+
+
+def _coalesce_assignments() -> str:
+    return ", ".join(f"{f} = COALESCE(%({f})s, {f})" for f in _CUSTOMER_FIELDS)
+
+
+def _upsert_customers_by_email(
+    conn: psycopg.Connection, org_id: UUID, by_email: dict[str, dict]
+) -> dict[str, UUID]:
+    """One statement for many customers keyed by (already normalised) email."""
+    if not by_email:
+        return {}
+    emails = sorted(by_email)  # lock order, as for carts
+    rows = conn.execute(
+        """
+        INSERT INTO app.customers AS cu
+            (org_id, email, phone, first_name, last_name, external_id, timezone,
+             accepts_marketing)
+        SELECT %s, t.* FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                   %s::text[], %s::boolean[])
+            AS t(email, phone, first_name, last_name, external_id, timezone, accepts_marketing)
+        ON CONFLICT (org_id, email) WHERE email IS NOT NULL DO UPDATE SET
+            phone = COALESCE(EXCLUDED.phone, cu.phone),
+            first_name = COALESCE(EXCLUDED.first_name, cu.first_name),
+            last_name = COALESCE(EXCLUDED.last_name, cu.last_name),
+            external_id = COALESCE(EXCLUDED.external_id, cu.external_id),
+            timezone = COALESCE(EXCLUDED.timezone, cu.timezone),
+            accepts_marketing = COALESCE(EXCLUDED.accepts_marketing, cu.accepts_marketing),
+            updated_at = now()
+        RETURNING email, customer_id
+        """,
+        (org_id, emails, *([by_email[e].get(f) for e in emails] for f in _CUSTOMER_FIELDS)),
+    ).fetchall()
+    return {r["email"]: r["customer_id"] for r in rows}
+
+
+def _customer_fields(cart: CanonicalCart) -> dict:
+    return dict(phone=cart.phone, first_name=cart.first_name, last_name=cart.last_name,
+                external_id=cart.customer_external_id, timezone=cart.timezone,
+                accepts_marketing=cart.accepts_marketing)
+
+
+# --- carts -----------------------------------------------------------------------------------
+
+# The incoming row is at least as new as the stored one (unknown times count as new: they
+# cannot be ordered, and dropping them would lose the shopper's latest action).
+_FRESH = ("(EXCLUDED.source_updated_at IS NULL OR c.source_updated_at IS NULL "
+          "OR EXCLUDED.source_updated_at >= c.source_updated_at)")
+_NEWER = ("(EXCLUDED.source_updated_at IS NULL OR c.source_updated_at IS NULL "
+          "OR EXCLUDED.source_updated_at > c.source_updated_at)")
+
+
+def _keep_known(column: str) -> str:
+    # Identity fields: a fresh update may fill or change them but never erase them.
+    return (f"{column} = CASE WHEN {_FRESH} THEN COALESCE(EXCLUDED.{column}, c.{column}) "
+            f"ELSE COALESCE(c.{column}, EXCLUDED.{column}) END")
+
+
+def _take_fresh(column: str) -> str:
+    return f"{column} = CASE WHEN {_FRESH} THEN EXCLUDED.{column} ELSE c.{column} END"
+
+
+def _upsert_sql(with_content: bool) -> str:
+    # Carts whose content is unknown (see CanonicalCart) go through a variant that leaves the
+    # stored items and total alone; a column's value in EXCLUDED cannot say "unknown".
+    content = (f"""
+    {_take_fresh("total_price")},
+    {_take_fresh("item_count")},
+    {_take_fresh("line_items")},""" if with_content else "")
+    return f"""
+INSERT INTO app.carts AS c
+    (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
+     currency, total_price, item_count, line_items, restore_url, source_created_at,
+     source_updated_at, last_activity_at)
+SELECT %s, t.platform, t.external_id, t.cart_token, t.connection_id, t.customer_id, t.email,
+       t.phone, t.currency, t.total_price, t.item_count, t.line_items::jsonb, t.restore_url,
+       t.source_created_at, t.source_updated_at, now()
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
+            %s::text[], %s::numeric[], %s::integer[], %s::text[], %s::text[],
+            %s::timestamptz[], %s::timestamptz[])
+    AS t(platform, external_id, cart_token, connection_id, customer_id, email, phone, currency,
+         total_price, item_count, line_items, restore_url, source_created_at, source_updated_at)
+ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
+    {_keep_known("cart_token")},
+    {_keep_known("connection_id")},
+    {_keep_known("customer_id")},
+    {_keep_known("email")},
+    {_keep_known("phone")},
+    {_keep_known("currency")},
+    {_keep_known("restore_url")},{content}
+    source_created_at = LEAST(c.source_created_at, EXCLUDED.source_created_at),
+    source_updated_at = GREATEST(c.source_updated_at, EXCLUDED.source_updated_at),
+    last_activity_at = CASE WHEN {_FRESH} THEN now() ELSE c.last_activity_at END,
+    status = CASE WHEN c.status = 'abandoned' AND {_NEWER} THEN 'active' ELSE c.status END,
+    updated_at = now()
+RETURNING cart_id, platform, external_id
+"""
+
+
+_UPSERT_WITH_CONTENT = _upsert_sql(True)
+_UPSERT_KEEP_CONTENT = _upsert_sql(False)
+
+
+def upsert_cart(conn: psycopg.Connection, org_id: UUID, cart: CanonicalCart) -> UUID:
+    """Insert or update the cart keyed (org, platform, external_id); return its cart_id.
+
+    Links (and creates) the customer by email or phone. ``last_activity_at`` moves to now()
+    unless the update is older than what is stored, in which case the stored content is kept.
+    Status: converted/recovered stay; abandoned becomes active on a strictly newer update.
+    """
+    return upsert_carts(conn, org_id, [cart])[0]
+
+
+def upsert_carts(
+    conn: psycopg.Connection, org_id: UUID, carts: Sequence[CanonicalCart]
+) -> list[UUID]:
+    """Bulk :func:`upsert_cart` in a fixed number of statements; one cart_id per input.
+
+    Several updates of one cart in the batch are folded first, in source time order, with the
+    same rules the database applies.
+    """
+    if not carts:
+        return []
+    folded: dict[tuple[str, str], CanonicalCart] = {}
+    for cart in carts:
+        key = (cart.platform, cart.external_id)
+        folded[key] = merge_carts(folded[key], cart) if key in folded else cart
+    # Key order = lock order, so concurrent batches touching the same carts cannot deadlock.
+    rows = [folded[key] for key in sorted(folded)]
+
+    by_email: dict[str, dict] = {}
+    for cart in rows:
+        if cart.email:
+            fields = _customer_fields(cart)
+            known = by_email.get(cart.email, {})
+            by_email[cart.email] = {f: fields[f] if fields[f] is not None else known.get(f)
+                                    for f in _CUSTOMER_FIELDS}
+    customers = _upsert_customers_by_email(conn, org_id, by_email)
+    customer_ids = []
+    for cart in rows:
+        if cart.email:
+            customer_ids.append(customers[cart.email])
+        elif cart.phone or cart.customer_external_id:
+            # Rare (tracking without email): one lookup each.
+            customer_ids.append(upsert_customer(conn, org_id, **_customer_fields(cart)))
+        else:
+            customer_ids.append(None)
+
+    ids: dict[tuple[str, str], UUID] = {}
+    for sql, group in ((_UPSERT_WITH_CONTENT, [i for i, c in enumerate(rows) if c.has_content]),
+                       (_UPSERT_KEEP_CONTENT,
+                        [i for i, c in enumerate(rows) if not c.has_content])):
+        if group:
+            result = conn.execute(sql, _cart_columns(org_id, [rows[i] for i in group],
+                                                     [customer_ids[i] for i in group]))
+            ids.update({(r["platform"], r["external_id"]): r["cart_id"] for r in result})
+    _convert_carts_with_orphan_orders(conn, org_id, list(ids.values()))
+    return [ids[(c.platform, c.external_id)] for c in carts]
+
+
+def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -> tuple:
+    items = [c.line_items or [] for c in rows]
+    return (
+        org_id,
+        [c.platform for c in rows],
+        [c.external_id for c in rows],
+        [c.cart_token for c in rows],
+        [c.connection_id for c in rows],
+        customer_ids,
+        [c.email for c in rows],
+        [c.phone for c in rows],
+        [c.currency for c in rows],
+        [c.total_price if c.total_price is not None else sum_items(c.line_items or [])
+         for c in rows],
+        [sum(i.quantity for i in li) for li in items],
+        [json.dumps([i.model_dump(mode="json") for i in li]) for li in items],
+        [c.restore_url for c in rows],
+        [c.source_created_at for c in rows],
+        [c.source_updated_at for c in rows],
+    )
+
+
+def sum_items(items: Sequence[LineItem]) -> Decimal:
+    """The cart total when the sender gives none: price times quantity, summed."""
+    return sum((i.price * i.quantity for i in items), Decimal("0"))
+
+
+def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
+    """The cart after ``old`` then ``new``, by the same rules as the database upsert."""
+    fresh = (new.source_updated_at is None or old.source_updated_at is None
+             or new.source_updated_at >= old.source_updated_at)
+    winner, loser = (new, old) if fresh else (old, new)
+    data = winner.model_dump()
+    for name in ("cart_token", "connection_id", "email", "phone", "currency", "restore_url",
+                 "first_name", "last_name", "timezone", "accepts_marketing",
+                 "customer_external_id"):
+        if data[name] is None:
+            data[name] = getattr(loser, name)
+    if not winner.has_content:
+        data["line_items"], data["total_price"] = loser.line_items, loser.total_price
+    created = [t for t in (old.source_created_at, new.source_created_at) if t is not None]
+    updated = [t for t in (old.source_updated_at, new.source_updated_at) if t is not None]
+    data["source_created_at"] = min(created) if created else None
+    data["source_updated_at"] = max(updated) if updated else None
+    return CanonicalCart.model_validate(data)
+
+
+def find_cart(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    platform: str,
+    *,
+    external_ids: Sequence[str | None] = (),
+    cart_token: str | None = None,
+) -> dict | None:
+    """The cart for the first of ``external_ids`` that exists, else the most recent open cart
+    with ``cart_token``. Locks the row for the rest of the transaction."""
+    ids = [x for x in external_ids if x]
+    if not ids and not cart_token:
+        return None
+    return conn.execute(
+        """
+        SELECT cart_id, status, external_id, email, currency, customer_id, total_price
+        FROM app.carts
+        WHERE org_id = %(org)s AND platform = %(platform)s
+          AND (external_id = ANY(%(ids)s::text[]) OR cart_token = %(token)s)
+        ORDER BY array_position(%(ids)s::text[], external_id) NULLS LAST,
+                 (status IN ('active', 'abandoned')) DESC, last_activity_at DESC
+        LIMIT 1
+        FOR UPDATE
+        """,
+        {"org": org_id, "platform": platform, "ids": ids, "token": cart_token},
+    ).fetchone()
+
+
+def mark_cart_converted(
+    conn: psycopg.Connection, org_id: UUID, cart_id: UUID, converted_at: datetime | None = None
+) -> bool:
+    """The shopper bought: the cart becomes converted (unless already converted/recovered)
+    and its pending messages are cancelled (reason ``cart_converted``). Idempotent. Returns
+    whether the status changed."""
+    row = conn.execute(
+        """
+        UPDATE app.carts SET status = 'converted', converted_at = COALESCE(%s, now()),
+                             updated_at = now()
+        WHERE org_id = %s AND cart_id = %s AND status IN ('active', 'abandoned')
+        RETURNING cart_id
+        """,
+        (converted_at, org_id, cart_id),
+    ).fetchone()
+    cancel_pending_messages(conn, org_id, [cart_id])
+    return row is not None
+
+
+def cancel_pending_messages(
+    conn: psycopg.Connection, org_id: UUID, cart_ids: Sequence[UUID], reason: str = "cart_converted"
+) -> int:
+    """Cancel the scheduled/enqueued outbox rows of ``cart_ids``; the delivery gate re-checks
+    at send time too, this just stops them early. Returns how many were cancelled."""
+    if not cart_ids:
+        return 0
+    cur = conn.execute(
+        """
+        UPDATE app.outbox SET status = 'cancelled', reason = %s, updated_at = now()
+        WHERE org_id = %s AND cart_id = ANY(%s::uuid[]) AND status = ANY(%s::text[])
+        """,
+        (reason, org_id, list(cart_ids), list(PENDING_OUTBOX)),
+    )
+    return cur.rowcount
+
+
+def _convert_carts_with_orphan_orders(
+    conn: psycopg.Connection, org_id: UUID, cart_ids: list[UUID]
+) -> None:
+    # An order can arrive before its checkout (webhooks are not ordered). When the checkout
+    # shows up later, link the waiting order and convert the cart, so arrival order changes
+    # nothing.
+    rows = conn.execute(
+        """
+        WITH matched AS (
+            SELECT DISTINCT ON (o.order_id) o.order_id, c.cart_id, o.ordered_at
+            FROM app.orders o
+            JOIN app.carts c ON c.org_id = o.org_id AND c.platform = o.platform
+                 AND (c.external_id = o.checkout_token OR c.cart_token = o.cart_token)
+            WHERE o.org_id = %(org)s AND o.cart_id IS NULL AND c.cart_id = ANY(%(ids)s::uuid[])
+            ORDER BY o.order_id, (c.external_id = o.checkout_token) DESC
+        ), linked AS (
+            UPDATE app.orders o SET cart_id = m.cart_id FROM matched m
+            WHERE o.org_id = %(org)s AND o.order_id = m.order_id
+            RETURNING m.cart_id, m.ordered_at
+        )
+        UPDATE app.carts c SET status = 'converted',
+                               converted_at = COALESCE(c.converted_at, l.ordered_at),
+                               updated_at = now()
+        FROM linked l
+        WHERE c.org_id = %(org)s AND c.cart_id = l.cart_id AND c.status IN ('active', 'abandoned')
+        RETURNING c.cart_id
+        """,
+        {"org": org_id, "ids": cart_ids},
+    ).fetchall()
+    cancel_pending_messages(conn, org_id, [r["cart_id"] for r in rows])
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) -> dict:
+    """Store the order once and apply it to its cart. Idempotent.
+
+    The cart is matched by checkout token, then checkout id (both against
+    ``carts.external_id``), then cart token. The cart is marked converted and its pending
+    messages cancelled. Attribution: the last click on a message for that cart at or before
+    the order, within the org's ``attribution_window_seconds``, makes a recovery (revenue =
+    order total) and the cart ``recovered``; this also happens when the cart was already
+    converted by an earlier "checkout completed" event.
+
+    Returns ``{"order_id", "cart_id", "recovered", "revenue"}`` (revenue None unless recovered).
+    """
+    cart = find_cart(conn, org_id, order.platform,
+                     external_ids=[order.checkout_token, order.checkout_external_id],
+                     cart_token=order.cart_token) or {}
+    cart_id = cart.get("cart_id")
+    # What the order event leaves out (API orders often name only the cart) comes from the cart.
+    email = order.email or cart.get("email")
+    currency = order.currency or cart.get("currency")
+    total = order.total_price if order.total_price is not None else cart.get("total_price", 0)
+    customer_id = (upsert_customer(conn, org_id, email=order.email, phone=order.phone)
+                   or cart.get("customer_id"))
+    row = conn.execute(
+        """
+        INSERT INTO app.orders AS o
+            (org_id, connection_id, platform, external_id, cart_id, customer_id, email,
+             checkout_token, cart_token, total_price, currency, financial_status, ordered_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, COALESCE(%s, now()))
+        ON CONFLICT (org_id, platform, external_id) DO UPDATE
+            SET cart_id = COALESCE(o.cart_id, EXCLUDED.cart_id),
+                financial_status = COALESCE(EXCLUDED.financial_status, o.financial_status)
+        RETURNING order_id, cart_id, ordered_at, total_price, currency
+        """,
+        (org_id, order.connection_id, order.platform, order.external_id, cart_id, customer_id,
+         email, order.checkout_token, order.cart_token, total,
+         currency, order.financial_status, order.ordered_at),
+    ).fetchone()
+    result = {"order_id": row["order_id"], "cart_id": row["cart_id"], "recovered": False,
+              "revenue": None}
+    if row["cart_id"] is None:
+        return result
+    mark_cart_converted(conn, org_id, row["cart_id"], row["ordered_at"])
+    recovery = _attribute(conn, org_id, row)
+    if recovery:
+        result.update(recovered=True, revenue=recovery["revenue"])
+    return result
+
+
+def _attribute(conn: psycopg.Connection, org_id: UUID, order: dict) -> dict | None:
+    conn.execute(
+        """
+        WITH click AS (
+            SELECT me.message_id, me.occurred_at, ob.campaign_id, ob.channel
+            FROM app.message_events me
+            JOIN app.orgs g ON g.org_id = me.org_id
+            LEFT JOIN app.outbox ob ON ob.org_id = me.org_id AND ob.message_id = me.message_id
+            WHERE me.org_id = %(org)s AND me.cart_id = %(cart)s AND me.event_type = 'click'
+              AND me.occurred_at <= %(at)s
+              AND me.occurred_at >= %(at)s - make_interval(secs => g.attribution_window_seconds)
+            ORDER BY me.occurred_at DESC
+            LIMIT 1
+        ), recovery AS (
+            INSERT INTO app.recoveries (org_id, cart_id, order_id, message_id, campaign_id,
+                                        channel, revenue, currency, clicked_at)
+            SELECT %(org)s, %(cart)s, %(order)s, message_id, campaign_id, channel,
+                   %(revenue)s, %(currency)s, occurred_at
+            FROM click
+            ON CONFLICT (org_id, cart_id) DO NOTHING
+            RETURNING cart_id
+        )
+        UPDATE app.carts SET status = 'recovered', updated_at = now()
+        WHERE org_id = %(org)s AND cart_id IN (SELECT cart_id FROM recovery)
+        """,
+        {"org": org_id, "cart": order["cart_id"], "order": order["order_id"],
+         "at": order["ordered_at"], "revenue": order["total_price"],
+         "currency": order["currency"]},
+    )
+    return conn.execute(
+        "SELECT revenue FROM app.recoveries WHERE org_id = %s AND cart_id = %s AND order_id = %s",
+        (org_id, order["cart_id"], order["order_id"]),
+    ).fetchone()

@@ -1,0 +1,104 @@
+"""Operational SQL on app.outbox: claiming due rows, finding lost ones, recording outcomes.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` so any number of scheduler processes can run the same
+statements without handing one row to two of them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+
+PENDING = ("scheduled", "enqueued")
+
+
+def claim_due(conn: psycopg.Connection, limit: int) -> list[dict]:
+    """Move due 'scheduled' rows to 'enqueued'; return their (org_id, message_id)."""
+    return conn.execute(
+        """
+        WITH due AS (
+          SELECT org_id, message_id FROM app.outbox
+          WHERE status = 'scheduled' AND due_at <= now()
+          ORDER BY due_at
+          LIMIT %s
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE app.outbox o
+        SET status = 'enqueued', enqueued_at = now(), updated_at = now()
+        FROM due
+        WHERE o.org_id = due.org_id AND o.message_id = due.message_id
+        RETURNING o.org_id, o.message_id
+        """,
+        (limit,),
+    ).fetchall()
+
+
+def claim_stale(conn: psycopg.Connection, older_than: timedelta, limit: int) -> list[dict]:
+    """Rows 'enqueued' for longer than ``older_than``: their job may be lost with Redis.
+
+    Their ``enqueued_at`` is bumped so the next look at them is another interval away.
+    """
+    return conn.execute(
+        """
+        WITH stale AS (
+          SELECT org_id, message_id FROM app.outbox
+          WHERE status = 'enqueued' AND enqueued_at < now() - %s
+          ORDER BY enqueued_at
+          LIMIT %s
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE app.outbox o
+        SET enqueued_at = now(), updated_at = now()
+        FROM stale
+        WHERE o.org_id = stale.org_id AND o.message_id = stale.message_id
+        RETURNING o.org_id, o.message_id
+        """,
+        (older_than, limit),
+    ).fetchall()
+
+
+def lock(conn: psycopg.Connection, message_id: str) -> dict | None:
+    """The outbox row plus ``is_due``, locked until the transaction ends (a second job for
+    the same message waits here, then sees the first one's outcome)."""
+    return conn.execute(
+        "SELECT *, due_at <= now() AS is_due FROM app.outbox WHERE message_id = %s FOR UPDATE",
+        (message_id,),
+    ).fetchone()
+
+
+def set_status(conn: psycopg.Connection, message: dict, status: str,
+               reason: str | None = None) -> None:
+    conn.execute(
+        "UPDATE app.outbox SET status = %s, reason = %s, updated_at = now() "
+        "WHERE org_id = %s AND message_id = %s",
+        (status, reason, message["org_id"], message["message_id"]),
+    )
+
+
+def start_sending(conn: psycopg.Connection, message: dict) -> int:
+    """Mark the row 'sending' and count the attempt; return the attempt number."""
+    row = conn.execute(
+        "UPDATE app.outbox SET status = 'sending', reason = NULL, attempts = attempts + 1, "
+        "updated_at = now() WHERE org_id = %s AND message_id = %s RETURNING attempts",
+        (message["org_id"], message["message_id"]),
+    ).fetchone()
+    return row["attempts"]
+
+
+def mark_sent(conn: psycopg.Connection, message: dict, provider: str,
+              provider_message_id: str | None) -> None:
+    conn.execute(
+        "UPDATE app.outbox SET status = 'sent', reason = NULL, sent_at = now(), provider = %s, "
+        "provider_message_id = %s, updated_at = now() WHERE org_id = %s AND message_id = %s",
+        (provider, provider_message_id, message["org_id"], message["message_id"]),
+    )
+
+
+def reschedule(conn: psycopg.Connection, message: dict, delay: timedelta, reason: str) -> None:
+    """Put a row back for the scheduler to enqueue again after ``delay`` (a retry)."""
+    conn.execute(
+        "UPDATE app.outbox SET status = 'scheduled', reason = %s, due_at = now() + %s, "
+        "enqueued_at = NULL, updated_at = now() WHERE org_id = %s AND message_id = %s",
+        (reason, delay, message["org_id"], message["message_id"]),
+    )

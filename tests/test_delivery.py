@@ -1,0 +1,456 @@
+"""Delivery: scheduler tick, RQ worker, send-time gate, rendering, SendGrid and local providers.
+
+Real Postgres, real Redis, a real RQ worker in burst mode, and the real SendGrid SDK pointed
+at the recorder. Each test works on a queue of its own and deletes its jobs afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from conftest import wait_for
+from psycopg.types.json import Jsonb
+from rq import Queue
+from rq.job import Job
+
+from cartrecovery.runtime import Runtime
+from cartrecovery.settings import with_overrides
+from delivery import jobs, scheduler
+from delivery.enrollment import campaign_matches
+from delivery.worker import run_worker
+
+SEND_PATH = "/v3/mail/send"
+RESTORE = "https://shop.example.com/cart/restore/abc123"
+STEPS = [
+    {"channel": "email", "delay_seconds": 0, "subject": "{{ store.name }}: still yours",
+     "template": "cart_reminder"},
+    {"channel": "email", "delay_seconds": 3600, "subject": "Last call",
+     "template": "cart_reminder"},
+]
+
+
+def _cleanup_queue(rt: Runtime) -> None:
+    q = jobs.queue(rt)
+    ids = set(q.get_job_ids())
+    for registry in (q.started_job_registry, q.finished_job_registry, q.failed_job_registry,
+                     q.deferred_job_registry, q.scheduled_job_registry,
+                     q.canceled_job_registry):
+        ids.update(registry.get_job_ids())
+    for job_id in ids:
+        rt.redis.delete(Job.key_for(job_id))
+    keys = list(rt.redis.scan_iter(f"*{q.name}*"))
+    if keys:
+        rt.redis.delete(*keys)
+    rt.redis.srem("rq:queues", q.key)
+
+
+@pytest.fixture()
+def make_runtime(settings, recorder):
+    """Runtimes on a per-test queue; SendGrid (the recorder) unless ``sendgrid=False``."""
+    made: list[Runtime] = []
+    queue_name = f"{settings.queue_name}-{uuid.uuid4().hex[:8]}"
+    recorder.respond("POST", SEND_PATH, 202, b"", {"X-Message-Id": "sg-msg-1"})
+
+    def make(sendgrid: bool = True, **overrides) -> Runtime:
+        changes = {"queue_name": queue_name, "scheduler_interval_seconds": 0.05}
+        if sendgrid:
+            changes |= {"sendgrid_api_key": "SG.test-key", "sendgrid_base_url": recorder.url,
+                        "from_email": "shop@example.com"}
+        rt = Runtime(with_overrides(settings, **(changes | overrides)))
+        jobs.configure(rt)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        _cleanup_queue(rt)
+    jobs.configure(None)
+
+
+@pytest.fixture()
+def rt(make_runtime) -> Runtime:
+    return make_runtime()
+
+
+def set_timeout(db, org_id, seconds=60):
+    with db.system() as conn:
+        conn.execute("UPDATE app.orgs SET abandonment_timeout_seconds = %s WHERE org_id = %s",
+                     (seconds, org_id))
+
+
+def make_campaign(db, org_id, steps=None, *, priority=0, conditions=None, status="active"):
+    with db.system() as conn:
+        return conn.execute(
+            "INSERT INTO app.campaigns (org_id, name, status, priority, trigger_conditions, "
+            "sequence_steps) VALUES (%s, %s, %s, %s, %s, %s) RETURNING campaign_id",
+            (org_id, f"c-{uuid.uuid4().hex[:6]}", status, priority, Jsonb(conditions or {}),
+             Jsonb(steps if steps is not None else STEPS)),
+        ).fetchone()["campaign_id"]
+
+
+def make_cart(db, org_id, *, email="jane@example.com", idle=120, total="71.82",
+              currency="USD", items=None):
+    items = items if items is not None else [
+        {"title": "Merino <Beanie>", "quantity": 2, "price": "24.00",
+         "image": "https://cdn.example.com/beanie.jpg"},
+        {"title": "Trail Socks", "quantity": 1, "price": "23.82"},
+    ]
+    with db.system() as conn:
+        return conn.execute(
+            "INSERT INTO app.carts (org_id, platform, external_id, email, currency, total_price, "
+            "line_items, restore_url, last_activity_at) VALUES (%s, 'custom', %s, %s, %s, %s, "
+            "%s, %s, now() - make_interval(secs => %s)) RETURNING cart_id",
+            (org_id, uuid.uuid4().hex, email, currency, total, Jsonb(items), RESTORE, idle),
+        ).fetchone()["cart_id"]
+
+
+def outbox_rows(db, cart_id):
+    with db.system() as conn:
+        return conn.execute("SELECT * FROM app.outbox WHERE cart_id = %s ORDER BY step_index",
+                            (cart_id,)).fetchall()
+
+
+def sql(db, statement, params=()):
+    with db.system() as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else None
+
+
+def burst(rt: Runtime) -> None:
+    run_worker(rt.settings, burst=True)
+
+
+def sends_to(recorder, email):
+    found = []
+    for r in recorder.find("POST", SEND_PATH):
+        body = json.loads(r["body"])
+        if body["personalizations"][0]["to"][0]["email"] == email:
+            found.append((r, body))
+    return found
+
+
+@pytest.fixture()
+def abandoned(db, org, rt):
+    """An org with a 60 s timeout, one matching campaign, one idle cart, after one tick."""
+    set_timeout(db, org.org_id)
+    campaign_id = make_campaign(db, org.org_id)
+    email = f"jane-{uuid.uuid4().hex[:6]}@example.com"
+    cart_id = make_cart(db, org.org_id, email=email)
+    scheduler.tick(rt)
+    return {"org": org, "campaign_id": campaign_id, "cart_id": cart_id, "email": email}
+
+
+def test_tick_abandons_idle_carts_and_schedules_steps(db, org, rt):
+    set_timeout(db, org.org_id, 60)
+    make_campaign(db, org.org_id, priority=10, conditions={"cart_value_min": 1000})
+    make_campaign(db, org.org_id, priority=20, status="paused")
+    make_campaign(db, org.org_id, priority=5, conditions={"currency": "EUR"})
+    chosen = make_campaign(db, org.org_id, priority=1,
+                           conditions={"cart_value_min": 50, "cart_value_max": 100,
+                                       "currency": "usd"})
+    idle = make_cart(db, org.org_id, idle=120)
+    fresh = make_cart(db, org.org_id, idle=10)
+    no_email = make_cart(db, org.org_id, email=None, idle=120)
+
+    counts = scheduler.tick(rt)
+
+    assert counts["abandoned"] >= 1 and counts["scheduled"] >= 2
+    carts = {r["cart_id"]: r for r in sql(db, "SELECT * FROM app.carts WHERE org_id = %s",
+                                           (org.org_id,))}
+    assert carts[idle]["status"] == "abandoned" and carts[idle]["abandoned_at"] is not None
+    assert carts[fresh]["status"] == "active"
+    assert carts[no_email]["status"] == "active"
+    enrollments = sql(db, "SELECT * FROM app.enrollments WHERE org_id = %s", (org.org_id,))
+    assert [(e["cart_id"], e["campaign_id"]) for e in enrollments] == [(idle, chosen)]
+
+    rows = outbox_rows(db, idle)
+    abandoned_at = carts[idle]["abandoned_at"]
+    assert [r["due_at"] - abandoned_at for r in rows] == [timedelta(0), timedelta(hours=1)]
+    assert all(r["recipient"] == "jane@example.com" and r["channel"] == "email" for r in rows)
+    assert [r["subject"] for r in rows] == [s["subject"] for s in STEPS]
+    assert [r["status"] for r in rows] == ["enqueued", "scheduled"]
+    assert rows[0]["enqueued_at"] is not None
+    assert jobs.queue(rt).get_job_ids() == [str(rows[0]["message_id"])]
+
+    scheduler.tick(rt)  # a second tick enrolls nothing and enqueues nothing new
+    assert len(outbox_rows(db, idle)) == 2
+    assert jobs.queue(rt).get_job_ids() == [str(rows[0]["message_id"])]
+
+
+def test_worker_sends_through_sendgrid(db, abandoned, rt, recorder):
+    burst(rt)
+
+    sent = sends_to(recorder, abandoned["email"])
+    assert len(sent) == 1
+    request, body = sent[0]
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    org = abandoned["org"]
+    assert request["headers"]["Authorization"] == "Bearer SG.test-key"
+    assert body["from"]["email"] == "shop@example.com"
+    store_name = sql(db, "SELECT name FROM app.orgs WHERE org_id = %s", (org.org_id,))[0]["name"]
+    assert body["subject"] == f"{store_name}: still yours"
+    content = {c["type"]: c["value"] for c in body["content"]}
+    assert RESTORE in content["text/plain"] and f'href="{RESTORE}"' in content["text/html"]
+    assert "Merino &lt;Beanie&gt;" in content["text/html"]  # autoescaped
+    assert "Merino <Beanie>" in content["text/plain"]
+    assert "71.82" in content["text/plain"]
+    assert body["custom_args"] == {"message_id": str(row["message_id"]),
+                                   "org_id": str(org.org_id),
+                                   "cart_id": str(abandoned["cart_id"])}
+    assert sorted(body["categories"]) == ["cart_recovery", "step_1"]
+    assert abandoned["email"] not in json.dumps(body["custom_args"])
+
+    assert row["status"] == "sent" and row["sent_at"] is not None
+    assert (row["provider"], row["provider_message_id"]) == ("sendgrid", "sg-msg-1")
+    assert row["attempts"] == 1
+    assert jobs.queue(rt).count == 0
+
+
+def test_job_that_runs_twice_sends_once(db, abandoned, rt, recorder):
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    jobs.enqueue(rt, [row])  # the same job id again: RQ 3 keeps both
+    assert jobs.queue(rt).get_job_ids().count(str(row["message_id"])) == 2
+
+    burst(rt)
+
+    assert len(sends_to(recorder, abandoned["email"])) == 1
+    assert jobs.send_message(str(row["org_id"]), str(row["message_id"])) == "skipped"
+    assert len(sends_to(recorder, abandoned["email"])) == 1
+    assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "sent"
+
+
+def test_conversion_after_enqueue_cancels_the_send(db, abandoned, rt, recorder):
+    assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "enqueued"
+    sql(db, "UPDATE app.carts SET status = 'converted', converted_at = now() WHERE cart_id = %s",
+        (abandoned["cart_id"],))
+
+    burst(rt)
+
+    assert sends_to(recorder, abandoned["email"]) == []
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    assert (row["status"], row["reason"]) == ("cancelled", "cart_converted")
+
+
+def test_suppressed_recipient_is_held(db, org, rt, recorder):
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id)
+    cart_id = make_cart(db, org.org_id, email="Unsub.Me@Example.com")
+    sql(db, "INSERT INTO app.suppressions (org_id, channel, address, reason) "
+            "VALUES (%s, 'email', 'unsub.me@example.com', 'unsubscribe')", (org.org_id,))
+
+    scheduler.tick(rt)
+    burst(rt)
+
+    assert sends_to(recorder, "Unsub.Me@Example.com") == []
+    row = outbox_rows(db, cart_id)[0]
+    assert (row["status"], row["reason"]) == ("held", "suppressed:unsubscribe")
+
+
+def test_missing_recipient_is_held(db, abandoned, rt, recorder):
+    sql(db, "UPDATE app.outbox SET recipient = NULL WHERE cart_id = %s", (abandoned["cart_id"],))
+    burst(rt)
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    assert (row["status"], row["reason"]) == ("held", "no_recipient")
+    assert recorder.find("POST", SEND_PATH) == []
+
+
+@pytest.mark.parametrize("template", [
+    "<p>Hi {{ customer.first_name }</p>",           # syntax error
+    "<p>{{ customer.no_such_field }}</p>",          # undefined variable
+    "<p>{{ items.__class__.__mro__ }}</p>",         # sandbox violation
+    "no_such_template",                              # unknown built-in
+])
+def test_template_error_holds_the_message(db, org, rt, recorder, template):
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id, [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
+                                    "template": template}])
+    cart_id = make_cart(db, org.org_id)
+
+    scheduler.tick(rt)
+    burst(rt)
+
+    row = outbox_rows(db, cart_id)[0]
+    assert row["status"] == "held" and row["reason"].startswith("template_error: ")
+    assert recorder.find("POST", SEND_PATH) == []
+
+
+def test_inline_template_renders_html_and_text(db, org, make_runtime, recorder):
+    rt = make_runtime(sendgrid=False)
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id, [{
+        "channel": "email", "delay_seconds": 0, "subject": "{{ items | length }} items",
+        "template": '<p>{{ items[0].title }}</p>\n<a href="{{ restore_url }}">back</a>'}])
+    cart_id = make_cart(db, org.org_id)
+    scheduler.tick(rt)
+    burst(rt)
+    mail = sql(db, "SELECT m.* FROM app.local_mailbox m JOIN app.outbox o USING "
+                   "(org_id, message_id) WHERE o.cart_id = %s", (cart_id,))[0]
+    assert mail["subject"] == "2 items"
+    assert "<p>Merino &lt;Beanie&gt;</p>" in mail["body_html"]
+    assert mail["body_text"] == "Merino <Beanie> back"
+
+
+def test_concurrent_ticks_create_no_duplicates(db, org, rt):
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id)
+    carts = [make_cart(db, org.org_id, email=f"c{i}@example.com") for i in range(40)]
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            start.wait()
+            for _ in range(3):
+                scheduler.tick(rt, batch_size=7)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+    rows = sql(db, "SELECT * FROM app.outbox WHERE org_id = %s", (org.org_id,))
+    assert len(rows) == 2 * len(carts)
+    assert len({(r["cart_id"], r["step_index"]) for r in rows}) == len(rows)
+    enrolled = sql(db, "SELECT count(*) AS n FROM app.enrollments WHERE org_id = %s",
+                   (org.org_id,))[0]["n"]
+    assert enrolled == len(carts)
+    due = sorted(str(r["message_id"]) for r in rows if r["step_index"] == 0)
+    assert all(r["status"] == "enqueued" for r in rows if r["step_index"] == 0)
+    assert sorted(jobs.queue(rt).get_job_ids()) == due  # each exactly once
+
+
+def test_local_provider_stores_the_message(db, org, make_runtime, recorder):
+    rt = make_runtime(sendgrid=False)
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id)
+    cart_id = make_cart(db, org.org_id, email="local@example.com")
+
+    scheduler.tick(rt)
+    burst(rt)
+
+    row = outbox_rows(db, cart_id)[0]
+    assert (row["status"], row["provider"]) == ("sent", "local")
+    mail = sql(db, "SELECT * FROM app.local_mailbox WHERE org_id = %s AND message_id = %s",
+               (org.org_id, row["message_id"]))
+    assert len(mail) == 1
+    assert mail[0]["recipient"] == "local@example.com" and mail[0]["channel"] == "email"
+    assert mail[0]["subject"].endswith(": still yours")
+    assert RESTORE in mail[0]["body_html"] and RESTORE in mail[0]["body_text"]
+    assert recorder.find("POST", SEND_PATH) == []
+
+
+def test_provider_errors_retry_then_fail(db, abandoned, rt, recorder):
+    recorder.responses.clear()
+    recorder.respond("POST", SEND_PATH, 503, {"errors": [{"message": "try later"}]})
+    cart_id = abandoned["cart_id"]
+
+    burst(rt)
+    row = outbox_rows(db, cart_id)[0]
+    assert (row["status"], row["attempts"]) == ("scheduled", 1)
+    assert row["reason"].startswith("retry 1: sendgrid 503")
+    assert row["due_at"] > row["updated_at"]  # backed off
+
+    for attempt in (2, 3):
+        sql(db, "UPDATE app.outbox SET due_at = now() WHERE message_id = %s",
+            (row["message_id"],))
+        scheduler.tick(rt)
+        burst(rt)
+        row = outbox_rows(db, cart_id)[0]
+        assert row["attempts"] == attempt
+
+    assert row["status"] == "failed" and "sendgrid 503" in row["reason"]
+    assert len(sends_to(recorder, abandoned["email"])) == 3
+
+
+def test_rejected_request_fails_without_retry(db, abandoned, rt, recorder):
+    recorder.responses.clear()
+    recorder.respond("POST", SEND_PATH, 400, {"errors": [{"message": "bad from"}]})
+    burst(rt)
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+    assert "sendgrid 400" in row["reason"]
+
+
+def test_lost_job_is_enqueued_again(db, abandoned, rt, recorder):
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    message_id = str(row["message_id"])
+    sql(db, "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' "
+            "WHERE message_id = %s", (message_id,))
+    scheduler.tick(rt)  # the job is still queued: nothing to recover
+    assert jobs.queue(rt).get_job_ids() == [message_id]
+
+    jobs.queue(rt).empty()  # Redis loses the job
+    sql(db, "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' "
+            "WHERE message_id = %s", (message_id,))
+    scheduler.tick(rt)
+    assert jobs.queue(rt).get_job_ids() == [message_id]
+
+    burst(rt)
+    assert len(sends_to(recorder, abandoned["email"])) == 1
+    assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "sent"
+
+
+def test_next_month_partition_is_created(db, rt):
+    name = sql(db, "SELECT 'events_' || to_char(date_trunc('month', (now() + interval "
+                   "'1 month') AT TIME ZONE 'UTC'), 'YYYY_MM') AS n")[0]["n"]
+    empty = sql(db, f"SELECT NOT EXISTS (SELECT 1 FROM raw.{name}) AS e")[0]["e"]
+    assert empty  # nothing is received in the future
+    sql(db, f"DROP TABLE raw.{name}")
+    assert scheduler.ensure_partitions(rt, force=True)
+    assert sql(db, "SELECT to_regclass(%s) AS t", (f"raw.{name}",))[0]["t"] is not None
+
+
+def test_run_forever_ticks_until_stopped(db, org, make_runtime):
+    rt = make_runtime(sendgrid=False)
+    set_timeout(db, org.org_id)
+    make_campaign(db, org.org_id)
+    cart_id = make_cart(db, org.org_id)
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run_forever, args=(rt.settings, stop))
+    thread.start()
+    try:
+        wait_for(lambda: outbox_rows(db, cart_id), message="scheduler never enrolled the cart")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert Queue(rt.settings.queue_name, connection=rt.redis).count == 1
+
+
+@pytest.mark.parametrize(("conditions", "cart", "expected"), [
+    ({}, {"total_price": "5", "currency": "USD"}, True),
+    ({"cart_value_min": 10}, {"total_price": "9.99"}, False),
+    ({"cart_value_min": 10}, {"total_price": "10.00"}, True),
+    ({"cart_value_max": 100}, {"total_price": "100.01"}, False),
+    ({"currency": "eur"}, {"total_price": "1", "currency": "EUR"}, True),
+    ({"currency": "EUR"}, {"total_price": "1", "currency": None}, False),
+    ({"cart_value_min": "not a number"}, {"total_price": "1"}, False),
+])
+def test_campaign_conditions(conditions, cart, expected):
+    assert campaign_matches(conditions, cart) is expected
+
+
+def test_concurrent_jobs_for_one_message_send_once(db, abandoned, rt, recorder):
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    start = threading.Barrier(4)
+    results: list[str] = []
+
+    def run():
+        start.wait()
+        results.append(jobs.send_message(str(row["org_id"]), str(row["message_id"])))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["sent", "skipped", "skipped", "skipped"]
+    assert len(sends_to(recorder, abandoned["email"])) == 1
