@@ -1,0 +1,73 @@
+-- Carts that were ever marked abandoned, how long it took, and what happened next.
+-- outcome is evaluated when the model is built:
+--   recovered  bought after a recovery message (attributed, see app.recoveries)
+--   converted  bought without an attributed message
+--   open       not bought, still within the org's attribution window
+--   lost       not bought and the attribution window has passed
+
+with
+
+carts as (
+
+    select * from {{ ref('fct_carts') }}
+    where is_abandoned
+
+),
+
+orgs as (
+
+    select * from {{ ref('stg_app__orgs') }}
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        carts.cart_id,
+        carts.org_id,
+        carts.order_id,
+
+        ---------- strings
+        carts.platform,
+        carts.email,
+        carts.currency,
+        carts.status,
+        case
+            when carts.is_recovered then 'recovered'
+            when carts.is_converted then 'converted'
+            when carts.abandoned_at
+                + make_interval(secs => coalesce(orgs.attribution_window_seconds, 432000))
+                > now()
+                then 'open'
+            else 'lost'
+        end as outcome,
+
+        ---------- numerics
+        carts.cart_value,
+        carts.messages_sent,
+        carts.messages_clicked,
+        extract(epoch from carts.abandoned_at - carts.started_at)::bigint
+            as seconds_to_abandonment,
+        extract(epoch from carts.converted_at - carts.abandoned_at)::bigint
+            as seconds_from_abandonment_to_conversion,
+
+        ---------- booleans
+        carts.is_converted,
+        carts.is_recovered,
+        carts.messages_sent > 0 as has_messages_sent,
+
+        ---------- timestamps
+        carts.started_at,
+        carts.abandoned_at,
+        carts.first_message_sent_at,
+        carts.converted_at,
+        carts.recovered_at
+
+    from carts
+    left join orgs
+        on carts.org_id = orgs.org_id
+
+)
+
+select * from final

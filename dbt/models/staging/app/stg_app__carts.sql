@@ -1,0 +1,46 @@
+with
+
+source as (
+
+    select * from {{ source('app', 'carts') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        cart_id,
+        org_id,
+        connection_id,
+        customer_id,
+        external_id as cart_external_id,
+        cart_token,
+
+        ---------- strings
+        platform,
+        lower(email) as email,
+        phone,
+        upper(currency) as currency,
+        restore_url,
+        status,
+
+        ---------- numerics
+        total_price as cart_value,
+        item_count,
+
+        ---------- timestamps
+        -- when the store says the cart began, else when we first saw it
+        coalesce(source_created_at, created_at) as started_at,
+        source_updated_at,
+        last_activity_at,
+        abandoned_at,
+        converted_at,
+        created_at,
+        updated_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,33 @@
+with
+
+source as (
+
+    select * from {{ source('app', 'message_events') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        event_key,
+        org_id,
+        message_id,
+        cart_id,
+
+        ---------- strings
+        lower(event_type) as event_type,
+        url,
+
+        ---------- booleans
+        lower(event_type) = 'click' as is_click,
+
+        ---------- timestamps
+        occurred_at,
+        received_at
+
+    from source
+
+)
+
+select * from renamed

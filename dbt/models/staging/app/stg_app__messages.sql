@@ -1,0 +1,47 @@
+-- Recovery messages: one row per app.outbox row, i.e. per (cart, campaign step).
+
+with
+
+source as (
+
+    select * from {{ source('app', 'outbox') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        message_id,
+        org_id,
+        enrollment_id,
+        cart_id,
+        campaign_id,
+        provider_message_id,
+
+        ---------- strings
+        channel,
+        status,
+        reason,
+        provider,
+
+        ---------- numerics
+        step_index,
+        attempts,
+
+        ---------- booleans
+        -- "sent" means a provider accepted it; the same definition as the live tiles.
+        status = 'sent' as is_sent,
+
+        ---------- timestamps
+        due_at,
+        enqueued_at,
+        sent_at,
+        created_at,
+        updated_at
+
+    from source
+
+)
+
+select * from renamed
