@@ -85,6 +85,7 @@ class CanonicalCart(_Model):
     platform: str
     external_id: str = Field(min_length=1)  # checkout token, or the store's cart id
     cart_token: str | None = None
+    checkout_id: str | None = None  # the platform's numeric checkout id, where it has one
     connection_id: UUID | None = None
     email: Email = None
     phone: Phone = None
@@ -252,17 +253,19 @@ def _upsert_sql(with_content: bool) -> str:
 INSERT INTO app.carts AS c
     (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
      currency, total_price, item_count, line_items, restore_url, source_created_at,
-     source_updated_at, last_activity_at)
+     source_updated_at, checkout_id, last_activity_at)
 SELECT %s, t.platform, t.external_id, t.cart_token, t.connection_id, t.customer_id, t.email,
        t.phone, t.currency, t.total_price, t.item_count, t.line_items::jsonb, t.restore_url,
-       t.source_created_at, t.source_updated_at, now()
+       t.source_created_at, t.source_updated_at, t.checkout_id, now()
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
             %s::text[], %s::numeric[], %s::integer[], %s::text[], %s::text[],
-            %s::timestamptz[], %s::timestamptz[])
+            %s::timestamptz[], %s::timestamptz[], %s::text[])
     AS t(platform, external_id, cart_token, connection_id, customer_id, email, phone, currency,
-         total_price, item_count, line_items, restore_url, source_created_at, source_updated_at)
+         total_price, item_count, line_items, restore_url, source_created_at, source_updated_at,
+         checkout_id)
 ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
     {_keep_known("cart_token")},
+    {_keep_known("checkout_id")},
     {_keep_known("connection_id")},
     {_keep_known("customer_id")},
     {_keep_known("email")},
@@ -358,6 +361,7 @@ def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -
         [c.restore_url for c in rows],
         [c.source_created_at for c in rows],
         [c.source_updated_at for c in rows],
+        [c.checkout_id for c in rows],
     )
 
 
@@ -372,8 +376,8 @@ def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
              or new.source_updated_at >= old.source_updated_at)
     winner, loser = (new, old) if fresh else (old, new)
     data = winner.model_dump()
-    for name in ("cart_token", "connection_id", "email", "phone", "currency", "restore_url",
-                 "first_name", "last_name", "timezone", "accepts_marketing",
+    for name in ("cart_token", "checkout_id", "connection_id", "email", "phone", "currency",
+                 "restore_url", "first_name", "last_name", "timezone", "accepts_marketing",
                  "customer_external_id"):
         if data[name] is None:
             data[name] = getattr(loser, name)
@@ -394,8 +398,9 @@ def find_cart(
     external_ids: Sequence[str | None] = (),
     cart_token: str | None = None,
 ) -> dict | None:
-    """The cart for the first of ``external_ids`` that exists, else the most recent open cart
-    with ``cart_token``. Locks the row for the rest of the transaction."""
+    """The cart for the first of ``external_ids`` that exists (as external id or the
+    platform's checkout id), else the most recent open cart with ``cart_token``. Locks the
+    row for the rest of the transaction."""
     ids = [x for x in external_ids if x]
     if not ids and not cart_token:
         return None
@@ -404,8 +409,10 @@ def find_cart(
         SELECT cart_id, status, external_id, email, currency, customer_id, total_price
         FROM app.carts
         WHERE org_id = %(org)s AND platform = %(platform)s
-          AND (external_id = ANY(%(ids)s::text[]) OR cart_token = %(token)s)
-        ORDER BY array_position(%(ids)s::text[], external_id) NULLS LAST,
+          AND (external_id = ANY(%(ids)s::text[]) OR checkout_id = ANY(%(ids)s::text[])
+               OR cart_token = %(token)s)
+        ORDER BY coalesce(array_position(%(ids)s::text[], external_id),
+                          array_position(%(ids)s::text[], checkout_id)) NULLS LAST,
                  (status IN ('active', 'abandoned')) DESC, last_activity_at DESC
         LIMIT 1
         FOR UPDATE

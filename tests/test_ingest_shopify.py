@@ -212,6 +212,19 @@ def test_order_matched_by_cart_token_when_checkout_token_differs(client, db, sho
     assert cart["status"] == "converted"
 
 
+def test_order_matched_by_checkout_id_when_token_is_missing(client, db, shop):
+    deliver(client, "shopify_checkouts_create.json")
+    checkout_id = json.loads(fixture_bytes("shopify_checkouts_create.json"))["id"]
+    body = changed("shopify_orders_create.json", checkout_token=None, cart_token=None,
+                   checkout_id=checkout_id)
+    assert deliver(client, "shopify_orders_create.json", body).status_code == 200
+    cart = cart_of(db, shop.org_id)
+    assert cart["checkout_id"] == str(checkout_id)
+    order = one(db, "SELECT * FROM app.orders WHERE org_id = %s", shop.org_id)
+    assert order["cart_id"] == cart["cart_id"]
+    assert cart["status"] == "converted"
+
+
 def test_order_for_an_unknown_cart_is_stored_unmatched(client, db, shop):
     body = changed("shopify_orders_create.json", checkout_token="x", cart_token="y")
     assert deliver(client, "shopify_orders_create.json", body).status_code == 200

@@ -119,6 +119,7 @@ def checkout_to_cart(checkout: ShopifyCheckout, connection_id: UUID) -> state.Ca
         platform=SOURCE,
         external_id=checkout.token,
         cart_token=checkout.cart_token,
+        checkout_id=checkout.id,
         connection_id=connection_id,
         email=checkout.email or customer.email,
         phone=checkout.phone or customer.phone or address.get("phone"),

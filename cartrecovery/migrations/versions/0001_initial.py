@@ -111,6 +111,7 @@ CREATE TABLE app.carts (
   platform text NOT NULL,
   external_id text NOT NULL,
   cart_token text,
+  checkout_id text,
   customer_id uuid,
   email text,
   phone text,
@@ -135,6 +136,8 @@ CREATE TABLE app.carts (
 -- The scheduler scans idle active carts across orgs.
 CREATE INDEX carts_idle ON app.carts (last_activity_at) WHERE status = 'active';
 CREATE INDEX carts_token ON app.carts (org_id, cart_token);
+-- Orders name their checkout by token and by the platform's numeric id (Shopify checkout_id).
+CREATE INDEX carts_checkout_id ON app.carts (org_id, checkout_id);
 CREATE INDEX carts_status ON app.carts (org_id, status, created_at);
 CREATE INDEX carts_email ON app.carts (org_id, email);
 
