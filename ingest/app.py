@@ -18,11 +18,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)
 
-    from . import health, openapi, tracking
-    from .api import analytics, campaigns, carts, org_settings
-    from .webhooks import sendgrid, shopify
+    from . import audit, health, openapi, restore, snippet, tracking
+    from .api import (
+        analytics,
+        campaigns,
+        carts,
+        connections,
+        consents,
+        org_settings,
+        preview,
+        privacy,
+        webhook_subscriptions,
+    )
+    from .webhooks import sendgrid, shopify, stores, twilio
 
-    for module in (health, openapi, tracking, shopify, sendgrid,
-                   org_settings, campaigns, carts, analytics):
+    for module in (health, openapi, tracking, snippet, restore,
+                   shopify, stores, sendgrid, twilio,
+                   org_settings, campaigns, preview, carts, analytics, connections, consents,
+                   privacy, webhook_subscriptions):
         app.register_blueprint(module.bp)
+    audit.init_app(app)
     return app

@@ -1,0 +1,116 @@
+"""The adapter interface: what a store platform must provide so its webhooks become
+canonical cart, checkout, order and customer state.
+
+An adapter never touches HTTP framework objects or the database session itself. It gets an
+``InboundRequest`` (raw body and headers) and the store's ``Connection`` (secrets decrypted),
+and answers three questions in this order, each before anything is written:
+
+1. ``locate``: which store sent this? (a shop domain, store hash or site URL) — the
+   dispatcher looks the connection up by (platform, that key); unknown → 404.
+2. ``verify``: is it authentic? (HMAC, public-key signature, shared header) — False → 401.
+3. ``parse``: what happened? A ``Delivery``: the topic, the platform's delivery id for
+   deduplication, the payload to keep in raw.events, and an ``apply`` function that performs
+   the canonical state change (``cartrecovery.carts``) inside the tenant transaction.
+   Fetching a full object from the platform's API (where webhooks carry only ids) happens in
+   ``parse``, before the transaction opens. Bad payloads raise ``BadPayload`` (400).
+
+The dispatcher (``ingest.adapters.dispatch``) claims the dedup key, runs ``apply`` and
+appends the raw event in ONE transaction, so every delivery is stored once and either fully
+applied or not at all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+import psycopg
+
+from cartrecovery.tenancy import Connection
+
+# apply(conn, org_id) -> the cart the delivery touched (kept on the raw event), or None.
+Apply = Callable[[psycopg.Connection, UUID], UUID | None]
+
+
+class AdapterError(Exception):
+    """A request the platform sent that we refuse; becomes a JSON 4xx error."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadPayload(AdapterError):
+    status, code = 400, "invalid_payload"
+
+
+class Unauthorized(AdapterError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(AdapterError):
+    status, code = 404, "not_found"
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """One webhook request as received. ``headers`` is case-insensitive (HTTP/2 lowercases
+    names); ``topic`` is the topic named by the URL, where the platform puts it there."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    url: str
+    topic: str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Delivery:
+    """What one webhook request means.
+
+    ``dedup_key``: the platform's delivery/event id (None → a hash of the body).
+    ``store=False``: acknowledge with 200 and keep nothing (e.g. WooCommerce's ping).
+    ``apply=None``: keep the raw event only.
+    """
+
+    topic: str
+    payload: Any = None
+    dedup_key: str | None = None
+    apply: Apply | None = None
+    occurred_at: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    store: bool = True
+    response: dict[str, Any] | None = None  # extra fields for the 200 body
+
+
+class Adapter(ABC):
+    """Subclass, set ``platform``, implement the three steps, and register the class under
+    the ``cartrecovery.adapters`` entry-point group with the platform's name."""
+
+    platform: ClassVar[str]
+
+    def acknowledge_unsigned(self, request: InboundRequest) -> Delivery | None:
+        """A request the platform sends unsigned and expects a 200 for (a setup ping);
+        return a ``Delivery(store=False)`` for it, else None. Runs before ``locate``."""
+        return None
+
+    @abstractmethod
+    def locate(self, request: InboundRequest) -> str | None:
+        """The store's key (shop domain, store hash, site URL) as given when the connection
+        was added, or None if the request does not say (→ 401)."""
+
+    @abstractmethod
+    def verify(self, request: InboundRequest, connection: Connection) -> bool:
+        """True only if the request is authentic for ``connection``."""
+
+    @abstractmethod
+    def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
+        """Turn the verified request into a Delivery; raise BadPayload for bad input."""
