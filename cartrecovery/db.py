@@ -41,6 +41,14 @@ def get_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
         return pool
 
 
+def close_pool(database_url: str) -> None:
+    """Close the pool for one URL (e.g. before stopping the server it points at)."""
+    with _lock:
+        pool = _pools.pop(database_url, None)
+    if pool is not None:
+        pool.close()
+
+
 def close_pools() -> None:
     with _lock:
         for pool in _pools.values():
