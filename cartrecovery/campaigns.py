@@ -5,8 +5,14 @@ A campaign says which abandoned carts it applies to (``trigger_conditions``) and
 ``app.campaigns`` jsonb with exactly the key names of the models below, because the scheduler
 reads them from there: optional keys that were not given are absent, never ``null``.
 
-Only email can be delivered for now; ``sms`` and ``push`` are known channels that are refused
-with a clear error until their providers exist.
+Steps go out on email, SMS or web push; every message passes the compliance gate at send time
+(consent, suppressions, quiet hours, caps), so a step on a channel the customer cannot be
+reached on is held with a reason, never sent.
+
+Product conditions compare strings: ``products_include``/``products_exclude`` match a line
+item's ``product_id``, ``variant_id`` or ``sku``; ``collections_include``/``_exclude`` match
+the line item's ``collections`` list, which only some platforms send with a cart (Shopify cart
+and checkout webhooks do not, so on those a collections_include condition matches nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from decimal import Decimal
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import psycopg
@@ -28,8 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 CHANNELS = ("email", "sms", "push")
-DELIVERABLE_CHANNELS = ("email",)
+DELIVERABLE_CHANNELS = CHANNELS
 MAX_DELAY_SECONDS = 90 * 24 * 3600
+MAX_COOLDOWN_SECONDS = 365 * 24 * 3600
+MAX_LIST = 500
 # A bare name refers to a built-in template (``cart_reminder``); anything else is inline HTML.
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -64,14 +72,16 @@ def builtin_templates() -> frozenset[str]:
     spec = find_spec("delivery")
     folders = [Path(p) / "templates" for p in (spec.submodule_search_locations or [])] if spec \
         else []
-    return frozenset(f.stem for folder in folders if folder.is_dir() for f in folder.glob("*.html"))
+    # Email templates are .html (+ .txt), SMS templates .txt alone, push templates .json.
+    return frozenset(f.stem for folder in folders if folder.is_dir()
+                     for pattern in ("*.html", "*.txt", "*.json") for f in folder.glob(pattern))
 
 
 def _check_template(value: str) -> str:
     if not TEMPLATE_NAME.match(value):
         return _check_jinja(value, "template")
     known = builtin_templates()
-    name = value.removesuffix(".html").removesuffix(".txt")
+    name = value.removesuffix(".html").removesuffix(".txt").removesuffix(".json")
     # Refused now rather than held at send time, when nobody is watching.
     if known and name not in known:
         raise PydanticCustomError(
@@ -80,6 +90,9 @@ def _check_template(value: str) -> str:
             {"name": value, "known": ", ".join(sorted(known))},
         )
     return value
+
+
+IdText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class TriggerConditions(BaseModel):
@@ -99,18 +112,107 @@ class TriggerConditions(BaseModel):
         description="ISO 4217 code the cart must be in (stored upper-case).",
     )
 
+    item_count_min: int | None = Field(
+        default=None, ge=0, description="The cart must hold at least this many items."
+    )
+    item_count_max: int | None = Field(
+        default=None, ge=0, description="The cart must hold at most this many items."
+    )
+    products_include: list[IdText] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST,
+        description="At least one line item's product_id, variant_id or sku is listed.",
+    )
+    products_exclude: list[IdText] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST,
+        description="No line item's product_id, variant_id or sku is listed.",
+    )
+    collections_include: list[IdText] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST,
+        description="At least one line item is in a listed collection (needs the platform to "
+        "send line item collections).",
+    )
+    collections_exclude: list[IdText] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST,
+        description="No line item is in a listed collection.",
+    )
+    customer_type: Literal["new", "returning"] | None = Field(
+        default=None,
+        description="returning: the customer has an earlier order; new: none.",
+    )
+    abandonment: Literal["first", "repeat"] | None = Field(
+        default=None,
+        description="repeat: the customer abandoned an earlier cart; first: never before.",
+    )
+    platforms: list[IdText] | None = Field(
+        default=None, min_length=1, max_length=20,
+        description="The cart came from one of these platforms (shopify, woocommerce, ...).",
+    )
+    connection_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST,
+        description="The cart came through one of these store connections.",
+    )
+
     @field_validator("currency")
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else value
 
+    @field_validator("connection_ids", mode="before")
+    @classmethod
+    def _uuid_strings(cls, value: Any) -> Any:
+        # JSON carries UUIDs as strings; strict mode would otherwise refuse them.
+        if isinstance(value, list):
+            out = []
+            for item in value:
+                try:
+                    out.append(UUID(item) if isinstance(item, str) else item)
+                except ValueError:
+                    raise PydanticCustomError(
+                        "uuid", "connection_ids must be UUIDs: {bad!r}", {"bad": item}
+                    ) from None
+            return out
+        return value
+
     @model_validator(mode="after")
     def _min_below_max(self) -> TriggerConditions:
-        low, high = self.cart_value_min, self.cart_value_max
-        if low is not None and high is not None and low > high:
-            raise PydanticCustomError(
-                "range_order", "cart_value_min must not be greater than cart_value_max"
-            )
+        for low_name, high_name in (("cart_value_min", "cart_value_max"),
+                                    ("item_count_min", "item_count_max")):
+            low, high = getattr(self, low_name), getattr(self, high_name)
+            if low is not None and high is not None and low > high:
+                raise PydanticCustomError(
+                    "range_order", "{low} must not be greater than {high}",
+                    {"low": low_name, "high": high_name},
+                )
+        for kind in ("products", "collections"):
+            both = set(getattr(self, f"{kind}_include") or ()) & set(
+                getattr(self, f"{kind}_exclude") or ())
+            if both:
+                raise PydanticCustomError(
+                    "include_exclude", "{kind} both included and excluded: {items}",
+                    {"kind": kind, "items": ", ".join(sorted(both))},
+                )
+        return self
+
+
+class Discount(BaseModel):
+    """A discount offered by a step: a unique single-use code, created when the step is sent."""
+
+    model_config = _MODEL_CONFIG
+
+    type: Literal["percentage", "fixed_amount", "free_shipping"]
+    value: float | None = Field(
+        default=None, gt=0, le=100_000,
+        description="Percent (1..100) or amount in the cart's currency; not for free_shipping.",
+    )
+    expires_in_hours: int = Field(default=72, ge=1, le=365 * 24)
+
+    @model_validator(mode="after")
+    def _value(self) -> Discount:
+        if self.type != "free_shipping" and self.value is None:
+            raise PydanticCustomError("value_required", "a {type} discount needs a value",
+                                      {"type": self.type})
+        if self.type == "percentage" and self.value > 100:
+            raise PydanticCustomError("percentage", "a percentage discount is at most 100")
         return self
 
 
@@ -142,8 +244,10 @@ class SequenceStep(BaseModel):
 
     channel: Literal["email", "sms", "push"]
     delay_seconds: int = Field(ge=0, le=MAX_DELAY_SECONDS)
-    subject: str = Field(
-        min_length=1, max_length=500, description="Jinja2 template for the subject line."
+    subject: str | None = Field(
+        default=None, min_length=1, max_length=500,
+        description="Jinja2 template for the subject line (email, required; push: the "
+        "notification title; not allowed for SMS).",
     )
     template: str = Field(
         min_length=1,
@@ -151,22 +255,23 @@ class SequenceStep(BaseModel):
         description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML.",
     )
     variants: list[StepVariant] | None = Field(default=None, min_length=1, max_length=10)
-
-    @field_validator("channel")
-    @classmethod
-    def _deliverable(cls, value: str) -> str:
-        if value not in DELIVERABLE_CHANNELS:
-            raise PydanticCustomError(
-                "channel_unavailable",
-                "channel '{channel}' is not available yet; only email can be delivered for now",
-                {"channel": value},
-            )
-        return value
+    discount: Discount | None = Field(
+        default=None, description="Offer a unique discount code with this message."
+    )
 
     @field_validator("subject")
     @classmethod
-    def _subject(cls, value: str) -> str:
-        return _check_jinja(value, "subject")
+    def _subject(cls, value: str | None) -> str | None:
+        return _check_jinja(value, "subject") if value else value
+
+    @model_validator(mode="after")
+    def _subject_by_channel(self) -> SequenceStep:
+        subjects = [self.subject, *(v.subject for v in self.variants or ())]
+        if self.channel == "email" and not self.subject:
+            raise PydanticCustomError("subject_required", "an email step needs a subject")
+        if self.channel == "sms" and any(subjects):
+            raise PydanticCustomError("subject_not_allowed", "an SMS step has no subject")
+        return self
 
     @field_validator("template")
     @classmethod
@@ -207,6 +312,11 @@ class CampaignCreate(BaseModel):
     trigger_conditions: TriggerConditions = Field(default_factory=TriggerConditions)
     sequence_steps: list[SequenceStep] = Field(min_length=1, max_length=MAX_STEPS)
     experiment: Experiment | None = None
+    reentry_cooldown_seconds: int | None = Field(
+        default=None, ge=0, le=MAX_COOLDOWN_SECONDS,
+        description="A customer enrolled in this campaign is not enrolled in it again within "
+        "this many seconds.",
+    )
 
 
 class CampaignPatch(BaseModel):
@@ -224,6 +334,9 @@ class CampaignPatch(BaseModel):
     sequence_steps: list[SequenceStep] | None = Field(
         default=None, min_length=1, max_length=MAX_STEPS
     )
+    reentry_cooldown_seconds: int | None = Field(
+        default=None, ge=0, le=MAX_COOLDOWN_SECONDS, description="0 turns the cooldown off."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -239,7 +352,7 @@ class CampaignPatch(BaseModel):
 
 
 _COLUMNS = """campaign_id, name, status, priority, trigger_conditions, sequence_steps,
-              experiment, created_at, updated_at"""
+              experiment, reentry_cooldown_seconds, created_at, updated_at"""
 
 
 def _dump_conditions(conditions: TriggerConditions) -> dict:
@@ -271,8 +384,9 @@ def create_campaign(
     row = conn.execute(
         f"""
         INSERT INTO app.campaigns
-            (org_id, name, status, priority, trigger_conditions, sequence_steps, experiment)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
+            (org_id, name, status, priority, trigger_conditions, sequence_steps, experiment,
+             reentry_cooldown_seconds)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         RETURNING {_COLUMNS}
         """,
         (
@@ -285,6 +399,7 @@ def create_campaign(
             Jsonb(campaign.experiment.model_dump(mode="json", exclude_none=True))
             if campaign.experiment
             else None,
+            campaign.reentry_cooldown_seconds or None,
         ),
     ).fetchone()
     return _json_ready(row)
@@ -347,6 +462,8 @@ def update_campaign(
         "sequence_steps": Jsonb(_dump_steps(patch.sequence_steps))
         if patch.sequence_steps is not None
         else None,
+        "cooldown_set": "reentry_cooldown_seconds" in fields,
+        "cooldown": patch.reentry_cooldown_seconds or None,
     }
     # COALESCE keeps a column whose field was not sent (the patch model refuses nulls, so None
     # here always means "not sent").
@@ -358,6 +475,8 @@ def update_campaign(
             priority = COALESCE(%(priority)s, priority),
             trigger_conditions = COALESCE(%(trigger_conditions)s, trigger_conditions),
             sequence_steps = COALESCE(%(sequence_steps)s, sequence_steps),
+            reentry_cooldown_seconds = CASE WHEN %(cooldown_set)s THEN %(cooldown)s::integer
+                                            ELSE reentry_cooldown_seconds END,
             updated_at = CASE WHEN %(changed)s THEN now() ELSE updated_at END
         WHERE org_id = %(org)s AND campaign_id = %(id)s
         RETURNING {_COLUMNS}

@@ -27,6 +27,8 @@ import phonenumbers
 import psycopg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from . import outgoing_webhooks
+
 PENDING_OUTBOX = ("scheduled", "enqueued")
 
 
@@ -125,6 +127,7 @@ class CanonicalOrder(_Model):
     currency: Currency = None
     financial_status: str | None = None
     ordered_at: datetime | None = None
+    discount_codes: list[str] = Field(default_factory=list, max_length=100)
 
 
 
@@ -531,6 +534,7 @@ def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) 
     ).fetchone()
     result = {"order_id": row["order_id"], "cart_id": row["cart_id"], "recovered": False,
               "revenue": None}
+    redeem_coupons(conn, org_id, order.discount_codes, row["order_id"], row["ordered_at"])
     if row["cart_id"] is None:
         return result
     mark_cart_converted(conn, org_id, row["cart_id"], row["ordered_at"])
@@ -540,8 +544,27 @@ def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) 
     return result
 
 
+def redeem_coupons(conn: psycopg.Connection, org_id: UUID, codes: Sequence[str],
+                   order_id: UUID | None, redeemed_at: datetime | None = None) -> list[str]:
+    """Mark the codes we issued (app.coupons) that ``order_id`` used as redeemed; matched
+    case-insensitively, codes we did not issue are ignored, the first redemption is kept.
+    Returns the codes marked now."""
+    wanted = sorted({str(c).strip().upper() for c in codes or () if c and str(c).strip()})
+    if not wanted:
+        return []
+    rows = conn.execute(
+        """
+        UPDATE app.coupons SET redeemed_at = COALESCE(%s, now()), order_id = %s
+        WHERE org_id = %s AND upper(code) = ANY(%s::text[]) AND redeemed_at IS NULL
+        RETURNING code
+        """,
+        (redeemed_at, order_id, org_id, wanted),
+    ).fetchall()
+    return [r["code"] for r in rows]
+
+
 def _attribute(conn: psycopg.Connection, org_id: UUID, order: dict) -> dict | None:
-    conn.execute(
+    recovered = conn.execute(
         """
         WITH click AS (
             SELECT me.message_id, me.occurred_at, ob.campaign_id, ob.channel
@@ -564,11 +587,17 @@ def _attribute(conn: psycopg.Connection, org_id: UUID, order: dict) -> dict | No
         )
         UPDATE app.carts SET status = 'recovered', updated_at = now()
         WHERE org_id = %(org)s AND cart_id IN (SELECT cart_id FROM recovery)
+        RETURNING app.carts.cart_id
         """,
         {"org": org_id, "cart": order["cart_id"], "order": order["order_id"],
          "at": order["ordered_at"], "revenue": order["total_price"],
          "currency": order["currency"]},
-    )
+    ).fetchone()
+    if recovered:
+        # Subscribers hear of a recovery once: only when this order created it.
+        outgoing_webhooks.emit(conn, org_id, "cart.recovered", {
+            "cart_id": order["cart_id"], "order_id": order["order_id"],
+            "revenue": order["total_price"], "currency": order["currency"]})
     return conn.execute(
         "SELECT revenue FROM app.recoveries WHERE org_id = %s AND cart_id = %s AND order_id = %s",
         (org_id, order["cart_id"], order["order_id"]),

@@ -35,13 +35,25 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def _unstorable(text: str) -> bool:
+    # Postgres text/jsonb refuse NUL, and a lone surrogate (JSON "\ud800") is not UTF-8.
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def find_nul(value: Any, path: str = "$") -> str | None:
-    """Where parsed JSON holds a NUL character (Postgres text and jsonb refuse it), or None."""
+    """Where parsed JSON holds text Postgres cannot store (a NUL character or a lone
+    surrogate), or None. Callers answer 400 for it instead of failing in the database."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if _unstorable(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
+            if _unstorable(key):
                 return path
             found = find_nul(item, f"{path}.{key}")
             if found:

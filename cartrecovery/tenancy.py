@@ -1,4 +1,5 @@
-"""Organizations, API keys and store connections.
+"""Organizations, API keys and store connections (secrets and platform credentials encrypted
+at rest, webhook secret rotation with a grace period, status changes).
 
 An API key reads ``cr_<org id hex>_<secret>``: the org id in clear lets the lookup use the
 (org_id, key_hash) unique key inside the org's own RLS scope; only the SHA-256 of the whole
@@ -7,12 +8,16 @@ key is stored, and the key is shown once.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
+from .carts import cancel_pending_messages
 from .crypto import decrypt, encrypt, hash_api_key, new_secret
 from .db import Database
 
@@ -29,12 +34,29 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Connection:
+    """A store connection with its secrets decrypted.
+
+    ``secrets``: every webhook secret that verifies right now, current first; during a
+    rotation's grace period the previous one follows (platforms switch to a new secret with
+    a lag). ``credentials``: the platform API credentials (tokens, keys) as given, or None.
+    """
+
     org_id: UUID
     connection_id: UUID
     platform: str
     shop_domain: str
     secret: str
     status: str
+    secrets: list[str] = field(default_factory=list)
+    credentials: dict | None = None
+
+    def __post_init__(self):
+        if not self.secrets:
+            object.__setattr__(self, "secrets", [self.secret])
+
+
+STATUSES = ("active", "disabled", "removed")
+DEFAULT_GRACE_SECONDS = 3600  # Shopify: HMACs can take up to 1 h to switch to a new secret
 
 
 def create_org(db: Database, name: str, settings: dict | None = None) -> UUID:
@@ -81,10 +103,20 @@ def add_connection(
     platform: str,
     shop_domain: str,
     secret: str,
-    credentials: str | None = None,
+    credentials: dict | str | None = None,
 ) -> UUID:
-    """Register a store. A shop domain can be actively connected to only one org."""
+    """Register a store (or re-activate it with a new secret); return its connection id.
+
+    A shop domain can be actively connected to only one org (ValueError otherwise).
+    ``credentials`` (a dict, or a JSON object as text) are encrypted at rest; adding an
+    existing store again without credentials keeps the stored ones.
+    """
     shop_domain = shop_domain.strip().lower()
+    if not shop_domain:
+        raise ValueError("shop_domain must not be empty")
+    if not secret:
+        raise ValueError("secret must not be empty")
+    creds = _credentials_text(credentials)
     with db.system() as conn:
         taken = conn.execute(
             "SELECT org_id FROM app.connections WHERE platform = %s AND shop_domain = %s "
@@ -95,13 +127,18 @@ def add_connection(
             raise ValueError(f"{platform} store {shop_domain} is connected to another org")
         row = conn.execute(
             """
-            INSERT INTO app.connections
+            INSERT INTO app.connections AS c
                 (org_id, platform, shop_domain, secret_ciphertext, credentials_ciphertext)
             VALUES (%s, %s, %s, %s, %s)
             ON CONFLICT (org_id, platform, shop_domain) DO UPDATE
                SET secret_ciphertext = EXCLUDED.secret_ciphertext,
-                   credentials_ciphertext = EXCLUDED.credentials_ciphertext,
-                   status = 'active', updated_at = now()
+                   credentials_ciphertext = COALESCE(EXCLUDED.credentials_ciphertext,
+                                                     c.credentials_ciphertext),
+                   previous_secret_ciphertext = NULL, previous_secret_expires_at = NULL,
+                   status = 'active', status_reason = NULL,
+                   status_changed_at = CASE WHEN c.status <> 'active' THEN now()
+                                            ELSE c.status_changed_at END,
+                   updated_at = now()
             RETURNING connection_id
             """,
             (
@@ -109,41 +146,197 @@ def add_connection(
                 platform,
                 shop_domain,
                 encrypt(key, secret, _aad(org_id)),
-                encrypt(key, credentials, _aad(org_id)) if credentials else None,
+                encrypt(key, creds, _aad(org_id)) if creds else None,
             ),
         ).fetchone()
     return row["connection_id"]
 
 
-def find_connection(db: Database, key: bytes, platform: str, shop_domain: str) -> Connection | None:
-    """Route an inbound webhook to its store (before the org is known)."""
+# Only a previous secret still inside its grace period is ever decrypted.
+_SELECT = """
+SELECT org_id, connection_id, platform, shop_domain, secret_ciphertext, status,
+       credentials_ciphertext,
+       CASE WHEN previous_secret_expires_at > now() THEN previous_secret_ciphertext END
+           AS previous_secret_ciphertext
+FROM app.connections
+"""
+
+
+def find_connection(
+    db: Database,
+    key: bytes,
+    platform: str,
+    shop_domain: str,
+    statuses: tuple[str, ...] = ("active",),
+) -> Connection | None:
+    """Route an inbound webhook to its store (before the org is known).
+
+    Only active stores by default; ``statuses`` widens it (privacy requests reach a store
+    after uninstall). An active connection wins, then the most recently changed one.
+    """
     with db.system() as conn:
         row = conn.execute(
-            "SELECT org_id, connection_id, platform, shop_domain, secret_ciphertext, status "
-            "FROM app.connections WHERE platform = %s AND shop_domain = %s AND status = 'active'",
-            (platform, shop_domain.strip().lower()),
+            _SELECT + "WHERE platform = %s AND shop_domain = %s AND status = ANY(%s::text[]) "
+            "ORDER BY (status = 'active') DESC, updated_at DESC LIMIT 1",
+            (platform, shop_domain.strip().lower(), list(statuses)),
         ).fetchone()
     return _connection(key, row) if row else None
 
 
-def get_connection(db: Database, key: bytes, connection_id: UUID) -> Connection | None:
+def get_connection(
+    db: Database,
+    key: bytes,
+    connection_id: UUID,
+    statuses: tuple[str, ...] = ("active",),
+) -> Connection | None:
+    """A connection by id (any org): active ones only unless ``statuses`` says otherwise."""
     with db.system() as conn:
         row = conn.execute(
-            "SELECT org_id, connection_id, platform, shop_domain, secret_ciphertext, status "
-            "FROM app.connections WHERE connection_id = %s AND status = 'active'",
-            (connection_id,),
+            _SELECT + "WHERE connection_id = %s AND status = ANY(%s::text[])",
+            (connection_id, list(statuses)),
         ).fetchone()
     return _connection(key, row) if row else None
 
 
-def _connection(key: bytes, row: dict) -> Connection:
+def list_connections(db: Database, org_id: UUID) -> list[dict]:
+    """The org's connections, newest first, without secrets or credentials."""
+    with db.tenant(org_id) as conn:
+        return conn.execute(_PUBLIC + "ORDER BY created_at DESC, connection_id", ()).fetchall()
+
+
+def connection_info(db: Database, org_id: UUID, connection_id: UUID) -> dict | None:
+    """One connection of the org, without secrets or credentials."""
+    with db.tenant(org_id) as conn:
+        return conn.execute(_PUBLIC + "WHERE connection_id = %s", (connection_id,)).fetchone()
+
+
+_PUBLIC = """
+SELECT connection_id, platform, shop_domain, status, status_reason, status_changed_at,
+       credentials_ciphertext IS NOT NULL AS has_credentials,
+       secret_rotated_at,
+       CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END
+           AS previous_secret_expires_at,
+       created_at, updated_at
+FROM app.connections
+"""
+
+
+def rotate_secret(
+    db: Database,
+    key: bytes,
+    org_id: UUID,
+    connection_id: UUID,
+    secret: str | None = None,
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+) -> str | None:
+    """Give an active connection a new webhook secret (``secret`` or a generated one) and
+    return it; the current one keeps verifying for ``grace_seconds``. None if the org has no
+    such active connection."""
+    if grace_seconds < 0:
+        raise ValueError("grace_seconds must not be negative")
+    new = secret or new_secret(24)
+    with db.tenant(org_id) as conn:
+        row = conn.execute(
+            """
+            UPDATE app.connections
+            SET previous_secret_ciphertext = secret_ciphertext,
+                previous_secret_expires_at = now() + make_interval(secs => %s),
+                secret_ciphertext = %s, secret_rotated_at = now(), updated_at = now()
+            WHERE org_id = %s AND connection_id = %s AND status = 'active'
+            RETURNING connection_id
+            """,
+            (grace_seconds, encrypt(key, new, _aad(org_id)), org_id, connection_id),
+        ).fetchone()
+    return new if row else None
+
+
+def set_credentials(
+    db: Database, key: bytes, org_id: UUID, connection_id: UUID, credentials: dict | str | None
+) -> bool:
+    """Replace (or, with None, drop) a connection's platform credentials. False if unknown."""
+    creds = _credentials_text(credentials)
+    with db.tenant(org_id) as conn:
+        row = conn.execute(
+            "UPDATE app.connections SET credentials_ciphertext = %s, updated_at = now() "
+            "WHERE org_id = %s AND connection_id = %s RETURNING connection_id",
+            (encrypt(key, creds, _aad(org_id)) if creds else None, org_id, connection_id),
+        ).fetchone()
+    return row is not None
+
+
+def change_status(
+    conn: psycopg.Connection, org_id: UUID, connection_id: UUID, status: str, reason: str
+) -> int | None:
+    """Set a connection's status inside the caller's tenant transaction. Leaving 'active'
+    cancels the scheduled/enqueued messages of the store's carts (with ``reason``).
+    Returns how many messages were cancelled, or None if the org has no such connection."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}")
+    row = conn.execute(
+        """
+        UPDATE app.connections
+        SET status = %s, status_reason = %s, status_changed_at = now(), updated_at = now()
+        WHERE org_id = %s AND connection_id = %s
+        RETURNING connection_id
+        """,
+        (status, reason, org_id, connection_id),
+    ).fetchone()
+    if row is None:
+        return None
+    if status == "active":
+        return 0
+    return cancel_connection_messages(conn, org_id, connection_id, reason)
+
+
+def cancel_connection_messages(
+    conn: psycopg.Connection, org_id: UUID, connection_id: UUID, reason: str
+) -> int:
+    """Cancel the pending messages of every cart of one store; returns how many."""
+    cart_ids = [r["cart_id"] for r in conn.execute(
+        "SELECT cart_id FROM app.carts WHERE org_id = %s AND connection_id = %s",
+        (org_id, connection_id),
+    )]
+    return cancel_pending_messages(conn, org_id, cart_ids, reason=reason)
+
+
+def disconnect(
+    db: Database, org_id: UUID, connection_id: UUID, reason: str = "store_disconnected"
+) -> int | None:
+    """Remove a store (status 'removed'): its webhooks get 404 and its pending messages are
+    cancelled. Returns the number cancelled, None if the org has no such connection."""
+    with db.tenant(org_id) as conn:
+        return change_status(conn, org_id, connection_id, "removed", reason)
+
+
+def _credentials_text(credentials: dict | str | None) -> str | None:
+    if credentials is None:
+        return None
+    if isinstance(credentials, str):
+        try:
+            credentials = json.loads(credentials)
+        except ValueError as exc:
+            raise ValueError("credentials must be a JSON object") from exc
+    if not isinstance(credentials, dict):
+        raise ValueError("credentials must be a JSON object")
+    return json.dumps(credentials) if credentials else None
+
+
+def _connection(key: bytes, row: dict[str, Any]) -> Connection:
+    aad = _aad(row["org_id"])
+    secret = decrypt(key, row["secret_ciphertext"], aad)
+    secrets = [secret]
+    if row.get("previous_secret_ciphertext"):
+        secrets.append(decrypt(key, row["previous_secret_ciphertext"], aad))
+    creds = row.get("credentials_ciphertext")
     return Connection(
         org_id=row["org_id"],
         connection_id=row["connection_id"],
         platform=row["platform"],
         shop_domain=row["shop_domain"],
-        secret=decrypt(key, row["secret_ciphertext"], _aad(row["org_id"])),
+        secret=secret,
         status=row["status"],
+        secrets=secrets,
+        credentials=json.loads(decrypt(key, creds, aad)) if creds else None,
     )
 
 

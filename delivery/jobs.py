@@ -4,6 +4,11 @@ A job names its message (job id = message id) but RQ 3 does not deduplicate job 
 database decides: the job locks the outbox row and sends only if it is still pending. A job
 that runs twice therefore sends once. Provider failures are retried through Postgres (the row
 goes back to 'scheduled' with a later due time) so retries survive a Redis loss too.
+
+Order inside the locked transaction: the compliance gate (cancel, hold or defer with a reason),
+then the step's coupon (created only now that the message will go; a store API failure holds
+or retries the message, so no message promises a code that does not exist), then rendering
+(a template error holds the message), then the provider call after commit.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from datetime import timedelta
 
 from rq import Queue
 
+from cartrecovery import outgoing_webhooks
+from cartrecovery.org_settings import get_settings
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
-from . import gate, outbox
+from . import coupons, gate, outbox
 from .providers import OutgoingMessage, ProviderError, provider_for
 from .render import RenderError, build_context, render
+from .restore_links import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +72,39 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
     return len(rows)
 
 
-def _load(conn, message: dict) -> tuple[dict | None, dict, dict | None]:
+def _load(conn, message: dict) -> tuple[dict | None, dict, dict]:
+    """The cart, the org (name, settings jsonb, and the merged ``org_settings``), the
+    customer (every column; {} when unknown)."""
     cart = conn.execute(
         "SELECT * FROM app.carts WHERE org_id = %s AND cart_id = %s",
         (message["org_id"], message["cart_id"]),
     ).fetchone()
-    org = conn.execute("SELECT name FROM app.orgs WHERE org_id = %s",
+    org = conn.execute("SELECT name, settings FROM app.orgs WHERE org_id = %s",
                        (message["org_id"],)).fetchone() or {}
-    customer = None
-    if cart is not None and cart.get("customer_id"):
-        customer = conn.execute(
-            "SELECT first_name, last_name, email FROM app.customers "
-            "WHERE org_id = %s AND customer_id = %s",
-            (message["org_id"], cart["customer_id"]),
-        ).fetchone()
+    org = {**org, "org_settings": get_settings(conn, message["org_id"])}
+    customer = gate.load_customer(conn, cart) if cart is not None else {}
     return cart, org, customer
+
+
+def _step(conn, message: dict) -> dict | None:
+    """The campaign step this message sends (as the campaign stores it now), or None."""
+    row = conn.execute(
+        "SELECT sequence_steps -> %s AS step FROM app.campaigns "
+        "WHERE org_id = %s AND campaign_id = %s",
+        (message["step_index"], message["org_id"], message["campaign_id"]),
+    ).fetchone()
+    step = row["step"] if row else None
+    return step if isinstance(step, dict) else None
+
+
+def _sms_sender(org_settings: dict) -> str | None:
+    identity = (org_settings.get("sender_identities") or {}).get("sms") or {}
+    return identity.get("messaging_service_sid") or identity.get("from_number") or None
+
+
+# Permanent provider outcomes that are compliance facts, not failures.
+_PROVIDER_HOLDS = {"unsubscribed": "suppressed:stop", "invalid_number": "invalid_phone",
+                   "subscription_gone": "no_push_subscription"}
 
 
 def send_message(org_id: str, message_id: str) -> str:
@@ -94,8 +120,14 @@ def send_message(org_id: str, message_id: str) -> str:
         if message["status"] == "scheduled" and not message["is_due"]:
             return "skipped"  # a stale duplicate job; the scheduler enqueues the row when due
         cart, org, customer = _load(conn, message)
-        decision = gate.check(conn, message, cart)
+        decision = gate.check(conn, message, cart, settings=org["org_settings"],
+                              customer=customer)
         if decision is not None:
+            if decision.status == "deferred":
+                outbox.defer(conn, message, decision.due_at, decision.reason)
+                log.info("message %s deferred to %s: %s", message_id,
+                         decision.due_at.isoformat(), decision.reason)
+                return "scheduled"
             outbox.set_status(conn, message, decision.status, decision.reason)
             log.info("message %s %s: %s", message_id, decision.status, decision.reason)
             return decision.status
@@ -103,11 +135,42 @@ def send_message(org_id: str, message_id: str) -> str:
         if provider is None:
             outbox.set_status(conn, message, "held", f"no_provider:{message['channel']}")
             return "held"
+        step = _step(conn, message)
+        context_args = dict(message=message, settings=runtime.settings)
+        if message["channel"] == "email":
+            context_args["unsubscribe_url"] = unsubscribe_url(
+                runtime.settings.app_url, runtime.settings.secret_key, org_id,
+                message["message_id"], message["cart_id"])
+
+        def rendered_with(coupon):
+            context = build_context(cart, org, customer, message["recipient"], coupon=coupon,
+                                    **context_args)
+            return context, render(message["template"], message["subject"], context,
+                                   channel=message["channel"])
+
+        coupon = None
         try:
-            rendered = render(message["template"], message["subject"],
-                              build_context(cart, org, customer, message["recipient"]))
+            if coupons.offer_of(step) is not None:
+                # A dry run with a placeholder code first: a broken template must not leave a
+                # real, unused code behind in the store.
+                rendered_with(coupons.preview_coupon(step))
+                # Savepoint: a failed coupon insert must not abort the row's transaction.
+                with conn.transaction():
+                    coupon = coupons.issue(conn, runtime, message, step, cart)
+            context, rendered = rendered_with(coupon)
         except RenderError as exc:
             outbox.set_status(conn, message, "held", f"template_error: {exc}"[:1000])
+            return "held"
+        except coupons.CouponError as exc:
+            attempt = message["attempts"] + 1
+            if exc.retryable and attempt < MAX_ATTEMPTS:
+                conn.execute("UPDATE app.outbox SET attempts = attempts + 1 "
+                             "WHERE org_id = %s AND message_id = %s",
+                             (message["org_id"], message["message_id"]))
+                outbox.reschedule(conn, message, RETRY_DELAYS[min(attempt, 2) - 1],
+                                  f"retry {attempt}: coupon_error: {exc}"[:1000])
+                return "scheduled"
+            outbox.set_status(conn, message, "held", f"coupon_error: {exc}"[:1000])
             return "held"
         attempt = outbox.start_sending(conn, message)
 
@@ -115,7 +178,10 @@ def send_message(org_id: str, message_id: str) -> str:
         org_id=str(org_id), message_id=str(message["message_id"]),
         cart_id=str(message["cart_id"]), channel=message["channel"],
         recipient=message["recipient"], subject=rendered.subject, html=rendered.html,
-        text=rendered.text, step_index=message["step_index"], sender_name=org.get("name"),
+        text=rendered.text, step_index=message["step_index"],
+        sender_name=context["store"]["sender_name"] or org.get("name"),
+        url=(rendered.data or {}).get("url") or context["restore_url"] or None,
+        sender=_sms_sender(org["org_settings"]) if message["channel"] == "sms" else None,
     )
     try:
         result = provider.send(outgoing)
@@ -127,6 +193,11 @@ def send_message(org_id: str, message_id: str) -> str:
                 log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt,
                             exc)
                 return "scheduled"
+            hold = _PROVIDER_HOLDS.get(getattr(exc, "reason", None) or "")
+            if hold:
+                outbox.set_status(conn, message, "held", hold)
+                log.info("message %s held by the provider's answer: %s", message_id, hold)
+                return "held"
             outbox.set_status(conn, message, "failed", str(exc)[:1000])
         log.error("message %s failed after %s attempts: %s", message_id, attempt, exc)
         return "failed"
@@ -138,4 +209,6 @@ def send_message(org_id: str, message_id: str) -> str:
         return "failed"
     with runtime.db.tenant(org_id) as conn:
         outbox.mark_sent(conn, message, result.provider, result.provider_message_id)
+        outgoing_webhooks.emit(conn, org_id, "message.sent",
+                               outgoing_webhooks.message_data(message, provider=result.provider))
     return "sent"

@@ -6,7 +6,7 @@ statements without handing one row to two of them.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -69,10 +69,21 @@ def lock(conn: psycopg.Connection, message_id: str) -> dict | None:
 
 def set_status(conn: psycopg.Connection, message: dict, status: str,
                reason: str | None = None) -> None:
+    """Record a decision (held, cancelled, failed...) and its reason on the row."""
     conn.execute(
-        "UPDATE app.outbox SET status = %s, reason = %s, updated_at = now() "
-        "WHERE org_id = %s AND message_id = %s",
+        "UPDATE app.outbox SET status = %s, reason = %s, decided_at = now(), "
+        "updated_at = now() WHERE org_id = %s AND message_id = %s",
         (status, reason, message["org_id"], message["message_id"]),
+    )
+
+
+def defer(conn: psycopg.Connection, message: dict, due_at: datetime, reason: str) -> None:
+    """The gate postponed the message: back to 'scheduled' at ``due_at`` with the reason."""
+    conn.execute(
+        "UPDATE app.outbox SET status = 'scheduled', reason = %s, due_at = %s, "
+        "enqueued_at = NULL, deferrals = deferrals + 1, decided_at = now(), updated_at = now() "
+        "WHERE org_id = %s AND message_id = %s",
+        (reason, due_at, message["org_id"], message["message_id"]),
     )
 
 

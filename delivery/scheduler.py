@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
+from cartrecovery import outgoing_webhooks, privacy
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
@@ -37,6 +38,8 @@ def abandon_and_enroll(runtime: Runtime, limit: int = BATCH_SIZE) -> tuple[int, 
     with runtime.db.system() as conn:
         carts = enrollment.mark_abandoned(conn, limit)
         for cart in carts:
+            outgoing_webhooks.emit(conn, cart["org_id"], "cart.abandoned",
+                                   outgoing_webhooks.cart_data(cart))
             try:
                 with conn.transaction():  # a savepoint: one bad campaign spoils one cart only
                     rows = enrollment.enroll(conn, cart)
@@ -102,6 +105,8 @@ def tick(runtime: Runtime, *, batch_size: int = BATCH_SIZE,
         "enqueued": enqueue_due(runtime, batch_size),
         "requeued": requeue_stale(runtime, stale_after, batch_size),
         "partitions_checked": int(ensure_partitions(runtime)),
+        "webhooks_enqueued": outgoing_webhooks.enqueue_due(runtime, batch_size),
+        "raw_purged": privacy.purge_raw_events_if_due(runtime.db),
     }
 
 

@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)
 
-    from . import audit, health, openapi, restore, snippet, tracking
+    from . import audit, health, openapi, restore, snippet, tracking, unsubscribe
     from .api import (
         analytics,
         campaigns,
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     from .webhooks import sendgrid, shopify, stores, twilio
 
-    for module in (health, openapi, tracking, snippet, restore,
+    for module in (health, openapi, tracking, snippet, restore, unsubscribe,
                    shopify, stores, sendgrid, twilio,
                    org_settings, campaigns, preview, carts, analytics, connections, consents,
                    privacy, webhook_subscriptions):

@@ -7,6 +7,7 @@ at the recorder. Each test works on a queue of its own and deletes its jobs afte
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -17,10 +18,12 @@ from psycopg.types.json import Jsonb
 from rq import Queue
 from rq.job import Job
 
+from cartrecovery.consents import record_consent
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
 from delivery import jobs, scheduler
 from delivery.enrollment import campaign_matches
+from delivery.restore_links import read_token
 from delivery.worker import run_worker
 
 SEND_PATH = "/v3/mail/send"
@@ -77,9 +80,12 @@ def rt(make_runtime) -> Runtime:
 
 
 def set_timeout(db, org_id, seconds=60):
+    """Also opens the quiet-hours window to the whole day: these tests are about delivery, not
+    the time of day they run at (tests/test_gate.py covers quiet hours)."""
     with db.system() as conn:
-        conn.execute("UPDATE app.orgs SET abandonment_timeout_seconds = %s WHERE org_id = %s",
-                     (seconds, org_id))
+        conn.execute("UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings "
+                     "|| '{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' "
+                     "WHERE org_id = %s", (seconds, org_id))
 
 
 def make_campaign(db, org_id, steps=None, *, priority=0, conditions=None, status="active"):
@@ -93,13 +99,17 @@ def make_campaign(db, org_id, steps=None, *, priority=0, conditions=None, status
 
 
 def make_cart(db, org_id, *, email="jane@example.com", idle=120, total="71.82",
-              currency="USD", items=None):
+              currency="USD", items=None, consent=True):
+    """An idle cart; its email has a granted consent in the ledger unless ``consent=False``."""
     items = items if items is not None else [
         {"title": "Merino <Beanie>", "quantity": 2, "price": "24.00",
          "image": "https://cdn.example.com/beanie.jpg"},
         {"title": "Trail Socks", "quantity": 1, "price": "23.82"},
     ]
     with db.system() as conn:
+        if email and consent:
+            record_consent(conn, org_id, channel="email", address=email, status="granted",
+                           source="checkout")
         return conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, email, currency, total_price, "
             "line_items, restore_url, last_activity_at) VALUES (%s, 'custom', %s, %s, %s, %s, "
@@ -112,6 +122,17 @@ def outbox_rows(db, cart_id):
     with db.system() as conn:
         return conn.execute("SELECT * FROM app.outbox WHERE cart_id = %s ORDER BY step_index",
                             (cart_id,)).fetchall()
+
+
+def restore_link(rt, text, row) -> str:
+    """The signed restore link in ``text``, checked to name ``row``'s message and cart."""
+    found = re.search(re.escape(rt.settings.app_url.rstrip("/")) + r"/r/([A-Za-z0-9_.\-]+)",
+                      text)
+    assert found, text
+    token = read_token(rt.settings.secret_key, found.group(1))
+    assert (str(token.message_id), str(token.cart_id)) == (str(row["message_id"]),
+                                                           str(row["cart_id"]))
+    return found.group(0)
 
 
 def sql(db, statement, params=()):
@@ -194,7 +215,9 @@ def test_worker_sends_through_sendgrid(db, abandoned, rt, recorder):
     store_name = sql(db, "SELECT name FROM app.orgs WHERE org_id = %s", (org.org_id,))[0]["name"]
     assert body["subject"] == f"{store_name}: still yours"
     content = {c["type"]: c["value"] for c in body["content"]}
-    assert RESTORE in content["text/plain"] and f'href="{RESTORE}"' in content["text/html"]
+    # The message links to the signed restore link, which redirects to the platform's URL.
+    link = restore_link(rt, content["text/plain"], row)
+    assert f'href="{link}"' in content["text/html"]
     assert "Merino &lt;Beanie&gt;" in content["text/html"]  # autoescaped
     assert "Merino <Beanie>" in content["text/plain"]
     assert "71.82" in content["text/plain"]
@@ -343,7 +366,8 @@ def test_local_provider_stores_the_message(db, org, make_runtime, recorder):
     assert len(mail) == 1
     assert mail[0]["recipient"] == "local@example.com" and mail[0]["channel"] == "email"
     assert mail[0]["subject"].endswith(": still yours")
-    assert RESTORE in mail[0]["body_html"] and RESTORE in mail[0]["body_text"]
+    link = restore_link(rt, mail[0]["body_text"], row)
+    assert link in mail[0]["body_html"]
     assert recorder.find("POST", SEND_PATH) == []
 
 

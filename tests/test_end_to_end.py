@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cartrecovery import tenancy
+from cartrecovery.org_settings import update_settings
 from cartrecovery.settings import with_overrides
 from delivery import jobs, scheduler
 from delivery.worker import run_worker
@@ -78,6 +80,9 @@ def stack(settings, db, recorder):
         )
     org_id = tenancy.create_org(db, "Example Outfitters")
     key = tenancy.create_api_key(db, org_id, "admin")
+    # Quiet hours open all day: the test must not depend on the time of day it runs at.
+    with db.tenant(org_id) as conn:
+        update_settings(conn, org_id, {"quiet_hours": {"start": "00:00", "end": "24:00"}})
     tenancy.add_connection(db, rt.encryption_key, org_id, "shopify", SHOP, SECRET)
     yield {
         "client": app.test_client(),
@@ -154,8 +159,12 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
     subject = mail.get("subject") or mail["personalizations"][0].get("subject")
     assert subject == "Example Outfitters: your cart is waiting"
     html = next(c["value"] for c in mail["content"] if c["type"] == "text/html")
-    assert checkout["abandoned_checkout_url"].replace("&", "&amp;") in html or \
-        checkout["abandoned_checkout_url"] in html
+    # The restore link is our signed /r/ link, which leads to the platform's recovery URL.
+    links = re.findall(r'href="(http://testserver/r/[^"]+)"', html)
+    assert links, "the email carries no restore link"
+    restore = client.get(links[0].replace("http://testserver", ""))
+    assert restore.status_code == 302
+    assert restore.headers["Location"].startswith(checkout["abandoned_checkout_url"])
     custom = mail.get("custom_args") or mail["personalizations"][0].get("custom_args")
     message_id = custom["message_id"]
     assert custom["org_id"] == str(stack["org_id"])

@@ -13,6 +13,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
+from cartrecovery.org_settings import DEFAULTS
 
 STEP = {"channel": "email", "delay_seconds": 3600,
         "subject": "You left {{ cart.item_count }} items", "template": "cart_reminder"}
@@ -80,7 +81,7 @@ def test_settings_defaults_and_patch(client, org):
                  json={"attribution_window_seconds": 86400})
     reset = client.patch("/api/v1/settings", headers=org.headers,
                          json={"abandonment_timeout_seconds": None})
-    assert reset.get_json() == {"abandonment_timeout_seconds": 1800,
+    assert reset.get_json() == {**DEFAULTS, "abandonment_timeout_seconds": 1800,
                                 "attribution_window_seconds": 86400}
 
 
@@ -121,13 +122,14 @@ def test_settings_functions_merge_json_settings(db, org):
     from cartrecovery.org_settings import get_settings, update_settings
 
     with db.tenant(org.org_id) as conn:
-        conn.execute("UPDATE app.orgs SET settings = '{\"quiet_hours\": {\"start\": 21}}'")
+        conn.execute("UPDATE app.orgs SET settings = '{\"sms_help_text\": \"Help!\"}'")
         assert update_settings(conn, org.org_id, {"attribution_window_seconds": 60}) == {
-            "quiet_hours": {"start": 21},
+            **DEFAULTS,
+            "sms_help_text": "Help!",
             "abandonment_timeout_seconds": 1800,
             "attribution_window_seconds": 60,
         }
-        assert get_settings(conn, org.org_id)["quiet_hours"] == {"start": 21}
+        assert get_settings(conn, org.org_id)["sms_help_text"] == "Help!"
 
 
 # --- campaigns --------------------------------------------------------------------------
@@ -193,15 +195,18 @@ def test_campaign_list_orders_by_priority(client, org):
 
 
 @pytest.mark.parametrize("channel", ["sms", "push"])
-def test_campaign_refuses_channels_not_available_yet(client, db, org, channel):
-    step = {**STEP, "channel": channel}
-    error = assert_error(client.post("/api/v1/campaigns", headers=org.headers,
-                                     json=campaign_body(sequence_steps=[step])), 400)
-    assert "not available yet" in error["message"]
-    assert error["details"]["errors"][0]["type"] == "channel_unavailable"
-    assert error["details"]["errors"][0]["loc"] == ["sequence_steps", 0, "channel"]
-    with db.tenant(org.org_id) as conn:
-        assert conn.execute("SELECT count(*) AS n FROM app.campaigns").fetchone()["n"] == 0
+def test_campaign_accepts_sms_and_push_steps(client, db, org, channel):
+    step = {"channel": channel, "delay_seconds": 60, "template": f"{channel}_reminder"}
+    r = client.post("/api/v1/campaigns", headers=org.headers,
+                    json=campaign_body(sequence_steps=[step]))
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["sequence_steps"] == [step]
+    # An SMS has no subject: refused rather than silently dropped.
+    if channel == "sms":
+        error = assert_error(client.post(
+            "/api/v1/campaigns", headers=org.headers,
+            json=campaign_body(sequence_steps=[{**step, "subject": "Hi"}])), 400)
+        assert error["details"]["errors"][0]["type"] == "subject_not_allowed"
 
 
 @pytest.mark.parametrize("body, where", [

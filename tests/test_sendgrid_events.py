@@ -248,6 +248,13 @@ def test_events_for_a_sent_message_find_their_cart(db, settings, sg_client, sign
     with db.system() as conn:
         conn.execute("UPDATE app.outbox SET status = 'enqueued', sent_at = NULL "
                      "WHERE message_id = %s", (message["message_id"],))
+        # A message the gate lets through at any hour: consent given, quiet hours open.
+        conn.execute("INSERT INTO app.consents (org_id, channel, address, status, source) "
+                     "VALUES (%s, 'email', 'jane@example.com', 'granted', 'checkout')",
+                     (message["org_id"],))
+        conn.execute("UPDATE app.orgs SET settings = settings || "
+                     "'{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' "
+                     "WHERE org_id = %s", (message["org_id"],))
     jobs.configure(Runtime(with_overrides(settings, sendgrid_api_key="SG.k",
                                           sendgrid_base_url=recorder.url)))
     try:

@@ -8,7 +8,15 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A rendered message, ready for a provider. ``message_id`` is the outbox row's id."""
+    """A rendered message, ready for a provider. ``message_id`` is the outbox row's id.
+
+    ``recipient`` is what the channel addresses: an email address, an E.164 phone number, or
+    the id of a row of ``app.push_subscriptions``. The optional fields after ``tags`` refine
+    SMS and push: ``url`` is the link a push notification opens (the restore link; when it is
+    not given the first link in ``text`` is used), ``image``/``icon`` decorate the
+    notification, and ``sender`` overrides the configured SMS sender for this message (an
+    E.164 number, or a Twilio Messaging Service SID starting with ``MG``).
+    """
 
     org_id: str
     message_id: str
@@ -21,21 +29,37 @@ class OutgoingMessage:
     step_index: int = 0
     sender_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    image: str | None = None
+    icon: str | None = None
+    sender: str | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
+    """What the provider accepted. ``segments`` is the SMS segment count (None elsewhere)."""
+
     provider: str
     provider_message_id: str | None
+    segments: int | None = None
 
 
 class ProviderError(Exception):
     """A send that did not go out. ``retryable`` is False when trying again cannot help
-    (the request itself was rejected), True for timeouts, 5xx and rate limits."""
+    (the request itself was rejected), True for timeouts, 5xx and rate limits.
 
-    def __init__(self, message: str, *, retryable: bool):
+    ``reason`` names well-known permanent outcomes callers may act on:
+    ``'unsubscribed'`` (the phone sent STOP; it is now suppressed), ``'invalid_number'``,
+    ``'subscription_gone'`` (the push subscription expired and was deleted),
+    ``'not_configured'``. ``code`` is the provider's own error code or HTTP status.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, reason: str | None = None,
+                 code: int | str | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.reason = reason
+        self.code = code
 
 
 class Provider(Protocol):

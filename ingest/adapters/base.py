@@ -21,6 +21,7 @@ applied or not at all.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from uuid import UUID
 
 import psycopg
 
+from cartrecovery.events import find_nul
 from cartrecovery.tenancy import Connection
 
 # apply(conn, org_id) -> the cart the delivery touched (kept on the raw event), or None.
@@ -50,6 +52,10 @@ class AdapterError(Exception):
 
 class BadPayload(AdapterError):
     status, code = 400, "invalid_payload"
+
+
+class InvalidJson(BadPayload):
+    code = "invalid_json"
 
 
 class Unauthorized(AdapterError):
@@ -96,6 +102,16 @@ class Adapter(ABC):
     the ``cartrecovery.adapters`` entry-point group with the platform's name."""
 
     platform: ClassVar[str]
+    # What the store must be told to call: topic → URL path ("{connection_id}" is filled
+    # in). Empty: the store posts everything to /api/webhooks/custom/{connection_id}.
+    webhook_topics: ClassVar[dict[str, str]] = {}
+    # The error code of the 404 for an unknown store (the same answer for every one).
+    unknown_store_code: ClassVar[str] = "unknown_store"
+
+    def connection_statuses(self, request: InboundRequest) -> tuple[str, ...]:
+        """Which connection statuses this request may reach: active stores only, unless the
+        platform still sends something we must act on after uninstall (privacy requests)."""
+        return ("active",)
 
     def acknowledge_unsigned(self, request: InboundRequest) -> Delivery | None:
         """A request the platform sends unsigned and expects a 200 for (a setup ping);
@@ -114,3 +130,30 @@ class Adapter(ABC):
     @abstractmethod
     def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
         """Turn the verified request into a Delivery; raise BadPayload for bad input."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object that Postgres can store, or BadPayload (code
+    ``invalid_json``): not JSON, not an object, too deeply nested, or holding what jsonb
+    refuses (NaN, Infinity, NUL characters)."""
+    try:
+        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidJson("body is not valid JSON", {"reason": str(exc)[:200]}) from exc
+    if not isinstance(payload, dict):
+        raise InvalidJson("body must be a JSON object")
+    where = find_nul(payload)
+    if where is not None:
+        raise InvalidJson("NUL characters are not accepted", {"at": where})
+    return payload

@@ -49,7 +49,10 @@ def list_campaigns(query: CampaignListQuery):
 def create_campaign(body: CampaignCreate):
     """Create a campaign (status draft unless given); answers 201 with the campaign.
 
-    Only the email channel can be delivered for now: sms and push steps are refused.
+    Steps may use email, sms or push; each message still passes the compliance gate at send
+    time (consent, suppressions, quiet hours, frequency caps) and is held or deferred with a
+    recorded reason otherwise. ``reentry_cooldown_seconds`` keeps a customer from re-entering
+    the campaign within that time.
     """
     with runtime().db.tenant(g.org_id) as conn:
         created = campaigns.create_campaign(conn, g.org_id, body)
@@ -71,7 +74,8 @@ def get_campaign(id: str):
 @require_key("write")
 @request_body(CampaignPatch)
 def update_campaign(id: str, body: CampaignPatch):
-    """Change name, status (active or paused), priority, trigger_conditions or sequence_steps.
+    """Change name, status (active or paused), priority, trigger_conditions, sequence_steps
+    or reentry_cooldown_seconds (0 turns it off).
 
     An archived campaign cannot be changed (409).
     """

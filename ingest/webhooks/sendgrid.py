@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
+from cartrecovery import outgoing_webhooks, privacy
 from cartrecovery.events import store_event
 
 from ..errors import ApiError
@@ -131,6 +132,11 @@ def _store_org_events(org_id: UUID, events: list[dict]) -> tuple[int, int, int]:
                  event.get("url") if event_type == "click" else None, occurred_at,
                  Jsonb(event)),
             )
+            outgoing = outgoing_webhooks.event_type_for("sendgrid", event_type)
+            if outgoing:
+                outgoing_webhooks.emit(conn, org_id, outgoing, {
+                    "message_id": message["message_id"], "cart_id": message["cart_id"],
+                    "occurred_at": occurred_at, "url": event.get("url")})
             _apply_suppression(conn, org_id, event_type, event)
     return stored, duplicates, ignored
 
@@ -142,8 +148,9 @@ def _apply_suppression(conn, org_id: UUID, event_type: str, event: dict) -> None
     if event_type == "group_resubscribe":
         conn.execute(
             "DELETE FROM app.suppressions WHERE org_id = %s AND channel = 'email' "
-            "AND address = %s AND reason = 'group_unsubscribe'",
-            (org_id, address),
+            "AND address = ANY(%s) AND reason = 'group_unsubscribe'",
+            # An erased subject is suppressed under a hash of the address: match both forms.
+            (org_id, privacy.suppression_addresses(conn, org_id, "email", address)),
         )
         return
     reason = SUPPRESSING.get(event_type)

@@ -1,0 +1,46 @@
+"""The bare Flask baseline of the ingest benchmark.
+
+One handler for every POST path: read the raw body, INSERT it into ``BENCH_BASELINE_TABLE``
+(default ``bench.baseline_deliveries``, created by ``bench/ingest.py``) and commit. No
+validation, no signature check, no tenancy: it is the floor any durable webhook receiver pays
+(one HTTP round trip + one committed row), which the product's webhook path is compared to.
+
+Run under gunicorn (sync workers) as ``baseline_app:app`` with ``bench/`` on the Python path
+and ``DATABASE_URL`` set. Each worker process opens one psycopg connection on its first
+request; a sync worker serves one request at a time, so one connection per process is enough.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from flask import Flask, request
+from psycopg import sql
+
+app = Flask(__name__)
+
+_TABLE = sql.SQL(".").join(
+    sql.Identifier(part)
+    for part in os.environ.get("BENCH_BASELINE_TABLE", "bench.baseline_deliveries").split(".")
+)
+_INSERT = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(_TABLE)
+_connection: psycopg.Connection | None = None
+
+
+def _conn() -> psycopg.Connection:
+    # Opened lazily so it is created in the worker after gunicorn forks, never shared.
+    global _connection
+    if _connection is None or _connection.closed:
+        _connection = psycopg.connect(os.environ["DATABASE_URL"])
+    return _connection
+
+
+@app.post("/", defaults={"path": ""})
+@app.post("/<path:path>")
+def receive(path: str):
+    """Store the raw body as one row and commit; answer 200 once it is durable."""
+    conn = _conn()
+    conn.execute(_INSERT, (request.get_data(),))
+    conn.commit()
+    return {"ok": True}

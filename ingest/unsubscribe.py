@@ -1,0 +1,101 @@
+"""``/u/<token>``: the unsubscribe link every recovery email carries.
+
+GET shows a confirmation page and changes nothing (mail scanners fetch links; an unsubscribe
+must be the recipient's own act); POST suppresses the address for that channel in the org,
+records the withdrawal in the consent ledger and the event on the message.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+from flask import Blueprint, request
+from psycopg.types.json import Jsonb
+
+from cartrecovery.consents import InvalidAddress, normalize_address, record_consent
+from delivery.restore_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
+
+from .restore import MAX_TOKEN_LENGTH, _refuse
+from .runtime import runtime
+
+bp = Blueprint("unsubscribe", __name__)
+
+_FORM = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title></head>
+<body style="font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px auto;
+padding:0 16px;color:#111827">
+<h1 style="font-size:22px">{title}</h1>
+<p style="font-size:16px;line-height:24px">{message}</p>
+{form}
+</body></html>"""
+
+
+def _page(title: str, message: str, form: str = "", status: int = 200):
+    body = _FORM.format(title=html.escape(title), message=html.escape(message), form=form)
+    return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+
+
+def _message(token: str):
+    """The outbox row the token names, or a refusal response."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None, _refuse(400, "invalid_link", "This link is not valid",
+                             "This link is damaged or incomplete.")
+    try:
+        link = read_token(runtime().settings.secret_key, token, salt=UNSUBSCRIBE_SALT)
+    except InvalidToken:  # expired ones too: an unsubscribe link lives two years
+        return None, _refuse(400, "invalid_link", "This link is not valid",
+                             "This link is damaged, incomplete or too old.")
+    with runtime().db.tenant(link.org_id) as conn:
+        row = conn.execute(
+            "SELECT org_id, message_id, cart_id, channel, recipient FROM app.outbox "
+            "WHERE org_id = %s AND message_id = %s", (link.org_id, link.message_id),
+        ).fetchone()
+    if row is None or not row["recipient"]:
+        return None, _refuse(410, "message_unavailable", "Nothing to unsubscribe",
+                             "We no longer hold this address.")
+    return row, None
+
+
+@bp.get("/u/<path:token>")
+def confirm(token: str):
+    message, refusal = _message(token)
+    if refusal:
+        return refusal
+    form = ('<form method="post"><button type="submit" style="font-size:16px;padding:12px '
+            '20px;border:0;border-radius:6px;background:#111827;color:#fff">Unsubscribe'
+            '</button></form>')
+    return _page("Unsubscribe", "Stop receiving cart reminders at this address?", form)
+
+
+@bp.post("/u/<path:token>")
+def unsubscribe(token: str):
+    message, refusal = _message(token)
+    if refusal:
+        return refusal
+    org_id, channel = message["org_id"], message["channel"]
+    try:
+        address = normalize_address(channel, message["recipient"])
+    except InvalidAddress:
+        address = message["recipient"]
+    now = datetime.now(UTC)
+    with runtime().db.tenant(org_id) as conn:
+        conn.execute(
+            "INSERT INTO app.suppressions (org_id, channel, address, reason) "
+            "VALUES (%s, %s, %s, 'unsubscribe') ON CONFLICT (org_id, channel, address) DO NOTHING",
+            (org_id, channel, address),
+        )
+        record_consent(conn, org_id, channel=channel, address=address, status="withdrawn",
+                       source="unsubscribe_link", ip=request.remote_addr,
+                       user_agent=request.headers.get("User-Agent"))
+        conn.execute(
+            "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,"
+            " occurred_at, payload) VALUES (%s, %s, %s, %s, 'unsubscribe', %s, %s) "
+            "ON CONFLICT (org_id, event_key) DO NOTHING",
+            (org_id, f"unsubscribe:{message['message_id']}", message["message_id"],
+             message["cart_id"], now, Jsonb({"source": "unsubscribe_link"})),
+        )
+    return _page("You are unsubscribed", "You will not receive cart reminders at this "
+                 "address any more.")
