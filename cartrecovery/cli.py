@@ -55,10 +55,12 @@ PLATFORM_WEBHOOKS: dict[str, dict[str, str]] = {
         "order.updated": "/api/webhooks/woocommerce",
     },
     "bigcommerce": {
-        "store/cart/*": "/api/webhooks/bigcommerce",
-        "store/order/created": "/api/webhooks/bigcommerce",
+        scope: "/api/webhooks/bigcommerce"
+        for scope in ("store/cart/created", "store/cart/updated", "store/cart/abandoned",
+                      "store/cart/converted", "store/order/created")
     },
-    "magento": {"events": "/api/webhooks/magento"},
+    # The URL names the connection (Adobe's calls do not name the store).
+    "magento": {"webhooks": "/api/webhooks/custom/{connection_id}"},
     "custom": {"events": "/api/webhooks/custom/{connection_id}"},
 }
 
@@ -266,6 +268,106 @@ def orgs_create(name: str, role: str, as_json: bool) -> None:
         click.echo(f"{role} API key (shown once): {api_key}")
 
 
+# Platform API credential options of `connections add`: option → (credential key, platforms).
+CREDENTIAL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "access_token": ("access_token", ("shopify", "bigcommerce")),
+    "client_secret": ("client_secret", ("bigcommerce",)),
+    "consumer_key": ("consumer_key", ("woocommerce",)),
+    "consumer_secret": ("consumer_secret", ("woocommerce",)),
+    "base_url": ("base_url", ("magento",)),
+    "integration_token": ("integration_token", ("magento",)),
+    "api_base_url": ("api_base_url", ("shopify", "bigcommerce", "woocommerce")),
+}
+
+
+def _credential_options(func):
+    options = [
+        click.option("--access-token", default=None,
+                     help="Shopify Admin API / BigCommerce store API token."),
+        click.option("--client-secret", default=None,
+                     help="BigCommerce app client secret (verifies signed callbacks)."),
+        click.option("--consumer-key", default=None, help="WooCommerce REST consumer key."),
+        click.option("--consumer-secret", default=None,
+                     help="WooCommerce REST consumer secret."),
+        click.option("--base-url", default=None,
+                     help="Magento store base URL (GraphQL at <base-url>/graphql)."),
+        click.option("--integration-token", default=None,
+                     help="Magento integration access token."),
+        click.option("--public-key-file", default=None, type=click.Path(dir_okay=False),
+                     help="Magento: PEM public key that verifies webhook signatures."),
+        click.option("--api-base-url", default=None,
+                     help="Override the platform API base URL (tests, proxies)."),
+        click.option("--credentials", "credentials_json", default=None,
+                     help="Platform credentials as a JSON object (merged with the above)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _store_key(platform: str, shop_domain: str) -> str:
+    """The store key in the form the platform's adapter looks stores up by (WooCommerce:
+    ``https://Shop.Example.com/`` → ``shop.example.com``)."""
+    from ingest.adapters.registry import adapters
+
+    normalize = getattr(adapters().get(platform), "store_key", None)
+    if normalize is None:
+        return shop_domain
+    try:
+        return normalize(shop_domain)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shop-domain") from exc
+
+
+def _credentials(platform: str, options: dict) -> dict | None:
+    """The credentials dict from the platform options; BadParameter for options that do
+    not apply to ``platform`` or values that cannot work."""
+    creds: dict = {}
+    raw = options.pop("credentials_json", None)
+    if raw:
+        try:
+            creds = json.loads(raw)
+        except ValueError:
+            creds = None
+        if not isinstance(creds, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--credentials")
+    pem_path = options.pop("public_key_file", None)
+    if pem_path:
+        if platform != "magento":
+            raise click.BadParameter("only for magento", param_hint="--public-key-file")
+        creds["webhook_public_key_pem"] = _public_key_pem(pem_path)
+    for name, value in options.items():
+        if value is None:
+            continue
+        key, platforms = CREDENTIAL_OPTIONS[name]
+        hint = "--" + name.replace("_", "-")
+        if platform not in platforms:
+            raise click.BadParameter(f"only for {', '.join(platforms)}", param_hint=hint)
+        if not value.strip():
+            raise click.BadParameter("must not be empty", param_hint=hint)
+        if name in ("base_url", "api_base_url") and not value.startswith(("http://",
+                                                                         "https://")):
+            raise click.BadParameter("must be an http(s) URL", param_hint=hint)
+        creds[key] = value.strip()
+    return creds or None
+
+
+def _public_key_pem(path: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        text = Path(path).read_text()
+        key = serialization.load_pem_public_key(text.encode())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"not a readable PEM public key: {exc}",
+                                 param_hint="--public-key-file") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise click.BadParameter("Adobe Commerce signs with RSA: give an RSA public key",
+                                 param_hint="--public-key-file")
+    return text
+
+
 @main.group()
 def connections() -> None:
     """Store connections (platform webhooks)."""
@@ -279,10 +381,16 @@ def connections() -> None:
               help="Webhook signing secret of the store (generated when omitted).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print {connection_id, webhook_urls} as JSON.")
+@_credential_options
 def connections_add(
-    platform: str, org: str, shop_domain: str, secret: str | None, as_json: bool
+    platform: str, org: str, shop_domain: str, secret: str | None, as_json: bool,
+    **credential_options,
 ) -> None:
-    """Connect a store to an org and print the webhook URLs to configure."""
+    """Connect a store to an org and print the webhook URLs to configure.
+
+    Platform API credentials (encrypted at rest) come from the platform options below or
+    --credentials; they let BigCommerce/Magento fetch full carts and `sync` read history.
+    """
     from . import tenancy
     from .crypto import load_key, new_secret
     from .db import Database
@@ -291,6 +399,8 @@ def connections_add(
     shop_domain = shop_domain.strip().lower()
     if not shop_domain:
         raise click.BadParameter("must not be empty", param_hint="--shop-domain")
+    credentials = _credentials(platform, credential_options)
+    shop_domain = _store_key(platform, shop_domain)
     generated = secret is None
     secret = secret if secret is not None else new_secret(24)
     if not secret.strip():
@@ -301,7 +411,8 @@ def connections_add(
         org_id = _find_org(db, org)
         key = load_key(settings.encryption_key, settings.secret_key)
         try:
-            connection_id = tenancy.add_connection(db, key, org_id, platform, shop_domain, secret)
+            connection_id = tenancy.add_connection(db, key, org_id, platform, shop_domain, secret,
+                                                   credentials)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     urls = webhook_urls(settings.app_url, platform, connection_id)
@@ -325,6 +436,87 @@ def webhook_urls(app_url: str, platform: str, connection_id: UUID) -> dict[str, 
         topic: base + path.format(connection_id=connection_id)
         for topic, path in PLATFORM_WEBHOOKS[platform].items()
     }
+
+
+@main.command("sync")
+@click.argument("platform", type=click.Choice(["shopify", "woocommerce", "bigcommerce"],
+                                              case_sensitive=False))
+@click.option("--connection", "connection_id", required=True, help="Connection id.")
+@click.option("--since", required=True,
+              help="Import what was created since this date (YYYY-MM-DD or ISO 8601, UTC).")
+@click.option("--resource", "resources", multiple=True,
+              help="Only these resources (shopify: checkouts, orders; woocommerce: orders; "
+                   "bigcommerce: checkouts, orders). Repeatable.")
+@click.option("--restart", is_flag=True,
+              help="Start over instead of resuming (or instead of skipping a finished sync).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def sync_command(platform: str, connection_id: str, since: str, resources: tuple[str, ...],
+                 restart: bool, as_json: bool) -> None:
+    """Import a store's historical abandoned checkouts and orders through its API.
+
+    Resumable (a checkpoint per connection and resource) and idempotent with webhooks.
+    Carts older than the org's abandonment timeout are marked abandoned without any
+    message being sent. See cartrecovery/sync.py for what each platform allows.
+    """
+    from dataclasses import asdict
+
+    from . import sync, tenancy
+    from .crypto import load_key
+    from .db import Database
+
+    try:
+        since_at = sync.parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    try:
+        cid = UUID(connection_id)
+    except ValueError:
+        raise click.BadParameter("not a connection id", param_hint="--connection") from None
+    with services(need_redis=False) as svc:
+        settings = svc.settings()
+        db = Database(svc.database_url)
+        key = load_key(settings.encryption_key, settings.secret_key)
+        connection = tenancy.get_connection(db, key, cid)
+        if connection is None or connection.platform != platform.lower():
+            raise click.BadParameter(f"no active {platform} connection {connection_id}",
+                                     param_hint="--connection")
+        try:
+            results = sync.sync(db, connection, since_at, resources=list(resources) or None,
+                                restart=restart, progress=_TqdmProgress())
+        except sync.SyncError as exc:
+            raise click.ClickException(f"{exc} (run the same command again to resume)") \
+                from exc
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in results]))
+        return
+    for line in sync.iter_results(results):
+        click.echo(line)
+
+
+class _TqdmProgress:
+    """A progress bar per resource on stderr (objects imported, of the total when known)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def start(self, resource: str, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=resource, unit=" objects", file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def advance(self, count: int, total: int | None = None) -> None:
+        if self.bar is None:
+            return
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+            self.bar.refresh()
+        self.bar.update(count)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _find_org(db, org: str) -> UUID:
