@@ -16,8 +16,8 @@ Rules that make redelivery and out-of-order arrival harmless:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -25,9 +25,11 @@ from uuid import UUID
 
 import phonenumbers
 import psycopg
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from . import outgoing_webhooks
+from .events import EventRow, namespaced_key
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
 
@@ -189,21 +191,17 @@ def _coalesce_assignments() -> str:
     return ", ".join(f"{f} = COALESCE(%({f})s, {f})" for f in _CUSTOMER_FIELDS)
 
 
-def _upsert_customers_by_email(
-    conn: psycopg.Connection, org_id: UUID, by_email: dict[str, dict]
-) -> dict[str, UUID]:
-    """One statement for many customers keyed by (already normalised) email."""
-    if not by_email:
-        return {}
-    emails = sorted(by_email)  # lock order, as for carts
-    rows = conn.execute(
-        """
+def _customers_sql(where: str = "") -> str:
+    # Arrays go as binary parameters (%b): psycopg's text format would escape every element
+    # in Python, the bulk of a batch's cost. ``where`` gates the rows (the fused statement).
+    return f"""
         INSERT INTO app.customers AS cu
             (org_id, email, phone, first_name, last_name, external_id, timezone,
              accepts_marketing)
-        SELECT %s, t.* FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                   %s::text[], %s::boolean[])
+        SELECT %b, t.* FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                   %b::text[], %b::boolean[])
             AS t(email, phone, first_name, last_name, external_id, timezone, accepts_marketing)
+        {where}
         ON CONFLICT (org_id, email) WHERE email IS NOT NULL DO UPDATE SET
             phone = COALESCE(EXCLUDED.phone, cu.phone),
             first_name = COALESCE(EXCLUDED.first_name, cu.first_name),
@@ -212,10 +210,24 @@ def _upsert_customers_by_email(
             timezone = COALESCE(EXCLUDED.timezone, cu.timezone),
             accepts_marketing = COALESCE(EXCLUDED.accepts_marketing, cu.accepts_marketing),
             updated_at = now()
-        RETURNING email, customer_id
-        """,
-        (org_id, emails, *([by_email[e].get(f) for e in emails] for f in _CUSTOMER_FIELDS)),
-    ).fetchall()
+        RETURNING email, customer_id"""
+
+
+_UPSERT_CUSTOMERS = _customers_sql()
+
+
+def _customer_params(org_id: UUID, by_email: dict[str, dict]) -> tuple:
+    emails = sorted(by_email)  # lock order, as for carts
+    return (org_id, emails, *([by_email[e].get(f) for e in emails] for f in _CUSTOMER_FIELDS))
+
+
+def _upsert_customers_by_email(
+    conn: psycopg.Connection, org_id: UUID, by_email: dict[str, dict]
+) -> dict[str, UUID]:
+    """One statement for many customers keyed by (already normalised) email."""
+    if not by_email:
+        return {}
+    rows = conn.execute(_UPSERT_CUSTOMERS, _customer_params(org_id, by_email)).fetchall()
     return {r["email"]: r["customer_id"] for r in rows}
 
 
@@ -245,9 +257,11 @@ def _take_fresh(column: str) -> str:
     return f"{column} = CASE WHEN {_FRESH} THEN EXCLUDED.{column} ELSE c.{column} END"
 
 
-def _upsert_sql(with_content: bool) -> str:
+def _upsert_sql(with_content: bool, customer: str = "t.customer_id", where: str = "") -> str:
     # Carts whose content is unknown (see CanonicalCart) go through a variant that leaves the
     # stored items and total alone; a column's value in EXCLUDED cannot say "unknown".
+    # ``customer`` and ``where`` let the fused statement take the customer from its own CTE
+    # and gate the row on its claim.
     content = (f"""
     {_take_fresh("total_price")},
     {_take_fresh("item_count")},
@@ -257,15 +271,16 @@ INSERT INTO app.carts AS c
     (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
      currency, total_price, item_count, line_items, restore_url, source_created_at,
      source_updated_at, checkout_id, last_activity_at)
-SELECT %s, t.platform, t.external_id, t.cart_token, t.connection_id, t.customer_id, t.email,
+SELECT %b, t.platform, t.external_id, t.cart_token, t.connection_id, {customer}, t.email,
        t.phone, t.currency, t.total_price, t.item_count, t.line_items::jsonb, t.restore_url,
        t.source_created_at, t.source_updated_at, t.checkout_id, now()
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
-            %s::text[], %s::numeric[], %s::integer[], %s::text[], %s::text[],
-            %s::timestamptz[], %s::timestamptz[], %s::text[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::uuid[], %b::uuid[], %b::text[], %b::text[],
+            %b::text[], %b::numeric[], %b::integer[], %b::text[], %b::text[],
+            %b::timestamptz[], %b::timestamptz[], %b::text[])
     AS t(platform, external_id, cart_token, connection_id, customer_id, email, phone, currency,
          total_price, item_count, line_items, restore_url, source_created_at, source_updated_at,
          checkout_id)
+{where}
 ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
     {_keep_known("cart_token")},
     {_keep_known("checkout_id")},
@@ -280,12 +295,25 @@ ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
     last_activity_at = CASE WHEN {_FRESH} THEN now() ELSE c.last_activity_at END,
     status = CASE WHEN c.status = 'abandoned' AND {_NEWER} THEN 'active' ELSE c.status END,
     updated_at = now()
-RETURNING cart_id, platform, external_id
+RETURNING cart_id, platform, external_id, cart_token
 """
 
 
-_UPSERT_WITH_CONTENT = _upsert_sql(True)
-_UPSERT_KEEP_CONTENT = _upsert_sql(False)
+# Whether an order waits for the upserted cart ``up`` (it arrived first, see
+# _convert_carts_with_orphan_orders): the same match, so that costly statement runs only then.
+_ORPHANS = """EXISTS (
+    SELECT 1 FROM app.orders o
+    WHERE o.org_id = %b AND o.cart_id IS NULL AND o.platform = up.platform
+      AND (o.checkout_token = up.external_id OR o.cart_token = up.cart_token))"""
+
+
+def _with_orphans(upsert: str) -> str:
+    return (f"WITH up AS ({upsert})\n"
+            f"SELECT up.cart_id, up.platform, up.external_id, {_ORPHANS} AS orphans FROM up")
+
+
+_UPSERT_WITH_CONTENT = _with_orphans(_upsert_sql(True))
+_UPSERT_KEEP_CONTENT = _with_orphans(_upsert_sql(False))
 
 
 def upsert_cart(conn: psycopg.Connection, org_id: UUID, cart: CanonicalCart) -> UUID:
@@ -334,15 +362,109 @@ def upsert_carts(
             customer_ids.append(None)
 
     ids: dict[tuple[str, str], UUID] = {}
+    waited_for: list[UUID] = []
     for sql, group in ((_UPSERT_WITH_CONTENT, [i for i, c in enumerate(rows) if c.has_content]),
                        (_UPSERT_KEEP_CONTENT,
                         [i for i, c in enumerate(rows) if not c.has_content])):
         if group:
-            result = conn.execute(sql, _cart_columns(org_id, [rows[i] for i in group],
-                                                     [customer_ids[i] for i in group]))
-            ids.update({(r["platform"], r["external_id"]): r["cart_id"] for r in result})
-    _convert_carts_with_orphan_orders(conn, org_id, list(ids.values()))
+            result = conn.execute(sql, (*_cart_columns(org_id, [rows[i] for i in group],
+                                                       [customer_ids[i] for i in group]),
+                                        org_id))
+            for r in result:
+                ids[(r["platform"], r["external_id"])] = r["cart_id"]
+                if r["orphans"]:
+                    waited_for.append(r["cart_id"])
+    if waited_for:
+        _convert_carts_with_orphan_orders(conn, org_id, waited_for)
     return [ids[(c.platform, c.external_id)] for c in carts]
+
+
+# --- one cart event in one statement ---------------------------------------------------------
+
+
+@dataclass
+class CartChange:
+    """An adapter's ``apply`` that upserts one cart and, with ``converted_at``, marks it
+    converted (a completed checkout). Callable like any apply; the webhook path recognises
+    it and runs claim, customer, cart and raw event as one statement
+    (:func:`cart_event_query`)."""
+
+    cart: CanonicalCart
+    converted_at: datetime | None = None
+
+    def __call__(self, conn: psycopg.Connection, org_id: UUID) -> UUID:
+        cart_id = upsert_cart(conn, org_id, self.cart)
+        self.after(conn, org_id, cart_id, orphans=False)
+        return cart_id
+
+    def after(self, conn: psycopg.Connection, org_id: UUID, cart_id: UUID,
+              orphans: bool) -> None:
+        """What follows the upsert: link orders that waited for this cart (``orphans``, as
+        the fused statement found), then the completed checkout's conversion."""
+        if orphans:
+            _convert_carts_with_orphan_orders(conn, org_id, [cart_id])
+        if self.converted_at is not None:
+            # The order event does the attribution; this only stops pending messages early.
+            mark_cart_converted(conn, org_id, cart_id, self.converted_at)
+
+    @property
+    def fusable(self) -> bool:
+        # A customer without email is looked up by phone/external id: several statements.
+        return bool(self.cart.email) or not (self.cart.phone or self.cart.customer_external_id)
+
+
+_CLAIMED = "WHERE EXISTS (SELECT 1 FROM claim)"
+
+# The webhook write path as one statement (each CTE as the separate statements would do it:
+# claim_event, _upsert_customers_by_email, upsert_carts, append_event). Nothing is written
+# when the key was claimed before. Returns one row: the new event id (NULL for a duplicate),
+# the cart id and whether orders wait for that cart.
+_CART_EVENT = f"""
+WITH claim AS (
+    INSERT INTO raw.event_keys (org_id, dedup_key, event_id)
+    VALUES (%b, %b, gen_random_uuid())
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), cust AS ({_customers_sql(_CLAIMED + " AND t.email IS NOT NULL")}
+), up AS ({_upsert_sql(True, "(SELECT customer_id FROM cust)", _CLAIMED)}
+), ev AS (
+    INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
+                            dedup_key, occurred_at, payload, headers)
+    SELECT %b::uuid, claim.event_id, %b::text, %b::text, %b::uuid, (SELECT cart_id FROM up),
+           %b::text, %b::timestamptz, %b::jsonb, %b::jsonb
+    FROM claim
+)
+SELECT (SELECT event_id FROM claim) AS event_id, up.cart_id, {_ORPHANS} AS orphans
+FROM (SELECT 1) AS one LEFT JOIN up ON true
+"""
+
+
+def cart_event_query(
+    org_id: UUID, change: CartChange, event: EventRow
+) -> tuple[str, tuple]:
+    """(sql, params) storing ``event`` once and, when it is new, applying ``change`` (which
+    must be :attr:`CartChange.fusable`), in one statement; run it in the org's tenant
+    transaction, then :meth:`CartChange.after` with its row unless ``event_id`` is NULL."""
+    cart = change.cart
+    customers = {cart.email: _customer_fields(cart)} if cart.email else {None: {}}
+    key = namespaced_key(event.source, event.dedup_key)
+    return _CART_EVENT, (
+        org_id, key,
+        *_customer_params(org_id, customers),
+        *_cart_columns(org_id, [cart], [None]),
+        org_id, event.source, event.topic, event.connection_id, key, event.occurred_at,
+        Jsonb(event.payload), Jsonb(event.headers or {}),
+        org_id,
+    )
+
+
+_LINE_ITEMS_JSON = TypeAdapter(list[LineItem])
+
+
+def _line_items_json(items: list[LineItem]) -> str:
+    # pydantic's serializer in one call: what json.dumps of each item's model_dump(mode="json")
+    # gave, at a fraction of the cost (same keys and order; decimals as strings).
+    return _LINE_ITEMS_JSON.dump_json(items).decode()
 
 
 def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -> tuple:
@@ -360,7 +482,7 @@ def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -
         [c.total_price if c.total_price is not None else sum_items(c.line_items or [])
          for c in rows],
         [sum(i.quantity for i in li) for li in items],
-        [json.dumps([i.model_dump(mode="json") for i in li]) for li in items],
+        [_line_items_json(li) for li in items],
         [c.restore_url for c in rows],
         [c.source_created_at for c in rows],
         [c.source_updated_at for c in rows],

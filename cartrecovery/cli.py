@@ -741,8 +741,13 @@ def prepare_demo(svc: Services) -> DemoStore:
         secret = new_secret(24)
         connection_id = tenancy.add_connection(db, key, org_id, "shopify", DEMO_SHOP, secret)
     with db.system() as conn:
+        # The demo's customers live in many time zones; with quiet hours on, most reminders
+        # would wait for their morning and the dashboard would sit still. A real org keeps
+        # the 08:00-21:00 default.
         conn.execute(
-            "UPDATE app.orgs SET abandonment_timeout_seconds = %s WHERE org_id = %s",
+            "UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings || "
+            "'{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}'::jsonb "
+            "WHERE org_id = %s",
             (DEMO_TIMEOUT_SECONDS, org_id),
         )
         conn.execute(

@@ -10,8 +10,9 @@ not subject to RLS.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -19,6 +20,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 APP_ROLE = "cartrecovery_app"
+
+# The tenant scope in one statement: set_config('role', …, true) is SET LOCAL ROLE (the same
+# setting, checked the same way: the session user must be a member of the role).
+_SCOPE = "SELECT set_config('role', %s, true), set_config('app.org_id', %s, true)"
+
+Query = tuple[str, Sequence[Any] | dict[str, Any]]
 
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
@@ -73,11 +80,28 @@ class Database:
     @contextmanager
     def tenant(self, org_id: UUID | str) -> Iterator[psycopg.Connection]:
         """A transaction that can only see and write rows of ``org_id``."""
-        with self.pool.connection() as conn:
-            with conn.transaction():
-                conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
-                conn.execute("SELECT set_config('app.org_id', %s, true)", (str(org_id),))
-                yield conn
+        with self.tenant_with(org_id) as (conn, _):
+            yield conn
+
+    @contextmanager
+    def tenant_with(
+        self, org_id: UUID | str, *queries: Query
+    ) -> Iterator[tuple[psycopg.Connection, list[list[dict]]]]:
+        """:meth:`tenant`, whose first statements ``queries`` ((sql, params) pairs) travel
+        with BEGIN and the tenant scope in one round trip (psycopg pipeline mode).
+
+        Yields the connection and each query's rows (``[]`` for statements returning none).
+        They ran as ``cartrecovery_app`` for ``org_id``, like everything after them; raising
+        in the block rolls all of it back.
+        """
+        with self.pool.connection() as conn, ExitStack() as stack:
+            with conn.pipeline():
+                # BEGIN is queued, not sent: the transaction starts inside the pipeline. Not
+                # conn.transaction(), which would keep the whole block in pipeline mode.
+                stack.enter_context(psycopg.Transaction(conn))
+                conn.execute(_SCOPE, (APP_ROLE, str(org_id)))
+                cursors = [conn.execute(sql, params) for sql, params in queries]
+            yield conn, [cur.fetchall() if cur.description else [] for cur in cursors]
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:

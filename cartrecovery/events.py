@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,19 @@ def _unstorable(text: str) -> bool:
     return False
 
 
+# What a JSON text needs to carry NUL or a lone surrogate once parsed: a \u0000 or \uD800-\uDFFF
+# escape (any case), or UTF-8-encoded surrogate bytes (json.loads decodes bytes with
+# "surrogatepass"). A raw NUL byte cannot be in valid UTF-8 JSON, and means UTF-16/32 text,
+# which this test cannot read: it counts as a hit too.
+_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]|\x00")
+
+
+def may_hold_unstorable(body: bytes) -> bool:
+    """Whether JSON ``body`` might hold text Postgres cannot store; False is certain, so a
+    caller may skip :func:`find_nul` on what it parsed (a few µs instead of a walk)."""
+    return _MAYBE_UNSTORABLE.search(body) is not None
+
+
 def find_nul(value: Any, path: str = "$") -> str | None:
     """Where parsed JSON holds text Postgres cannot store (a NUL character or a lone
     surrogate), or None. Callers answer 400 for it instead of failing in the database."""
@@ -70,17 +84,23 @@ def namespaced_key(source: str, dedup_key: str) -> str:
     return f"{source}:{dedup_key}"
 
 
+def claim_query(org_id: UUID, source: str, dedup_key: str) -> tuple[str, tuple]:
+    """(sql, params) of :func:`claim_event`'s statement: one row ``event_id`` when the key is
+    new, none when it was claimed before (e.g. a prelude of ``Database.tenant_with``)."""
+    return (
+        "INSERT INTO raw.event_keys (org_id, dedup_key, event_id) "
+        "VALUES (%s, %s, gen_random_uuid()) ON CONFLICT DO NOTHING RETURNING event_id",
+        (org_id, namespaced_key(source, dedup_key)),
+    )
+
+
 def claim_event(conn: psycopg.Connection, org_id: UUID, source: str, dedup_key: str) -> UUID | None:
     """Claim ``dedup_key`` for ``source``: a new event id the first time, None ever after.
 
     A concurrent claim of the same key waits on the unique index until the first transaction
     ends, so exactly one of them gets an id.
     """
-    row = conn.execute(
-        "INSERT INTO raw.event_keys (org_id, dedup_key, event_id) "
-        "VALUES (%s, %s, gen_random_uuid()) ON CONFLICT DO NOTHING RETURNING event_id",
-        (org_id, namespaced_key(source, dedup_key)),
-    ).fetchone()
+    row = conn.execute(*claim_query(org_id, source, dedup_key)).fetchone()
     return _value(row, "event_id")
 
 
@@ -174,10 +194,11 @@ def claim_events(
     if not keys:
         return {}
     unique = list(dict.fromkeys(namespaced_key(s, k) for s, k in keys))
+    # Arrays go as binary parameters (%b): the text format escapes every element in Python.
     rows = conn.execute(
         """
         INSERT INTO raw.event_keys (org_id, dedup_key, event_id)
-        SELECT %s, k, gen_random_uuid() FROM unnest(%s::text[]) AS t(k)
+        SELECT %b, k, gen_random_uuid() FROM unnest(%b::text[]) AS t(k)
         ON CONFLICT DO NOTHING
         RETURNING dedup_key, event_id
         """,
@@ -199,10 +220,10 @@ def append_events(conn: psycopg.Connection, org_id: UUID, events: Sequence[Event
         """
         INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
                                 dedup_key, occurred_at, payload, headers)
-        SELECT %s, t.event_id, t.source, t.topic, t.connection_id, t.cart_id, t.dedup_key,
+        SELECT %b, t.event_id, t.source, t.topic, t.connection_id, t.cart_id, t.dedup_key,
                t.occurred_at, t.payload::jsonb, t.headers::jsonb
-        FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[],
-                    %s::timestamptz[], %s::text[], %s::text[])
+        FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::uuid[], %b::uuid[], %b::text[],
+                    %b::timestamptz[], %b::text[], %b::text[])
              AS t(event_id, source, topic, connection_id, cart_id, dedup_key, occurred_at,
                   payload, headers)
         """,
@@ -216,7 +237,7 @@ def append_events(conn: psycopg.Connection, org_id: UUID, events: Sequence[Event
             [namespaced_key(e.source, e.dedup_key) for e in events],
             [e.occurred_at for e in events],
             [json.dumps(e.payload, default=str) for e in events],
-            [json.dumps(e.headers or {}) for e in events],
+            [json.dumps(e.headers) if e.headers else "{}" for e in events],
         ),
     )
 

@@ -81,7 +81,8 @@ def load_storable_json(raw: bytes) -> Any:
         value = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
-    if encoding != "utf-8" or _RISKY.search(raw):
+    # ``in`` scans bytes far faster than the regex: most bodies skip both.
+    if encoding != "utf-8" or ((b"\\u" in raw or b"\xed" in raw) and _RISKY.search(raw)):
         where = find_nul(value)
         if where is not None:
             raise ValueError(f"JSON holds text Postgres cannot store at {where}")

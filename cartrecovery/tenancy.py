@@ -4,12 +4,20 @@ at rest, webhook secret rotation with a grace period, status changes).
 An API key reads ``cr_<org id hex>_<secret>``: the org id in clear lets the lookup use the
 (org_id, key_hash) unique key inside the org's own RLS scope; only the SHA-256 of the whole
 key is stored, and the key is shown once.
+
+Hot ingest paths may read keys and connections from a per-process cache (``max_age`` of
+:func:`verify_api_key` and :func:`find_connection`); they then confirm what they read inside
+their own tenant transaction (:data:`API_KEY_LIVE`, :func:`connection_unchanged`), so a
+revoked key or a changed/disconnected store is refused at once, in every process. Changes
+made through this module also empty the cache of the process that makes them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -49,6 +57,9 @@ class Connection:
     status: str
     secrets: list[str] = field(default_factory=list)
     credentials: dict | None = None
+    # What the row said when read, to confirm a cached copy (see connection_unchanged):
+    # (updated_at, secret ciphertext, previous secret's expiry).
+    version: tuple | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not self.secrets:
@@ -82,18 +93,41 @@ def create_api_key(db: Database, org_id: UUID, role: str = "admin", name: str | 
     return key
 
 
-def verify_api_key(db: Database, key: str) -> ApiKey | None:
+def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | None:
+    """The live key ``key``, or None (malformed, unknown or revoked).
+
+    ``max_age`` > 0 may answer from this process's cache (live keys only, read at most
+    ``max_age`` seconds ago): the caller must then confirm the key in its own transaction
+    with :data:`API_KEY_LIVE` before acting on it (a key can be revoked since).
+    """
     match = _KEY_RE.match(key or "")
     if not match:
         return None
+    digest = hash_api_key(key)
+    cache_key = (db.url, digest)
+    if max_age > 0:
+        hit = _KEYS.get(cache_key, max_age)
+        if hit is not None:
+            return hit
     org_id = UUID(match.group(1))
     with db.tenant(org_id) as conn:
         row = conn.execute(
             "SELECT org_id, key_id, role FROM app.api_keys "
             "WHERE org_id = %s AND key_hash = %s AND revoked_at IS NULL",
-            (org_id, hash_api_key(key)),
+            (org_id, digest),
         ).fetchone()
-    return ApiKey(row["org_id"], row["key_id"], row["role"]) if row else None
+    if row is None:
+        _KEYS.forget(cache_key)  # unknown tokens are never cached: they cannot fill it
+        return None
+    found = ApiKey(row["org_id"], row["key_id"], row["role"])
+    _KEYS.put(cache_key, found)
+    return found
+
+
+# Confirms a cached ApiKey inside a tenant transaction of its org (one row while it is live):
+# params (org_id, key_id).
+API_KEY_LIVE = ("SELECT 1 FROM app.api_keys WHERE org_id = %s AND key_id = %s "
+                "AND revoked_at IS NULL")
 
 
 def add_connection(
@@ -149,6 +183,7 @@ def add_connection(
                 encrypt(key, creds, _aad(org_id)) if creds else None,
             ),
         ).fetchone()
+    forget_cached()
     return row["connection_id"]
 
 
@@ -157,7 +192,11 @@ _SELECT = """
 SELECT org_id, connection_id, platform, shop_domain, secret_ciphertext, status,
        credentials_ciphertext,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret_ciphertext END
-           AS previous_secret_ciphertext
+           AS previous_secret_ciphertext,
+       CASE WHEN previous_secret_expires_at > now()
+            THEN extract(epoch FROM previous_secret_expires_at - now()) END
+           AS previous_secret_ttl,
+       previous_secret_expires_at, updated_at
 FROM app.connections
 """
 
@@ -168,19 +207,63 @@ def find_connection(
     platform: str,
     shop_domain: str,
     statuses: tuple[str, ...] = ("active",),
+    max_age: float = 0.0,
 ) -> Connection | None:
     """Route an inbound webhook to its store (before the org is known).
 
     Only active stores by default; ``statuses`` widens it (privacy requests reach a store
     after uninstall). An active connection wins, then the most recently changed one.
+
+    ``max_age`` > 0 may answer from this process's cache (found connections only, read at
+    most ``max_age`` seconds ago, never past the end of a previous secret's grace period);
+    the caller must then confirm it in its tenant transaction with
+    :func:`connection_unchanged` and look it up again (``max_age=0``) when that fails, or
+    when a signature does not verify with the cached secrets (a rotation since).
     """
+    domain = shop_domain.strip().lower()
+    cache_key = (db.url, key, platform, domain, tuple(statuses))
+    if max_age > 0:
+        hit = _CONNECTIONS.get(cache_key, max_age)
+        if hit is not None:
+            return hit
     with db.system() as conn:
         row = conn.execute(
             _SELECT + "WHERE platform = %s AND shop_domain = %s AND status = ANY(%s::text[]) "
             "ORDER BY (status = 'active') DESC, updated_at DESC LIMIT 1",
-            (platform, shop_domain.strip().lower(), list(statuses)),
+            (platform, domain, list(statuses)),
         ).fetchone()
-    return _connection(key, row) if row else None
+    if row is None:
+        _CONNECTIONS.forget(cache_key)
+        return None
+    found = _connection(key, row)
+    _CONNECTIONS.put(cache_key, found, row.get("previous_secret_ttl"))
+    return found
+
+
+def connection_unchanged(
+    connection: Connection, statuses: tuple[str, ...] = ("active",)
+) -> tuple[str, tuple]:
+    """(sql, params) of a query, for a tenant transaction of the connection's org, that
+    returns one row while the stored connection is still what ``connection`` was read from
+    (same secrets, same grace period, no change since) and in one of ``statuses``."""
+    updated_at, secret, previous_expires = connection.version or (None, None, None)
+    return (
+        "SELECT 1 FROM app.connections WHERE org_id = %s AND connection_id = %s "
+        "AND status = ANY(%s::text[]) AND updated_at = %s AND secret_ciphertext = %s "
+        "AND previous_secret_expires_at IS NOT DISTINCT FROM %s::timestamptz",
+        (connection.org_id, connection.connection_id, list(statuses), updated_at, secret,
+         previous_expires),
+    )
+
+
+def forget_cached(connection: Connection | None = None) -> None:
+    """Drop cached connections (``connection``'s, or all) and, with no argument, cached keys
+    too: after a change, or when a cached entry failed its confirmation."""
+    if connection is None:
+        _CONNECTIONS.clear()
+        _KEYS.clear()
+    else:
+        _CONNECTIONS.drop(lambda c: c.connection_id == connection.connection_id)
 
 
 def get_connection(
@@ -247,6 +330,7 @@ def rotate_secret(
             """,
             (grace_seconds, encrypt(key, new, _aad(org_id)), org_id, connection_id),
         ).fetchone()
+    forget_cached()
     return new if row else None
 
 
@@ -261,6 +345,7 @@ def set_credentials(
             "WHERE org_id = %s AND connection_id = %s RETURNING connection_id",
             (encrypt(key, creds, _aad(org_id)) if creds else None, org_id, connection_id),
         ).fetchone()
+    forget_cached()
     return row is not None
 
 
@@ -281,6 +366,7 @@ def change_status(
         """,
         (status, reason, org_id, connection_id),
     ).fetchone()
+    forget_cached()  # early, but harmless: a cached entry is confirmed before use anyway
     if row is None:
         return None
     if status == "active":
@@ -337,7 +423,51 @@ def _connection(key: bytes, row: dict[str, Any]) -> Connection:
         status=row["status"],
         secrets=secrets,
         credentials=json.loads(decrypt(key, creds, aad)) if creds else None,
+        version=(row.get("updated_at"), row.get("secret_ciphertext"),
+                 row.get("previous_secret_expires_at")),
     )
+
+
+class _Cache:
+    """Entries read from the database, each kept until a deadline: never longer than the
+    ``max_age`` a reader asks for, nor past an entry's own ``ttl`` (a secret's grace end)."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self):
+        self._entries: dict[Any, tuple[float, float, Any]] = {}  # key -> (read, until, value)
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, max_age: float) -> Any:
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry[0] > max_age or now >= entry[1]:
+            return None
+        return entry[2]
+
+    def put(self, key: Any, value: Any, ttl: float | None = None) -> None:
+        now = time.monotonic()
+        until = now + float(ttl) if ttl is not None else float("inf")
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (now, until, value)
+
+    def forget(self, key: Any) -> None:
+        self._entries.pop(key, None)
+
+    def drop(self, matches) -> None:
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if matches(e[2])]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_CONNECTIONS = _Cache()
+_KEYS = _Cache()
 
 
 def _aad(org_id: UUID) -> bytes:

@@ -328,3 +328,45 @@ def test_bigcommerce_sync_imports_incomplete_checkouts_and_orders(db, runtime, o
         row = conn.execute("SELECT * FROM app.orders WHERE org_id = %s", (org.org_id,)).fetchone()
     assert row["external_id"] == "3001" and row["total_price"] == Decimal("42.50")
     assert row["cart_id"] == carts["cart-old-2"]["cart_id"]
+
+
+# --- the shared store API client ------------------------------------------------------------
+
+
+def test_http_client_retry_policy(recorder):
+    from email.utils import format_datetime
+
+    from cartrecovery.http_client import StoreApiError, StoreHttpClient
+
+    waits: list[float] = []
+    client = StoreHttpClient(recorder.url, {"X-Token": "t"}, sleep=waits.append,
+                             max_attempts=3, max_retry_after=60)
+    # Retry-After as an HTTP date (about 30 s ahead), then success.
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    recorder.respond("GET", "/date", 429, {}, {**JSON, "Retry-After": later})
+    recorder.respond("GET", "/date", 200, {"ok": True})
+    assert client.json("GET", "/date") == {"ok": True}
+    assert len(waits) == 1 and 25 <= waits[0] <= 31
+    assert recorder.find("GET", "/date")[0]["headers"]["X-Token"] == "t"
+
+    # A POST that failed with 500 may have done something: not retried...
+    recorder.respond("POST", "/create", 500, {})
+    assert client.post("/create").status_code == 500
+    assert len(recorder.find("POST", "/create")) == 1
+    # ...unless the caller says it is idempotent (a GraphQL query); a 429 always is.
+    recorder.respond("POST", "/query", 500, {}, times=5)
+    with pytest.raises(StoreApiError) as failed:
+        client.json("POST", "/query", idempotent=True)
+    assert failed.value.status == 500 and failed.value.retryable
+    assert len(recorder.find("POST", "/query")) == 3  # bounded
+
+    # A server asking for more than max_retry_after is not waited for.
+    waits.clear()
+    recorder.respond("GET", "/slow", 429, {}, {**JSON, "Retry-After": "3600"})
+    assert client.get("/slow").status_code == 429 and waits == []
+    # 404 passes through as "allowed"; non-JSON and unstorable JSON are errors.
+    recorder.respond("GET", "/gone", 404, {})
+    assert client.json("GET", "/gone", allow=(404,)) is None
+    recorder.respond("GET", "/nul", 200, b'{"a": "\\u0000"}')
+    with pytest.raises(StoreApiError, match="not JSON"):
+        client.json("GET", "/nul")

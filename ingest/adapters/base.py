@@ -21,7 +21,6 @@ applied or not at all.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from uuid import UUID
 
 import psycopg
 
-from cartrecovery.events import find_nul
+from cartrecovery.http_client import load_storable_json
 from cartrecovery.tenancy import Connection
 
 # apply(conn, org_id) -> the cart the delivery touched (kept on the raw event), or None.
@@ -132,28 +131,14 @@ class Adapter(ABC):
         """Turn the verified request into a Delivery; raise BadPayload for bad input."""
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number out of range: {text[:40]}")
-    return value
-
-
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object that Postgres can store, or BadPayload (code
     ``invalid_json``): not JSON, not an object, too deeply nested, or holding what jsonb
-    refuses (NaN, Infinity, NUL characters)."""
+    refuses (NaN, Infinity, NUL characters, lone surrogates)."""
     try:
-        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        payload = load_storable_json(body)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson("body is not valid JSON", {"reason": str(exc)[:200]}) from exc
     if not isinstance(payload, dict):
         raise InvalidJson("body must be a JSON object")
-    where = find_nul(payload)
-    if where is not None:
-        raise InvalidJson("NUL characters are not accepted", {"at": where})
     return payload

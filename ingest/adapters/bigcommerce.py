@@ -62,8 +62,9 @@ CONVERTED = "store/cart/converted"
 ORDER_CREATED = "store/order/created"
 SCOPES = (*CART_SCOPES, CONVERTED, ORDER_CREATED)
 # Cart ids are UUIDs; anything else must never reach a URL path.
-_CART_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_STORE_HASH = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_CART_ID = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
+_STORE_HASH = re.compile(r"^[A-Za-z0-9]{1,64}\Z")
+_ORDER_ID = re.compile(r"^[0-9]{1,20}\Z")
 
 
 class StoreApiUnavailable(AdapterError):
@@ -436,7 +437,7 @@ class BigCommerceAdapter(Adapter):
     def _converted_delivery(self, delivery: Delivery, callback: Callback,
                             connection: Connection):
         cart_id, order_id = callback.data.id, callback.data.orderId
-        if not _CART_ID.match(cart_id) or not order_id or not order_id.isdigit():
+        if not _CART_ID.match(cart_id) or not order_id or not _ORDER_ID.match(order_id):
             raise BadPayload("store/cart/converted needs a cart id and a numeric orderId")
         fetched = self._fetch(connection, "order", order_id, required=False)
         order = self._order(fetched, connection) if fetched else None
@@ -449,7 +450,7 @@ class BigCommerceAdapter(Adapter):
 
     def _order_delivery(self, delivery: Delivery, callback: Callback, connection: Connection):
         order_id = callback.data.id
-        if not order_id.isdigit():
+        if not _ORDER_ID.match(order_id):
             raise BadPayload("store/order/created needs a numeric order id")
         fetched = self._fetch(connection, "order", order_id, required=False)
         order = self._order(fetched, connection) if fetched else None

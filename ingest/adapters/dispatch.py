@@ -1,21 +1,43 @@
 """The one request path every store webhook takes: locate → verify → parse → one
-transaction that claims the dedup key, applies the state change and appends the raw event."""
+transaction that claims the dedup key, applies the state change and appends the raw event.
+
+Hot path: the store's connection comes from a per-process cache (``CONNECTION_CACHE_SECONDS``)
+and is confirmed inside the request's own transaction, in the same round trip as BEGIN and
+the tenant scope; a connection changed since (disconnected, secret rotated or replaced, grace
+period ended) rolls that transaction back and the request starts over with a fresh lookup, as
+does a signature that the cached secrets do not verify. A delivery that upserts one cart
+(``carts.CartChange``) is claimed, applied and stored by one statement.
+"""
 
 from __future__ import annotations
 
 from flask import request
 
-from cartrecovery.events import append_event, body_hash, claim_event
-from cartrecovery.tenancy import Connection, find_connection
+from cartrecovery.carts import CartChange, cart_event_query
+from cartrecovery.events import EventRow, append_event, body_hash, claim_query
+from cartrecovery.tenancy import (
+    Connection,
+    connection_unchanged,
+    find_connection,
+    forget_cached,
+)
 
 from ..errors import ApiError
 from ..runtime import runtime
-from .base import Adapter, AdapterError, InboundRequest
+from .base import Adapter, AdapterError, Delivery, InboundRequest
 
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
 _SECRET_HEADERS = {"authorization", "cookie", "x-shopify-hmac-sha256", "x-wc-webhook-signature",
                    "webhook-signature", "x-adobe-commerce-webhook-signature",
                    "x-cartrecovery-signature"}
+
+# How long a process may reuse a store connection it read. Every use is confirmed against the
+# row in the request's transaction, so this bounds only memory staleness, not what is accepted.
+CONNECTION_CACHE_SECONDS = 60.0
+
+
+class _StaleConnection(Exception):
+    """The cached connection no longer matches its row: start over with a fresh lookup."""
 
 
 def inbound_request(topic: str | None = None) -> InboundRequest:
@@ -41,6 +63,15 @@ def unknown_store(code: str = "unknown_store") -> ApiError:
 def receive(adapter: Adapter, req: InboundRequest, connection: Connection | None = None):
     """Handle one webhook for ``adapter``; returns a Flask (body, status) pair."""
     try:
+        return _receive(adapter, req, connection, CONNECTION_CACHE_SECONDS)
+    except _StaleConnection:
+        return _receive(adapter, req, connection, 0.0)
+
+
+def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | None,
+             max_age: float):
+    check = None  # the query confirming a connection this request looked up itself
+    try:
         ack = adapter.acknowledge_unsigned(req)
         if ack is not None:
             return {"status": "ok", **(ack.response or {})}, 200
@@ -48,36 +79,71 @@ def receive(adapter: Adapter, req: InboundRequest, connection: Connection | None
             key = adapter.locate(req)
             if not key:
                 raise ApiError(401, "unauthorized", "the request does not name its store")
+            statuses = tuple(adapter.connection_statuses(req))
+            # Only the plain "active" lookup is cached: a wider one picks among several rows.
+            cached = max_age if statuses == ("active",) else 0.0
             rt = runtime()
             connection = find_connection(rt.db, rt.encryption_key, adapter.platform, key,
-                                         statuses=adapter.connection_statuses(req))
+                                         statuses=statuses, max_age=cached)
             if connection is None:
                 raise unknown_store(adapter.unknown_store_code)
+            if cached:
+                check = connection_unchanged(connection, statuses)
         if not adapter.verify(req, connection):
+            if check is not None:
+                raise _StaleConnection  # the secret may have been rotated since it was read
             raise ApiError(401, "invalid_signature", "signature missing or invalid")
         delivery = adapter.parse(req, connection)
     except AdapterError as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.details) from exc
     if not delivery.store:
         return {"status": "ok", **(delivery.response or {})}, 200
-
-    rt = runtime()
-    source = adapter.platform
-    dedup_key = delivery.dedup_key or body_hash(req.body)
     try:
-        with rt.db.tenant(connection.org_id) as conn:
-            event_id = claim_event(conn, connection.org_id, source, dedup_key)
-            if event_id is None:
-                return {"status": "duplicate"}, 200
-            cart_id = delivery.apply(conn, connection.org_id) if delivery.apply else None
-            append_event(
-                conn, event_id, org_id=connection.org_id, source=source, topic=delivery.topic,
-                dedup_key=dedup_key, payload=delivery.payload,
-                headers=delivery.headers or kept_headers(req),
-                connection_id=connection.connection_id, cart_id=cart_id,
-                occurred_at=delivery.occurred_at,
-            )
+        return _store(adapter, req, connection, delivery, check)
+    except _StaleConnection:
+        forget_cached(connection)
+        raise
     except AdapterError as exc:
         # Refused while applying (the transaction rolled back, the key is not burnt).
         raise ApiError(exc.status, exc.code, exc.message, exc.details) from exc
+
+
+def _store(adapter: Adapter, req: InboundRequest, connection: Connection, delivery: Delivery,
+           check: tuple | None):
+    """Claim, apply and append in one tenant transaction (see the module docstring)."""
+    db = runtime().db
+    org_id = connection.org_id
+    checks = (check,) if check else ()
+    event = EventRow(
+        source=adapter.platform, topic=delivery.topic,
+        dedup_key=delivery.dedup_key or body_hash(req.body), payload=delivery.payload,
+        headers=delivery.headers or kept_headers(req), connection_id=connection.connection_id,
+        occurred_at=delivery.occurred_at,
+    )
+    change = delivery.apply
+    if isinstance(change, CartChange) and change.fusable:
+        with db.tenant_with(org_id, *checks, cart_event_query(org_id, change, event)) as (
+                conn, rows):
+            if checks and not rows[0]:
+                raise _StaleConnection  # rolls the statement's writes back
+            row = rows[-1][0]
+            if row["event_id"] is None:
+                return {"status": "duplicate"}, 200
+            change.after(conn, org_id, row["cart_id"], row["orphans"])
+        event_id = row["event_id"]
+    else:
+        claim = claim_query(org_id, event.source, event.dedup_key)
+        with db.tenant_with(org_id, *checks, claim) as (conn, rows):
+            if checks and not rows[0]:
+                raise _StaleConnection
+            if not rows[-1]:
+                return {"status": "duplicate"}, 200
+            event_id = rows[-1][0]["event_id"]
+            cart_id = change(conn, org_id) if change else None
+            append_event(
+                conn, event_id, org_id=org_id, source=event.source, topic=event.topic,
+                dedup_key=event.dedup_key, payload=event.payload, headers=event.headers,
+                connection_id=event.connection_id, cart_id=cart_id,
+                occurred_at=event.occurred_at,
+            )
     return {"status": "ok", "event_id": str(event_id), **(delivery.response or {})}, 200

@@ -242,16 +242,11 @@ def verify_hmac(secret: str, body: bytes, signature: str | None) -> bool:
 
 def _checkout(store: tenancy.Connection, payload: dict, at: datetime | None) -> Apply:
     checkout = ShopifyCheckout.model_validate(payload)
-    cart = checkout_to_cart(checkout, store.connection_id)
-
-    def apply(conn, org_id) -> UUID:
-        cart_id = state.upsert_cart(conn, org_id, cart)
-        if checkout.completed_at is not None:
-            # The order event does the attribution; this only stops pending messages early.
-            state.mark_cart_converted(conn, org_id, cart_id, checkout.completed_at)
-        return cart_id
-
-    return apply
+    # Upsert the cart; a completed checkout also converts it (the order event does the
+    # attribution, this only stops pending messages early). A CartChange, so the dispatcher
+    # can claim, apply and store the delivery in one statement.
+    return state.CartChange(checkout_to_cart(checkout, store.connection_id),
+                            converted_at=checkout.completed_at)
 
 
 def _checkout_delete(store: tenancy.Connection, payload: dict, at: datetime | None) -> Apply:
