@@ -177,12 +177,18 @@ def serve(host: str, port: int, workers: int) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Work until the queue is empty, then exit.")
-def worker(burst: bool) -> None:
-    """Run a delivery worker (sends due messages from the queue)."""
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Messages sent at once by this process "
+                   "[default: CARTRECOVERY_WORKER_CONCURRENCY, else 16].")
+@click.option("--simple", is_flag=True,
+              help="One job at a time in the main thread (RQ's SimpleWorker).")
+def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
+    """Run a delivery worker (sends due messages from the queue; SIGINT/SIGTERM lets the
+    sends in flight finish)."""
     from delivery.worker import run_worker
 
     with services(need_redis=True) as svc:
-        run_worker(svc.settings(), burst=burst)
+        run_worker(svc.settings(), burst=burst, concurrency=concurrency, simple=simple)
 
 
 @main.command()
@@ -310,11 +316,11 @@ def _store_key(platform: str, shop_domain: str) -> str:
     ``https://Shop.Example.com/`` → ``shop.example.com``)."""
     from ingest.adapters.registry import adapters
 
-    normalize = getattr(adapters().get(platform), "store_key", None)
-    if normalize is None:
+    adapter = adapters().get(platform)
+    if adapter is None:
         return shop_domain
     try:
-        return normalize(shop_domain)
+        return adapter.store_key(shop_domain)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--shop-domain") from exc
 

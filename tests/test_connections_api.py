@@ -322,3 +322,11 @@ def test_connections_are_in_the_openapi_document(client):
     assert "post" in paths["/api/v1/connections"]
     assert "requestBody" in paths["/api/v1/connections/{id}/rotate-secret"]["post"]
     assert "/api/webhooks/custom/{connection_id}" in paths
+
+
+def test_woocommerce_site_url_is_stored_as_the_key_its_webhooks_are_found_by(client, db, org):
+    response = client.post("/api/v1/connections", headers=org.headers, json={
+        "platform": "woocommerce", "shop_domain": f"https://Shop-{org.org_id.hex}.Example.com/",
+        "secret": "wc-secret"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["shop_domain"] == f"shop-{org.org_id.hex}.example.com"

@@ -101,6 +101,12 @@ class Adapter(ABC):
     the ``cartrecovery.adapters`` entry-point group with the platform's name."""
 
     platform: ClassVar[str]
+
+    @staticmethod
+    def store_key(value: str) -> str:
+        """The form a connection's ``shop_domain`` is stored in, from what an admin typed
+        (the same form ``locate`` returns); ValueError if it cannot be one."""
+        return value.strip().lower()
     # What the store must be told to call: topic → URL path ("{connection_id}" is filled
     # in). Empty: the store posts everything to /api/webhooks/custom/{connection_id}.
     webhook_topics: ClassVar[dict[str, str]] = {}

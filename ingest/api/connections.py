@@ -100,15 +100,21 @@ def create_connection(body: ConnectionCreate):
     if body.platform not in known:
         raise ApiError(400, "unknown_platform", "no adapter is installed for this platform",
                        {"platform": body.platform, "platforms": sorted(known)})
+    try:
+        # The form the adapter finds the store by (WooCommerce: the site URL → its host).
+        shop_domain = known[body.platform].store_key(body.shop_domain)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_shop_domain", str(exc),
+                       {"shop_domain": body.shop_domain}) from exc
     rt = runtime()
     secret = body.secret or new_secret(24)
     try:
         connection_id = tenancy.add_connection(rt.db, rt.encryption_key, g.org_id,
-                                               body.platform, body.shop_domain, secret,
+                                               body.platform, shop_domain, secret,
                                                body.credentials)
     except ValueError as exc:
         raise ApiError(409, "already_connected", str(exc),
-                       {"platform": body.platform, "shop_domain": body.shop_domain}) from exc
+                       {"platform": body.platform, "shop_domain": shop_domain}) from exc
     out = _public(tenancy.connection_info(rt.db, g.org_id, connection_id))
     if body.secret is None:
         out["secret"] = secret
