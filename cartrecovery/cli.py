@@ -827,7 +827,9 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
         sendgrid_private_key=private_key,
         database_url=svc.database_url,
         org_id=store.org_id,
-        behavior=Behavior(abandonment_timeout=DEMO_TIMEOUT_SECONDS),
+        behavior=Behavior(abandonment_timeout=DEMO_TIMEOUT_SECONDS,
+                          # engaged shoppers, so recoveries show within the first minutes
+                          open_rate=0.7, click_rate=0.5, clicked_buy_rate=0.6),
         # messages of an earlier demo run against the same data are left alone
         engage_since=datetime.now(UTC),
     )

@@ -941,6 +941,23 @@ class StoreSimulator:
             stamp = int(self.clock())
             events = [{**e, "timestamp": min(e["timestamp"], stamp)} for e in action.data]
             self.post_sendgrid_events(events)
+            for event in events:
+                if event.get("event") == "click":
+                    self.follow_link(event.get("url"))
+
+    def follow_link(self, url: str | None) -> int | None:
+        """What the shopper's browser does on a click: open the message's link (our signed
+        ``/r/`` link counts the click and redirects to the cart; the redirect is not
+        followed, the store is not ours). Returns the status code, None if not our link."""
+        if not url or not url.startswith(self.base_url.rstrip("/") + "/r/"):
+            return None
+        try:
+            response = self.http.get(url, allow_redirects=False, timeout=self.timeout)
+        except requests.RequestException:
+            self.stats["failed requests"] += 1
+            return None
+        self.stats["restore links opened"] += 1
+        return response.status_code
 
     def pending(self) -> int:
         """Actions planned and not yet done."""

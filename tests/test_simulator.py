@@ -298,3 +298,12 @@ def test_unsigned_or_forged_engagement_is_refused(settings, served):
 def test_shopify_hmac_helper_agrees_with_conftest():
     body = b'{"id": 1}'
     assert sign_shopify("k", body) == shopify_hmac("k", body)
+
+
+def test_a_click_opens_our_restore_link_without_following_the_redirect(recorder):
+    recorder.respond("GET", "/r/abc", 302, b"", {"Location": "https://shop.example.com/cart"})
+    sim = StoreSimulator(recorder.url, "sim.myshopify.com", "s3cret", seed=1)
+    assert sim.follow_link(f"{recorder.url}/r/abc") == 302
+    assert sim.follow_link("https://shop.example.com/elsewhere") is None
+    assert [r["path"] for r in recorder.requests] == ["/r/abc"]
+    assert sim.stats["restore links opened"] == 1
