@@ -829,7 +829,8 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
         org_id=store.org_id,
         behavior=Behavior(abandonment_timeout=DEMO_TIMEOUT_SECONDS,
                           # engaged shoppers, so recoveries show within the first minutes
-                          open_rate=0.7, click_rate=0.5, clicked_buy_rate=0.6),
+                          open_rate=0.7, click_rate=0.5, clicked_buy_rate=0.6,
+                          open_delay=(2.0, 8.0), order_delay=(3.0, 12.0)),
         # messages of an earlier demo run against the same data are left alone
         engage_since=datetime.now(UTC),
     )

@@ -183,6 +183,8 @@ class Behavior:
     click_rate: float = 0.35  # of opened
     clicked_buy_rate: float = 0.5  # of clicked: an order, i.e. a recovery
     abandonment_timeout: float = 20.0  # the org's setting; buyers order well within it
+    open_delay: tuple[float, float] = (3.0, 30.0)  # after delivery: open, then the click
+    order_delay: tuple[float, float] = (5.0, 40.0)  # after the click: the order
 
 
 # ---------------------------------------------------------------------------------------
@@ -870,13 +872,14 @@ class StoreSimulator:
             # delivered first, the open a little later, the click after that
             self._schedule(at, "sendgrid", data=batch[:1])
             if len(batch) > 1:
-                at += rng.uniform(3, 30)
+                at += rng.uniform(*behavior.open_delay)
                 self._schedule(at, "sendgrid", data=batch[1:])
             if "click" in events and rng.random() < behavior.clicked_buy_rate:
                 session = self._session_for(message)
                 if session is not None and not session.ordered:
                     session.clicked = True
-                    self._schedule(at + rng.uniform(5, 40), "order", session.checkout["token"])
+                    self._schedule(at + rng.uniform(*behavior.order_delay), "order",
+                                   session.checkout["token"])
         self.stats["messages seen"] += len(messages)
         return len(messages)
 
