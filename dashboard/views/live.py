@@ -24,7 +24,8 @@ EMPTY_HINT = (
 def tiles(url: str, org_id: str, period: str) -> None:
     m = data.live_metrics(url, org_id, period)
     currency = data.display_currency(url, org_id)
-    cols = st.columns(6)
+    # Two rows of three: six tiles in one row cut labels and amounts off on a laptop screen.
+    cols = st.columns(3) + st.columns(3)
     cols[0].metric("Carts tracked", f"{m['carts_tracked']:,}", border=True)
     cols[1].metric("Carts abandoned", f"{m['carts_abandoned']:,}", border=True)
     cols[2].metric("Messages sent", f"{m['messages_sent']:,}", border=True)
