@@ -27,6 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ingest.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/adapters.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) .cartrecovery dbt/target

@@ -58,6 +58,29 @@ def claim_stale(conn: psycopg.Connection, older_than: timedelta, limit: int) -> 
     ).fetchall()
 
 
+def fail_interrupted(conn: psycopg.Connection, older_than: timedelta, limit: int) -> int:
+    """Rows left 'sending' for longer than ``older_than`` (a worker died or timed out during
+    the provider call) become 'failed' with reason ``unknown_outcome``. Never re-sent: the
+    provider may have accepted the message, and a duplicate is worse than a missing one."""
+    return conn.execute(
+        """
+        WITH stuck AS (
+          SELECT org_id, message_id FROM app.outbox
+          WHERE status = 'sending' AND updated_at < now() - %s
+          ORDER BY updated_at
+          LIMIT %s
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE app.outbox o
+        SET status = 'failed', updated_at = now(),
+            reason = 'unknown_outcome: the send was interrupted; not re-sent'
+        FROM stuck
+        WHERE o.org_id = stuck.org_id AND o.message_id = stuck.message_id
+        """,
+        (older_than, limit),
+    ).rowcount
+
+
 def lock(conn: psycopg.Connection, message_id: str) -> dict | None:
     """The outbox row plus ``is_due``, locked until the transaction ends (a second job for
     the same message waits here, then sees the first one's outcome)."""

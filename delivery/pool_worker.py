@@ -8,9 +8,10 @@ dequeues (``Queue.dequeue_any``: the job moves to RQ's intermediate queue) and r
 execution (``prepare_execution``: StartedJobRegistry) before handing the job to a thread,
 which runs ``BaseWorker.perform_job`` (finished / failed registries, result and failure TTLs,
 exception handlers) exactly as SimpleWorker does. A job is dequeued only when a thread is
-free, so no dequeued job waits in memory: if the process dies, RQ's maintenance fails the
-jobs it held (intermediate queue, expired StartedJobRegistry entries) and the scheduler's
-stale-row pass enqueues their outbox rows again; ``send_message`` re-checks the row, so a
+free, so no dequeued job waits in memory (a second copy of a running job waits in a thread
+of its own, see ``_run``): if the process dies, RQ's maintenance fails the jobs it held
+(intermediate queue, expired StartedJobRegistry entries) and the scheduler's stale-row pass
+enqueues their still-'enqueued' outbox rows again; ``send_message`` re-checks the row, so a
 job that runs twice sends once.
 
 Job timeouts: ``UnixSignalDeathPenalty`` (SIGALRM) only works in the main thread, so jobs use
@@ -39,7 +40,7 @@ import redis
 from psycopg_pool import ConnectionPool
 from rq import SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import DequeueTimeout, StopRequested
+from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
@@ -91,11 +92,14 @@ class ThreadPoolWorker(SimpleWorker):
             raise ValueError("concurrency must be at least 1")
         super().__init__(*args, **kwargs)
         self.concurrency = concurrency
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._slots = threading.Semaphore(concurrency)
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._all_done = threading.Condition(self._in_flight_lock)
         self._last_beat = 0.0
+        # Job id -> set when the latest dequeued copy of that job is done (see ``_run``).
+        self._running: dict[str, threading.Event] = {}
+        self._running_lock = threading.Lock()
         self._previous_handlers: dict[int, object] = {}
 
     # --- signals ---------------------------------------------------------------------------
@@ -162,16 +166,56 @@ class ThreadPoolWorker(SimpleWorker):
             self.heartbeat()
             self._last_beat = time.monotonic()
 
-    def _run(self, job: Job, queue: Queue, execution) -> None:
-        """In a pool thread: RQ's own perform_job (it records success or failure)."""
+    def _run(self, job: Job, queue: Queue, execution, prior: threading.Event | None,
+             done: threading.Event) -> None:
+        """In a pool thread: RQ's own perform_job (it records success or failure).
+
+        RQ 3 enqueues a job id twice as two queue entries sharing one job hash, and RQ's
+        bookkeeping assumes one execution per hash at a time (the first to finish deletes the
+        hash under the other). A copy dequeued while another copy runs (``prior``) therefore
+        waits for it, then runs only if the job still exists, exactly as it would after the
+        other on a one-job-at-a-time worker (there, a deleted job is skipped silently).
+        """
+        job_id = job.id
         try:
+            if prior is not None:
+                prior.wait()
+                try:
+                    job = self.job_class.fetch(job_id, connection=self.connection,
+                                               serializer=self.serializer)
+                except NoSuchJobError:
+                    queue.intermediate_queue.remove(job_id)
+                    return
+                execution = self.prepare_execution(job)
             self.perform_job(job, queue, execution)
         except Exception:  # perform_job handles job errors; this is a bookkeeping failure
             log.exception("worker %s: recording the outcome of job %s failed", self.name,
-                          job.id)
+                          job_id)
         finally:
+            with self._running_lock:
+                if self._running.get(job_id) is done:
+                    del self._running[job_id]
+            done.set()
             self._end()
             self._slots.release()
+
+    def _start(self, executor: ThreadPoolExecutor, job: Job, queue: Queue) -> None:
+        """Register the execution (StartedJobRegistry) and hand the job to a thread."""
+        self._begin()
+        with self._running_lock:
+            prior = self._running.get(job.id)
+            done = self._running[job.id] = threading.Event()
+        try:
+            # A copy of a running job registers its execution once it may run (``_run``).
+            execution = None if prior else self.prepare_execution(job)
+            executor.submit(self._run, job, queue, execution, prior, done)
+        except BaseException:
+            with self._running_lock:
+                if self._running.get(job.id) is done:
+                    del self._running[job.id]
+            done.set()
+            self._end()
+            raise
 
     def _dequeue(self, burst: bool, backoff: list[float]) -> tuple[Job, Queue] | None:
         try:
@@ -197,10 +241,11 @@ class ThreadPoolWorker(SimpleWorker):
 
     def work(self, burst: bool = False, logging_level: str | None = "INFO",
              date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-             log_format: str = DEFAULT_LOGGING_FORMAT, max_jobs: int | None = None,
-             **_unsupported) -> bool:
+             log_format: str = DEFAULT_LOGGING_FORMAT, max_jobs: int | None = None) -> bool:
         """Take jobs while a thread is free; in ``burst`` mode return once the queues are
-        empty and nothing is in flight. Returns whether any job was taken."""
+        empty and nothing is in flight; stop taking jobs after ``max_jobs``. Returns whether
+        any job was taken. (RQ's ``with_scheduler``, ``max_idle_time`` and dequeue strategies
+        are not supported: the product's scheduler enqueues due jobs itself.)"""
         self.bootstrap(logging_level, date_format, log_format)
         self._install_signal_handlers()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"rq-{self.name}")
@@ -216,27 +261,20 @@ class ThreadPoolWorker(SimpleWorker):
                     break
                 if not self._slots.acquire(timeout=POLL_SECONDS):
                     continue  # every thread busy: look at stop requests and heartbeats
+                handed_over = False
                 try:
                     result = None if self._stop_requested else self._dequeue(burst, backoff)
                     if result is not None:
-                        job, queue = result
-                        self._begin()
-                        try:
-                            execution = self.prepare_execution(job)
-                            executor.submit(self._run, job, queue, execution)
-                        except BaseException:
-                            self._end()
-                            raise
+                        self._start(executor, *result)
+                        handed_over = True  # the thread releases the slot
                         taken += 1
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if result is None:
-                    self._slots.release()
-                    if burst:
-                        if not self.in_flight():
-                            break  # queues empty and nothing running: done
-                        self._wait_idle()  # then look at the queues once more
+                finally:
+                    if not handed_over:
+                        self._slots.release()
+                if result is None and burst:
+                    if not self.in_flight():
+                        break  # queues empty and nothing running: done
+                    self._wait_idle()  # then look at the queues once more
         except StopRequested:
             pass
         except redis.exceptions.TimeoutError:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 STALE_AFTER = timedelta(minutes=5)
+# Longer than any send can take (the job timeout), with a margin for clock skew and load.
+INTERRUPTED_AFTER = timedelta(seconds=jobs.JOB_TIMEOUT) + timedelta(minutes=5)
 PARTITION_CHECK_SECONDS = 3600.0
 _ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -77,6 +79,15 @@ def requeue_stale(runtime: Runtime, older_than: timedelta = STALE_AFTER,
     return jobs.enqueue(runtime, lost)
 
 
+def fail_interrupted(runtime: Runtime, limit: int = BATCH_SIZE) -> int:
+    """Settle sends a dead worker left half done (see ``outbox.fail_interrupted``)."""
+    with runtime.db.system() as conn:
+        count = outbox.fail_interrupted(conn, INTERRUPTED_AFTER, limit)
+    if count:
+        log.warning("%d message(s) interrupted during the send marked failed", count)
+    return count
+
+
 def ensure_partitions(runtime: Runtime, force: bool = False) -> bool:
     """Create next month's raw.events partition, at most once an hour per process."""
     global _last_partition_check
@@ -104,6 +115,7 @@ def tick(runtime: Runtime, *, batch_size: int = BATCH_SIZE,
         "scheduled": scheduled,
         "enqueued": enqueue_due(runtime, batch_size),
         "requeued": requeue_stale(runtime, stale_after, batch_size),
+        "interrupted": fail_interrupted(runtime, batch_size),
         "partitions_checked": int(ensure_partitions(runtime)),
         "webhooks_enqueued": outgoing_webhooks.enqueue_due(runtime, batch_size),
         "raw_purged": privacy.purge_raw_events_if_due(runtime.db),

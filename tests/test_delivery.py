@@ -422,6 +422,25 @@ def test_lost_job_is_enqueued_again(db, abandoned, rt, recorder):
     assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "sent"
 
 
+def test_send_interrupted_mid_call_is_failed_not_resent(db, abandoned, rt, recorder):
+    row = outbox_rows(db, abandoned["cart_id"])[0]
+    message_id = str(row["message_id"])
+    # A worker died after marking the row 'sending': did the provider get it? Unknown.
+    sql(db, "UPDATE app.outbox SET status = 'sending', updated_at = now() - interval '1 minute' "
+            "WHERE message_id = %s", (message_id,))
+    scheduler.tick(rt)  # younger than any send can take: still in flight
+    assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "sending"
+
+    sql(db, "UPDATE app.outbox SET updated_at = now() - interval '1 hour' "
+            "WHERE message_id = %s", (message_id,))
+    assert scheduler.tick(rt)["interrupted"] == 1
+    settled = outbox_rows(db, abandoned["cart_id"])[0]
+    assert settled["status"] == "failed"
+    assert settled["reason"].startswith("unknown_outcome")
+    burst(rt)
+    assert sends_to(recorder, abandoned["email"]) == []
+
+
 def test_next_month_partition_is_created(db, rt):
     name = sql(db, "SELECT 'events_' || to_char(date_trunc('month', (now() + interval "
                    "'1 month') AT TIME ZONE 'UTC'), 'YYYY_MM') AS n")[0]["n"]
