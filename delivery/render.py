@@ -20,6 +20,7 @@ so a broken template holds the message (RenderError) instead of sending somethin
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -72,6 +73,13 @@ _html = _Sandbox(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                  undefined=StrictUndefined)
 _text = _Sandbox(loader=FileSystemLoader(TEMPLATES), autoescape=False,
                  undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(env, source: str):
+    # Campaigns reuse a handful of inline templates and subjects: compile each once per
+    # process, not once per message (compiling costs more than rendering).
+    return env.from_string(source)
 
 
 class RenderError(Exception):
@@ -328,8 +336,8 @@ def _render_email(source: str, context: dict) -> tuple[str, str]:
         text = (_text.get_template(f"{name}.txt").render(context) if _exists(f"{name}.txt")
                 else _strip(html))
         return html, text.strip() + "\n"
-    html = _html.from_string(source).render(context)
-    text = _strip(html) if _TAG.search(source) else _text.from_string(source).render(context)
+    html = _compiled(_html, source).render(context)
+    text = _strip(html) if _TAG.search(source) else _compiled(_text, source).render(context)
     return html, text
 
 
@@ -344,7 +352,7 @@ def _render_sms(source: str, context: dict) -> str:
             raise RenderError(f"unknown SMS template {source!r}")
         text = _text.get_template(f"{name}.txt").render(context)
     else:
-        text = _text.from_string(source).render(context)
+        text = _compiled(_text, source).render(context)
     # One line per line, no runs of blanks: every character of an SMS costs.
     text = "\n".join(" ".join(line.split()) for line in text.strip().splitlines() if
                      line.strip())
@@ -369,7 +377,7 @@ def _render_push(source: str, subject: str, context: dict) -> dict:
         else:
             raise RenderError(f"unknown push template {source!r}")
     else:
-        data = {"body": _text.from_string(source).render(context)}
+        data = {"body": _compiled(_text, source).render(context)}
     title = subject or str(data.get("title") or "")
     body = " ".join(str(data.get("body") or "").split())
     url = _http_url(data.get("url")) or context.get("restore_url") or ""
@@ -390,7 +398,7 @@ def render(template: str | None, subject: str | None, context: dict,
     channel = channel or context.get("channel") or "email"
     source = (template or DEFAULT_TEMPLATES.get(channel, DEFAULT_TEMPLATE)).strip()
     try:
-        subject_text = " ".join(_text.from_string(subject or "").render(context).split())
+        subject_text = " ".join(_compiled(_text, subject or "").render(context).split())
         if channel == "sms":
             return Rendered(subject=subject_text, html="", text=_render_sms(source, context))
         if channel == "push":
