@@ -18,8 +18,6 @@ and checkout webhooks do not, so on those a collections_include condition matche
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from decimal import Decimal
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -32,6 +30,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from .json_rows import json_ready
 
 CHANNELS = ("email", "sms", "push")
 DELIVERABLE_CHANNELS = CHANNELS
@@ -363,19 +363,6 @@ def _dump_steps(steps: list[SequenceStep]) -> list[dict]:
     return [step.model_dump(mode="json", exclude_none=True) for step in steps]
 
 
-def _json_ready(row: dict) -> dict:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, UUID):
-            value = str(value)
-        elif isinstance(value, Decimal):
-            value = float(value)
-        out[key] = value
-    return out
-
-
 def create_campaign(
     conn: psycopg.Connection, org_id: UUID | str, data: dict | CampaignCreate
 ) -> dict:
@@ -402,7 +389,7 @@ def create_campaign(
             campaign.reentry_cooldown_seconds or None,
         ),
     ).fetchone()
-    return _json_ready(row)
+    return json_ready(row)
 
 
 def list_campaigns(
@@ -417,7 +404,7 @@ def list_campaigns(
         """,
         (org_id, include_archived),
     ).fetchall()
-    return [_json_ready(r) for r in rows]
+    return [json_ready(r) for r in rows]
 
 
 def get_campaign(
@@ -428,7 +415,7 @@ def get_campaign(
         f"SELECT {_COLUMNS} FROM app.campaigns WHERE org_id = %s AND campaign_id = %s",
         (org_id, campaign_id),
     ).fetchone()
-    return _json_ready(row) if row else None
+    return json_ready(row) if row else None
 
 
 def update_campaign(
@@ -483,7 +470,7 @@ def update_campaign(
         """,
         {**values, "changed": bool(fields), "org": org_id, "id": campaign_id},
     ).fetchone()
-    return _json_ready(row)
+    return json_ready(row)
 
 
 def archive_campaign(
@@ -500,4 +487,4 @@ def archive_campaign(
         """,
         (org_id, campaign_id),
     ).fetchone()
-    return _json_ready(row) if row else None
+    return json_ready(row) if row else None

@@ -39,7 +39,14 @@ _PAGE = """<!doctype html>
 padding:0 16px;color:#111827">
 <h1 style="font-size:22px">{title}</h1>
 <p style="font-size:16px;line-height:24px">{message}</p>
+{form}
 </body></html>"""
+
+
+def page(title: str, message: str, status: int = 200, form: str = ""):
+    """A small HTML page for people who follow our links (``form``: trusted markup)."""
+    body = _PAGE.format(title=html.escape(title), message=html.escape(message), form=form)
+    return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
 
 
 def _safe_target(url: str | None) -> str | None:
@@ -66,9 +73,7 @@ def with_utm(url: str, channel: str | None, campaign_id: str | None) -> str:
 def _refuse(status: int, code: str, title: str, message: str):
     if request.accept_mimetypes.accept_html and \
             request.accept_mimetypes["text/html"] >= request.accept_mimetypes["application/json"]:
-        page = _PAGE.format(title=html.escape(title), message=html.escape(message))
-        return page, status, {"Content-Type": "text/html; charset=utf-8",
-                              "Cache-Control": "no-store"}
+        return page(title, message, status)
     body = {"error": {"code": code, "message": message, "details": {}}}
     return jsonify(body), status, {"Cache-Control": "no-store"}
 

@@ -7,7 +7,6 @@ records the withdrawal in the consent ledger and the event on the message.
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 
 from flask import Blueprint, request
@@ -16,27 +15,10 @@ from psycopg.types.json import Jsonb
 from cartrecovery.consents import InvalidAddress, normalize_address, record_consent
 from delivery.restore_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
 
-from .restore import MAX_TOKEN_LENGTH, _refuse
+from .restore import MAX_TOKEN_LENGTH, _refuse, page
 from .runtime import runtime
 
 bp = Blueprint("unsubscribe", __name__)
-
-_FORM = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title></head>
-<body style="font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:64px auto;
-padding:0 16px;color:#111827">
-<h1 style="font-size:22px">{title}</h1>
-<p style="font-size:16px;line-height:24px">{message}</p>
-{form}
-</body></html>"""
-
-
-def _page(title: str, message: str, form: str = "", status: int = 200):
-    body = _FORM.format(title=html.escape(title), message=html.escape(message), form=form)
-    return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
-
 
 def _message(token: str):
     """The outbox row the token names, or a refusal response."""
@@ -67,7 +49,7 @@ def confirm(token: str):
     form = ('<form method="post"><button type="submit" style="font-size:16px;padding:12px '
             '20px;border:0;border-radius:6px;background:#111827;color:#fff">Unsubscribe'
             '</button></form>')
-    return _page("Unsubscribe", "Stop receiving cart reminders at this address?", form)
+    return page("Unsubscribe", "Stop receiving cart reminders at this address?", form=form)
 
 
 @bp.post("/u/<path:token>")
@@ -97,5 +79,5 @@ def unsubscribe(token: str):
             (org_id, f"unsubscribe:{message['message_id']}", message["message_id"],
              message["cart_id"], now, Jsonb({"source": "unsubscribe_link"})),
         )
-    return _page("You are unsubscribed", "You will not receive cart reminders at this "
+    return page("You are unsubscribed", "You will not receive cart reminders at this "
                  "address any more.")

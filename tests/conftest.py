@@ -257,3 +257,24 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s {message}")
         time.sleep(interval)
+
+
+def remove_queue(rt) -> None:
+    """Delete a test's RQ queue with every job it held and its registries, so runs that
+    share one Redis never see each other's jobs."""
+    from rq.job import Job
+
+    from delivery import jobs
+
+    q = jobs.queue(rt)
+    ids = set(q.get_job_ids())
+    for registry in (q.started_job_registry, q.finished_job_registry, q.failed_job_registry,
+                     q.deferred_job_registry, q.scheduled_job_registry,
+                     q.canceled_job_registry):
+        ids.update(registry.get_job_ids())
+    for job_id in ids:
+        rt.redis.delete(Job.key_for(job_id))
+    keys = list(rt.redis.scan_iter(f"*{q.name}*"))
+    if keys:
+        rt.redis.delete(*keys)
+    rt.redis.srem("rq:queues", q.key)

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from conftest import fixture_bytes, fixture_headers, fixture_vectors, shopify_hmac, wait_for
+from conftest import (
+    fixture_bytes,
+    fixture_headers,
+    fixture_vectors,
+    remove_queue,
+    shopify_hmac,
+    wait_for,
+)
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -93,12 +100,7 @@ def stack(settings, db, recorder):
         "signer": signer,
     }
     jobs.configure(None)
-    queue = jobs.queue(rt)
-    queue.empty()
-    keys = list(rt.redis.scan_iter(f"*{queue.name}*"))
-    if keys:
-        rt.redis.delete(*keys)
-    rt.redis.srem("rq:queues", queue.key)
+    remove_queue(rt)
 
 
 def post_shopify(client, name: str, route: str, body: bytes | None = None):

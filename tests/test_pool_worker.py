@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import wait_for
+from conftest import remove_queue, wait_for
 from psycopg.types.json import Jsonb
 from rq import Queue
-from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from cartrecovery.consents import record_consent
@@ -128,21 +127,6 @@ def holding():
 
 # --- runtimes, orgs, carts ----------------------------------------------------------------
 
-def _cleanup_queue(rt: Runtime) -> None:
-    q = jobs.queue(rt)
-    ids = set(q.get_job_ids())
-    for registry in (q.started_job_registry, q.finished_job_registry, q.failed_job_registry,
-                     q.deferred_job_registry, q.scheduled_job_registry,
-                     q.canceled_job_registry):
-        ids.update(registry.get_job_ids())
-    for job_id in ids:
-        rt.redis.delete(Job.key_for(job_id))
-    keys = list(rt.redis.scan_iter(f"*{q.name}*"))
-    if keys:
-        rt.redis.delete(*keys)
-    rt.redis.srem("rq:queues", q.key)
-
-
 @pytest.fixture()
 def make_runtime(settings):
     """Runtimes on a per-test queue sending email through SendGrid at ``base_url``."""
@@ -159,7 +143,7 @@ def make_runtime(settings):
 
     yield make
     for rt in made:
-        _cleanup_queue(rt)
+        remove_queue(rt)
     jobs.configure(None)
 
 

@@ -3,13 +3,13 @@ order, read inside the caller's org (RLS) so another org's cart is simply not fo
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field
+
+from cartrecovery.json_rows import json_ready
 
 from ..auth import require_key
 from ..errors import ApiError
@@ -34,21 +34,6 @@ class CartListQuery(BaseModel):
     offset: int = Field(default=0, ge=0)
 
 
-def _json_ready(row: dict | None) -> dict | None:
-    if row is None:
-        return None
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, UUID):
-            value = str(value)
-        elif isinstance(value, Decimal):
-            value = float(value)
-        out[key] = value
-    return out
-
-
 @bp.get("")
 @require_key("read")
 @request_query(CartListQuery)
@@ -68,7 +53,7 @@ def list_carts(query: CartListQuery):
              "limit": query.limit + 1, "offset": query.offset},
         ).fetchall()
     return jsonify({
-        "carts": [_json_ready(r) for r in rows[: query.limit]],
+        "carts": [json_ready(r) for r in rows[: query.limit]],
         "limit": query.limit,
         "offset": query.offset,
         "has_more": len(rows) > query.limit,
@@ -136,10 +121,10 @@ def get_cart(id: str):
             {**params, "order": recovery["order_id"] if recovery else None},
         ).fetchone()
     return jsonify({
-        **_json_ready(cart),
-        "events": [_json_ready(e) for e in events],
-        "messages": [_json_ready(m) for m in messages],
-        "order": _json_ready(order),
+        **json_ready(cart),
+        "events": [json_ready(e) for e in events],
+        "messages": [json_ready(m) for m in messages],
+        "order": json_ready(order),
         "recovered_revenue": float(recovery["revenue"]) if recovery else 0.0,
-        "recovery": _json_ready(recovery),
+        "recovery": json_ready(recovery),
     })
