@@ -8,6 +8,8 @@ validation, no signature check, no tenancy: it is the floor any durable webhook 
 Run under gunicorn (sync workers) as ``baseline_app:app`` with ``bench/`` on the Python path
 and ``DATABASE_URL`` set. Each worker process opens one psycopg connection on its first
 request; a sync worker serves one request at a time, so one connection per process is enough.
+With ``BENCH_BASELINE_AUTOCOMMIT=1`` the connection is in autocommit mode: the INSERT commits
+by itself in one round trip, where psycopg's default sends BEGIN, the INSERT and COMMIT.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ _TABLE = sql.SQL(".").join(
 )
 _INSERT = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(_TABLE)
 _connection: psycopg.Connection | None = None
+_AUTOCOMMIT = os.environ.get("BENCH_BASELINE_AUTOCOMMIT") == "1"
 
 
 def _conn() -> psycopg.Connection:
     # Opened lazily so it is created in the worker after gunicorn forks, never shared.
     global _connection
     if _connection is None or _connection.closed:
-        _connection = psycopg.connect(os.environ["DATABASE_URL"])
+        _connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=_AUTOCOMMIT)
     return _connection
 
 
@@ -42,5 +45,6 @@ def receive(path: str):
     """Store the raw body as one row and commit; answer 200 once it is durable."""
     conn = _conn()
     conn.execute(_INSERT, (request.get_data(),))
-    conn.commit()
+    if not _AUTOCOMMIT:
+        conn.commit()
     return {"ok": True}

@@ -16,6 +16,7 @@ Rules that make redelivery and out-of-order arrival harmless:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,16 +192,28 @@ def _coalesce_assignments() -> str:
     return ", ".join(f"{f} = COALESCE(%({f})s, {f})" for f in _CUSTOMER_FIELDS)
 
 
-def _customers_sql(where: str = "") -> str:
-    # Arrays go as binary parameters (%b): psycopg's text format would escape every element
-    # in Python, the bulk of a batch's cost. ``where`` gates the rows (the fused statement).
+def _rows(columns: Sequence[tuple[str, str]], many: bool = True) -> str:
+    """The FROM item ``t`` of an upsert: one binary array parameter per column (unnest), or,
+    for a single row, one binary scalar parameter per column (VALUES: cheaper to send).
+    Binary (%b) because psycopg's text format escapes every array element in Python."""
+    names = ", ".join(name for name, _ in columns)
+    if many:
+        return f"unnest({', '.join(f'%b::{kind}[]' for _, kind in columns)}) AS t({names})"
+    return f"(VALUES ({', '.join(f'%b::{kind}' for _, kind in columns)})) AS t({names})"
+
+
+_CUSTOMER_ROW = (("email", "text"), ("phone", "text"), ("first_name", "text"),
+                 ("last_name", "text"), ("external_id", "text"), ("timezone", "text"),
+                 ("accepts_marketing", "boolean"))
+
+
+def _customers_sql(where: str = "", many: bool = True) -> str:
+    # ``where`` gates the rows (the fused statement).
     return f"""
         INSERT INTO app.customers AS cu
             (org_id, email, phone, first_name, last_name, external_id, timezone,
              accepts_marketing)
-        SELECT %b, t.* FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-                                   %b::text[], %b::boolean[])
-            AS t(email, phone, first_name, last_name, external_id, timezone, accepts_marketing)
+        SELECT %b, t.* FROM {_rows(_CUSTOMER_ROW, many)}
         {where}
         ON CONFLICT (org_id, email) WHERE email IS NOT NULL DO UPDATE SET
             phone = COALESCE(EXCLUDED.phone, cu.phone),
@@ -241,23 +254,46 @@ def _customer_fields(cart: CanonicalCart) -> dict:
 
 # The incoming row is at least as new as the stored one (unknown times count as new: they
 # cannot be ordered, and dropping them would lose the shopper's latest action).
-_FRESH = ("(EXCLUDED.source_updated_at IS NULL OR c.source_updated_at IS NULL "
-          "OR EXCLUDED.source_updated_at >= c.source_updated_at)")
-_NEWER = ("(EXCLUDED.source_updated_at IS NULL OR c.source_updated_at IS NULL "
-          "OR EXCLUDED.source_updated_at > c.source_updated_at)")
+# (A comparison with NULL is NULL, so "IS NOT FALSE" is "either is NULL, or ...". IS binds
+# looser than >= and >.)
+_FRESH = "EXCLUDED.source_updated_at >= c.source_updated_at IS NOT FALSE"
+_NEWER = "EXCLUDED.source_updated_at > c.source_updated_at IS NOT FALSE"
 
 
 def _keep_known(column: str) -> str:
-    # Identity fields: a fresh update may fill or change them but never erase them.
-    return (f"{column} = CASE WHEN {_FRESH} THEN COALESCE(EXCLUDED.{column}, c.{column}) "
-            f"ELSE COALESCE(c.{column}, EXCLUDED.{column}) END")
+    # Identity fields: a fresh update may fill or change them but never erase them (fresh:
+    # the new value, else the stored one; not fresh: the stored value, else the new one).
+    return (f"{column} = COALESCE(CASE WHEN {_FRESH} THEN EXCLUDED.{column} END, c.{column}, "
+            f"EXCLUDED.{column})")
 
 
 def _take_fresh(column: str) -> str:
     return f"{column} = CASE WHEN {_FRESH} THEN EXCLUDED.{column} ELSE c.{column} END"
 
 
-def _upsert_sql(with_content: bool, customer: str = "t.customer_id", where: str = "") -> str:
+_CART_ROW = (("platform", "text"), ("external_id", "text"), ("cart_token", "text"),
+             ("connection_id", "uuid"), ("customer_id", "uuid"), ("email", "text"),
+             ("phone", "text"), ("currency", "text"), ("total_price", "numeric"),
+             ("item_count", "integer"), ("line_items", "text"), ("restore_url", "text"),
+             ("source_created_at", "timestamptz"), ("source_updated_at", "timestamptz"),
+             ("checkout_id", "text"))
+
+
+def _cart_source(customer: str | None) -> str:
+    """The SELECT list (and FROM) of the cart upsert: many rows from unnest(arrays), or, with
+    ``customer`` (an expression taking the customer_id column's place), one row of scalar
+    parameters (the fused statement: shorter, so psycopg caches its parsing)."""
+    if customer is None:
+        columns = [f"t.{name}" for name, _ in _CART_ROW]
+    else:
+        columns = [customer if name == "customer_id" else f"%b::{kind}"
+                   for name, kind in _CART_ROW]
+    columns[[name for name, _ in _CART_ROW].index("line_items")] += "::jsonb"
+    source = f"FROM {_rows(_CART_ROW)}" if customer is None else ""
+    return f"SELECT %b, {', '.join(columns)}, now() {source}"
+
+
+def _upsert_sql(with_content: bool, customer: str | None = None, where: str = "") -> str:
     # Carts whose content is unknown (see CanonicalCart) go through a variant that leaves the
     # stored items and total alone; a column's value in EXCLUDED cannot say "unknown".
     # ``customer`` and ``where`` let the fused statement take the customer from its own CTE
@@ -271,15 +307,7 @@ INSERT INTO app.carts AS c
     (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
      currency, total_price, item_count, line_items, restore_url, source_created_at,
      source_updated_at, checkout_id, last_activity_at)
-SELECT %b, t.platform, t.external_id, t.cart_token, t.connection_id, {customer}, t.email,
-       t.phone, t.currency, t.total_price, t.item_count, t.line_items::jsonb, t.restore_url,
-       t.source_created_at, t.source_updated_at, t.checkout_id, now()
-FROM unnest(%b::text[], %b::text[], %b::text[], %b::uuid[], %b::uuid[], %b::text[], %b::text[],
-            %b::text[], %b::numeric[], %b::integer[], %b::text[], %b::text[],
-            %b::timestamptz[], %b::timestamptz[], %b::text[])
-    AS t(platform, external_id, cart_token, connection_id, customer_id, email, phone, currency,
-         total_price, item_count, line_items, restore_url, source_created_at, source_updated_at,
-         checkout_id)
+{_cart_source(customer)}
 {where}
 ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
     {_keep_known("cart_token")},
@@ -425,7 +453,7 @@ WITH claim AS (
     VALUES (%b, %b, gen_random_uuid())
     ON CONFLICT DO NOTHING
     RETURNING event_id
-), cust AS ({_customers_sql(_CLAIMED + " AND t.email IS NOT NULL")}
+), cust AS ({_customers_sql(_CLAIMED + " AND t.email IS NOT NULL", many=False)}
 ), up AS ({_upsert_sql(True, "(SELECT customer_id FROM cust)", _CLAIMED)}
 ), ev AS (
     INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
@@ -439,6 +467,11 @@ FROM (SELECT 1) AS one LEFT JOIN up ON true
 """
 
 
+# Compacted (no string literal holds these characters): psycopg caches the parsing of
+# statements up to 4 kB only, and this one runs for every webhook.
+_CART_EVENT = re.sub(r"\s*([,()=])\s*", r"\1", " ".join(_CART_EVENT.split()))
+
+
 def cart_event_query(
     org_id: UUID, change: CartChange, event: EventRow
 ) -> tuple[str, tuple]:
@@ -448,14 +481,21 @@ def cart_event_query(
     cart = change.cart
     customers = {cart.email: _customer_fields(cart)} if cart.email else {None: {}}
     key = namespaced_key(event.source, event.dedup_key)
+    cart_row = _first(_cart_columns(org_id, [cart], [None]))
+    customer_at = 1 + [name for name, _ in _CART_ROW].index("customer_id")
     return _CART_EVENT, (
         org_id, key,
-        *_customer_params(org_id, customers),
-        *_cart_columns(org_id, [cart], [None]),
+        *_first(_customer_params(org_id, customers)),
+        *cart_row[:customer_at], *cart_row[customer_at + 1:],  # the customer comes from cust
         org_id, event.source, event.topic, event.connection_id, key, event.occurred_at,
         Jsonb(event.payload), Jsonb(event.headers or {}),
         org_id,
     )
+
+
+def _first(params: tuple) -> tuple:
+    # (org_id, column arrays...) -> (org_id, first row's values...)
+    return (params[0], *(column[0] for column in params[1:]))
 
 
 _LINE_ITEMS_JSON = TypeAdapter(list[LineItem])
@@ -500,11 +540,11 @@ def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
     fresh = (new.source_updated_at is None or old.source_updated_at is None
              or new.source_updated_at >= old.source_updated_at)
     winner, loser = (new, old) if fresh else (old, new)
-    data = winner.model_dump()
+    data = {}
     for name in ("cart_token", "checkout_id", "connection_id", "email", "phone", "currency",
                  "restore_url", "first_name", "last_name", "timezone", "accepts_marketing",
                  "customer_external_id"):
-        if data[name] is None:
+        if getattr(winner, name) is None:
             data[name] = getattr(loser, name)
     if not winner.has_content:
         data["line_items"], data["total_price"] = loser.line_items, loser.total_price
@@ -512,7 +552,9 @@ def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
     updated = [t for t in (old.source_updated_at, new.source_updated_at) if t is not None]
     data["source_created_at"] = min(created) if created else None
     data["source_updated_at"] = max(updated) if updated else None
-    return CanonicalCart.model_validate(data)
+    # Every value comes from a validated cart: a copy, not a second validation (batches fold
+    # many updates of one cart).
+    return winner.model_copy(update=data)
 
 
 def find_cart(

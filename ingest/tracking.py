@@ -4,6 +4,11 @@
 run the same set-based path: claim every dedup key in one statement, upsert customers and
 carts in one statement each, record orders, append the raw events in one statement, all in
 one tenant transaction. See docs/tracking-api.md for the bodies and answers.
+
+Cost per event matters here (a batch is 100s of events): the canonical cart is validated
+straight from the validated event (no model_dump round trips); the NUL/surrogate walk runs
+only when the raw body could hold one; the API key comes from a per-process cache and is
+confirmed in the ingest transaction (``auth``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ from cartrecovery.events import (
     claim_events,
     existing_event_id,
     find_nul,
+    may_hold_unstorable,
 )
 
-from .auth import require_key
+from .auth import require_key, tenant_transaction
 from .errors import ApiError
-from .runtime import runtime
 
 bp = Blueprint("tracking", __name__)
 
@@ -154,27 +159,32 @@ class TrackEvent(_Body):
 
 
 def to_cart(event: TrackEvent) -> state.CanonicalCart:
-    data, customer = event.cart_data, event.cart_data.customer or TrackCustomer()
-    items = None if data.line_items is None else [
-        state.LineItem(**item.model_dump()) for item in data.line_items
-    ]
-    return state.CanonicalCart(
-        platform=SOURCE,
-        external_id=data.cart_id,
-        email=data.email,
-        phone=data.phone,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        timezone=customer.timezone,
-        accepts_marketing=customer.accepts_marketing,
-        customer_external_id=customer.id,
-        currency=data.currency,
-        total_price=data.total_price,
-        line_items=items,
-        restore_url=data.restore_url,
-        source_created_at=event.timestamp,
-        source_updated_at=event.timestamp,
-    )
+    """The validated event as a canonical cart.
+
+    One validation of CanonicalCart from the event's validated values (its normalisers lower
+    the email and upper the currency); line items go in as plain field dicts, so no LineItem
+    is built twice. Measured cheaper than ``model_construct`` (pure Python in pydantic 2) and
+    than building each LineItem first.
+    """
+    data, customer = event.cart_data, event.cart_data.customer
+    values: dict[str, Any] = {
+        "platform": SOURCE,
+        "external_id": data.cart_id,
+        "email": data.email,
+        "phone": data.phone,
+        "currency": data.currency,
+        "total_price": data.total_price,
+        "line_items": (None if data.line_items is None
+                       else [i.model_dump() for i in data.line_items]),
+        "restore_url": data.restore_url,
+        "source_created_at": event.timestamp,
+        "source_updated_at": event.timestamp,
+    }
+    if customer is not None:
+        values.update(first_name=customer.first_name, last_name=customer.last_name,
+                      timezone=customer.timezone, accepts_marketing=customer.accepts_marketing,
+                      customer_external_id=customer.id)
+    return state.CanonicalCart.model_validate(values)
 
 
 def to_order(event: TrackEvent) -> state.CanonicalOrder:
@@ -238,14 +248,15 @@ def ingest(conn: psycopg.Connection, org_id: UUID, items: list[Accepted]) -> dic
 
 
 @bp.post("/api/v1/carts/track")
-@require_key("track")
+@require_key("track", cached=True)
 def track():
     raw = _json_body()
     if not isinstance(raw, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object")
-    _reject_nul(raw)
+    if may_hold_unstorable(request.get_data(cache=True)):
+        _reject_nul(raw)
     item = Accepted(0, TrackEvent.model_validate(raw), raw)  # ValidationError → 400
-    with runtime().db.tenant(g.org_id) as conn:
+    with tenant_transaction() as (conn, _):
         result = ingest(conn, g.org_id, [item])[0]
         if result["status"] == "duplicate":
             result["event_id"] = existing_event_id(conn, g.org_id, SOURCE, item.dedup_key)
@@ -257,7 +268,7 @@ def track():
 
 
 @bp.post("/api/v1/events/batch")
-@require_key("track")
+@require_key("track", cached=True)
 def batch():
     body = _json_body()
     events = body.get("events") if isinstance(body, dict) else None
@@ -267,9 +278,10 @@ def batch():
                        {"count": len(events) if isinstance(events, list) else None})
     accepted: list[Accepted] = []
     rejected: dict[int, Any] = {}
+    scan = may_hold_unstorable(request.get_data(cache=True))  # else no event can hold one
     for index, raw in enumerate(events):
         try:
-            if isinstance(raw, dict) and find_nul(raw):
+            if scan and isinstance(raw, dict) and find_nul(raw):
                 raise ValueError("NUL characters are not accepted")
             accepted.append(Accepted(index, TrackEvent.model_validate(raw), raw))
         except ValidationError as exc:
@@ -279,7 +291,7 @@ def batch():
 
     outcome: dict[int, dict] = {}
     if accepted:
-        with runtime().db.tenant(g.org_id) as conn:
+        with tenant_transaction() as (conn, _):
             outcome = ingest(conn, g.org_id, accepted)
     results = []
     for index in range(len(events)):

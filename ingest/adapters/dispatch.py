@@ -2,11 +2,11 @@
 transaction that claims the dedup key, applies the state change and appends the raw event.
 
 Hot path: the store's connection comes from a per-process cache (``CONNECTION_CACHE_SECONDS``)
-and is confirmed inside the request's own transaction, in the same round trip as BEGIN and
-the tenant scope; a connection changed since (disconnected, secret rotated or replaced, grace
-period ended) rolls that transaction back and the request starts over with a fresh lookup, as
-does a signature that the cached secrets do not verify. A delivery that upserts one cart
-(``carts.CartChange``) is claimed, applied and stored by one statement.
+and is confirmed by the first statement of the request's own transaction; a connection changed
+since (disconnected, secret rotated or replaced, grace period ended) rolls that transaction
+back and the request starts over with a fresh lookup, as does a signature that the cached
+secrets do not verify. A delivery that upserts one cart (``carts.CartChange``) is claimed,
+applied and stored by one statement.
 """
 
 from __future__ import annotations
