@@ -257,7 +257,7 @@ def orgs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {org_id, api_key} as JSON.")
 def orgs_create(name: str, role: str, as_json: bool) -> None:
     """Create an org and its first API key (shown once)."""
-    from . import tenancy
+    from . import audit, tenancy
     from .db import Database
 
     name = name.strip()
@@ -267,6 +267,8 @@ def orgs_create(name: str, role: str, as_json: bool) -> None:
         db = Database(svc.database_url)
         org_id = tenancy.create_org(db, name)
         api_key = tenancy.create_api_key(db, org_id, role, name="cli")
+        audit.record(db, org_id, audit.cli_actor(), "orgs.create", str(org_id),
+                     {"role": role})
     if as_json:
         click.echo(json.dumps({"org_id": str(org_id), "api_key": api_key}))
     else:
@@ -397,7 +399,7 @@ def connections_add(
     Platform API credentials (encrypted at rest) come from the platform options below or
     --credentials; they let BigCommerce/Magento fetch full carts and `sync` read history.
     """
-    from . import tenancy
+    from . import audit, tenancy
     from .crypto import load_key, new_secret
     from .db import Database
 
@@ -421,6 +423,8 @@ def connections_add(
                                                    credentials)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
+        audit.record(db, org_id, audit.cli_actor(), "connections.add", str(connection_id),
+                     {"platform": platform})
     urls = webhook_urls(settings.app_url, platform, connection_id)
     if as_json:
         body = {"connection_id": str(connection_id), "webhook_urls": urls}

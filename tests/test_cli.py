@@ -53,6 +53,11 @@ def test_orgs_create_prints_json_and_creates_the_org(cli_env, db):
     assert row["name"] == "Acme Outdoor"
     key = tenancy.verify_api_key(db, body["api_key"])
     assert key is not None and str(key.org_id) == body["org_id"] and key.role == "admin"
+    with db.system() as conn:
+        audit = conn.execute("SELECT actor, action, target FROM app.audit_log "
+                             "WHERE org_id = %s", (body["org_id"],)).fetchall()
+    assert [(a["action"], a["target"]) for a in audit] == [("orgs.create", body["org_id"])]
+    assert audit[0]["actor"].startswith("cli:")
 
 
 def test_orgs_create_refuses_an_empty_name(cli_env, db):
