@@ -130,6 +130,8 @@ class EmailIdentity(BaseModel):
     from_name: str | None = Field(default=None, min_length=1, max_length=200)
     from_email: str | None = Field(default=None, pattern=_EMAIL, max_length=320)
     reply_to: str | None = Field(default=None, pattern=_EMAIL, max_length=320)
+    unsubscribe_group_id: int | None = Field(
+        default=None, ge=1, description="SendGrid unsubscribe group (asm) for these emails.")
 
 
 class SmsIdentity(BaseModel):

@@ -97,6 +97,10 @@ def _step(conn, message: dict) -> dict | None:
     return step if isinstance(step, dict) else None
 
 
+def _email_identity(org_settings: dict) -> dict:
+    return (org_settings.get("sender_identities") or {}).get("email") or {}
+
+
 def _sms_sender(org_settings: dict) -> str | None:
     identity = (org_settings.get("sender_identities") or {}).get("sms") or {}
     return identity.get("messaging_service_sid") or identity.get("from_number") or None
@@ -181,7 +185,12 @@ def send_message(org_id: str, message_id: str) -> str:
         text=rendered.text, step_index=message["step_index"],
         sender_name=context["store"]["sender_name"] or org.get("name"),
         url=(rendered.data or {}).get("url") or context["restore_url"] or None,
-        sender=_sms_sender(org["org_settings"]) if message["channel"] == "sms" else None,
+        sender=(_sms_sender(org["org_settings"]) if message["channel"] == "sms" else
+                _email_identity(org["org_settings"]).get("from_email")
+                if message["channel"] == "email" else None),
+        reply_to=_email_identity(org["org_settings"]).get("reply_to"),
+        unsubscribe_group_id=_email_identity(org["org_settings"]).get("unsubscribe_group_id"),
+        unsubscribe_url=context.get("unsubscribe_url") or None,
     )
     try:
         result = provider.send(outgoing)

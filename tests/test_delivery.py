@@ -217,6 +217,26 @@ def test_worker_sends_through_sendgrid(db, abandoned, rt, recorder):
     assert jobs.queue(rt).count == 0
 
 
+def test_sender_identity_unsubscribe_group_and_one_click_unsubscribe(db, abandoned, rt,
+                                                                     recorder):
+    sql(db, "UPDATE app.orgs SET settings = settings || %s WHERE org_id = %s",
+        (Jsonb({"sender_identities": {"email": {
+            "from_name": "Outfitters", "from_email": "hello@outfitters.example",
+            "reply_to": "care@outfitters.example", "unsubscribe_group_id": 4242}}}),
+         abandoned["org"].org_id))
+    burst(rt)
+
+    (_, body), = sends_to(recorder, abandoned["email"])
+    assert body["from"] == {"email": "hello@outfitters.example", "name": "Outfitters"}
+    assert body["reply_to"] == {"email": "care@outfitters.example"}
+    assert body["asm"] == {"group_id": 4242}
+    unsubscribe = body["headers"]["List-Unsubscribe"]
+    assert re.fullmatch(r"<http://testserver/u/[A-Za-z0-9_.\-]+>", unsubscribe)
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = next(c["value"] for c in body["content"] if c["type"] == "text/html")
+    assert unsubscribe[1:-1] in html  # the footer link is the same one-click link
+
+
 def test_job_that_runs_twice_sends_once(db, abandoned, rt, recorder):
     row = outbox_rows(db, abandoned["cart_id"])[0]
     jobs.enqueue(rt, [row])  # the same job id again: RQ 3 keeps both

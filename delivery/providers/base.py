@@ -33,6 +33,10 @@ class OutgoingMessage:
     image: str | None = None
     icon: str | None = None
     sender: str | None = None
+    # Email only: reply address, SendGrid unsubscribe group, one-click unsubscribe link.
+    reply_to: str | None = None
+    unsubscribe_group_id: int | None = None
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,17 @@ import python_http_client
 from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, handle_error
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail, To
+from sendgrid.helpers.mail import (
+    Asm,
+    Category,
+    CustomArg,
+    From,
+    GroupId,
+    Header,
+    Mail,
+    ReplyTo,
+    To,
+)
 
 from .base import OutgoingMessage, ProviderError, SendResult
 
@@ -226,7 +236,7 @@ class SendGridProvider:
 
     def build(self, message: OutgoingMessage) -> Mail:
         mail = Mail(
-            from_email=From(self.from_email, message.sender_name),
+            from_email=From(message.sender or self.from_email, message.sender_name),
             to_emails=To(message.recipient),
             subject=message.subject,
             plain_text_content=message.text,
@@ -237,6 +247,14 @@ class SendGridProvider:
         mail.custom_arg = [CustomArg(key, str(value)) for key, value in args.items()]
         mail.category = [Category("cart_recovery"), Category(f"step_{message.step_index + 1}")]
         mail.header = Header(MESSAGE_ID_HEADER, message.message_id)
+        if message.reply_to:
+            mail.reply_to = ReplyTo(message.reply_to)
+        if message.unsubscribe_group_id:
+            mail.asm = Asm(GroupId(message.unsubscribe_group_id))
+        if message.unsubscribe_url:
+            # RFC 8058 one-click unsubscribe: mail clients POST to our /u/ link.
+            mail.header = Header("List-Unsubscribe", f"<{message.unsubscribe_url}>")
+            mail.header = Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
         return mail
 
     def send(self, message: OutgoingMessage) -> SendResult:
