@@ -40,6 +40,8 @@ MAX_COOLDOWN_SECONDS = 365 * 24 * 3600
 MAX_LIST = 500
 # A bare name refers to a built-in template (``cart_reminder``); anything else is inline HTML.
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A SendGrid dynamic template id: SendGrid renders it with our data (email steps only).
+DYNAMIC_TEMPLATE = re.compile(r"^d-[0-9a-f]{32}$")
 
 _jinja = SandboxedEnvironment()
 _MODEL_CONFIG = ConfigDict(
@@ -78,6 +80,8 @@ def builtin_templates() -> frozenset[str]:
 
 
 def _check_template(value: str) -> str:
+    if DYNAMIC_TEMPLATE.match(value):
+        return value
     if not TEMPLATE_NAME.match(value):
         return _check_jinja(value, "template")
     known = builtin_templates()
@@ -271,6 +275,10 @@ class SequenceStep(BaseModel):
             raise PydanticCustomError("subject_required", "an email step needs a subject")
         if self.channel == "sms" and any(subjects):
             raise PydanticCustomError("subject_not_allowed", "an SMS step has no subject")
+        templates = [self.template, *(v.template for v in self.variants or () if v.template)]
+        if self.channel != "email" and any(DYNAMIC_TEMPLATE.match(t) for t in templates):
+            raise PydanticCustomError("dynamic_template_channel",
+                                      "SendGrid dynamic templates are for email steps only")
         return self
 
     @field_validator("template")

@@ -191,6 +191,8 @@ def send_message(org_id: str, message_id: str) -> str:
         reply_to=_email_identity(org["org_settings"]).get("reply_to"),
         unsubscribe_group_id=_email_identity(org["org_settings"]).get("unsubscribe_group_id"),
         unsubscribe_url=context.get("unsubscribe_url") or None,
+        template_id=(rendered.data or {}).get("template_id"),
+        template_data=(rendered.data or {}).get("dynamic_template_data"),
     )
     try:
         result = provider.send(outgoing)

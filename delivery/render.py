@@ -387,6 +387,19 @@ def _render_push(source: str, subject: str, context: dict) -> dict:
     return {"title": title, "body": body, "url": url, **payload}
 
 
+_DYNAMIC = re.compile(r"^d-[0-9a-f]{32}$")
+_TEMPLATE_DATA_KEYS = ("customer", "items", "item_count", "subtotal", "total", "currency",
+                       "restore_url", "store", "coupon", "unsubscribe_url")
+
+
+def template_data(context: dict, subject: str) -> dict:
+    """What a SendGrid dynamic template gets: the same variables our templates see, as
+    plain JSON (formatted money as text), plus the rendered ``subject``."""
+    data = {key: context.get(key) for key in _TEMPLATE_DATA_KEYS}
+    data["subject"] = subject
+    return json.loads(json.dumps(data, default=str))
+
+
 def render(template: str | None, subject: str | None, context: dict,
            channel: str | None = None) -> Rendered:
     """Render one message for ``channel`` (default ``context["channel"]``, else email), or
@@ -404,6 +417,13 @@ def render(template: str | None, subject: str | None, context: dict,
         if channel == "push":
             data = _render_push(source, subject_text, context)
             return Rendered(subject=data["title"], html="", text=data["body"], data=data)
+        if _DYNAMIC.match(source):
+            # SendGrid renders the email; our own layout is still rendered so the built-in
+            # outbox and previews show what the data says.
+            html, text = _render_email(DEFAULT_TEMPLATE, context)
+            return Rendered(subject=subject_text, html=html, text=text,
+                            data={"template_id": source,
+                                  "dynamic_template_data": template_data(context, subject_text)})
         html, text = _render_email(source, context)
     except RenderError:
         raise

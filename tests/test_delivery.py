@@ -237,6 +237,28 @@ def test_sender_identity_unsubscribe_group_and_one_click_unsubscribe(db, abandon
     assert unsubscribe[1:-1] in html  # the footer link is the same one-click link
 
 
+def test_sendgrid_dynamic_template_gets_the_data_instead_of_content(db, org, rt, recorder):
+    set_timeout(db, org.org_id)
+    template_id = "d-" + "ab12" * 8
+    make_campaign(db, org.org_id, [{"channel": "email", "delay_seconds": 0,
+                                    "subject": "Still yours", "template": template_id}])
+    email = f"dyn-{uuid.uuid4().hex[:6]}@example.com"
+    cart_id = make_cart(db, org.org_id, email=email)
+    scheduler.tick(rt)
+    burst(rt)
+
+    (_, body), = sends_to(recorder, email)
+    assert body["template_id"] == template_id
+    assert "content" not in body
+    data = body["personalizations"][0]["dynamic_template_data"]
+    assert data["subject"] == "Still yours"
+    assert [i["title"] for i in data["items"]] == ["Merino <Beanie>", "Trail Socks"]
+    row = outbox_rows(db, cart_id)[0]
+    assert data["restore_url"] == restore_link(rt, data["restore_url"], row)
+    assert data["unsubscribe_url"].startswith("http://testserver/u/")
+    assert row["status"] == "sent"
+
+
 def test_job_that_runs_twice_sends_once(db, abandoned, rt, recorder):
     row = outbox_rows(db, abandoned["cart_id"])[0]
     jobs.enqueue(rt, [row])  # the same job id again: RQ 3 keeps both

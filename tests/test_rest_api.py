@@ -490,3 +490,17 @@ def test_openapi_document(app, client):
     schemas = doc["components"]["schemas"]
     for ref in _refs(doc):
         assert ref.rsplit("/", 1)[1] in schemas, ref
+
+
+def test_campaign_accepts_sendgrid_dynamic_templates_on_email_steps_only(client, org):
+    email = {"channel": "email", "delay_seconds": 0, "subject": "Hi",
+             "template": "d-" + "0f" * 16}
+    created = client.post("/api/v1/campaigns", headers=org.headers,
+                          json={"name": "dyn", "sequence_steps": [email]})
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["sequence_steps"][0]["template"] == email["template"]
+    push = {**email, "channel": "push"}
+    refused = client.post("/api/v1/campaigns", headers=org.headers,
+                          json={"name": "dyn-push", "sequence_steps": [push]})
+    assert refused.status_code == 400
+    assert "dynamic templates" in str(refused.get_json())

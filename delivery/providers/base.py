@@ -37,6 +37,9 @@ class OutgoingMessage:
     reply_to: str | None = None
     unsubscribe_group_id: int | None = None
     unsubscribe_url: str | None = None
+    # A SendGrid dynamic template renders the email from this data instead of html/text.
+    template_id: str | None = None
+    template_data: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -235,13 +235,18 @@ class SendGridProvider:
         self.from_email = from_email
 
     def build(self, message: OutgoingMessage) -> Mail:
+        dynamic = message.template_id is not None
         mail = Mail(
             from_email=From(message.sender or self.from_email, message.sender_name),
             to_emails=To(message.recipient),
             subject=message.subject,
-            plain_text_content=message.text,
-            html_content=message.html,
+            # A dynamic template brings its own content; SendGrid renders it from the data.
+            plain_text_content=None if dynamic else message.text,
+            html_content=None if dynamic else message.html,
         )
+        if dynamic:
+            mail.template_id = message.template_id
+            mail.dynamic_template_data = message.template_data or {}
         args = {"message_id": message.message_id, "org_id": message.org_id,
                 "cart_id": message.cart_id, **message.tags}
         mail.custom_arg = [CustomArg(key, str(value)) for key, value in args.items()]
