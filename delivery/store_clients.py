@@ -8,14 +8,15 @@
 
 Credentials come from the store connection (``tenancy.Connection.credentials``); the keys
 each platform needs are listed in :data:`REQUIRED`. ``api_base_url`` in the credentials
-replaces the base (tests, proxies, staging stores). Every call has a timeout; a 429/503 with a
-short ``Retry-After`` is waited out a couple of times, anything else that fails raises
-:class:`StoreApiError` saying whether trying again later could help.
+replaces the base (tests, proxies, staging stores). Calls go through the shared
+``cartrecovery.http_client.StoreHttpClient`` (timeouts; a 429 with a short ``Retry-After`` is
+waited out a couple of times); anything else that fails raises its :class:`StoreApiError`,
+saying whether trying again later could help.
 """
 
 from __future__ import annotations
 
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,6 +24,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import requests
+
+from cartrecovery.http_client import RETRY_STATUSES, StoreApiError, StoreHttpClient
 
 TIMEOUT = 10.0
 MAX_RETRIES = 2
@@ -33,16 +36,6 @@ REQUIRED = {
     "woocommerce": ("consumer_key", "consumer_secret"),
     "bigcommerce": ("access_token",),
 }
-
-
-class StoreApiError(Exception):
-    """The store did not create what was asked. ``retryable``: a timeout, 5xx or rate limit
-    (try again later); False when the request itself was refused."""
-
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -58,56 +51,41 @@ class CouponSpec:
     expires_at: datetime
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: far enough away to leave to the job's retry
-
-
-class StoreClient:
-    """A ``requests`` session with timeouts, ``Retry-After`` backoff and JSON errors."""
+class StoreClient(ABC):
+    """The shared store API client (timeouts, ``Retry-After`` backoff) with JSON answers and
+    errors that name the platform. Creating calls (POST) are not retried on a 5xx or a lost
+    connection: the store may have created the coupon; the job's own retry decides."""
 
     platform = "store"
 
     def __init__(self, base_url: str, session: requests.Session | None = None):
-        self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
+        self.http = StoreHttpClient(base_url, timeout=TIMEOUT, max_attempts=MAX_RETRIES + 1,
+                                    max_retry_after=MAX_RETRY_AFTER, session=session)
+        # Subclasses put their credentials on the session (headers or basic auth).
+        self.session = self.http.session
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request and return its JSON body; raise StoreApiError on failure."""
-        url = f"{self.base_url}{path}"
-        for attempt in range(MAX_RETRIES + 1):
-            try:
-                response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
-            except requests.RequestException as exc:
-                raise StoreApiError(f"{self.platform} {method} {path}: {exc}",
-                                    retryable=True) from exc
-            if response.status_code in (429, 503) and attempt < MAX_RETRIES:
-                wait = _retry_after(response)
-                if wait is not None and wait <= MAX_RETRY_AFTER:
-                    time.sleep(wait)
-                    continue
-            if response.status_code >= 400:
-                retryable = response.status_code in (408, 409, 429) or \
-                    response.status_code >= 500
-                raise StoreApiError(
-                    f"{self.platform} {method} {path}: HTTP {response.status_code} "
-                    f"{response.text[:300]}",
-                    retryable=retryable, status=response.status_code)
-            try:
-                return response.json() if response.content else {}
-            except ValueError as exc:
-                raise StoreApiError(f"{self.platform} {method} {path}: answer is not JSON",
-                                    retryable=True, status=response.status_code) from exc
-        raise AssertionError("unreachable")  # the loop returns or raises
+        where = f"{self.platform} {method} {path}"
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except requests.RequestException as exc:
+            raise StoreApiError(f"{where}: {exc}", retryable=True) from exc
+        if response.status_code >= 400:
+            raise StoreApiError(
+                f"{where}: HTTP {response.status_code} {response.text[:300]}",
+                response.status_code,
+                retryable=response.status_code in (408, 409) or
+                response.status_code in RETRY_STATUSES)
+        try:
+            return response.json() if response.content else {}
+        except ValueError as exc:
+            raise StoreApiError(f"{where}: answer is not JSON", response.status_code,
+                                retryable=True) from exc
 
+    @abstractmethod
     def create_coupon(self, spec: CouponSpec) -> dict:
         """Create ``spec`` in the store; return the store's ids for it."""
-        raise NotImplementedError
 
 
 def _iso(value: datetime) -> str:
