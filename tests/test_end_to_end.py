@@ -112,6 +112,17 @@ def post_shopify(client, name: str, route: str, body: bytes | None = None):
                        headers=headers)
 
 
+def one_email_campaign(client, auth, *, timeout: int, name: str) -> None:
+    """The org's abandonment timeout and an active campaign of one immediate email."""
+    assert client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": timeout},
+                        headers=auth).status_code == 200
+    assert client.post("/api/v1/campaigns", headers=auth, json={
+        "name": name, "status": "active",
+        "sequence_steps": [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
+                            "template": "cart_reminder"}],
+    }).status_code == 201
+
+
 def tick_until(rt, condition):
     def step():
         scheduler.tick(rt)
@@ -227,12 +238,7 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
 
 def test_redelivered_checkout_is_one_cart_and_one_message(stack, recorder):
     client, rt, auth = stack["client"], stack["rt"], stack["auth"]
-    client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 1}, headers=auth)
-    client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "Once", "status": "active",
-        "sequence_steps": [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
-                            "template": "cart_reminder"}],
-    })
+    one_email_campaign(client, auth, timeout=1, name="Once")
     for _ in range(3):
         assert post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create").status_code \
             == 200
@@ -253,12 +259,7 @@ def test_redelivered_checkout_is_one_cart_and_one_message(stack, recorder):
 
 def test_order_before_the_timeout_means_no_message(stack, recorder):
     client, rt, auth = stack["client"], stack["rt"], stack["auth"]
-    client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 3600}, headers=auth)
-    client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "Never", "status": "active",
-        "sequence_steps": [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
-                            "template": "cart_reminder"}],
-    })
+    one_email_campaign(client, auth, timeout=3600, name="Never")
     post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create")
     post_shopify(client, ORDER, "/api/webhooks/shopify/order-create")
     # Even once the timeout has long passed, a converted cart is never abandoned.
@@ -275,12 +276,7 @@ def test_order_before_the_timeout_means_no_message(stack, recorder):
 
 def test_order_between_enqueue_and_send_means_no_message(stack, recorder):
     client, rt, auth = stack["client"], stack["rt"], stack["auth"]
-    client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 1}, headers=auth)
-    client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "Gate", "status": "active",
-        "sequence_steps": [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
-                            "template": "cart_reminder"}],
-    })
+    one_email_campaign(client, auth, timeout=1, name="Gate")
     post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create")
     cart_id = client.get("/api/v1/carts", headers=auth).json["carts"][0]["cart_id"]
     tick_until(rt, lambda: [m["status"] for m in client.get(
