@@ -33,6 +33,7 @@ from . import outgoing_webhooks
 from .events import EventRow, namespaced_key
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
+MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
 
 
 def normalize_email(value: Any) -> str | None:
@@ -80,7 +81,7 @@ class LineItem(_Model):
     variant_id: str | None = None
     sku: str | None = None
     quantity: int = Field(default=1, ge=0)
-    price: Decimal = Field(default=Decimal("0"), ge=0)
+    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY)
     image_url: str | None = None
 
 
@@ -102,7 +103,7 @@ class CanonicalCart(_Model):
     currency: Currency = None
     # None (both) means "content unknown": an order event that names the cart but not its
     # items must not empty it.
-    total_price: Decimal | None = None
+    total_price: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
     line_items: list[LineItem] | None = None
     restore_url: str | None = None
     source_created_at: datetime | None = None
@@ -126,7 +127,8 @@ class CanonicalOrder(_Model):
     cart_token: str | None = None
     email: Email = None
     phone: Phone = None
-    total_price: Decimal | None = None  # None: the matched cart's total
+    # None: the matched cart's total
+    total_price: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
     currency: Currency = None
     financial_status: str | None = None
     ordered_at: datetime | None = None

@@ -19,9 +19,7 @@ inject ``sleep``: tests assert the client was asked to wait the right amount wit
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +28,7 @@ import requests
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from .events import find_nul
+from .storable_json import load_storable_json
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +49,6 @@ class StoreApiError(Exception):
 
 
 _RETRY_AFTER_PARSER = Retry(0)
-# Text Postgres refuses (NUL, lone surrogates) can reach parsed JSON only through these
-# escapes, or through raw surrogate bytes that json's "surrogatepass" decoding lets in; a
-# body without any of them needs no walk over the parsed value.
-_RISKY = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF][0-9a-fA-F]{2})|\xed[\xa0-\xbf]")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number out of range: {text[:40]}")
-    return value
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
-
-
-def load_storable_json(raw: bytes) -> Any:
-    """``raw`` decoded as JSON that Postgres jsonb/text can hold, else ValueError: not JSON,
-    too deep, NaN/Infinity, or text with NUL characters or lone surrogates. The walk over
-    the parsed value that finds such text runs only when the bytes could contain it."""
-    encoding = json.detect_encoding(raw)
-    try:
-        # What json.loads does with bytes, with one decoder built once (not per call).
-        value = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
-    # ``in`` scans bytes far faster than the regex: most bodies skip both.
-    if encoding != "utf-8" or ((b"\\u" in raw or b"\xed" in raw) and _RISKY.search(raw)):
-        where = find_nul(value)
-        if where is not None:
-            raise ValueError(f"JSON holds text Postgres cannot store at {where}")
-    return value
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -45,7 +45,7 @@ bp = Blueprint("tracking", __name__)
 
 SOURCE = "api"
 MAX_BATCH = 1000
-MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
+MAX_MONEY = state.MAX_MONEY
 EVENTS = ("cart_created", "cart_updated", "checkout_started", "checkout_updated",
           "order_completed")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from conftest import fixture_bytes, fixture_headers, fixture_vectors
 
+from cartrecovery import carts as state
 from cartrecovery import tenancy
 from ingest.adapters.bigcommerce import HOOK_TOKEN_HEADER, BigCommerceAdapter
 
@@ -299,3 +300,61 @@ def test_without_api_token_the_event_is_kept_with_a_bare_cart(client, db, runtim
     assert deliver(client, "bigcommerce_cart_converted.json").json["status"] == "ok"
     assert cart_row(db, org.org_id)["status"] == "converted"
     assert recorder.requests == []
+
+
+# --- the v3 cart read straight into the canonical cart ----------------------------------------
+
+
+def v3_cart(**changes):
+    cart = json.loads(fixture_bytes("bigcommerce_cart_v3.json"))["data"]
+    cart.update(changes)
+    return cart
+
+
+def test_v3_cart_becomes_the_canonical_cart():
+    from ingest.adapters.bigcommerce import cart_to_canonical
+
+    cart = cart_to_canonical(v3_cart(email=" Sam.Lee@Example.com "), None)
+    assert isinstance(cart, state.CanonicalCart)
+    assert cart.platform == "bigcommerce"
+    assert cart.external_id == "3c9f2a1e-7b4d-4e8a-9c1f-5a6b7c8d9e0f"
+    assert cart.email == "sam.lee@example.com" and cart.currency == "USD"
+    assert cart.customer_external_id is None  # customer 0 is a guest
+    assert cart.total_price == Decimal("119.98")
+    [line] = cart.line_items
+    assert (line.title, line.sku, line.product_id, line.variant_id) == (
+        "Organic Cotton Hoodie", "HOOD-NVY-L", "112", "358")
+    assert (line.quantity, line.price) == (2, Decimal("59.99"))
+    assert cart.restore_url.startswith("https://shop.example.com/cart.php?action=loadInCheckout")
+    assert cart.source_updated_at.isoformat() == "2026-03-14T15:23:10+00:00"
+    # Validating it again as a plain CanonicalCart changes nothing: one pass was enough.
+    assert state.CanonicalCart.model_validate(cart.model_dump()).model_dump() == cart.model_dump()
+
+
+def test_v3_cart_lines_of_every_kind_and_prices():
+    from ingest.adapters.bigcommerce import cart_to_canonical
+
+    items = {
+        "physical_items": [{"name": "Mug", "product_id": 1, "quantity": 1, "list_price": 9.5}],
+        "digital_items": [{"name": "E-book", "product_id": 2, "quantity": 1, "sale_price": 4,
+                           "list_price": 5}],
+        "custom_items": [],
+        "gift_certificates": [{"id": "gc1", "name": "Gift for Ana", "amount": 25}],
+    }
+    cart = cart_to_canonical(v3_cart(line_items=items, customer_id=77, redirect_urls=None), None)
+    assert [(i.title, i.product_id, i.price) for i in cart.line_items] == [
+        ("Mug", "1", Decimal("9.5")), ("E-book", "2", Decimal("4")),
+        ("Gift for Ana", "gc1", Decimal("25"))]
+    assert cart.customer_external_id == "77" and cart.restore_url is None
+
+
+@pytest.mark.parametrize("changes", [
+    {"line_items": []}, {"line_items": {"physical_items": {"a": 1}}},
+    {"line_items": {"physical_items": ["x"]}}, {"cart_amount": -1}, {"cart_amount": 1e13},
+    {"id": ""}, {"line_items": {"physical_items": [{"quantity": -2}]}},
+])
+def test_v3_cart_of_the_wrong_shape_is_refused(changes):
+    from ingest.adapters.bigcommerce import cart_to_canonical
+
+    with pytest.raises(ValueError):
+        cart_to_canonical(v3_cart(**changes), None)

@@ -268,3 +268,18 @@ def test_other_events_are_kept_raw_and_acknowledged(client, db, store, keys):
         row = conn.execute("SELECT topic FROM raw.events WHERE org_id = %s",
                            (store.org_id,)).fetchone()
     assert row["topic"] == "observer.customer_login"
+
+
+@pytest.mark.parametrize("name", ["sales_order_place_after",  # bare, as in Adobe's example
+                                  "observer.sales_order_place_after",
+                                  "com.adobe.commerce.observer.sales_order_place_after"])
+def test_every_form_of_an_event_name_is_read_alike(client, db, store, keys, name):
+    assert post(client, quote_event(name="checkout_cart_save_after"), keys[0]).status_code == 200
+    res = post(client, order_event(name=name), keys[0])
+    assert res.status_code == 200, res.json
+    assert cart_row(db, store.org_id)["status"] == "converted"
+    with db.tenant(store.org_id) as conn:
+        topics = [r["topic"] for r in conn.execute(
+            "SELECT topic FROM raw.events WHERE org_id = %s ORDER BY received_at",
+            (store.org_id,)).fetchall()]
+    assert topics == ["observer.checkout_cart_save_after", "observer.sales_order_place_after"]

@@ -30,7 +30,7 @@ from uuid import UUID
 
 import psycopg
 
-from cartrecovery.http_client import load_storable_json
+from cartrecovery.storable_json import load_storable_json
 from cartrecovery.tenancy import Connection
 
 # apply(conn, org_id) -> the cart the delivery touched (kept on the raw event), or None.

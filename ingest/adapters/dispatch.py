@@ -29,7 +29,9 @@ from .base import Adapter, AdapterError, Delivery, InboundRequest
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
 _SECRET_HEADERS = {"authorization", "cookie", "x-shopify-hmac-sha256", "x-wc-webhook-signature",
                    "webhook-signature", "x-adobe-commerce-webhook-signature",
-                   "x-cartrecovery-signature"}
+                   "x-cartrecovery-signature",
+                   # The shared token BigCommerce hooks and unsigned Magento hooks send.
+                   "x-cartrec-hook-token"}
 
 # How long a process may reuse a store connection it read. Every use is confirmed against the
 # row in the request's transaction, so this bounds only memory staleness, not what is accepted.
@@ -50,9 +52,10 @@ def inbound_request(topic: str | None = None) -> InboundRequest:
     )
 
 
-def kept_headers(req: InboundRequest, extra_secret: set[str] = frozenset()) -> dict[str, str]:
-    secret = _SECRET_HEADERS | {h.lower() for h in extra_secret}
-    return {k: v for k, v in req.headers.items() if k.lower() not in secret}
+def kept_headers(req: InboundRequest) -> dict[str, str]:
+    """The request's headers as kept with its raw event (credentials left out). Built when
+    the event is stored, not by the adapters: it is part of writing the row."""
+    return {k: v for k, v in req.headers.items() if k.lower() not in _SECRET_HEADERS}
 
 
 def unknown_store(code: str = "unknown_store") -> ApiError:

@@ -16,8 +16,11 @@ accept either (base64 first, the raw body as fallback) until one is confirmed. W
 (signing is off by default in Commerce), the header ``X-Cartrec-Hook-Token`` must carry the
 connection's secret (add it to the webhook's ``headers``).
 
-**Events** (names unconfirmed, see SPEC "Not confirmed"; the ``com.adobe.commerce.`` prefix of
-Adobe I/O Events is ignored):
+**Events** are Magento's own observer events (``events.xml`` of Magento_Checkout, Magento_Quote
+and Magento_Sales). Webhook definitions name them ``observer.<event>``; the payload's
+``eventName`` may carry that form, the bare event name (Adobe's order-placement example) or
+Adobe I/O Events' ``com.adobe.commerce.observer.<event>``: all three are read as
+``observer.<event>``, the topic kept with the raw event:
 
 - cart: ``observer.checkout_cart_save_after``, ``observer.sales_quote_save_after``,
   ``observer.checkout_cart_product_add_after``;
@@ -50,14 +53,23 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasPath,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from cartrecovery import carts as state
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
@@ -65,7 +77,6 @@ from cartrecovery.tenancy import Connection
 
 from .base import Adapter, BadPayload, Delivery, InboundRequest
 from .bigcommerce import HOOK_TOKEN_HEADER, decode_object, token_matches
-from .dispatch import kept_headers
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +84,7 @@ PLATFORM = "magento"
 SIGNATURE_HEADER = "x-adobe-commerce-webhook-signature"
 STORE_HEADER = "X-Cartrec-Store"
 IO_EVENTS_PREFIX = "com.adobe.commerce."
-MAX_MONEY = Decimal("1e12")
+MAX_MONEY = state.MAX_MONEY
 CART_EVENTS = frozenset({
     "observer.checkout_cart_save_after",
     "observer.sales_quote_save_after",
@@ -131,7 +142,6 @@ class Quote(_Model):
     customer_lastname: str | None = None
     quote_currency_code: str | None = None
     grand_total: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
-    items: list[QuoteItem] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -158,38 +168,42 @@ class Order(_Model):
         return magento_time(value)
 
 
-class Money(_Model):
-    value: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
-    currency: str | None = None
+# Items are read only when GraphQL gives no cart (a default payload carries dozens of fields
+# per item, for nothing when the fetched cart wins).
+QUOTE_ITEMS = TypeAdapter(list[QuoteItem] | None)
 
 
-class GqlProduct(_Model):
-    sku: str | None = None
-    name: str | None = None
+def _whole_quantity(value: Any) -> Any:
+    # GraphQL's quantity is a Float (decimal quantities exist); the canonical line counts units.
+    return int(value) if isinstance(value, float) else value
 
 
-class GqlItemPrices(_Model):
-    price: Money | None = None
-    row_total: Money | None = None
+class GqlLineItem(state.LineItem):
+    """One item of the GraphQL ``cart`` read straight into a canonical line."""
+
+    title: str | None = Field(default=None, validation_alias=AliasPath("product", "name"))
+    sku: str | None = Field(default=None, validation_alias=AliasPath("product", "sku"))
+    product_id: str | None = Field(default=None, validation_alias="uid")
+    quantity: Annotated[int, BeforeValidator(_whole_quantity)] = Field(default=1, ge=0)
+    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY,
+                           validation_alias=AliasPath("prices", "price", "value"))
 
 
-class GqlItem(_Model):
-    uid: str | None = None
-    quantity: Decimal = Field(default=Decimal("1"), ge=0, lt=2**31)
-    product: GqlProduct | None = None
-    prices: GqlItemPrices | None = None
+def _resolved_items(value: Any) -> Any:
+    if isinstance(value, list):  # GraphQL nulls an item it cannot resolve
+        return [item for item in value if item is not None]
+    return value
 
 
-class GqlCartPrices(_Model):
-    grand_total: Money | None = None
-    subtotal_excluding_tax: Money | None = None
+class GqlCart(state.CanonicalCart):
+    """The GraphQL ``cart`` (SPEC §4's query) validated straight into a CanonicalCart, with
+    the quote's own fields (ids, names, times) added by :func:`quote_to_canonical`: one
+    pydantic pass, no intermediate model."""
 
-
-class GqlCart(_Model):
-    id: str = Field(min_length=1)
-    email: str | None = None
-    items: list[GqlItem | None] = Field(default_factory=list)
-    prices: GqlCartPrices | None = None
+    platform: str = PLATFORM
+    external_id: str = Field(min_length=1, max_length=64)
+    line_items: Annotated[list[GqlLineItem] | None, BeforeValidator(_resolved_items)] = Field(
+        default=None, validation_alias="items")
 
 
 # --- GraphQL -----------------------------------------------------------------------------------
@@ -233,49 +247,59 @@ class MagentoGraphQL:
 # --- payload → canonical ---------------------------------------------------------------------
 
 
-def quote_to_canonical(quote: Quote, connection_id: UUID | None,
-                       graphql: GqlCart | None = None) -> state.CanonicalCart:
+def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
+                       connection_id: UUID | None, graphql: dict | None = None
+                       ) -> state.CanonicalCart:
     """A quote (webhook payload) as a canonical cart; the GraphQL cart, when fetched, gives
-    the items, prices and email."""
-    external_id = quote.entity_id or quote.masked_id or (graphql.id if graphql else None)
+    the items, prices and email. Raises ValueError (a ValidationError) for a GraphQL cart of
+    the wrong shape, BadPayload for a quote without ids."""
+    external_id = quote.entity_id or quote.masked_id or (graphql or {}).get("id")
     if not external_id:
         raise BadPayload("the quote has neither entity_id nor masked_id")
-    lines: list[state.LineItem] | None = None
-    total, currency, email = quote.grand_total, quote.quote_currency_code, quote.customer_email
+    known = {
+        "external_id": external_id, "connection_id": connection_id,
+        "first_name": quote.customer_firstname, "last_name": quote.customer_lastname,
+        "customer_external_id": quote.customer_id or None,
+        "source_created_at": quote.created_at, "source_updated_at": quote.updated_at,
+    }
     if graphql is not None:
-        lines = []
-        for item in graphql.items:
-            if item is None:  # GraphQL nulls an item it cannot resolve
-                continue
-            prices = item.prices or GqlItemPrices()
-            product = item.product or GqlProduct()
-            price = prices.price.value if prices.price and prices.price.value is not None else 0
-            lines.append(state.LineItem(title=product.name, sku=product.sku,
-                                        product_id=item.uid, quantity=int(item.quantity),
-                                        price=price))
-            currency = currency or (prices.price.currency if prices.price else None)
-        grand = graphql.prices.grand_total if graphql.prices else None
-        if grand is not None and grand.value is not None:
-            total, currency = grand.value, grand.currency or currency
-        email = graphql.email or email
-    elif quote.items is not None:
-        lines = [state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id,
-                                quantity=int(i.qty), price=i.price) for i in quote.items]
+        total, currency = _grand_total(graphql)
+        cart = GqlCart.model_validate({
+            **graphql, **known,
+            "cart_token": quote.masked_id or graphql.get("id"),
+            "email": graphql.get("email") or quote.customer_email,
+            "currency": currency or quote.quote_currency_code or _item_currency(graphql),
+            "total_price": total if total is not None else quote.grand_total,
+        })
+        cart.platform = PLATFORM
+        return cart
+    lines = None if items is None else [
+        state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id, quantity=int(i.qty),
+                       price=i.price) for i in items]
     return state.CanonicalCart(
-        platform=PLATFORM,
-        external_id=external_id,
-        cart_token=quote.masked_id or (graphql.id if graphql else None),
-        connection_id=connection_id,
-        email=email,
-        first_name=quote.customer_firstname,
-        last_name=quote.customer_lastname,
-        customer_external_id=quote.customer_id or None,
-        currency=currency,
-        total_price=total if lines is not None else None,
-        line_items=lines,
-        source_created_at=quote.created_at,
-        source_updated_at=quote.updated_at,
-    )
+        platform=PLATFORM, cart_token=quote.masked_id, email=quote.customer_email,
+        currency=quote.quote_currency_code, line_items=lines,
+        total_price=quote.grand_total if lines is not None else None, **known)
+
+
+def _money(parent: Any, *path: str) -> dict:
+    for key in path:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    return parent if isinstance(parent, dict) else {}
+
+
+def _grand_total(graphql: dict) -> tuple[Any, Any]:
+    grand = _money(graphql, "prices", "grand_total")
+    return grand.get("value"), grand.get("currency")
+
+
+def _item_currency(graphql: dict) -> Any:
+    items = graphql.get("items")
+    for item in items if isinstance(items, list) else ():
+        currency = _money(item, "prices", "price").get("currency")
+        if currency:
+            return currency
+    return None
 
 
 def order_to_canonical(order: Order, connection_id: UUID | None) -> state.CanonicalOrder:
@@ -324,8 +348,16 @@ def verify_signature(pem: str, body: bytes, signature: str | None) -> bool:
 
 
 def _event_name(value: Any) -> str:
+    """The event as ``observer.<magento event>``: Adobe I/O Events prefix it with
+    ``com.adobe.commerce.``, and Commerce's own observer payloads may carry the bare Magento
+    event name (Adobe's order-placement example sends ``"eventName":
+    "sales_order_place_before"``)."""
     name = str(value)
-    return name[len(IO_EVENTS_PREFIX):] if name.startswith(IO_EVENTS_PREFIX) else name
+    if name.startswith(IO_EVENTS_PREFIX):
+        name = name[len(IO_EVENTS_PREFIX):]
+    if not name.startswith(("observer.", "plugin.")):
+        name = "observer." + name
+    return name
 
 
 # --- the adapter -----------------------------------------------------------------------------
@@ -363,7 +395,6 @@ class MagentoAdapter(Adapter):
             raise BadPayload("expected {\"eventName\": string, \"data\": object}")
         event = _event_name(name)
         delivery = Delivery(topic=event[:200], payload={"webhook": payload},
-                            headers=kept_headers(request, {HOOK_TOKEN_HEADER}),
                             response=dict(SUCCESS))
         if event in CART_EVENTS:
             self._cart(delivery, self._object(data, "quote", "cart"), connection)
@@ -376,20 +407,22 @@ class MagentoAdapter(Adapter):
             quote = Quote.model_validate(obj)
         except ValidationError as exc:
             raise BadPayload("unreadable quote", _errors(exc)) from exc
-        graphql = None
+        cart = None
         if quote.masked_id:
             fetched = self._fetch(connection, quote.masked_id)
             delivery.payload["cart"] = fetched
             if fetched is not None:
                 try:
-                    graphql = GqlCart.model_validate(fetched)
+                    cart = quote_to_canonical(quote, None, connection.connection_id, fetched)
                 except ValidationError as exc:
                     log.warning("magento cart %s: unreadable GraphQL cart: %s",
                                 quote.masked_id, exc)
-        try:
-            cart = quote_to_canonical(quote, connection.connection_id, graphql)
-        except ValidationError as exc:
-            raise BadPayload("unreadable quote", _errors(exc)) from exc
+        if cart is None:  # no GraphQL cart: the payload's own items, if it has them
+            try:
+                items = QUOTE_ITEMS.validate_python(obj.get("items"))
+                cart = quote_to_canonical(quote, items, connection.connection_id)
+            except ValidationError as exc:
+                raise BadPayload("unreadable quote", _errors(exc)) from exc
         delivery.occurred_at = quote.updated_at
         delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
 

@@ -45,7 +45,7 @@ from cartrecovery import tenancy
 from .base import Adapter, Apply, BadPayload, Delivery, InboundRequest, json_object
 
 SOURCE = "shopify"
-MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
+MAX_MONEY = state.MAX_MONEY
 
 # Topic → the URL path segment Shopify is told to post it to.
 TOPIC_PATHS: dict[str, str] = {

@@ -41,7 +41,7 @@ from .base import Adapter, BadPayload, Delivery, InboundRequest, json_object
 OPEN_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 PAID_STATUSES = frozenset({"processing", "completed", "on-hold"})
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
-MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
+MAX_MONEY = state.MAX_MONEY
 _PING = re.compile(rb"webhook_id=\d{1,20}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _WC_HEADERS = ("X-WC-Webhook-Signature", "X-WC-Webhook-Source", "X-WC-Webhook-Topic")
