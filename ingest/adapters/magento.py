@@ -75,8 +75,8 @@ from cartrecovery import carts as state
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
 from cartrecovery.tenancy import Connection
 
-from .base import Adapter, BadPayload, Delivery, InboundRequest
-from .bigcommerce import HOOK_TOKEN_HEADER, decode_object, token_matches
+from .base import Adapter, BadPayload, Delivery, InboundRequest, json_object
+from .bigcommerce import HOOK_TOKEN_HEADER, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ class MagentoAdapter(Adapter):
         return token_matches(request.headers.get(HOOK_TOKEN_HEADER), connection.secrets)
 
     def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
-        payload = decode_object(request.body)
+        payload = json_object(request.body)
         name, data = payload.get("eventName"), payload.get("data")
         if not isinstance(name, str) or not name or not isinstance(data, dict):
             raise BadPayload("expected {\"eventName\": string, \"data\": object}")
