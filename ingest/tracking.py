@@ -158,7 +158,8 @@ class TrackEvent(_Body):
         return self
 
 
-def to_cart(event: TrackEvent) -> state.CanonicalCart:
+def to_cart(event: TrackEvent, platform: str = SOURCE,
+            connection_id: UUID | None = None) -> state.CanonicalCart:
     """The validated event as a canonical cart.
 
     One validation of CanonicalCart from the event's validated values (its normalisers lower
@@ -168,7 +169,8 @@ def to_cart(event: TrackEvent) -> state.CanonicalCart:
     """
     data, customer = event.cart_data, event.cart_data.customer
     values: dict[str, Any] = {
-        "platform": SOURCE,
+        "platform": platform,
+        "connection_id": connection_id,
         "external_id": data.cart_id,
         "email": data.email,
         "phone": data.phone,
@@ -187,7 +189,8 @@ def to_cart(event: TrackEvent) -> state.CanonicalCart:
     return state.CanonicalCart.model_validate(values)
 
 
-def to_order(event: TrackEvent) -> state.CanonicalOrder:
+def to_order(event: TrackEvent, platform: str = SOURCE,
+             connection_id: UUID | None = None) -> state.CanonicalOrder:
     data, order = event.cart_data, event.cart_data.order
     total = order.total_price
     if total is None and data.line_items is not None:
@@ -195,7 +198,8 @@ def to_order(event: TrackEvent) -> state.CanonicalOrder:
             state.sum_items(data.line_items)
     # Still None: record_order takes the stored cart's total.
     return state.CanonicalOrder(
-        platform=SOURCE,
+        platform=platform,
+        connection_id=connection_id,
         external_id=order.order_id,
         checkout_external_id=data.cart_id,
         email=data.email,

@@ -79,11 +79,9 @@ class GenericAdapter(Adapter):
     def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
         raw = json_object(request.body)
         event = GenericEvent.model_validate(raw)  # ValidationError → 400
-        cart = to_cart(event).model_copy(
-            update={"platform": PLATFORM, "connection_id": connection.connection_id})
-        order = (to_order(event).model_copy(
-            update={"platform": PLATFORM, "connection_id": connection.connection_id})
-            if event.event == "order_completed" else None)
+        cart = to_cart(event, PLATFORM, connection.connection_id)
+        order = (to_order(event, PLATFORM, connection.connection_id)
+                 if event.event == "order_completed" else None)
 
         def apply(conn, org_id: UUID) -> UUID:
             cart_id = state.upsert_cart(conn, org_id, cart)
