@@ -27,13 +27,14 @@ from uuid import UUID
 import phonenumbers
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
 
 from . import outgoing_webhooks
 from .events import EventRow, namespaced_key
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
 MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
+MAX_ITEMS = 2**31  # app.carts.item_count (the sum of the quantities) is an integer
 
 
 def normalize_email(value: Any) -> str | None:
@@ -80,7 +81,7 @@ class LineItem(_Model):
     product_id: str | None = None
     variant_id: str | None = None
     sku: str | None = None
-    quantity: int = Field(default=1, ge=0)
+    quantity: int = Field(default=1, ge=0, lt=MAX_ITEMS)
     price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY)
     image_url: str | None = None
 
@@ -109,6 +110,13 @@ class CanonicalCart(_Model):
     source_created_at: datetime | None = None
     source_updated_at: datetime | None = None
 
+
+    @field_validator("line_items")
+    @classmethod
+    def _countable(cls, items: list[LineItem] | None) -> list[LineItem] | None:
+        if items is not None and sum(i.quantity for i in items) >= MAX_ITEMS:
+            raise ValueError("more items than a cart can count")
+        return items
 
     @property
     def has_content(self) -> bool:

@@ -352,6 +352,9 @@ def test_v3_cart_lines_of_every_kind_and_prices():
     {"line_items": []}, {"line_items": {"physical_items": {"a": 1}}},
     {"line_items": {"physical_items": ["x"]}}, {"cart_amount": -1}, {"cart_amount": 1e13},
     {"id": ""}, {"line_items": {"physical_items": [{"quantity": -2}]}},
+    {"line_items": {"physical_items": [{"quantity": 2**31}]}},
+    {"line_items": {"physical_items": [{"quantity": 2**30}], "digital_items": [
+        {"quantity": 2**30}]}},  # app.carts.item_count is an integer
 ])
 def test_v3_cart_of_the_wrong_shape_is_refused(changes):
     from ingest.adapters.bigcommerce import cart_to_canonical

@@ -64,6 +64,7 @@ def _without(headers: dict, name: str) -> dict:
         ("missing_token", 400, "validation_error"),
         ("negative_total", 400, "validation_error"),
         ("nul_character", 400, "invalid_json"),
+        ("uncountable_quantity", 400, "validation_error"),  # app.carts.item_count: integer
     ],
 )
 def test_bad_shopify_delivery_stores_nothing(client, db, shop, case, status, code):
@@ -92,6 +93,9 @@ def test_bad_shopify_delivery_stores_nothing(client, db, shop, case, status, cod
             body = json.dumps(payload | {"total_price": "-1.00"}).encode()
         elif case == "nul_character":
             body = json.dumps(payload | {"note": "a\u0000b"}).encode()
+        elif case == "uncountable_quantity":
+            lines = [dict(line, quantity=2**31) for line in payload["line_items"]]
+            body = json.dumps(payload | {"line_items": lines}).encode()
         headers = signed(body)  # a valid signature over the bad bytes
 
     before = totals(db)
