@@ -17,17 +17,17 @@ Rules that make redelivery and out-of-order arrival harmless:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
+import msgspec
 import phonenumbers
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
 
 from . import outgoing_webhooks
 from .events import EventRow, namespaced_key
@@ -67,56 +67,172 @@ def normalize_currency(value: Any) -> str | None:
     return str(value).strip().upper() or None
 
 
-Email = Annotated[str | None, BeforeValidator(normalize_email)]
-Phone = Annotated[str | None, BeforeValidator(normalize_phone)]
-Currency = Annotated[str | None, BeforeValidator(normalize_currency)]
+class InvalidCanonical(ValueError):
+    """A canonical cart or order that cannot be stored: a value of the wrong type, out of
+    the database's bounds, or an empty id. The webhook answers 400 ``validation_error``."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(coerce_numbers_to_str=True, str_strip_whitespace=True)
+# The canonical records are msgspec Structs: building one costs a fraction of a pydantic
+# model (the records are made for every webhook; see docs/BENCHMARKS.md "Adapters").
+# ``__post_init__`` runs on direct construction and after ``validate``: it normalises and
+# checks the bounds the tables need, so an adapter may pass ids as numbers, money as
+# str/float/int and unnormalised emails, and a wrong value raises InvalidCanonical.
 
 
-class LineItem(_Model):
+def _text(value: Any, name: str) -> str | None:
+    """An optional text field: numbers become text (platforms send ids as numbers)."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidCanonical(f"{name} must be text")
+
+
+def _money(value: Any, name: str) -> Decimal:
+    if type(value) is not Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise InvalidCanonical(f"{name} must be a decimal number")
+        try:
+            value = Decimal(str(value).strip())
+        except ArithmeticError as exc:
+            raise InvalidCanonical(f"{name} must be a decimal number") from exc
+    if not value.is_finite() or value < 0 or value >= MAX_MONEY:
+        raise InvalidCanonical(f"{name} must be at least 0 and below 10^12")
+    return value
+
+
+def _time(value: Any, name: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise InvalidCanonical(f"{name} must be a datetime")
+
+
+_TEXT = (str, type(None))
+_UUID = (UUID, type(None))
+_BOOL = (bool, type(None))
+_TIME = (datetime, type(None))
+
+
+class _Canonical(msgspec.Struct, kw_only=True):
+    @classmethod
+    def validate(cls, data: Mapping[str, Any]):
+        """Build from a mapping with its types checked (msgspec, in C), then normalised and
+        bounds-checked as on direct construction; raises InvalidCanonical."""
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidCanonical(str(exc)) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
+
+
+class LineItem(_Canonical, kw_only=True):
     title: str | None = None
     product_id: str | None = None
     variant_id: str | None = None
     sku: str | None = None
-    quantity: int = Field(default=1, ge=0, lt=MAX_ITEMS)
-    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY)
+    quantity: int = 1
+    price: Decimal = Decimal("0")
     image_url: str | None = None
 
+    def __post_init__(self) -> None:
+        if type(self.quantity) is not int or not 0 <= self.quantity < MAX_ITEMS:
+            raise InvalidCanonical("quantity must be a whole number from 0 to 2^31 - 1")
+        self.price = _money(self.price, "price")
+        if type(self.product_id) is not str:
+            self.product_id = _text(self.product_id, "product_id")
+        if type(self.variant_id) is not str:
+            self.variant_id = _text(self.variant_id, "variant_id")
+        if type(self.sku) is not str:
+            self.sku = _text(self.sku, "sku")
+        if type(self.title) is not str:
+            self.title = _text(self.title, "title")
+        if self.image_url is not None and type(self.image_url) is not str:
+            raise InvalidCanonical("image_url must be text")
 
-class CanonicalCart(_Model):
+
+def _external_id(value: Any) -> str:
+    text = _text(value, "external_id")
+    text = text.strip() if text else text
+    if not text:
+        raise InvalidCanonical("external_id must not be empty")
+    return text
+
+
+class CanonicalCart(_Canonical, kw_only=True):
     """A cart or checkout as every platform adapter hands it over."""
 
     platform: str
-    external_id: str = Field(min_length=1)  # checkout token, or the store's cart id
+    external_id: str  # checkout token, or the store's cart id
     cart_token: str | None = None
     checkout_id: str | None = None  # the platform's numeric checkout id, where it has one
     connection_id: UUID | None = None
-    email: Email = None
-    phone: Phone = None
+    email: str | None = None  # stored trimmed and lower-cased
+    phone: str | None = None  # E.164 where recognisable
     first_name: str | None = None
     last_name: str | None = None
     timezone: str | None = None
     accepts_marketing: bool | None = None
     customer_external_id: str | None = None
-    currency: Currency = None
+    currency: str | None = None  # upper-cased
     # None (both) means "content unknown": an order event that names the cart but not its
     # items must not empty it.
-    total_price: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
+    total_price: Decimal | None = None
     line_items: list[LineItem] | None = None
     restore_url: str | None = None
     source_created_at: datetime | None = None
     source_updated_at: datetime | None = None
 
-
-    @field_validator("line_items")
-    @classmethod
-    def _countable(cls, items: list[LineItem] | None) -> list[LineItem] | None:
-        if items is not None and sum(i.quantity for i in items) >= MAX_ITEMS:
-            raise ValueError("more items than a cart can count")
-        return items
+    def __post_init__(self) -> None:
+        # Written for speed (it runs for every cart event): one test per field in the
+        # common case, the slow paths only for values that need them.
+        if type(self.platform) is not str or not self.platform:
+            raise InvalidCanonical("platform must be a name")
+        ext = self.external_id
+        if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
+            self.external_id = _external_id(ext)
+        if type(self.cart_token) not in _TEXT:
+            self.cart_token = _text(self.cart_token, "cart_token")
+        if type(self.checkout_id) not in _TEXT:
+            self.checkout_id = _text(self.checkout_id, "checkout_id")
+        if type(self.customer_external_id) not in _TEXT:
+            self.customer_external_id = _text(self.customer_external_id, "customer_external_id")
+        if type(self.connection_id) not in _UUID:
+            raise InvalidCanonical("connection_id must be a UUID")
+        if self.email is not None:
+            self.email = normalize_email(self.email)
+        if self.phone is not None:
+            self.phone = normalize_phone(self.phone)
+        if self.currency is not None:
+            self.currency = normalize_currency(self.currency)
+        if self.total_price is not None:
+            self.total_price = _money(self.total_price, "total_price")
+        items = self.line_items
+        if items is not None:
+            if type(items) is not list:
+                raise InvalidCanonical("line_items must be a list of LineItem")
+            count = 0
+            for item in items:
+                if type(item) is not LineItem:
+                    raise InvalidCanonical("line_items must be a list of LineItem")
+                count += item.quantity
+            if count >= MAX_ITEMS:
+                raise InvalidCanonical("more items than a cart can count")
+        if not (type(self.first_name) in _TEXT and type(self.last_name) in _TEXT
+                and type(self.timezone) in _TEXT and type(self.restore_url) in _TEXT):
+            raise InvalidCanonical("first_name, last_name, timezone and restore_url are text")
+        if type(self.accepts_marketing) not in _BOOL:
+            raise InvalidCanonical("accepts_marketing must be true or false")
+        if type(self.source_created_at) not in _TIME:
+            self.source_created_at = _time(self.source_created_at, "source_created_at")
+        if type(self.source_updated_at) not in _TIME:
+            self.source_updated_at = _time(self.source_updated_at, "source_updated_at")
 
     @property
     def has_content(self) -> bool:
@@ -124,24 +240,54 @@ class CanonicalCart(_Model):
         return self.line_items is not None
 
 
-class CanonicalOrder(_Model):
+class CanonicalOrder(_Canonical, kw_only=True):
     """An order as every platform adapter hands it over."""
 
     platform: str
-    external_id: str = Field(min_length=1)
+    external_id: str
     connection_id: UUID | None = None
     checkout_token: str | None = None
     checkout_external_id: str | None = None  # matched against carts.external_id too
     cart_token: str | None = None
-    email: Email = None
-    phone: Phone = None
+    email: str | None = None
+    phone: str | None = None
     # None: the matched cart's total
-    total_price: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
-    currency: Currency = None
+    total_price: Decimal | None = None
+    currency: str | None = None
     financial_status: str | None = None
     ordered_at: datetime | None = None
-    discount_codes: list[str] = Field(default_factory=list, max_length=100)
+    discount_codes: list[str] = msgspec.field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if type(self.platform) is not str or not self.platform:
+            raise InvalidCanonical("platform must be a name")
+        ext = self.external_id
+        if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
+            self.external_id = _external_id(ext)
+        if type(self.checkout_token) not in _TEXT:
+            self.checkout_token = _text(self.checkout_token, "checkout_token")
+        if type(self.checkout_external_id) not in _TEXT:
+            self.checkout_external_id = _text(self.checkout_external_id, "checkout_external_id")
+        if type(self.cart_token) not in _TEXT:
+            self.cart_token = _text(self.cart_token, "cart_token")
+        if type(self.connection_id) not in _UUID:
+            raise InvalidCanonical("connection_id must be a UUID")
+        if self.email is not None:
+            self.email = normalize_email(self.email)
+        if self.phone is not None:
+            self.phone = normalize_phone(self.phone)
+        if self.currency is not None:
+            self.currency = normalize_currency(self.currency)
+        if self.total_price is not None:
+            self.total_price = _money(self.total_price, "total_price")
+        if type(self.financial_status) not in _TEXT:
+            self.financial_status = _text(self.financial_status, "financial_status")
+        if type(self.ordered_at) not in _TIME:
+            self.ordered_at = _time(self.ordered_at, "ordered_at")
+        codes = self.discount_codes
+        if (type(codes) is not list or len(codes) > 100
+                or not all(type(c) is str for c in codes)):
+            raise InvalidCanonical("discount_codes must be a list of at most 100 codes")
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -508,13 +654,13 @@ def _first(params: tuple) -> tuple:
     return (params[0], *(column[0] for column in params[1:]))
 
 
-_LINE_ITEMS_JSON = TypeAdapter(list[LineItem])
+_LINE_ITEMS_JSON = msgspec.json.Encoder()
 
 
 def _line_items_json(items: list[LineItem]) -> str:
-    # pydantic's serializer in one call: what json.dumps of each item's model_dump(mode="json")
-    # gave, at a fraction of the cost (same keys and order; decimals as strings).
-    return _LINE_ITEMS_JSON.dump_json(items).decode()
+    # One C call: every field in declaration order, decimals as strings (as pydantic's
+    # serializer wrote them before).
+    return _LINE_ITEMS_JSON.encode(items).decode()
 
 
 def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -> tuple:
@@ -564,7 +710,7 @@ def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
     data["source_updated_at"] = max(updated) if updated else None
     # Every value comes from a validated cart: a copy, not a second validation (batches fold
     # many updates of one cart).
-    return winner.model_copy(update=data)
+    return msgspec.structs.replace(winner, **data)
 
 
 def find_cart(

@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from cartrecovery.carts import InvalidCanonical
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +33,12 @@ def register_error_handlers(app: Flask) -> None:
     def _validation(exc: ValidationError):
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         details = {"errors": errors}
+        return error_response(400, "validation_error", "request body is invalid", details)
+
+    @app.errorhandler(InvalidCanonical)
+    def _invalid_canonical(exc: InvalidCanonical):
+        # An adapter's canonical cart/order out of the tables' bounds: the payload's fault.
+        details = {"errors": [{"msg": str(exc)[:500]}]}
         return error_response(400, "validation_error", "request body is invalid", details)
 
     @app.errorhandler(HTTPException)

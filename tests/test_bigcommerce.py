@@ -328,7 +328,7 @@ def test_v3_cart_becomes_the_canonical_cart():
     assert cart.restore_url.startswith("https://shop.example.com/cart.php?action=loadInCheckout")
     assert cart.source_updated_at.isoformat() == "2026-03-14T15:23:10+00:00"
     # Validating it again as a plain CanonicalCart changes nothing: one pass was enough.
-    assert state.CanonicalCart.model_validate(cart.model_dump()).model_dump() == cart.model_dump()
+    assert state.CanonicalCart.validate(cart.to_dict()) == cart
 
 
 def test_v3_cart_lines_of_every_kind_and_prices():

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
+from pydantic import ValidationError
 
 from cartrecovery.storable_json import load_storable_json
 from cartrecovery.tenancy import Connection
@@ -148,3 +149,12 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidJson("body must be a JSON object")
     return payload
+
+
+def error_details(exc: ValueError) -> dict[str, Any]:
+    """The ``details`` of a 400 for a payload or canonical record that failed validation:
+    pydantic's error list, or the message of msgspec's / the canonical record's error."""
+    if isinstance(exc, ValidationError):
+        return {"errors": exc.errors(include_url=False, include_context=False,
+                                     include_input=False)}
+    return {"errors": [{"msg": str(exc)[:500]}]}

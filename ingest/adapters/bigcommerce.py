@@ -42,10 +42,7 @@ from uuid import UUID
 
 import msgspec
 from pydantic import (
-    AliasChoices,
-    AliasPath,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -193,64 +190,92 @@ class BigCommerceApi:
 # --- payload → canonical ---------------------------------------------------------------------
 
 
-class BcLineItem(state.LineItem):
-    """A v3 cart line (physical, digital, custom item or gift certificate) read straight
-    into the canonical line: the price is the sale price, else the list price (items) or the
-    amount (gift certificates); a gift certificate's id stands for its product id."""
-
-    title: str | None = Field(default=None, validation_alias="name")
-    product_id: str | None = Field(default=None, validation_alias=AliasChoices("product_id", "id"))
-    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY, validation_alias=AliasChoices(
-        "sale_price", "list_price", "amount"))
+# The v3 cart is read with msgspec Structs over BigCommerce's own names (types checked in C,
+# unknown fields ignored), then mapped onto the canonical cart, which checks the bounds.
+_Id = str | int | None
 
 
-def _all_lines(value: Any) -> Any:
-    """v3 ``line_items`` groups its lines by kind; the canonical cart has one list."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError("line_items is not an object")
-    lines: list = []
-    for kind in ("physical_items", "digital_items", "custom_items", "gift_certificates"):
-        group = value.get(kind)
-        if group is not None:
-            if not isinstance(group, list):
-                raise ValueError(f"line_items.{kind} is not a list")
-            lines += group
-    return lines
+class BcLine(msgspec.Struct):
+    """A v3 cart line: physical, digital or custom item, or gift certificate."""
+
+    id: _Id = None
+    product_id: _Id = None
+    variant_id: _Id = None
+    sku: str | None = None
+    name: str | None = None
+    quantity: int = 1
+    sale_price: Decimal | None = None
+    list_price: Decimal | None = None
+    amount: Decimal | None = None  # gift certificates
+    image_url: str | None = None
 
 
-def _no_guest(value: Any) -> Any:
-    return None if value in (0, "0", "") else value  # customer 0 is a guest
+class BcLines(msgspec.Struct):
+    physical_items: list[BcLine] = []
+    digital_items: list[BcLine] = []
+    custom_items: list[BcLine] = []
+    gift_certificates: list[BcLine] = []
 
 
-class BcCart(state.CanonicalCart):
-    """A v3 cart (``data`` of ``GET /v3/carts/{id}?include=redirect_urls``) validated
-    straight into a CanonicalCart: one pydantic pass over BigCommerce's own field names
-    (validation aliases), with the canonical model's types, bounds and normalisation. Built
-    by :func:`cart_to_canonical` only (the aliases are BigCommerce's, not ours)."""
+class BcCurrency(msgspec.Struct):
+    code: str | None = None
 
-    platform: str = PLATFORM
-    external_id: str = Field(min_length=1, validation_alias="id")
-    customer_external_id: Annotated[str | None, BeforeValidator(_no_guest)] = Field(
-        default=None, validation_alias="customer_id")
-    currency: state.Currency = Field(default=None, validation_alias=AliasPath("currency", "code"))
-    total_price: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY,
-                                        validation_alias="cart_amount")
-    line_items: Annotated[list[BcLineItem] | None, BeforeValidator(_all_lines)] = None
-    restore_url: str | None = Field(default=None, validation_alias=AliasChoices(
-        AliasPath("redirect_urls", "checkout_url"), AliasPath("redirect_urls", "cart_url")))
-    source_created_at: datetime | None = Field(default=None, validation_alias="created_time")
-    source_updated_at: datetime | None = Field(default=None, validation_alias="updated_time")
+
+class BcRedirects(msgspec.Struct):
+    checkout_url: str | None = None
+    cart_url: str | None = None
+
+
+class BcCart(msgspec.Struct):
+    """A v3 cart (``data`` of ``GET /v3/carts/{id}?include=redirect_urls``)."""
+
+    id: str | int
+    customer_id: _Id = None
+    email: str | None = None
+    currency: BcCurrency | None = None
+    cart_amount: Decimal | None = None
+    line_items: BcLines | None = None
+    redirect_urls: BcRedirects | None = None
+    created_time: datetime | None = None
+    updated_time: datetime | None = None
+
+
+def _line(line: BcLine) -> state.LineItem:
+    # The price is the sale price, else the list price (items) or the amount (gift
+    # certificates); a gift certificate's id stands for its product id.
+    price = line.sale_price
+    if price is None:
+        price = line.list_price if line.list_price is not None else line.amount
+    return state.LineItem(
+        title=line.name,
+        product_id=line.product_id if line.product_id is not None else line.id,
+        variant_id=line.variant_id, sku=line.sku, quantity=line.quantity,
+        price=price if price is not None else Decimal("0"), image_url=line.image_url)
 
 
 def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalCart:
     """A v3 cart as a canonical cart (external_id = the cart id); a cart of the wrong shape
-    raises ValueError (pydantic's ValidationError is one)."""
-    canonical = BcCart.model_validate(cart)
-    # Ours, whatever the cart holds under these names.
-    canonical.platform, canonical.connection_id = PLATFORM, connection_id
-    return canonical
+    raises ValueError (msgspec's ValidationError and InvalidCanonical are ones)."""
+    bc = msgspec.convert(cart, BcCart)
+    groups = bc.line_items
+    lines = None if groups is None else [
+        _line(line) for group in (groups.physical_items, groups.digital_items,
+                                  groups.custom_items, groups.gift_certificates)
+        for line in group]
+    redirects = bc.redirect_urls
+    return state.CanonicalCart(
+        platform=PLATFORM,
+        external_id=bc.id,
+        connection_id=connection_id,
+        email=bc.email,
+        customer_external_id=None if bc.customer_id in (0, "0", "") else bc.customer_id,
+        currency=bc.currency.code if bc.currency else None,
+        total_price=bc.cart_amount,
+        line_items=lines,
+        restore_url=(redirects.checkout_url or redirects.cart_url) if redirects else None,
+        source_created_at=bc.created_time,
+        source_updated_at=bc.updated_time,
+    )
 
 
 def order_to_canonical(order: BcOrder, connection_id: UUID | None,
@@ -509,7 +534,3 @@ class BigCommerceAdapter(Adapter):
         value = json_object(body)
         self._memo = (body, value)
         return value
-
-
-def _errors(exc: ValidationError) -> dict:
-    return {"errors": exc.errors(include_url=False, include_context=False, include_input=False)}

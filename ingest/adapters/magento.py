@@ -57,13 +57,12 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import (
-    AliasPath,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -75,7 +74,7 @@ from cartrecovery import carts as state
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
 from cartrecovery.tenancy import Connection
 
-from .base import Adapter, BadPayload, Delivery, InboundRequest, json_object
+from .base import Adapter, BadPayload, Delivery, InboundRequest, error_details, json_object
 from .bigcommerce import HOOK_TOKEN_HEADER, token_matches
 
 log = logging.getLogger(__name__)
@@ -173,37 +172,49 @@ class Order(_Model):
 QUOTE_ITEMS = TypeAdapter(list[QuoteItem] | None)
 
 
-def _whole_quantity(value: Any) -> Any:
-    # GraphQL's quantity is a Float (decimal quantities exist); the canonical line counts units.
-    return int(value) if isinstance(value, float) else value
+# The GraphQL ``cart`` (SPEC §4's query) is read with msgspec Structs (types checked in C),
+# then mapped onto the canonical cart, which checks the bounds.
+class GqlMoney(msgspec.Struct):
+    value: Decimal | None = None
+    currency: str | None = None
 
 
-class GqlLineItem(state.LineItem):
-    """One item of the GraphQL ``cart`` read straight into a canonical line."""
-
-    title: str | None = Field(default=None, validation_alias=AliasPath("product", "name"))
-    sku: str | None = Field(default=None, validation_alias=AliasPath("product", "sku"))
-    product_id: str | None = Field(default=None, validation_alias="uid")
-    quantity: Annotated[int, BeforeValidator(_whole_quantity)] = Field(default=1, ge=0)
-    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY,
-                           validation_alias=AliasPath("prices", "price", "value"))
+class GqlProduct(msgspec.Struct):
+    sku: str | None = None
+    name: str | None = None
 
 
-def _resolved_items(value: Any) -> Any:
-    if isinstance(value, list):  # GraphQL nulls an item it cannot resolve
-        return [item for item in value if item is not None]
-    return value
+class GqlItemPrices(msgspec.Struct):
+    price: GqlMoney | None = None
 
 
-class GqlCart(state.CanonicalCart):
-    """The GraphQL ``cart`` (SPEC §4's query) validated straight into a CanonicalCart, with
-    the quote's own fields (ids, names, times) added by :func:`quote_to_canonical`: one
-    pydantic pass, no intermediate model."""
+class GqlItem(msgspec.Struct):
+    uid: str | int | None = None
+    quantity: float = 1  # a Float in the schema: decimal quantities exist
+    product: GqlProduct | None = None
+    prices: GqlItemPrices | None = None
 
-    platform: str = PLATFORM
-    external_id: str = Field(min_length=1, max_length=64)
-    line_items: Annotated[list[GqlLineItem] | None, BeforeValidator(_resolved_items)] = Field(
-        default=None, validation_alias="items")
+
+class GqlCartPrices(msgspec.Struct):
+    grand_total: GqlMoney | None = None
+
+
+class GqlCart(msgspec.Struct):
+    id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    email: str | None = None
+    items: list[GqlItem | None] | None = None  # GraphQL nulls an item it cannot resolve
+    prices: GqlCartPrices | None = None
+
+
+def _gql_line(item: GqlItem) -> state.LineItem:
+    product, prices = item.product, item.prices
+    price = prices.price.value if prices and prices.price else None
+    if not 0 <= item.quantity < 2**31:
+        raise state.InvalidCanonical("quantity must be from 0 to 2^31 - 1")
+    return state.LineItem(
+        title=product.name if product else None, sku=product.sku if product else None,
+        product_id=item.uid, quantity=int(item.quantity),  # the canonical line counts units
+        price=price if price is not None else Decimal("0"))
 
 
 # --- GraphQL -----------------------------------------------------------------------------------
@@ -251,8 +262,9 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
                        connection_id: UUID | None, graphql: dict | None = None
                        ) -> state.CanonicalCart:
     """A quote (webhook payload) as a canonical cart; the GraphQL cart, when fetched, gives
-    the items, prices and email. Raises ValueError (a ValidationError) for a GraphQL cart of
-    the wrong shape, BadPayload for a quote without ids."""
+    the items, prices and email. Raises ValueError (msgspec's ValidationError, or
+    InvalidCanonical) for a GraphQL cart of the wrong shape or bounds, BadPayload for a quote
+    without ids."""
     external_id = quote.entity_id or quote.masked_id or (graphql or {}).get("id")
     if not external_id:
         raise BadPayload("the quote has neither entity_id nor masked_id")
@@ -263,16 +275,20 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
         "source_created_at": quote.created_at, "source_updated_at": quote.updated_at,
     }
     if graphql is not None:
-        total, currency = _grand_total(graphql)
-        cart = GqlCart.model_validate({
-            **graphql, **known,
-            "cart_token": quote.masked_id or graphql.get("id"),
-            "email": graphql.get("email") or quote.customer_email,
-            "currency": currency or quote.quote_currency_code or _item_currency(graphql),
-            "total_price": total if total is not None else quote.grand_total,
-        })
-        cart.platform = PLATFORM
-        return cart
+        cart = msgspec.convert(graphql, GqlCart)
+        grand = cart.prices.grand_total if cart.prices else None
+        lines = None if cart.items is None else [
+            _gql_line(item) for item in cart.items if item is not None]
+        if grand is not None and grand.value is not None:
+            total = grand.value
+        else:
+            total = quote.grand_total
+        currency = ((grand.currency if grand else None) or quote.quote_currency_code
+                    or _item_currency(cart))
+        return state.CanonicalCart(
+            platform=PLATFORM, cart_token=quote.masked_id or cart.id,
+            email=cart.email or quote.customer_email, currency=currency,
+            total_price=total, line_items=lines, **known)
     lines = None if items is None else [
         state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id, quantity=int(i.qty),
                        price=i.price) for i in items]
@@ -282,23 +298,11 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
         total_price=quote.grand_total if lines is not None else None, **known)
 
 
-def _money(parent: Any, *path: str) -> dict:
-    for key in path:
-        parent = parent.get(key) if isinstance(parent, dict) else None
-    return parent if isinstance(parent, dict) else {}
-
-
-def _grand_total(graphql: dict) -> tuple[Any, Any]:
-    grand = _money(graphql, "prices", "grand_total")
-    return grand.get("value"), grand.get("currency")
-
-
-def _item_currency(graphql: dict) -> Any:
-    items = graphql.get("items")
-    for item in items if isinstance(items, list) else ():
-        currency = _money(item, "prices", "price").get("currency")
-        if currency:
-            return currency
+def _item_currency(cart: GqlCart) -> str | None:
+    for item in cart.items or ():
+        money = item.prices.price if item and item.prices else None
+        if money and money.currency:
+            return money.currency
     return None
 
 
@@ -406,7 +410,7 @@ class MagentoAdapter(Adapter):
         try:
             quote = Quote.model_validate(obj)
         except ValidationError as exc:
-            raise BadPayload("unreadable quote", _errors(exc)) from exc
+            raise BadPayload("unreadable quote", error_details(exc)) from exc
         cart = None
         if quote.masked_id:
             fetched = self._fetch(connection, quote.masked_id)
@@ -414,23 +418,23 @@ class MagentoAdapter(Adapter):
             if fetched is not None:
                 try:
                     cart = quote_to_canonical(quote, None, connection.connection_id, fetched)
-                except ValidationError as exc:
+                except ValueError as exc:  # msgspec's, or the canonical cart's bounds
                     log.warning("magento cart %s: unreadable GraphQL cart: %s",
                                 quote.masked_id, exc)
         if cart is None:  # no GraphQL cart: the payload's own items, if it has them
             try:
                 items = QUOTE_ITEMS.validate_python(obj.get("items"))
                 cart = quote_to_canonical(quote, items, connection.connection_id)
-            except ValidationError as exc:
-                raise BadPayload("unreadable quote", _errors(exc)) from exc
+            except ValueError as exc:  # pydantic's, or the canonical cart's bounds
+                raise BadPayload("unreadable quote", error_details(exc)) from exc
         delivery.occurred_at = quote.updated_at
         delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
 
     def _order(self, delivery: Delivery, obj: dict, connection: Connection) -> None:
         try:
             order = order_to_canonical(Order.model_validate(obj), connection.connection_id)
-        except ValidationError as exc:
-            raise BadPayload("unreadable order", _errors(exc)) from exc
+        except ValueError as exc:
+            raise BadPayload("unreadable order", error_details(exc)) from exc
         delivery.occurred_at = order.ordered_at
         delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, order)["cart_id"]
 
@@ -459,7 +463,3 @@ class MagentoAdapter(Adapter):
             log.warning("magento %s cart %s: %s", connection.shop_domain, masked_id, exc)
             return None
         return cart  # the client decoded it as storable JSON
-
-
-def _errors(exc: ValidationError) -> dict:
-    return {"errors": exc.errors(include_url=False, include_context=False, include_input=False)}

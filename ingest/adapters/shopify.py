@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -284,7 +285,7 @@ def _order(store: tenancy.Connection, payload: dict, at: datetime | None) -> App
         # record_order would overwrite financial_status whatever its age: store the order
         # without it, then take the status only from a state at least as new as ours.
         result = state.record_order(conn, org_id,
-                                    order.model_copy(update={"financial_status": None}))
+                                    msgspec.structs.replace(order, financial_status=None))
         conn.execute(
             """
             UPDATE app.orders
