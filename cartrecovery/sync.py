@@ -302,9 +302,9 @@ class BigCommerceCheckouts(_BigCommerceOrders):
     name, status_id = "checkouts", 0
 
     def change(self, obj: dict) -> Change:
-        from ingest.adapters.bigcommerce import PLATFORM, BcOrder, rfc2822
+        from ingest.adapters.bigcommerce import PLATFORM, read_order, rfc2822
 
-        order = BcOrder.model_validate(obj)
+        order = read_order(obj)
         address = order.billing_address
         cart = CanonicalCart(
             platform=PLATFORM,
@@ -331,9 +331,9 @@ class BigCommerceOrders(_BigCommerceOrders):
     name = "orders"
 
     def change(self, obj: dict) -> Change:
-        from ingest.adapters.bigcommerce import BcOrder, order_to_canonical
+        from ingest.adapters.bigcommerce import order_to_canonical, read_order
 
-        order = BcOrder.model_validate(obj)
+        order = read_order(obj)
         if order.status_id == 0:
             return Change(f"sync:orders:{order.id}:-", "store/order/incomplete", {"order": obj},
                           None)

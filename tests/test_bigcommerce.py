@@ -352,6 +352,8 @@ def test_v3_cart_lines_of_every_kind_and_prices():
     {"line_items": []}, {"line_items": {"physical_items": {"a": 1}}},
     {"line_items": {"physical_items": ["x"]}}, {"cart_amount": -1}, {"cart_amount": 1e13},
     {"id": ""}, {"line_items": {"physical_items": [{"quantity": -2}]}},
+    {"cart_amount": "NaN"}, {"line_items": {"physical_items": [{"sale_price": "Infinity"}]}},
+    {"line_items": {"physical_items": [{"quantity": True}]}}, {"email": 5},
     {"line_items": {"physical_items": [{"quantity": 2**31}]}},
     {"line_items": {"physical_items": [{"quantity": 2**30}], "digital_items": [
         {"quantity": 2**30}]}},  # app.carts.item_count is an integer

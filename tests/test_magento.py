@@ -251,6 +251,17 @@ def test_unknown_store_is_404_and_unnamed_store_401(client, db, store, keys):
     b'{"eventName": "observer.sales_order_place_after", "data": {"order": {"quote_id": "1"}}}',
     b'{"eventName": "observer.sales_order_place_after", "data": {"order": '
     b'{"increment_id": "1", "grand_total": -5}}}',
+    # Decimal reads "NaN"/"Infinity" strings: the canonical bounds must refuse them (400,
+    # not an arithmetic error). No masked_id: the payload's own items are read.
+    *(b'{"eventName": "observer.checkout_cart_save_after", "data": {"quote": '
+      b'{"entity_id": "1", "items": [{"qty": %s, "price": "1"}]}}}' % qty
+      for qty in (b'"NaN"', b'"sNaN"', b'"Infinity"', b'"-1"', b'"1e40"')),
+    b'{"eventName": "observer.checkout_cart_save_after", "data": {"quote": '
+    b'{"entity_id": "1", "items": [{"qty": "1", "price": "NaN"}]}}}',
+    b'{"eventName": "observer.checkout_cart_save_after", "data": {"quote": '
+    b'{"entity_id": "1", "grand_total": "Infinity", "items": []}}}',
+    b'{"eventName": "observer.sales_order_place_after", "data": {"order": '
+    b'{"increment_id": "1", "grand_total": "NaN"}}}',
 ])
 def test_malformed_bodies_are_400_and_store_nothing(client, db, store, keys, body):
     res = post(client, body, keys[0])

@@ -61,14 +61,6 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-)
 
 from cartrecovery import carts as state
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
@@ -83,7 +75,6 @@ PLATFORM = "magento"
 SIGNATURE_HEADER = "x-adobe-commerce-webhook-signature"
 STORE_HEADER = "X-Cartrec-Store"
 IO_EVENTS_PREFIX = "com.adobe.commerce."
-MAX_MONEY = state.MAX_MONEY
 CART_EVENTS = frozenset({
     "observer.checkout_cart_save_after",
     "observer.sales_quote_save_after",
@@ -105,10 +96,6 @@ CART_QUERY = """query ($id: String!) { cart(cart_id: $id) { id email total_quant
 # --- payload models ------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-
-
 def magento_time(value: Any) -> datetime | None:
     """Magento writes ``2026-03-14 15:22:11`` in UTC without an offset."""
     if value in (None, ""):
@@ -123,53 +110,63 @@ def magento_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class QuoteItem(_Model):
-    item_id: str | None = None
-    product_id: str | None = None
+# Payloads are read with msgspec Structs (types checked in C, unknown fields ignored). Magento
+# writes numbers as strings or as numbers depending on the column and the version: ids are
+# accepted as either and kept as text; bounds are the canonical records' to check.
+_Id = str | int | None
+
+
+def _text(value: Any) -> str | None:
+    return value if value is None or type(value) is str else str(value)
+
+
+class QuoteItem(msgspec.Struct):
+    item_id: _Id = None
+    product_id: _Id = None
     sku: str | None = None
     name: str | None = None
-    qty: Decimal = Field(default=Decimal("1"), ge=0, lt=2**31)
-    price: Decimal = Field(default=Decimal("0"), ge=0, lt=MAX_MONEY)
+    qty: Decimal = Decimal("1")
+    price: Decimal = Decimal("0")
 
 
-class Quote(_Model):
-    entity_id: str | None = Field(default=None, max_length=64)
-    masked_id: str | None = Field(default=None, max_length=64)
-    customer_id: str | None = None
+class Quote(msgspec.Struct):
+    entity_id: Annotated[str, msgspec.Meta(max_length=64)] | int | None = None
+    masked_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    customer_id: _Id = None
     customer_email: str | None = None
     customer_firstname: str | None = None
     customer_lastname: str | None = None
     quote_currency_code: str | None = None
-    grand_total: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    grand_total: Decimal | None = None
+    created_at: Any = None  # Magento's "Y-m-d H:i:s" (or ""): a datetime after reading
+    updated_at: Any = None
 
-    @field_validator("created_at", "updated_at", mode="before")
-    @classmethod
-    def _time(cls, value):
-        return magento_time(value)
+    def __post_init__(self) -> None:
+        self.entity_id, self.customer_id = _text(self.entity_id), _text(self.customer_id)
+        self.created_at = magento_time(self.created_at)
+        self.updated_at = magento_time(self.updated_at)
 
 
-class Order(_Model):
-    entity_id: str | None = None
-    increment_id: str | None = None
-    quote_id: str | None = None
+class Order(msgspec.Struct):
+    entity_id: _Id = None
+    increment_id: _Id = None
+    quote_id: _Id = None
     customer_email: str | None = None
-    customer_id: str | None = None
-    grand_total: Decimal | None = Field(default=None, ge=0, lt=MAX_MONEY)
+    customer_id: _Id = None
+    grand_total: Decimal | None = None
     order_currency_code: str | None = None
     status: str | None = None
-    created_at: datetime | None = None
+    created_at: Any = None  # as Quote's
 
-    @field_validator("created_at", mode="before")
-    @classmethod
-    def _time(cls, value):
-        return magento_time(value)
+    def __post_init__(self) -> None:
+        self.entity_id, self.increment_id = _text(self.entity_id), _text(self.increment_id)
+        self.quote_id, self.customer_id = _text(self.quote_id), _text(self.customer_id)
+        self.created_at = magento_time(self.created_at)
 
 
 # Items are read only when GraphQL gives no cart (a default payload carries dozens of fields
 # per item, for nothing when the fetched cart wins).
-QUOTE_ITEMS = TypeAdapter(list[QuoteItem] | None)
+QUOTE_ITEMS = list[QuoteItem] | None
 
 
 # The GraphQL ``cart`` (SPEC §4's query) is read with msgspec Structs (types checked in C),
@@ -206,14 +203,20 @@ class GqlCart(msgspec.Struct):
     prices: GqlCartPrices | None = None
 
 
+def _units(quantity: float | Decimal) -> int:
+    # Magento's quantities may be decimal; the canonical line counts whole units.
+    finite = quantity.is_finite() if isinstance(quantity, Decimal) else quantity == quantity
+    if not finite or not 0 <= quantity < state.MAX_ITEMS:
+        raise state.InvalidCanonical("quantity must be from 0 to 2^31 - 1")
+    return int(quantity)
+
+
 def _gql_line(item: GqlItem) -> state.LineItem:
     product, prices = item.product, item.prices
     price = prices.price.value if prices and prices.price else None
-    if not 0 <= item.quantity < 2**31:
-        raise state.InvalidCanonical("quantity must be from 0 to 2^31 - 1")
     return state.LineItem(
         title=product.name if product else None, sku=product.sku if product else None,
-        product_id=item.uid, quantity=int(item.quantity),  # the canonical line counts units
+        product_id=item.uid, quantity=_units(item.quantity),
         price=price if price is not None else Decimal("0"))
 
 
@@ -290,7 +293,7 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
             email=cart.email or quote.customer_email, currency=currency,
             total_price=total, line_items=lines, **known)
     lines = None if items is None else [
-        state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id, quantity=int(i.qty),
+        state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id, quantity=_units(i.qty),
                        price=i.price) for i in items]
     return state.CanonicalCart(
         platform=PLATFORM, cart_token=quote.masked_id, email=quote.customer_email,
@@ -408,8 +411,8 @@ class MagentoAdapter(Adapter):
 
     def _cart(self, delivery: Delivery, obj: dict, connection: Connection) -> None:
         try:
-            quote = Quote.model_validate(obj)
-        except ValidationError as exc:
+            quote = msgspec.convert(obj, Quote)
+        except ValueError as exc:
             raise BadPayload("unreadable quote", error_details(exc)) from exc
         cart = None
         if quote.masked_id:
@@ -423,16 +426,16 @@ class MagentoAdapter(Adapter):
                                 quote.masked_id, exc)
         if cart is None:  # no GraphQL cart: the payload's own items, if it has them
             try:
-                items = QUOTE_ITEMS.validate_python(obj.get("items"))
+                items = msgspec.convert(obj.get("items"), QUOTE_ITEMS)
                 cart = quote_to_canonical(quote, items, connection.connection_id)
-            except ValueError as exc:  # pydantic's, or the canonical cart's bounds
+            except ValueError as exc:  # msgspec's, or the canonical cart's bounds
                 raise BadPayload("unreadable quote", error_details(exc)) from exc
         delivery.occurred_at = quote.updated_at
         delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
 
     def _order(self, delivery: Delivery, obj: dict, connection: Connection) -> None:
         try:
-            order = order_to_canonical(Order.model_validate(obj), connection.connection_id)
+            order = order_to_canonical(msgspec.convert(obj, Order), connection.connection_id)
         except ValueError as exc:
             raise BadPayload("unreadable order", error_details(exc)) from exc
         delivery.occurred_at = order.ordered_at
