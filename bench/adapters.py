@@ -38,12 +38,13 @@ if str(REPO) not in sys.path:
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
-from werkzeug.datastructures import EnvironHeaders, Headers  # noqa: E402
+from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from cartrecovery import carts as state  # noqa: E402
 from cartrecovery.tenancy import Connection  # noqa: E402
 from ingest.adapters import base, registry  # noqa: E402
+from ingest.adapters.headers import EnvironHeaderView  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -82,10 +83,10 @@ def connection(platform_name: str, shop: str, secret: str, credentials=None) -> 
 
 def request(body: bytes, headers: dict, topic: str | None = None, query=None):
     """The InboundRequest the dispatcher builds from a Flask request: its headers are
-    Werkzeug's ``EnvironHeaders`` over a WSGI environ (a dict lookup per header)."""
+    ``EnvironHeaderView`` over the request's WSGI environ."""
     environ = EnvironBuilder(method="POST", path="/api/webhooks/bench", headers=headers,
                              data=body).get_environ()
-    return base.InboundRequest(body=body, headers=EnvironHeaders(environ), url="http://bench/",
+    return base.InboundRequest(body=body, headers=EnvironHeaderView(environ), url="http://bench/",
                                topic=topic, query=query or {})
 
 

@@ -78,13 +78,14 @@ class InboundRequest:
     query: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """What one webhook request means.
 
     ``dedup_key``: the platform's delivery/event id (None → a hash of the body).
     ``store=False``: acknowledge with 200 and keep nothing (e.g. WooCommerce's ping).
     ``apply=None``: keep the raw event only.
+    ``headers=None``: keep the request's headers, credentials left out.
     """
 
     topic: str
@@ -92,7 +93,7 @@ class Delivery:
     dedup_key: str | None = None
     apply: Apply | None = None
     occurred_at: datetime | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] | None = None
     store: bool = True
     response: dict[str, Any] | None = None  # extra fields for the 200 body
 

@@ -25,6 +25,7 @@ from cartrecovery.tenancy import (
 from ..errors import ApiError
 from ..runtime import runtime
 from .base import Adapter, AdapterError, Delivery, InboundRequest
+from .headers import EnvironHeaderView
 
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
 _SECRET_HEADERS = {"authorization", "cookie", "x-shopify-hmac-sha256", "x-wc-webhook-signature",
@@ -45,7 +46,7 @@ class _StaleConnection(Exception):
 def inbound_request(topic: str | None = None) -> InboundRequest:
     return InboundRequest(
         body=request.get_data(cache=True),  # 413 past MAX_CONTENT_LENGTH
-        headers=request.headers,
+        headers=EnvironHeaderView(request.environ),
         url=request.url,
         topic=topic,
         query=request.args,
