@@ -81,8 +81,11 @@ class InvalidCanonical(ValueError):
 
 def _text(value: Any, name: str) -> str | None:
     """An optional text field: numbers become text (platforms send ids as numbers)."""
-    if value is None or type(value) is str:
+    kind = type(value)
+    if kind is str or value is None:
         return value
+    if kind is int or kind is float:
+        return str(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise InvalidCanonical(f"{name} must be text")
@@ -142,19 +145,24 @@ class LineItem(_Canonical, kw_only=True):
     image_url: str | None = None
 
     def __post_init__(self) -> None:
+        # Fast path first (one test per field): lines are built many per cart.
         if type(self.quantity) is not int or not 0 <= self.quantity < MAX_ITEMS:
             raise InvalidCanonical("quantity must be a whole number from 0 to 2^31 - 1")
-        self.price = _money(self.price, "price")
-        if type(self.product_id) is not str:
-            self.product_id = _text(self.product_id, "product_id")
-        if type(self.variant_id) is not str:
-            self.variant_id = _text(self.variant_id, "variant_id")
-        if type(self.sku) is not str:
-            self.sku = _text(self.sku, "sku")
-        if type(self.title) is not str:
-            self.title = _text(self.title, "title")
-        if self.image_url is not None and type(self.image_url) is not str:
+        price = self.price
+        if type(price) is not Decimal or not price.is_finite() or not 0 <= price < MAX_MONEY:
+            self.price = _money(price, "price")
+        if not (type(self.product_id) in _TEXT and type(self.variant_id) in _TEXT
+                and type(self.sku) in _TEXT and type(self.title) in _TEXT):
+            self._ids_as_text()
+        if type(self.image_url) not in _TEXT:
             raise InvalidCanonical("image_url must be text")
+
+    def _ids_as_text(self) -> None:
+        # Numbers become text (BigCommerce and Shopify send product ids as numbers).
+        self.product_id = _text(self.product_id, "product_id")
+        self.variant_id = _text(self.variant_id, "variant_id")
+        self.sku = _text(self.sku, "sku")
+        self.title = _text(self.title, "title")
 
 
 def _external_id(value: Any) -> str:
@@ -197,22 +205,27 @@ class CanonicalCart(_Canonical, kw_only=True):
         ext = self.external_id
         if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
             self.external_id = _external_id(ext)
-        if type(self.cart_token) not in _TEXT:
+        if not (type(self.cart_token) in _TEXT and type(self.checkout_id) in _TEXT
+                and type(self.customer_external_id) in _TEXT):
             self.cart_token = _text(self.cart_token, "cart_token")
-        if type(self.checkout_id) not in _TEXT:
             self.checkout_id = _text(self.checkout_id, "checkout_id")
-        if type(self.customer_external_id) not in _TEXT:
             self.customer_external_id = _text(self.customer_external_id, "customer_external_id")
         if type(self.connection_id) not in _UUID:
             raise InvalidCanonical("connection_id must be a UUID")
-        if self.email is not None:
-            self.email = normalize_email(self.email)
+        email = self.email
+        if email is not None:
+            self.email = (email.strip().lower() or None) if type(email) is str \
+                else normalize_email(email)
         if self.phone is not None:
             self.phone = normalize_phone(self.phone)
-        if self.currency is not None:
-            self.currency = normalize_currency(self.currency)
-        if self.total_price is not None:
-            self.total_price = _money(self.total_price, "total_price")
+        currency = self.currency
+        if currency is not None:
+            self.currency = (currency.strip().upper() or None) if type(currency) is str \
+                else normalize_currency(currency)
+        total = self.total_price
+        if total is not None and (type(total) is not Decimal or not total.is_finite()
+                                  or not 0 <= total < MAX_MONEY):
+            self.total_price = _money(total, "total_price")
         items = self.line_items
         if items is not None:
             if type(items) is not list:
