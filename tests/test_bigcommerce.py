@@ -348,6 +348,18 @@ def test_v3_cart_lines_of_every_kind_and_prices():
     assert cart.customer_external_id == "77" and cart.restore_url is None
 
 
+def test_v3_cart_with_absent_or_null_line_groups():
+    from ingest.adapters.bigcommerce import cart_to_canonical
+
+    items = {"physical_items": None, "digital_items": [
+        {"name": "E-book", "product_id": 2, "quantity": 1, "sale_price": 4}]}
+    cart = cart_to_canonical(v3_cart(line_items=items), None)
+    assert [(i.title, i.product_id, i.price) for i in cart.line_items] == [
+        ("E-book", "2", Decimal("4"))]
+    assert cart_to_canonical(v3_cart(line_items={}), None).line_items == []
+    assert cart_to_canonical(v3_cart(line_items=None), None).line_items is None
+
+
 @pytest.mark.parametrize("changes", [
     {"line_items": []}, {"line_items": {"physical_items": {"a": 1}}},
     {"line_items": {"physical_items": ["x"]}}, {"cart_amount": -1}, {"cart_amount": 1e13},

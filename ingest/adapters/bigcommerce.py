@@ -55,7 +55,6 @@ PLATFORM = "bigcommerce"
 HOOK_TOKEN_HEADER = "X-Cartrec-Hook-Token"
 DEFAULT_API_BASE = "https://api.bigcommerce.com"
 DEFAULT_TOLERANCE_SECONDS = 300
-MAX_MONEY = state.MAX_MONEY
 CART_SCOPES = ("store/cart/created", "store/cart/updated", "store/cart/abandoned")
 CONVERTED = "store/cart/converted"
 ORDER_CREATED = "store/order/created"
@@ -214,10 +213,10 @@ class BcLine(msgspec.Struct):
 
 
 class BcLines(msgspec.Struct):
-    physical_items: list[BcLine] = []
-    digital_items: list[BcLine] = []
-    custom_items: list[BcLine] = []
-    gift_certificates: list[BcLine] = []
+    physical_items: list[BcLine] | None = None  # a group may be absent or null
+    digital_items: list[BcLine] | None = None
+    custom_items: list[BcLine] | None = None
+    gift_certificates: list[BcLine] | None = None
 
 
 class BcCurrency(msgspec.Struct):
@@ -264,7 +263,7 @@ def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalC
     lines = None if groups is None else [
         _line(line) for group in (groups.physical_items, groups.digital_items,
                                   groups.custom_items, groups.gift_certificates)
-        for line in group]
+        if group for line in group]
     redirects = bc.redirect_urls
     return state.CanonicalCart(
         platform=PLATFORM,
@@ -479,14 +478,16 @@ class BigCommerceAdapter(Adapter):
             # conversion that arrived first finds it; stored content is left alone.
             cart = state.CanonicalCart(platform=PLATFORM, external_id=cart_id,
                                        connection_id=connection.connection_id)
-        abandoned = callback.scope == "store/cart/abandoned"
+        if callback.scope != "store/cart/abandoned" or cart.source_updated_at is None:
+            # A CartChange: the dispatcher claims, upserts and stores it in one statement.
+            delivery.apply = state.CartChange(cart)
+            return
 
         def apply(conn, org_id):
             found = state.upsert_cart(conn, org_id, cart)
-            if abandoned and cart.source_updated_at is not None:
-                # The platform's "abandoned" is a reminder, not activity: the shopper's last
-                # action is the cart's updated_time, not the time this callback arrived.
-                backdate_activity(conn, org_id, found, cart.source_updated_at)
+            # The platform's "abandoned" is a reminder, not activity: the shopper's last
+            # action is the cart's updated_time, not the time this callback arrived.
+            backdate_activity(conn, org_id, found, cart.source_updated_at)
             return found
 
         delivery.apply = apply
