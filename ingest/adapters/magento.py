@@ -437,7 +437,8 @@ class MagentoAdapter(Adapter):
             except ValueError as exc:  # msgspec's, or the canonical cart's bounds
                 raise BadPayload("unreadable quote", error_details(exc)) from exc
         delivery.occurred_at = quote.updated_at
-        delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
+        # A CartChange: the dispatcher claims, upserts and stores it in one statement.
+        delivery.apply = state.CartChange(cart)
 
     def _order(self, delivery: Delivery, obj: dict, connection: Connection) -> None:
         try:
