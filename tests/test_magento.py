@@ -183,6 +183,19 @@ def test_order_before_quote_ends_converted(client, db, store, keys):
     assert cart["status"] == "converted"
 
 
+def test_ids_sent_as_numbers_are_kept_as_text(client, db, store, keys):
+    # Commerce writes a column as a string or a number depending on version and field.
+    assert post(client, quote_event(entity_id=412, customer_id=7), keys[0]).status_code == 200
+    assert post(client, order_event(entity_id=90, increment_id=123, quote_id=412),
+                keys[0]).status_code == 200
+    cart = cart_row(db, store.org_id, "412")
+    assert cart["status"] == "converted"
+    with db.tenant(store.org_id) as conn:
+        order = conn.execute("SELECT external_id, cart_id FROM app.orders WHERE org_id = %s",
+                             (store.org_id,)).fetchone()
+    assert (order["external_id"], order["cart_id"]) == ("123", cart["cart_id"])
+
+
 def test_redelivery_is_stored_once(client, db, store, keys, recorder):
     body = quote_event()
     for _ in range(3):

@@ -118,12 +118,8 @@ def magento_time(value: Any) -> datetime | None:
 
 # Payloads are read with msgspec Structs (types checked in C, unknown fields ignored). Magento
 # writes numbers as strings or as numbers depending on the column and the version: ids are
-# accepted as either and kept as text; bounds are the canonical records' to check.
+# accepted as either (the canonical records turn them into text, and check the bounds).
 _Id = str | int | None
-
-
-def _text(value: Any) -> str | None:
-    return value if value is None or type(value) is str else str(value)
 
 
 class QuoteItem(msgspec.Struct):
@@ -148,7 +144,6 @@ class Quote(msgspec.Struct):
     updated_at: Any = None
 
     def __post_init__(self) -> None:
-        self.entity_id, self.customer_id = _text(self.entity_id), _text(self.customer_id)
         self.created_at = magento_time(self.created_at)
         self.updated_at = magento_time(self.updated_at)
 
@@ -165,8 +160,6 @@ class Order(msgspec.Struct):
     created_at: Any = None  # as Quote's
 
     def __post_init__(self) -> None:
-        self.entity_id, self.increment_id = _text(self.entity_id), _text(self.increment_id)
-        self.quote_id, self.customer_id = _text(self.quote_id), _text(self.customer_id)
         self.created_at = magento_time(self.created_at)
 
 
