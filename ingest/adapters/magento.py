@@ -270,34 +270,27 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
     external_id = quote.entity_id or quote.masked_id or (graphql or {}).get("id")
     if not external_id:
         raise BadPayload("the quote has neither entity_id nor masked_id")
-    known = {
-        "external_id": external_id, "connection_id": connection_id,
-        "first_name": quote.customer_firstname, "last_name": quote.customer_lastname,
-        "customer_external_id": quote.customer_id or None,
-        "source_created_at": quote.created_at, "source_updated_at": quote.updated_at,
-    }
+    email, currency, token = quote.customer_email, quote.quote_currency_code, quote.masked_id
     if graphql is not None:
         cart = msgspec.convert(graphql, GqlCart)
         grand = cart.prices.grand_total if cart.prices else None
         lines = None if cart.items is None else [
             _gql_line(item) for item in cart.items if item is not None]
-        if grand is not None and grand.value is not None:
-            total = grand.value
-        else:
-            total = quote.grand_total
-        currency = ((grand.currency if grand else None) or quote.quote_currency_code
-                    or _item_currency(cart))
-        return state.CanonicalCart(
-            platform=PLATFORM, cart_token=quote.masked_id or cart.id,
-            email=cart.email or quote.customer_email, currency=currency,
-            total_price=total, line_items=lines, **known)
-    lines = None if items is None else [
-        state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id, quantity=_units(i.qty),
-                       price=i.price) for i in items]
+        total = grand.value if grand is not None and grand.value is not None \
+            else quote.grand_total
+        currency = (grand.currency if grand else None) or currency or _item_currency(cart)
+        email, token = cart.email or email, token or cart.id
+    else:
+        lines = None if items is None else [
+            state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id,
+                           quantity=_units(i.qty), price=i.price) for i in items]
+        total = quote.grand_total if lines is not None else None
     return state.CanonicalCart(
-        platform=PLATFORM, cart_token=quote.masked_id, email=quote.customer_email,
-        currency=quote.quote_currency_code, line_items=lines,
-        total_price=quote.grand_total if lines is not None else None, **known)
+        platform=PLATFORM, external_id=external_id, cart_token=token,
+        connection_id=connection_id, email=email, first_name=quote.customer_firstname,
+        last_name=quote.customer_lastname, customer_external_id=quote.customer_id or None,
+        currency=currency, total_price=total, line_items=lines,
+        source_created_at=quote.created_at, source_updated_at=quote.updated_at)
 
 
 def _item_currency(cart: GqlCart) -> str | None:
