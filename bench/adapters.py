@@ -507,9 +507,8 @@ Findings (the goal is a ratio to `json.loads` of the *same body*):
   verify is ~20 µs of it; `openssl speed rsa2048` gives ~17 µs in OpenSSL's own C), so no
   implementation meets 5x there. "The rest" is what the adapter adds (header and key
   lookups, parsing, the GraphQL cart read and normalised): about what the same event costs
-  with the shared token. The same
-  events RSA-signed with Commerce's default payload meet the goal, as do trimmed payloads
-  with the shared token.
+  with the shared token. The same events RSA-signed with Commerce's default payload meet the
+  goal, as do trimmed payloads with the shared token.
 - **What brought BigCommerce from 6–7x to 4.3–4.8x and Magento's trimmed quote from 6.2x to
   ~4x** (this round): the canonical records (`CanonicalCart`, `LineItem`, `CanonicalOrder`)
   are msgspec Structs whose `__post_init__` normalises and checks the tables' bounds (a
