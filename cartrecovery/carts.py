@@ -115,6 +115,18 @@ def _time(value: Any, name: str) -> datetime | None:
     raise InvalidCanonical(f"{name} must be a datetime")
 
 
+def _uuid(value: Any) -> UUID:
+    """A connection id given as a UUID or its text."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidCanonical("connection_id must be a UUID")
+
+
 _TEXT = (str, type(None))
 _UUID = (UUID, type(None))
 _BOOL = (bool, type(None))
@@ -211,7 +223,7 @@ class CanonicalCart(_Canonical, kw_only=True):
             self.checkout_id = _text(self.checkout_id, "checkout_id")
             self.customer_external_id = _text(self.customer_external_id, "customer_external_id")
         if type(self.connection_id) not in _UUID:
-            raise InvalidCanonical("connection_id must be a UUID")
+            self.connection_id = _uuid(self.connection_id)
         email = self.email
         if email is not None:
             self.email = (email.strip().lower() or None) if type(email) is str \
@@ -284,7 +296,7 @@ class CanonicalOrder(_Canonical, kw_only=True):
         if type(self.cart_token) not in _TEXT:
             self.cart_token = _text(self.cart_token, "cart_token")
         if type(self.connection_id) not in _UUID:
-            raise InvalidCanonical("connection_id must be a UUID")
+            self.connection_id = _uuid(self.connection_id)
         if self.email is not None:
             self.email = normalize_email(self.email)
         if self.phone is not None:

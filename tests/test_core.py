@@ -1,3 +1,4 @@
+from decimal import Decimal
 from uuid import uuid4
 
 import psycopg
@@ -5,6 +6,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from cartrecovery import crypto, tenancy
+from cartrecovery.carts import CanonicalCart, CanonicalOrder, InvalidCanonical, LineItem
 
 
 def test_api_key_is_stored_hashed_and_verifies(db, org):
@@ -41,3 +43,35 @@ def test_row_level_security_hides_other_orgs(db, make_org):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.tenant(b.org_id) as conn:
             conn.execute("INSERT INTO app.campaigns (org_id, name) VALUES (%s, 'x')", (a.org_id,))
+
+
+def test_canonical_records_normalise_and_refuse_what_the_tables_cannot_hold():
+    connection = uuid4()
+    cart = CanonicalCart(
+        platform="example", external_id=412, connection_id=str(connection),
+        email=" Ari.Tan@Example.com ", currency="usd", total_price="93.10",
+        line_items=[LineItem(product_id=1842, quantity=2, price=44.0)],
+        source_updated_at="2026-03-14T15:22:11+00:00")
+    assert (cart.external_id, cart.connection_id, cart.email, cart.currency) == (
+        "412", connection, "ari.tan@example.com", "USD")
+    assert cart.total_price == Decimal("93.10") and cart.line_items[0].product_id == "1842"
+    assert cart.line_items[0].price == Decimal("44.0") and cart.has_content
+    assert cart.source_updated_at.isoformat() == "2026-03-14T15:22:11+00:00"
+    assert CanonicalCart.validate(cart.to_dict()) == cart
+
+    for bad in ({"external_id": " "}, {"total_price": "NaN"}, {"total_price": 10**12},
+                {"total_price": -1}, {"connection_id": "not-a-uuid"}, {"connection_id": 5},
+                {"line_items": [{"quantity": 1}]}, {"source_updated_at": "yesterday"},
+                {"restore_url": 5}, {"accepts_marketing": "yes"},
+                {"line_items": [LineItem(quantity=2**31 - 1), LineItem(quantity=1)]}):
+        with pytest.raises(InvalidCanonical):
+            CanonicalCart(**{"platform": "example", "external_id": "c1", **bad})
+    for bad in ({"quantity": "3"}, {"quantity": True}, {"quantity": -1}, {"price": "Infinity"},
+                {"price": True}, {"sku": ["x"]}):
+        with pytest.raises(InvalidCanonical):
+            LineItem(**bad)
+    with pytest.raises(InvalidCanonical):
+        CanonicalOrder(platform="example", external_id="o1", discount_codes=["x"] * 101)
+    with pytest.raises(InvalidCanonical):
+        CanonicalCart.validate({"platform": "example", "external_id": "c1",
+                                "line_items": [{"quantity": "many"}]})
