@@ -10,6 +10,8 @@ from werkzeug.exceptions import HTTPException
 
 from cartrecovery.carts import InvalidCanonical
 
+from .adapters.base import error_details
+
 log = logging.getLogger(__name__)
 
 
@@ -29,17 +31,13 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
+    # A request model's errors, or an adapter's canonical cart/order out of the tables'
+    # bounds: the payload's fault either way.
     @app.errorhandler(ValidationError)
-    def _validation(exc: ValidationError):
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        details = {"errors": errors}
-        return error_response(400, "validation_error", "request body is invalid", details)
-
     @app.errorhandler(InvalidCanonical)
-    def _invalid_canonical(exc: InvalidCanonical):
-        # An adapter's canonical cart/order out of the tables' bounds: the payload's fault.
-        details = {"errors": [{"msg": str(exc)[:500]}]}
-        return error_response(400, "validation_error", "request body is invalid", details)
+    def _validation(exc: ValidationError | InvalidCanonical):
+        return error_response(400, "validation_error", "request body is invalid",
+                              error_details(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
