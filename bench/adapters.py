@@ -58,9 +58,14 @@ def fixture(name: str) -> bytes:
 
 VECTORS = json.loads(fixture("headers_and_signatures.json"))
 V2_ORDER = {
-    "id": 10457, "cart_id": "3c9f2a1e-7b4d-4e8a-9c1f-5a6b7c8d9e0f", "status_id": 11,
-    "status": "Awaiting Fulfillment", "payment_status": "captured", "total_inc_tax": "129.5000",
-    "currency_code": "USD", "date_created": "Sat, 14 Mar 2026 17:10:12 +0000",
+    "id": 10457,
+    "cart_id": "3c9f2a1e-7b4d-4e8a-9c1f-5a6b7c8d9e0f",
+    "status_id": 11,
+    "status": "Awaiting Fulfillment",
+    "payment_status": "captured",
+    "total_inc_tax": "129.5000",
+    "currency_code": "USD",
+    "date_created": "Sat, 14 Mar 2026 17:10:12 +0000",
     "billing_address": {"email": "sam.lee@example.com", "first_name": "Sam"},
 }
 
@@ -81,17 +86,30 @@ class Case:
 
 
 def connection(platform_name: str, shop: str, secret: str, credentials=None) -> Connection:
-    return Connection(org_id=uuid.uuid4(), connection_id=uuid.uuid4(), platform=platform_name,
-                      shop_domain=shop, secret=secret, status="active", credentials=credentials)
+    return Connection(
+        org_id=uuid.uuid4(),
+        connection_id=uuid.uuid4(),
+        platform=platform_name,
+        shop_domain=shop,
+        secret=secret,
+        status="active",
+        credentials=credentials,
+    )
 
 
 def request(body: bytes, headers: dict, topic: str | None = None, query=None):
     """The InboundRequest the dispatcher builds from a Flask request: its headers are
     ``EnvironHeaderView`` over the request's WSGI environ."""
-    environ = EnvironBuilder(method="POST", path="/api/webhooks/bench", headers=headers,
-                             data=body).get_environ()
-    return base.InboundRequest(body=body, headers=EnvironHeaderView(environ), url="http://bench/",
-                               topic=topic, query=query or {})
+    environ = EnvironBuilder(
+        method="POST", path="/api/webhooks/bench", headers=headers, data=body
+    ).get_environ()
+    return base.InboundRequest(
+        body=body,
+        headers=EnvironHeaderView(environ),
+        url="http://bench/",
+        topic=topic,
+        query=query or {},
+    )
 
 
 def shopify_cases() -> list[Case]:
@@ -100,15 +118,25 @@ def shopify_cases() -> list[Case]:
     vec = VECTORS["shopify"]
     conn = connection("shopify", "example-outfitters.myshopify.com", vec["client_secret"])
     cases = []
-    for name, topic in (("shopify_checkouts_create.json", "checkouts/create"),
-                        ("shopify_checkouts_update_completed.json", "checkouts/update"),
-                        ("shopify_carts_update.json", "carts/update"),
-                        ("shopify_orders_create.json", "orders/create")):
+    for name, topic in (
+        ("shopify_checkouts_create.json", "checkouts/create"),
+        ("shopify_checkouts_update_completed.json", "checkouts/update"),
+        ("shopify_carts_update.json", "carts/update"),
+        ("shopify_orders_create.json", "orders/create"),
+    ):
         if name not in vec["deliveries"]:
             continue
         body = fixture(name)
-        cases.append(Case("shopify", name, body, ShopifyAdapter,
-                          request(body, vec["deliveries"][name]["headers"], topic), conn))
+        cases.append(
+            Case(
+                "shopify",
+                name,
+                body,
+                ShopifyAdapter,
+                request(body, vec["deliveries"][name]["headers"], topic),
+                conn,
+            )
+        )
     return cases
 
 
@@ -119,8 +147,16 @@ def woocommerce_cases() -> list[Case]:
     name = "woocommerce_order_created.json"
     body = fixture(name)
     conn = connection("woocommerce", "shop.example.com", vec["secret"])
-    return [Case("woocommerce", name, body, WooCommerceAdapter,
-                 request(body, vec["deliveries"][name]["headers"]), conn)]
+    return [
+        Case(
+            "woocommerce",
+            name,
+            body,
+            WooCommerceAdapter,
+            request(body, vec["deliveries"][name]["headers"]),
+            conn,
+        )
+    ]
 
 
 class FakeBigCommerceApi:
@@ -139,18 +175,36 @@ def bigcommerce_cases() -> list[Case]:
 
     vec = VECTORS["bigcommerce"]
     token = next(iter(vec["custom_header_set_at_creation"].values()))
-    conn = connection("bigcommerce", "x7k2m9q4pd", token,
-                      {"access_token": "t", "client_secret": vec["client_secret"],
-                       "signature_tolerance_seconds": 0})
+    conn = connection(
+        "bigcommerce",
+        "x7k2m9q4pd",
+        token,
+        {
+            "access_token": "t",
+            "client_secret": vec["client_secret"],
+            "signature_tolerance_seconds": 0,
+        },
+    )
     api = FakeBigCommerceApi()
     cases = []
     for name, headers in vec["deliveries"].items():
         body = fixture(name)
-        fetched = (fixture("bigcommerce_cart_v3.json") if "cart_c" in name or "cart_u" in name
-                   or "cart_a" in name else json.dumps(V2_ORDER).encode())
-        cases.append(Case("bigcommerce", name, body,
-                          lambda: BigCommerceAdapter(api_factory=lambda c: api),
-                          request(body, headers["headers"]), conn, fetched))
+        fetched = (
+            fixture("bigcommerce_cart_v3.json")
+            if "cart_c" in name or "cart_u" in name or "cart_a" in name
+            else json.dumps(V2_ORDER).encode()
+        )
+        cases.append(
+            Case(
+                "bigcommerce",
+                name,
+                body,
+                lambda: BigCommerceAdapter(api_factory=lambda c: api),
+                request(body, headers["headers"]),
+                conn,
+                fetched,
+            )
+        )
     return cases
 
 
@@ -167,51 +221,129 @@ class FakeGraphQL:
 # columns of Magento 2.4's ``quote`` and ``quote_item`` tables (db_schema.xml), one item,
 # values invented; the "fields" payloads carry only what the adapter reads.
 QUOTE_DEFAULT = {
-    "entity_id": "412", "store_id": "1", "created_at": "2026-03-14 15:20:00",
-    "updated_at": "2026-03-14 15:22:11", "converted_at": None, "is_active": "1",
-    "is_virtual": "0", "is_multi_shipping": "0", "items_count": "1", "items_qty": "2.0000",
-    "orig_order_id": "0", "store_to_base_rate": "0.0000", "store_to_quote_rate": "0.0000",
-    "base_currency_code": "USD", "store_currency_code": "USD", "quote_currency_code": "USD",
-    "grand_total": "93.1000", "base_grand_total": "93.1000", "checkout_method": "guest",
-    "customer_id": None, "customer_tax_class_id": "3", "customer_group_id": "0",
-    "customer_email": "ari.tan@example.com", "customer_prefix": None,
-    "customer_firstname": "Ari", "customer_middlename": None, "customer_lastname": "Tan",
-    "customer_suffix": None, "customer_dob": None, "customer_note": None,
-    "customer_note_notify": "1", "customer_is_guest": "1", "remote_ip": "203.0.113.7",
-    "applied_rule_ids": "", "reserved_order_id": None, "password_hash": None,
-    "coupon_code": None, "global_currency_code": "USD", "base_to_global_rate": "1.0000",
-    "base_to_quote_rate": "1.0000", "customer_taxvat": None, "customer_gender": None,
-    "subtotal": "88.0000", "base_subtotal": "88.0000", "subtotal_with_discount": "88.0000",
-    "base_subtotal_with_discount": "88.0000", "is_changed": "1", "trigger_recollect": "0",
-    "ext_shipping_info": None, "gift_message_id": None, "is_persistent": "0",
+    "entity_id": "412",
+    "store_id": "1",
+    "created_at": "2026-03-14 15:20:00",
+    "updated_at": "2026-03-14 15:22:11",
+    "converted_at": None,
+    "is_active": "1",
+    "is_virtual": "0",
+    "is_multi_shipping": "0",
+    "items_count": "1",
+    "items_qty": "2.0000",
+    "orig_order_id": "0",
+    "store_to_base_rate": "0.0000",
+    "store_to_quote_rate": "0.0000",
+    "base_currency_code": "USD",
+    "store_currency_code": "USD",
+    "quote_currency_code": "USD",
+    "grand_total": "93.1000",
+    "base_grand_total": "93.1000",
+    "checkout_method": "guest",
+    "customer_id": None,
+    "customer_tax_class_id": "3",
+    "customer_group_id": "0",
+    "customer_email": "ari.tan@example.com",
+    "customer_prefix": None,
+    "customer_firstname": "Ari",
+    "customer_middlename": None,
+    "customer_lastname": "Tan",
+    "customer_suffix": None,
+    "customer_dob": None,
+    "customer_note": None,
+    "customer_note_notify": "1",
+    "customer_is_guest": "1",
+    "remote_ip": "203.0.113.7",
+    "applied_rule_ids": "",
+    "reserved_order_id": None,
+    "password_hash": None,
+    "coupon_code": None,
+    "global_currency_code": "USD",
+    "base_to_global_rate": "1.0000",
+    "base_to_quote_rate": "1.0000",
+    "customer_taxvat": None,
+    "customer_gender": None,
+    "subtotal": "88.0000",
+    "base_subtotal": "88.0000",
+    "subtotal_with_discount": "88.0000",
+    "base_subtotal_with_discount": "88.0000",
+    "is_changed": "1",
+    "trigger_recollect": "0",
+    "ext_shipping_info": None,
+    "gift_message_id": None,
+    "is_persistent": "0",
     "masked_id": "Qm9rTmFrZWRDYXJ0SWQxMjM0NTY3ODkw",
-    "items": [{
-        "item_id": "733", "quote_id": "412", "created_at": "2026-03-14 15:20:00",
-        "updated_at": "2026-03-14 15:22:11", "product_id": "1842", "store_id": "1",
-        "parent_item_id": None, "is_virtual": "0", "sku": "MUG-SPK-12",
-        "name": "Speckled Stoneware Mug", "description": None, "applied_rule_ids": "",
-        "additional_data": None, "is_qty_decimal": "0", "no_discount": "0",
-        "weight": "0.9000", "qty": "2.0000", "price": "44.0000", "base_price": "44.0000",
-        "custom_price": None, "discount_percent": "0.0000", "discount_amount": "0.0000",
-        "base_discount_amount": "0.0000", "tax_percent": "5.8000", "tax_amount": "5.1000",
-        "base_tax_amount": "5.1000", "row_total": "88.0000", "base_row_total": "88.0000",
-        "row_total_with_discount": "0.0000", "row_weight": "1.8000",
-        "product_type": "simple", "base_tax_before_discount": None,
-        "tax_before_discount": None, "original_custom_price": None, "redirect_url": None,
-        "base_cost": None, "price_incl_tax": "46.5500", "base_price_incl_tax": "46.5500",
-        "row_total_incl_tax": "93.1000", "base_row_total_incl_tax": "93.1000",
-        "discount_tax_compensation_amount": "0.0000",
-        "base_discount_tax_compensation_amount": "0.0000", "free_shipping": "0",
-        "gift_message_id": None, "weee_tax_applied": "[]",
-    }],
+    "items": [
+        {
+            "item_id": "733",
+            "quote_id": "412",
+            "created_at": "2026-03-14 15:20:00",
+            "updated_at": "2026-03-14 15:22:11",
+            "product_id": "1842",
+            "store_id": "1",
+            "parent_item_id": None,
+            "is_virtual": "0",
+            "sku": "MUG-SPK-12",
+            "name": "Speckled Stoneware Mug",
+            "description": None,
+            "applied_rule_ids": "",
+            "additional_data": None,
+            "is_qty_decimal": "0",
+            "no_discount": "0",
+            "weight": "0.9000",
+            "qty": "2.0000",
+            "price": "44.0000",
+            "base_price": "44.0000",
+            "custom_price": None,
+            "discount_percent": "0.0000",
+            "discount_amount": "0.0000",
+            "base_discount_amount": "0.0000",
+            "tax_percent": "5.8000",
+            "tax_amount": "5.1000",
+            "base_tax_amount": "5.1000",
+            "row_total": "88.0000",
+            "base_row_total": "88.0000",
+            "row_total_with_discount": "0.0000",
+            "row_weight": "1.8000",
+            "product_type": "simple",
+            "base_tax_before_discount": None,
+            "tax_before_discount": None,
+            "original_custom_price": None,
+            "redirect_url": None,
+            "base_cost": None,
+            "price_incl_tax": "46.5500",
+            "base_price_incl_tax": "46.5500",
+            "row_total_incl_tax": "93.1000",
+            "base_row_total_incl_tax": "93.1000",
+            "discount_tax_compensation_amount": "0.0000",
+            "base_discount_tax_compensation_amount": "0.0000",
+            "free_shipping": "0",
+            "gift_message_id": None,
+            "weee_tax_applied": "[]",
+        }
+    ],
 }
-QUOTE_FIELDS = {k: QUOTE_DEFAULT[k] for k in (
-    "entity_id", "masked_id", "customer_email", "quote_currency_code", "updated_at",
-    "created_at")}
-ORDER_FIELDS = {"entity_id": "90", "increment_id": "000000123", "quote_id": "412",
-                "customer_email": "ari.tan@example.com", "grand_total": "93.10",
-                "order_currency_code": "USD", "status": "pending",
-                "created_at": "2026-03-14 16:00:00"}
+QUOTE_FIELDS = {
+    k: QUOTE_DEFAULT[k]
+    for k in (
+        "entity_id",
+        "masked_id",
+        "customer_email",
+        "quote_currency_code",
+        "updated_at",
+        "created_at",
+    )
+}
+ORDER_FIELDS = {
+    "entity_id": "90",
+    "increment_id": "000000123",
+    "quote_id": "412",
+    "customer_email": "ari.tan@example.com",
+    "grand_total": "93.10",
+    "order_currency_code": "USD",
+    "status": "pending",
+    "created_at": "2026-03-14 16:00:00",
+}
 
 
 def magento_cases() -> list[Case]:
@@ -221,26 +353,63 @@ def magento_cases() -> list[Case]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = private.public_key()
     pem = public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    signed = connection("magento", "shop.example.com", "unused-token",
-                        {"base_url": "https://shop.example.com", "webhook_public_key_pem": pem})
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    signed = connection(
+        "magento",
+        "shop.example.com",
+        "unused-token",
+        {"base_url": "https://shop.example.com", "webhook_public_key_pem": pem},
+    )
     token = "mage_shared_token_0123456789"
-    unsigned = connection("magento", "shop.example.com", token,
-                          {"base_url": "https://shop.example.com"})
+    unsigned = connection(
+        "magento", "shop.example.com", token, {"base_url": "https://shop.example.com"}
+    )
     gql = FakeGraphQL()
     cart_answer = fixture("magento_cart_graphql_response.json")
     cases = []
     for label, name, key, obj, fetched, auth in (
-            ("quote save, default payload, RSA-signed", "observer.sales_quote_save_after",
-             "quote", QUOTE_DEFAULT, cart_answer, "rsa"),
-            ("quote save, `fields` payload, RSA-signed", "observer.checkout_cart_save_after",
-             "quote", QUOTE_FIELDS, cart_answer, "rsa"),
-            ("quote save, `fields` payload, shared token", "observer.checkout_cart_save_after",
-             "quote", QUOTE_FIELDS, cart_answer, "token"),
-            ("order place, `fields` payload, RSA-signed", "observer.sales_order_place_after",
-             "order", ORDER_FIELDS, b"", "rsa"),
-            ("order place, `fields` payload, shared token", "observer.sales_order_place_after",
-             "order", ORDER_FIELDS, b"", "token")):
+        (
+            "quote save, default payload, RSA-signed",
+            "observer.sales_quote_save_after",
+            "quote",
+            QUOTE_DEFAULT,
+            cart_answer,
+            "rsa",
+        ),
+        (
+            "quote save, `fields` payload, RSA-signed",
+            "observer.checkout_cart_save_after",
+            "quote",
+            QUOTE_FIELDS,
+            cart_answer,
+            "rsa",
+        ),
+        (
+            "quote save, `fields` payload, shared token",
+            "observer.checkout_cart_save_after",
+            "quote",
+            QUOTE_FIELDS,
+            cart_answer,
+            "token",
+        ),
+        (
+            "order place, `fields` payload, RSA-signed",
+            "observer.sales_order_place_after",
+            "order",
+            ORDER_FIELDS,
+            b"",
+            "rsa",
+        ),
+        (
+            "order place, `fields` payload, shared token",
+            "observer.sales_order_place_after",
+            "order",
+            ORDER_FIELDS,
+            b"",
+            "token",
+        ),
+    ):
         body = json.dumps({"eventName": name, "data": {key: obj}}).encode()
         floor = None
         if auth == "rsa":
@@ -250,14 +419,27 @@ def magento_cases() -> list[Case]:
 
             def floor(header=headers[SIGNATURE_HEADER], body=body):
                 # Adobe's scheme itself: the header decoded, RSA over base64(body).
-                public.verify(base64.b64decode(header, validate=True), base64.b64encode(body),
-                              padding.PKCS1v15(), hashes.SHA256())
+                public.verify(
+                    base64.b64decode(header, validate=True),
+                    base64.b64encode(body),
+                    padding.PKCS1v15(),
+                    hashes.SHA256(),
+                )
         else:
             headers, conn = {HOOK_TOKEN_HEADER: token}, unsigned
-        cases.append(Case("magento", label, body,
-                          lambda: MagentoAdapter(graphql_factory=lambda c: gql),
-                          request(body, headers, query={"store": "shop.example.com"}), conn,
-                          fetched, floor, "Adobe's signature check alone"))
+        cases.append(
+            Case(
+                "magento",
+                label,
+                body,
+                lambda: MagentoAdapter(graphql_factory=lambda c: gql),
+                request(body, headers, query={"store": "shop.example.com"}),
+                conn,
+                fetched,
+                floor,
+                "Adobe's signature check alone",
+            )
+        )
     return cases
 
 
@@ -266,19 +448,38 @@ def generic_cases() -> list[Case]:
 
     secret = "bench-generic-secret"
     conn = connection("generic", "bench.custom", secret)
-    payload = {"event": "cart_updated", "event_id": "e1", "timestamp": "2026-03-14T15:00:00Z",
-               "cart_data": {"cart_id": "c1", "email": "a@example.com", "currency": "USD",
-                             "items": [{"product_id": "p1", "title": "Mug", "quantity": 2,
-                                        "price": 12.5}]}}
+    payload = {
+        "event": "cart_updated",
+        "event_id": "e1",
+        "timestamp": "2026-03-14T15:00:00Z",
+        "cart_data": {
+            "cart_id": "c1",
+            "email": "a@example.com",
+            "currency": "USD",
+            "items": [{"product_id": "p1", "title": "Mug", "quantity": 2, "price": 12.5}],
+        },
+    }
     body = json.dumps(payload).encode()
     # Signed "now" once; the adapter's 300 s tolerance covers the run.
-    return [Case("generic", "cart_updated (built here)", body, GenericAdapter,
-                 request(body, sign(secret, body)), conn)]
+    return [
+        Case(
+            "generic",
+            "cart_updated (built here)",
+            body,
+            GenericAdapter,
+            request(body, sign(secret, body)),
+            conn,
+        )
+    ]
 
 
-BUILDERS = {"shopify": shopify_cases, "woocommerce": woocommerce_cases,
-            "bigcommerce": bigcommerce_cases, "magento": magento_cases,
-            "generic": generic_cases}
+BUILDERS = {
+    "shopify": shopify_cases,
+    "woocommerce": woocommerce_cases,
+    "bigcommerce": bigcommerce_cases,
+    "magento": magento_cases,
+    "generic": generic_cases,
+}
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -309,8 +510,10 @@ class Row:
             return "met"
         if self.floor_ratio is not None and self.floor_ratio > GOAL:
             rest = (self.total - self.floor) / self.loads
-            return (f"**not reachable**: {self.case.floor_label} is "
-                    f"{self.floor_ratio:.1f}x (the rest {rest:.1f}x)")
+            return (
+                f"**not reachable**: {self.case.floor_label} is "
+                f"{self.floor_ratio:.1f}x (the rest {rest:.1f}x)"
+            )
         return "**MISSED**"
 
     @property
@@ -362,8 +565,15 @@ def measure(case: Case, number: int, repeat: int) -> Row:
         numbers.append(number)
     times = interleaved(fns, numbers, repeat)
     loads, verify, parse, total = times[:4]
-    return Row(case, loads, times[4] if fetched else loads, verify, parse, total,
-               times[-1] if case.floor is not None else None)
+    return Row(
+        case,
+        loads,
+        times[4] if fetched else loads,
+        verify,
+        parse,
+        total,
+        times[-1] if case.floor is not None else None,
+    )
 
 
 def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
@@ -382,8 +592,9 @@ def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
     line_fields = {name: getattr(line, name) for name in line.__struct_fields__}
     body = fixture("bigcommerce_cart_created.json")
     callback = json.loads(body)
-    headers = Headers(VECTORS["bigcommerce"]["deliveries"]["bigcommerce_cart_created.json"]
-                      ["headers"])
+    headers = Headers(
+        VECTORS["bigcommerce"]["deliveries"]["bigcommerce_cart_created.json"]["headers"]
+    )
     key = VECTORS["bigcommerce"]["client_secret"].encode()
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = private.public_key()
@@ -393,41 +604,82 @@ def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
     checkout_body = fixture("shopify_checkouts_create.json")
     checkout = json.loads(checkout_body)
     pieces = [
-        (f"json.loads, bigcommerce_cart_created.json ({len(body)} B)",
-         lambda: json.loads(body), 4),
-        ("cartrecovery.storable_json.load_storable_json, same body (msgspec)",
-         lambda: load_storable_json(body), 4),
-        (f"json.loads, shopify_checkouts_create.json ({len(checkout_body):,} B)",
-         lambda: json.loads(checkout_body), 1),
+        (f"json.loads, bigcommerce_cart_created.json ({len(body)} B)", lambda: json.loads(body), 4),
+        (
+            "cartrecovery.storable_json.load_storable_json, same body (msgspec)",
+            lambda: load_storable_json(body),
+            4,
+        ),
+        (
+            f"json.loads, shopify_checkouts_create.json ({len(checkout_body):,} B)",
+            lambda: json.loads(checkout_body),
+            1,
+        ),
         ("load_storable_json, same body", lambda: load_storable_json(checkout_body), 1),
-        ("cartrecovery.events.find_nul walk over the parsed checkout (only run when the "
-         "bytes hold a \\u0000 escape)", lambda: find_nul(checkout), 1),
-        ("carts.normalize_phone('+1 415 555 0100') (phonenumbers)",
-         lambda: state.normalize_phone("+1 415 555 0100"), 1),
-        (f"json.loads, bigcommerce_cart_v3.json (API answer, {len(cart_bytes):,} B)",
-         lambda: json.loads(cart_bytes), 4),
-        ("load_storable_json, same answer (what the API client runs)",
-         lambda: load_storable_json(cart_bytes), 4),
-        ("HMAC-SHA256 Standard Webhooks check (BigCommerce)",
-         lambda: verify_standard_webhook(key, headers, body, None, 0), 1),
-        ("RSA-2048 PKCS#1 v1.5 verify of base64(body) (Magento; `openssl speed rsa2048` "
-         "gives the same order)",
-         lambda: public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256()), 0.25),
-        ("msgspec: BigCommerce callback checked (msgspec.convert)",
-         lambda: msgspec.convert(callback, Callback), 4),
-        ("bigcommerce.cart_to_canonical (v3 cart → CanonicalCart, 1 item)",
-         lambda: cart_to_canonical(cart, None), 1),
-        ("canonical records: CanonicalCart with 1 LineItem, built from their values",
-         lambda: state.CanonicalCart(**{**fields, "line_items": [
-             state.LineItem(**line_fields)]}), 1),
-        ("canonical records: CanonicalOrder (Shopify order fields)",
-         lambda: state.CanonicalOrder(platform="shopify", external_id=str(order["id"]),
-                                      email=order.get("email"),
-                                      total_price=order.get("total_price"),
-                                      currency=order.get("currency")), 1),
+        (
+            "cartrecovery.events.find_nul walk over the parsed checkout (only run when the "
+            "bytes hold a \\u0000 escape)",
+            lambda: find_nul(checkout),
+            1,
+        ),
+        (
+            "carts.normalize_phone('+1 415 555 0100') (phonenumbers)",
+            lambda: state.normalize_phone("+1 415 555 0100"),
+            1,
+        ),
+        (
+            f"json.loads, bigcommerce_cart_v3.json (API answer, {len(cart_bytes):,} B)",
+            lambda: json.loads(cart_bytes),
+            4,
+        ),
+        (
+            "load_storable_json, same answer (what the API client runs)",
+            lambda: load_storable_json(cart_bytes),
+            4,
+        ),
+        (
+            "HMAC-SHA256 Standard Webhooks check (BigCommerce)",
+            lambda: verify_standard_webhook(key, headers, body, None, 0),
+            1,
+        ),
+        (
+            "RSA-2048 PKCS#1 v1.5 verify of base64(body) (Magento; `openssl speed rsa2048` "
+            "gives the same order)",
+            lambda: public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256()),
+            0.25,
+        ),
+        (
+            "msgspec: BigCommerce callback checked (msgspec.convert)",
+            lambda: msgspec.convert(callback, Callback),
+            4,
+        ),
+        (
+            "bigcommerce.cart_to_canonical (v3 cart → CanonicalCart, 1 item)",
+            lambda: cart_to_canonical(cart, None),
+            1,
+        ),
+        (
+            "canonical records: CanonicalCart with 1 LineItem, built from their values",
+            lambda: state.CanonicalCart(
+                **{**fields, "line_items": [state.LineItem(**line_fields)]}
+            ),
+            1,
+        ),
+        (
+            "canonical records: CanonicalOrder (Shopify order fields)",
+            lambda: state.CanonicalOrder(
+                platform="shopify",
+                external_id=str(order["id"]),
+                email=order.get("email"),
+                total_price=order.get("total_price"),
+                currency=order.get("currency"),
+            ),
+            1,
+        ),
     ]
-    times = interleaved([fn for _, fn, _ in pieces],
-                        [max(1, int(number * scale)) for _, _, scale in pieces], repeat)
+    times = interleaved(
+        [fn for _, fn, _ in pieces], [max(1, int(number * scale)) for _, _, scale in pieces], repeat
+    )
     return [(name, t) for (name, _, _), t in zip(pieces, times, strict=True)]
 
 
@@ -441,38 +693,48 @@ def us(seconds: float) -> str:
 def machine() -> str:
     import os
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + (" + uncommitted changes" if dirty else "")
 
 
-def markdown(rows: list[Row], parts: list[tuple[str, float]], number: int, repeat: int,
-             analysis: str) -> str:
+def markdown(
+    rows: list[Row], parts: list[tuple[str, float]], number: int, repeat: int, analysis: str
+) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        HEADING, "",
+        HEADING,
+        "",
         f"Measured {now} at commit {commit()} with `.venv/bin/python bench/adapters.py`.",
         "",
         f"- Machine: {machine()}. Single thread, no I/O.",
         "- Per event: a fresh adapter (as the registry makes one per request), `verify` then "
         "`parse` of an `InboundRequest` holding the fixture body and headers; `parse` validates "
         "the payload and builds the canonical cart/order (msgspec records). Not included: HTTP, "
-        "the database transaction (see \"Ingest\"), the store API call — BigCommerce and Magento "
+        'the database transaction (see "Ingest"), the store API call — BigCommerce and Magento '
         "get a fake API returning the already-parsed fixture object, so the adapter is "
         "measured, not the network.",
         f"- `timeit`: best of {repeat} samples of {number} calls (json.loads: more calls per "
         "sample); µs per call. Ratio = adapter / `json.loads(body)` in the same run; "
-        "\"ratio (+fetched)\" divides by `json.loads` of the body plus the fetched API answer, "
+        '"ratio (+fetched)" divides by `json.loads` of the body plus the fetched API answer, '
         "which the real fetch decodes too.",
         "",
         "| platform | payload | body B | json.loads µs | verify µs | parse µs | verify+parse µs "
@@ -485,7 +747,8 @@ def markdown(rows: list[Row], parts: list[tuple[str, float]], number: int, repea
         lines.append(
             f"| {r.case.platform} | {r.case.payload} | {len(r.case.body):,} | {us(r.loads)} | "
             f"{us(r.verify)} | {us(r.parse)} | {us(r.total)} | {r.ratio:.1f}x | {fetched} | "
-            f"{verdict} |")
+            f"{verdict} |"
+        )
     lines += ["", "Where the time goes (same run):", "", "| piece | µs per call |", "|---|---|"]
     lines += [f"| {name} | {us(t)} |" for name, t in parts]
     lines += ["", analysis.strip(), ""]
@@ -546,8 +809,7 @@ def replace_section(path: Path, heading: str, text: str) -> None:
     if start is None:
         path.write_text("".join(lines).rstrip("\n") + "\n\n" + text)
         return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     tail = "".join(lines[end:])
     path.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))
 
@@ -573,9 +835,11 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     missed = [r for r in rows if r.verdict == "**MISSED**"]
     unreachable = [r for r in rows if r.verdict.startswith("**not reachable")]
-    print(f"{len(rows)} payloads: {len(missed)} over {GOAL:g}x json.loads, {len(unreachable)} "
-          f"where the signature check alone exceeds it ({time.monotonic() - started:.0f} s)",
-          file=sys.stderr)
+    print(
+        f"{len(rows)} payloads: {len(missed)} over {GOAL:g}x json.loads, {len(unreachable)} "
+        f"where the signature check alone exceeds it ({time.monotonic() - started:.0f} s)",
+        file=sys.stderr,
+    )
     if not args.no_write:
         replace_section(DOCS, HEADING, text)
         print(f"wrote the {HEADING!r} section of {DOCS}", file=sys.stderr)

@@ -60,11 +60,19 @@ HEADING = "## Delivery"
 SEND_PATH = "/v3/mail/send"
 SECRET_KEY = "bench-secret-key"
 GOAL_RATIO = 10.0
-STEP = {"channel": "email", "delay_seconds": 0, "subject": "{{ store.name }}: still yours",
-        "template": "cart_reminder"}
+STEP = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "{{ store.name }}: still yours",
+    "template": "cart_reminder",
+}
 ITEMS = [
-    {"title": "Merino Beanie", "quantity": 2, "price": "24.00",
-     "image": "https://cdn.example.com/beanie.jpg"},
+    {
+        "title": "Merino Beanie",
+        "quantity": 2,
+        "price": "24.00",
+        "image": "https://cdn.example.com/beanie.jpg",
+    },
     {"title": "Trail Socks", "quantity": 1, "price": "23.82"},
 ]
 
@@ -121,8 +129,11 @@ def _provider_handler(state: _ProviderState):
                 self._answer(404, b"{}")
                 return
             with state.lock:
-                stats = {"requests": state.requests, "connections": state.connections,
-                         "ids": dict(state.ids)}
+                stats = {
+                    "requests": state.requests,
+                    "connections": state.connections,
+                    "ids": dict(state.ids),
+                }
             self._answer(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})
 
         def _answer(self, status: int, payload: bytes, headers: dict | None = None):
@@ -158,7 +169,9 @@ def provider_process(latency: float):
     """Yield the URL of a SendGrid stand-in running in a process of its own."""
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--provider", str(latency)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         port = proc.stdout.readline().strip()
@@ -185,9 +198,13 @@ def settings_for(database_url: str, redis_url: str, provider_url: str, queue_nam
     from cartrecovery.settings import Settings
 
     return Settings(
-        database_url=database_url, redis_url=redis_url, queue_name=queue_name,
-        app_url="http://127.0.0.1:8000", secret_key=SECRET_KEY,
-        sendgrid_api_key="SG.bench-key", sendgrid_base_url=provider_url,
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name=queue_name,
+        app_url="http://127.0.0.1:8000",
+        secret_key=SECRET_KEY,
+        sendgrid_api_key="SG.bench-key",
+        sendgrid_base_url=provider_url,
         from_email="shop@example.com",
     )
 
@@ -203,12 +220,14 @@ def create_org(database_url: str) -> str:
     with db.system() as conn:
         conn.execute(
             "UPDATE app.orgs SET abandonment_timeout_seconds = 60, settings = settings || "
-            "'{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' WHERE org_id = %s",
-            (org_id,))
+            '\'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\' WHERE org_id = %s',
+            (org_id,),
+        )
         conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status, priority, trigger_conditions, "
             "sequence_steps) VALUES (%s, 'bench', 'active', 0, '{}', %s)",
-            (org_id, Jsonb([STEP])))
+            (org_id, Jsonb([STEP])),
+        )
     return str(org_id)
 
 
@@ -222,21 +241,25 @@ def prepare(runtime, org_id: str, count: int, tag: str) -> list[str]:
     with runtime.db.system() as conn:
         for n in range(count):
             email = f"buyer-{tag}-{n}@example.com"
-            record_consent(conn, org_id, channel="email", address=email, status="granted",
-                           source="checkout")
+            record_consent(
+                conn, org_id, channel="email", address=email, status="granted", source="checkout"
+            )
             conn.execute(
                 "INSERT INTO app.carts (org_id, platform, external_id, email, currency, "
                 "total_price, line_items, restore_url, last_activity_at) VALUES (%s, 'custom', "
                 "%s, %s, 'USD', '71.82', %s, 'https://shop.example.com/cart/restore/x', "
                 "now() - interval '10 minutes')",
-                (org_id, f"{tag}-{n}", email, Jsonb(ITEMS)))
+                (org_id, f"{tag}-{n}", email, Jsonb(ITEMS)),
+            )
     counts = scheduler.tick(runtime, batch_size=count + 10)
     if counts["enqueued"] != count:
         raise RuntimeError(f"expected {count} jobs enqueued, the tick reports {counts}")
     with runtime.db.system() as conn:
         rows = conn.execute(
             "SELECT o.message_id FROM app.outbox o JOIN app.carts c USING (org_id, cart_id) "
-            "WHERE c.org_id = %s AND c.external_id LIKE %s", (org_id, f"{tag}-%")).fetchall()
+            "WHERE c.org_id = %s AND c.external_id LIKE %s",
+            (org_id, f"{tag}-%"),
+        ).fetchall()
     return [str(r["message_id"]) for r in rows]
 
 
@@ -246,7 +269,9 @@ def verify(database_url: str, message_ids: list[str], stats: dict) -> list[str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT status, attempts, count(*) FROM app.outbox WHERE message_id = ANY(%s) "
-            "GROUP BY status, attempts", (message_ids,)).fetchall()
+            "GROUP BY status, attempts",
+            (message_ids,),
+        ).fetchall()
     if rows != [("sent", 1, len(message_ids))]:
         problems.append(f"outbox rows (status, attempts, count): {rows}")
     received = [stats["ids"].get(m, 0) for m in message_ids]
@@ -269,10 +294,13 @@ def run_side(side: str, settings_json: str, concurrency: int) -> dict:
     logging.basicConfig(level=logging.WARNING)
     values = json.loads(settings_json)
     settings = Settings(**values)
+
     def cpu() -> float:  # this process and its (forked, waited-for) children
-        return sum(getattr(resource.getrusage(who), field)
-                   for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-                   for field in ("ru_utime", "ru_stime"))
+        return sum(
+            getattr(resource.getrusage(who), field)
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+            for field in ("ru_utime", "ru_stime")
+        )
 
     if side == "baseline":
         from rq import Worker
@@ -295,9 +323,20 @@ def run_side(side: str, settings_json: str, concurrency: int) -> dict:
 def run_child(side: str, settings, concurrency: int) -> dict:
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--side", side,
-         "--settings", json.dumps(values), "--concurrency", str(concurrency)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--side",
+            side,
+            "--settings",
+            json.dumps(values),
+            "--concurrency",
+            str(concurrency),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{side} worker failed:\n{proc.stderr[-3000:]}")
@@ -336,17 +375,26 @@ def one_run(side: str, rnd: int, count: int, ctx: dict, concurrency: int) -> Run
     timing = run_child(side, settings, concurrency)
     after = provider_stats(ctx["provider_url"])
     # The second /stats request opened a connection of its own: not the worker's.
-    run = Run(side, rnd, count, timing["ended"] - timing["started"],
-              after["requests"] - before["requests"],
-              after["connections"] - before["connections"] - 1, timing["cpu"])
+    run = Run(
+        side,
+        rnd,
+        count,
+        timing["ended"] - timing["started"],
+        after["requests"] - before["requests"],
+        after["connections"] - before["connections"] - 1,
+        timing["cpu"],
+    )
     run.problems = verify(ctx["database_url"], message_ids, after)
     if run.requests != count:
         run.problems.append(f"{run.requests} requests for {count} messages")
     runtime.redis.delete(*list(runtime.redis.scan_iter(f"*{queue}*")) or ["-"])
-    print(f"round {rnd} {side:8}: {count:5} messages in {run.seconds:6.2f} s = "
-          f"{run.rate:7.1f} msg/s, worker CPU {run.cpu_ms:5.2f} ms/msg, {run.requests} "
-          f"requests over {run.connections} connections"
-          + (f"  PROBLEMS: {run.problems}" if run.problems else ""), flush=True)
+    print(
+        f"round {rnd} {side:8}: {count:5} messages in {run.seconds:6.2f} s = "
+        f"{run.rate:7.1f} msg/s, worker CPU {run.cpu_ms:5.2f} ms/msg, {run.requests} "
+        f"requests over {run.connections} connections"
+        + (f"  PROBLEMS: {run.problems}" if run.problems else ""),
+        flush=True,
+    )
     return run
 
 
@@ -370,9 +418,16 @@ def summarise(runs: list[Run]) -> dict:
     ratios = [p.rate / b.rate for b, p in zip(base, prod, strict=True) if b.rate]
     median = statistics.median(ratios) if ratios else 0.0
     ok = not any(r.problems for r in runs)
-    return {"base": base, "prod": prod, "ratios": ratios, "median": median,
-            "pooled_base": pooled(base), "pooled_prod": pooled(prod), "verified": ok,
-            "met": ok and median >= GOAL_RATIO}
+    return {
+        "base": base,
+        "prod": prod,
+        "ratios": ratios,
+        "median": median,
+        "pooled_base": pooled(base),
+        "pooled_prod": pooled(prod),
+        "verified": ok,
+        "met": ok and median >= GOAL_RATIO,
+    }
 
 
 def markdown(ctx: dict, args: argparse.Namespace, s: dict) -> str:
@@ -384,7 +439,8 @@ def markdown(ctx: dict, args: argparse.Namespace, s: dict) -> str:
         "",
         f"Measured {ctx['when']} at commit {ctx['revision']} with "
         "`.venv/bin/python bench/delivery.py`"
-        + (f" (`{' '.join(ctx['argv'])}`)" if ctx["argv"] else "") + ".",
+        + (f" (`{' '.join(ctx['argv'])}`)" if ctx["argv"] else "")
+        + ".",
         "",
         f"- Machine: {m['cpu']}, {m['nproc']} CPUs (nproc), {m['ram']} RAM, {m['os']}, "
         f"Python {m['python']}. Workers, PostgreSQL, Redis and the provider stand-in share "
@@ -392,8 +448,7 @@ def markdown(ctx: dict, args: argparse.Namespace, s: dict) -> str:
         f"- PostgreSQL {pg['server_version']} ({ctx['pg_desc']}; synchronous_commit="
         f"{pg['synchronous_commit']}, fsync={pg['fsync']}); Redis: {ctx['redis_desc']}. A "
         "fresh, migrated database per run, dropped at the end.",
-        f"- Load average (1/5/15 min) before: {ctx['load_before']}, after: "
-        f"{ctx['load_after']}.",
+        f"- Load average (1/5/15 min) before: {ctx['load_before']}, after: {ctx['load_after']}.",
         "- Work per message (both sides): the product's `delivery.jobs.send_message` job as "
         "enqueued by the scheduler tick for an abandoned cart (one org, email consent granted, "
         "quiet hours open all day, one email step due at once): row lock, compliance gate, "
@@ -434,9 +489,13 @@ def markdown(ctx: dict, args: argparse.Namespace, s: dict) -> str:
         "",
     ]
     if not s["verified"]:
-        lines += ["**Verification failed:** "
-                  + "; ".join(f"{r.side} round {r.round}: {p}" for r in s["base"] + s["prod"]
-                              for p in r.problems), ""]
+        lines += [
+            "**Verification failed:** "
+            + "; ".join(
+                f"{r.side} round {r.round}: {p}" for r in s["base"] + s["prod"] for p in r.problems
+            ),
+            "",
+        ]
     base_ms = 1000 / s["pooled_base"] if s["pooled_base"] else 0.0
     prod_cpu = cpu_ms(s["prod"])
     lines += [
@@ -474,8 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=1000, help="per product run")
     parser.add_argument("--baseline-messages", type=int, default=100, help="per baseline run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32,
-                        help="threads of the product worker")
+    parser.add_argument("--concurrency", type=int, default=32, help="threads of the product worker")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs file")
     parser.add_argument("--docs", type=Path, default=DOCS)
@@ -507,17 +565,22 @@ def main(argv: list[str] | None = None) -> int:
             from cartrecovery.db import close_pools
 
             stack.callback(close_pools)
-            ctx = {"database_url": database_url, "redis_url": redis_url,
-                   "provider_url": provider_url, "org_id": create_org(database_url)}
+            ctx = {
+                "database_url": database_url,
+                "redis_url": redis_url,
+                "provider_url": provider_url,
+                "org_id": create_org(database_url),
+            }
             for rnd in range(1, args.rounds + 1):
-                runs.append(one_run("baseline", rnd, args.baseline_messages, ctx,
-                                    args.concurrency))
+                runs.append(one_run("baseline", rnd, args.baseline_messages, ctx, args.concurrency))
                 runs.append(one_run("product", rnd, args.messages, ctx, args.concurrency))
             ctx |= {
-                "machine": helpers.machine(), "revision": helpers.git_revision(),
-                "pg": helpers.pg_settings(database_url), "pg_desc": pg_desc,
-                "redis_desc": redis_desc, "argv": list(argv if argv is not None
-                                                        else sys.argv[1:]),
+                "machine": helpers.machine(),
+                "revision": helpers.git_revision(),
+                "pg": helpers.pg_settings(database_url),
+                "pg_desc": pg_desc,
+                "redis_desc": redis_desc,
+                "argv": list(argv if argv is not None else sys.argv[1:]),
                 "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "load_before": " / ".join(f"{v:.2f}" for v in load_before),
                 "load_after": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
@@ -528,9 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "MET" if s["met"] else "MISSED"
     print(f"\nbaseline (RQ Worker, fork per job): {s['pooled_base']:.1f} msg/s pooled")
     print(f"product (ThreadPoolWorker x{args.concurrency}): {s['pooled_prod']:.1f} msg/s pooled")
-    print(f"{verdict:>8}  product >= {GOAL_RATIO:g}x baseline: {s['median']:.1f}x median round "
-          f"({' / '.join(f'{x:.1f}x' for x in s['ratios'])})"
-          + ("" if s["verified"] else "  (VERIFICATION FAILED)"))
+    print(
+        f"{verdict:>8}  product >= {GOAL_RATIO:g}x baseline: {s['median']:.1f}x median round "
+        f"({' / '.join(f'{x:.1f}x' for x in s['ratios'])})"
+        + ("" if s["verified"] else "  (VERIFICATION FAILED)")
+    )
     print(f"bench took {time.monotonic() - started:.0f} s")
     if not args.no_write:
         helpers.replace_section(args.docs, HEADING, markdown(ctx, args, s))

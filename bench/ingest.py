@@ -632,8 +632,10 @@ class CpuProbe:
     database: str
 
     def read(self) -> tuple[dict[int, float], dict[int, float]]:
-        return ({p: _cpu_seconds(p) for p in _tree(self.server_pid)},
-                {p: _cpu_seconds(p) for p in _backends(self.database)})
+        return (
+            {p: _cpu_seconds(p) for p in _tree(self.server_pid)},
+            {p: _cpu_seconds(p) for p in _backends(self.database)},
+        )
 
     @staticmethod
     def delta(before: tuple, after: tuple) -> tuple[float, float]:
@@ -877,9 +879,12 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
         "- (a) baseline: `bench/baseline_app.py`, a bare Flask handler doing one INSERT of the "
         "raw body (bytea) and one commit per request, one persistent psycopg connection per "
         "worker"
-        + (" in autocommit mode (`--baseline-autocommit`: the INSERT is its own transaction, "
-           "one round trip)" if c.baseline_autocommit else
-           " (psycopg's default transaction: BEGIN, INSERT, COMMIT)")
+        + (
+            " in autocommit mode (`--baseline-autocommit`: the INSERT is its own transaction, "
+            "one round trip)"
+            if c.baseline_autocommit
+            else " (psycopg's default transaction: BEGIN, INSERT, COMMIT)"
+        )
         + ". Both sides receive signed checkouts/create deliveries built by `ml/simulator.py` "
         "(`StoreSimulator.new_checkout`, `shopify_headers`), about 3.5 kB each.",
         "- (b) after each product round, the very event documents that round sent are COPY'd "

@@ -38,21 +38,44 @@ def cli_actor() -> str:
     return f"cli:{user}"
 
 
-def insert(conn: psycopg.Connection, org_id: UUID | str, actor: str, action: str,
-           target: str | None = None, details: dict | None = None, *,
-           status_code: int | None = None, ip: str | None = None) -> UUID:
+def insert(
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    details: dict | None = None,
+    *,
+    status_code: int | None = None,
+    ip: str | None = None,
+) -> UUID:
     """Append one audit row inside the caller's transaction (tenant or system)."""
     row = conn.execute(
         INSERT,
-        (org_id, actor, action, None if target is None else str(target), status_code, ip,
-         Jsonb(details or {})),
+        (
+            org_id,
+            actor,
+            action,
+            None if target is None else str(target),
+            status_code,
+            ip,
+            Jsonb(details or {}),
+        ),
     ).fetchone()
     return row["audit_id"]
 
 
-def record(db: Database, org_id: UUID | str, actor: str, action: str,
-           target: str | None = None, details: dict | None = None, *,
-           status_code: int | None = None, ip: str | None = None) -> UUID:
+def record(
+    db: Database,
+    org_id: UUID | str,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    details: dict | None = None,
+    *,
+    status_code: int | None = None,
+    ip: str | None = None,
+) -> UUID:
     """Append one audit row in a transaction of its own, as the org's tenant.
 
     ``actor``: ``api_key:<key id>``, ``cli:<user>`` (see :func:`cli_actor`) or ``system``;
@@ -60,8 +83,7 @@ def record(db: Database, org_id: UUID | str, actor: str, action: str,
     ``target``: the resource id. Returns the audit id. Raises on failure: callers that must
     not fail because of the audit (the HTTP hook) catch and log."""
     with db.tenant(org_id) as conn:
-        return insert(conn, org_id, actor, action, target, details, status_code=status_code,
-                      ip=ip)
+        return insert(conn, org_id, actor, action, target, details, status_code=status_code, ip=ip)
 
 
 def entries(conn: psycopg.Connection, org_id: UUID | str, *, limit: int = 100) -> list[dict]:

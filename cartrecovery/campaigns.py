@@ -72,11 +72,17 @@ def builtin_templates() -> frozenset[str]:
     Found by path, not by import: the core package must not load the delivery code.
     """
     spec = find_spec("delivery")
-    folders = [Path(p) / "templates" for p in (spec.submodule_search_locations or [])] if spec \
-        else []
+    folders = (
+        [Path(p) / "templates" for p in (spec.submodule_search_locations or [])] if spec else []
+    )
     # Email templates are .html (+ .txt), SMS templates .txt alone, push templates .json.
-    return frozenset(f.stem for folder in folders if folder.is_dir()
-                     for pattern in ("*.html", "*.txt", "*.json") for f in folder.glob(pattern))
+    return frozenset(
+        f.stem
+        for folder in folders
+        if folder.is_dir()
+        for pattern in ("*.html", "*.txt", "*.json")
+        for f in folder.glob(pattern)
+    )
 
 
 def _check_template(value: str) -> str:
@@ -123,20 +129,28 @@ class TriggerConditions(BaseModel):
         default=None, ge=0, description="The cart must hold at most this many items."
     )
     products_include: list[IdText] | None = Field(
-        default=None, min_length=1, max_length=MAX_LIST,
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
         description="At least one line item's product_id, variant_id or sku is listed.",
     )
     products_exclude: list[IdText] | None = Field(
-        default=None, min_length=1, max_length=MAX_LIST,
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
         description="No line item's product_id, variant_id or sku is listed.",
     )
     collections_include: list[IdText] | None = Field(
-        default=None, min_length=1, max_length=MAX_LIST,
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
         description="At least one line item is in a listed collection (needs the platform to "
         "send line item collections).",
     )
     collections_exclude: list[IdText] | None = Field(
-        default=None, min_length=1, max_length=MAX_LIST,
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
         description="No line item is in a listed collection.",
     )
     customer_type: Literal["new", "returning"] | None = Field(
@@ -148,11 +162,15 @@ class TriggerConditions(BaseModel):
         description="repeat: the customer abandoned an earlier cart; first: never before.",
     )
     platforms: list[IdText] | None = Field(
-        default=None, min_length=1, max_length=20,
+        default=None,
+        min_length=1,
+        max_length=20,
         description="The cart came from one of these platforms (shopify, woocommerce, ...).",
     )
     connection_ids: list[UUID] | None = Field(
-        default=None, min_length=1, max_length=MAX_LIST,
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
         description="The cart came through one of these store connections.",
     )
 
@@ -179,20 +197,25 @@ class TriggerConditions(BaseModel):
 
     @model_validator(mode="after")
     def _min_below_max(self) -> TriggerConditions:
-        for low_name, high_name in (("cart_value_min", "cart_value_max"),
-                                    ("item_count_min", "item_count_max")):
+        for low_name, high_name in (
+            ("cart_value_min", "cart_value_max"),
+            ("item_count_min", "item_count_max"),
+        ):
             low, high = getattr(self, low_name), getattr(self, high_name)
             if low is not None and high is not None and low > high:
                 raise PydanticCustomError(
-                    "range_order", "{low} must not be greater than {high}",
+                    "range_order",
+                    "{low} must not be greater than {high}",
                     {"low": low_name, "high": high_name},
                 )
         for kind in ("products", "collections"):
             both = set(getattr(self, f"{kind}_include") or ()) & set(
-                getattr(self, f"{kind}_exclude") or ())
+                getattr(self, f"{kind}_exclude") or ()
+            )
             if both:
                 raise PydanticCustomError(
-                    "include_exclude", "{kind} both included and excluded: {items}",
+                    "include_exclude",
+                    "{kind} both included and excluded: {items}",
                     {"kind": kind, "items": ", ".join(sorted(both))},
                 )
         return self
@@ -205,7 +228,9 @@ class Discount(BaseModel):
 
     type: Literal["percentage", "fixed_amount", "free_shipping"]
     value: float | None = Field(
-        default=None, gt=0, le=100_000,
+        default=None,
+        gt=0,
+        le=100_000,
         description="Percent (1..100) or amount in the cart's currency; not for free_shipping.",
     )
     expires_in_hours: int = Field(default=72, ge=1, le=365 * 24)
@@ -213,8 +238,9 @@ class Discount(BaseModel):
     @model_validator(mode="after")
     def _value(self) -> Discount:
         if self.type != "free_shipping" and self.value is None:
-            raise PydanticCustomError("value_required", "a {type} discount needs a value",
-                                      {"type": self.type})
+            raise PydanticCustomError(
+                "value_required", "a {type} discount needs a value", {"type": self.type}
+            )
         if self.type == "percentage" and self.value > 100:
             raise PydanticCustomError("percentage", "a percentage discount is at most 100")
         return self
@@ -249,7 +275,9 @@ class SequenceStep(BaseModel):
     channel: Literal["email", "sms", "push"]
     delay_seconds: int = Field(ge=0, le=MAX_DELAY_SECONDS)
     subject: str | None = Field(
-        default=None, min_length=1, max_length=500,
+        default=None,
+        min_length=1,
+        max_length=500,
         description="Jinja2 template for the subject line (email, required; push: the "
         "notification title; not allowed for SMS).",
     )
@@ -277,8 +305,9 @@ class SequenceStep(BaseModel):
             raise PydanticCustomError("subject_not_allowed", "an SMS step has no subject")
         templates = [self.template, *(v.template for v in self.variants or () if v.template)]
         if self.channel != "email" and any(DYNAMIC_TEMPLATE.match(t) for t in templates):
-            raise PydanticCustomError("dynamic_template_channel",
-                                      "SendGrid dynamic templates are for email steps only")
+            raise PydanticCustomError(
+                "dynamic_template_channel", "SendGrid dynamic templates are for email steps only"
+            )
         return self
 
     @field_validator("template")
@@ -314,14 +343,18 @@ class CampaignCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     status: Literal["draft", "active", "paused"] = "draft"
     priority: int = Field(
-        default=0, ge=-1000, le=1000,
+        default=0,
+        ge=-1000,
+        le=1000,
         description="When several campaigns match a cart, the highest priority wins.",
     )
     trigger_conditions: TriggerConditions = Field(default_factory=TriggerConditions)
     sequence_steps: list[SequenceStep] = Field(min_length=1, max_length=MAX_STEPS)
     experiment: Experiment | None = None
     reentry_cooldown_seconds: int | None = Field(
-        default=None, ge=0, le=MAX_COOLDOWN_SECONDS,
+        default=None,
+        ge=0,
+        le=MAX_COOLDOWN_SECONDS,
         description="A customer enrolled in this campaign is not enrolled in it again within "
         "this many seconds.",
     )
@@ -353,7 +386,8 @@ class CampaignPatch(BaseModel):
             nulls = [k for k, v in data.items() if v is None]
             if nulls:
                 raise PydanticCustomError(
-                    "null_not_allowed", "fields cannot be set to null: {fields}",
+                    "null_not_allowed",
+                    "fields cannot be set to null: {fields}",
                     {"fields": ", ".join(nulls)},
                 )
         return data

@@ -163,8 +163,12 @@ class LineItem(_Canonical, kw_only=True):
         price = self.price
         if type(price) is not Decimal or not price.is_finite() or not 0 <= price < MAX_MONEY:
             self.price = _money(price, "price")
-        if not (type(self.product_id) in _TEXT and type(self.variant_id) in _TEXT
-                and type(self.sku) in _TEXT and type(self.title) in _TEXT):
+        if not (
+            type(self.product_id) in _TEXT
+            and type(self.variant_id) in _TEXT
+            and type(self.sku) in _TEXT
+            and type(self.title) in _TEXT
+        ):
             self._ids_as_text()
         if type(self.image_url) not in _TEXT:
             raise InvalidCanonical("image_url must be text")
@@ -217,8 +221,11 @@ class CanonicalCart(_Canonical, kw_only=True):
         ext = self.external_id
         if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
             self.external_id = _external_id(ext)
-        if not (type(self.cart_token) in _TEXT and type(self.checkout_id) in _TEXT
-                and type(self.customer_external_id) in _TEXT):
+        if not (
+            type(self.cart_token) in _TEXT
+            and type(self.checkout_id) in _TEXT
+            and type(self.customer_external_id) in _TEXT
+        ):
             self.cart_token = _text(self.cart_token, "cart_token")
             self.checkout_id = _text(self.checkout_id, "checkout_id")
             self.customer_external_id = _text(self.customer_external_id, "customer_external_id")
@@ -226,17 +233,22 @@ class CanonicalCart(_Canonical, kw_only=True):
             self.connection_id = _uuid(self.connection_id)
         email = self.email
         if email is not None:
-            self.email = (email.strip().lower() or None) if type(email) is str \
-                else normalize_email(email)
+            self.email = (
+                (email.strip().lower() or None) if type(email) is str else normalize_email(email)
+            )
         if self.phone is not None:
             self.phone = normalize_phone(self.phone)
         currency = self.currency
         if currency is not None:
-            self.currency = (currency.strip().upper() or None) if type(currency) is str \
+            self.currency = (
+                (currency.strip().upper() or None)
+                if type(currency) is str
                 else normalize_currency(currency)
+            )
         total = self.total_price
-        if total is not None and (type(total) is not Decimal or not total.is_finite()
-                                  or not 0 <= total < MAX_MONEY):
+        if total is not None and (
+            type(total) is not Decimal or not total.is_finite() or not 0 <= total < MAX_MONEY
+        ):
             self.total_price = _money(total, "total_price")
         items = self.line_items
         if items is not None:
@@ -249,8 +261,12 @@ class CanonicalCart(_Canonical, kw_only=True):
                 count += item.quantity
             if count >= MAX_ITEMS:
                 raise InvalidCanonical("more items than a cart can count")
-        if not (type(self.first_name) in _TEXT and type(self.last_name) in _TEXT
-                and type(self.timezone) in _TEXT and type(self.restore_url) in _TEXT):
+        if not (
+            type(self.first_name) in _TEXT
+            and type(self.last_name) in _TEXT
+            and type(self.timezone) in _TEXT
+            and type(self.restore_url) in _TEXT
+        ):
             raise InvalidCanonical("first_name, last_name, timezone and restore_url are text")
         if type(self.accepts_marketing) not in _BOOL:
             raise InvalidCanonical("accepts_marketing must be true or false")
@@ -310,15 +326,20 @@ class CanonicalOrder(_Canonical, kw_only=True):
         if type(self.ordered_at) not in _TIME:
             self.ordered_at = _time(self.ordered_at, "ordered_at")
         codes = self.discount_codes
-        if (type(codes) is not list or len(codes) > 100
-                or not all(type(c) is str for c in codes)):
+        if type(codes) is not list or len(codes) > 100 or not all(type(c) is str for c in codes):
             raise InvalidCanonical("discount_codes must be a list of at most 100 codes")
 
 
 # --- customers -------------------------------------------------------------------------------
 
-_CUSTOMER_FIELDS = ("phone", "first_name", "last_name", "external_id", "timezone",
-                    "accepts_marketing")
+_CUSTOMER_FIELDS = (
+    "phone",
+    "first_name",
+    "last_name",
+    "external_id",
+    "timezone",
+    "accepts_marketing",
+)
 
 
 def upsert_customer(
@@ -336,9 +357,14 @@ def upsert_customer(
     """Find or create the org's customer for ``email`` (lower-cased, unique per org), or, with
     no email, for ``phone``/``external_id``. Known fields are filled in, never erased.
     Returns None when there is nothing to identify a customer by."""
-    fields = dict(phone=normalize_phone(phone), first_name=first_name, last_name=last_name,
-                  external_id=external_id, timezone=timezone,
-                  accepts_marketing=accepts_marketing)
+    fields = dict(
+        phone=normalize_phone(phone),
+        first_name=first_name,
+        last_name=last_name,
+        external_id=external_id,
+        timezone=timezone,
+        accepts_marketing=accepts_marketing,
+    )
     email = normalize_email(email)
     if email:
         return _upsert_customers_by_email(conn, org_id, {email: fields})[email]
@@ -383,9 +409,15 @@ def _rows(columns: Sequence[tuple[str, str]], many: bool = True) -> str:
     return f"(VALUES ({', '.join(f'%b::{kind}' for _, kind in columns)})) AS t({names})"
 
 
-_CUSTOMER_ROW = (("email", "text"), ("phone", "text"), ("first_name", "text"),
-                 ("last_name", "text"), ("external_id", "text"), ("timezone", "text"),
-                 ("accepts_marketing", "boolean"))
+_CUSTOMER_ROW = (
+    ("email", "text"),
+    ("phone", "text"),
+    ("first_name", "text"),
+    ("last_name", "text"),
+    ("external_id", "text"),
+    ("timezone", "text"),
+    ("accepts_marketing", "boolean"),
+)
 
 
 def _customers_sql(where: str = "", many: bool = True) -> str:
@@ -426,9 +458,14 @@ def _upsert_customers_by_email(
 
 
 def _customer_fields(cart: CanonicalCart) -> dict:
-    return dict(phone=cart.phone, first_name=cart.first_name, last_name=cart.last_name,
-                external_id=cart.customer_external_id, timezone=cart.timezone,
-                accepts_marketing=cart.accepts_marketing)
+    return dict(
+        phone=cart.phone,
+        first_name=cart.first_name,
+        last_name=cart.last_name,
+        external_id=cart.customer_external_id,
+        timezone=cart.timezone,
+        accepts_marketing=cart.accepts_marketing,
+    )
 
 
 # --- carts -----------------------------------------------------------------------------------
@@ -444,20 +481,33 @@ _NEWER = "EXCLUDED.source_updated_at > c.source_updated_at IS NOT FALSE"
 def _keep_known(column: str) -> str:
     # Identity fields: a fresh update may fill or change them but never erase them (fresh:
     # the new value, else the stored one; not fresh: the stored value, else the new one).
-    return (f"{column} = COALESCE(CASE WHEN {_FRESH} THEN EXCLUDED.{column} END, c.{column}, "
-            f"EXCLUDED.{column})")
+    return (
+        f"{column} = COALESCE(CASE WHEN {_FRESH} THEN EXCLUDED.{column} END, c.{column}, "
+        f"EXCLUDED.{column})"
+    )
 
 
 def _take_fresh(column: str) -> str:
     return f"{column} = CASE WHEN {_FRESH} THEN EXCLUDED.{column} ELSE c.{column} END"
 
 
-_CART_ROW = (("platform", "text"), ("external_id", "text"), ("cart_token", "text"),
-             ("connection_id", "uuid"), ("customer_id", "uuid"), ("email", "text"),
-             ("phone", "text"), ("currency", "text"), ("total_price", "numeric"),
-             ("item_count", "integer"), ("line_items", "text"), ("restore_url", "text"),
-             ("source_created_at", "timestamptz"), ("source_updated_at", "timestamptz"),
-             ("checkout_id", "text"))
+_CART_ROW = (
+    ("platform", "text"),
+    ("external_id", "text"),
+    ("cart_token", "text"),
+    ("connection_id", "uuid"),
+    ("customer_id", "uuid"),
+    ("email", "text"),
+    ("phone", "text"),
+    ("currency", "text"),
+    ("total_price", "numeric"),
+    ("item_count", "integer"),
+    ("line_items", "text"),
+    ("restore_url", "text"),
+    ("source_created_at", "timestamptz"),
+    ("source_updated_at", "timestamptz"),
+    ("checkout_id", "text"),
+)
 
 
 def _cart_source(customer: str | None) -> str:
@@ -467,8 +517,7 @@ def _cart_source(customer: str | None) -> str:
     if customer is None:
         columns = [f"t.{name}" for name, _ in _CART_ROW]
     else:
-        columns = [customer if name == "customer_id" else f"%b::{kind}"
-                   for name, kind in _CART_ROW]
+        columns = [customer if name == "customer_id" else f"%b::{kind}" for name, kind in _CART_ROW]
     columns[[name for name, _ in _CART_ROW].index("line_items")] += "::jsonb"
     source = f"FROM {_rows(_CART_ROW)}" if customer is None else ""
     return f"SELECT %b, {', '.join(columns)}, now() {source}"
@@ -479,10 +528,14 @@ def _upsert_sql(with_content: bool, customer: str | None = None, where: str = ""
     # stored items and total alone; a column's value in EXCLUDED cannot say "unknown".
     # ``customer`` and ``where`` let the fused statement take the customer from its own CTE
     # and gate the row on its claim.
-    content = (f"""
+    content = (
+        f"""
     {_take_fresh("total_price")},
     {_take_fresh("item_count")},
-    {_take_fresh("line_items")},""" if with_content else "")
+    {_take_fresh("line_items")},"""
+        if with_content
+        else ""
+    )
     return f"""
 INSERT INTO app.carts AS c
     (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
@@ -517,8 +570,10 @@ _ORPHANS = """EXISTS (
 
 
 def _with_orphans(upsert: str) -> str:
-    return (f"WITH up AS ({upsert})\n"
-            f"SELECT up.cart_id, up.platform, up.external_id, {_ORPHANS} AS orphans FROM up")
+    return (
+        f"WITH up AS ({upsert})\n"
+        f"SELECT up.cart_id, up.platform, up.external_id, {_ORPHANS} AS orphans FROM up"
+    )
 
 
 _UPSERT_WITH_CONTENT = _with_orphans(_upsert_sql(True))
@@ -557,8 +612,9 @@ def upsert_carts(
         if cart.email:
             fields = _customer_fields(cart)
             known = by_email.get(cart.email, {})
-            by_email[cart.email] = {f: fields[f] if fields[f] is not None else known.get(f)
-                                    for f in _CUSTOMER_FIELDS}
+            by_email[cart.email] = {
+                f: fields[f] if fields[f] is not None else known.get(f) for f in _CUSTOMER_FIELDS
+            }
     customers = _upsert_customers_by_email(conn, org_id, by_email)
     customer_ids = []
     for cart in rows:
@@ -572,13 +628,20 @@ def upsert_carts(
 
     ids: dict[tuple[str, str], UUID] = {}
     waited_for: list[UUID] = []
-    for sql, group in ((_UPSERT_WITH_CONTENT, [i for i, c in enumerate(rows) if c.has_content]),
-                       (_UPSERT_KEEP_CONTENT,
-                        [i for i, c in enumerate(rows) if not c.has_content])):
+    for sql, group in (
+        (_UPSERT_WITH_CONTENT, [i for i, c in enumerate(rows) if c.has_content]),
+        (_UPSERT_KEEP_CONTENT, [i for i, c in enumerate(rows) if not c.has_content]),
+    ):
         if group:
-            result = conn.execute(sql, (*_cart_columns(org_id, [rows[i] for i in group],
-                                                       [customer_ids[i] for i in group]),
-                                        org_id))
+            result = conn.execute(
+                sql,
+                (
+                    *_cart_columns(
+                        org_id, [rows[i] for i in group], [customer_ids[i] for i in group]
+                    ),
+                    org_id,
+                ),
+            )
             for r in result:
                 ids[(r["platform"], r["external_id"])] = r["cart_id"]
                 if r["orphans"]:
@@ -606,8 +669,7 @@ class CartChange:
         self.after(conn, org_id, cart_id, orphans=False)
         return cart_id
 
-    def after(self, conn: psycopg.Connection, org_id: UUID, cart_id: UUID,
-              orphans: bool) -> None:
+    def after(self, conn: psycopg.Connection, org_id: UUID, cart_id: UUID, orphans: bool) -> None:
         """What follows the upsert: link orders that waited for this cart (``orphans``, as
         the fused statement found), then the completed checkout's conversion."""
         if orphans:
@@ -653,9 +715,7 @@ FROM (SELECT 1) AS one LEFT JOIN up ON true
 _CART_EVENT = re.sub(r"\s*([,()=])\s*", r"\1", " ".join(_CART_EVENT.split()))
 
 
-def cart_event_query(
-    org_id: UUID, change: CartChange, event: EventRow
-) -> tuple[str, tuple]:
+def cart_event_query(org_id: UUID, change: CartChange, event: EventRow) -> tuple[str, tuple]:
     """(sql, params) storing ``event`` once and, when it is new, applying ``change`` (which
     must be :attr:`CartChange.fusable`), in one statement; run it in the org's tenant
     transaction, then :meth:`CartChange.after` with its row unless ``event_id`` is NULL."""
@@ -665,11 +725,19 @@ def cart_event_query(
     cart_row = _first(_cart_columns(org_id, [cart], [None]))
     customer_at = 1 + [name for name, _ in _CART_ROW].index("customer_id")
     return _CART_EVENT, (
-        org_id, key,
+        org_id,
+        key,
         *_first(_customer_params(org_id, customers)),
-        *cart_row[:customer_at], *cart_row[customer_at + 1:],  # the customer comes from cust
-        org_id, event.source, event.topic, event.connection_id, key, event.occurred_at,
-        Jsonb(event.payload), Jsonb(event.headers or {}),
+        *cart_row[:customer_at],
+        *cart_row[customer_at + 1 :],  # the customer comes from cust
+        org_id,
+        event.source,
+        event.topic,
+        event.connection_id,
+        key,
+        event.occurred_at,
+        Jsonb(event.payload),
+        Jsonb(event.headers or {}),
         org_id,
     )
 
@@ -700,8 +768,10 @@ def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -
         [c.email for c in rows],
         [c.phone for c in rows],
         [c.currency for c in rows],
-        [c.total_price if c.total_price is not None else sum_items(c.line_items or [])
-         for c in rows],
+        [
+            c.total_price if c.total_price is not None else sum_items(c.line_items or [])
+            for c in rows
+        ],
         [sum(i.quantity for i in li) for li in items],
         [_line_items_json(li) for li in items],
         [c.restore_url for c in rows],
@@ -718,13 +788,27 @@ def sum_items(items: Sequence[LineItem]) -> Decimal:
 
 def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
     """The cart after ``old`` then ``new``, by the same rules as the database upsert."""
-    fresh = (new.source_updated_at is None or old.source_updated_at is None
-             or new.source_updated_at >= old.source_updated_at)
+    fresh = (
+        new.source_updated_at is None
+        or old.source_updated_at is None
+        or new.source_updated_at >= old.source_updated_at
+    )
     winner, loser = (new, old) if fresh else (old, new)
     data = {}
-    for name in ("cart_token", "checkout_id", "connection_id", "email", "phone", "currency",
-                 "restore_url", "first_name", "last_name", "timezone", "accepts_marketing",
-                 "customer_external_id"):
+    for name in (
+        "cart_token",
+        "checkout_id",
+        "connection_id",
+        "email",
+        "phone",
+        "currency",
+        "restore_url",
+        "first_name",
+        "last_name",
+        "timezone",
+        "accepts_marketing",
+        "customer_external_id",
+    ):
         if getattr(winner, name) is None:
             data[name] = getattr(loser, name)
     if not winner.has_content:
@@ -852,16 +936,24 @@ def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) 
 
     Returns ``{"order_id", "cart_id", "recovered", "revenue"}`` (revenue None unless recovered).
     """
-    cart = find_cart(conn, org_id, order.platform,
-                     external_ids=[order.checkout_token, order.checkout_external_id],
-                     cart_token=order.cart_token) or {}
+    cart = (
+        find_cart(
+            conn,
+            org_id,
+            order.platform,
+            external_ids=[order.checkout_token, order.checkout_external_id],
+            cart_token=order.cart_token,
+        )
+        or {}
+    )
     cart_id = cart.get("cart_id")
     # What the order event leaves out (API orders often name only the cart) comes from the cart.
     email = order.email or cart.get("email")
     currency = order.currency or cart.get("currency")
     total = order.total_price if order.total_price is not None else cart.get("total_price", 0)
-    customer_id = (upsert_customer(conn, org_id, email=order.email, phone=order.phone)
-                   or cart.get("customer_id"))
+    customer_id = upsert_customer(conn, org_id, email=order.email, phone=order.phone) or cart.get(
+        "customer_id"
+    )
     row = conn.execute(
         """
         INSERT INTO app.orders AS o
@@ -873,12 +965,28 @@ def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) 
                 financial_status = COALESCE(EXCLUDED.financial_status, o.financial_status)
         RETURNING order_id, cart_id, ordered_at, total_price, currency
         """,
-        (org_id, order.connection_id, order.platform, order.external_id, cart_id, customer_id,
-         email, order.checkout_token, order.cart_token, total,
-         currency, order.financial_status, order.ordered_at),
+        (
+            org_id,
+            order.connection_id,
+            order.platform,
+            order.external_id,
+            cart_id,
+            customer_id,
+            email,
+            order.checkout_token,
+            order.cart_token,
+            total,
+            currency,
+            order.financial_status,
+            order.ordered_at,
+        ),
     ).fetchone()
-    result = {"order_id": row["order_id"], "cart_id": row["cart_id"], "recovered": False,
-              "revenue": None}
+    result = {
+        "order_id": row["order_id"],
+        "cart_id": row["cart_id"],
+        "recovered": False,
+        "revenue": None,
+    }
     redeem_coupons(conn, org_id, order.discount_codes, row["order_id"], row["ordered_at"])
     if row["cart_id"] is None:
         return result
@@ -889,8 +997,13 @@ def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) 
     return result
 
 
-def redeem_coupons(conn: psycopg.Connection, org_id: UUID, codes: Sequence[str],
-                   order_id: UUID | None, redeemed_at: datetime | None = None) -> list[str]:
+def redeem_coupons(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    codes: Sequence[str],
+    order_id: UUID | None,
+    redeemed_at: datetime | None = None,
+) -> list[str]:
     """Mark the codes we issued (app.coupons) that ``order_id`` used as redeemed; matched
     case-insensitively, codes we did not issue are ignored, the first redemption is kept.
     Returns the codes marked now."""
@@ -934,15 +1047,28 @@ def _attribute(conn: psycopg.Connection, org_id: UUID, order: dict) -> dict | No
         WHERE org_id = %(org)s AND cart_id IN (SELECT cart_id FROM recovery)
         RETURNING app.carts.cart_id
         """,
-        {"org": org_id, "cart": order["cart_id"], "order": order["order_id"],
-         "at": order["ordered_at"], "revenue": order["total_price"],
-         "currency": order["currency"]},
+        {
+            "org": org_id,
+            "cart": order["cart_id"],
+            "order": order["order_id"],
+            "at": order["ordered_at"],
+            "revenue": order["total_price"],
+            "currency": order["currency"],
+        },
     ).fetchone()
     if recovered:
         # Subscribers hear of a recovery once: only when this order created it.
-        outgoing_webhooks.emit(conn, org_id, "cart.recovered", {
-            "cart_id": order["cart_id"], "order_id": order["order_id"],
-            "revenue": order["total_price"], "currency": order["currency"]})
+        outgoing_webhooks.emit(
+            conn,
+            org_id,
+            "cart.recovered",
+            {
+                "cart_id": order["cart_id"],
+                "order_id": order["order_id"],
+                "revenue": order["total_price"],
+                "currency": order["currency"],
+            },
+        )
     return conn.execute(
         "SELECT revenue FROM app.recoveries WHERE org_id = %s AND cart_id = %s AND order_id = %s",
         (org_id, order["cart_id"], order["order_id"]),

@@ -32,10 +32,18 @@ DEMO_SHOP = "demo-outfitters.myshopify.com"
 DEMO_CAMPAIGN = "Default recovery"
 DEMO_TIMEOUT_SECONDS = 20
 DEMO_STEPS = [
-    {"channel": "email", "delay_seconds": 5, "subject": "You left something in your cart",
-     "template": "cart_reminder"},
-    {"channel": "email", "delay_seconds": 600, "subject": "Still thinking it over?",
-     "template": "cart_reminder"},
+    {
+        "channel": "email",
+        "delay_seconds": 5,
+        "subject": "You left something in your cart",
+        "template": "cart_reminder",
+    },
+    {
+        "channel": "email",
+        "delay_seconds": 600,
+        "subject": "Still thinking it over?",
+        "template": "cart_reminder",
+    },
 ]
 
 # What a store must be told to call, per platform (topic or scope -> URL path).
@@ -56,8 +64,13 @@ PLATFORM_WEBHOOKS: dict[str, dict[str, str]] = {
     },
     "bigcommerce": {
         scope: "/api/webhooks/bigcommerce"
-        for scope in ("store/cart/created", "store/cart/updated", "store/cart/abandoned",
-                      "store/cart/converted", "store/order/created")
+        for scope in (
+            "store/cart/created",
+            "store/cart/updated",
+            "store/cart/abandoned",
+            "store/cart/converted",
+            "store/order/created",
+        )
     },
     # The URL names the connection (Adobe's calls do not name the store).
     "magento": {"webhooks": "/api/webhooks/custom/{connection_id}"},
@@ -177,11 +190,16 @@ def serve(host: str, port: int, workers: int) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Work until the queue is empty, then exit.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Messages sent at once by this process "
-                   "[default: CARTRECOVERY_WORKER_CONCURRENCY, else 16].")
-@click.option("--simple", is_flag=True,
-              help="One job at a time in the main thread (RQ's SimpleWorker).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Messages sent at once by this process "
+    "[default: CARTRECOVERY_WORKER_CONCURRENCY, else 16].",
+)
+@click.option(
+    "--simple", is_flag=True, help="One job at a time in the main thread (RQ's SimpleWorker)."
+)
 def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
     """Run a delivery worker (sends due messages from the queue; SIGINT/SIGTERM lets the
     sends in flight finish)."""
@@ -211,17 +229,25 @@ def dashboard(host: str, port: int) -> None:
 
 def _stack_options(func):
     options = [
-        click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Interface every server listens on."),
-        click.option("--port", default=8000, show_default=True, type=int,
-                     help="Ingest API port."),
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            help="Interface every server listens on.",
+        ),
+        click.option("--port", default=8000, show_default=True, type=int, help="Ingest API port."),
         click.option("--dashboard-port", default=8501, show_default=True, type=int),
         click.option("--with-dagster", is_flag=True, help="Also run Dagster (webserver+daemon)."),
         click.option("--dagster-port", default=3000, show_default=True, type=int),
         click.option("--with-mlflow", is_flag=True, help="Also run an MLflow tracking server."),
         click.option("--mlflow-port", default=5000, show_default=True, type=int),
-        click.option("--grace", default=10.0, show_default=True, type=float,
-                     help="Seconds children get to stop before they are killed."),
+        click.option(
+            "--grace",
+            default=10.0,
+            show_default=True,
+            type=float,
+            help="Seconds children get to stop before they are killed.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -238,8 +264,9 @@ def up(**options) -> None:
 @main.command()
 @_stack_options
 @click.option("--seed", type=int, default=None, help="Seed of the simulated store.")
-@click.option("--rate", type=float, default=0.5, show_default=True,
-              help="New checkouts per second.")
+@click.option(
+    "--rate", type=float, default=0.5, show_default=True, help="New checkouts per second."
+)
 def demo(seed: int | None, rate: float, **options) -> None:
     """`up` plus a simulated store sending signed webhooks, opens, clicks and orders."""
     sys.exit(_stack(**options, demo=True, seed=seed, rate=rate))
@@ -252,8 +279,12 @@ def orgs() -> None:
 
 @orgs.command("create")
 @click.argument("name")
-@click.option("--role", default="admin", show_default=True,
-              type=click.Choice(["admin", "write", "read", "publishable"]))
+@click.option(
+    "--role",
+    default="admin",
+    show_default=True,
+    type=click.Choice(["admin", "write", "read", "publishable"]),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print {org_id, api_key} as JSON.")
 def orgs_create(name: str, role: str, as_json: bool) -> None:
     """Create an org and its first API key (shown once)."""
@@ -267,8 +298,7 @@ def orgs_create(name: str, role: str, as_json: bool) -> None:
         db = Database(svc.database_url)
         org_id = tenancy.create_org(db, name)
         api_key = tenancy.create_api_key(db, org_id, role, name="cli")
-        audit.record(db, org_id, audit.cli_actor(), "orgs.create", str(org_id),
-                     {"role": role})
+        audit.record(db, org_id, audit.cli_actor(), "orgs.create", str(org_id), {"role": role})
     if as_json:
         click.echo(json.dumps({"org_id": str(org_id), "api_key": api_key}))
     else:
@@ -290,23 +320,39 @@ CREDENTIAL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def _credential_options(func):
     options = [
-        click.option("--access-token", default=None,
-                     help="Shopify Admin API / BigCommerce store API token."),
-        click.option("--client-secret", default=None,
-                     help="BigCommerce app client secret (verifies signed callbacks)."),
+        click.option(
+            "--access-token", default=None, help="Shopify Admin API / BigCommerce store API token."
+        ),
+        click.option(
+            "--client-secret",
+            default=None,
+            help="BigCommerce app client secret (verifies signed callbacks).",
+        ),
         click.option("--consumer-key", default=None, help="WooCommerce REST consumer key."),
-        click.option("--consumer-secret", default=None,
-                     help="WooCommerce REST consumer secret."),
-        click.option("--base-url", default=None,
-                     help="Magento store base URL (GraphQL at <base-url>/graphql)."),
-        click.option("--integration-token", default=None,
-                     help="Magento integration access token."),
-        click.option("--public-key-file", default=None, type=click.Path(dir_okay=False),
-                     help="Magento: PEM public key that verifies webhook signatures."),
-        click.option("--api-base-url", default=None,
-                     help="Override the platform API base URL (tests, proxies)."),
-        click.option("--credentials", "credentials_json", default=None,
-                     help="Platform credentials as a JSON object (merged with the above)."),
+        click.option("--consumer-secret", default=None, help="WooCommerce REST consumer secret."),
+        click.option(
+            "--base-url",
+            default=None,
+            help="Magento store base URL (GraphQL at <base-url>/graphql).",
+        ),
+        click.option("--integration-token", default=None, help="Magento integration access token."),
+        click.option(
+            "--public-key-file",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="Magento: PEM public key that verifies webhook signatures.",
+        ),
+        click.option(
+            "--api-base-url",
+            default=None,
+            help="Override the platform API base URL (tests, proxies).",
+        ),
+        click.option(
+            "--credentials",
+            "credentials_json",
+            default=None,
+            help="Platform credentials as a JSON object (merged with the above).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -353,8 +399,7 @@ def _credentials(platform: str, options: dict) -> dict | None:
             raise click.BadParameter(f"only for {', '.join(platforms)}", param_hint=hint)
         if not value.strip():
             raise click.BadParameter("must not be empty", param_hint=hint)
-        if name in ("base_url", "api_base_url") and not value.startswith(("http://",
-                                                                         "https://")):
+        if name in ("base_url", "api_base_url") and not value.startswith(("http://", "https://")):
             raise click.BadParameter("must be an http(s) URL", param_hint=hint)
         creds[key] = value.strip()
     return creds or None
@@ -368,11 +413,13 @@ def _public_key_pem(path: str) -> str:
         text = Path(path).read_text()
         key = serialization.load_pem_public_key(text.encode())
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"not a readable PEM public key: {exc}",
-                                 param_hint="--public-key-file") from exc
+        raise click.BadParameter(
+            f"not a readable PEM public key: {exc}", param_hint="--public-key-file"
+        ) from exc
     if not isinstance(key, rsa.RSAPublicKey):
-        raise click.BadParameter("Adobe Commerce signs with RSA: give an RSA public key",
-                                 param_hint="--public-key-file")
+        raise click.BadParameter(
+            "Adobe Commerce signs with RSA: give an RSA public key", param_hint="--public-key-file"
+        )
     return text
 
 
@@ -385,13 +432,19 @@ def connections() -> None:
 @click.argument("platform", type=click.Choice(sorted(PLATFORM_WEBHOOKS), case_sensitive=False))
 @click.option("--org", "org", required=True, help="Org id (or exact org name).")
 @click.option("--shop-domain", required=True, help="e.g. my-store.myshopify.com")
-@click.option("--secret", default=None,
-              help="Webhook signing secret of the store (generated when omitted).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print {connection_id, webhook_urls} as JSON.")
+@click.option(
+    "--secret", default=None, help="Webhook signing secret of the store (generated when omitted)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {connection_id, webhook_urls} as JSON."
+)
 @_credential_options
 def connections_add(
-    platform: str, org: str, shop_domain: str, secret: str | None, as_json: bool,
+    platform: str,
+    org: str,
+    shop_domain: str,
+    secret: str | None,
+    as_json: bool,
     **credential_options,
 ) -> None:
     """Connect a store to an org and print the webhook URLs to configure.
@@ -419,12 +472,19 @@ def connections_add(
         org_id = _find_org(db, org)
         key = load_key(settings.encryption_key, settings.secret_key)
         try:
-            connection_id = tenancy.add_connection(db, key, org_id, platform, shop_domain, secret,
-                                                   credentials)
+            connection_id = tenancy.add_connection(
+                db, key, org_id, platform, shop_domain, secret, credentials
+            )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-        audit.record(db, org_id, audit.cli_actor(), "connections.add", str(connection_id),
-                     {"platform": platform})
+        audit.record(
+            db,
+            org_id,
+            audit.cli_actor(),
+            "connections.add",
+            str(connection_id),
+            {"platform": platform},
+        )
     urls = webhook_urls(settings.app_url, platform, connection_id)
     if as_json:
         body = {"connection_id": str(connection_id), "webhook_urls": urls}
@@ -449,19 +509,36 @@ def webhook_urls(app_url: str, platform: str, connection_id: UUID) -> dict[str, 
 
 
 @main.command("sync")
-@click.argument("platform", type=click.Choice(["shopify", "woocommerce", "bigcommerce"],
-                                              case_sensitive=False))
+@click.argument(
+    "platform", type=click.Choice(["shopify", "woocommerce", "bigcommerce"], case_sensitive=False)
+)
 @click.option("--connection", "connection_id", required=True, help="Connection id.")
-@click.option("--since", required=True,
-              help="Import what was created since this date (YYYY-MM-DD or ISO 8601, UTC).")
-@click.option("--resource", "resources", multiple=True,
-              help="Only these resources (shopify: checkouts, orders; woocommerce: orders; "
-                   "bigcommerce: checkouts, orders). Repeatable.")
-@click.option("--restart", is_flag=True,
-              help="Start over instead of resuming (or instead of skipping a finished sync).")
+@click.option(
+    "--since",
+    required=True,
+    help="Import what was created since this date (YYYY-MM-DD or ISO 8601, UTC).",
+)
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="Only these resources (shopify: checkouts, orders; woocommerce: orders; "
+    "bigcommerce: checkouts, orders). Repeatable.",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Start over instead of resuming (or instead of skipping a finished sync).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def sync_command(platform: str, connection_id: str, since: str, resources: tuple[str, ...],
-                 restart: bool, as_json: bool) -> None:
+def sync_command(
+    platform: str,
+    connection_id: str,
+    since: str,
+    resources: tuple[str, ...],
+    restart: bool,
+    as_json: bool,
+) -> None:
     """Import a store's historical abandoned checkouts and orders through its API.
 
     Resumable (a checkpoint per connection and resource) and idempotent with webhooks.
@@ -488,14 +565,20 @@ def sync_command(platform: str, connection_id: str, since: str, resources: tuple
         key = load_key(settings.encryption_key, settings.secret_key)
         connection = tenancy.get_connection(db, key, cid)
         if connection is None or connection.platform != platform.lower():
-            raise click.BadParameter(f"no active {platform} connection {connection_id}",
-                                     param_hint="--connection")
+            raise click.BadParameter(
+                f"no active {platform} connection {connection_id}", param_hint="--connection"
+            )
         try:
-            results = sync.sync(db, connection, since_at, resources=list(resources) or None,
-                                restart=restart, progress=_TqdmProgress())
+            results = sync.sync(
+                db,
+                connection,
+                since_at,
+                resources=list(resources) or None,
+                restart=restart,
+                progress=_TqdmProgress(),
+            )
         except sync.SyncError as exc:
-            raise click.ClickException(f"{exc} (run the same command again to resume)") \
-                from exc
+            raise click.ClickException(f"{exc} (run the same command again to resume)") from exc
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results]))
         return
@@ -512,8 +595,9 @@ class _TqdmProgress:
     def start(self, resource: str, total: int | None) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=resource, unit=" objects", file=sys.stderr,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, desc=resource, unit=" objects", file=sys.stderr, dynamic_ncols=True
+        )
 
     def advance(self, count: int, total: int | None = None) -> None:
         if self.bar is None:
@@ -536,9 +620,7 @@ def _find_org(db, org: str) -> UUID:
                 "SELECT org_id FROM app.orgs WHERE org_id = %s", (UUID(org),)
             ).fetchone()
         except ValueError:
-            rows = conn.execute(
-                "SELECT org_id FROM app.orgs WHERE name = %s", (org,)
-            ).fetchall()
+            rows = conn.execute("SELECT org_id FROM app.orgs WHERE name = %s", (org,)).fetchall()
             if len(rows) > 1:
                 raise click.BadParameter(
                     f"{len(rows)} orgs are named {org!r}: pass the org id", param_hint="--org"
@@ -556,16 +638,33 @@ def _find_org(db, org: str) -> UUID:
 
 def _ingest_argv(host: str, port: int, workers: int = 2) -> list[str]:
     return [
-        sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers),
-        "-b", f"{host}:{port}", "ingest.app:create_app()",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--no-control-socket",
+        "-w",
+        str(workers),
+        "-b",
+        f"{host}:{port}",
+        "ingest.app:create_app()",
     ]
 
 
 def _dashboard_argv(host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "dashboard" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
     ]
 
 
@@ -640,8 +739,7 @@ def _stack(
                 # MLflow's job runner (GenAI judges, not used here) ignores SIGTERM and
                 # would only ever stop by SIGKILL after the grace period.
                 mlflow_env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
-                supervisor.start("mlflow", _mlflow_argv(svc, host, mlflow_port), mlflow_env,
-                                 REPO)
+                supervisor.start("mlflow", _mlflow_argv(svc, host, mlflow_port), mlflow_env, REPO)
                 urls["MLflow"] = mlflow_url
             supervisor.start("ingest", _ingest_argv(host, port), env, REPO)
             supervisor.start("worker", _cli_argv("worker"), env, REPO)
@@ -653,8 +751,16 @@ def _stack(
                 env["DAGSTER_HOME"] = str(dagster_home)
                 supervisor.start(
                     "dagster",
-                    [str(BIN / "dagster"), "dev", "-w", "workspace.yaml",
-                     "-h", host, "-p", str(dagster_port)],
+                    [
+                        str(BIN / "dagster"),
+                        "dev",
+                        "-w",
+                        "workspace.yaml",
+                        "-h",
+                        host,
+                        "-p",
+                        str(dagster_port),
+                    ],
                     env,
                     REPO,
                 )
@@ -674,8 +780,10 @@ def _stack(
                 if demo:
                     say(f"demo org    {store.org_id}")
                     say(f"demo key    {store.api_key}")
-                    say(f"try: curl -H 'Authorization: Bearer {store.api_key}' "
-                        f"{local_url}/api/v1/analytics/dashboard")
+                    say(
+                        f"try: curl -H 'Authorization: Bearer {store.api_key}' "
+                        f"{local_url}/api/v1/analytics/dashboard"
+                    )
                 say("running; Ctrl-C stops everything")
                 exited = supervisor.watch(tick=tick, interval=0.25)
                 if exited is not None:
@@ -713,10 +821,18 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
     artifacts = svc.home / "mlflow" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     return [
-        str(BIN / "mlflow"), "server",
-        "--backend-store-uri", sqlalchemy_url(mlflow_db),
-        "--artifacts-destination", str(artifacts),
-        "--host", host, "--port", str(port), "--workers", "1",
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        sqlalchemy_url(mlflow_db),
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
 
 
@@ -756,7 +872,7 @@ def prepare_demo(svc: Services) -> DemoStore:
         # the 08:00-21:00 default.
         conn.execute(
             "UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings || "
-            "'{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}'::jsonb "
+            '\'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\'::jsonb '
             "WHERE org_id = %s",
             (DEMO_TIMEOUT_SECONDS, org_id),
         )
@@ -808,8 +924,10 @@ def ensure_demo_campaign(svc: Services, store: DemoStore, base_url: str, say) ->
         if response.status_code in (200, 201):
             say(f"demo campaign {DEMO_CAMPAIGN!r} created through the API")
             return
-        say(f"POST /api/v1/campaigns answered {response.status_code}: "
-            f"{response.text[:200]}; writing the campaign directly")
+        say(
+            f"POST /api/v1/campaigns answered {response.status_code}: "
+            f"{response.text[:200]}; writing the campaign directly"
+        )
     except requests.RequestException as exc:
         say(f"POST /api/v1/campaigns failed ({exc}); writing the campaign directly")
     with db.tenant(store.org_id) as conn:
@@ -831,10 +949,15 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
         sendgrid_private_key=private_key,
         database_url=svc.database_url,
         org_id=store.org_id,
-        behavior=Behavior(abandonment_timeout=DEMO_TIMEOUT_SECONDS,
-                          # engaged shoppers, so recoveries show within the first minutes
-                          open_rate=0.7, click_rate=0.5, clicked_buy_rate=0.6,
-                          open_delay=(2.0, 8.0), order_delay=(3.0, 12.0)),
+        behavior=Behavior(
+            abandonment_timeout=DEMO_TIMEOUT_SECONDS,
+            # engaged shoppers, so recoveries show within the first minutes
+            open_rate=0.7,
+            click_rate=0.5,
+            clicked_buy_rate=0.6,
+            open_delay=(2.0, 8.0),
+            order_delay=(3.0, 12.0),
+        ),
         # messages of an earlier demo run against the same data are left alone
         engage_since=datetime.now(UTC),
     )

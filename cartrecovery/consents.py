@@ -87,8 +87,16 @@ def record_consent(
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         RETURNING consent_id
         """,
-        (org_id, channel, normalize_address(channel, address), status, source, wording,
-         ip or None, user_agent),
+        (
+            org_id,
+            channel,
+            normalize_address(channel, address),
+            status,
+            source,
+            wording,
+            ip or None,
+            user_agent,
+        ),
     ).fetchone()
     return row["consent_id"]
 
@@ -123,8 +131,12 @@ def consent_status(
 
 
 def history(
-    conn: psycopg.Connection, org_id: UUID | str, channel: str | None = None,
-    address: str | None = None, since: datetime | None = None, limit: int = 500,
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    channel: str | None = None,
+    address: str | None = None,
+    since: datetime | None = None,
+    limit: int = 500,
 ) -> list[dict]:
     """Ledger entries, newest first, optionally for one channel / address."""
     normalized = None

@@ -125,8 +125,18 @@ def append_event(
                                 dedup_key, occurred_at, payload, headers)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (org_id, event_id, source, topic, connection_id, cart_id,
-         namespaced_key(source, dedup_key), occurred_at, Jsonb(payload), Jsonb(headers or {})),
+        (
+            org_id,
+            event_id,
+            source,
+            topic,
+            connection_id,
+            cart_id,
+            namespaced_key(source, dedup_key),
+            occurred_at,
+            Jsonb(payload),
+            Jsonb(headers or {}),
+        ),
     )
 
 
@@ -151,9 +161,19 @@ def store_event(
     """
     event_id = claim_event(conn, org_id, source, dedup_key)
     if event_id is not None:
-        append_event(conn, event_id, org_id=org_id, source=source, topic=topic,
-                     dedup_key=dedup_key, payload=payload, headers=headers,
-                     connection_id=connection_id, cart_id=cart_id, occurred_at=occurred_at)
+        append_event(
+            conn,
+            event_id,
+            org_id=org_id,
+            source=source,
+            topic=topic,
+            dedup_key=dedup_key,
+            payload=payload,
+            headers=headers,
+            connection_id=connection_id,
+            cart_id=cart_id,
+            occurred_at=occurred_at,
+        )
     return event_id
 
 
@@ -206,9 +226,7 @@ def claim_events(
     ).fetchall()
     claimed = {r["dedup_key"]: r["event_id"] for r in rows}
     return {
-        (s, k): claimed[namespaced_key(s, k)]
-        for s, k in keys
-        if namespaced_key(s, k) in claimed
+        (s, k): claimed[namespaced_key(s, k)] for s, k in keys if namespaced_key(s, k) in claimed
     }
 
 

@@ -137,8 +137,13 @@ class StoreHttpClient:
             if wait is None:
                 wait = self._backoff(attempt)
             elif wait > self.max_retry_after:
-                log.warning("%s %s: server asks to wait %.0fs, more than %.0fs; giving up",
-                            method, url, wait, self.max_retry_after)
+                log.warning(
+                    "%s %s: server asks to wait %.0fs, more than %.0fs; giving up",
+                    method,
+                    url,
+                    wait,
+                    self.max_retry_after,
+                )
                 return response
             log.info("%s %s answered %s; retrying in %.1fs", method, url, status, wait)
             response.close()
@@ -172,8 +177,9 @@ class StoreHttpClient:
         try:
             return load_storable_json(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise StoreApiError(f"{method} {path}: the body is not JSON",
-                                response.status_code) from exc
+            raise StoreApiError(
+                f"{method} {path}: the body is not JSON", response.status_code
+            ) from exc
 
     def close(self) -> None:
         self.session.close()

@@ -83,14 +83,18 @@ class SendingWindow(BaseModel):
         for name in ("start", "end"):
             if not _CLOCK.match(getattr(self, name)):
                 raise PydanticCustomError(
-                    "clock", "{name} must be a HH:MM time (00:00..23:59, or 24:00 as end)",
-                    {"name": name})
+                    "clock",
+                    "{name} must be a HH:MM time (00:00..23:59, or 24:00 as end)",
+                    {"name": name},
+                )
         if self.start == "24:00":
             raise PydanticCustomError("clock", "start cannot be 24:00")
         if self.start == self.end:
             raise PydanticCustomError(
-                "empty_window", "start and end are equal: the window would never open "
-                "(use 00:00-24:00 for any time)")
+                "empty_window",
+                "start and end are equal: the window would never open "
+                "(use 00:00-24:00 for any time)",
+            )
         return self
 
 
@@ -108,8 +112,10 @@ class QuietHours(SendingWindow):
         bad = [k for k in value if not _REGION.match(k)]
         if bad:
             raise PydanticCustomError(
-                "region_code", "region keys must be ISO codes like FR or US-FL: {bad}",
-                {"bad": ", ".join(bad)})
+                "region_code",
+                "region keys must be ISO codes like FR or US-FL: {bad}",
+                {"bad": ", ".join(bad)},
+            )
         return value
 
 
@@ -131,21 +137,24 @@ class EmailIdentity(BaseModel):
     from_email: str | None = Field(default=None, pattern=_EMAIL, max_length=320)
     reply_to: str | None = Field(default=None, pattern=_EMAIL, max_length=320)
     unsubscribe_group_id: int | None = Field(
-        default=None, ge=1, description="SendGrid unsubscribe group (asm) for these emails.")
+        default=None, ge=1, description="SendGrid unsubscribe group (asm) for these emails."
+    )
 
 
 class SmsIdentity(BaseModel):
     model_config = _STRICT
 
-    from_number: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$",
-                                    description="E.164 sender number")
+    from_number: str | None = Field(
+        default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 sender number"
+    )
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
 
     @model_validator(mode="after")
     def _one_sender(self) -> SmsIdentity:
         if self.from_number and self.messaging_service_sid:
             raise PydanticCustomError(
-                "sms_sender", "give from_number or messaging_service_sid, not both")
+                "sms_sender", "give from_number or messaging_service_sid, not both"
+            )
         return self
 
 
@@ -183,7 +192,8 @@ class OrgSettingsPatch(BaseModel):
         "08:00-21:00) and stricter per-region windows; messages outside are deferred.",
     )
     frequency_caps: FrequencyCaps | None = Field(
-        default=None, description="Seconds between two messages to one recipient per channel.",
+        default=None,
+        description="Seconds between two messages to one recipient per channel.",
     )
     email_consent_policy: Literal["opt_in", "soft_opt_in"] | None = Field(
         default=None,
@@ -192,28 +202,41 @@ class OrgSettingsPatch(BaseModel):
         "withdrew.",
     )
     store_timezone: str | None = Field(
-        default=None, max_length=64,
-        description="IANA zone used for quiet hours when the recipient's is unknown "
-        "(default UTC).",
+        default=None,
+        max_length=64,
+        description="IANA zone used for quiet hours when the recipient's is unknown (default UTC).",
     )
     sender_identities: SenderIdentities | None = None
     sms_help_text: str | None = Field(
-        default=None, min_length=1, max_length=320,
+        default=None,
+        min_length=1,
+        max_length=320,
         description="Reply to an SMS HELP keyword ({store} is replaced by the store name).",
     )
     raw_retention_days: int | None = Field(
-        default=None, ge=1, le=3650,
+        default=None,
+        ge=1,
+        le=3650,
         description="Personal data is purged from raw events older than this (default 365).",
     )
-    store_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$",
-                                  description="The store's home page, shown in messages.")
+    store_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://\S+$",
+        description="The store's home page, shown in messages.",
+    )
     store_address: str | None = Field(
-        default=None, max_length=500,
-        description="The store's postal address, shown in the email footer (CAN-SPAM).")
+        default=None,
+        max_length=500,
+        description="The store's postal address, shown in the email footer (CAN-SPAM).",
+    )
     support_email: str | None = Field(default=None, max_length=254, pattern=_EMAIL)
     logo_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
-    locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$",
-                               description="Formatting of money and dates (default en_US).")
+    locale: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$",
+        description="Formatting of money and dates (default en_US).",
+    )
 
     @field_validator("store_timezone")
     @classmethod
@@ -224,8 +247,10 @@ class OrgSettingsPatch(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise PydanticCustomError(
-                "time_zone", "'{zone}' is not an IANA time zone (e.g. Europe/Paris)",
-                {"zone": value}) from None
+                "time_zone",
+                "'{zone}' is not an IANA time zone (e.g. Europe/Paris)",
+                {"zone": value},
+            ) from None
         return value
 
 
@@ -265,7 +290,8 @@ def update_settings(
     # decides which top-level settings this PATCH touches).
     values = {
         name: getattr(patch, name).model_dump(mode="json", exclude_none=True)
-        if isinstance(getattr(patch, name), BaseModel) else value
+        if isinstance(getattr(patch, name), BaseModel)
+        else value
         for name, value in patch.model_dump(mode="json", exclude_unset=True).items()
     }
     column_sets = [
@@ -278,9 +304,7 @@ def update_settings(
     ]
     removed = [k for k, v in values.items() if k not in COLUMNS and v is None]
     merged = {k: v for k, v in values.items() if k not in COLUMNS and v is not None}
-    statement = sql.SQL(
-        "UPDATE app.orgs SET {} WHERE org_id = %s RETURNING org_id"
-    ).format(
+    statement = sql.SQL("UPDATE app.orgs SET {} WHERE org_id = %s RETURNING org_id").format(
         sql.SQL(", ").join(
             [*column_sets, sql.SQL("settings = (settings - %s::text[]) || %s::jsonb")]
         )

@@ -56,15 +56,22 @@ SIGNATURE_HEADER = "X-Cartrecovery-Signature"
 EVENT_HEADER = "X-Cartrecovery-Event"
 DELIVERY_HEADER = "X-Cartrecovery-Delivery"
 TIMEOUT_SECONDS = 5.0
-BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30),
-           timedelta(hours=2), timedelta(hours=6))
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+)
 MAX_ATTEMPTS = len(BACKOFF) + 1
 DISABLE_AFTER = 8
 STALE_AFTER = timedelta(minutes=10)
 SIGNATURE_TOLERANCE_SECONDS = 300
 
-_COLUMNS = ("subscription_id, url, events, description, status, disabled_reason, disabled_at, "
-            "consecutive_failures, created_at, updated_at")
+_COLUMNS = (
+    "subscription_id, url, events, description, status, disabled_reason, disabled_at, "
+    "consecutive_failures, created_at, updated_at"
+)
 
 
 def _aad(org_id: UUID | str, subscription_id: UUID | str) -> bytes:
@@ -75,8 +82,15 @@ def _aad(org_id: UUID | str, subscription_id: UUID | str) -> bytes:
 # --- subscriptions -----------------------------------------------------------------------
 
 
-def create_subscription(conn: psycopg.Connection, key: bytes, org_id: UUID, *, url: str,
-                        events: list[str], description: str | None = None) -> dict:
+def create_subscription(
+    conn: psycopg.Connection,
+    key: bytes,
+    org_id: UUID,
+    *,
+    url: str,
+    events: list[str],
+    description: str | None = None,
+) -> dict:
     """Create a subscription; returns its row plus ``secret`` (``whsec_…``), the only time the
     secret is shown. ``events`` must be known types (ValueError otherwise)."""
     unknown = sorted(set(events) - set(EVENT_TYPES))
@@ -87,8 +101,14 @@ def create_subscription(conn: psycopg.Connection, key: bytes, org_id: UUID, *, u
     row = conn.execute(
         f"INSERT INTO app.webhook_subscriptions (org_id, subscription_id, url, events, "
         f"description, secret_ciphertext) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (org_id, subscription_id, url, sorted(set(events)), description,
-         encrypt(key, secret, _aad(org_id, subscription_id))),
+        (
+            org_id,
+            subscription_id,
+            url,
+            sorted(set(events)),
+            description,
+            encrypt(key, secret, _aad(org_id, subscription_id)),
+        ),
     ).fetchone()
     return {**row, "secret": secret}
 
@@ -97,23 +117,29 @@ def list_subscriptions(conn: psycopg.Connection, org_id: UUID) -> list[dict]:
     """The org's subscriptions, newest first, without secrets."""
     return conn.execute(
         f"SELECT {_COLUMNS} FROM app.webhook_subscriptions WHERE org_id = %s "
-        "ORDER BY created_at DESC", (org_id,),
+        "ORDER BY created_at DESC",
+        (org_id,),
     ).fetchall()
 
 
 def delete_subscription(conn: psycopg.Connection, org_id: UUID, subscription_id: UUID) -> bool:
     """Delete a subscription and its deliveries; False if the org has no such subscription."""
-    return conn.execute(
-        "DELETE FROM app.webhook_subscriptions WHERE org_id = %s AND subscription_id = %s",
-        (org_id, subscription_id),
-    ).rowcount > 0
+    return (
+        conn.execute(
+            "DELETE FROM app.webhook_subscriptions WHERE org_id = %s AND subscription_id = %s",
+            (org_id, subscription_id),
+        ).rowcount
+        > 0
+    )
 
 
-def subscription_secret(conn: psycopg.Connection, key: bytes, org_id: UUID | str,
-                        subscription_id: UUID | str) -> str | None:
+def subscription_secret(
+    conn: psycopg.Connection, key: bytes, org_id: UUID | str, subscription_id: UUID | str
+) -> str | None:
     row = conn.execute(
         "SELECT secret_ciphertext FROM app.webhook_subscriptions WHERE org_id = %s "
-        "AND subscription_id = %s", (org_id, subscription_id),
+        "AND subscription_id = %s",
+        (org_id, subscription_id),
     ).fetchone()
     if row is None:
         return None
@@ -145,32 +171,56 @@ def emit(conn: psycopg.Connection, org_id: UUID | str, event_type: str, data: di
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     event_id = uuid.uuid4()
-    body = {"id": str(event_id), "type": event_type,
-            "created_at": datetime.now(UTC).isoformat(), "data": _plain(data)}
+    body = {
+        "id": str(event_id),
+        "type": event_type,
+        "created_at": datetime.now(UTC).isoformat(),
+        "data": _plain(data),
+    }
     cart_id = data.get("cart_id")
     return conn.execute(
         "INSERT INTO app.webhook_deliveries (org_id, subscription_id, event_id, event_type, "
         "cart_id, body) SELECT org_id, subscription_id, %s, %s, %s, %s "
         "FROM app.webhook_subscriptions WHERE org_id = %s AND status = 'active' "
         "AND %s = ANY(events)",
-        (event_id, event_type, str(cart_id) if cart_id else None, Jsonb(body), org_id,
-         event_type),
+        (event_id, event_type, str(cart_id) if cart_id else None, Jsonb(body), org_id, event_type),
     ).rowcount
 
 
 # Provider callback event → outgoing event type (None: not reported).
 PROVIDER_EVENTS = {
-    "sendgrid": {"delivered": "message.delivered", "open": "message.opened",
-                 "click": "message.clicked", "bounce": "message.bounced",
-                 "dropped": "message.failed", "spamreport": "message.spam_report",
-                 "unsubscribe": "message.unsubscribed",
-                 "group_unsubscribe": "message.unsubscribed"},
-    "twilio": {"delivered": "message.delivered", "undelivered": "message.bounced",
-               "failed": "message.failed"},
+    "sendgrid": {
+        "delivered": "message.delivered",
+        "open": "message.opened",
+        "click": "message.clicked",
+        "bounce": "message.bounced",
+        "dropped": "message.failed",
+        "spamreport": "message.spam_report",
+        "unsubscribe": "message.unsubscribed",
+        "group_unsubscribe": "message.unsubscribed",
+    },
+    "twilio": {
+        "delivered": "message.delivered",
+        "undelivered": "message.bounced",
+        "failed": "message.failed",
+    },
 }
-_CART_FIELDS = ("cart_id", "external_id", "platform", "connection_id", "customer_id", "email",
-                "phone", "currency", "total_price", "item_count", "line_items", "status",
-                "abandoned_at", "converted_at")
+_CART_FIELDS = (
+    "cart_id",
+    "external_id",
+    "platform",
+    "connection_id",
+    "customer_id",
+    "email",
+    "phone",
+    "currency",
+    "total_price",
+    "item_count",
+    "line_items",
+    "status",
+    "abandoned_at",
+    "converted_at",
+)
 
 
 def event_type_for(provider: str, provider_event: str) -> str | None:
@@ -188,8 +238,17 @@ def cart_data(cart: dict, **extra: Any) -> dict:
 def message_data(message: dict, **extra: Any) -> dict:
     """The ``data`` of message.* events from an ``app.outbox`` row (plus ``extra``, e.g.
     ``url`` of a click, ``occurred_at``)."""
-    fields = ("message_id", "cart_id", "campaign_id", "step_index", "channel", "recipient",
-              "provider", "provider_message_id", "sent_at")
+    fields = (
+        "message_id",
+        "cart_id",
+        "campaign_id",
+        "step_index",
+        "channel",
+        "recipient",
+        "provider",
+        "provider_message_id",
+        "sent_at",
+    )
     return {**{k: message.get(k) for k in fields if k in message}, **extra}
 
 
@@ -203,9 +262,14 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
-def verify_signature(secret: str, header: str, body: bytes, *,
-                     tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
-                     now: float | None = None) -> bool:
+def verify_signature(
+    secret: str,
+    header: str,
+    body: bytes,
+    *,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
     """What a subscriber does: True when ``header`` signs ``body`` with ``secret`` and its
     timestamp is within ``tolerance`` seconds of ``now``. Several v1 values (a secret roll)
     are accepted if any matches."""
@@ -270,8 +334,9 @@ def record_success(conn: psycopg.Connection, delivery: dict, status_code: int) -
     )
 
 
-def record_failure(conn: psycopg.Connection, delivery: dict, status_code: int | None,
-                   error: str) -> dict:
+def record_failure(
+    conn: psycopg.Connection, delivery: dict, status_code: int | None, error: str
+) -> dict:
     """Schedule the next attempt (or fail the delivery after MAX_ATTEMPTS) and count the
     failure against the subscription, disabling it after DISABLE_AFTER in a row. Returns
     ``{"status", "next_attempt_at", "subscription_disabled"}``."""
@@ -285,8 +350,16 @@ def record_failure(conn: psycopg.Connection, delivery: dict, status_code: int | 
         "last_error = %s, next_attempt_at = CASE WHEN %s::interval IS NULL THEN next_attempt_at "
         "ELSE now() + %s::interval END, updated_at = now() "
         "WHERE org_id = %s AND delivery_id = %s RETURNING next_attempt_at",
-        (status, attempts, status_code, error[:500], delay, delay, delivery["org_id"],
-         delivery["delivery_id"]),
+        (
+            status,
+            attempts,
+            status_code,
+            error[:500],
+            delay,
+            delay,
+            delivery["org_id"],
+            delivery["delivery_id"],
+        ),
     ).fetchone()
     sub = conn.execute(
         "UPDATE app.webhook_subscriptions SET consecutive_failures = consecutive_failures + 1, "
@@ -296,16 +369,21 @@ def record_failure(conn: psycopg.Connection, delivery: dict, status_code: int | 
     ).fetchone()
     disabled = False
     if sub and sub["status"] == "active" and sub["consecutive_failures"] >= DISABLE_AFTER:
-        reason = (f"{sub['consecutive_failures']} consecutive failed deliveries "
-                  f"(last: {error[:200]})")
+        reason = (
+            f"{sub['consecutive_failures']} consecutive failed deliveries (last: {error[:200]})"
+        )
         disable_subscription(conn, delivery["org_id"], delivery["subscription_id"], reason)
         disabled = True
-    return {"status": status, "next_attempt_at": row["next_attempt_at"] if row else None,
-            "subscription_disabled": disabled}
+    return {
+        "status": status,
+        "next_attempt_at": row["next_attempt_at"] if row else None,
+        "subscription_disabled": disabled,
+    }
 
 
-def disable_subscription(conn: psycopg.Connection, org_id: UUID | str,
-                         subscription_id: UUID | str, reason: str) -> None:
+def disable_subscription(
+    conn: psycopg.Connection, org_id: UUID | str, subscription_id: UUID | str, reason: str
+) -> None:
     """Disable a subscription with ``reason`` and cancel its undelivered deliveries."""
     conn.execute(
         "UPDATE app.webhook_subscriptions SET status = 'disabled', disabled_reason = %s, "

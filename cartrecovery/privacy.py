@@ -91,26 +91,69 @@ EMPTY_JSON = {"app.message_events": {"payload"}}  # provider payloads: email, ip
 # bundles prepared for a platform's data request (the subject's whole record).
 # Outgoing webhook deliveries about the subject's carts go too: a pending one must not carry
 # their data out after the erasure.
-DELETE_TABLES = {"app.local_mailbox", "app.push_subscriptions", "app.data_requests",
-                 "app.webhook_deliveries"}
+DELETE_TABLES = {
+    "app.local_mailbox",
+    "app.push_subscriptions",
+    "app.data_requests",
+    "app.webhook_deliveries",
+}
 # Append-only tables refuse UPDATE (their trigger lets an erasure DELETE): a row still
 # mentioning the subject after the linking step is deleted, not rewritten.
 APPEND_ONLY = {"app.consents"}
 # Tables whose rows are handled explicitly (or are not about a subject) in the linking step;
 # the generic scrub still searches them.
-NOT_LINKED = {"app.suppressions", "app.audit_log", "app.erasure_requests", "app.orgs",
-              "app.api_keys", "app.connections", "app.campaigns", "app.privacy_salts",
-              "raw.events", "raw.event_keys"}
+NOT_LINKED = {
+    "app.suppressions",
+    "app.audit_log",
+    "app.erasure_requests",
+    "app.orgs",
+    "app.api_keys",
+    "app.connections",
+    "app.campaigns",
+    "app.privacy_salts",
+    "raw.events",
+    "raw.event_keys",
+}
 # Keys inside stored payloads that hold personal data of whoever the payload is about.
 PERSONAL_KEYS = {
-    "email", "contact_email", "phone", "first_name", "last_name", "address1",
-    "address2", "city", "zip", "province", "province_code", "company", "latitude",
-    "longitude", "browser_ip", "client_ip", "ip", "user_agent", "useragent", "note",
-    "customer_locale", "billing_address", "shipping_address", "default_address",
-    "addresses", "landing_site", "referring_site", "abandoned_checkout_url", "recovery_url",
+    "email",
+    "contact_email",
+    "phone",
+    "first_name",
+    "last_name",
+    "address1",
+    "address2",
+    "city",
+    "zip",
+    "province",
+    "province_code",
+    "company",
+    "latitude",
+    "longitude",
+    "browser_ip",
+    "client_ip",
+    "ip",
+    "user_agent",
+    "useragent",
+    "note",
+    "customer_locale",
+    "billing_address",
+    "shipping_address",
+    "default_address",
+    "addresses",
+    "landing_site",
+    "referring_site",
+    "abandoned_checkout_url",
+    "recovery_url",
     # request headers kept with an event: the shopper's address and browser
-    "x-forwarded-for", "x-real-ip", "forwarded", "cf-connecting-ip", "true-client-ip",
-    "user-agent", "remote_addr", "remote-addr",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+    "cf-connecting-ip",
+    "true-client-ip",
+    "user-agent",
+    "remote_addr",
+    "remote-addr",
 }
 
 
@@ -186,9 +229,11 @@ def phone_variants(phone: str) -> set[str]:
         variants.add(normalized)
     try:
         number = phonenumbers.parse(normalized or phone, None)
-        for fmt in (phonenumbers.PhoneNumberFormat.E164,
-                    phonenumbers.PhoneNumberFormat.INTERNATIONAL,
-                    phonenumbers.PhoneNumberFormat.NATIONAL):
+        for fmt in (
+            phonenumbers.PhoneNumberFormat.E164,
+            phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+            phonenumbers.PhoneNumberFormat.NATIONAL,
+        ):
             variants.add(phonenumbers.format_number(number, fmt))
         variants.add(phonenumbers.national_significant_number(number))
     except phonenumbers.NumberParseException:
@@ -196,8 +241,9 @@ def phone_variants(phone: str) -> set[str]:
     return {v for v in variants if v}
 
 
-def resolve_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None = None,
-                    phone: str | None = None) -> Subject:
+def resolve_subject(
+    conn: psycopg.Connection, org_id: UUID, *, email: str | None = None, phone: str | None = None
+) -> Subject:
     """The subject's addresses and ids, widened one hop through customers and carts."""
     subject = Subject()
     if normalize_email(email):
@@ -231,7 +277,8 @@ def resolve_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None
                 phone=sql.SQL(", phone" if has_phone else ""),
                 phone_match=sql.SQL(" OR phone = ANY(%s)" if has_phone else ""),
             ),
-            (org_id, list(subject.emails), list(subject.phones)) if has_phone
+            (org_id, list(subject.emails), list(subject.phones))
+            if has_phone
             else (org_id, list(subject.emails)),
         ).fetchall()
         for row in rows:
@@ -330,8 +377,12 @@ def scrub_json(value: Any, subject: Subject, *, personal_keys: bool = False) -> 
             if isinstance(key, str) and subject.matches_text(key):
                 new_key = f"{REDACTED}{len(out)}"
                 changed = True
-            if personal_keys and isinstance(key, str) and key.lower() in PERSONAL_KEYS \
-                    and item not in (None, "", [], {}):
+            if (
+                personal_keys
+                and isinstance(key, str)
+                and key.lower() in PERSONAL_KEYS
+                and item not in (None, "", [], {})
+            ):
                 out[new_key] = _redact_all(item)
                 changed = True
                 continue
@@ -372,8 +423,9 @@ def _search_condition(table: Table, subject: Subject) -> tuple[sql.Composable, l
             parts.append(sql.SQL("{}::text ILIKE ANY(%s)").format(ident))
             params.append(email_patterns)
         if digit_patterns:
-            parts.append(sql.SQL("regexp_replace({}::text, '[^0-9]', '', 'g') LIKE ANY(%s)")
-                         .format(ident))
+            parts.append(
+                sql.SQL("regexp_replace({}::text, '[^0-9]', '', 'g') LIKE ANY(%s)").format(ident)
+            )
             params.append(digit_patterns)
     if not parts:
         return None
@@ -391,8 +443,14 @@ def _pk_condition(table: Table, row: dict) -> tuple[sql.Composable, list]:
     return cond, [row[c] for c in table.primary_key]
 
 
-def _scrub_table(conn: psycopg.Connection, org_id: UUID, table: Table, subject: Subject,
-                 *, personal_keys_where: set[UUID] | None = None) -> int:
+def _scrub_table(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    table: Table,
+    subject: Subject,
+    *,
+    personal_keys_where: set[UUID] | None = None,
+) -> int:
     """Rewrite every value of ``table`` mentioning the subject. Returns rows changed."""
     found = _search_condition(table, subject)
     linked_raw = table.qualified == "raw.events" and personal_keys_where is not None
@@ -406,8 +464,12 @@ def _scrub_table(conn: psycopg.Connection, org_id: UUID, table: Table, subject: 
     rows = conn.execute(
         sql.SQL("SELECT {cols} FROM {table} WHERE org_id = %s AND {cond}").format(
             cols=sql.SQL(", ").join(
-                sql.Identifier(c) for c in {*table.primary_key, *(c.name for c in cols),
-                                            *(["cart_id"] if linked_raw else [])}
+                sql.Identifier(c)
+                for c in {
+                    *table.primary_key,
+                    *(c.name for c in cols),
+                    *(["cart_id"] if linked_raw else []),
+                }
             ),
             table=table.ident,
             cond=condition,
@@ -441,7 +503,8 @@ def _scrub_table(conn: psycopg.Connection, org_id: UUID, table: Table, subject: 
             pk_cond, pk_params = _pk_condition(table, row)
             conn.execute(
                 sql.SQL("DELETE FROM {table} WHERE org_id = %s AND {pk}").format(
-                    table=table.ident, pk=pk_cond),
+                    table=table.ident, pk=pk_cond
+                ),
                 [org_id, *pk_params],
             )
             changed_rows += 1
@@ -479,9 +542,7 @@ def _org_salt(conn: psycopg.Connection, org_id: UUID, *, create: bool) -> bytes 
             "ON CONFLICT (org_id) DO NOTHING",
             (org_id, secrets.token_bytes(32)),
         )
-    row = conn.execute(
-        "SELECT salt FROM app.privacy_salts WHERE org_id = %s", (org_id,)
-    ).fetchone()
+    row = conn.execute("SELECT salt FROM app.privacy_salts WHERE org_id = %s", (org_id,)).fetchone()
     return bytes(row["salt"]) if row else None
 
 
@@ -496,21 +557,24 @@ def normalize_address(channel: str, address: str) -> str:
 
 
 def _hash(salt: bytes, channel: str, address: str) -> str:
-    digest = hmac.new(salt, f"{channel}:{normalize_address(channel, address)}".encode(),
-                      hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        salt, f"{channel}:{normalize_address(channel, address)}".encode(), hashlib.sha256
+    ).hexdigest()
     return f"erased:{digest}"
 
 
-def suppression_key(conn: psycopg.Connection, org_id: UUID, channel: str,
-                    address: str) -> str | None:
+def suppression_key(
+    conn: psycopg.Connection, org_id: UUID, channel: str, address: str
+) -> str | None:
     """The form an erased subject's address takes in ``app.suppressions``: ``erased:<hex
     HMAC-SHA256(org salt, channel:address)>``; None when the org never erased anyone."""
     salt = _org_salt(conn, org_id, create=False)
     return _hash(salt, channel, address) if salt else None
 
 
-def suppression_addresses(conn: psycopg.Connection, org_id: UUID, channel: str,
-                          address: str) -> list[str]:
+def suppression_addresses(
+    conn: psycopg.Connection, org_id: UUID, channel: str, address: str
+) -> list[str]:
     """Every form ``address`` may have in ``app.suppressions``: as given, normalised, and
     its erased (hashed) form. Match with ``address = ANY(%s)`` wherever suppressions are
     looked up or lifted (the gate, START/resubscribe)."""
@@ -521,8 +585,7 @@ def suppression_addresses(conn: psycopg.Connection, org_id: UUID, channel: str,
     return keys
 
 
-def is_suppressed(conn: psycopg.Connection, org_id: UUID, channel: str,
-                  address: str) -> str | None:
+def is_suppressed(conn: psycopg.Connection, org_id: UUID, channel: str, address: str) -> str | None:
     """The suppression reason for ``address`` on ``channel`` (plain or erased form), or None.
     This is the lookup the send-time gate must use."""
     keys = suppression_addresses(conn, org_id, channel, address)
@@ -551,14 +614,20 @@ def _hash_suppressions(conn: psycopg.Connection, org_id: UUID, subject: Subject)
         conn.execute(
             "INSERT INTO app.suppressions (org_id, channel, address, reason, created_at) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (org_id, row["channel"], _hash(salt, row["channel"], row["address"]),
-             row["reason"], row["created_at"]),
+            (
+                org_id,
+                row["channel"],
+                _hash(salt, row["channel"], row["address"]),
+                row["reason"],
+                row["created_at"],
+            ),
         )
     return len(rows)
 
 
-def subject_hash(conn: psycopg.Connection, org_id: UUID, *, email: str | None,
-                 phone: str | None) -> str:
+def subject_hash(
+    conn: psycopg.Connection, org_id: UUID, *, email: str | None, phone: str | None
+) -> str:
     """A salted hash naming the subject in records that must hold no PII."""
     salt = _org_salt(conn, org_id, create=True)
     parts = [normalize_email(email) or "", normalize_phone(phone) or ""]
@@ -577,11 +646,17 @@ def _link_condition(table: Table, subject: Subject) -> tuple[sql.Composable, lis
     params: list = []
     for column in table.columns.values():
         if CONTACT_COLUMN.search(column.name) and column.type in TEXT_TYPES:
-            parts.append(sql.SQL("(lower({c}) = ANY(%s) OR {c} = ANY(%s))")
-                         .format(c=sql.Identifier(column.name)))
+            parts.append(
+                sql.SQL("(lower({c}) = ANY(%s) OR {c} = ANY(%s))").format(
+                    c=sql.Identifier(column.name)
+                )
+            )
             params += [list(subject.emails), list(subject.phones)]
-    for name, ids in (("customer_id", subject.customer_ids), ("cart_id", subject.cart_ids),
-                      ("message_id", subject.message_ids)):
+    for name, ids in (
+        ("customer_id", subject.customer_ids),
+        ("cart_id", subject.cart_ids),
+        ("message_id", subject.message_ids),
+    ):
         if name in table.columns and ids and table.columns[name].type == "uuid":
             parts.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(name)))
             params.append(list(ids))
@@ -592,13 +667,18 @@ def _link_condition(table: Table, subject: Subject) -> tuple[sql.Composable, lis
 
 def _personal_columns(table: Table) -> list[Column]:
     extra = EXTRA_PERSONAL.get(table.qualified, set())
-    return [c for c in table.columns.values()
-            if c.name not in table.primary_key and c.name != "org_id"
-            and (PERSONAL_COLUMN.search(c.name) or c.name in extra)]
+    return [
+        c
+        for c in table.columns.values()
+        if c.name not in table.primary_key
+        and c.name != "org_id"
+        and (PERSONAL_COLUMN.search(c.name) or c.name in extra)
+    ]
 
 
-def _anonymise_linked(conn: psycopg.Connection, org_id: UUID, table: Table,
-                      subject: Subject) -> int:
+def _anonymise_linked(
+    conn: psycopg.Connection, org_id: UUID, table: Table, subject: Subject
+) -> int:
     found = _link_condition(table, subject)
     if found is None:
         return 0
@@ -619,21 +699,33 @@ def _anonymise_linked(conn: psycopg.Connection, org_id: UUID, table: Table,
         ).rowcount
         return deleted
     sets = [sql.SQL("{} = NULL").format(sql.Identifier(c.name)) for c in personal]
-    sets += [sql.SQL("{} = '{{}}'").format(sql.Identifier(name)) for name in empty_json
-             if name in table.columns]
+    sets += [
+        sql.SQL("{} = '{{}}'").format(sql.Identifier(name))
+        for name in empty_json
+        if name in table.columns
+    ]
     if "updated_at" in table.columns:
         sets.append(sql.SQL("updated_at = now()"))
     if not sets:
         return 0
     return conn.execute(
-        sql.SQL("UPDATE {} SET ").format(table.ident) + sql.SQL(", ").join(sets)
-        + sql.SQL(" WHERE ") + where,
+        sql.SQL("UPDATE {} SET ").format(table.ident)
+        + sql.SQL(", ").join(sets)
+        + sql.SQL(" WHERE ")
+        + where,
         [org_id, *params],
     ).rowcount
 
 
-def erase_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None = None,
-                  phone: str | None = None, reason: str, requested_by: str) -> dict:
+def erase_subject(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    reason: str,
+    requested_by: str,
+) -> dict:
     """Erase everything held about the subject named by ``email`` and/or ``phone`` in the
     org, in the caller's tenant transaction; record the erasure (no PII) in
     ``app.erasure_requests``. Returns ``{"erasure_id", "counts": {table: rows changed}}``.
@@ -651,8 +743,7 @@ def erase_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None =
         if changed:
             counts[table.qualified] = counts.get(table.qualified, 0) + changed
     for table in all_tables:
-        changed = _scrub_table(conn, org_id, table, subject,
-                               personal_keys_where=subject.cart_ids)
+        changed = _scrub_table(conn, org_id, table, subject, personal_keys_where=subject.cart_ids)
         if changed:
             counts[table.qualified] = counts.get(table.qualified, 0) + changed
     counts = {k: v for k, v in counts.items() if v}
@@ -667,8 +758,14 @@ def erase_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None =
     return {"erasure_id": str(row["erasure_id"]), "subject_hash": hashed, "counts": counts}
 
 
-def erase_connection_data(conn: psycopg.Connection, org_id: UUID, connection_id: UUID, *,
-                          reason: str, requested_by: str = "system") -> dict:
+def erase_connection_data(
+    conn: psycopg.Connection,
+    org_id: UUID,
+    connection_id: UUID,
+    *,
+    reason: str,
+    requested_by: str = "system",
+) -> dict:
     """Delete everything the store behind ``connection_id`` sent: its carts and every row of
     any table linked to them (messages, mailbox, events, recoveries, coupons, push
     subscriptions…), rows of any table naming the connection, its orders, raw events and their
@@ -684,31 +781,48 @@ def erase_connection_data(conn: psycopg.Connection, org_id: UUID, connection_id:
         if n:
             counts[name] = counts.get(name, 0) + n
 
-    cart_ids = [r["cart_id"] for r in conn.execute(
-        "SELECT cart_id FROM app.carts WHERE org_id = %s AND connection_id = %s",
-        (org_id, connection_id)).fetchall()]
-    customer_ids = {r["customer_id"] for r in conn.execute(
-        "SELECT customer_id FROM app.carts WHERE org_id = %s AND connection_id = %s "
-        "AND customer_id IS NOT NULL UNION SELECT customer_id FROM app.orders "
-        "WHERE org_id = %s AND connection_id = %s AND customer_id IS NOT NULL",
-        (org_id, connection_id, org_id, connection_id)).fetchall()}
+    cart_ids = [
+        r["cart_id"]
+        for r in conn.execute(
+            "SELECT cart_id FROM app.carts WHERE org_id = %s AND connection_id = %s",
+            (org_id, connection_id),
+        ).fetchall()
+    ]
+    customer_ids = {
+        r["customer_id"]
+        for r in conn.execute(
+            "SELECT customer_id FROM app.carts WHERE org_id = %s AND connection_id = %s "
+            "AND customer_id IS NOT NULL UNION SELECT customer_id FROM app.orders "
+            "WHERE org_id = %s AND connection_id = %s AND customer_id IS NOT NULL",
+            (org_id, connection_id, org_id, connection_id),
+        ).fetchall()
+    }
     # Customers with carts or orders from another store stay.
-    shared = {r["customer_id"] for r in conn.execute(
-        "SELECT customer_id FROM app.carts WHERE org_id = %s AND customer_id = ANY(%s) "
-        "AND connection_id IS DISTINCT FROM %s UNION SELECT customer_id FROM app.orders "
-        "WHERE org_id = %s AND customer_id = ANY(%s) AND connection_id IS DISTINCT FROM %s",
-        (org_id, list(customer_ids), connection_id, org_id, list(customer_ids),
-         connection_id)).fetchall()}
+    shared = {
+        r["customer_id"]
+        for r in conn.execute(
+            "SELECT customer_id FROM app.carts WHERE org_id = %s AND customer_id = ANY(%s) "
+            "AND connection_id IS DISTINCT FROM %s UNION SELECT customer_id FROM app.orders "
+            "WHERE org_id = %s AND customer_id = ANY(%s) AND connection_id IS DISTINCT FROM %s",
+            (org_id, list(customer_ids), connection_id, org_id, list(customer_ids), connection_id),
+        ).fetchall()
+    }
     only_here = list(customer_ids - shared)
-    message_ids = [r["message_id"] for r in conn.execute(
-        "SELECT message_id FROM app.outbox WHERE org_id = %s AND cart_id = ANY(%s)",
-        (org_id, cart_ids)).fetchall()]
+    message_ids = [
+        r["message_id"]
+        for r in conn.execute(
+            "SELECT message_id FROM app.outbox WHERE org_id = %s AND cart_id = ANY(%s)",
+            (org_id, cart_ids),
+        ).fetchall()
+    ]
 
-    people = Subject(customer_ids=set(only_here), cart_ids=set(cart_ids),
-                     message_ids=set(message_ids))
+    people = Subject(
+        customer_ids=set(only_here), cart_ids=set(cart_ids), message_ids=set(message_ids)
+    )
     for person in conn.execute(
-            "SELECT email, phone FROM app.customers WHERE org_id = %s AND customer_id = ANY(%s)",
-            (org_id, only_here)).fetchall():
+        "SELECT email, phone FROM app.customers WHERE org_id = %s AND customer_id = ANY(%s)",
+        (org_id, only_here),
+    ).fetchall():
         if person["email"]:
             people.emails.add(person["email"].lower())
         if person["phone"]:
@@ -716,14 +830,26 @@ def erase_connection_data(conn: psycopg.Connection, org_id: UUID, connection_id:
     if people.emails or people.phones:
         add("app.suppressions", _hash_suppressions(conn, org_id, people))
 
-    skip = {"app.carts", "app.customers", "app.orders", "app.connections", "raw.events",
-            "raw.event_keys"} | NOT_LINKED
+    skip = {
+        "app.carts",
+        "app.customers",
+        "app.orders",
+        "app.connections",
+        "raw.events",
+        "raw.event_keys",
+    } | NOT_LINKED
     for name, table in all_tables.items():
         if name in skip or "connection_id" not in table.columns:
             continue
-        add(name, conn.execute(
-            sql.SQL("DELETE FROM {} WHERE org_id = %s AND connection_id = %s").format(
-                table.ident), (org_id, connection_id)).rowcount)
+        add(
+            name,
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE org_id = %s AND connection_id = %s").format(
+                    table.ident
+                ),
+                (org_id, connection_id),
+            ).rowcount,
+        )
     # Dependents first: every row linked to a message, cart or customer being deleted, or
     # naming one of the customers' addresses.
     for name, table in all_tables.items():
@@ -732,31 +858,60 @@ def erase_connection_data(conn: psycopg.Connection, org_id: UUID, connection_id:
         found = _link_condition(table, people)
         if found is not None:
             condition, params = found
-            add(name, conn.execute(
-                sql.SQL("DELETE FROM {} WHERE org_id = %s AND ").format(table.ident)
-                + condition, [org_id, *params]).rowcount)
-    add("app.orders", conn.execute(
-        "DELETE FROM app.orders WHERE org_id = %s AND (connection_id = %s OR cart_id = ANY(%s))",
-        (org_id, connection_id, cart_ids)).rowcount)
-    add("app.carts", conn.execute(
-        "DELETE FROM app.carts WHERE org_id = %s AND connection_id = %s",
-        (org_id, connection_id)).rowcount)
-    add("app.customers", conn.execute(
-        "DELETE FROM app.customers WHERE org_id = %s AND customer_id = ANY(%s)",
-        (org_id, only_here)).rowcount)
-    add("raw.event_keys", conn.execute(
-        "DELETE FROM raw.event_keys k USING raw.events e WHERE k.org_id = %s "
-        "AND e.org_id = k.org_id AND e.event_id = k.event_id "
-        "AND (e.connection_id = %s OR e.cart_id = ANY(%s))",
-        (org_id, connection_id, cart_ids)).rowcount)
-    add("raw.events", conn.execute(
-        "DELETE FROM raw.events WHERE org_id = %s AND (connection_id = %s OR cart_id = ANY(%s))",
-        (org_id, connection_id, cart_ids)).rowcount)
+            add(
+                name,
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE org_id = %s AND ").format(table.ident)
+                    + condition,
+                    [org_id, *params],
+                ).rowcount,
+            )
+    add(
+        "app.orders",
+        conn.execute(
+            "DELETE FROM app.orders WHERE org_id = %s"
+            " AND (connection_id = %s OR cart_id = ANY(%s))",
+            (org_id, connection_id, cart_ids),
+        ).rowcount,
+    )
+    add(
+        "app.carts",
+        conn.execute(
+            "DELETE FROM app.carts WHERE org_id = %s AND connection_id = %s",
+            (org_id, connection_id),
+        ).rowcount,
+    )
+    add(
+        "app.customers",
+        conn.execute(
+            "DELETE FROM app.customers WHERE org_id = %s AND customer_id = ANY(%s)",
+            (org_id, only_here),
+        ).rowcount,
+    )
+    add(
+        "raw.event_keys",
+        conn.execute(
+            "DELETE FROM raw.event_keys k USING raw.events e WHERE k.org_id = %s "
+            "AND e.org_id = k.org_id AND e.event_id = k.event_id "
+            "AND (e.connection_id = %s OR e.cart_id = ANY(%s))",
+            (org_id, connection_id, cart_ids),
+        ).rowcount,
+    )
+    add(
+        "raw.events",
+        conn.execute(
+            "DELETE FROM raw.events WHERE org_id = %s"
+            " AND (connection_id = %s OR cart_id = ANY(%s))",
+            (org_id, connection_id, cart_ids),
+        ).rowcount,
+    )
     if people.emails or people.phones:
         # Whatever still mentions them (a tracking event without a cart, a webhook body…).
         for table in all_tables.values():
-            add(table.qualified, _scrub_table(conn, org_id, table, people,
-                                              personal_keys_where=set()))
+            add(
+                table.qualified,
+                _scrub_table(conn, org_id, table, people, personal_keys_where=set()),
+            )
     row = conn.execute(
         "INSERT INTO app.erasure_requests (org_id, subject_hash, kind, requested_by, reason, "
         "counts) VALUES (%s, %s, 'connection', %s, %s, %s) RETURNING erasure_id",
@@ -789,15 +944,21 @@ def _jsonable(value: Any) -> Any:
     return str(value)  # inet, …
 
 
-def export_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None = None,
-                   phone: str | None = None) -> dict:
+def export_subject(
+    conn: psycopg.Connection, org_id: UUID, *, email: str | None = None, phone: str | None = None
+) -> dict:
     """Everything held about the subject, JSON-ready: ``{"subject", "customers", "carts"
     (with line items), "orders", "messages", "message_events", "suppressions", "raw_events",
     and one key per other table with linked rows (consents, push subscriptions, coupons…)}``.
     Raises ValueError when neither email nor phone is given."""
     subject = resolve_subject(conn, org_id, email=email, phone=phone)
-    names = {"app.customers": "customers", "app.carts": "carts", "app.orders": "orders",
-             "app.outbox": "messages", "app.message_events": "message_events"}
+    names = {
+        "app.customers": "customers",
+        "app.carts": "carts",
+        "app.orders": "orders",
+        "app.outbox": "messages",
+        "app.message_events": "message_events",
+    }
     out: dict[str, Any] = {
         "subject": {"emails": sorted(subject.emails), "phones": sorted(subject.phones)},
         "exported_at": datetime.now(UTC).isoformat(),
@@ -818,12 +979,16 @@ def export_subject(conn: psycopg.Connection, org_id: UUID, *, email: str | None 
         ).fetchall()
         key = names.get(table.qualified, table.name if table.schema == "app" else table.qualified)
         if rows or key in names.values():
-            out[key] = [_jsonable({k: v for k, v in r.items() if k not in secret_columns})
-                        for r in rows]
-    out["suppressions"] = _jsonable(conn.execute(
-        "SELECT channel, address, reason, created_at FROM app.suppressions WHERE org_id = %s "
-        "AND (lower(address) = ANY(%s) OR address = ANY(%s))",
-        (org_id, list(subject.emails), list(subject.phones))).fetchall())
+            out[key] = [
+                _jsonable({k: v for k, v in r.items() if k not in secret_columns}) for r in rows
+            ]
+    out["suppressions"] = _jsonable(
+        conn.execute(
+            "SELECT channel, address, reason, created_at FROM app.suppressions WHERE org_id = %s "
+            "AND (lower(address) = ANY(%s) OR address = ANY(%s))",
+            (org_id, list(subject.emails), list(subject.phones)),
+        ).fetchall()
+    )
     out["raw_events"] = _jsonable(_raw_events_about(conn, org_id, subject))
     return out
 
@@ -835,20 +1000,28 @@ def _raw_events_about(conn: psycopg.Connection, org_id: UUID, subject: Subject) 
     found = _search_condition(raw, subject) or (sql.SQL("false"), [])
     condition, params = found
     rows = conn.execute(
-        sql.SQL("SELECT event_id, received_at, source, topic, connection_id, cart_id, "
-                "occurred_at, payload, headers FROM raw.events WHERE org_id = %s AND "
-                "({} OR cart_id = ANY(%s)) ORDER BY received_at").format(condition),
+        sql.SQL(
+            "SELECT event_id, received_at, source, topic, connection_id, cart_id, "
+            "occurred_at, payload, headers FROM raw.events WHERE org_id = %s AND "
+            "({} OR cart_id = ANY(%s)) ORDER BY received_at"
+        ).format(condition),
         [org_id, *params, list(subject.cart_ids)],
     ).fetchall()
-    return [r for r in rows if r["cart_id"] in subject.cart_ids
-            or _mentions(r["payload"], subject) or _mentions(r["headers"], subject)]
+    return [
+        r
+        for r in rows
+        if r["cart_id"] in subject.cart_ids
+        or _mentions(r["payload"], subject)
+        or _mentions(r["headers"], subject)
+    ]
 
 
 # --- retention ---------------------------------------------------------------------------
 
 
-def purge_raw_events(db_or_conn: Any, now: datetime | None = None, *,
-                     batch_size: int = 1000) -> int:
+def purge_raw_events(
+    db_or_conn: Any, now: datetime | None = None, *, batch_size: int = 1000
+) -> int:
     """Empty payload and headers (``{"purged": true}`` / ``{}``) of raw events older than their
     org's ``raw_retention_days`` (``app.orgs.settings``, default 365). Takes a
     ``Database`` (runs system transactions, batch by batch) or a connection (runs in it).
@@ -889,8 +1062,9 @@ def purge_raw_events(db_or_conn: Any, now: datetime | None = None, *,
 _last_purge: float | None = None
 
 
-def purge_raw_events_if_due(db: Any, *, every_seconds: float = 3600.0,
-                            now: datetime | None = None) -> int:
+def purge_raw_events_if_due(
+    db: Any, *, every_seconds: float = 3600.0, now: datetime | None = None
+) -> int:
     """:func:`purge_raw_events` at most once per ``every_seconds`` in this process (the
     scheduler tick calls this every few seconds; retention is counted in days)."""
     global _last_purge
@@ -904,8 +1078,9 @@ def purge_raw_events_if_due(db: Any, *, every_seconds: float = 3600.0,
 # --- providers ---------------------------------------------------------------------------
 
 
-def remove_from_providers(settings: Any, *, emails: Iterable[str] = (),
-                          phones: Iterable[str] = ()) -> dict:
+def remove_from_providers(
+    settings: Any, *, emails: Iterable[str] = (), phones: Iterable[str] = ()
+) -> dict:
     """Remove the subject's contacts from providers that store them (after the database
     erasure committed). SendGrid (when ``SENDGRID_API_KEY`` is set): look the emails up in
     Marketing Contacts and delete the contacts found. Twilio keeps no contact store: 'not
@@ -931,15 +1106,19 @@ def _sendgrid_delete_contacts(settings: Any, emails: list[str]) -> dict:
     try:
         try:
             found = client.client.marketing.contacts.search.emails.post(
-                request_body={"emails": emails})
+                request_body={"emails": emails}
+            )
             body = json.loads(found.body or b"{}")
         except HTTPError as exc:
             # 404: none of the emails is a contact.
             if getattr(exc, "status_code", 0) == 404:
                 return {"status": "no_contacts", "deleted": 0}
             raise
-        ids = [entry["contact"]["id"] for entry in (body.get("result") or {}).values()
-               if isinstance(entry, dict) and entry.get("contact", {}).get("id")]
+        ids = [
+            entry["contact"]["id"]
+            for entry in (body.get("result") or {}).values()
+            if isinstance(entry, dict) and entry.get("contact", {}).get("id")
+        ]
         if not ids:
             return {"status": "no_contacts", "deleted": 0}
         response = client.client.marketing.contacts.delete(query_params={"ids": ",".join(ids)})

@@ -120,8 +120,7 @@ def lookup_key(db: Database, key: str) -> tuple[tenancy.ApiKey | None, Publishab
             "SELECT allowed_origins FROM app.api_keys WHERE org_id = %s AND key_id = %s",
             (found.org_id, found.key_id),
         ).fetchone()
-    return found, PublishableKey(found.org_id, found.key_id,
-                                 tuple(row["allowed_origins"] or ()))
+    return found, PublishableKey(found.org_id, found.key_id, tuple(row["allowed_origins"] or ()))
 
 
 def load_publishable_key(db: Database, key: str) -> PublishableKey | None:

@@ -40,11 +40,15 @@ def save_subscription(
     """Store (or refresh) the subscription for ``endpoint``; returns (subscription_id,
     created). A browser that subscribes again keeps one row: its keys are replaced, and cart
     and customer links are filled in, never erased."""
-    cart = state.find_cart(conn, org_id, SNIPPET_PLATFORM, external_ids=[external_cart_id]) \
-        if external_cart_id else None
+    cart = (
+        state.find_cart(conn, org_id, SNIPPET_PLATFORM, external_ids=[external_cart_id])
+        if external_cart_id
+        else None
+    )
     email = state.normalize_email(email) or (cart or {}).get("email")
     customer_id = (cart or {}).get("customer_id") or (
-        state.upsert_customer(conn, org_id, email=email) if email else None)
+        state.upsert_customer(conn, org_id, email=email) if email else None
+    )
     row = conn.execute(
         """
         INSERT INTO app.push_subscriptions AS s
@@ -64,8 +68,19 @@ def save_subscription(
             updated_at = now()
         RETURNING subscription_id, (xmax = 0) AS created
         """,
-        (org_id, (cart or {}).get("cart_id"), external_cart_id, customer_id, email, endpoint,
-         p256dh, auth, expiration_time, user_agent, key_id),
+        (
+            org_id,
+            (cart or {}).get("cart_id"),
+            external_cart_id,
+            customer_id,
+            email,
+            endpoint,
+            p256dh,
+            auth,
+            expiration_time,
+            user_agent,
+            key_id,
+        ),
     ).fetchone()
     return row["subscription_id"], row["created"]
 

@@ -77,8 +77,7 @@ class SyncError(Exception):
 # --- state changes shared with the webhook path -----------------------------------------------
 
 
-def backdate_activity(conn: psycopg.Connection, org_id: UUID, cart_id: UUID,
-                      at: datetime) -> None:
+def backdate_activity(conn: psycopg.Connection, org_id: UUID, cart_id: UUID, at: datetime) -> None:
     """The shopper's last action was at ``at`` (not when we heard of it): an active cart's
     idle clock starts there."""
     conn.execute(
@@ -181,13 +180,15 @@ def _version(obj: dict, *fields: str) -> str:
     return "-"
 
 
-def _parsed(adapter, connection: Connection, obj: dict, headers: dict[str, str],
-            topic: str | None = None):
+def _parsed(
+    adapter, connection: Connection, obj: dict, headers: dict[str, str], topic: str | None = None
+):
     """The adapter's own webhook parsing of ``obj`` (signature checks are not involved)."""
     from ingest.adapters.base import AdapterError, InboundRequest
 
-    request = InboundRequest(body=json.dumps(obj).encode(), headers=headers, url="sync:",
-                             topic=topic)
+    request = InboundRequest(
+        body=json.dumps(obj).encode(), headers=headers, url="sync:", topic=topic
+    )
     try:
         return adapter.parse(request, connection)
     except AdapterError as exc:
@@ -216,8 +217,7 @@ class _ShopifyResource(Resource):
         delivery = _parsed(ShopifyAdapter(), self.connection, obj, {}, topic=self.topic)
         ident = obj.get(self.id_field)
         key = f"sync:{self.name}:{ident}:{_version(obj, 'updated_at', 'created_at')}"
-        return Change(key, delivery.topic, delivery.payload, delivery.apply,
-                      delivery.occurred_at)
+        return Change(key, delivery.topic, delivery.payload, delivery.apply, delivery.occurred_at)
 
 
 class ShopifyCheckouts(_ShopifyResource):
@@ -252,25 +252,40 @@ class WooOrders(Resource):
 
     def fetch(self, cursor: str) -> Page:
         page = int(cursor)
-        response, body = _get(self.client, "/wp-json/wc/v3/orders", params={
-            "after": _iso(self.since), "status": "pending,failed,processing,completed",
-            "per_page": self.per_page, "page": page, "orderby": "date", "order": "asc"})
+        response, body = _get(
+            self.client,
+            "/wp-json/wc/v3/orders",
+            params={
+                "after": _iso(self.since),
+                "status": "pending,failed,processing,completed",
+                "per_page": self.per_page,
+                "page": page,
+                "orderby": "date",
+                "order": "asc",
+            },
+        )
         if not isinstance(body, list):
             raise SyncError("/wp-json/wc/v3/orders: the answer is not a list")
         total_pages = _int(response.headers.get("X-WP-TotalPages"))
         last = not body or (total_pages is not None and page >= total_pages)
-        return Page([o for o in body if isinstance(o, dict)], None if last else str(page + 1),
-                    _int(response.headers.get("X-WP-Total")))
+        return Page(
+            [o for o in body if isinstance(o, dict)],
+            None if last else str(page + 1),
+            _int(response.headers.get("X-WP-Total")),
+        )
 
     def change(self, obj: dict) -> Change:
         from ingest.adapters.woocommerce import WooCommerceAdapter
 
         site = self.client.base_url + "/"
-        delivery = _parsed(WooCommerceAdapter(), self.connection, obj,
-                           {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Source": site})
+        delivery = _parsed(
+            WooCommerceAdapter(),
+            self.connection,
+            obj,
+            {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Source": site},
+        )
         key = f"sync:orders:{obj.get('id')}:{_version(obj, 'date_modified_gmt', 'date_modified')}"
-        return Change(key, delivery.topic, delivery.payload, delivery.apply,
-                      delivery.occurred_at)
+        return Change(key, delivery.topic, delivery.payload, delivery.apply, delivery.occurred_at)
 
 
 # BigCommerce
@@ -285,8 +300,12 @@ class _BigCommerceOrders(Resource):
 
     def fetch(self, cursor: str) -> Page:
         page = int(cursor)
-        params: dict[str, Any] = {"min_date_created": _iso(self.since), "page": page,
-                                  "limit": self.limit, "sort": "date_created:asc"}
+        params: dict[str, Any] = {
+            "min_date_created": _iso(self.since),
+            "page": page,
+            "limit": self.limit,
+            "sort": "date_created:asc",
+        }
         if self.status_id is not None:
             params["status_id"] = self.status_id
         _, body = _get(self.client, "/v2/orders", params=params)
@@ -315,16 +334,20 @@ class BigCommerceCheckouts(_BigCommerceOrders):
             phone=address.phone if address else None,
             first_name=address.first_name if address else None,
             last_name=address.last_name if address else None,
-            customer_external_id=order.customer_id if order.customer_id not in (None, "0")
+            customer_external_id=order.customer_id
+            if order.customer_id not in (None, "0")
             else None,
             currency=order.currency_code,
             source_created_at=rfc2822(order.date_created),
             source_updated_at=rfc2822(order.date_modified) or rfc2822(order.date_created),
         )
-        return Change(f"sync:checkouts:{order.id}:{_version(obj, 'date_modified')}",
-                      "store/order/incomplete", {"order": obj},
-                      lambda conn, org_id: upsert_cart(conn, org_id, cart),
-                      cart.source_updated_at)
+        return Change(
+            f"sync:checkouts:{order.id}:{_version(obj, 'date_modified')}",
+            "store/order/incomplete",
+            {"order": obj},
+            lambda conn, org_id: upsert_cart(conn, org_id, cart),
+            cart.source_updated_at,
+        )
 
 
 class BigCommerceOrders(_BigCommerceOrders):
@@ -335,13 +358,17 @@ class BigCommerceOrders(_BigCommerceOrders):
 
         order = read_order(obj)
         if order.status_id == 0:
-            return Change(f"sync:orders:{order.id}:-", "store/order/incomplete", {"order": obj},
-                          None)
+            return Change(
+                f"sync:orders:{order.id}:-", "store/order/incomplete", {"order": obj}, None
+            )
         canonical = order_to_canonical(order, self.connection.connection_id)
-        return Change(f"sync:orders:{order.id}:{_version(obj, 'date_modified')}",
-                      "store/order/created", {"order": obj},
-                      lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"],
-                      canonical.ordered_at)
+        return Change(
+            f"sync:orders:{order.id}:{_version(obj, 'date_modified')}",
+            "store/order/created",
+            {"order": obj},
+            lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"],
+            canonical.ordered_at,
+        )
 
 
 RESOURCES: dict[str, dict[str, type[Resource]]] = {
@@ -366,21 +393,30 @@ def api_client(connection: Connection, **client_options) -> StoreHttpClient:
         if not creds.get("access_token"):
             raise SyncError("the connection has no Shopify access_token credential")
         base = creds.get("api_base_url") or f"https://{connection.shop_domain}"
-        return StoreHttpClient(base, {"X-Shopify-Access-Token": creds["access_token"],
-                                      "Accept": "application/json"}, **options)
+        return StoreHttpClient(
+            base,
+            {"X-Shopify-Access-Token": creds["access_token"], "Accept": "application/json"},
+            **options,
+        )
     if platform == "woocommerce":
         if not creds.get("consumer_key") or not creds.get("consumer_secret"):
             raise SyncError("the connection has no WooCommerce consumer_key/consumer_secret")
         base = creds.get("api_base_url") or f"https://{connection.shop_domain}"
-        return StoreHttpClient(base, {"Accept": "application/json"},
-                               auth=(creds["consumer_key"], creds["consumer_secret"]), **options)
+        return StoreHttpClient(
+            base,
+            {"Accept": "application/json"},
+            auth=(creds["consumer_key"], creds["consumer_secret"]),
+            **options,
+        )
     if platform == "bigcommerce":
         if not creds.get("access_token"):
             raise SyncError("the connection has no BigCommerce access_token credential")
         base = (creds.get("api_base_url") or "https://api.bigcommerce.com").rstrip("/")
-        return StoreHttpClient(f"{base}/stores/{connection.shop_domain}",
-                               {"X-Auth-Token": creds["access_token"],
-                                "Accept": "application/json"}, **options)
+        return StoreHttpClient(
+            f"{base}/stores/{connection.shop_domain}",
+            {"X-Auth-Token": creds["access_token"], "Accept": "application/json"},
+            **options,
+        )
     raise SyncError(f"sync is not available for {platform}; platforms: {sorted(RESOURCES)}")
 
 
@@ -426,13 +462,15 @@ def sync(
     already committed stay, and the next run resumes)."""
     available = RESOURCES.get(connection.platform)
     if available is None:
-        raise SyncError(f"sync is not available for {connection.platform}; "
-                        f"platforms: {sorted(RESOURCES)}")
+        raise SyncError(
+            f"sync is not available for {connection.platform}; platforms: {sorted(RESOURCES)}"
+        )
     names = resources or list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise SyncError(f"unknown resource(s) {unknown}; {connection.platform} has "
-                        f"{sorted(available)}")
+        raise SyncError(
+            f"unknown resource(s) {unknown}; {connection.platform} has {sorted(available)}"
+        )
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     client = client or api_client(connection, **client_options)
     progress = progress or Progress()
@@ -443,8 +481,14 @@ def sync(
     return results
 
 
-def _sync_resource(db: Database, connection: Connection, resource: Resource, since: datetime,
-                   restart: bool, progress: Progress) -> ResourceResult:
+def _sync_resource(
+    db: Database,
+    connection: Connection,
+    resource: Resource,
+    since: datetime,
+    restart: bool,
+    progress: Progress,
+) -> ResourceResult:
     result = ResourceResult(resource.name)
     cursor = _start(db, connection, resource, since, restart, result)
     if cursor is None:
@@ -470,8 +514,14 @@ def _sync_resource(db: Database, connection: Connection, resource: Resource, sin
     return result
 
 
-def _start(db: Database, connection: Connection, resource: Resource, since: datetime,
-           restart: bool, result: ResourceResult) -> str | None:
+def _start(
+    db: Database,
+    connection: Connection,
+    resource: Resource,
+    since: datetime,
+    restart: bool,
+    result: ResourceResult,
+) -> str | None:
     """The cursor to continue from (resume), or the first one; None if already done."""
     org_id = connection.org_id
     with db.tenant(org_id) as conn:
@@ -500,8 +550,14 @@ def _start(db: Database, connection: Connection, resource: Resource, since: date
     return first
 
 
-def _apply_page(db: Database, connection: Connection, resource: str, changes: list[Change],
-                next_cursor: str | None, result: ResourceResult) -> None:
+def _apply_page(
+    db: Database,
+    connection: Connection,
+    resource: str,
+    changes: list[Change],
+    next_cursor: str | None,
+    result: ResourceResult,
+) -> None:
     """One transaction: every object of the page, then the checkpoint."""
     org_id = connection.org_id
     platform = connection.platform
@@ -515,11 +571,19 @@ def _apply_page(db: Database, connection: Connection, resource: str, changes: li
             cart_id = change.apply(conn, org_id) if change.apply else None
             if cart_id is not None and settle_imported_cart(conn, org_id, cart_id) == "abandoned":
                 result.abandoned += 1
-            append_event(conn, event_id, org_id=org_id, source=platform, topic=change.topic,
-                         dedup_key=change.key, payload=change.payload,
-                         headers={"X-Cartrecovery-Sync": resource},
-                         connection_id=connection.connection_id, cart_id=cart_id,
-                         occurred_at=change.occurred_at)
+            append_event(
+                conn,
+                event_id,
+                org_id=org_id,
+                source=platform,
+                topic=change.topic,
+                dedup_key=change.key,
+                payload=change.payload,
+                headers={"X-Cartrecovery-Sync": resource},
+                connection_id=connection.connection_id,
+                cart_id=cart_id,
+                occurred_at=change.occurred_at,
+            )
             imported += 1
         conn.execute(
             """
@@ -569,6 +633,8 @@ def iter_results(results: list[ResourceResult]) -> Iterator[str]:
         if r.up_to_date:
             yield f"{r.resource}: already imported for this --since (use --restart to redo)"
             continue
-        yield (f"{r.resource}: {r.imported} imported, {r.duplicates} already stored, "
-               f"{r.skipped} unreadable, {r.abandoned} settled as past abandonment, "
-               f"{r.pages} page(s){' (resumed)' if r.resumed else ''}")
+        yield (
+            f"{r.resource}: {r.imported} imported, {r.duplicates} already stored, "
+            f"{r.skipped} unreadable, {r.abandoned} settled as past abandonment, "
+            f"{r.pages} page(s){' (resumed)' if r.resumed else ''}"
+        )

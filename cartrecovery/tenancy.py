@@ -126,8 +126,7 @@ def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | Non
 
 # Confirms a cached ApiKey inside a tenant transaction of its org (one row while it is live):
 # params (org_id, key_id).
-API_KEY_LIVE = ("SELECT 1 FROM app.api_keys WHERE org_id = %s AND key_id = %s "
-                "AND revoked_at IS NULL")
+API_KEY_LIVE = "SELECT 1 FROM app.api_keys WHERE org_id = %s AND key_id = %s AND revoked_at IS NULL"
 
 
 def add_connection(
@@ -251,8 +250,14 @@ def connection_unchanged(
         "SELECT 1 FROM app.connections WHERE org_id = %s AND connection_id = %s "
         "AND status = ANY(%s::text[]) AND updated_at = %s AND secret_ciphertext = %s "
         "AND previous_secret_expires_at IS NOT DISTINCT FROM %s::timestamptz",
-        (connection.org_id, connection.connection_id, list(statuses), updated_at, secret,
-         previous_expires),
+        (
+            connection.org_id,
+            connection.connection_id,
+            list(statuses),
+            updated_at,
+            secret,
+            previous_expires,
+        ),
     )
 
 
@@ -378,10 +383,13 @@ def cancel_connection_messages(
     conn: psycopg.Connection, org_id: UUID, connection_id: UUID, reason: str
 ) -> int:
     """Cancel the pending messages of every cart of one store; returns how many."""
-    cart_ids = [r["cart_id"] for r in conn.execute(
-        "SELECT cart_id FROM app.carts WHERE org_id = %s AND connection_id = %s",
-        (org_id, connection_id),
-    )]
+    cart_ids = [
+        r["cart_id"]
+        for r in conn.execute(
+            "SELECT cart_id FROM app.carts WHERE org_id = %s AND connection_id = %s",
+            (org_id, connection_id),
+        )
+    ]
     return cancel_pending_messages(conn, org_id, cart_ids, reason=reason)
 
 
@@ -423,8 +431,11 @@ def _connection(key: bytes, row: dict[str, Any]) -> Connection:
         status=row["status"],
         secrets=secrets,
         credentials=json.loads(decrypt(key, creds, aad)) if creds else None,
-        version=(row.get("updated_at"), row.get("secret_ciphertext"),
-                 row.get("previous_secret_expires_at")),
+        version=(
+            row.get("updated_at"),
+            row.get("secret_ciphertext"),
+            row.get("previous_secret_expires_at"),
+        ),
     )
 
 

@@ -25,7 +25,10 @@ def cap_seconds(caps: dict | None, channel: str) -> int:
 
 
 def last_sent_at(
-    conn: psycopg.Connection, org_id: UUID | str, channel: str, recipient: str,
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    channel: str,
+    recipient: str,
     exclude_message_id: UUID | str | None = None,
 ) -> datetime | None:
     """When a message last went out to ``recipient`` (as the outbox stores it: emails
@@ -42,8 +45,13 @@ def last_sent_at(
 
 
 def cap_expires_at(
-    conn: psycopg.Connection, org_id: UUID | str, channel: str, recipient: str,
-    caps: dict | None, now: datetime, exclude_message_id: UUID | str | None = None,
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    channel: str,
+    recipient: str,
+    caps: dict | None,
+    now: datetime,
+    exclude_message_id: UUID | str | None = None,
 ) -> datetime | None:
     """When ``recipient`` may next get a ``channel`` message, if that is after ``now``;
     None when the cap does not stand in the way."""

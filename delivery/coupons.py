@@ -40,8 +40,13 @@ from .store_clients import CouponSpec, StoreApiError, coupon_client
 log = logging.getLogger(__name__)
 
 TYPES = ("percentage", "fixed_amount", "free_shipping")
-_ALIASES = {"percent": "percentage", "fixed": "fixed_amount", "fixed_cart": "fixed_amount",
-            "amount": "fixed_amount", "shipping": "free_shipping"}
+_ALIASES = {
+    "percent": "percentage",
+    "fixed": "fixed_amount",
+    "fixed_cart": "fixed_amount",
+    "amount": "fixed_amount",
+    "shipping": "free_shipping",
+}
 DEFAULT_LIFETIME = timedelta(hours=72)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes get typed by hand
 CODE_LENGTH = 10
@@ -84,8 +89,11 @@ def offer_of(step: dict | None) -> DiscountOffer | None:
     if not value.is_finite() or value < 0 or (kind != "free_shipping" and value == 0):
         return None
     lifetime = DEFAULT_LIFETIME
-    for key, unit in (("expires_in_seconds", 1), ("expires_in_hours", 3600),
-                      ("expires_in_days", 86400)):
+    for key, unit in (
+        ("expires_in_seconds", 1),
+        ("expires_in_hours", 3600),
+        ("expires_in_days", 86400),
+    ):
         if raw.get(key) is not None:
             lifetime = timedelta(seconds=float(raw[key]) * unit)
     return DiscountOffer(kind, value.quantize(Decimal("0.01")), lifetime)
@@ -102,16 +110,22 @@ def preview_coupon(step: dict | None, now: datetime | None = None) -> dict | Non
     offer = offer_of(step)
     if offer is None:
         return None
-    return {"code": PREVIEW_CODE, "type": offer.type, "value": offer.value,
-            "expires_at": (now or datetime.now(UTC)) + offer.lifetime, "platform": "preview"}
+    return {
+        "code": PREVIEW_CODE,
+        "type": offer.type,
+        "value": offer.value,
+        "expires_at": (now or datetime.now(UTC)) + offer.lifetime,
+        "platform": "preview",
+    }
 
 
 _COLUMNS = """coupon_id, org_id, message_id, cart_id, code, type, value, currency, expires_at,
               platform, connection_id, platform_ids, created_at, redeemed_at, order_id"""
 
 
-def get_for_message(conn: psycopg.Connection, org_id: UUID | str,
-                    message_id: UUID | str) -> dict | None:
+def get_for_message(
+    conn: psycopg.Connection, org_id: UUID | str, message_id: UUID | str
+) -> dict | None:
     """The coupon issued for a message, or None."""
     return conn.execute(
         f"SELECT {_COLUMNS} FROM app.coupons WHERE org_id = %s AND message_id = %s",
@@ -140,15 +154,23 @@ def _connection(conn: psycopg.Connection, runtime: Any, org_id: Any, cart: dict)
 def _unused_code(conn: psycopg.Connection, org_id: Any) -> str:
     for _ in range(5):
         code = new_code()
-        taken = conn.execute("SELECT 1 FROM app.coupons WHERE org_id = %s AND upper(code) = %s",
-                             (org_id, code)).fetchone()
+        taken = conn.execute(
+            "SELECT 1 FROM app.coupons WHERE org_id = %s AND upper(code) = %s", (org_id, code)
+        ).fetchone()
         if not taken:
             return code
     raise CouponError("could not draw an unused coupon code", retryable=True)
 
 
-def issue(conn: psycopg.Connection, runtime: Any, message: dict, step: dict | None,
-          cart: dict | None, *, now: datetime | None = None) -> dict | None:
+def issue(
+    conn: psycopg.Connection,
+    runtime: Any,
+    message: dict,
+    step: dict | None,
+    cart: dict | None,
+    *,
+    now: datetime | None = None,
+) -> dict | None:
     """The coupon for ``message`` (an ``app.outbox`` row: ``org_id``, ``message_id``,
     ``cart_id``) if ``step`` offers a discount, else None.
 
@@ -171,12 +193,20 @@ def issue(conn: psycopg.Connection, runtime: Any, message: dict, step: dict | No
     cart = cart or {}
     issued_at = now or datetime.now(UTC)
     code = _unused_code(conn, org_id)
-    spec = CouponSpec(code=code, type=offer.type, value=offer.value,
-                      currency=cart.get("currency"), starts_at=issued_at,
-                      expires_at=issued_at + offer.lifetime)
+    spec = CouponSpec(
+        code=code,
+        type=offer.type,
+        value=offer.value,
+        currency=cart.get("currency"),
+        starts_at=issued_at,
+        expires_at=issued_at + offer.lifetime,
+    )
     store = _connection(conn, runtime, org_id, cart)
-    client = coupon_client(store.platform, store.shop_domain,
-                           getattr(store, "credentials", None)) if store else None
+    client = (
+        coupon_client(store.platform, store.shop_domain, getattr(store, "credentials", None))
+        if store
+        else None
+    )
     platform, platform_ids = LOCAL, {}
     if client is not None:
         try:
@@ -192,22 +222,37 @@ def issue(conn: psycopg.Connection, runtime: Any, message: dict, step: dict | No
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}
         """,
-        (org_id, message_id, message.get("cart_id") or cart.get("cart_id"), code, offer.type,
-         offer.value, spec.currency, spec.expires_at, platform,
-         store.connection_id if store else None, Jsonb(platform_ids), issued_at),
+        (
+            org_id,
+            message_id,
+            message.get("cart_id") or cart.get("cart_id"),
+            code,
+            offer.type,
+            offer.value,
+            spec.currency,
+            spec.expires_at,
+            platform,
+            store.connection_id if store else None,
+            Jsonb(platform_ids),
+            issued_at,
+        ),
     ).fetchone()
     if row is None:  # the message got a coupon meanwhile (the row lock makes this rare)
         row = get_for_message(conn, org_id, message_id)
         if row is None:
             raise CouponError(f"coupon code {code} collided", retryable=True)
         if platform != LOCAL:
-            log.warning("message %s: %s coupon %s created but unused", message_id, platform,
-                        code)
+            log.warning("message %s: %s coupon %s created but unused", message_id, platform, code)
     return row
 
 
-def mark_redeemed(conn: psycopg.Connection, org_id: UUID | str, codes: list[str],
-                  order_id: UUID | str | None, redeemed_at: datetime | None = None) -> list[str]:
+def mark_redeemed(
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    codes: list[str],
+    order_id: UUID | str | None,
+    redeemed_at: datetime | None = None,
+) -> list[str]:
     """Record that order ``order_id`` used ``codes`` (see ``carts.redeem_coupons``; ingest
     calls it for every order through ``record_order``)."""
     return redeem_coupons(conn, org_id, codes, order_id, redeemed_at)

@@ -80,8 +80,11 @@ def mark_abandoned(conn: psycopg.Connection, limit: int) -> list[dict]:
     """Active carts someone can be reached about (an email, a phone or a push subscription),
     idle past their org's timeout → 'abandoned' (returned). Carts the platform closed
     (``closed_at``, e.g. Shopify checkouts/delete) are left alone."""
-    push = (f"OR EXISTS (SELECT 1 FROM app.push_subscriptions s WHERE {_PUSH_MATCH.format(c='c')})"
-            if push_table_exists(conn) else "")
+    push = (
+        f"OR EXISTS (SELECT 1 FROM app.push_subscriptions s WHERE {_PUSH_MATCH.format(c='c')})"
+        if push_table_exists(conn)
+        else ""
+    )
     return conn.execute(
         f"""
         WITH idle AS (
@@ -128,8 +131,14 @@ def _line_items(cart: dict) -> list[dict]:
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
-LIST_CONDITIONS = ("products_include", "products_exclude", "collections_include",
-                   "collections_exclude", "platforms", "connection_ids")
+LIST_CONDITIONS = (
+    "products_include",
+    "products_exclude",
+    "collections_include",
+    "collections_exclude",
+    "platforms",
+    "connection_ids",
+)
 
 
 def _listed(conditions: dict, key: str) -> set[str] | None:
@@ -152,8 +161,10 @@ def campaign_matches(conditions: dict | None, cart: dict, facts: dict | None = N
     conditions = conditions or {}
     if not isinstance(conditions, dict):
         return False
-    if any(conditions.get(k) is not None and not isinstance(conditions[k], list)
-           for k in LIST_CONDITIONS):
+    if any(
+        conditions.get(k) is not None and not isinstance(conditions[k], list)
+        for k in LIST_CONDITIONS
+    ):
         return False
     facts = facts or {}
     total = _decimal(cart.get("total_price")) or Decimal(0)
@@ -174,11 +185,15 @@ def campaign_matches(conditions: dict | None, cart: dict, facts: dict | None = N
     currency = conditions.get("currency")
     if currency and (cart.get("currency") or "").upper() != str(currency).upper():
         return False
-    for kind, fields in (("products", ("product_id", "variant_id", "sku")),
-                         ("collections", ("collections",))):
+    for kind, fields in (
+        ("products", ("product_id", "variant_id", "sku")),
+        ("collections", ("collections",)),
+    ):
         keys = set().union(*(_item_keys(i, fields) for i in items)) if items else set()
-        include, exclude = _listed(conditions, f"{kind}_include"), \
-            _listed(conditions, f"{kind}_exclude")
+        include, exclude = (
+            _listed(conditions, f"{kind}_include"),
+            _listed(conditions, f"{kind}_exclude"),
+        )
         if include is not None and not (keys & include):
             return False
         if exclude is not None and keys & exclude:
@@ -189,8 +204,10 @@ def campaign_matches(conditions: dict | None, cart: dict, facts: dict | None = N
     connections = _listed(conditions, "connection_ids")
     if connections is not None and str(cart.get("connection_id") or "") not in connections:
         return False
-    for key, fact, when_true in (("customer_type", "returning", "returning"),
-                                 ("abandonment", "repeat", "repeat")):
+    for key, fact, when_true in (
+        ("customer_type", "returning", "returning"),
+        ("abandonment", "repeat", "repeat"),
+    ):
         wanted = conditions.get(key)
         if wanted is None:
             continue
@@ -203,14 +220,20 @@ def campaign_matches(conditions: dict | None, cart: dict, facts: dict | None = N
 
 def _same_customer(alias: str) -> str:
     """SQL: the row of ``alias`` belongs to the cart's customer (by customer id or email)."""
-    return (f"(({alias}.customer_id IS NOT NULL AND {alias}.customer_id = %(customer_id)s) "
-            f"OR ({alias}.email IS NOT NULL AND lower({alias}.email) = %(email)s))")
+    return (
+        f"(({alias}.customer_id IS NOT NULL AND {alias}.customer_id = %(customer_id)s) "
+        f"OR ({alias}.email IS NOT NULL AND lower({alias}.email) = %(email)s))"
+    )
 
 
 def _customer_params(cart: dict) -> dict:
-    return {"org_id": cart["org_id"], "cart_id": cart["cart_id"],
-            "customer_id": cart.get("customer_id"), "email": normalize_email(cart.get("email")),
-            "since": cart.get("abandoned_at") or cart.get("last_activity_at")}
+    return {
+        "org_id": cart["org_id"],
+        "cart_id": cart["cart_id"],
+        "customer_id": cart.get("customer_id"),
+        "email": normalize_email(cart.get("email")),
+        "since": cart.get("abandoned_at") or cart.get("last_activity_at"),
+    }
 
 
 def customer_facts(conn: psycopg.Connection, cart: dict) -> dict:
@@ -223,11 +246,11 @@ def customer_facts(conn: psycopg.Connection, cart: dict) -> dict:
         f"""
         SELECT
           EXISTS (SELECT 1 FROM app.orders o
-                  WHERE o.org_id = %(org_id)s AND {_same_customer('o')}
+                  WHERE o.org_id = %(org_id)s AND {_same_customer("o")}
                     AND o.cart_id IS DISTINCT FROM %(cart_id)s
                     AND o.ordered_at < %(since)s) AS returning,
           EXISTS (SELECT 1 FROM app.carts c
-                  WHERE c.org_id = %(org_id)s AND {_same_customer('c')}
+                  WHERE c.org_id = %(org_id)s AND {_same_customer("c")}
                     AND c.cart_id <> %(cart_id)s
                     AND c.abandoned_at IS NOT NULL AND c.abandoned_at < %(since)s) AS repeat
         """,
@@ -248,7 +271,7 @@ def in_cooldown(conn: psycopg.Connection, cart: dict, campaign: dict) -> bool:
           SELECT 1 FROM app.enrollments e
           JOIN app.carts c ON c.org_id = e.org_id AND c.cart_id = e.cart_id
           WHERE e.org_id = %(org_id)s AND e.campaign_id = %(campaign_id)s
-            AND e.cart_id <> %(cart_id)s AND {_same_customer('c')}
+            AND e.cart_id <> %(cart_id)s AND {_same_customer("c")}
             AND e.enrolled_at > now() - make_interval(secs => %(seconds)s)
         ) AS hit
         """,
@@ -269,7 +292,8 @@ def connection_active(conn: psycopg.Connection, cart: dict) -> bool:
 
 def _needs_facts(conditions: Any) -> bool:
     return isinstance(conditions, dict) and any(
-        conditions.get(k) is not None for k in ("customer_type", "abandonment"))
+        conditions.get(k) is not None for k in ("customer_type", "abandonment")
+    )
 
 
 def choose_campaign(conn: psycopg.Connection, cart: dict) -> dict | None:
@@ -316,14 +340,18 @@ def choose_variant(step: dict, key: str) -> dict | None:
 def _customer(conn: psycopg.Connection, cart: dict) -> dict:
     if not cart.get("customer_id"):
         return {}
-    return conn.execute(
-        "SELECT email, phone FROM app.customers WHERE org_id = %s AND customer_id = %s",
-        (cart["org_id"], cart["customer_id"]),
-    ).fetchone() or {}
+    return (
+        conn.execute(
+            "SELECT email, phone FROM app.customers WHERE org_id = %s AND customer_id = %s",
+            (cart["org_id"], cart["customer_id"]),
+        ).fetchone()
+        or {}
+    )
 
 
-def recipient_for(conn: psycopg.Connection, cart: dict, channel: str,
-                  customer: dict | None = None) -> str | None:
+def recipient_for(
+    conn: psycopg.Connection, cart: dict, channel: str, customer: dict | None = None
+) -> str | None:
     """The cart's address on ``channel``: email lower-cased; phone in E.164 (as given if it
     cannot be parsed, so the gate can hold it with a reason); a push subscription id."""
     customer = customer if customer is not None else _customer(conn, cart)
@@ -391,12 +419,22 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
             ON CONFLICT (org_id, cart_id, campaign_id, step_index) DO NOTHING
             RETURNING message_id
             """,
-            (cart["org_id"], enrollment["enrollment_id"], cart["cart_id"],
-             campaign["campaign_id"], index, channel, recipient,
-             (variant or {}).get("subject") or step.get("subject"),
-             (variant or {}).get("template") or step.get("template"),
-             (variant or {}).get("name"), cart["abandoned_at"] + timedelta(seconds=delay),
-             "held" if held else "scheduled", "no_push_subscription" if held else None, held),
+            (
+                cart["org_id"],
+                enrollment["enrollment_id"],
+                cart["cart_id"],
+                campaign["campaign_id"],
+                index,
+                channel,
+                recipient,
+                (variant or {}).get("subject") or step.get("subject"),
+                (variant or {}).get("template") or step.get("template"),
+                (variant or {}).get("name"),
+                cart["abandoned_at"] + timedelta(seconds=delay),
+                "held" if held else "scheduled",
+                "no_push_subscription" if held else None,
+                held,
+            ),
         ).fetchone()
         written += row is not None
     return written

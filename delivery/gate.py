@@ -120,8 +120,11 @@ def check(
         "SELECT reason FROM app.suppressions "
         "WHERE org_id = %s AND channel = %s AND address = ANY(%s)",
         # An erased subject stays suppressed under a salted hash of the address.
-        (message["org_id"], channel,
-         privacy.suppression_addresses(conn, message["org_id"], channel, address)),
+        (
+            message["org_id"],
+            channel,
+            privacy.suppression_addresses(conn, message["org_id"], channel, address),
+        ),
     ).fetchone()
     if suppressed is not None:
         return Decision("held", f"suppressed:{suppressed['reason']}")
@@ -142,17 +145,23 @@ def load_customer(conn: psycopg.Connection, cart: dict) -> dict:
     """The cart's customer (phone, timezone, accepts_marketing...), or {} when unknown."""
     if not cart.get("customer_id"):
         return {}
-    return conn.execute(
-        "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
-        (cart["org_id"], cart["customer_id"]),
-    ).fetchone() or {}
+    return (
+        conn.execute(
+            "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
+            (cart["org_id"], cart["customer_id"]),
+        ).fetchone()
+        or {}
+    )
 
 
 def ordered_since_abandonment(conn: psycopg.Connection, cart: dict) -> bool:
     """Whether the customer (same customer id or email) placed an order since they last
     touched the cart, through this cart or any other."""
-    since = min(t for t in (cart.get("last_activity_at"), cart.get("abandoned_at")) if t) \
-        if (cart.get("last_activity_at") or cart.get("abandoned_at")) else None
+    since = (
+        min(t for t in (cart.get("last_activity_at"), cart.get("abandoned_at")) if t)
+        if (cart.get("last_activity_at") or cart.get("abandoned_at"))
+        else None
+    )
     email = normalize_email(cart.get("email"))
     if since is None or (email is None and cart.get("customer_id") is None):
         return False
@@ -166,8 +175,13 @@ def ordered_since_abandonment(conn: psycopg.Connection, cart: dict) -> bool:
                  OR (o.email IS NOT NULL AND lower(o.email) = %(email)s))
         ) AS ordered
         """,
-        {"org_id": cart["org_id"], "since": since, "cart_id": cart["cart_id"],
-         "customer_id": cart.get("customer_id"), "email": email},
+        {
+            "org_id": cart["org_id"],
+            "since": since,
+            "cart_id": cart["cart_id"],
+            "customer_id": cart.get("customer_id"),
+            "email": email,
+        },
     ).fetchone()["ordered"]
 
 
@@ -190,8 +204,10 @@ def _consent(conn, message, cart, customer, settings, address) -> Decision | Non
         return Decision("held", "no_sms_consent")
     if customer.get("accepts_marketing") is True:
         return None
-    if settings.get("email_consent_policy") == "soft_opt_in" and \
-            customer_facts(conn, cart)["returning"]:
+    if (
+        settings.get("email_consent_policy") == "soft_opt_in"
+        and customer_facts(conn, cart)["returning"]
+    ):
         return None
     return Decision("held", "no_email_consent")
 
@@ -217,8 +233,15 @@ def _timing(conn, message, cart, customer, settings, address, now) -> Decision |
     """Frequency cap, then quiet hours from the instant the cap allows."""
     reasons = []
     at = now
-    expires = caps.cap_expires_at(conn, message["org_id"], message["channel"], address,
-                                  settings.get("frequency_caps"), now, message["message_id"])
+    expires = caps.cap_expires_at(
+        conn,
+        message["org_id"],
+        message["channel"],
+        address,
+        settings.get("frequency_caps"),
+        now,
+        message["message_id"],
+    )
     if expires is not None:
         reasons.append("frequency_cap")
         at = expires
@@ -231,16 +254,23 @@ def _timing(conn, message, cart, customer, settings, address, now) -> Decision |
         at = allowed
     if not reasons:
         return None
-    return Decision("deferred", "deferred:" + ",".join(reasons), at,
-                    {"zones": list(location.zones), "location_source": location.source})
+    return Decision(
+        "deferred",
+        "deferred:" + ",".join(reasons),
+        at,
+        {"zones": list(location.zones), "location_source": location.source},
+    )
 
 
 def recipient_location(conn, message, cart, customer, settings) -> quiet_hours.Location:
     """Where the recipient is, best evidence first: the phone number (the SMS recipient, or
     the cart's/customer's phone for other channels), the customer's time zone, the country
     of the cart's shipping/billing address, else the store's time zone."""
-    phone = message.get("recipient") if message["channel"] == "sms" else (
-        cart.get("phone") or customer.get("phone"))
+    phone = (
+        message.get("recipient")
+        if message["channel"] == "sms"
+        else (cart.get("phone") or customer.get("phone"))
+    )
     found = quiet_hours.location_for_phone(phone) if phone else None
     if found is None:
         found = quiet_hours.location_for_zone(customer.get("timezone"), "timezone")
@@ -263,12 +293,23 @@ def _address_in(payload: Any, depth: int = 0) -> tuple[str | None, str | None] |
     for key in _ADDRESS_KEYS:
         address = payload.get(key)
         if isinstance(address, dict):
-            country = next((str(address[k]) for k in _COUNTRY_KEYS
-                            if isinstance(address.get(k), str) and len(address[k]) == 2), None)
+            country = next(
+                (
+                    str(address[k])
+                    for k in _COUNTRY_KEYS
+                    if isinstance(address.get(k), str) and len(address[k]) == 2
+                ),
+                None,
+            )
             if country:
-                province = next((str(address[k]) for k in _PROVINCE_KEYS
-                                 if isinstance(address.get(k), str)
-                                 and 1 <= len(address[k]) <= 3), None)
+                province = next(
+                    (
+                        str(address[k])
+                        for k in _PROVINCE_KEYS
+                        if isinstance(address.get(k), str) and 1 <= len(address[k]) <= 3
+                    ),
+                    None,
+                )
                 return country.upper(), province.upper() if province else None
     for value in payload.values():  # wrapped payloads: {"data": {...}}, {"cart_data": {...}}
         if isinstance(value, dict):

@@ -61,14 +61,20 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
     if not rows:
         return 0
     q = queue(runtime)
-    q.enqueue_many([
-        Queue.prepare_data(
-            send_message, args=(str(r["org_id"]), str(r["message_id"])),
-            job_id=str(r["message_id"]), timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL, description=f"send message {r['message_id']}",
-        )
-        for r in rows
-    ])
+    q.enqueue_many(
+        [
+            Queue.prepare_data(
+                send_message,
+                args=(str(r["org_id"]), str(r["message_id"])),
+                job_id=str(r["message_id"]),
+                timeout=JOB_TIMEOUT,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
+                description=f"send message {r['message_id']}",
+            )
+            for r in rows
+        ]
+    )
     return len(rows)
 
 
@@ -79,8 +85,12 @@ def _load(conn, message: dict) -> tuple[dict | None, dict, dict]:
         "SELECT * FROM app.carts WHERE org_id = %s AND cart_id = %s",
         (message["org_id"], message["cart_id"]),
     ).fetchone()
-    org = conn.execute("SELECT name, settings FROM app.orgs WHERE org_id = %s",
-                       (message["org_id"],)).fetchone() or {}
+    org = (
+        conn.execute(
+            "SELECT name, settings FROM app.orgs WHERE org_id = %s", (message["org_id"],)
+        ).fetchone()
+        or {}
+    )
     org = {**org, "org_settings": get_settings(conn, message["org_id"])}
     customer = gate.load_customer(conn, cart) if cart is not None else {}
     return cart, org, customer
@@ -107,8 +117,11 @@ def _sms_sender(org_settings: dict) -> str | None:
 
 
 # Permanent provider outcomes that are compliance facts, not failures.
-_PROVIDER_HOLDS = {"unsubscribed": "suppressed:stop", "invalid_number": "invalid_phone",
-                   "subscription_gone": "no_push_subscription"}
+_PROVIDER_HOLDS = {
+    "unsubscribed": "suppressed:stop",
+    "invalid_number": "invalid_phone",
+    "subscription_gone": "no_push_subscription",
+}
 
 
 def send_message(org_id: str, message_id: str) -> str:
@@ -124,13 +137,16 @@ def send_message(org_id: str, message_id: str) -> str:
         if message["status"] == "scheduled" and not message["is_due"]:
             return "skipped"  # a stale duplicate job; the scheduler enqueues the row when due
         cart, org, customer = _load(conn, message)
-        decision = gate.check(conn, message, cart, settings=org["org_settings"],
-                              customer=customer)
+        decision = gate.check(conn, message, cart, settings=org["org_settings"], customer=customer)
         if decision is not None:
             if decision.status == "deferred":
                 outbox.defer(conn, message, decision.due_at, decision.reason)
-                log.info("message %s deferred to %s: %s", message_id,
-                         decision.due_at.isoformat(), decision.reason)
+                log.info(
+                    "message %s deferred to %s: %s",
+                    message_id,
+                    decision.due_at.isoformat(),
+                    decision.reason,
+                )
                 return "scheduled"
             outbox.set_status(conn, message, decision.status, decision.reason)
             log.info("message %s %s: %s", message_id, decision.status, decision.reason)
@@ -143,14 +159,20 @@ def send_message(org_id: str, message_id: str) -> str:
         context_args = dict(message=message, settings=runtime.settings)
         if message["channel"] == "email":
             context_args["unsubscribe_url"] = unsubscribe_url(
-                runtime.settings.app_url, runtime.settings.secret_key, org_id,
-                message["message_id"], message["cart_id"])
+                runtime.settings.app_url,
+                runtime.settings.secret_key,
+                org_id,
+                message["message_id"],
+                message["cart_id"],
+            )
 
         def rendered_with(coupon):
-            context = build_context(cart, org, customer, message["recipient"], coupon=coupon,
-                                    **context_args)
-            return context, render(message["template"], message["subject"], context,
-                                   channel=message["channel"])
+            context = build_context(
+                cart, org, customer, message["recipient"], coupon=coupon, **context_args
+            )
+            return context, render(
+                message["template"], message["subject"], context, channel=message["channel"]
+            )
 
         coupon = None
         try:
@@ -168,26 +190,41 @@ def send_message(org_id: str, message_id: str) -> str:
         except coupons.CouponError as exc:
             attempt = message["attempts"] + 1
             if exc.retryable and attempt < MAX_ATTEMPTS:
-                conn.execute("UPDATE app.outbox SET attempts = attempts + 1 "
-                             "WHERE org_id = %s AND message_id = %s",
-                             (message["org_id"], message["message_id"]))
-                outbox.reschedule(conn, message, RETRY_DELAYS[min(attempt, 2) - 1],
-                                  f"retry {attempt}: coupon_error: {exc}"[:1000])
+                conn.execute(
+                    "UPDATE app.outbox SET attempts = attempts + 1 "
+                    "WHERE org_id = %s AND message_id = %s",
+                    (message["org_id"], message["message_id"]),
+                )
+                outbox.reschedule(
+                    conn,
+                    message,
+                    RETRY_DELAYS[min(attempt, 2) - 1],
+                    f"retry {attempt}: coupon_error: {exc}"[:1000],
+                )
                 return "scheduled"
             outbox.set_status(conn, message, "held", f"coupon_error: {exc}"[:1000])
             return "held"
         attempt = outbox.start_sending(conn, message)
 
     outgoing = OutgoingMessage(
-        org_id=str(org_id), message_id=str(message["message_id"]),
-        cart_id=str(message["cart_id"]), channel=message["channel"],
-        recipient=message["recipient"], subject=rendered.subject, html=rendered.html,
-        text=rendered.text, step_index=message["step_index"],
+        org_id=str(org_id),
+        message_id=str(message["message_id"]),
+        cart_id=str(message["cart_id"]),
+        channel=message["channel"],
+        recipient=message["recipient"],
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        step_index=message["step_index"],
         sender_name=context["store"]["sender_name"] or org.get("name"),
         url=(rendered.data or {}).get("url") or context["restore_url"] or None,
-        sender=(_sms_sender(org["org_settings"]) if message["channel"] == "sms" else
-                _email_identity(org["org_settings"]).get("from_email")
-                if message["channel"] == "email" else None),
+        sender=(
+            _sms_sender(org["org_settings"])
+            if message["channel"] == "sms"
+            else _email_identity(org["org_settings"]).get("from_email")
+            if message["channel"] == "email"
+            else None
+        ),
         reply_to=_email_identity(org["org_settings"]).get("reply_to"),
         unsubscribe_group_id=_email_identity(org["org_settings"]).get("unsubscribe_group_id"),
         unsubscribe_url=context.get("unsubscribe_url") or None,
@@ -201,8 +238,7 @@ def send_message(org_id: str, message_id: str) -> str:
             if exc.retryable and attempt < MAX_ATTEMPTS:
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
                 outbox.reschedule(conn, message, delay, f"retry {attempt}: {exc}"[:1000])
-                log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt,
-                            exc)
+                log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt, exc)
                 return "scheduled"
             hold = _PROVIDER_HOLDS.get(getattr(exc, "reason", None) or "")
             if hold:
@@ -220,6 +256,10 @@ def send_message(org_id: str, message_id: str) -> str:
         return "failed"
     with runtime.db.tenant(org_id) as conn:
         outbox.mark_sent(conn, message, result.provider, result.provider_message_id)
-        outgoing_webhooks.emit(conn, org_id, "message.sent",
-                               outgoing_webhooks.message_data(message, provider=result.provider))
+        outgoing_webhooks.emit(
+            conn,
+            org_id,
+            "message.sent",
+            outgoing_webhooks.message_data(message, provider=result.provider),
+        )
     return "sent"

@@ -90,8 +90,9 @@ def lock(conn: psycopg.Connection, message_id: str) -> dict | None:
     ).fetchone()
 
 
-def set_status(conn: psycopg.Connection, message: dict, status: str,
-               reason: str | None = None) -> None:
+def set_status(
+    conn: psycopg.Connection, message: dict, status: str, reason: str | None = None
+) -> None:
     """Record a decision (held, cancelled, failed...) and its reason on the row."""
     conn.execute(
         "UPDATE app.outbox SET status = %s, reason = %s, decided_at = now(), "
@@ -120,8 +121,9 @@ def start_sending(conn: psycopg.Connection, message: dict) -> int:
     return row["attempts"]
 
 
-def mark_sent(conn: psycopg.Connection, message: dict, provider: str,
-              provider_message_id: str | None) -> None:
+def mark_sent(
+    conn: psycopg.Connection, message: dict, provider: str, provider_message_id: str | None
+) -> None:
     conn.execute(
         "UPDATE app.outbox SET status = 'sent', reason = NULL, sent_at = now(), provider = %s, "
         "provider_message_id = %s, updated_at = now() WHERE org_id = %s AND message_id = %s",

@@ -128,8 +128,9 @@ class ThreadPoolWorker(SimpleWorker):
             self.set_shutdown_requested_date()
         except redis.RedisError:
             pass  # only informational; the stop itself must not fail
-        log.info("worker %s: warm shutdown, finishing %d in-flight job(s)", self.name,
-                 self._in_flight)
+        log.info(
+            "worker %s: warm shutdown, finishing %d in-flight job(s)", self.name, self._in_flight
+        )
 
     # --- bookkeeping -----------------------------------------------------------------------
 
@@ -166,8 +167,14 @@ class ThreadPoolWorker(SimpleWorker):
             self.heartbeat()
             self._last_beat = time.monotonic()
 
-    def _run(self, job: Job, queue: Queue, execution, prior: threading.Event | None,
-             done: threading.Event) -> None:
+    def _run(
+        self,
+        job: Job,
+        queue: Queue,
+        execution,
+        prior: threading.Event | None,
+        done: threading.Event,
+    ) -> None:
         """In a pool thread: RQ's own perform_job (it records success or failure).
 
         RQ 3 enqueues a job id twice as two queue entries sharing one job hash, and RQ's
@@ -181,16 +188,16 @@ class ThreadPoolWorker(SimpleWorker):
             if prior is not None:
                 prior.wait()
                 try:
-                    job = self.job_class.fetch(job_id, connection=self.connection,
-                                               serializer=self.serializer)
+                    job = self.job_class.fetch(
+                        job_id, connection=self.connection, serializer=self.serializer
+                    )
                 except NoSuchJobError:
                     queue.intermediate_queue.remove(job_id)
                     return
                 execution = self.prepare_execution(job)
             self.perform_job(job, queue, execution)
         except Exception:  # perform_job handles job errors; this is a bookkeeping failure
-            log.exception("worker %s: recording the outcome of job %s failed", self.name,
-                          job_id)
+            log.exception("worker %s: recording the outcome of job %s failed", self.name, job_id)
         finally:
             with self._running_lock:
                 if self._running.get(job_id) is done:
@@ -220,15 +227,19 @@ class ThreadPoolWorker(SimpleWorker):
     def _dequeue(self, burst: bool, backoff: list[float]) -> tuple[Job, Queue] | None:
         try:
             result = self.queue_class.dequeue_any(
-                self._ordered_queues, None if burst else POLL_SECONDS,
-                connection=self.connection, job_class=self.job_class,
-                serializer=self.serializer, death_penalty_class=self.death_penalty_class,
+                self._ordered_queues,
+                None if burst else POLL_SECONDS,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
             )
         except DequeueTimeout:
             return None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.error("worker %s: Redis unavailable (%s), retrying in %.0f s", self.name, exc,
-                      backoff[0])
+            log.error(
+                "worker %s: Redis unavailable (%s), retrying in %.0f s", self.name, exc, backoff[0]
+            )
             deadline = time.monotonic() + backoff[0]
             while not self._stop_requested and time.monotonic() < deadline:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -239,9 +250,14 @@ class ThreadPoolWorker(SimpleWorker):
 
     # --- the loop --------------------------------------------------------------------------
 
-    def work(self, burst: bool = False, logging_level: str | None = "INFO",
-             date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-             log_format: str = DEFAULT_LOGGING_FORMAT, max_jobs: int | None = None) -> bool:
+    def work(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+        max_jobs: int | None = None,
+    ) -> bool:
         """Take jobs while a thread is free; in ``burst`` mode return once the queues are
         empty and nothing is in flight; stop taking jobs after ``max_jobs``. Returns whether
         any job was taken. (RQ's ``with_scheduler``, ``max_idle_time`` and dequeue strategies

@@ -36,25 +36,73 @@ _MIDNIGHT_END = "24:00"
 # code; region rules are keyed by code, so US/CA names are mapped here.
 _NANP_SUBDIVISIONS = {
     "US": {
-        "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
-        "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Florida": "FL",
-        "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN",
-        "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME",
-        "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN",
-        "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE",
-        "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM",
-        "New York": "NY", "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH",
-        "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI",
-        "South Carolina": "SC", "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX",
-        "Utah": "UT", "Vermont": "VT", "Virginia": "VA", "Washington": "WA",
-        "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
-        "Washington D.C.": "DC", "District of Columbia": "DC",
+        "Alabama": "AL",
+        "Alaska": "AK",
+        "Arizona": "AZ",
+        "Arkansas": "AR",
+        "California": "CA",
+        "Colorado": "CO",
+        "Connecticut": "CT",
+        "Delaware": "DE",
+        "Florida": "FL",
+        "Georgia": "GA",
+        "Hawaii": "HI",
+        "Idaho": "ID",
+        "Illinois": "IL",
+        "Indiana": "IN",
+        "Iowa": "IA",
+        "Kansas": "KS",
+        "Kentucky": "KY",
+        "Louisiana": "LA",
+        "Maine": "ME",
+        "Maryland": "MD",
+        "Massachusetts": "MA",
+        "Michigan": "MI",
+        "Minnesota": "MN",
+        "Mississippi": "MS",
+        "Missouri": "MO",
+        "Montana": "MT",
+        "Nebraska": "NE",
+        "Nevada": "NV",
+        "New Hampshire": "NH",
+        "New Jersey": "NJ",
+        "New Mexico": "NM",
+        "New York": "NY",
+        "North Carolina": "NC",
+        "North Dakota": "ND",
+        "Ohio": "OH",
+        "Oklahoma": "OK",
+        "Oregon": "OR",
+        "Pennsylvania": "PA",
+        "Rhode Island": "RI",
+        "South Carolina": "SC",
+        "South Dakota": "SD",
+        "Tennessee": "TN",
+        "Texas": "TX",
+        "Utah": "UT",
+        "Vermont": "VT",
+        "Virginia": "VA",
+        "Washington": "WA",
+        "West Virginia": "WV",
+        "Wisconsin": "WI",
+        "Wyoming": "WY",
+        "Washington D.C.": "DC",
+        "District of Columbia": "DC",
     },
     "CA": {
-        "Alberta": "AB", "British Columbia": "BC", "Manitoba": "MB", "New Brunswick": "NB",
-        "Newfoundland and Labrador": "NL", "Nova Scotia": "NS", "Ontario": "ON",
-        "Prince Edward Island": "PE", "Quebec": "QC", "Saskatchewan": "SK",
-        "Northwest Territories": "NT", "Nunavut": "NU", "Yukon": "YT",
+        "Alberta": "AB",
+        "British Columbia": "BC",
+        "Manitoba": "MB",
+        "New Brunswick": "NB",
+        "Newfoundland and Labrador": "NL",
+        "Nova Scotia": "NS",
+        "Ontario": "ON",
+        "Prince Edward Island": "PE",
+        "Quebec": "QC",
+        "Saskatchewan": "SK",
+        "Northwest Territories": "NT",
+        "Nunavut": "NU",
+        "Yukon": "YT",
     },
 }
 
@@ -188,10 +236,15 @@ def next_allowed(
         return now_utc
     # The allowed set is an intersection of daily intervals closed at their start, so its
     # earliest point after now is the opening of some rule in some zone.
-    candidates = sorted({
-        start for z in _zones(names) for rule in rules for start in _local_starts(z, rule, now_utc)
-        if start > now_utc
-    })
+    candidates = sorted(
+        {
+            start
+            for z in _zones(names)
+            for rule in rules
+            for start in _local_starts(z, rule, now_utc)
+            if start > now_utc
+        }
+    )
     for candidate in candidates:
         if is_allowed(candidate, names, rules):
             return candidate

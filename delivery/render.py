@@ -69,10 +69,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return operator.mul(left, right)
 
 
-_html = _Sandbox(loader=FileSystemLoader(TEMPLATES), autoescape=True,
-                 undefined=StrictUndefined)
-_text = _Sandbox(loader=FileSystemLoader(TEMPLATES), autoescape=False,
-                 undefined=StrictUndefined, keep_trailing_newline=True)
+_html = _Sandbox(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+_text = _Sandbox(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=False,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -200,8 +203,9 @@ def _store(org: dict, settings: dict, store: dict | None) -> dict:
         "name": str(org.get("name") or ""),
         "url": _http_url(settings.get("store_url")),
         "address": str(address),
-        "support_email": str(settings.get("support_email") or sender["reply_to"]
-                             or sender["from_email"]),
+        "support_email": str(
+            settings.get("support_email") or sender["reply_to"] or sender["from_email"]
+        ),
         "sender_name": sender["from_name"] or str(org.get("name") or ""),
         "sender_email": sender["from_email"],
         "logo_url": _http_url(settings.get("logo_url")),
@@ -226,8 +230,7 @@ def _coupon(coupon: dict | None, currency: str | None, locale: str) -> dict | No
         elif kind == "free_shipping":
             description = "free shipping"
         else:
-            description = (f"{format_money(value, coupon.get('currency') or currency, locale)}"
-                           " off")
+            description = f"{format_money(value, coupon.get('currency') or currency, locale)} off"
     expires = coupon.get("expires_at")
     if isinstance(expires, str):
         try:
@@ -296,13 +299,19 @@ def build_context(
     link = restore_url
     if link is None and message and settings is not None and message.get("message_id"):
         link = restore_links.restore_url(
-            settings.app_url, settings.secret_key,
-            message.get("org_id") or cart.get("org_id"), message["message_id"],
-            message.get("cart_id") or cart.get("cart_id"))
+            settings.app_url,
+            settings.secret_key,
+            message.get("org_id") or cart.get("org_id"),
+            message["message_id"],
+            message.get("cart_id") or cart.get("cart_id"),
+        )
     return {
-        "customer": {"email": recipient or customer.get("email") or cart.get("email") or "",
-                     "first_name": first, "last_name": last,
-                     "name": " ".join(p for p in (first, last) if p)},
+        "customer": {
+            "email": recipient or customer.get("email") or cart.get("email") or "",
+            "first_name": first,
+            "last_name": last,
+            "name": " ".join(p for p in (first, last) if p),
+        },
         "items": items,
         "item_count": cart.get("item_count") or sum(i["quantity"] for i in items),
         "subtotal": format_money(subtotal, currency, locale),
@@ -333,8 +342,11 @@ def _render_email(source: str, context: dict) -> tuple[str, str]:
         if not _exists(f"{name}.html"):
             raise RenderError(f"unknown email template {source!r}")
         html = _html.get_template(f"{name}.html").render(context)
-        text = (_text.get_template(f"{name}.txt").render(context) if _exists(f"{name}.txt")
-                else _strip(html))
+        text = (
+            _text.get_template(f"{name}.txt").render(context)
+            if _exists(f"{name}.txt")
+            else _strip(html)
+        )
         return html, text.strip() + "\n"
     html = _compiled(_html, source).render(context)
     text = _strip(html) if _TAG.search(source) else _compiled(_text, source).render(context)
@@ -354,8 +366,7 @@ def _render_sms(source: str, context: dict) -> str:
     else:
         text = _compiled(_text, source).render(context)
     # One line per line, no runs of blanks: every character of an SMS costs.
-    text = "\n".join(" ".join(line.split()) for line in text.strip().splitlines() if
-                     line.strip())
+    text = "\n".join(" ".join(line.split()) for line in text.strip().splitlines() if line.strip())
     if not _STOP.search(text):
         text = f"{text} {SMS_OPT_OUT}" if text else SMS_OPT_OUT
     return text
@@ -388,8 +399,18 @@ def _render_push(source: str, subject: str, context: dict) -> dict:
 
 
 _DYNAMIC = re.compile(r"^d-[0-9a-f]{32}$")
-_TEMPLATE_DATA_KEYS = ("customer", "items", "item_count", "subtotal", "total", "currency",
-                       "restore_url", "store", "coupon", "unsubscribe_url")
+_TEMPLATE_DATA_KEYS = (
+    "customer",
+    "items",
+    "item_count",
+    "subtotal",
+    "total",
+    "currency",
+    "restore_url",
+    "store",
+    "coupon",
+    "unsubscribe_url",
+)
 
 
 def template_data(context: dict, subject: str) -> dict:
@@ -400,8 +421,9 @@ def template_data(context: dict, subject: str) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
-def render(template: str | None, subject: str | None, context: dict,
-           channel: str | None = None) -> Rendered:
+def render(
+    template: str | None, subject: str | None, context: dict, channel: str | None = None
+) -> Rendered:
     """Render one message for ``channel`` (default ``context["channel"]``, else email), or
     raise RenderError (syntax, undefined variable, sandbox violation, unknown template).
 
@@ -421,9 +443,15 @@ def render(template: str | None, subject: str | None, context: dict,
             # SendGrid renders the email; our own layout is still rendered so the built-in
             # outbox and previews show what the data says.
             html, text = _render_email(DEFAULT_TEMPLATE, context)
-            return Rendered(subject=subject_text, html=html, text=text,
-                            data={"template_id": source,
-                                  "dynamic_template_data": template_data(context, subject_text)})
+            return Rendered(
+                subject=subject_text,
+                html=html,
+                text=text,
+                data={
+                    "template_id": source,
+                    "dynamic_template_data": template_data(context, subject_text),
+                },
+            )
         html, text = _render_email(source, context)
     except RenderError:
         raise

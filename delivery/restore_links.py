@@ -71,10 +71,12 @@ class _ClockSigner(TimestampSigner):
         return int((self._now or datetime.now(UTC)).timestamp())
 
 
-def _signer(secret_key: str, now: datetime | None = None,
-            salt: str = SALT) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=salt, serializer=_Packed,
-                                  signer=_ClockSigner, signer_kwargs={"now": now})
+def _signer(
+    secret_key: str, now: datetime | None = None, salt: str = SALT
+) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        secret_key, salt=salt, serializer=_Packed, signer=_ClockSigner, signer_kwargs={"now": now}
+    )
 
 
 def _seconds(value: timedelta | int | float) -> int:
@@ -94,14 +96,14 @@ def make_token(
     """A URL-safe token for ``/r/<token>`` (``/u/<token>`` with ``UNSUBSCRIBE_SALT``) valid
     for ``expires_in`` (a timedelta or seconds; zero or negative makes a token that is
     already expired, for tests). ``now`` fixes the issue time (default: the current time)."""
-    payload = (UUID(str(org_id)), UUID(str(message_id)), UUID(str(cart_id)),
-               _seconds(expires_in))
+    payload = (UUID(str(org_id)), UUID(str(message_id)), UUID(str(cart_id)), _seconds(expires_in))
     token = _signer(secret_key, now, salt).dumps(payload)
     return token.decode() if isinstance(token, bytes) else token
 
 
-def read_token(secret_key: str, token: str, *, now: datetime | None = None,
-               salt: str = SALT) -> RestoreToken:
+def read_token(
+    secret_key: str, token: str, *, now: datetime | None = None, salt: str = SALT
+) -> RestoreToken:
     """The content of a token made by :func:`make_token` with ``secret_key``.
 
     Raises ExpiredToken when it is past its lifetime (at ``now``, default the current time),
@@ -109,8 +111,7 @@ def read_token(secret_key: str, token: str, *, now: datetime | None = None,
     """
     signer = _signer(secret_key, salt=salt)
     try:
-        (org_id, message_id, cart_id, lifetime), issued = signer.loads(
-            token, return_timestamp=True)
+        (org_id, message_id, cart_id, lifetime), issued = signer.loads(token, return_timestamp=True)
     except SignatureExpired as exc:  # not raised without max_age, kept for safety
         raise ExpiredToken("restore link expired") from exc
     except (BadData, struct.error, ValueError, TypeError) as exc:
@@ -144,6 +145,7 @@ def unsubscribe_url(
 ) -> str:
     """``{app_url}/u/{token}``: the message's own unsubscribe link (a different salt, so a
     restore token can never unsubscribe anyone, and a longer life)."""
-    token = make_token(secret_key, org_id, message_id, cart_id, UNSUBSCRIBE_LIFETIME,
-                       salt=UNSUBSCRIBE_SALT)
+    token = make_token(
+        secret_key, org_id, message_id, cart_id, UNSUBSCRIBE_LIFETIME, salt=UNSUBSCRIBE_SALT
+    )
     return f"{app_url.rstrip('/')}/u/{token}"

@@ -40,8 +40,9 @@ def abandon_and_enroll(runtime: Runtime, limit: int = BATCH_SIZE) -> tuple[int, 
     with runtime.db.system() as conn:
         carts = enrollment.mark_abandoned(conn, limit)
         for cart in carts:
-            outgoing_webhooks.emit(conn, cart["org_id"], "cart.abandoned",
-                                   outgoing_webhooks.cart_data(cart))
+            outgoing_webhooks.emit(
+                conn, cart["org_id"], "cart.abandoned", outgoing_webhooks.cart_data(cart)
+            )
             try:
                 with conn.transaction():  # a savepoint: one bad campaign spoils one cart only
                     rows = enrollment.enroll(conn, cart)
@@ -60,8 +61,9 @@ def enqueue_due(runtime: Runtime, limit: int = BATCH_SIZE) -> int:
     return jobs.enqueue(runtime, rows)
 
 
-def requeue_stale(runtime: Runtime, older_than: timedelta = STALE_AFTER,
-                  limit: int = BATCH_SIZE) -> int:
+def requeue_stale(
+    runtime: Runtime, older_than: timedelta = STALE_AFTER, limit: int = BATCH_SIZE
+) -> int:
     """Enqueue again rows stuck in 'enqueued' whose job is no longer alive in Redis."""
     with runtime.db.system() as conn:
         rows = outbox.claim_stale(conn, older_than, limit)
@@ -92,8 +94,9 @@ def ensure_partitions(runtime: Runtime, force: bool = False) -> bool:
     """Create next month's raw.events partition, at most once an hour per process."""
     global _last_partition_check
     now = time.monotonic()
-    recent = _last_partition_check is not None and \
-        now - _last_partition_check < PARTITION_CHECK_SECONDS
+    recent = (
+        _last_partition_check is not None and now - _last_partition_check < PARTITION_CHECK_SECONDS
+    )
     if recent and not force:
         return False
     with runtime.db.system() as conn:
@@ -104,8 +107,9 @@ def ensure_partitions(runtime: Runtime, force: bool = False) -> bool:
     return True
 
 
-def tick(runtime: Runtime, *, batch_size: int = BATCH_SIZE,
-         stale_after: timedelta = STALE_AFTER) -> dict:
+def tick(
+    runtime: Runtime, *, batch_size: int = BATCH_SIZE, stale_after: timedelta = STALE_AFTER
+) -> dict:
     """One scheduler pass; returns counts: abandoned, enrolled, scheduled (outbox rows
     written), enqueued, requeued, partitions_checked."""
     abandoned, enrolled, scheduled = abandon_and_enroll(runtime, batch_size)
@@ -133,8 +137,11 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    log.info("scheduler started (every %ss, queue %s)", settings.scheduler_interval_seconds,
-             settings.queue_name)
+    log.info(
+        "scheduler started (every %ss, queue %s)",
+        settings.scheduler_interval_seconds,
+        settings.queue_name,
+    )
     try:
         while not stop.is_set():
             try:

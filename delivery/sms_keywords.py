@@ -27,7 +27,8 @@ class Keyword(StrEnum):
 
 
 OPT_OUT_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
 OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
 # Advanced Opt-Out's OptOutType values.
@@ -57,8 +58,15 @@ def classify(body: str | None, opt_out_type: str | None = None) -> Keyword | Non
 
 def _record_consent(conn, org_id, phone: str, status: str, body: str | None) -> None:
     try:
-        consents.record_consent(conn, org_id, channel="sms", address=phone, status=status,
-                                source=CONSENT_SOURCE, wording=(body or "").strip()[:160])
+        consents.record_consent(
+            conn,
+            org_id,
+            channel="sms",
+            address=phone,
+            status=status,
+            source=CONSENT_SOURCE,
+            wording=(body or "").strip()[:160],
+        )
     except consents.InvalidAddress:
         # Short codes and alphanumeric senders are not E.164; the suppression still holds.
         log.warning("sms keyword from %r not recorded in the consent ledger", phone)
@@ -103,8 +111,10 @@ def apply(conn, org_id, keyword: Keyword, phone: str, body: str | None = None) -
 
 def default_help_text(org_name: str | None) -> str:
     name = (org_name or "").strip() or "Cart reminders"
-    return (f"{name}: cart reminder texts. Msg & data rates may apply. "
-            "Reply STOP to opt out, START to opt back in.")
+    return (
+        f"{name}: cart reminder texts. Msg & data rates may apply. "
+        "Reply STOP to opt out, START to opt back in."
+    )
 
 
 def reply_text(keyword: Keyword, org_names: list[str], help_text: str | None = None) -> str:
@@ -112,9 +122,13 @@ def reply_text(keyword: Keyword, org_names: list[str], help_text: str | None = N
     applied to (one name prefixes the text; several, or none, give a neutral text)."""
     prefix = f"{org_names[0]}: " if len(org_names) == 1 and org_names[0] else ""
     if keyword is Keyword.OPT_OUT:
-        return (f"{prefix}You are unsubscribed and will receive no further messages. "
-                "Reply START to resubscribe.")
+        return (
+            f"{prefix}You are unsubscribed and will receive no further messages. "
+            "Reply START to resubscribe."
+        )
     if keyword is Keyword.OPT_IN:
-        return (f"{prefix}You are resubscribed to cart reminder texts. "
-                "Reply HELP for help, STOP to opt out.")
+        return (
+            f"{prefix}You are resubscribed to cart reminder texts. "
+            "Reply HELP for help, STOP to opt out."
+        )
     return help_text or default_help_text(org_names[0] if org_names else None)

@@ -59,8 +59,13 @@ class StoreClient(ABC):
     platform = "store"
 
     def __init__(self, base_url: str, session: requests.Session | None = None):
-        self.http = StoreHttpClient(base_url, timeout=TIMEOUT, max_attempts=MAX_RETRIES + 1,
-                                    max_retry_after=MAX_RETRY_AFTER, session=session)
+        self.http = StoreHttpClient(
+            base_url,
+            timeout=TIMEOUT,
+            max_attempts=MAX_RETRIES + 1,
+            max_retry_after=MAX_RETRY_AFTER,
+            session=session,
+        )
         # Subclasses put their credentials on the session (headers or basic auth).
         self.session = self.http.session
 
@@ -75,13 +80,15 @@ class StoreClient(ABC):
             raise StoreApiError(
                 f"{where}: HTTP {response.status_code} {response.text[:300]}",
                 response.status_code,
-                retryable=response.status_code in (408, 409) or
-                response.status_code in RETRY_STATUSES)
+                retryable=response.status_code in (408, 409)
+                or response.status_code in RETRY_STATUSES,
+            )
         try:
             return response.json() if response.content else {}
         except ValueError as exc:
-            raise StoreApiError(f"{where}: answer is not JSON", response.status_code,
-                                retryable=True) from exc
+            raise StoreApiError(
+                f"{where}: answer is not JSON", response.status_code, retryable=True
+            ) from exc
 
     @abstractmethod
     def create_coupon(self, spec: CouponSpec) -> dict:
@@ -99,12 +106,14 @@ def _amount(value: Decimal) -> str:
 class ShopifyCoupons(StoreClient):
     platform = "shopify"
 
-    def __init__(self, shop_domain: str, credentials: dict,
-                 session: requests.Session | None = None):
+    def __init__(
+        self, shop_domain: str, credentials: dict, session: requests.Session | None = None
+    ):
         super().__init__(credentials.get("api_base_url") or f"https://{shop_domain}", session)
         self.version = credentials.get("api_version") or SHOPIFY_API_VERSION
-        self.session.headers.update({"X-Shopify-Access-Token": credentials["access_token"],
-                                     "Accept": "application/json"})
+        self.session.headers.update(
+            {"X-Shopify-Access-Token": credentials["access_token"], "Accept": "application/json"}
+        )
 
     def price_rule(self, spec: CouponSpec) -> dict:
         """The ``price_rule`` object: one use in total, once per customer, until expiry."""
@@ -124,20 +133,23 @@ class ShopifyCoupons(StoreClient):
         if spec.type == "fixed_amount":
             rule["value_type"] = "fixed_amount"
         elif spec.type == "free_shipping":
-            rule.update(target_type="shipping_line", allocation_method="each",
-                        value="-100.00")
+            rule.update(target_type="shipping_line", allocation_method="each", value="-100.00")
         return rule
 
     def create_coupon(self, spec: CouponSpec) -> dict:
         prefix = f"/admin/api/{self.version}"
-        rule = self.request("POST", f"{prefix}/price_rules.json",
-                            json={"price_rule": self.price_rule(spec)})
+        rule = self.request(
+            "POST", f"{prefix}/price_rules.json", json={"price_rule": self.price_rule(spec)}
+        )
         rule_id = (rule.get("price_rule") or {}).get("id")
         if rule_id is None:
             raise StoreApiError("shopify: price rule answer has no id", retryable=True)
         try:
-            code = self.request("POST", f"{prefix}/price_rules/{rule_id}/discount_codes.json",
-                                json={"discount_code": {"code": spec.code}})
+            code = self.request(
+                "POST",
+                f"{prefix}/price_rules/{rule_id}/discount_codes.json",
+                json={"discount_code": {"code": spec.code}},
+            )
         except StoreApiError:
             # A price rule without its code is useless; remove it (best effort) before the
             # job retries and makes a new one.
@@ -146,15 +158,18 @@ class ShopifyCoupons(StoreClient):
             except StoreApiError:
                 pass
             raise
-        return {"price_rule_id": rule_id,
-                "discount_code_id": (code.get("discount_code") or {}).get("id")}
+        return {
+            "price_rule_id": rule_id,
+            "discount_code_id": (code.get("discount_code") or {}).get("id"),
+        }
 
 
 class WooCommerceCoupons(StoreClient):
     platform = "woocommerce"
 
-    def __init__(self, shop_domain: str, credentials: dict,
-                 session: requests.Session | None = None):
+    def __init__(
+        self, shop_domain: str, credentials: dict, session: requests.Session | None = None
+    ):
         super().__init__(credentials.get("api_base_url") or f"https://{shop_domain}", session)
         self.session.auth = (credentials["consumer_key"], credentials["consumer_secret"])
 
@@ -185,18 +200,22 @@ class WooCommerceCoupons(StoreClient):
 class BigCommerceCoupons(StoreClient):
     platform = "bigcommerce"
 
-    def __init__(self, shop_domain: str, credentials: dict,
-                 session: requests.Session | None = None):
-        super().__init__(credentials.get("api_base_url") or "https://api.bigcommerce.com",
-                         session)
+    def __init__(
+        self, shop_domain: str, credentials: dict, session: requests.Session | None = None
+    ):
+        super().__init__(credentials.get("api_base_url") or "https://api.bigcommerce.com", session)
         self.store_hash = credentials.get("store_hash") or shop_domain
-        self.session.headers.update({"X-Auth-Token": credentials["access_token"],
-                                     "Accept": "application/json"})
+        self.session.headers.update(
+            {"X-Auth-Token": credentials["access_token"], "Accept": "application/json"}
+        )
 
     @staticmethod
     def coupon(spec: CouponSpec) -> dict:
-        kind = {"percentage": "percentage_discount", "fixed_amount": "per_total_discount",
-                "free_shipping": "free_shipping"}[spec.type]
+        kind = {
+            "percentage": "percentage_discount",
+            "fixed_amount": "per_total_discount",
+            "free_shipping": "free_shipping",
+        }[spec.type]
         return {
             "name": spec.code,
             "code": spec.code,
@@ -211,8 +230,9 @@ class BigCommerceCoupons(StoreClient):
         }
 
     def create_coupon(self, spec: CouponSpec) -> dict:
-        created = self.request("POST", f"/stores/{self.store_hash}/v2/coupons",
-                               json=self.coupon(spec))
+        created = self.request(
+            "POST", f"/stores/{self.store_hash}/v2/coupons", json=self.coupon(spec)
+        )
         if created.get("id") is None:
             raise StoreApiError("bigcommerce: coupon answer has no id", retryable=True)
         return {"coupon_id": created["id"]}

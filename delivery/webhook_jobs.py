@@ -42,15 +42,20 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
     if not rows:
         return 0
     q = jobs.queue(runtime)
-    q.enqueue_many([
-        Queue.prepare_data(
-            deliver, args=(str(r["org_id"]), str(r["delivery_id"])),
-            job_id=f"webhook-{r['delivery_id']}-{r['attempts']}", timeout=JOB_TIMEOUT,
-            result_ttl=0, failure_ttl=jobs.FAILURE_TTL,
-            description=f"deliver webhook {r['delivery_id']}",
-        )
-        for r in rows
-    ])
+    q.enqueue_many(
+        [
+            Queue.prepare_data(
+                deliver,
+                args=(str(r["org_id"]), str(r["delivery_id"])),
+                job_id=f"webhook-{r['delivery_id']}-{r['attempts']}",
+                timeout=JOB_TIMEOUT,
+                result_ttl=0,
+                failure_ttl=jobs.FAILURE_TTL,
+                description=f"deliver webhook {r['delivery_id']}",
+            )
+            for r in rows
+        ]
+    )
     return len(rows)
 
 
@@ -77,8 +82,9 @@ def deliver(org_id: str, delivery_id: str) -> str:
                 (org_id, delivery_id),
             )
             return "cancelled"
-        secret = hooks.subscription_secret(conn, runtime.encryption_key, org_id,
-                                           delivery["subscription_id"])
+        secret = hooks.subscription_secret(
+            conn, runtime.encryption_key, org_id, delivery["subscription_id"]
+        )
         body = hooks.encode_body(delivery["body"])
         headers = {
             "Content-Type": "application/json",
@@ -87,18 +93,24 @@ def deliver(org_id: str, delivery_id: str) -> str:
             hooks.DELIVERY_HEADER: str(delivery_id),
         }
         try:
-            response = _http().post(delivery["url"], data=body, headers=headers,
-                                    timeout=hooks.TIMEOUT_SECONDS, allow_redirects=False)
+            response = _http().post(
+                delivery["url"],
+                data=body,
+                headers=headers,
+                timeout=hooks.TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
-            outcome = hooks.record_failure(conn, delivery, None,
-                                           f"{type(exc).__name__}: {exc}")
+            outcome = hooks.record_failure(conn, delivery, None, f"{type(exc).__name__}: {exc}")
             log.warning("webhook %s to %s failed: %s", delivery_id, delivery["url"], exc)
             return outcome["status"]
         if 200 <= response.status_code < 300:
             hooks.record_success(conn, delivery, response.status_code)
             return "delivered"
-        outcome = hooks.record_failure(conn, delivery, response.status_code,
-                                       f"HTTP {response.status_code}")
-        log.warning("webhook %s to %s answered %s", delivery_id, delivery["url"],
-                    response.status_code)
+        outcome = hooks.record_failure(
+            conn, delivery, response.status_code, f"HTTP {response.status_code}"
+        )
+        log.warning(
+            "webhook %s to %s answered %s", delivery_id, delivery["url"], response.status_code
+        )
         return outcome["status"]

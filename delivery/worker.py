@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 EXTRA_CONNECTIONS = 2
 
 
-def run_worker(settings: Settings, burst: bool = False, *, concurrency: int | None = None,
-               simple: bool = False, logging_level: str | None = None) -> bool:
+def run_worker(
+    settings: Settings,
+    burst: bool = False,
+    *,
+    concurrency: int | None = None,
+    simple: bool = False,
+    logging_level: str | None = None,
+) -> bool:
     """Work the queue ``settings.queue_name`` (until it is empty and nothing runs if
     ``burst``); must be called from the main thread to handle SIGINT/SIGTERM (warm shutdown:
     in-flight sends finish, no new job is taken).

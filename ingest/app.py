@@ -32,10 +32,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     from .webhooks import sendgrid, shopify, stores, twilio
 
-    for module in (health, openapi, tracking, snippet, restore, unsubscribe,
-                   shopify, stores, sendgrid, twilio,
-                   org_settings, campaigns, preview, carts, analytics, connections, consents,
-                   privacy, webhook_subscriptions):
+    for module in (
+        health,
+        openapi,
+        tracking,
+        snippet,
+        restore,
+        unsubscribe,
+        shopify,
+        stores,
+        sendgrid,
+        twilio,
+        org_settings,
+        campaigns,
+        preview,
+        carts,
+        analytics,
+        connections,
+        consents,
+        privacy,
+        webhook_subscriptions,
+    ):
         app.register_blueprint(module.bp)
     audit.init_app(app)
     return app

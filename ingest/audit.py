@@ -31,8 +31,17 @@ log = logging.getLogger(__name__)
 
 AUDITED_READS = ("/api/v1/exports", "/api/v1/privacy", "/api/v1/consents")
 NOT_AUDITED = ("/api/v1/carts/track", "/api/v1/events/batch", "/api/v1/push/")
-_ID_KEYS = ("id", "subscription_id", "campaign_id", "connection_id", "consent_id",
-            "erasure_id", "key_id", "cart_id", "request_id")
+_ID_KEYS = (
+    "id",
+    "subscription_id",
+    "campaign_id",
+    "connection_id",
+    "consent_id",
+    "erasure_id",
+    "key_id",
+    "cart_id",
+    "request_id",
+)
 
 
 def _audited(path: str, method: str) -> bool:
@@ -72,21 +81,32 @@ def _record(response: Response) -> Response:
         return response
     if key is None:
         if response.status_code in (401, 403):
-            log.info("unauthenticated %s %s → %s", request.method, request.path,
-                     response.status_code)
+            log.info(
+                "unauthenticated %s %s → %s", request.method, request.path, response.status_code
+            )
         return response
     rule = request.url_rule.rule if request.url_rule is not None else request.path
     try:
         audit.record(
-            runtime().db, key.org_id, f"api_key:{key.key_id}", f"{request.method} {rule}",
-            _target(response), _details(), status_code=response.status_code,
+            runtime().db,
+            key.org_id,
+            f"api_key:{key.key_id}",
+            f"{request.method} {rule}",
+            _target(response),
+            _details(),
+            status_code=response.status_code,
             ip=request.remote_addr,
         )
     except Exception:
         # Loud, but the caller's change already committed: answering 500 would only make
         # it retry a change that happened.
-        log.exception("AUDIT FAILURE: %s %s by %s (org %s) not recorded", request.method,
-                      request.path, key.key_id, key.org_id)
+        log.exception(
+            "AUDIT FAILURE: %s %s by %s (org %s) not recorded",
+            request.method,
+            request.path,
+            key.key_id,
+            key.org_id,
+        )
     return response
 
 

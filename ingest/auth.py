@@ -50,8 +50,7 @@ def require_key(access: str, cached: bool = False):
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, "unauthorized", "missing bearer API key")
             token = token.strip()
-            key = verify_api_key(runtime().db, token,
-                                 max_age=KEY_CACHE_SECONDS if cached else 0.0)
+            key = verify_api_key(runtime().db, token, max_age=KEY_CACHE_SECONDS if cached else 0.0)
             if key is None:
                 raise _invalid()
             if key.role not in allowed:
@@ -84,11 +83,12 @@ def _confirm(token: str) -> None:
 def tenant_transaction(*queries: Query) -> Iterator[tuple]:
     """``Database.tenant_with`` for the request's org (``g.org_id``): yields (connection,
     rows of ``queries``); confirms a cached key first (401 if revoked, nothing kept)."""
-    checks = ((API_KEY_LIVE, (g.api_key.org_id, g.api_key.key_id)),) \
-        if g.get("key_unconfirmed") else ()
+    checks = (
+        ((API_KEY_LIVE, (g.api_key.org_id, g.api_key.key_id)),) if g.get("key_unconfirmed") else ()
+    )
     with runtime().db.tenant_with(g.org_id, *checks, *queries) as (conn, rows):
         if checks:
             g.key_unconfirmed = False
             if not rows[0]:
                 raise _invalid()  # rolls the transaction back
-        yield conn, rows[len(checks):]
+        yield conn, rows[len(checks) :]

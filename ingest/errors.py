@@ -36,8 +36,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     @app.errorhandler(InvalidCanonical)
     def _validation(exc: ValidationError | InvalidCanonical):
-        return error_response(400, "validation_error", "request body is invalid",
-                              error_details(exc))
+        return error_response(
+            400, "validation_error", "request body is invalid", error_details(exc)
+        )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -206,7 +206,7 @@ def build_document(app) -> dict:
         "info": {
             "title": "Cart recovery platform API",
             "version": version,
-            "description": "Errors are JSON {\"error\": {\"code\", \"message\", \"details\"}}.",
+            "description": 'Errors are JSON {"error": {"code", "message", "details"}}.',
         },
         "paths": paths,
         "components": {

@@ -63,16 +63,21 @@ def _safe_target(url: str | None) -> str | None:
 def with_utm(url: str, channel: str | None, campaign_id: str | None) -> str:
     """``url`` with the UTM parameters set (replacing any given), other parameters kept."""
     parts = urlsplit(url)
-    utm = {"utm_source": UTM_SOURCE, "utm_medium": channel or "email",
-           "utm_campaign": campaign_id or ""}
+    utm = {
+        "utm_source": UTM_SOURCE,
+        "utm_medium": channel or "email",
+        "utm_campaign": campaign_id or "",
+    }
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in utm]
     query += [(k, v) for k, v in utm.items() if v]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _refuse(status: int, code: str, title: str, message: str):
-    if request.accept_mimetypes.accept_html and \
-            request.accept_mimetypes["text/html"] >= request.accept_mimetypes["application/json"]:
+    if (
+        request.accept_mimetypes.accept_html
+        and request.accept_mimetypes["text/html"] >= request.accept_mimetypes["application/json"]
+    ):
         return page(title, message, status)
     body = {"error": {"code": code, "message": message, "details": {}}}
     return jsonify(body), status, {"Cache-Control": "no-store"}
@@ -84,19 +89,28 @@ def restore(token: str):
     when the link is not genuine."""
     rt = runtime()
     if len(token) > MAX_TOKEN_LENGTH:
-        return _refuse(400, "invalid_link", "This link is not valid",
-                       "This link is damaged or incomplete. Please use the link from your "
-                       "message again.")
+        return _refuse(
+            400,
+            "invalid_link",
+            "This link is not valid",
+            "This link is damaged or incomplete. Please use the link from your message again.",
+        )
     try:
         link = read_token(rt.settings.secret_key, token)
     except ExpiredToken:
-        return _refuse(410, "link_expired", "This link has expired",
-                       "This link is no longer valid. Visit the store to find your items "
-                       "again.")
+        return _refuse(
+            410,
+            "link_expired",
+            "This link has expired",
+            "This link is no longer valid. Visit the store to find your items again.",
+        )
     except InvalidToken:
-        return _refuse(400, "invalid_link", "This link is not valid",
-                       "This link is damaged or incomplete. Please use the link from your "
-                       "message again.")
+        return _refuse(
+            400,
+            "invalid_link",
+            "This link is not valid",
+            "This link is damaged or incomplete. Please use the link from your message again.",
+        )
 
     now = datetime.now(UTC)
     with rt.db.tenant(link.org_id) as conn:
@@ -113,22 +127,30 @@ def restore(token: str):
         target = None
         if cart is not None:
             target = _safe_target(cart["restore_url"]) or (
-                _safe_target(f"https://{cart['shop_domain']}") if cart["shop_domain"] else None)
+                _safe_target(f"https://{cart['shop_domain']}") if cart["shop_domain"] else None
+            )
         if target is None:
-            return _refuse(410, "cart_unavailable", "This cart is no longer available",
-                           "We could not find this cart any more. Visit the store to shop "
-                           "again.")
-        message = conn.execute(
-            "SELECT channel, campaign_id FROM app.outbox WHERE org_id = %s AND message_id = %s",
-            (link.org_id, link.message_id),
-        ).fetchone() or {}
+            return _refuse(
+                410,
+                "cart_unavailable",
+                "This cart is no longer available",
+                "We could not find this cart any more. Visit the store to shop again.",
+            )
+        message = (
+            conn.execute(
+                "SELECT channel, campaign_id FROM app.outbox WHERE org_id = %s AND message_id = %s",
+                (link.org_id, link.message_id),
+            ).fetchone()
+            or {}
+        )
         channel = message.get("channel")
         campaign_id = str(message["campaign_id"]) if message.get("campaign_id") else None
         target = with_utm(target, channel, campaign_id)
         # Hits within the window after a counted click are the same click (mail scanners,
         # double taps); the lock makes two simultaneous hits count once too.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                     (f"restore:{link.message_id}",))
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"restore:{link.message_id}",)
+        )
         conn.execute(
             """
             INSERT INTO app.message_events
@@ -142,11 +164,18 @@ def restore(token: str):
                   AND occurred_at > %(now)s - make_interval(secs => %(window)s))
             ON CONFLICT (org_id, event_key) DO NOTHING
             """,
-            {"org": link.org_id, "key": f"restore:{link.message_id}:{int(now.timestamp() * 1000)}",
-             "message": link.message_id, "cart": link.cart_id, "url": target, "now": now,
-             "window": CLICK_WINDOW_SECONDS,
-             "payload": Jsonb({"source": "restore_link", "channel": channel,
-                               "campaign_id": campaign_id})},
+            {
+                "org": link.org_id,
+                "key": f"restore:{link.message_id}:{int(now.timestamp() * 1000)}",
+                "message": link.message_id,
+                "cart": link.cart_id,
+                "url": target,
+                "now": now,
+                "window": CLICK_WINDOW_SECONDS,
+                "payload": Jsonb(
+                    {"source": "restore_link", "channel": channel, "campaign_id": campaign_id}
+                ),
+            },
         )
     response = redirect(target, code=302)
     response.headers["Cache-Control"] = "no-store"

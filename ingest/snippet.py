@@ -59,8 +59,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _script(name: str, max_age: int):
-    response = send_from_directory(STATIC, name, mimetype="text/javascript", max_age=max_age,
-                                   conditional=True, etag=True)
+    response = send_from_directory(
+        STATIC, name, mimetype="text/javascript", max_age=max_age, conditional=True, etag=True
+    )
     response.cache_control.public = True
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Loaded by other sites' pages (script tags, importScripts), also under COEP.
@@ -95,8 +96,10 @@ def _bearer() -> str | None:
 def rate_limit() -> keys.RateLimit:
     """The publishable-key rate limit: app config ``PUBLISHABLE_RATE_LIMIT`` requests per
     ``PUBLISHABLE_RATE_WINDOW`` seconds, per key and client IP (default 60 per 60 s)."""
-    return keys.RateLimit(int(current_app.config.get("PUBLISHABLE_RATE_LIMIT", 60)),
-                          int(current_app.config.get("PUBLISHABLE_RATE_WINDOW", 60)))
+    return keys.RateLimit(
+        int(current_app.config.get("PUBLISHABLE_RATE_LIMIT", 60)),
+        int(current_app.config.get("PUBLISHABLE_RATE_WINDOW", 60)),
+    )
 
 
 def _preflight():
@@ -104,12 +107,14 @@ def _preflight():
     if not keys.origin_allowed_by_any_key(runtime().db, origin):
         raise ApiError(403, "origin_not_allowed", "this origin may not call this endpoint")
     response = current_app.response_class(status=204)
-    response.headers.update({
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": "POST",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
-        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
-    })
+    response.headers.update(
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+        }
+    )
     response.vary.update(("Origin", "Access-Control-Request-Headers"))
     return response
 
@@ -118,15 +123,20 @@ def _guard_publishable(key: keys.PublishableKey):
     origin = request.headers.get("Origin")
     if origin is not None:
         if not key.allows(origin):
-            raise ApiError(403, "origin_not_allowed",
-                           "this publishable key may not be used from this origin",
-                           {"origin": origin})
+            raise ApiError(
+                403,
+                "origin_not_allowed",
+                "this publishable key may not be used from this origin",
+                {"origin": origin},
+            )
         g.cors_origin = origin  # the answer, even a 429, must be readable by the page
-    retry_after = keys.hit_rate_limit(runtime().redis, f"publishable:{key.key_id}:"
-                                      f"{request.remote_addr}", rate_limit())
+    retry_after = keys.hit_rate_limit(
+        runtime().redis, f"publishable:{key.key_id}:{request.remote_addr}", rate_limit()
+    )
     if retry_after is not None:
-        response, status = error_response(429, "rate_limited", "too many requests",
-                                          {"retry_after": retry_after})
+        response, status = error_response(
+            429, "rate_limited", "too many requests", {"retry_after": retry_after}
+        )
         response.status_code = status
         response.headers["Retry-After"] = str(retry_after)
         return response
@@ -263,8 +273,7 @@ def _check_endpoint(endpoint: str) -> None:
     if not host or parts.scheme not in ("https", "http"):
         raise ApiError(400, "invalid_endpoint", "subscription.endpoint must be an https URL")
     if not local_ok and (parts.scheme != "https" or _is_local_host(host)):
-        raise ApiError(400, "invalid_endpoint",
-                       "subscription.endpoint must be a public https URL")
+        raise ApiError(400, "invalid_endpoint", "subscription.endpoint must be a public https URL")
 
 
 @bp.post(PUSH_PATH)
@@ -277,17 +286,24 @@ def create_push_subscription(body: PushSubscriptionBody):
     """
     sub = body.subscription
     _check_endpoint(sub.endpoint)
-    expires = (datetime.fromtimestamp(sub.expirationTime / 1000, UTC)
-               if sub.expirationTime else None)
+    expires = datetime.fromtimestamp(sub.expirationTime / 1000, UTC) if sub.expirationTime else None
     with runtime().db.tenant(g.org_id) as conn:
         subscription_id, created = push_subscriptions.save_subscription(
-            conn, g.org_id, endpoint=sub.endpoint, p256dh=sub.keys.p256dh,
-            auth=sub.keys.auth, expiration_time=expires, external_cart_id=body.cart_id,
-            email=body.email, user_agent=request.user_agent.string[:512] or None,
+            conn,
+            g.org_id,
+            endpoint=sub.endpoint,
+            p256dh=sub.keys.p256dh,
+            auth=sub.keys.auth,
+            expiration_time=expires,
+            external_cart_id=body.cart_id,
+            email=body.email,
+            user_agent=request.user_agent.string[:512] or None,
             key_id=g.api_key.key_id,
         )
-    return {"subscription_id": str(subscription_id),
-            "status": "created" if created else "updated"}, 201 if created else 200
+    return {
+        "subscription_id": str(subscription_id),
+        "status": "created" if created else "updated",
+    }, 201 if created else 200
 
 
 # --- publishable keys (admin) ----------------------------------------------------------------
@@ -306,10 +322,14 @@ class PublishableKeyCreate(BaseModel):
 
 
 def _key_row(row: dict) -> dict:
-    return {"key_id": str(row["key_id"]), "prefix": row["prefix"], "name": row["name"],
-            "allowed_origins": list(row["allowed_origins"] or []),
-            "created_at": row["created_at"].isoformat(),
-            "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None}
+    return {
+        "key_id": str(row["key_id"]),
+        "prefix": row["prefix"],
+        "name": row["name"],
+        "allowed_origins": list(row["allowed_origins"] or []),
+        "created_at": row["created_at"].isoformat(),
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+    }
 
 
 @bp.post("/api/v1/publishable-keys")
@@ -320,16 +340,23 @@ def create_key(body: PublishableKeyCreate):
     db = runtime().db
     key = keys.create_publishable_key(db, g.org_id, body.allowed_origins, body.name)
     created = keys.load_publishable_key(db, key)
-    return {"key": key, "key_id": str(created.key_id), "name": body.name,
-            "allowed_origins": list(created.allowed_origins)}, 201
+    return {
+        "key": key,
+        "key_id": str(created.key_id),
+        "name": body.name,
+        "allowed_origins": list(created.allowed_origins),
+    }, 201
 
 
 @bp.get("/api/v1/publishable-keys")
 @require_key("admin")
 def list_keys():
     """The org's publishable keys with their allowed origins (prefixes only)."""
-    return {"publishable_keys": [_key_row(r) for r in keys.list_publishable_keys(
-        runtime().db, g.org_id)]}
+    return {
+        "publishable_keys": [
+            _key_row(r) for r in keys.list_publishable_keys(runtime().db, g.org_id)
+        ]
+    }
 
 
 @bp.delete("/api/v1/publishable-keys/<key_id>")

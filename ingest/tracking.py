@@ -46,10 +46,8 @@ bp = Blueprint("tracking", __name__)
 SOURCE = "api"
 MAX_BATCH = 1000
 MAX_MONEY = state.MAX_MONEY
-EVENTS = ("cart_created", "cart_updated", "checkout_started", "checkout_updated",
-          "order_completed")
+EVENTS = ("cart_created", "cart_updated", "checkout_started", "checkout_updated", "order_completed")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
 
 
 def _money():
@@ -61,8 +59,7 @@ def _text():
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True,
-                              str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, str_strip_whitespace=True)
 
 
 class TrackCustomer(_Body):
@@ -158,34 +155,64 @@ class TrackEvent(_Body):
         return self
 
 
-def to_cart(event: TrackEvent, platform: str = SOURCE,
-            connection_id: UUID | None = None) -> state.CanonicalCart:
+def to_cart(
+    event: TrackEvent, platform: str = SOURCE, connection_id: UUID | None = None
+) -> state.CanonicalCart:
     """The validated event as a canonical cart (its values are validated already; the
     canonical cart lowers the email and uppers the currency)."""
     data, customer = event.cart_data, event.cart_data.customer
-    lines = None if data.line_items is None else [
-        state.LineItem(product_id=i.product_id, variant_id=i.variant_id, sku=i.sku,
-                       title=i.title, quantity=i.quantity, price=i.price,
-                       image_url=i.image_url)
-        for i in data.line_items]
-    who = {} if customer is None else {
-        "first_name": customer.first_name, "last_name": customer.last_name,
-        "timezone": customer.timezone, "accepts_marketing": customer.accepts_marketing,
-        "customer_external_id": customer.id}
+    lines = (
+        None
+        if data.line_items is None
+        else [
+            state.LineItem(
+                product_id=i.product_id,
+                variant_id=i.variant_id,
+                sku=i.sku,
+                title=i.title,
+                quantity=i.quantity,
+                price=i.price,
+                image_url=i.image_url,
+            )
+            for i in data.line_items
+        ]
+    )
+    who = (
+        {}
+        if customer is None
+        else {
+            "first_name": customer.first_name,
+            "last_name": customer.last_name,
+            "timezone": customer.timezone,
+            "accepts_marketing": customer.accepts_marketing,
+            "customer_external_id": customer.id,
+        }
+    )
     return state.CanonicalCart(
-        platform=platform, connection_id=connection_id, external_id=data.cart_id,
-        email=data.email, phone=data.phone, currency=data.currency,
-        total_price=data.total_price, line_items=lines, restore_url=data.restore_url,
-        source_created_at=event.timestamp, source_updated_at=event.timestamp, **who)
+        platform=platform,
+        connection_id=connection_id,
+        external_id=data.cart_id,
+        email=data.email,
+        phone=data.phone,
+        currency=data.currency,
+        total_price=data.total_price,
+        line_items=lines,
+        restore_url=data.restore_url,
+        source_created_at=event.timestamp,
+        source_updated_at=event.timestamp,
+        **who,
+    )
 
 
-def to_order(event: TrackEvent, platform: str = SOURCE,
-             connection_id: UUID | None = None) -> state.CanonicalOrder:
+def to_order(
+    event: TrackEvent, platform: str = SOURCE, connection_id: UUID | None = None
+) -> state.CanonicalOrder:
     data, order = event.cart_data, event.cart_data.order
     total = order.total_price
     if total is None and data.line_items is not None:
-        total = data.total_price if data.total_price is not None else \
-            state.sum_items(data.line_items)
+        total = (
+            data.total_price if data.total_price is not None else state.sum_items(data.line_items)
+        )
     # Still None: record_order takes the stored cart's total.
     return state.CanonicalOrder(
         platform=platform,
@@ -232,12 +259,22 @@ def ingest(conn: psycopg.Connection, org_id: UUID, items: list[Accepted]) -> dic
         results[item.index]["cart_id"] = cart_id
         if item.event.event == "order_completed":
             state.record_order(conn, org_id, to_order(item.event))
-    append_events(conn, org_id, [
-        EventRow(source=SOURCE, topic=i.event.event, dedup_key=i.dedup_key, payload=i.raw,
-                 cart_id=results[i.index]["cart_id"], occurred_at=i.event.timestamp,
-                 event_id=results[i.index]["event_id"])
-        for i in fresh
-    ])
+    append_events(
+        conn,
+        org_id,
+        [
+            EventRow(
+                source=SOURCE,
+                topic=i.event.event,
+                dedup_key=i.dedup_key,
+                payload=i.raw,
+                cart_id=results[i.index]["cart_id"],
+                occurred_at=i.event.timestamp,
+                event_id=results[i.index]["event_id"],
+            )
+            for i in fresh
+        ],
+    )
     return results
 
 
@@ -254,11 +291,15 @@ def track():
         result = ingest(conn, g.org_id, [item])[0]
         if result["status"] == "duplicate":
             result["event_id"] = existing_event_id(conn, g.org_id, SOURCE, item.dedup_key)
-            cart = state.find_cart(conn, g.org_id, SOURCE,
-                                   external_ids=[item.event.cart_data.cart_id])
+            cart = state.find_cart(
+                conn, g.org_id, SOURCE, external_ids=[item.event.cart_data.cart_id]
+            )
             result["cart_id"] = cart["cart_id"] if cart else None
-    return {"status": result["status"], "event_id": _str(result.get("event_id")),
-            "cart_id": _str(result.get("cart_id"))}, 202
+    return {
+        "status": result["status"],
+        "event_id": _str(result.get("event_id")),
+        "cart_id": _str(result.get("cart_id")),
+    }, 202
 
 
 @bp.post("/api/v1/events/batch")
@@ -267,9 +308,12 @@ def batch():
     body = _json_body()
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
-        raise ApiError(400, "invalid_batch",
-                       f'body must be {{"events": [...]}} with 1 to {MAX_BATCH} events',
-                       {"count": len(events) if isinstance(events, list) else None})
+        raise ApiError(
+            400,
+            "invalid_batch",
+            f'body must be {{"events": [...]}} with 1 to {MAX_BATCH} events',
+            {"count": len(events) if isinstance(events, list) else None},
+        )
     accepted: list[Accepted] = []
     rejected: dict[int, Any] = {}
     scan = may_hold_unstorable(request.get_data(cache=True))  # else no event can hold one
@@ -296,10 +340,16 @@ def batch():
             if "cart_id" in outcome[index]:
                 entry["cart_id"] = str(outcome[index]["cart_id"])
             results.append(entry)
-    counts = {s: sum(1 for r in results if r["status"] == s)
-              for s in ("accepted", "duplicate", "rejected")}
-    return {"results": results, "accepted": counts["accepted"],
-            "duplicates": counts["duplicate"], "rejected": counts["rejected"]}, 202
+    counts = {
+        s: sum(1 for r in results if r["status"] == s)
+        for s in ("accepted", "duplicate", "rejected")
+    }
+    return {
+        "results": results,
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+    }, 202
 
 
 def _json_body() -> Any:
@@ -317,8 +367,10 @@ def _reject_nul(raw: Any) -> None:
 
 
 def _errors(exc: ValidationError) -> list[dict]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"]}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 def _str(value) -> str | None:

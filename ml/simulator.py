@@ -75,30 +75,71 @@ class Product:
 
 
 CATALOG: tuple[Product, ...] = (
-    Product(8123456789012, 45012345678901, "Merino Wool Beanie", "Charcoal", "BEANIE-CHAR",
-            "24.00", 120),
-    Product(8123456780013, 45012345679902, "Trail Running Socks (3-pack)", "M", "SOCK3-M",
-            "18.50", 150, "22.00"),
-    Product(8123456780024, 45012345680003, "Packable Rain Shell", "Navy / L", "SHELL-NAV-L",
-            "129.00", 310),
-    Product(8123456780035, 45012345680104, "Insulated Water Bottle 750 ml", "Sage",
-            "BOTTLE-750-SAG", "34.95", 420),
-    Product(8123456780046, 45012345680205, "Ultralight Daypack 22 L", "Black", "PACK22-BLK",
-            "89.00", 540, "99.00"),
-    Product(8123456780057, 45012345680306, "Trekking Poles (pair)", "Carbon", "POLES-CRB",
-            "119.00", 460),
-    Product(8123456780068, 45012345680407, "Fleece Quarter-Zip", "Oat / M", "FLEECE-OAT-M",
-            "74.00", 380),
-    Product(8123456780079, 45012345680508, "Camp Mug", "Enamel White", "MUG-ENM",
-            "16.00", 210),
-    Product(8123456780080, 45012345680609, "Headlamp 400 lm", "Orange", "LAMP400-ORG",
-            "42.50", 90),
-    Product(8123456780091, 45012345680700, "Hiking Boots", "Brown / 10", "BOOT-BRN-10",
-            "159.00", 1150, "179.00"),
-    Product(8123456780102, 45012345680801, "Sun Hoodie UPF 50", "Sky / S", "SUNHOOD-SKY-S",
-            "58.00", 220),
-    Product(8123456780113, 45012345680902, "Trail Mix Variety Box", "12 bars", "MIX-12",
-            "27.00", 720),
+    Product(
+        8123456789012, 45012345678901, "Merino Wool Beanie", "Charcoal", "BEANIE-CHAR", "24.00", 120
+    ),
+    Product(
+        8123456780013,
+        45012345679902,
+        "Trail Running Socks (3-pack)",
+        "M",
+        "SOCK3-M",
+        "18.50",
+        150,
+        "22.00",
+    ),
+    Product(
+        8123456780024,
+        45012345680003,
+        "Packable Rain Shell",
+        "Navy / L",
+        "SHELL-NAV-L",
+        "129.00",
+        310,
+    ),
+    Product(
+        8123456780035,
+        45012345680104,
+        "Insulated Water Bottle 750 ml",
+        "Sage",
+        "BOTTLE-750-SAG",
+        "34.95",
+        420,
+    ),
+    Product(
+        8123456780046,
+        45012345680205,
+        "Ultralight Daypack 22 L",
+        "Black",
+        "PACK22-BLK",
+        "89.00",
+        540,
+        "99.00",
+    ),
+    Product(
+        8123456780057, 45012345680306, "Trekking Poles (pair)", "Carbon", "POLES-CRB", "119.00", 460
+    ),
+    Product(
+        8123456780068, 45012345680407, "Fleece Quarter-Zip", "Oat / M", "FLEECE-OAT-M", "74.00", 380
+    ),
+    Product(8123456780079, 45012345680508, "Camp Mug", "Enamel White", "MUG-ENM", "16.00", 210),
+    Product(8123456780080, 45012345680609, "Headlamp 400 lm", "Orange", "LAMP400-ORG", "42.50", 90),
+    Product(
+        8123456780091,
+        45012345680700,
+        "Hiking Boots",
+        "Brown / 10",
+        "BOOT-BRN-10",
+        "159.00",
+        1150,
+        "179.00",
+    ),
+    Product(
+        8123456780102, 45012345680801, "Sun Hoodie UPF 50", "Sky / S", "SUNHOOD-SKY-S", "58.00", 220
+    ),
+    Product(
+        8123456780113, 45012345680902, "Trail Mix Variety Box", "12 bars", "MIX-12", "27.00", 720
+    ),
 )
 
 
@@ -118,35 +159,166 @@ class Region:
 
 
 REGIONS: tuple[Region, ...] = (
-    Region("America/New_York", "en-US", "United States", "US", "New York", "NY", "Brooklyn",
-           "11201", "+171855501##"),
-    Region("America/Chicago", "en-US", "United States", "US", "Illinois", "IL", "Chicago",
-           "60614", "+131255501##"),
-    Region("America/Denver", "en-US", "United States", "US", "Colorado", "CO", "Boulder",
-           "80302", "+130355501##"),
-    Region("America/Los_Angeles", "en-US", "United States", "US", "California", "CA",
-           "Oakland", "94612", "+151055501##"),
-    Region("America/Toronto", "en-CA", "Canada", "CA", "Ontario", "ON", "Toronto", "M5V 2T6",
-           "+141655501##"),
-    Region("Europe/London", "en-GB", "United Kingdom", "GB", "England", "ENG", "Bristol",
-           "BS1 4DJ", "+447700900###"),
-    Region("Europe/Berlin", "de-DE", "Germany", "DE", "Berlin", "BE", "Berlin", "10115",
-           "+493023125###"),
-    Region("Europe/Paris", "fr-FR", "France", "FR", "Île-de-France", "IDF", "Paris", "75011",
-           "+3363998####"),
-    Region("Australia/Sydney", "en-AU", "Australia", "AU", "New South Wales", "NSW", "Sydney",
-           "2000", "+61491570###"),
+    Region(
+        "America/New_York",
+        "en-US",
+        "United States",
+        "US",
+        "New York",
+        "NY",
+        "Brooklyn",
+        "11201",
+        "+171855501##",
+    ),
+    Region(
+        "America/Chicago",
+        "en-US",
+        "United States",
+        "US",
+        "Illinois",
+        "IL",
+        "Chicago",
+        "60614",
+        "+131255501##",
+    ),
+    Region(
+        "America/Denver",
+        "en-US",
+        "United States",
+        "US",
+        "Colorado",
+        "CO",
+        "Boulder",
+        "80302",
+        "+130355501##",
+    ),
+    Region(
+        "America/Los_Angeles",
+        "en-US",
+        "United States",
+        "US",
+        "California",
+        "CA",
+        "Oakland",
+        "94612",
+        "+151055501##",
+    ),
+    Region(
+        "America/Toronto",
+        "en-CA",
+        "Canada",
+        "CA",
+        "Ontario",
+        "ON",
+        "Toronto",
+        "M5V 2T6",
+        "+141655501##",
+    ),
+    Region(
+        "Europe/London",
+        "en-GB",
+        "United Kingdom",
+        "GB",
+        "England",
+        "ENG",
+        "Bristol",
+        "BS1 4DJ",
+        "+447700900###",
+    ),
+    Region(
+        "Europe/Berlin",
+        "de-DE",
+        "Germany",
+        "DE",
+        "Berlin",
+        "BE",
+        "Berlin",
+        "10115",
+        "+493023125###",
+    ),
+    Region(
+        "Europe/Paris",
+        "fr-FR",
+        "France",
+        "FR",
+        "Île-de-France",
+        "IDF",
+        "Paris",
+        "75011",
+        "+3363998####",
+    ),
+    Region(
+        "Australia/Sydney",
+        "en-AU",
+        "Australia",
+        "AU",
+        "New South Wales",
+        "NSW",
+        "Sydney",
+        "2000",
+        "+61491570###",
+    ),
 )
 
 FIRST_NAMES = (
-    "Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Sophia", "Elijah", "Mia", "Lucas",
-    "Charlotte", "Mateo", "Aisha", "Hiro", "Lena", "Jonas", "Chloé", "Louis", "Priya", "Arjun",
-    "Zoe", "Ethan", "Grace", "Leo", "Nora", "Felix", "Isla", "Samuel", "Maya", "Daniel",
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Amelia",
+    "Oliver",
+    "Sophia",
+    "Elijah",
+    "Mia",
+    "Lucas",
+    "Charlotte",
+    "Mateo",
+    "Aisha",
+    "Hiro",
+    "Lena",
+    "Jonas",
+    "Chloé",
+    "Louis",
+    "Priya",
+    "Arjun",
+    "Zoe",
+    "Ethan",
+    "Grace",
+    "Leo",
+    "Nora",
+    "Felix",
+    "Isla",
+    "Samuel",
+    "Maya",
+    "Daniel",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Garcia", "Miller", "Davis", "Martin", "Müller",
-    "Schmidt", "Dubois", "Moreau", "Taylor", "Wilson", "Nguyen", "Patel", "Kim", "Lopez",
-    "Anderson", "Thomas", "Walker", "Young", "King", "Wright", "Scott", "Green",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martin",
+    "Müller",
+    "Schmidt",
+    "Dubois",
+    "Moreau",
+    "Taylor",
+    "Wilson",
+    "Nguyen",
+    "Patel",
+    "Kim",
+    "Lopez",
+    "Anderson",
+    "Thomas",
+    "Walker",
+    "Young",
+    "King",
+    "Wright",
+    "Scott",
+    "Green",
 )
 # Reserved by RFC 2606: nothing the demo "sends" can reach a real mailbox.
 EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
@@ -284,28 +456,30 @@ def checkout_payload(
         line_price = price * quantity
         subtotal += line_price
         weight += product.grams * quantity
-        line_items.append({
-            "key": hashlib.md5(f"{token}:{product.variant_id}".encode()).hexdigest(),
-            "id": product.variant_id,
-            "product_id": product.product_id,
-            "variant_id": product.variant_id,
-            "title": product.title,
-            "variant_title": product.variant_title,
-            "sku": product.sku,
-            "vendor": VENDOR,
-            "quantity": quantity,
-            "price": _money(price),
-            "line_price": _money(line_price),
-            "compare_at_price": product.compare_at_price,
-            "grams": product.grams,
-            "requires_shipping": True,
-            "taxable": True,
-            "gift_card": False,
-            "fulfillment_service": "manual",
-            "properties": None,
-            "applied_discounts": [],
-            "tax_lines": [],
-        })
+        line_items.append(
+            {
+                "key": hashlib.md5(f"{token}:{product.variant_id}".encode()).hexdigest(),
+                "id": product.variant_id,
+                "product_id": product.product_id,
+                "variant_id": product.variant_id,
+                "title": product.title,
+                "variant_title": product.variant_title,
+                "sku": product.sku,
+                "vendor": VENDOR,
+                "quantity": quantity,
+                "price": _money(price),
+                "line_price": _money(line_price),
+                "compare_at_price": product.compare_at_price,
+                "grams": product.grams,
+                "requires_shipping": True,
+                "taxable": True,
+                "gift_card": False,
+                "fulfillment_service": "manual",
+                "properties": None,
+                "applied_discounts": [],
+                "tax_lines": [],
+            }
+        )
     rate = Decimal(tax_rate)
     tax = (subtotal * rate).quantize(CENT, rounding=ROUND_HALF_UP)
     total = subtotal + tax
@@ -440,8 +614,13 @@ def order_payload(
         "payment_gateway_names": ["shopify_payments"],
         "line_items": line_items,
         "shipping_lines": [
-            {"id": order_id + 7, "code": "Standard", "title": "Standard", "price": "0.00",
-             "source": "shopify"}
+            {
+                "id": order_id + 7,
+                "code": "Standard",
+                "title": "Standard",
+                "price": "0.00",
+                "source": "shopify",
+            }
         ],
         "tax_lines": checkout.get("tax_lines", []),
         "billing_address": checkout.get("billing_address"),
@@ -705,8 +884,9 @@ class StoreSimulator:
         if rng.random() < behavior.update_rate:
             self._schedule(start + rng.uniform(1, timeout * 0.3), "update", checkout["token"])
         if buys:
-            self._schedule(start + rng.uniform(timeout * 0.35, timeout * 0.7), "order",
-                           checkout["token"])
+            self._schedule(
+                start + rng.uniform(timeout * 0.35, timeout * 0.7), "order", checkout["token"]
+            )
         elif returns_later:
             self._schedule(start + timeout * rng.uniform(6, 15), "order", checkout["token"])
         return checkout
@@ -878,8 +1058,9 @@ class StoreSimulator:
                 session = self._session_for(message)
                 if session is not None and not session.ordered:
                     session.clicked = True
-                    self._schedule(at + rng.uniform(*behavior.order_delay), "order",
-                                   session.checkout["token"])
+                    self._schedule(
+                        at + rng.uniform(*behavior.order_delay), "order", session.checkout["token"]
+                    )
         self.stats["messages seen"] += len(messages)
         return len(messages)
 

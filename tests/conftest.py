@@ -61,8 +61,11 @@ def _with_db(url: str, dbname: str) -> str:
     port = params.get("port")
     if host.startswith("/"):
         return f"postgresql://{user}:@/{dbname}?host={host}"
-    return f"postgresql://{user}@{host}{':' + str(port) if port else ''}/{dbname}" if host else \
-        make_conninfo(**params)
+    return (
+        f"postgresql://{user}@{host}{':' + str(port) if port else ''}/{dbname}"
+        if host
+        else make_conninfo(**params)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -190,8 +193,12 @@ class Recorder:
                 body = self.rfile.read(length) if length else b""
                 path = self.path
                 recorder.requests.append(
-                    {"method": self.command, "path": path, "headers": dict(self.headers),
-                     "body": body}
+                    {
+                        "method": self.command,
+                        "path": path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
                 )
                 status, headers, payload = recorder._answer(self.command, path.split("?")[0])
                 self.send_response(status)
@@ -226,8 +233,7 @@ class Recorder:
 
     def find(self, method: str, path: str) -> list[dict]:
         return [
-            r for r in self.requests
-            if r["method"] == method and r["path"].split("?")[0] == path
+            r for r in self.requests if r["method"] == method and r["path"].split("?")[0] == path
         ]
 
     def close(self):
@@ -268,9 +274,14 @@ def remove_queue(rt) -> None:
 
     q = jobs.queue(rt)
     ids = set(q.get_job_ids())
-    for registry in (q.started_job_registry, q.finished_job_registry, q.failed_job_registry,
-                     q.deferred_job_registry, q.scheduled_job_registry,
-                     q.canceled_job_registry):
+    for registry in (
+        q.started_job_registry,
+        q.finished_job_registry,
+        q.failed_job_registry,
+        q.deferred_job_registry,
+        q.scheduled_job_registry,
+        q.canceled_job_registry,
+    ):
         ids.update(registry.get_job_ids())
     for job_id in ids:
         rt.redis.delete(Job.key_for(job_id))

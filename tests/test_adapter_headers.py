@@ -6,13 +6,19 @@ from werkzeug.test import EnvironBuilder
 
 from ingest.adapters.headers import EnvironHeaderView
 
-HEADERS = {"X-Shopify-Hmac-Sha256": "abc=", "webhook-id": "msg_1", "Content-Type":
-           "application/json", "X-Empty": "", "X-Wc-Webhook-Delivery-ID": "42"}
+HEADERS = {
+    "X-Shopify-Hmac-Sha256": "abc=",
+    "webhook-id": "msg_1",
+    "Content-Type": "application/json",
+    "X-Empty": "",
+    "X-Wc-Webhook-Delivery-ID": "42",
+}
 
 
 def environ(content_type="application/json"):
-    env = EnvironBuilder(method="POST", path="/x", headers=HEADERS, data=b"{}",
-                         content_type=content_type).get_environ()
+    env = EnvironBuilder(
+        method="POST", path="/x", headers=HEADERS, data=b"{}", content_type=content_type
+    ).get_environ()
     env["HTTP_CONTENT_TYPE"] = "duplicate"  # some servers add it; neither lists it
     return env
 
@@ -20,9 +26,18 @@ def environ(content_type="application/json"):
 def test_reads_like_werkzeug_in_any_case():
     env = environ()
     view, werkzeug = EnvironHeaderView(env), EnvironHeaders(env)
-    for name in ("x-shopify-hmac-sha256", "X-SHOPIFY-HMAC-SHA256", "Webhook-Id", "webhook-id",
-                 "content-type", "Content-Length", "x-empty", "X-WC-Webhook-Delivery-ID",
-                 "missing", "X-Missing-Too"):
+    for name in (
+        "x-shopify-hmac-sha256",
+        "X-SHOPIFY-HMAC-SHA256",
+        "Webhook-Id",
+        "webhook-id",
+        "content-type",
+        "Content-Length",
+        "x-empty",
+        "X-WC-Webhook-Delivery-ID",
+        "missing",
+        "X-Missing-Too",
+    ):
         assert view.get(name) == werkzeug.get(name), name
         assert (name in view) == (name in werkzeug), name
     assert view.get("missing", "fallback") == "fallback"

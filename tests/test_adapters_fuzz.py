@@ -31,19 +31,30 @@ BC_STORE = "fuzzstore" + uuid.uuid4().hex[:6]
 MAGENTO_HOST = f"fuzz-{uuid.uuid4().hex[:6]}.magento.test"
 WOO_SITE = f"fuzz-{uuid.uuid4().hex[:6]}.woo.test"
 SHOP = f"fuzz-{uuid.uuid4().hex[:6]}.myshopify.com"
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FEW = settings(FUZZ, max_examples=40)
 
 # Any JSON value, including the ones Postgres cannot store (NaN, NUL characters).
-scalars = (st.none() | st.booleans() | st.integers() | st.floats()
-           | st.text(max_size=40)
-           | st.sampled_from(["", "0", "-1", "\x00", "1e999", float("inf"), float("nan"),
-                              10**30, -(10**30), 1e300]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(
+        ["", "0", "-1", "\x00", "1e999", float("inf"), float("nan"), 10**30, -(10**30), 1e300]
+    )
+)
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -97,22 +108,41 @@ def world(settings, db):
     key = app.extensions["cartrecovery"].encryption_key
     recorder = Recorder()
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     org_id = tenancy.create_org(db, f"fuzz-{uuid.uuid4().hex[:6]}")
     connections = {
         "shopify": tenancy.add_connection(db, key, org_id, "shopify", SHOP, SECRET),
         "woocommerce": tenancy.add_connection(db, key, org_id, "woocommerce", WOO_SITE, SECRET),
         "bigcommerce": tenancy.add_connection(
-            db, key, org_id, "bigcommerce", BC_STORE, SECRET,
-            {"access_token": "tok", "client_secret": CLIENT_SECRET,
-             "api_base_url": recorder.url, "signature_tolerance_seconds": 0}),
+            db,
+            key,
+            org_id,
+            "bigcommerce",
+            BC_STORE,
+            SECRET,
+            {
+                "access_token": "tok",
+                "client_secret": CLIENT_SECRET,
+                "api_base_url": recorder.url,
+                "signature_tolerance_seconds": 0,
+            },
+        ),
         "magento": tenancy.add_connection(
-            db, key, org_id, "magento", MAGENTO_HOST, SECRET,
-            {"base_url": recorder.url, "integration_token": "tok",
-             "webhook_public_key_pem": pem}),
-        "generic": tenancy.add_connection(db, key, org_id, "generic",
-                                          f"fuzz-{uuid.uuid4().hex[:6]}.custom", SECRET),
+            db,
+            key,
+            org_id,
+            "magento",
+            MAGENTO_HOST,
+            SECRET,
+            {"base_url": recorder.url, "integration_token": "tok", "webhook_public_key_pem": pem},
+        ),
+        "generic": tenancy.add_connection(
+            db, key, org_id, "generic", f"fuzz-{uuid.uuid4().hex[:6]}.custom", SECRET
+        ),
     }
     yield World(app.test_client(), connections, private)
     recorder.close()
@@ -120,53 +150,95 @@ def world(settings, db):
 
 # --- how each platform signs ------------------------------------------------------------------
 
-SHOPIFY_TOPICS = ["checkout-create", "checkout-update", "checkout-delete", "cart-update",
-                  "order-create", "order-paid", "customers-data-request", "customers-redact",
-                  "shop-redact"]  # not app-uninstalled: it would disable the store mid-run
+SHOPIFY_TOPICS = [
+    "checkout-create",
+    "checkout-update",
+    "checkout-delete",
+    "cart-update",
+    "order-create",
+    "order-paid",
+    "customers-data-request",
+    "customers-redact",
+    "shop-redact",
+]  # not app-uninstalled: it would disable the store mid-run
 
 
 def send_shopify(world, body: bytes, choice: int = 0):
     path = SHOPIFY_TOPICS[choice % len(SHOPIFY_TOPICS)]
-    return world.client.post(f"/api/webhooks/shopify/{path}", data=body, headers={
-        "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Hmac-Sha256": shopify_hmac(SECRET, body),
-        "X-Shopify-Webhook-Id": str(uuid.uuid4()), "Content-Type": "application/json"})
+    return world.client.post(
+        f"/api/webhooks/shopify/{path}",
+        data=body,
+        headers={
+            "X-Shopify-Shop-Domain": SHOP,
+            "X-Shopify-Hmac-Sha256": shopify_hmac(SECRET, body),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def send_woocommerce(world, body: bytes, choice: int = 0):
     from ingest.adapters.woocommerce import signature
 
     topic = ["order.created", "order.updated", "order.deleted"][choice % 3]
-    return world.client.post("/api/webhooks/woocommerce", data=body, headers={
-        "X-WC-Webhook-Source": f"https://{WOO_SITE}/", "X-WC-Webhook-Topic": topic,
-        "X-WC-Webhook-Signature": signature(SECRET, body),
-        "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex, "Content-Type": "application/json"})
+    return world.client.post(
+        "/api/webhooks/woocommerce",
+        data=body,
+        headers={
+            "X-WC-Webhook-Source": f"https://{WOO_SITE}/",
+            "X-WC-Webhook-Topic": topic,
+            "X-WC-Webhook-Signature": signature(SECRET, body),
+            "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def send_bigcommerce(world, body: bytes, choice: int = 0):
     msg_id, ts = f"msg_{uuid.uuid4().hex}", "1773504132"
     digest = hmac.new(CLIENT_SECRET.encode(), f"{msg_id}.{ts}.".encode() + body, hashlib.sha256)
-    return world.client.post(f"/api/webhooks/bigcommerce?store={BC_STORE}", data=body, headers={
-        "X-Cartrec-Hook-Token": SECRET, "webhook-id": msg_id, "webhook-timestamp": ts,
-        "webhook-signature": "v1," + base64.b64encode(digest.digest()).decode(),
-        "Content-Type": "application/json"})
+    return world.client.post(
+        f"/api/webhooks/bigcommerce?store={BC_STORE}",
+        data=body,
+        headers={
+            "X-Cartrec-Hook-Token": SECRET,
+            "webhook-id": msg_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": "v1," + base64.b64encode(digest.digest()).decode(),
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def send_magento(world, body: bytes, choice: int = 0):
     sig = world.private_key.sign(base64.b64encode(body), padding.PKCS1v15(), hashes.SHA256())
-    return world.client.post(f"/api/webhooks/magento?store={MAGENTO_HOST}", data=body, headers={
-        "x-adobe-commerce-webhook-signature": base64.b64encode(sig).decode(),
-        "Content-Type": "application/json"})
+    return world.client.post(
+        f"/api/webhooks/magento?store={MAGENTO_HOST}",
+        data=body,
+        headers={
+            "x-adobe-commerce-webhook-signature": base64.b64encode(sig).decode(),
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def send_generic(world, body: bytes, choice: int = 0):
     from ingest.adapters.generic import sign
 
-    return world.client.post(f"/api/webhooks/custom/{world.connections['generic']}", data=body,
-                             headers={**sign(SECRET, body), "Content-Type": "application/json"})
+    return world.client.post(
+        f"/api/webhooks/custom/{world.connections['generic']}",
+        data=body,
+        headers={**sign(SECRET, body), "Content-Type": "application/json"},
+    )
 
 
-SENDERS = {"shopify": send_shopify, "woocommerce": send_woocommerce,
-           "bigcommerce": send_bigcommerce, "magento": send_magento, "generic": send_generic}
+SENDERS = {
+    "shopify": send_shopify,
+    "woocommerce": send_woocommerce,
+    "bigcommerce": send_bigcommerce,
+    "magento": send_magento,
+    "generic": send_generic,
+}
 PLATFORMS = [p for p in SENDERS if p in registry.adapters()]
 
 
@@ -190,22 +262,50 @@ def check(res):
 SHAPES = {
     "shopify": json.loads(fixture_bytes("shopify_checkouts_create.json")),
     "woocommerce": json.loads(fixture_bytes("woocommerce_order_created.json")),
-    "bigcommerce": {**json.loads(fixture_bytes("bigcommerce_cart_converted.json")),
-                    "producer": f"stores/{BC_STORE}"},
-    "magento": {"eventName": "observer.checkout_cart_save_after",
-                "data": {"quote": {"entity_id": "1", "masked_id": "abc", "customer_email": "a@b.c",
-                                   "grand_total": "1.00", "updated_at": "2026-03-14 15:22:11",
-                                   "items": [{"sku": "s", "name": "n", "qty": 1,
-                                              "price": "1.00"}]}}},
-    "generic": {"event": "cart_updated", "event_id": "e1", "timestamp": "2026-03-14T15:00:00Z",
-                "cart_data": {"cart_id": "c1", "email": "a@b.c", "currency": "USD",
-                              "items": [{"product_id": "p", "quantity": 1, "price": 1}]}},
+    "bigcommerce": {
+        **json.loads(fixture_bytes("bigcommerce_cart_converted.json")),
+        "producer": f"stores/{BC_STORE}",
+    },
+    "magento": {
+        "eventName": "observer.checkout_cart_save_after",
+        "data": {
+            "quote": {
+                "entity_id": "1",
+                "masked_id": "abc",
+                "customer_email": "a@b.c",
+                "grand_total": "1.00",
+                "updated_at": "2026-03-14 15:22:11",
+                "items": [{"sku": "s", "name": "n", "qty": 1, "price": "1.00"}],
+            }
+        },
+    },
+    "generic": {
+        "event": "cart_updated",
+        "event_id": "e1",
+        "timestamp": "2026-03-14T15:00:00Z",
+        "cart_data": {
+            "cart_id": "c1",
+            "email": "a@b.c",
+            "currency": "USD",
+            "items": [{"product_id": "p", "quantity": 1, "price": 1}],
+        },
+    },
 }
-BC_SCOPES = ["store/cart/created", "store/cart/updated", "store/cart/abandoned",
-             "store/cart/converted", "store/order/created", "store/cart/deleted"]
-MAGENTO_EVENTS = ["observer.checkout_cart_save_after", "observer.sales_quote_save_after",
-                  "observer.sales_order_place_after", "observer.sales_order_save_after",
-                  "observer.other"]
+BC_SCOPES = [
+    "store/cart/created",
+    "store/cart/updated",
+    "store/cart/abandoned",
+    "store/cart/converted",
+    "store/order/created",
+    "store/cart/deleted",
+]
+MAGENTO_EVENTS = [
+    "observer.checkout_cart_save_after",
+    "observer.sales_quote_save_after",
+    "observer.sales_order_place_after",
+    "observer.sales_order_save_after",
+    "observer.other",
+]
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -13,8 +13,9 @@ from cartrecovery import audit, tenancy
 
 def entries(db, org_id):
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.audit_log WHERE org_id = %s ORDER BY created_at",
-                            (org_id,)).fetchall()
+        return conn.execute(
+            "SELECT * FROM app.audit_log WHERE org_id = %s ORDER BY created_at", (org_id,)
+        ).fetchall()
 
 
 def key_id(db, org):
@@ -23,20 +24,33 @@ def key_id(db, org):
 
 def test_api_actions_are_recorded_with_their_actor(db, client, org, make_org):
     actor = f"api_key:{key_id(db, org)}"
-    created = client.post("/api/v1/webhook-subscriptions",
-                          json={"url": "https://crm.example/h", "events": ["cart.abandoned"]},
-                          headers=org.headers)
+    created = client.post(
+        "/api/v1/webhook-subscriptions",
+        json={"url": "https://crm.example/h", "events": ["cart.abandoned"]},
+        headers=org.headers,
+    )
     assert created.status_code == 201
     subscription_id = created.get_json()["subscription_id"]
-    assert client.delete(f"/api/v1/webhook-subscriptions/{subscription_id}",
-                         headers=org.headers).status_code == 204
-    refused = client.post("/api/v1/webhook-subscriptions", json={"url": "nope"},
-                          headers=org.headers)
+    assert (
+        client.delete(
+            f"/api/v1/webhook-subscriptions/{subscription_id}", headers=org.headers
+        ).status_code
+        == 204
+    )
+    refused = client.post(
+        "/api/v1/webhook-subscriptions", json={"url": "nope"}, headers=org.headers
+    )
     assert refused.status_code == 400
     # Plain reads are not actions; reading personal data is.
     assert client.get("/api/v1/webhook-subscriptions", headers=org.headers).status_code == 200
-    assert client.get("/api/v1/privacy/export", query_string={"email": "jane@example.com"},
-                      headers=org.headers).status_code == 200
+    assert (
+        client.get(
+            "/api/v1/privacy/export",
+            query_string={"email": "jane@example.com"},
+            headers=org.headers,
+        ).status_code
+        == 200
+    )
     # Unauthenticated requests have no org to be filed under.
     assert client.post("/api/v1/webhook-subscriptions", json={}).status_code == 401
 
@@ -58,10 +72,13 @@ def test_api_actions_are_recorded_with_their_actor(db, client, org, make_org):
 
 
 def test_audit_log_is_append_only(db, org):
-    audit_id = audit.record(db, org.org_id, "cli:alice", "connections.add", "conn-1",
-                            {"platform": "shopify"})
-    for statement in ("UPDATE app.audit_log SET actor = 'mallory' WHERE audit_id = %s",
-                      "DELETE FROM app.audit_log WHERE audit_id = %s"):
+    audit_id = audit.record(
+        db, org.org_id, "cli:alice", "connections.add", "conn-1", {"platform": "shopify"}
+    )
+    for statement in (
+        "UPDATE app.audit_log SET actor = 'mallory' WHERE audit_id = %s",
+        "DELETE FROM app.audit_log WHERE audit_id = %s",
+    ):
         # Refused for the tenant role and for the owner alike: the trigger, not a grant.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             with db.tenant(org.org_id) as conn:
@@ -73,8 +90,11 @@ def test_audit_log_is_append_only(db, org):
         with db.system() as conn:
             conn.execute("TRUNCATE app.audit_log")
     [row] = entries(db, org.org_id)
-    assert (row["actor"], row["action"], row["target"]) == ("cli:alice", "connections.add",
-                                                            "conn-1")
+    assert (row["actor"], row["action"], row["target"]) == (
+        "cli:alice",
+        "connections.add",
+        "conn-1",
+    )
 
 
 def test_cli_actor_names_the_operator():
@@ -87,9 +107,10 @@ def test_a_failing_audit_never_fails_the_request(db, client, org, monkeypatch, c
 
     monkeypatch.setattr(audit, "record", broken)
     with caplog.at_level(logging.ERROR):
-        response = client.post("/api/v1/webhook-subscriptions",
-                               json={"url": "https://crm.example/h",
-                                     "events": ["cart.abandoned"]},
-                               headers=org.headers)
+        response = client.post(
+            "/api/v1/webhook-subscriptions",
+            json={"url": "https://crm.example/h", "events": ["cart.abandoned"]},
+            headers=org.headers,
+        )
     assert response.status_code == 201
     assert any("AUDIT FAILURE" in r.getMessage() for r in caplog.records)

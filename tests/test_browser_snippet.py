@@ -63,8 +63,9 @@ def storefront_app(values: dict[str, str]) -> Flask:
 
     @site.get("/wp-json/wc/store/v1/cart")
     def woocommerce_cart():
-        return Response((STOREFRONT / "wc-store-cart.json").read_bytes(),
-                        mimetype="application/json")
+        return Response(
+            (STOREFRONT / "wc-store-cart.json").read_bytes(), mimetype="application/json"
+        )
 
     return site
 
@@ -98,11 +99,19 @@ def browser(tmp_path, monkeypatch):
     monkeypatch.setenv("SE_OFFLINE", "1")  # selenium-manager must not fetch anything
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-background-networking", "--disable-dev-shm-usage",
-                     f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--no-first-run", "--disable-extensions", "--disable-sync",
-                     "--disable-component-update", "--disable-default-apps"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-sync",
+        "--disable-component-update",
+        "--disable-default-apps",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingOptions", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -133,7 +142,8 @@ def cart_with(db, org_id, **where):
     with db.system() as conn:
         return conn.execute(
             f"SELECT * FROM app.carts WHERE org_id = %s AND platform = 'api' AND {clauses}",
-            (org_id, *where.values())).fetchone()
+            (org_id, *where.values()),
+        ).fetchone()
 
 
 def load(driver, url: str) -> None:
@@ -141,8 +151,9 @@ def load(driver, url: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-        "return !!(window.cartrecovery && window.cartrecovery.__loaded)"))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return !!(window.cartrecovery && window.cartrecovery.__loaded)")
+    )
 
 
 def type_and_leave(driver, field_id: str, text: str, next_field_id: str):
@@ -163,8 +174,7 @@ def test_email_typed_at_checkout_arrives_with_the_cart(browser, shop, db):
     type_and_leave(browser, "billing_email", "lena.schmidt@example.com", "billing_phone")
     cart = arrives(browser, lambda: cart_with(db, org.org_id, email="lena.schmidt@example.com"))
     assert cart["external_id"] == cart_id
-    assert (cart["currency"], str(cart["total_price"]), cart["item_count"]) == ("USD", "71.82",
-                                                                                 3)
+    assert (cart["currency"], str(cart["total_price"]), cart["item_count"]) == ("USD", "71.82", 3)
     assert [i["sku"] for i in cart["line_items"]] == ["BEANIE-CHAR", "SOCK3-M"]
     assert cart["restore_url"] == "https://example-outfitters.test/cart"
 
@@ -174,15 +184,21 @@ def test_email_typed_at_checkout_arrives_with_the_cart(browser, shop, db):
 
     # Every send is its own event, stored with the publishable key's org.
     with db.system() as conn:
-        topics = [r["topic"] for r in conn.execute(
-            "SELECT topic FROM raw.events WHERE org_id = %s AND cart_id = %s "
-            "ORDER BY received_at", (org.org_id, cart["cart_id"])).fetchall()]
+        topics = [
+            r["topic"]
+            for r in conn.execute(
+                "SELECT topic FROM raw.events WHERE org_id = %s AND cart_id = %s "
+                "ORDER BY received_at",
+                (org.org_id, cart["cart_id"]),
+            ).fetchall()
+        ]
     assert topics[-2:] == ["checkout_updated", "checkout_updated"]
 
     # The page reports the order: the cart converts and the next cart gets a new id.
     browser.execute_script(
         "window.cartrecovery.track({currency: 'USD', total_price: '71.82', "
-        "order: {order_id: 'order-1001'}})")
+        "order: {order_id: 'order-1001'}})"
+    )
     arrives(browser, lambda: cart_with(db, org.org_id, external_id=cart_id, status="converted"))
     assert browser.execute_script("return window.cartrecovery.cartId()") != cart_id
 
@@ -192,11 +208,13 @@ def test_woocommerce_store_api_cart_is_sent_on_blur(browser, shop, db):
     load(browser, f"{shop_url}/woocommerce-checkout.html")
     type_and_leave(browser, "billing_email", "kunde@example.de", "billing_first_name")
     cart = arrives(browser, lambda: cart_with(db, org.org_id, email="kunde@example.de"))
-    assert (cart["currency"], str(cart["total_price"]), cart["item_count"]) == ("EUR", "65.00",
-                                                                                 3)
+    assert (cart["currency"], str(cart["total_price"]), cart["item_count"]) == ("EUR", "65.00", 3)
     first, second = cart["line_items"]
-    assert (first["title"], first["price"], first["sku"]) == ("Ceramic Pour-Over Set – White",
-                                                              "42.02", "POUR-SET-WHT")
+    assert (first["title"], first["price"], first["sku"]) == (
+        "Ceramic Pour-Over Set – White",
+        "42.02",
+        "POUR-SET-WHT",
+    )
     assert first["image_url"].endswith("/pour-over-white.jpg")
     assert (second["price"], second["quantity"]) == ("7.44", 2)
     assert cart["restore_url"] == f"{shop_url}/cart/"

@@ -54,8 +54,9 @@ def test_orgs_create_prints_json_and_creates_the_org(cli_env, db):
     key = tenancy.verify_api_key(db, body["api_key"])
     assert key is not None and str(key.org_id) == body["org_id"] and key.role == "admin"
     with db.system() as conn:
-        audit = conn.execute("SELECT actor, action, target FROM app.audit_log "
-                             "WHERE org_id = %s", (body["org_id"],)).fetchall()
+        audit = conn.execute(
+            "SELECT actor, action, target FROM app.audit_log WHERE org_id = %s", (body["org_id"],)
+        ).fetchall()
     assert [(a["action"], a["target"]) for a in audit] == [("orgs.create", body["org_id"])]
     assert audit[0]["actor"].startswith("cli:")
 
@@ -73,16 +74,27 @@ def test_orgs_create_refuses_an_empty_name(cli_env, db):
 def test_connections_add_prints_webhook_urls_and_stores_the_secret(cli_env, db, org):
     shop = f"cli-{uuid.uuid4().hex[:8]}.myshopify.com"
     result = invoke(
-        ["connections", "add", "shopify", "--org", str(org.org_id), "--shop-domain", shop,
-         "--secret", "shpss_cli_secret", "--json"],
+        [
+            "connections",
+            "add",
+            "shopify",
+            "--org",
+            str(org.org_id),
+            "--shop-domain",
+            shop,
+            "--secret",
+            "shpss_cli_secret",
+            "--json",
+        ],
         cli_env,
     )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert set(body) == {"connection_id", "webhook_urls"}
     urls = body["webhook_urls"]
-    assert urls["checkouts/create"] == \
-        "https://cr.example.test/api/webhooks/shopify/checkout-create"
+    assert (
+        urls["checkouts/create"] == "https://cr.example.test/api/webhooks/shopify/checkout-create"
+    )
     assert urls["orders/create"] == "https://cr.example.test/api/webhooks/shopify/order-create"
     assert urls["customers/redact"].endswith("/api/webhooks/shopify/customers-redact")
 
@@ -95,8 +107,16 @@ def test_connections_add_prints_webhook_urls_and_stores_the_secret(cli_env, db, 
 
 def test_connections_add_custom_platform_url_names_the_connection(cli_env, org):
     result = invoke(
-        ["connections", "add", "custom", "--org", str(org.org_id),
-         "--shop-domain", f"{uuid.uuid4().hex[:8]}.example", "--json"],
+        [
+            "connections",
+            "add",
+            "custom",
+            "--org",
+            str(org.org_id),
+            "--shop-domain",
+            f"{uuid.uuid4().hex[:8]}.example",
+            "--json",
+        ],
         cli_env,
     )
     assert result.exit_code == 0, result.output
@@ -111,8 +131,18 @@ def test_connections_add_rejects_unknown_org_and_taken_store(cli_env, db, make_o
     shop = f"cli-{uuid.uuid4().hex[:8]}.myshopify.com"
     result = CliRunner().invoke(
         main,
-        ["connections", "add", "shopify", "--org", str(uuid.uuid4()), "--shop-domain", shop,
-         "--secret", "s", "--json"],
+        [
+            "connections",
+            "add",
+            "shopify",
+            "--org",
+            str(uuid.uuid4()),
+            "--shop-domain",
+            shop,
+            "--secret",
+            "s",
+            "--json",
+        ],
         env=cli_env,
     )
     assert result.exit_code == 2 and "no org" in result.output
@@ -232,7 +262,10 @@ def test_sigterm_to_the_supervising_process_stops_its_children(tmp_path):
         "print('codes', s.stop(), flush=True)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO,
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     pids = []

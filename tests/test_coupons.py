@@ -18,17 +18,22 @@ from delivery import coupons
 from delivery.coupons import CouponError, issue, mark_redeemed
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-STEP = {"channel": "email", "delay_seconds": 0, "subject": "s",
-        "template": "cart_reminder_discount",
-        "discount": {"type": "percentage", "value": 10, "expires_in_hours": 72}}
+STEP = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "s",
+    "template": "cart_reminder_discount",
+    "discount": {"type": "percentage", "value": 10, "expires_in_hours": 72},
+}
 SHOPIFY_RULES = "/admin/api/2025-07/price_rules.json"
 CODE = re.compile(r"^SAVE-[A-HJ-NP-Z2-9]{10}$")
 
 
 def _connect(db, runtime, org_id, platform, credentials):
     domain = f"s-{uuid.uuid4().hex[:8]}.example.com"
-    return tenancy.add_connection(db, runtime.encryption_key, org_id, platform, domain,
-                                  "webhook-secret", credentials)
+    return tenancy.add_connection(
+        db, runtime.encryption_key, org_id, platform, domain, "webhook-secret", credentials
+    )
 
 
 def _message(db, org_id, platform="custom", connection_id=None, currency="USD"):
@@ -38,8 +43,12 @@ def _message(db, org_id, platform="custom", connection_id=None, currency="USD"):
             "line_items, connection_id) VALUES (%s, %s, %s, %s, 50, %s, %s) RETURNING *",
             (org_id, platform, uuid.uuid4().hex, currency, Jsonb([]), connection_id),
         ).fetchone()
-    message = {"org_id": org_id, "message_id": uuid.uuid4(), "cart_id": cart["cart_id"],
-               "channel": "email"}
+    message = {
+        "org_id": org_id,
+        "message_id": uuid.uuid4(),
+        "cart_id": cart["cart_id"],
+        "channel": "email",
+    }
     return message, cart
 
 
@@ -50,8 +59,9 @@ def _issue(db, runtime, message, cart, step=STEP):
 
 def _stored(db, org_id):
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.coupons WHERE org_id = %s ORDER BY created_at",
-                            (org_id,)).fetchall()
+        return conn.execute(
+            "SELECT * FROM app.coupons WHERE org_id = %s ORDER BY created_at", (org_id,)
+        ).fetchall()
 
 
 def _json(request) -> dict:
@@ -59,12 +69,18 @@ def _json(request) -> dict:
 
 
 def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "shopify",
-                             {"access_token": "shpat_test", "api_base_url": recorder.url})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "shopify",
+        {"access_token": "shpat_test", "api_base_url": recorder.url},
+    )
     recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 507328175}})
     codes_path = "/admin/api/2025-07/price_rules/507328175/discount_codes.json"
-    recorder.respond("POST", codes_path, 201,
-                     {"discount_code": {"id": 1054381139, "price_rule_id": 507328175}})
+    recorder.respond(
+        "POST", codes_path, 201, {"discount_code": {"id": 1054381139, "price_rule_id": 507328175}}
+    )
     message, cart = _message(db, org.org_id, "shopify", connection_id)
 
     coupon = _issue(db, runtime, message, cart)
@@ -72,20 +88,33 @@ def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
     assert CODE.match(coupon["code"])
     [rule_request] = recorder.find("POST", SHOPIFY_RULES)
     assert rule_request["headers"]["X-Shopify-Access-Token"] == "shpat_test"
-    assert _json(rule_request) == {"price_rule": {
-        "title": coupon["code"], "target_type": "line_item", "target_selection": "all",
-        "allocation_method": "across", "value_type": "percentage", "value": "-10.00",
-        "customer_selection": "all", "once_per_customer": True, "usage_limit": 1,
-        "starts_at": "2026-11-25T10:00:00+00:00", "ends_at": "2026-11-28T10:00:00+00:00"}}
+    assert _json(rule_request) == {
+        "price_rule": {
+            "title": coupon["code"],
+            "target_type": "line_item",
+            "target_selection": "all",
+            "allocation_method": "across",
+            "value_type": "percentage",
+            "value": "-10.00",
+            "customer_selection": "all",
+            "once_per_customer": True,
+            "usage_limit": 1,
+            "starts_at": "2026-11-25T10:00:00+00:00",
+            "ends_at": "2026-11-28T10:00:00+00:00",
+        }
+    }
     [code_request] = recorder.find("POST", codes_path)
     assert code_request["headers"]["X-Shopify-Access-Token"] == "shpat_test"
     assert _json(code_request) == {"discount_code": {"code": coupon["code"]}}
     assert [r["path"] for r in recorder.requests] == [SHOPIFY_RULES, codes_path]
 
-    assert (coupon["platform"], coupon["type"], coupon["value"], coupon["currency"]) == \
-        ("shopify", "percentage", Decimal("10.00"), "USD")
-    assert coupon["platform_ids"] == {"price_rule_id": 507328175,
-                                      "discount_code_id": 1054381139}
+    assert (coupon["platform"], coupon["type"], coupon["value"], coupon["currency"]) == (
+        "shopify",
+        "percentage",
+        Decimal("10.00"),
+        "USD",
+    )
+    assert coupon["platform_ids"] == {"price_rule_id": 507328175, "discount_code_id": 1054381139}
     assert coupon["expires_at"] == NOW + timedelta(hours=72)
     assert coupon["message_id"] == message["message_id"]
     assert coupon["cart_id"] == cart["cart_id"]
@@ -93,24 +122,36 @@ def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
 
 
 def test_shopify_fixed_amount(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "shopify",
-                             {"access_token": "t", "api_base_url": recorder.url})
+    connection_id = _connect(
+        db, runtime, org.org_id, "shopify", {"access_token": "t", "api_base_url": recorder.url}
+    )
     recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 7}})
-    recorder.respond("POST", "/admin/api/2025-07/price_rules/7/discount_codes.json", 201,
-                     {"discount_code": {"id": 8}})
+    recorder.respond(
+        "POST",
+        "/admin/api/2025-07/price_rules/7/discount_codes.json",
+        201,
+        {"discount_code": {"id": 8}},
+    )
     message, cart = _message(db, org.org_id, "shopify", connection_id)
     step = {**STEP, "discount": {"type": "fixed_amount", "value": 5, "expires_in_hours": 24}}
     coupon = _issue(db, runtime, message, cart, step)
     rule = _json(recorder.find("POST", SHOPIFY_RULES)[0])["price_rule"]
-    assert (rule["value_type"], rule["value"], rule["ends_at"]) == \
-        ("fixed_amount", "-5.00", "2026-11-26T10:00:00+00:00")
+    assert (rule["value_type"], rule["value"], rule["ends_at"]) == (
+        "fixed_amount",
+        "-5.00",
+        "2026-11-26T10:00:00+00:00",
+    )
     assert (coupon["type"], coupon["value"]) == ("fixed_amount", Decimal("5.00"))
 
 
 def test_woocommerce_coupon(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "woocommerce",
-                             {"consumer_key": "ck_test", "consumer_secret": "cs_test",
-                              "api_base_url": recorder.url})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "woocommerce",
+        {"consumer_key": "ck_test", "consumer_secret": "cs_test", "api_base_url": recorder.url},
+    )
     recorder.respond("POST", "/wp-json/wc/v3/coupons", 201, {"id": 720, "code": "x"})
     message, cart = _message(db, org.org_id, "woocommerce", connection_id)
 
@@ -120,17 +161,26 @@ def test_woocommerce_coupon(db, runtime, org, recorder):
     expected_auth = "Basic " + base64.b64encode(b"ck_test:cs_test").decode()
     assert request["headers"]["Authorization"] == expected_auth
     assert _json(request) == {
-        "code": coupon["code"], "discount_type": "percent", "amount": "10.00",
-        "individual_use": True, "usage_limit": 1, "usage_limit_per_user": 1,
+        "code": coupon["code"],
+        "discount_type": "percent",
+        "amount": "10.00",
+        "individual_use": True,
+        "usage_limit": 1,
+        "usage_limit_per_user": 1,
         "date_expires_gmt": "2026-11-28T10:00:00",
-        "description": "Single-use cart recovery code"}
+        "description": "Single-use cart recovery code",
+    }
     assert (coupon["platform"], coupon["platform_ids"]) == ("woocommerce", {"coupon_id": 720})
 
 
 def test_bigcommerce_coupon(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "bigcommerce",
-                             {"access_token": "bc_token", "store_hash": "abc123",
-                              "api_base_url": recorder.url})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "bigcommerce",
+        {"access_token": "bc_token", "store_hash": "abc123", "api_base_url": recorder.url},
+    )
     recorder.respond("POST", "/stores/abc123/v2/coupons", 201, {"id": 5})
     message, cart = _message(db, org.org_id, "bigcommerce", connection_id)
     step = {**STEP, "discount": {"type": "fixed_amount", "value": 7.5}}
@@ -140,18 +190,27 @@ def test_bigcommerce_coupon(db, runtime, org, recorder):
     [request] = recorder.find("POST", "/stores/abc123/v2/coupons")
     assert request["headers"]["X-Auth-Token"] == "bc_token"
     assert _json(request) == {
-        "name": coupon["code"], "code": coupon["code"], "type": "per_total_discount",
-        "amount": "7.50", "enabled": True,
+        "name": coupon["code"],
+        "code": coupon["code"],
+        "type": "per_total_discount",
+        "amount": "7.50",
+        "enabled": True,
         "applies_to": {"entity": "categories", "ids": [0]},
         "expires": "Sat, 28 Nov 2026 10:00:00 +0000",  # default lifetime: 72 h
-        "max_uses": 1, "max_uses_per_customer": 1}
+        "max_uses": 1,
+        "max_uses_per_customer": 1,
+    }
     assert (coupon["platform"], coupon["platform_ids"]) == ("bigcommerce", {"coupon_id": 5})
 
 
 def test_idempotent_per_message(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "woocommerce",
-                             {"consumer_key": "k", "consumer_secret": "s",
-                              "api_base_url": recorder.url})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "woocommerce",
+        {"consumer_key": "k", "consumer_secret": "s", "api_base_url": recorder.url},
+    )
     recorder.respond("POST", "/wp-json/wc/v3/coupons", 201, {"id": 1})
     message, cart = _message(db, org.org_id, "woocommerce", connection_id)
     first = _issue(db, runtime, message, cart)
@@ -168,16 +227,16 @@ def test_local_code_for_custom_stores_and_missing_credentials(db, runtime, org, 
     message, cart = _message(db, org.org_id, "custom")
     local = _issue(db, runtime, message, cart)
     assert CODE.match(local["code"])
-    assert (local["platform"], local["platform_ids"], local["connection_id"]) == \
-        ("local", {}, None)
+    assert (local["platform"], local["platform_ids"], local["connection_id"]) == ("local", {}, None)
 
     bare = _connect(db, runtime, org.org_id, "shopify", None)  # webhooks only, no API token
     message, cart = _message(db, org.org_id, "shopify", bare)
     second = _issue(db, runtime, message, cart)
     assert second["platform"] == "local" and second["connection_id"] == bare
     assert recorder.requests == []
-    assert sorted(c["code"] for c in _stored(db, org.org_id)) == \
-        sorted([local["code"], second["code"]])
+    assert sorted(c["code"] for c in _stored(db, org.org_id)) == sorted(
+        [local["code"], second["code"]]
+    )
 
 
 def test_no_discount_no_coupon(db, runtime, org, recorder):
@@ -189,9 +248,13 @@ def test_no_discount_no_coupon(db, runtime, org, recorder):
 
 @pytest.mark.parametrize("status,retryable", [(500, True), (422, False), (401, False)])
 def test_api_failure_raises_and_stores_nothing(db, runtime, org, recorder, status, retryable):
-    connection_id = _connect(db, runtime, org.org_id, "woocommerce",
-                             {"consumer_key": "k", "consumer_secret": "s",
-                              "api_base_url": recorder.url})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "woocommerce",
+        {"consumer_key": "k", "consumer_secret": "s", "api_base_url": recorder.url},
+    )
     recorder.respond("POST", "/wp-json/wc/v3/coupons", status, {"code": "nope"})
     message, cart = _message(db, org.org_id, "woocommerce", connection_id)
     with pytest.raises(CouponError) as err:
@@ -201,9 +264,13 @@ def test_api_failure_raises_and_stores_nothing(db, runtime, org, recorder, statu
 
 
 def test_unreachable_store_is_retryable(db, runtime, org):
-    connection_id = _connect(db, runtime, org.org_id, "bigcommerce",
-                             {"access_token": "t", "store_hash": "h",
-                              "api_base_url": "http://127.0.0.1:9"})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "bigcommerce",
+        {"access_token": "t", "store_hash": "h", "api_base_url": "http://127.0.0.1:9"},
+    )
     message, cart = _message(db, org.org_id, "bigcommerce", connection_id)
     with pytest.raises(CouponError) as err:
         _issue(db, runtime, message, cart)
@@ -212,11 +279,20 @@ def test_unreachable_store_is_retryable(db, runtime, org):
 
 
 def test_rate_limit_with_retry_after_is_waited_out(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "woocommerce",
-                             {"consumer_key": "k", "consumer_secret": "s",
-                              "api_base_url": recorder.url})
-    recorder.respond("POST", "/wp-json/wc/v3/coupons", 429, {"code": "slow_down"},
-                     {"Retry-After": "0", "Content-Type": "application/json"})
+    connection_id = _connect(
+        db,
+        runtime,
+        org.org_id,
+        "woocommerce",
+        {"consumer_key": "k", "consumer_secret": "s", "api_base_url": recorder.url},
+    )
+    recorder.respond(
+        "POST",
+        "/wp-json/wc/v3/coupons",
+        429,
+        {"code": "slow_down"},
+        {"Retry-After": "0", "Content-Type": "application/json"},
+    )
     recorder.respond("POST", "/wp-json/wc/v3/coupons", 201, {"id": 9})
     message, cart = _message(db, org.org_id, "woocommerce", connection_id)
     coupon = _issue(db, runtime, message, cart)
@@ -225,11 +301,16 @@ def test_rate_limit_with_retry_after_is_waited_out(db, runtime, org, recorder):
 
 
 def test_shopify_code_failure_removes_the_price_rule(db, runtime, org, recorder):
-    connection_id = _connect(db, runtime, org.org_id, "shopify",
-                             {"access_token": "t", "api_base_url": recorder.url})
+    connection_id = _connect(
+        db, runtime, org.org_id, "shopify", {"access_token": "t", "api_base_url": recorder.url}
+    )
     recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 11}})
-    recorder.respond("POST", "/admin/api/2025-07/price_rules/11/discount_codes.json", 422,
-                     {"errors": {"code": ["must be unique"]}})
+    recorder.respond(
+        "POST",
+        "/admin/api/2025-07/price_rules/11/discount_codes.json",
+        422,
+        {"errors": {"code": ["must be unique"]}},
+    )
     recorder.respond("DELETE", "/admin/api/2025-07/price_rules/11.json", 204, b"")
     message, cart = _message(db, org.org_id, "shopify", connection_id)
     with pytest.raises(CouponError):
@@ -256,12 +337,13 @@ def test_mark_redeemed_case_insensitive_and_once(db, runtime, org, make_org):
 
 
 def test_offer_shapes_and_preview_placeholder():
-    assert coupons.offer_of({"discount": {"type": "percent", "value": "15"}}).type == \
-        "percentage"
-    offer = coupons.offer_of({"discount": {"type": "fixed", "value": 5,
-                                           "expires_in_days": 2}})
-    assert (offer.type, offer.value, offer.lifetime) == \
-        ("fixed_amount", Decimal("5.00"), timedelta(days=2))
+    assert coupons.offer_of({"discount": {"type": "percent", "value": "15"}}).type == "percentage"
+    offer = coupons.offer_of({"discount": {"type": "fixed", "value": 5, "expires_in_days": 2}})
+    assert (offer.type, offer.value, offer.lifetime) == (
+        "fixed_amount",
+        Decimal("5.00"),
+        timedelta(days=2),
+    )
     assert coupons.offer_of({"discount": {"type": "percentage", "value": 0}}) is None
     assert coupons.offer_of({"discount": {"type": "bogus", "value": 5}}) is None
     preview = coupons.preview_coupon(STEP, now=NOW)

@@ -30,10 +30,23 @@ def example_adapter(tmp_path_factory):
     source, target = work / "src", work / "site"
     shutil.copytree(EXAMPLE, source)  # setuptools builds in the tree: keep tests/ clean
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "--disable-pip-version-check", "--target", str(target),
-         str(source)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     sys.path.insert(0, str(target))
     registry.reload()
@@ -45,8 +58,11 @@ def example_adapter(tmp_path_factory):
 
 
 def create(client, org, platform: str, shop_domain: str, **extra) -> dict:
-    response = client.post("/api/v1/connections", headers=org.headers,
-                           json={"platform": platform, "shop_domain": shop_domain, **extra})
+    response = client.post(
+        "/api/v1/connections",
+        headers=org.headers,
+        json={"platform": platform, "shop_domain": shop_domain, **extra},
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
@@ -64,10 +80,17 @@ def count(db, table: str, org_id) -> int:
 
 
 def basket(delivery_id: str = "d-1", **changes) -> bytes:
-    body = {"delivery_id": delivery_id,
-            "basket": {"id": "b-42", "email": "Sam@Example.com", "currency": "eur",
-                       "items": [{"sku": "MUG", "title": "Mug", "qty": 2, "price": "9.50"}],
-                       "updated_at": "2026-03-14T10:00:00Z"} | changes}
+    body = {
+        "delivery_id": delivery_id,
+        "basket": {
+            "id": "b-42",
+            "email": "Sam@Example.com",
+            "currency": "eur",
+            "items": [{"sku": "MUG", "title": "Mug", "qty": 2, "price": "9.50"}],
+            "updated_at": "2026-03-14T10:00:00Z",
+        }
+        | changes,
+    }
     return json.dumps(body).encode()
 
 
@@ -76,8 +99,9 @@ def test_installed_package_registers_its_adapter(example_adapter):
     assert registry.get_adapter("example").platform == "example"
 
 
-def test_custom_route_delivers_through_the_installed_adapter(example_adapter, client, db, org,
-                                                             settings):
+def test_custom_route_delivers_through_the_installed_adapter(
+    example_adapter, client, db, org, settings
+):
     created = create(client, org, "example", "shop.example.net", secret="example-secret-1")
     connection_id = created["connection_id"]
     custom = f"{settings.app_url}/api/webhooks/custom/{connection_id}"
@@ -97,23 +121,30 @@ def test_custom_route_delivers_through_the_installed_adapter(example_adapter, cl
     assert (cart["item_count"], cart["total_price"]) == (2, Decimal("19.00"))
     event = one(db, "SELECT * FROM raw.events WHERE org_id = %s", org.org_id)
     assert (event["source"], event["topic"], event["cart_id"]) == (
-        "example", "basket/updated", cart["cart_id"])
+        "example",
+        "basket/updated",
+        cart["cart_id"],
+    )
     assert event["dedup_key"] == "example:d-1"
 
     # Redelivery is stored once; the platform route finds the store by its header too.
     assert client.post(url, data=basket(), headers=headers).get_json()["status"] == "duplicate"
-    by_platform = client.post("/api/webhooks/example", data=basket("d-2", items=[]),
-                              headers=headers | {"X-Example-Store": "shop.example.net"})
+    by_platform = client.post(
+        "/api/webhooks/example",
+        data=basket("d-2", items=[]),
+        headers=headers | {"X-Example-Store": "shop.example.net"},
+    )
     assert by_platform.status_code == 200
-    assert one(db, "SELECT item_count FROM app.carts WHERE org_id = %s",
-               org.org_id)["item_count"] == 0
+    assert (
+        one(db, "SELECT item_count FROM app.carts WHERE org_id = %s", org.org_id)["item_count"] == 0
+    )
     assert count(db, "raw.events", org.org_id) == 2
 
 
-def test_custom_route_refuses_bad_requests_and_stores_nothing(example_adapter, client, db,
-                                                              org):
-    connection_id = create(client, org, "example", "refusing.example.net",
-                           secret="example-secret-2")["connection_id"]
+def test_custom_route_refuses_bad_requests_and_stores_nothing(example_adapter, client, db, org):
+    connection_id = create(
+        client, org, "example", "refusing.example.net", secret="example-secret-2"
+    )["connection_id"]
     url = f"/api/webhooks/custom/{connection_id}"
     good = {"X-Example-Token": "example-secret-2"}
     cases = [
@@ -132,16 +163,18 @@ def test_custom_route_refuses_bad_requests_and_stores_nothing(example_adapter, c
 
 
 def test_unknown_connections_all_get_the_same_404(client, db, org):
-    answers = [client.post(f"/api/webhooks/custom/{cid}", data=b"{}")
-               for cid in (uuid.uuid4(), uuid.uuid4(), "not-a-uuid")]
+    answers = [
+        client.post(f"/api/webhooks/custom/{cid}", data=b"{}")
+        for cid in (uuid.uuid4(), uuid.uuid4(), "not-a-uuid")
+    ]
     assert {a.status_code for a in answers} == {404}
     assert answers[0].get_json() == answers[1].get_json() == answers[2].get_json()
 
 
-def test_connection_of_an_uninstalled_adapter_is_404(example_adapter, client, db, org,
-                                                     runtime):
-    connection_id = tenancy.add_connection(db, runtime.encryption_key, org.org_id,
-                                           "gone-platform", "x.example", "s3cret-gone")
+def test_connection_of_an_uninstalled_adapter_is_404(example_adapter, client, db, org, runtime):
+    connection_id = tenancy.add_connection(
+        db, runtime.encryption_key, org.org_id, "gone-platform", "x.example", "s3cret-gone"
+    )
     response = client.post(f"/api/webhooks/custom/{connection_id}", data=b"{}")
     assert response.status_code == 404
 
@@ -156,11 +189,21 @@ def test_unknown_platform_route_is_404(client):
 
 
 def event(event_id: str = "e-1", kind: str = "checkout_started", **cart) -> bytes:
-    cart_data = {"cart_id": "c-7", "email": "kim@example.com", "currency": "USD",
-                 "line_items": [{"sku": "TEE", "quantity": 1, "price": "25.00"}],
-                 "restore_url": "https://shop.example/cart/c-7"} | cart
-    return json.dumps({"event": kind, "event_id": event_id, "timestamp": "2026-03-14T10:00:00Z",
-                       "cart_data": cart_data}).encode()
+    cart_data = {
+        "cart_id": "c-7",
+        "email": "kim@example.com",
+        "currency": "USD",
+        "line_items": [{"sku": "TEE", "quantity": 1, "price": "25.00"}],
+        "restore_url": "https://shop.example/cart/c-7",
+    } | cart
+    return json.dumps(
+        {
+            "event": kind,
+            "event_id": event_id,
+            "timestamp": "2026-03-14T10:00:00Z",
+            "cart_data": cart_data,
+        }
+    ).encode()
 
 
 @pytest.fixture()
@@ -174,8 +217,9 @@ def generic(client, org):
 
 def test_generic_connection_is_told_its_custom_url(client, generic, settings):
     assert generic.secret and len(generic.secret) >= 20  # generated, shown once
-    listed = client.get(f"/api/v1/connections/{generic.connection_id}",
-                        headers=generic.headers).get_json()
+    listed = client.get(
+        f"/api/v1/connections/{generic.connection_id}", headers=generic.headers
+    ).get_json()
     assert listed["webhook_urls"] == {"events": settings.app_url + generic.url}
     assert generic.secret not in json.dumps(listed)
 
@@ -190,15 +234,27 @@ def test_generic_events_land_in_carts_and_orders(client, db, generic):
     assert str(cart["connection_id"]) == generic.connection_id
 
     order = event("e-2", "order_completed", order={"order_id": "o-1"})
-    assert client.post(generic.url, data=order, headers=sign(generic.secret, order)) \
-        .status_code == 200
+    assert (
+        client.post(generic.url, data=order, headers=sign(generic.secret, order)).status_code == 200
+    )
     stored = one(db, "SELECT * FROM app.orders WHERE org_id = %s", generic.org_id)
     assert (stored["external_id"], stored["cart_id"], stored["total_price"]) == (
-        "o-1", cart["cart_id"], Decimal("25.00"))
-    assert one(db, "SELECT status FROM app.carts WHERE org_id = %s",
-               generic.org_id)["status"] == "converted"
-    events = [r["topic"] for r in _rows(db, "SELECT topic FROM raw.events WHERE org_id = %s "
-                                            "ORDER BY received_at", generic.org_id)]
+        "o-1",
+        cart["cart_id"],
+        Decimal("25.00"),
+    )
+    assert (
+        one(db, "SELECT status FROM app.carts WHERE org_id = %s", generic.org_id)["status"]
+        == "converted"
+    )
+    events = [
+        r["topic"]
+        for r in _rows(
+            db,
+            "SELECT topic FROM raw.events WHERE org_id = %s ORDER BY received_at",
+            generic.org_id,
+        )
+    ]
     assert events == ["checkout_started", "order_completed"]
     # A replay within the tolerance is a duplicate (the event id).
     again = client.post(generic.url, data=body, headers=sign(generic.secret, body))
@@ -236,27 +292,35 @@ def test_generic_refuses_bad_signatures_stale_timestamps_and_bad_bodies(client, 
     assert count(db, "app.carts", generic.org_id) == 0
 
 
-def test_generic_secret_rotation_keeps_the_old_secret_for_the_grace_period(client, db,
-                                                                           generic):
-    rotated = client.post(f"/api/v1/connections/{generic.connection_id}/rotate-secret",
-                          headers=generic.headers)
+def test_generic_secret_rotation_keeps_the_old_secret_for_the_grace_period(client, db, generic):
+    rotated = client.post(
+        f"/api/v1/connections/{generic.connection_id}/rotate-secret", headers=generic.headers
+    )
     assert rotated.status_code == 200
     new = rotated.get_json()["secret"]
     for index, secret in enumerate((generic.secret, new)):
         body = event(f"r-{index}")
         assert client.post(generic.url, data=body, headers=sign(secret, body)).status_code == 200
     with db.system() as conn:
-        conn.execute("UPDATE app.connections SET previous_secret_expires_at = now() "
-                     "WHERE connection_id = %s", (generic.connection_id,))
+        conn.execute(
+            "UPDATE app.connections SET previous_secret_expires_at = now() "
+            "WHERE connection_id = %s",
+            (generic.connection_id,),
+        )
     body = event("r-late")
-    assert client.post(generic.url, data=body, headers=sign(generic.secret, body)) \
-        .status_code == 401
+    assert (
+        client.post(generic.url, data=body, headers=sign(generic.secret, body)).status_code == 401
+    )
     assert client.post(generic.url, data=body, headers=sign(new, body)).status_code == 200
 
 
 def test_removed_generic_connection_is_404(client, db, generic):
-    assert client.delete(f"/api/v1/connections/{generic.connection_id}",
-                         headers=generic.headers).status_code == 200
+    assert (
+        client.delete(
+            f"/api/v1/connections/{generic.connection_id}", headers=generic.headers
+        ).status_code
+        == 200
+    )
     body = event()
     response = client.post(generic.url, data=body, headers=sign(generic.secret, body))
     assert response.status_code == 404

@@ -28,10 +28,18 @@ from delivery.worker import run_worker
 SEND_PATH = "/v3/mail/send"
 RESTORE = "https://shop.example.com/cart/restore/abc123"
 STEPS = [
-    {"channel": "email", "delay_seconds": 0, "subject": "{{ store.name }}: still yours",
-     "template": "cart_reminder"},
-    {"channel": "email", "delay_seconds": 3600, "subject": "Last call",
-     "template": "cart_reminder"},
+    {
+        "channel": "email",
+        "delay_seconds": 0,
+        "subject": "{{ store.name }}: still yours",
+        "template": "cart_reminder",
+    },
+    {
+        "channel": "email",
+        "delay_seconds": 3600,
+        "subject": "Last call",
+        "template": "cart_reminder",
+    },
 ]
 
 
@@ -45,8 +53,11 @@ def make_runtime(settings, recorder):
     def make(sendgrid: bool = True, **overrides) -> Runtime:
         changes = {"queue_name": queue_name, "scheduler_interval_seconds": 0.05}
         if sendgrid:
-            changes |= {"sendgrid_api_key": "SG.test-key", "sendgrid_base_url": recorder.url,
-                        "from_email": "shop@example.com"}
+            changes |= {
+                "sendgrid_api_key": "SG.test-key",
+                "sendgrid_base_url": recorder.url,
+                "from_email": "shop@example.com",
+            }
         rt = Runtime(with_overrides(settings, **(changes | overrides)))
         jobs.configure(rt)
         made.append(rt)
@@ -67,9 +78,12 @@ def set_timeout(db, org_id, seconds=60):
     """Also opens the quiet-hours window to the whole day: these tests are about delivery, not
     the time of day they run at (tests/test_gate.py covers quiet hours)."""
     with db.system() as conn:
-        conn.execute("UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings "
-                     "|| '{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' "
-                     "WHERE org_id = %s", (seconds, org_id))
+        conn.execute(
+            "UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings "
+            '|| \'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\' '
+            "WHERE org_id = %s",
+            (seconds, org_id),
+        )
 
 
 def make_campaign(db, org_id, steps=None, *, priority=0, conditions=None, status="active"):
@@ -77,23 +91,47 @@ def make_campaign(db, org_id, steps=None, *, priority=0, conditions=None, status
         return conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status, priority, trigger_conditions, "
             "sequence_steps) VALUES (%s, %s, %s, %s, %s, %s) RETURNING campaign_id",
-            (org_id, f"c-{uuid.uuid4().hex[:6]}", status, priority, Jsonb(conditions or {}),
-             Jsonb(steps if steps is not None else STEPS)),
+            (
+                org_id,
+                f"c-{uuid.uuid4().hex[:6]}",
+                status,
+                priority,
+                Jsonb(conditions or {}),
+                Jsonb(steps if steps is not None else STEPS),
+            ),
         ).fetchone()["campaign_id"]
 
 
-def make_cart(db, org_id, *, email="jane@example.com", idle=120, total="71.82",
-              currency="USD", items=None, consent=True):
+def make_cart(
+    db,
+    org_id,
+    *,
+    email="jane@example.com",
+    idle=120,
+    total="71.82",
+    currency="USD",
+    items=None,
+    consent=True,
+):
     """An idle cart; its email has a granted consent in the ledger unless ``consent=False``."""
-    items = items if items is not None else [
-        {"title": "Merino <Beanie>", "quantity": 2, "price": "24.00",
-         "image": "https://cdn.example.com/beanie.jpg"},
-        {"title": "Trail Socks", "quantity": 1, "price": "23.82"},
-    ]
+    items = (
+        items
+        if items is not None
+        else [
+            {
+                "title": "Merino <Beanie>",
+                "quantity": 2,
+                "price": "24.00",
+                "image": "https://cdn.example.com/beanie.jpg",
+            },
+            {"title": "Trail Socks", "quantity": 1, "price": "23.82"},
+        ]
+    )
     with db.system() as conn:
         if email and consent:
-            record_consent(conn, org_id, channel="email", address=email, status="granted",
-                           source="checkout")
+            record_consent(
+                conn, org_id, channel="email", address=email, status="granted", source="checkout"
+            )
         return conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, email, currency, total_price, "
             "line_items, restore_url, last_activity_at) VALUES (%s, 'custom', %s, %s, %s, %s, "
@@ -104,18 +142,20 @@ def make_cart(db, org_id, *, email="jane@example.com", idle=120, total="71.82",
 
 def outbox_rows(db, cart_id):
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.outbox WHERE cart_id = %s ORDER BY step_index",
-                            (cart_id,)).fetchall()
+        return conn.execute(
+            "SELECT * FROM app.outbox WHERE cart_id = %s ORDER BY step_index", (cart_id,)
+        ).fetchall()
 
 
 def restore_link(rt, text, row) -> str:
     """The signed restore link in ``text``, checked to name ``row``'s message and cart."""
-    found = re.search(re.escape(rt.settings.app_url.rstrip("/")) + r"/r/([A-Za-z0-9_.\-]+)",
-                      text)
+    found = re.search(re.escape(rt.settings.app_url.rstrip("/")) + r"/r/([A-Za-z0-9_.\-]+)", text)
     assert found, text
     token = read_token(rt.settings.secret_key, found.group(1))
-    assert (str(token.message_id), str(token.cart_id)) == (str(row["message_id"]),
-                                                           str(row["cart_id"]))
+    assert (str(token.message_id), str(token.cart_id)) == (
+        str(row["message_id"]),
+        str(row["cart_id"]),
+    )
     return found.group(0)
 
 
@@ -154,9 +194,12 @@ def test_tick_abandons_idle_carts_and_schedules_steps(db, org, rt):
     make_campaign(db, org.org_id, priority=10, conditions={"cart_value_min": 1000})
     make_campaign(db, org.org_id, priority=20, status="paused")
     make_campaign(db, org.org_id, priority=5, conditions={"currency": "EUR"})
-    chosen = make_campaign(db, org.org_id, priority=1,
-                           conditions={"cart_value_min": 50, "cart_value_max": 100,
-                                       "currency": "usd"})
+    chosen = make_campaign(
+        db,
+        org.org_id,
+        priority=1,
+        conditions={"cart_value_min": 50, "cart_value_max": 100, "currency": "usd"},
+    )
     idle = make_cart(db, org.org_id, idle=120)
     fresh = make_cart(db, org.org_id, idle=10)
     no_email = make_cart(db, org.org_id, email=None, idle=120)
@@ -164,8 +207,9 @@ def test_tick_abandons_idle_carts_and_schedules_steps(db, org, rt):
     counts = scheduler.tick(rt)
 
     assert counts["abandoned"] >= 1 and counts["scheduled"] >= 2
-    carts = {r["cart_id"]: r for r in sql(db, "SELECT * FROM app.carts WHERE org_id = %s",
-                                           (org.org_id,))}
+    carts = {
+        r["cart_id"]: r for r in sql(db, "SELECT * FROM app.carts WHERE org_id = %s", (org.org_id,))
+    }
     assert carts[idle]["status"] == "abandoned" and carts[idle]["abandoned_at"] is not None
     assert carts[fresh]["status"] == "active"
     assert carts[no_email]["status"] == "active"
@@ -205,9 +249,11 @@ def test_worker_sends_through_sendgrid(db, abandoned, rt, recorder):
     assert "Merino &lt;Beanie&gt;" in content["text/html"]  # autoescaped
     assert "Merino <Beanie>" in content["text/plain"]
     assert "71.82" in content["text/plain"]
-    assert body["custom_args"] == {"message_id": str(row["message_id"]),
-                                   "org_id": str(org.org_id),
-                                   "cart_id": str(abandoned["cart_id"])}
+    assert body["custom_args"] == {
+        "message_id": str(row["message_id"]),
+        "org_id": str(org.org_id),
+        "cart_id": str(abandoned["cart_id"]),
+    }
     assert sorted(body["categories"]) == ["cart_recovery", "step_1"]
     assert abandoned["email"] not in json.dumps(body["custom_args"])
 
@@ -217,16 +263,29 @@ def test_worker_sends_through_sendgrid(db, abandoned, rt, recorder):
     assert jobs.queue(rt).count == 0
 
 
-def test_sender_identity_unsubscribe_group_and_one_click_unsubscribe(db, abandoned, rt,
-                                                                     recorder):
-    sql(db, "UPDATE app.orgs SET settings = settings || %s WHERE org_id = %s",
-        (Jsonb({"sender_identities": {"email": {
-            "from_name": "Outfitters", "from_email": "hello@outfitters.example",
-            "reply_to": "care@outfitters.example", "unsubscribe_group_id": 4242}}}),
-         abandoned["org"].org_id))
+def test_sender_identity_unsubscribe_group_and_one_click_unsubscribe(db, abandoned, rt, recorder):
+    sql(
+        db,
+        "UPDATE app.orgs SET settings = settings || %s WHERE org_id = %s",
+        (
+            Jsonb(
+                {
+                    "sender_identities": {
+                        "email": {
+                            "from_name": "Outfitters",
+                            "from_email": "hello@outfitters.example",
+                            "reply_to": "care@outfitters.example",
+                            "unsubscribe_group_id": 4242,
+                        }
+                    }
+                }
+            ),
+            abandoned["org"].org_id,
+        ),
+    )
     burst(rt)
 
-    (_, body), = sends_to(recorder, abandoned["email"])
+    ((_, body),) = sends_to(recorder, abandoned["email"])
     assert body["from"] == {"email": "hello@outfitters.example", "name": "Outfitters"}
     assert body["reply_to"] == {"email": "care@outfitters.example"}
     assert body["asm"] == {"group_id": 4242}
@@ -240,14 +299,24 @@ def test_sender_identity_unsubscribe_group_and_one_click_unsubscribe(db, abandon
 def test_sendgrid_dynamic_template_gets_the_data_instead_of_content(db, org, rt, recorder):
     set_timeout(db, org.org_id)
     template_id = "d-" + "ab12" * 8
-    make_campaign(db, org.org_id, [{"channel": "email", "delay_seconds": 0,
-                                    "subject": "Still yours", "template": template_id}])
+    make_campaign(
+        db,
+        org.org_id,
+        [
+            {
+                "channel": "email",
+                "delay_seconds": 0,
+                "subject": "Still yours",
+                "template": template_id,
+            }
+        ],
+    )
     email = f"dyn-{uuid.uuid4().hex[:6]}@example.com"
     cart_id = make_cart(db, org.org_id, email=email)
     scheduler.tick(rt)
     burst(rt)
 
-    (_, body), = sends_to(recorder, email)
+    ((_, body),) = sends_to(recorder, email)
     assert body["template_id"] == template_id
     assert "content" not in body
     data = body["personalizations"][0]["dynamic_template_data"]
@@ -274,8 +343,11 @@ def test_job_that_runs_twice_sends_once(db, abandoned, rt, recorder):
 
 def test_conversion_after_enqueue_cancels_the_send(db, abandoned, rt, recorder):
     assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "enqueued"
-    sql(db, "UPDATE app.carts SET status = 'converted', converted_at = now() WHERE cart_id = %s",
-        (abandoned["cart_id"],))
+    sql(
+        db,
+        "UPDATE app.carts SET status = 'converted', converted_at = now() WHERE cart_id = %s",
+        (abandoned["cart_id"],),
+    )
 
     burst(rt)
 
@@ -288,8 +360,12 @@ def test_suppressed_recipient_is_held(db, org, rt, recorder):
     set_timeout(db, org.org_id)
     make_campaign(db, org.org_id)
     cart_id = make_cart(db, org.org_id, email="Unsub.Me@Example.com")
-    sql(db, "INSERT INTO app.suppressions (org_id, channel, address, reason) "
-            "VALUES (%s, 'email', 'unsub.me@example.com', 'unsubscribe')", (org.org_id,))
+    sql(
+        db,
+        "INSERT INTO app.suppressions (org_id, channel, address, reason) "
+        "VALUES (%s, 'email', 'unsub.me@example.com', 'unsubscribe')",
+        (org.org_id,),
+    )
 
     scheduler.tick(rt)
     burst(rt)
@@ -307,16 +383,22 @@ def test_missing_recipient_is_held(db, abandoned, rt, recorder):
     assert recorder.find("POST", SEND_PATH) == []
 
 
-@pytest.mark.parametrize("template", [
-    "<p>Hi {{ customer.first_name }</p>",           # syntax error
-    "<p>{{ customer.no_such_field }}</p>",          # undefined variable
-    "<p>{{ items.__class__.__mro__ }}</p>",         # sandbox violation
-    "no_such_template",                              # unknown built-in
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "<p>Hi {{ customer.first_name }</p>",  # syntax error
+        "<p>{{ customer.no_such_field }}</p>",  # undefined variable
+        "<p>{{ items.__class__.__mro__ }}</p>",  # sandbox violation
+        "no_such_template",  # unknown built-in
+    ],
+)
 def test_template_error_holds_the_message(db, org, rt, recorder, template):
     set_timeout(db, org.org_id)
-    make_campaign(db, org.org_id, [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
-                                    "template": template}])
+    make_campaign(
+        db,
+        org.org_id,
+        [{"channel": "email", "delay_seconds": 0, "subject": "Hi", "template": template}],
+    )
     cart_id = make_cart(db, org.org_id)
 
     scheduler.tick(rt)
@@ -330,14 +412,27 @@ def test_template_error_holds_the_message(db, org, rt, recorder, template):
 def test_inline_template_renders_html_and_text(db, org, make_runtime, recorder):
     rt = make_runtime(sendgrid=False)
     set_timeout(db, org.org_id)
-    make_campaign(db, org.org_id, [{
-        "channel": "email", "delay_seconds": 0, "subject": "{{ items | length }} items",
-        "template": '<p>{{ items[0].title }}</p>\n<a href="{{ restore_url }}">back</a>'}])
+    make_campaign(
+        db,
+        org.org_id,
+        [
+            {
+                "channel": "email",
+                "delay_seconds": 0,
+                "subject": "{{ items | length }} items",
+                "template": '<p>{{ items[0].title }}</p>\n<a href="{{ restore_url }}">back</a>',
+            }
+        ],
+    )
     cart_id = make_cart(db, org.org_id)
     scheduler.tick(rt)
     burst(rt)
-    mail = sql(db, "SELECT m.* FROM app.local_mailbox m JOIN app.outbox o USING "
-                   "(org_id, message_id) WHERE o.cart_id = %s", (cart_id,))[0]
+    mail = sql(
+        db,
+        "SELECT m.* FROM app.local_mailbox m JOIN app.outbox o USING "
+        "(org_id, message_id) WHERE o.cart_id = %s",
+        (cart_id,),
+    )[0]
     assert mail["subject"] == "2 items"
     assert "<p>Merino &lt;Beanie&gt;</p>" in mail["body_html"]
     assert mail["body_text"] == "Merino <Beanie> back"
@@ -368,8 +463,9 @@ def test_concurrent_ticks_create_no_duplicates(db, org, rt):
     rows = sql(db, "SELECT * FROM app.outbox WHERE org_id = %s", (org.org_id,))
     assert len(rows) == 2 * len(carts)
     assert len({(r["cart_id"], r["step_index"]) for r in rows}) == len(rows)
-    enrolled = sql(db, "SELECT count(*) AS n FROM app.enrollments WHERE org_id = %s",
-                   (org.org_id,))[0]["n"]
+    enrolled = sql(
+        db, "SELECT count(*) AS n FROM app.enrollments WHERE org_id = %s", (org.org_id,)
+    )[0]["n"]
     assert enrolled == len(carts)
     due = sorted(str(r["message_id"]) for r in rows if r["step_index"] == 0)
     assert all(r["status"] == "enqueued" for r in rows if r["step_index"] == 0)
@@ -387,8 +483,11 @@ def test_local_provider_stores_the_message(db, org, make_runtime, recorder):
 
     row = outbox_rows(db, cart_id)[0]
     assert (row["status"], row["provider"]) == ("sent", "local")
-    mail = sql(db, "SELECT * FROM app.local_mailbox WHERE org_id = %s AND message_id = %s",
-               (org.org_id, row["message_id"]))
+    mail = sql(
+        db,
+        "SELECT * FROM app.local_mailbox WHERE org_id = %s AND message_id = %s",
+        (org.org_id, row["message_id"]),
+    )
     assert len(mail) == 1
     assert mail[0]["recipient"] == "local@example.com" and mail[0]["channel"] == "email"
     assert mail[0]["subject"].endswith(": still yours")
@@ -409,8 +508,7 @@ def test_provider_errors_retry_then_fail(db, abandoned, rt, recorder):
     assert row["due_at"] > row["updated_at"]  # backed off
 
     for attempt in (2, 3):
-        sql(db, "UPDATE app.outbox SET due_at = now() WHERE message_id = %s",
-            (row["message_id"],))
+        sql(db, "UPDATE app.outbox SET due_at = now() WHERE message_id = %s", (row["message_id"],))
         scheduler.tick(rt)
         burst(rt)
         row = outbox_rows(db, cart_id)[0]
@@ -432,14 +530,20 @@ def test_rejected_request_fails_without_retry(db, abandoned, rt, recorder):
 def test_lost_job_is_enqueued_again(db, abandoned, rt, recorder):
     row = outbox_rows(db, abandoned["cart_id"])[0]
     message_id = str(row["message_id"])
-    sql(db, "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' "
-            "WHERE message_id = %s", (message_id,))
+    sql(
+        db,
+        "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' WHERE message_id = %s",
+        (message_id,),
+    )
     scheduler.tick(rt)  # the job is still queued: nothing to recover
     assert jobs.queue(rt).get_job_ids() == [message_id]
 
     jobs.queue(rt).empty()  # Redis loses the job
-    sql(db, "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' "
-            "WHERE message_id = %s", (message_id,))
+    sql(
+        db,
+        "UPDATE app.outbox SET enqueued_at = now() - interval '10 minutes' WHERE message_id = %s",
+        (message_id,),
+    )
     scheduler.tick(rt)
     assert jobs.queue(rt).get_job_ids() == [message_id]
 
@@ -452,13 +556,20 @@ def test_send_interrupted_mid_call_is_failed_not_resent(db, abandoned, rt, recor
     row = outbox_rows(db, abandoned["cart_id"])[0]
     message_id = str(row["message_id"])
     # A worker died after marking the row 'sending': did the provider get it? Unknown.
-    sql(db, "UPDATE app.outbox SET status = 'sending', updated_at = now() - interval '1 minute' "
-            "WHERE message_id = %s", (message_id,))
+    sql(
+        db,
+        "UPDATE app.outbox SET status = 'sending', updated_at = now() - interval '1 minute' "
+        "WHERE message_id = %s",
+        (message_id,),
+    )
     scheduler.tick(rt)  # younger than any send can take: still in flight
     assert outbox_rows(db, abandoned["cart_id"])[0]["status"] == "sending"
 
-    sql(db, "UPDATE app.outbox SET updated_at = now() - interval '1 hour' "
-            "WHERE message_id = %s", (message_id,))
+    sql(
+        db,
+        "UPDATE app.outbox SET updated_at = now() - interval '1 hour' WHERE message_id = %s",
+        (message_id,),
+    )
     assert scheduler.tick(rt)["interrupted"] == 1
     settled = outbox_rows(db, abandoned["cart_id"])[0]
     assert settled["status"] == "failed"
@@ -468,8 +579,11 @@ def test_send_interrupted_mid_call_is_failed_not_resent(db, abandoned, rt, recor
 
 
 def test_next_month_partition_is_created(db, rt):
-    name = sql(db, "SELECT 'events_' || to_char(date_trunc('month', (now() + interval "
-                   "'1 month') AT TIME ZONE 'UTC'), 'YYYY_MM') AS n")[0]["n"]
+    name = sql(
+        db,
+        "SELECT 'events_' || to_char(date_trunc('month', (now() + interval "
+        "'1 month') AT TIME ZONE 'UTC'), 'YYYY_MM') AS n",
+    )[0]["n"]
     empty = sql(db, f"SELECT NOT EXISTS (SELECT 1 FROM raw.{name}) AS e")[0]["e"]
     assert empty  # nothing is received in the future
     sql(db, f"DROP TABLE raw.{name}")
@@ -494,15 +608,18 @@ def test_run_forever_ticks_until_stopped(db, org, make_runtime):
     assert Queue(rt.settings.queue_name, connection=rt.redis).count == 1
 
 
-@pytest.mark.parametrize(("conditions", "cart", "expected"), [
-    ({}, {"total_price": "5", "currency": "USD"}, True),
-    ({"cart_value_min": 10}, {"total_price": "9.99"}, False),
-    ({"cart_value_min": 10}, {"total_price": "10.00"}, True),
-    ({"cart_value_max": 100}, {"total_price": "100.01"}, False),
-    ({"currency": "eur"}, {"total_price": "1", "currency": "EUR"}, True),
-    ({"currency": "EUR"}, {"total_price": "1", "currency": None}, False),
-    ({"cart_value_min": "not a number"}, {"total_price": "1"}, False),
-])
+@pytest.mark.parametrize(
+    ("conditions", "cart", "expected"),
+    [
+        ({}, {"total_price": "5", "currency": "USD"}, True),
+        ({"cart_value_min": 10}, {"total_price": "9.99"}, False),
+        ({"cart_value_min": 10}, {"total_price": "10.00"}, True),
+        ({"cart_value_max": 100}, {"total_price": "100.01"}, False),
+        ({"currency": "eur"}, {"total_price": "1", "currency": "EUR"}, True),
+        ({"currency": "EUR"}, {"total_price": "1", "currency": None}, False),
+        ({"cart_value_min": "not a number"}, {"total_price": "1"}, False),
+    ],
+)
 def test_campaign_conditions(conditions, cart, expected):
     assert campaign_matches(conditions, cart) is expected
 

@@ -108,19 +108,38 @@ def post_shopify(client, name: str, route: str, body: bytes | None = None):
     if body is not None:
         headers["X-Shopify-Hmac-Sha256"] = shopify_hmac(SECRET, body)
         headers["X-Shopify-Webhook-Id"] = str(uuid.uuid4())
-    return client.post(route, data=body if body is not None else fixture_bytes(name),
-                       headers=headers)
+    return client.post(
+        route, data=body if body is not None else fixture_bytes(name), headers=headers
+    )
 
 
 def one_email_campaign(client, auth, *, timeout: int, name: str) -> None:
     """The org's abandonment timeout and an active campaign of one immediate email."""
-    assert client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": timeout},
-                        headers=auth).status_code == 200
-    assert client.post("/api/v1/campaigns", headers=auth, json={
-        "name": name, "status": "active",
-        "sequence_steps": [{"channel": "email", "delay_seconds": 0, "subject": "Hi",
-                            "template": "cart_reminder"}],
-    }).status_code == 201
+    assert (
+        client.patch(
+            "/api/v1/settings", json={"abandonment_timeout_seconds": timeout}, headers=auth
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/api/v1/campaigns",
+            headers=auth,
+            json={
+                "name": name,
+                "status": "active",
+                "sequence_steps": [
+                    {
+                        "channel": "email",
+                        "delay_seconds": 0,
+                        "subject": "Hi",
+                        "template": "cart_reminder",
+                    }
+                ],
+            },
+        ).status_code
+        == 201
+    )
 
 
 def tick_until(rt, condition):
@@ -137,12 +156,22 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
     # The marketer sets a short abandonment timeout and an active one-step email campaign.
     r = client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 1}, headers=auth)
     assert r.status_code == 200, r.json
-    r = client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "Come back", "status": "active",
-        "sequence_steps": [{"channel": "email", "delay_seconds": 0,
-                            "subject": "{{ store.name }}: your cart is waiting",
-                            "template": "cart_reminder"}],
-    })
+    r = client.post(
+        "/api/v1/campaigns",
+        headers=auth,
+        json={
+            "name": "Come back",
+            "status": "active",
+            "sequence_steps": [
+                {
+                    "channel": "email",
+                    "delay_seconds": 0,
+                    "subject": "{{ store.name }}: your cart is waiting",
+                    "template": "cart_reminder",
+                }
+            ],
+        },
+    )
     assert r.status_code == 201, r.json
     campaign_id = r.json["campaign_id"]
 
@@ -158,7 +187,8 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
     def enqueued():
         cart = client.get(f"/api/v1/carts/{cart_id}", headers=auth).json
         return cart["status"] == "abandoned" and [m["status"] for m in cart["messages"]] == [
-            "enqueued"]
+            "enqueued"
+        ]
 
     tick_until(rt, enqueued)
 
@@ -184,26 +214,35 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
 
     detail = client.get(f"/api/v1/carts/{cart_id}", headers=auth).json
     assert [(m["channel"], m["step"], m["status"]) for m in detail["messages"]] == [
-        ("email", 0, "sent")]
+        ("email", 0, "sent")
+    ]
 
     # The shopper clicks: SendGrid posts a signed click event.
-    click = [{
-        "email": "jane.doe@example.com", "event": "click", "timestamp": int(time.time()),
-        "url": checkout["abandoned_checkout_url"], "sg_event_id": f"click-{uuid.uuid4().hex}",
-        "sg_message_id": "sg-e2e-1.filter", "message_id": message_id,
-        "org_id": str(stack["org_id"]),
-    }]
+    click = [
+        {
+            "email": "jane.doe@example.com",
+            "event": "click",
+            "timestamp": int(time.time()),
+            "url": checkout["abandoned_checkout_url"],
+            "sg_event_id": f"click-{uuid.uuid4().hex}",
+            "sg_message_id": "sg-e2e-1.filter",
+            "message_id": message_id,
+            "org_id": str(stack["org_id"]),
+        }
+    ]
     body = json.dumps(click).encode()
-    r = client.post("/api/webhooks/sendgrid/events", data=body,
-                    headers=stack["signer"].headers(body))
+    r = client.post(
+        "/api/webhooks/sendgrid/events", data=body, headers=stack["signer"].headers(body)
+    )
     assert r.status_code == 200, r.json
 
     # Then buys: the order webhook (the fixture order, placed now) makes it a recovery.
     order = json.loads(fixture_bytes(ORDER))
     now = datetime.now(UTC).isoformat()
     order.update(created_at=now, updated_at=now, processed_at=now)
-    r = post_shopify(client, ORDER, "/api/webhooks/shopify/order-create",
-                     json.dumps(order).encode())
+    r = post_shopify(
+        client, ORDER, "/api/webhooks/shopify/order-create", json.dumps(order).encode()
+    )
     assert r.status_code == 200, r.json
 
     detail = client.get(f"/api/v1/carts/{cart_id}", headers=auth).json
@@ -223,8 +262,7 @@ def test_one_cart_from_webhook_to_recovered_revenue(stack, recorder, db, databas
     run_dbt_build(database_url)
     with db.system() as conn:
         schema = conn.execute(
-            "SELECT table_schema FROM information_schema.tables "
-            "WHERE table_name = 'fct_recoveries'"
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'fct_recoveries'"
         ).fetchone()["table_schema"]
         rows = conn.execute(
             f'SELECT * FROM "{schema}".fct_recoveries WHERE org_id = %s', (stack["org_id"],)
@@ -240,13 +278,14 @@ def test_redelivered_checkout_is_one_cart_and_one_message(stack, recorder):
     client, rt, auth = stack["client"], stack["rt"], stack["auth"]
     one_email_campaign(client, auth, timeout=1, name="Once")
     for _ in range(3):
-        assert post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create").status_code \
+        assert (
+            post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create").status_code
             == 200
+        )
     carts = client.get("/api/v1/carts", headers=auth).json["carts"]
     assert len(carts) == 1
     cart_id = carts[0]["cart_id"]
-    tick_until(rt, lambda: client.get(f"/api/v1/carts/{cart_id}", headers=auth)
-               .json["messages"])
+    tick_until(rt, lambda: client.get(f"/api/v1/carts/{cart_id}", headers=auth).json["messages"])
     run_worker(stack["settings"], burst=True)
     # A second worker pass and more ticks change nothing.
     scheduler.tick(rt)
@@ -266,9 +305,13 @@ def test_order_before_the_timeout_means_no_message(stack, recorder):
     client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 1}, headers=auth)
     cart = client.get("/api/v1/carts", headers=auth).json["carts"][0]
     assert cart["status"] == "converted"
-    wait_for(lambda: scheduler.tick(rt) is not None and
-             client.get(f"/api/v1/carts/{cart['cart_id']}", headers=auth).json["status"]
-             == "converted")
+    wait_for(
+        lambda: (
+            scheduler.tick(rt) is not None
+            and client.get(f"/api/v1/carts/{cart['cart_id']}", headers=auth).json["status"]
+            == "converted"
+        )
+    )
     run_worker(stack["settings"], burst=True)
     assert recorder.find("POST", "/v3/mail/send") == []
     assert client.get(f"/api/v1/carts/{cart['cart_id']}", headers=auth).json["messages"] == []
@@ -279,8 +322,16 @@ def test_order_between_enqueue_and_send_means_no_message(stack, recorder):
     one_email_campaign(client, auth, timeout=1, name="Gate")
     post_shopify(client, CHECKOUT, "/api/webhooks/shopify/checkout-create")
     cart_id = client.get("/api/v1/carts", headers=auth).json["carts"][0]["cart_id"]
-    tick_until(rt, lambda: [m["status"] for m in client.get(
-        f"/api/v1/carts/{cart_id}", headers=auth).json["messages"]] == ["enqueued"])
+    tick_until(
+        rt,
+        lambda: (
+            [
+                m["status"]
+                for m in client.get(f"/api/v1/carts/{cart_id}", headers=auth).json["messages"]
+            ]
+            == ["enqueued"]
+        ),
+    )
     # The job is in Redis; the order lands before any worker picks it up.
     assert jobs.queue(rt).count == 1
     post_shopify(client, ORDER, "/api/webhooks/shopify/order-create")

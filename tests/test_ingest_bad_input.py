@@ -24,8 +24,7 @@ def shop(db, runtime, org):
 def totals(db) -> dict:
     """Row counts across all orgs: a rejected request must not write anywhere."""
     with db.system() as conn:
-        return {t: conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"]
-                for t in TABLES}
+        return {t: conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in TABLES}
 
 
 def assert_rejected(response, status: int, code: str | None = None):
@@ -108,18 +107,21 @@ def test_unknown_shops_all_get_the_same_answer(client, db, shop):
     answers = []
     for domain in ("nobody-here.myshopify.com", "other.myshopify.com"):
         headers = fixture_headers("shopify", CHECKOUT) | {"X-Shopify-Shop-Domain": domain}
-        answers.append(client.post(ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT),
-                                   headers=headers).get_json())
+        answers.append(
+            client.post(ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT), headers=headers).get_json()
+        )
     assert answers[0] == answers[1]
 
 
 def test_removed_connection_is_an_unknown_shop(client, db, shop):
     with db.system() as conn:
-        conn.execute("UPDATE app.connections SET status = 'removed' WHERE org_id = %s",
-                     (shop.org_id,))
+        conn.execute(
+            "UPDATE app.connections SET status = 'removed' WHERE org_id = %s", (shop.org_id,)
+        )
     before = totals(db)
-    response = client.post(ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT),
-                           headers=fixture_headers("shopify", CHECKOUT))
+    response = client.post(
+        ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT), headers=fixture_headers("shopify", CHECKOUT)
+    )
     assert_rejected(response, 404, "unknown_shop")
     assert totals(db) == before
 
@@ -129,8 +131,9 @@ def test_invalid_delivery_does_not_burn_its_webhook_id(client, db, shop):
     del payload["token"]
     bad = json.dumps(payload).encode()
     assert client.post(ROUTES[CHECKOUT], data=bad, headers=signed(bad)).status_code == 400
-    ok = client.post(ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT),
-                     headers=fixture_headers("shopify", CHECKOUT))
+    ok = client.post(
+        ROUTES[CHECKOUT], data=fixture_bytes(CHECKOUT), headers=fixture_headers("shopify", CHECKOUT)
+    )
     assert ok.get_json()["status"] == "ok"
 
 
@@ -139,20 +142,28 @@ def test_oversized_body_is_413_and_stores_nothing(settings, db, shop):
     body = fixture_bytes(CHECKOUT)
     assert len(body) > 512
     before = totals(db)
-    response = small.post(ROUTES[CHECKOUT], data=body, headers=fixture_headers("shopify",
-                                                                             CHECKOUT))
+    response = small.post(ROUTES[CHECKOUT], data=body, headers=fixture_headers("shopify", CHECKOUT))
     assert_rejected(response, 413)
-    big_track = small.post("/api/v1/carts/track", data=b"{" + b" " * 1024 + b"}",
-                           headers=shop.headers | {"Content-Type": "application/json"})
+    big_track = small.post(
+        "/api/v1/carts/track",
+        data=b"{" + b" " * 1024 + b"}",
+        headers=shop.headers | {"Content-Type": "application/json"},
+    )
     assert_rejected(big_track, 413)
     assert totals(db) == before
 
 
 # --- tracking API ----------------------------------------------------------------------------
 
-VALID = {"event": "cart_updated", "timestamp": "2026-05-01T12:00:00Z",
-         "cart_data": {"cart_id": "c-1", "email": "a@example.com",
-                       "line_items": [{"title": "Mug", "quantity": 1, "price": "5"}]}}
+VALID = {
+    "event": "cart_updated",
+    "timestamp": "2026-05-01T12:00:00Z",
+    "cart_data": {
+        "cart_id": "c-1",
+        "email": "a@example.com",
+        "line_items": [{"title": "Mug", "quantity": 1, "price": "5"}],
+    },
+}
 
 
 def _with(path: str, value):
@@ -209,8 +220,9 @@ def test_invalid_tracking_payload_is_400_with_details(client, db, org, body, whe
 )
 def test_non_object_or_malformed_tracking_body_is_400(client, db, org, raw):
     before = totals(db)
-    response = client.post("/api/v1/carts/track", data=raw,
-                           headers=org.headers | {"Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/carts/track", data=raw, headers=org.headers | {"Content-Type": "application/json"}
+    )
     assert_rejected(response, 400)
     assert totals(db) == before
 
@@ -221,8 +233,13 @@ def test_non_object_or_malformed_tracking_body_is_400(client, db, org, raw):
         ({}, "unauthorized"),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, "unauthorized"),
         ({"Authorization": "Bearer "}, "unauthorized"),
-        ({"Authorization": "Bearer cr_00000000000000000000000000000000_"
-                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, "unauthorized"),
+        (
+            {
+                "Authorization": "Bearer cr_00000000000000000000000000000000_"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            },
+            "unauthorized",
+        ),
         ({"Authorization": "Bearer not-a-key"}, "unauthorized"),
     ],
 )
@@ -238,8 +255,9 @@ def test_missing_or_wrong_api_key_is_401(client, db, org, headers, code, path):
 def test_key_of_another_org_with_this_orgs_id_is_401(client, db, org, make_org):
     other = make_org("other")
     forged = f"cr_{org.org_id.hex}_{other.api_key.split('_', 2)[2]}"
-    response = client.post("/api/v1/carts/track", json=VALID,
-                           headers={"Authorization": f"Bearer {forged}"})
+    response = client.post(
+        "/api/v1/carts/track", json=VALID, headers={"Authorization": f"Bearer {forged}"}
+    )
     assert_rejected(response, 401)
 
 
@@ -257,8 +275,7 @@ def test_batch_envelope_errors_are_400_and_store_nothing(client, db, org, body):
 def test_batch_with_only_invalid_items_stores_nothing(client, db, org):
     before = totals(db)
     events = [_with("timestamp", KeyError), {"nope": 1}, None, _with("cart_data.email", "x")]
-    response = client.post("/api/v1/events/batch", json={"events": events},
-                           headers=org.headers)
+    response = client.post("/api/v1/events/batch", json={"events": events}, headers=org.headers)
     assert response.status_code == 202
     answer = response.get_json()
     assert answer["rejected"] == 4 and answer["accepted"] == 0

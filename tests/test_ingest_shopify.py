@@ -49,8 +49,9 @@ def deliver(client, name: str, body: bytes | None = None, webhook_id: str | None
     if body is not None:
         headers["X-Shopify-Hmac-Sha256"] = shopify_hmac(SECRET, body)
         headers["X-Shopify-Webhook-Id"] = webhook_id or str(uuid.uuid4())
-    return client.post(ROUTES[name], data=body if body is not None else fixture_bytes(name),
-                       headers=headers)
+    return client.post(
+        ROUTES[name], data=body if body is not None else fixture_bytes(name), headers=headers
+    )
 
 
 def changed(name: str, **fields) -> bytes:
@@ -70,8 +71,12 @@ def rows(db, sql: str, *params):
 
 
 def cart_of(db, org_id, external_id=CHECKOUT_TOKEN):
-    return one(db, "SELECT * FROM app.carts WHERE org_id = %s AND platform = 'shopify' "
-                   "AND external_id = %s", org_id, external_id)
+    return one(
+        db,
+        "SELECT * FROM app.carts WHERE org_id = %s AND platform = 'shopify' AND external_id = %s",
+        org_id,
+        external_id,
+    )
 
 
 def add_click(db, org_id, cart_id, clicked_at: datetime, channel: str = "email"):
@@ -80,18 +85,28 @@ def add_click(db, org_id, cart_id, clicked_at: datetime, channel: str = "email")
     with db.system() as conn:
         campaign_id = conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'Win back', 'active') "
-            "RETURNING campaign_id", (org_id,)).fetchone()["campaign_id"]
+            "RETURNING campaign_id",
+            (org_id,),
+        ).fetchone()["campaign_id"]
         message_id = conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
             "recipient, due_at, status, sent_at) "
             "VALUES (%s, %s, %s, 0, %s, 'jane.doe@example.com', %s, 'sent', %s) "
             "RETURNING message_id",
-            (org_id, cart_id, campaign_id, channel, clicked_at - timedelta(minutes=5),
-             clicked_at - timedelta(minutes=5))).fetchone()["message_id"]
+            (
+                org_id,
+                cart_id,
+                campaign_id,
+                channel,
+                clicked_at - timedelta(minutes=5),
+                clicked_at - timedelta(minutes=5),
+            ),
+        ).fetchone()["message_id"]
         conn.execute(
             "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type, "
             "url, occurred_at) VALUES (%s, %s, %s, %s, 'click', 'https://x.test/r', %s)",
-            (org_id, f"click-{uuid.uuid4()}", message_id, cart_id, clicked_at))
+            (org_id, f"click-{uuid.uuid4()}", message_id, cart_id, clicked_at),
+        )
     return campaign_id, message_id
 
 
@@ -106,17 +121,27 @@ def test_checkout_create_fixture_lands_in_raw_events_and_carts(client, db, shop)
     assert cart["connection_id"] == shop.connection_id
     assert cart["email"] == "jane.doe@example.com"
     assert cart["phone"] == "+15035550123"
-    assert (cart["currency"], cart["total_price"], cart["item_count"]) == ("USD",
-                                                                            Decimal("71.82"), 3)
+    assert (cart["currency"], cart["total_price"], cart["item_count"]) == (
+        "USD",
+        Decimal("71.82"),
+        3,
+    )
     assert [i["sku"] for i in cart["line_items"]] == ["BEANIE-CHAR", "SOCK3-M"]
     assert cart["line_items"][0]["product_id"] == "8123456789012"
     assert cart["restore_url"].endswith("/recover?key=4f6e8d2c1b0a9e8f7d6c5b4a3f2e1d0c")
     assert cart["source_updated_at"] == datetime.fromisoformat("2026-03-14T10:04:37-04:00")
 
-    customer = one(db, "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
-                   shop.org_id, cart["customer_id"])
+    customer = one(
+        db,
+        "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
+        shop.org_id,
+        cart["customer_id"],
+    )
     assert (customer["email"], customer["first_name"], customer["last_name"]) == (
-        "jane.doe@example.com", "Jane", "Doe")
+        "jane.doe@example.com",
+        "Jane",
+        "Doe",
+    )
     assert customer["external_id"] == "7012345678901" and customer["accepts_marketing"] is True
 
     event = one(db, "SELECT * FROM raw.events WHERE org_id = %s", shop.org_id)
@@ -131,13 +156,12 @@ def test_checkout_create_fixture_lands_in_raw_events_and_carts(client, db, shop)
 
 
 def test_same_checkout_three_times_is_one_event_and_one_cart(client, db, shop):
-    statuses = [deliver(client, "shopify_checkouts_create.json").get_json()["status"]
-                for _ in range(3)]
+    statuses = [
+        deliver(client, "shopify_checkouts_create.json").get_json()["status"] for _ in range(3)
+    ]
     assert statuses == ["ok", "duplicate", "duplicate"]
-    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s",
-               shop.org_id)["n"] == 1
-    assert one(db, "SELECT count(*) AS n FROM app.carts WHERE org_id = %s",
-               shop.org_id)["n"] == 1
+    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s", shop.org_id)["n"] == 1
+    assert one(db, "SELECT count(*) AS n FROM app.carts WHERE org_id = %s", shop.org_id)["n"] == 1
 
 
 def test_delivery_without_webhook_id_is_deduplicated_by_body_hash(client, db, shop):
@@ -148,8 +172,7 @@ def test_delivery_without_webhook_id_is_deduplicated_by_body_hash(client, db, sh
     first = client.post(route, data=body, headers=headers).get_json()["status"]
     second = client.post(route, data=body, headers=headers).get_json()["status"]
     assert (first, second) == ("ok", "duplicate")
-    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s",
-               shop.org_id)["n"] == 1
+    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s", shop.org_id)["n"] == 1
 
 
 def test_checkout_update_completed_converts_and_cancels_pending_messages(client, db, shop):
@@ -157,26 +180,32 @@ def test_checkout_update_completed_converts_and_cancels_pending_messages(client,
     cart = cart_of(db, shop.org_id)
     _, message_id = add_click(db, shop.org_id, cart["cart_id"], ORDERED_AT - timedelta(hours=1))
     with db.system() as conn:
-        campaign_id = conn.execute("SELECT campaign_id FROM app.outbox WHERE message_id = %s",
-                                   (message_id,)).fetchone()["campaign_id"]
+        campaign_id = conn.execute(
+            "SELECT campaign_id FROM app.outbox WHERE message_id = %s", (message_id,)
+        ).fetchone()["campaign_id"]
         pending = conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, due_at) "
             "VALUES (%s, %s, %s, 1, 'email', now() + interval '1 day') RETURNING message_id",
-            (shop.org_id, cart["cart_id"], campaign_id)).fetchone()["message_id"]
+            (shop.org_id, cart["cart_id"], campaign_id),
+        ).fetchone()["message_id"]
 
     assert deliver(client, "shopify_checkouts_update_completed.json").status_code == 200
 
     cart = cart_of(db, shop.org_id)
     assert cart["status"] == "converted"
     assert cart["converted_at"] == ORDERED_AT
-    outbox = {r["message_id"]: r for r in rows(
-        db, "SELECT message_id, status, reason FROM app.outbox WHERE org_id = %s", shop.org_id)}
-    assert (outbox[pending]["status"], outbox[pending]["reason"]) == ("cancelled",
-                                                                      "cart_converted")
+    outbox = {
+        r["message_id"]: r
+        for r in rows(
+            db, "SELECT message_id, status, reason FROM app.outbox WHERE org_id = %s", shop.org_id
+        )
+    }
+    assert (outbox[pending]["status"], outbox[pending]["reason"]) == ("cancelled", "cart_converted")
     assert outbox[message_id]["status"] == "sent"  # already sent: history is not rewritten
     # Attribution is the order's job, not the checkout's.
-    assert one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s",
-               shop.org_id)["n"] == 0
+    assert (
+        one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s", shop.org_id)["n"] == 0
+    )
 
 
 def test_order_after_checkout_converts_the_cart(client, db, shop):
@@ -189,22 +218,26 @@ def test_order_after_checkout_converts_the_cart(client, db, shop):
     assert order["external_id"] == "5901234567890"
     assert order["cart_id"] == cart["cart_id"]
     assert (order["total_price"], order["currency"], order["financial_status"]) == (
-        Decimal("71.82"), "USD", "paid")
+        Decimal("71.82"),
+        "USD",
+        "paid",
+    )
     assert order["checkout_token"] == CHECKOUT_TOKEN
     assert order["ordered_at"] == ORDERED_AT
     assert order["customer_id"] == cart["customer_id"]
     assert cart["status"] == "converted" and cart["converted_at"] == ORDERED_AT
-    event = one(db, "SELECT * FROM raw.events WHERE org_id = %s AND topic = 'orders/create'",
-                shop.org_id)
+    event = one(
+        db, "SELECT * FROM raw.events WHERE org_id = %s AND topic = 'orders/create'", shop.org_id
+    )
     assert event["cart_id"] == cart["cart_id"]
-    assert one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s",
-               shop.org_id)["n"] == 0
+    assert (
+        one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s", shop.org_id)["n"] == 0
+    )
 
 
 def test_order_matched_by_cart_token_when_checkout_token_differs(client, db, shop):
     deliver(client, "shopify_checkouts_create.json")
-    body = changed("shopify_orders_create.json", checkout_token="another-checkout",
-                   checkout_id=111)
+    body = changed("shopify_orders_create.json", checkout_token="another-checkout", checkout_id=111)
     assert deliver(client, "shopify_orders_create.json", body).status_code == 200
     cart = cart_of(db, shop.org_id)
     order = one(db, "SELECT * FROM app.orders WHERE org_id = %s", shop.org_id)
@@ -215,8 +248,9 @@ def test_order_matched_by_cart_token_when_checkout_token_differs(client, db, sho
 def test_order_matched_by_checkout_id_when_token_is_missing(client, db, shop):
     deliver(client, "shopify_checkouts_create.json")
     checkout_id = json.loads(fixture_bytes("shopify_checkouts_create.json"))["id"]
-    body = changed("shopify_orders_create.json", checkout_token=None, cart_token=None,
-                   checkout_id=checkout_id)
+    body = changed(
+        "shopify_orders_create.json", checkout_token=None, cart_token=None, checkout_id=checkout_id
+    )
     assert deliver(client, "shopify_orders_create.json", body).status_code == 200
     cart = cart_of(db, shop.org_id)
     assert cart["checkout_id"] == str(checkout_id)
@@ -233,23 +267,31 @@ def test_order_for_an_unknown_cart_is_stored_unmatched(client, db, shop):
     assert one(db, "SELECT count(*) AS n FROM app.carts WHERE org_id = %s", shop.org_id)["n"] == 0
 
 
-def test_order_before_its_checkout_converts_the_cart_when_the_checkout_arrives(
-        client, db, shop):
+def test_order_before_its_checkout_converts_the_cart_when_the_checkout_arrives(client, db, shop):
     deliver(client, "shopify_orders_create.json")
-    assert one(db, "SELECT cart_id FROM app.orders WHERE org_id = %s",
-               shop.org_id)["cart_id"] is None
+    assert (
+        one(db, "SELECT cart_id FROM app.orders WHERE org_id = %s", shop.org_id)["cart_id"] is None
+    )
     deliver(client, "shopify_checkouts_create.json")
     cart = cart_of(db, shop.org_id)
     assert cart["status"] == "converted"
-    assert one(db, "SELECT cart_id FROM app.orders WHERE org_id = %s",
-               shop.org_id)["cart_id"] == cart["cart_id"]
+    assert (
+        one(db, "SELECT cart_id FROM app.orders WHERE org_id = %s", shop.org_id)["cart_id"]
+        == cart["cart_id"]
+    )
 
 
 def test_late_older_checkout_update_does_not_roll_back(client, db, shop):
-    newer = changed("shopify_checkouts_create.json", updated_at="2026-03-14T10:30:00-04:00",
-                    total_price="24.00", email="jane.new@example.com",
-                    line_items=[json.loads(fixture_bytes("shopify_checkouts_create.json"))[
-                        "line_items"][0] | {"quantity": 1}])
+    newer = changed(
+        "shopify_checkouts_create.json",
+        updated_at="2026-03-14T10:30:00-04:00",
+        total_price="24.00",
+        email="jane.new@example.com",
+        line_items=[
+            json.loads(fixture_bytes("shopify_checkouts_create.json"))["line_items"][0]
+            | {"quantity": 1}
+        ],
+    )
     deliver(client, "shopify_checkouts_create.json", newer)
     deliver(client, "shopify_checkouts_create.json")  # the older state arrives last
 
@@ -258,8 +300,7 @@ def test_late_older_checkout_update_does_not_roll_back(client, db, shop):
     assert cart["item_count"] == 1 and len(cart["line_items"]) == 1
     assert cart["email"] == "jane.new@example.com"
     assert cart["source_updated_at"] == datetime.fromisoformat("2026-03-14T10:30:00-04:00")
-    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s",
-               shop.org_id)["n"] == 2
+    assert one(db, "SELECT count(*) AS n FROM raw.events WHERE org_id = %s", shop.org_id)["n"] == 2
 
 
 def test_converted_cart_stays_converted_after_an_older_update(client, db, shop):
@@ -273,10 +314,15 @@ def test_converted_cart_stays_converted_after_an_older_update(client, db, shop):
 def test_abandoned_cart_with_a_newer_update_is_active_again(client, db, shop):
     deliver(client, "shopify_checkouts_create.json")
     with db.system() as conn:
-        conn.execute("UPDATE app.carts SET status = 'abandoned', abandoned_at = now() "
-                     "WHERE org_id = %s", (shop.org_id,))
-    deliver(client, "shopify_checkouts_create.json",
-            changed("shopify_checkouts_create.json", updated_at="2026-03-14T12:00:00-04:00"))
+        conn.execute(
+            "UPDATE app.carts SET status = 'abandoned', abandoned_at = now() WHERE org_id = %s",
+            (shop.org_id,),
+        )
+    deliver(
+        client,
+        "shopify_checkouts_create.json",
+        changed("shopify_checkouts_create.json", updated_at="2026-03-14T12:00:00-04:00"),
+    )
     cart = cart_of(db, shop.org_id)
     assert cart["status"] == "active"
     assert cart["abandoned_at"] is not None
@@ -288,8 +334,9 @@ def test_cart_update_refreshes_the_checkout_with_that_cart_token(client, db, sho
 
     # The fixture cart update is older than the checkout: stored, linked, content kept.
     assert deliver(client, "shopify_carts_update.json").status_code == 200
-    event = one(db, "SELECT * FROM raw.events WHERE org_id = %s AND topic = 'carts/update'",
-                shop.org_id)
+    event = one(
+        db, "SELECT * FROM raw.events WHERE org_id = %s AND topic = 'carts/update'", shop.org_id
+    )
     assert event["cart_id"] == cart_id
     assert cart_of(db, shop.org_id)["item_count"] == 3
 
@@ -314,8 +361,10 @@ def test_cart_create_route_is_registered(client, db, shop):
     headers["X-Shopify-Webhook-Id"] = str(uuid.uuid4())
     response = client.post("/api/webhooks/shopify/cart-create", data=body, headers=headers)
     assert response.status_code == 200
-    assert one(db, "SELECT topic FROM raw.events WHERE org_id = %s",
-               shop.org_id)["topic"] == "carts/create"
+    assert (
+        one(db, "SELECT topic FROM raw.events WHERE org_id = %s", shop.org_id)["topic"]
+        == "carts/create"
+    )
 
 
 def test_click_within_the_window_then_order_is_a_recovery(client, db, shop):
@@ -334,7 +383,10 @@ def test_click_within_the_window_then_order_is_a_recovery(client, db, shop):
     assert (recovery["cart_id"], recovery["order_id"]) == (cart_id, order["order_id"])
     assert (recovery["revenue"], recovery["currency"]) == (Decimal("71.82"), "USD")
     assert (recovery["message_id"], recovery["campaign_id"], recovery["channel"]) == (
-        message_id, campaign_id, "sms")
+        message_id,
+        campaign_id,
+        "sms",
+    )
     assert recovery["clicked_at"] == clicked_at
     assert cart_of(db, shop.org_id)["status"] == "recovered"
 
@@ -342,15 +394,17 @@ def test_click_within_the_window_then_order_is_a_recovery(client, db, shop):
 def test_click_older_than_the_window_is_converted_not_recovered(client, db, shop):
     deliver(client, "shopify_checkouts_create.json")
     cart_id = cart_of(db, shop.org_id)["cart_id"]
-    window = one(db, "SELECT attribution_window_seconds AS s FROM app.orgs WHERE org_id = %s",
-                 shop.org_id)["s"]
+    window = one(
+        db, "SELECT attribution_window_seconds AS s FROM app.orgs WHERE org_id = %s", shop.org_id
+    )["s"]
     add_click(db, shop.org_id, cart_id, ORDERED_AT - timedelta(seconds=window + 60))
     add_click(db, shop.org_id, cart_id, ORDERED_AT + timedelta(minutes=5))  # after the order
 
     deliver(client, "shopify_orders_create.json")
     assert cart_of(db, shop.org_id)["status"] == "converted"
-    assert one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s",
-               shop.org_id)["n"] == 0
+    assert (
+        one(db, "SELECT count(*) AS n FROM app.recoveries WHERE org_id = %s", shop.org_id)["n"] == 0
+    )
 
 
 def test_order_after_checkout_completed_is_still_attributed(client, db, shop):
@@ -362,8 +416,9 @@ def test_order_after_checkout_completed_is_still_attributed(client, db, shop):
 
     deliver(client, "shopify_orders_create.json")
     assert cart_of(db, shop.org_id)["status"] == "recovered"
-    assert one(db, "SELECT revenue FROM app.recoveries WHERE org_id = %s",
-               shop.org_id)["revenue"] == Decimal("71.82")
+    assert one(db, "SELECT revenue FROM app.recoveries WHERE org_id = %s", shop.org_id)[
+        "revenue"
+    ] == Decimal("71.82")
 
 
 def test_events_of_one_shop_stay_in_its_org(client, db, runtime, make_org):
@@ -372,8 +427,11 @@ def test_events_of_one_shop_stay_in_its_org(client, db, runtime, make_org):
     deliver(client, "shopify_checkouts_create.json")
     second = make_org("second")
     connect_shop(db, runtime.encryption_key, second.org_id)
-    deliver(client, "shopify_checkouts_create.json",
-            changed("shopify_checkouts_create.json", token="second-org-checkout"))
+    deliver(
+        client,
+        "shopify_checkouts_create.json",
+        changed("shopify_checkouts_create.json", token="second-org-checkout"),
+    )
     assert cart_of(db, first.org_id) is not None and cart_of(db, second.org_id) is None
     assert cart_of(db, second.org_id, "second-org-checkout") is not None
     with db.tenant(second.org_id) as conn:

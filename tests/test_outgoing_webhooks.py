@@ -22,8 +22,9 @@ HOOK_PATH = "/hooks/cartrecovery"
 @pytest.fixture()
 def rt(settings):
     """A runtime on a queue of this test's own, cleaned afterwards."""
-    rt = Runtime(with_overrides(settings, queue_name=f"{settings.queue_name}-wh-"
-                                f"{uuid.uuid4().hex[:8]}"))
+    rt = Runtime(
+        with_overrides(settings, queue_name=f"{settings.queue_name}-wh-{uuid.uuid4().hex[:8]}")
+    )
     jobs.configure(rt)
     yield rt
     q = jobs.queue(rt)
@@ -37,9 +38,11 @@ def rt(settings):
 
 
 def subscribe(client, org, url, events=("cart.abandoned", "message.clicked")):
-    response = client.post("/api/v1/webhook-subscriptions",
-                           json={"url": url, "events": list(events), "description": "crm"},
-                           headers=org.headers)
+    response = client.post(
+        "/api/v1/webhook-subscriptions",
+        json={"url": url, "events": list(events), "description": "crm"},
+        headers=org.headers,
+    )
     assert response.status_code == 201, response.get_data(as_text=True)
     return response.get_json()
 
@@ -56,14 +59,17 @@ def work(rt):
 
 def deliveries(db, org_id):
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.webhook_deliveries WHERE org_id = %s "
-                            "ORDER BY created_at", (org_id,)).fetchall()
+        return conn.execute(
+            "SELECT * FROM app.webhook_deliveries WHERE org_id = %s ORDER BY created_at", (org_id,)
+        ).fetchall()
 
 
 def subscription(db, org_id, subscription_id):
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.webhook_subscriptions WHERE org_id = %s AND "
-                            "subscription_id = %s", (org_id, subscription_id)).fetchone()
+        return conn.execute(
+            "SELECT * FROM app.webhook_subscriptions WHERE org_id = %s AND subscription_id = %s",
+            (org_id, subscription_id),
+        ).fetchone()
 
 
 def test_signed_delivery_reaches_the_subscriber(db, client, org, rt, recorder):
@@ -78,18 +84,23 @@ def test_signed_delivery_reaches_the_subscriber(db, client, org, rt, recorder):
 
     [request] = recorder.find("POST", HOOK_PATH)
     body = request["body"]
-    assert hooks.verify_signature(sub["secret"], request["headers"]["X-Cartrecovery-Signature"],
-                                  body)
-    assert not hooks.verify_signature("whsec_wrong", request["headers"][
-        "X-Cartrecovery-Signature"], body)
-    assert not hooks.verify_signature(sub["secret"], request["headers"][
-        "X-Cartrecovery-Signature"], body + b" ")
+    assert hooks.verify_signature(
+        sub["secret"], request["headers"]["X-Cartrecovery-Signature"], body
+    )
+    assert not hooks.verify_signature(
+        "whsec_wrong", request["headers"]["X-Cartrecovery-Signature"], body
+    )
+    assert not hooks.verify_signature(
+        sub["secret"], request["headers"]["X-Cartrecovery-Signature"], body + b" "
+    )
     # The signature is over "<t>.<raw body>", as documented.
     t = request["headers"]["X-Cartrecovery-Signature"].split(",")[0].removeprefix("t=")
     import hashlib
     import hmac
+
     assert request["headers"]["X-Cartrecovery-Signature"].endswith(
-        hmac.new(sub["secret"].encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest())
+        hmac.new(sub["secret"].encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    )
     event = json.loads(body)
     assert event["type"] == "cart.abandoned" and event["data"]["total_price"] == "71.82"
     assert set(event) == {"id", "type", "created_at", "data"}
@@ -118,16 +129,20 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
     assert hooks.enqueue_due(rt) == 0  # not due yet
 
     with db.system() as conn:
-        conn.execute("UPDATE app.webhook_deliveries SET next_attempt_at = now() - interval '1 s' "
-                     "WHERE org_id = %s", (org.org_id,))
+        conn.execute(
+            "UPDATE app.webhook_deliveries SET next_attempt_at = now() - interval '1 s' "
+            "WHERE org_id = %s",
+            (org.org_id,),
+        )
     assert hooks.enqueue_due(rt) == 1
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"], row["last_status_code"]) == ("delivered", 2, 200)
     first, second = recorder.find("POST", HOOK_PATH)
     assert json.loads(first["body"])["id"] == json.loads(second["body"])["id"]
-    assert hooks.verify_signature(sub["secret"], second["headers"]["X-Cartrecovery-Signature"],
-                                  second["body"])
+    assert hooks.verify_signature(
+        sub["secret"], second["headers"]["X-Cartrecovery-Signature"], second["body"]
+    )
     assert subscription(db, org.org_id, sub["subscription_id"])["consecutive_failures"] == 0
 
 
@@ -137,8 +152,11 @@ def test_delivery_gives_up_after_the_last_backoff(db, client, org, rt, recorder)
     emit(db, org.org_id)
     for _ in range(hooks.MAX_ATTEMPTS):
         with db.system() as conn:
-            conn.execute("UPDATE app.webhook_deliveries SET next_attempt_at = now() "
-                         "WHERE org_id = %s AND status = 'pending'", (org.org_id,))
+            conn.execute(
+                "UPDATE app.webhook_deliveries SET next_attempt_at = now() "
+                "WHERE org_id = %s AND status = 'pending'",
+                (org.org_id,),
+            )
         assert hooks.enqueue_due(rt) == 1
         work(rt)
     [row] = deliveries(db, org.org_id)
@@ -182,10 +200,12 @@ def test_unreachable_subscriber_counts_as_a_failure(db, client, org, rt):
 def test_subscriptions_are_isolated_per_org(db, client, org, make_org, rt, recorder):
     other = make_org("other")
     sub = subscribe(client, org, recorder.url + HOOK_PATH)
-    assert client.get("/api/v1/webhook-subscriptions",
-                      headers=other.headers).get_json() == {"subscriptions": []}
-    gone = client.delete(f"/api/v1/webhook-subscriptions/{sub['subscription_id']}",
-                         headers=other.headers)
+    assert client.get("/api/v1/webhook-subscriptions", headers=other.headers).get_json() == {
+        "subscriptions": []
+    }
+    gone = client.delete(
+        f"/api/v1/webhook-subscriptions/{sub['subscription_id']}", headers=other.headers
+    )
     assert gone.status_code == 404
     assert emit(db, other.org_id) == 0
     assert deliveries(db, org.org_id) == []
@@ -194,31 +214,43 @@ def test_subscriptions_are_isolated_per_org(db, client, org, make_org, rt, recor
     assert "secret" not in listed["subscriptions"][0]
     assert "secret_ciphertext" not in listed["subscriptions"][0]
     emit(db, org.org_id)
-    deleted = client.delete(f"/api/v1/webhook-subscriptions/{sub['subscription_id']}",
-                            headers=org.headers)
+    deleted = client.delete(
+        f"/api/v1/webhook-subscriptions/{sub['subscription_id']}", headers=org.headers
+    )
     assert deleted.status_code == 204
     assert deliveries(db, org.org_id) == []
 
 
 def test_subscription_input_is_validated(db, client, org):
-    for body in ({"url": "ftp://x.example/h", "events": ["cart.abandoned"]},
-                 {"url": "https://x.example/h", "events": ["cart.exploded"]},
-                 {"url": "https://x.example/h", "events": []},
-                 {"url": "https://user:pw@x.example/h", "events": ["cart.abandoned"]},
-                 {"events": ["cart.abandoned"]}):
+    for body in (
+        {"url": "ftp://x.example/h", "events": ["cart.abandoned"]},
+        {"url": "https://x.example/h", "events": ["cart.exploded"]},
+        {"url": "https://x.example/h", "events": []},
+        {"url": "https://user:pw@x.example/h", "events": ["cart.abandoned"]},
+        {"events": ["cart.abandoned"]},
+    ):
         response = client.post("/api/v1/webhook-subscriptions", json=body, headers=org.headers)
         assert response.status_code == 400, body
         assert response.get_json()["error"]["code"] == "validation_error"
     read_key = tenancy.create_api_key(db, org.org_id, "read")
-    denied = client.post("/api/v1/webhook-subscriptions",
-                         json={"url": "https://x.example/h", "events": ["cart.abandoned"]},
-                         headers={"Authorization": f"Bearer {read_key}"})
+    denied = client.post(
+        "/api/v1/webhook-subscriptions",
+        json={"url": "https://x.example/h", "events": ["cart.abandoned"]},
+        headers={"Authorization": f"Bearer {read_key}"},
+    )
     assert denied.status_code == 403
-    assert client.delete("/api/v1/webhook-subscriptions/not-a-uuid",
-                         headers=org.headers).status_code == 404
+    assert (
+        client.delete("/api/v1/webhook-subscriptions/not-a-uuid", headers=org.headers).status_code
+        == 404
+    )
     with db.system() as conn:
-        assert conn.execute("SELECT count(*) AS n FROM app.webhook_subscriptions "
-                            "WHERE org_id = %s", (org.org_id,)).fetchone()["n"] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) AS n FROM app.webhook_subscriptions WHERE org_id = %s",
+                (org.org_id,),
+            ).fetchone()["n"]
+            == 0
+        )
     with pytest.raises(ValueError):
         with db.tenant(org.org_id) as conn:
             hooks.emit(conn, org.org_id, "cart.exploded", {})
@@ -233,19 +265,31 @@ def test_verify_signature_refuses_old_timestamps():
 
 
 def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client):
-    sub = subscribe(client, org, recorder.url + HOOK_PATH,
-                    events=("cart.abandoned", "message.opened"))
+    sub = subscribe(
+        client, org, recorder.url + HOOK_PATH, events=("cart.abandoned", "message.opened")
+    )
     with db.tenant(org.org_id) as conn:
         cart = conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, email, currency, "
             "total_price, item_count, line_items, restore_url, status, abandoned_at) VALUES "
             "(%s, 'custom', 'c-1', 'jane@example.com', 'USD', 71.82, 2, "
             "'[{\"title\": \"Beanie\"}]', 'https://shop/restore', 'abandoned', now()) "
-            "RETURNING *", (org.org_id,)).fetchone()
+            "RETURNING *",
+            (org.org_id,),
+        ).fetchone()
         assert hooks.emit(conn, org.org_id, "cart.abandoned", hooks.cart_data(cart)) == 1
         event = hooks.event_type_for("sendgrid", "open")
-        assert hooks.emit(conn, org.org_id, event, hooks.message_data(
-            {"message_id": uuid.uuid4(), "cart_id": cart["cart_id"], "channel": "email"})) == 1
+        assert (
+            hooks.emit(
+                conn,
+                org.org_id,
+                event,
+                hooks.message_data(
+                    {"message_id": uuid.uuid4(), "cart_id": cart["cart_id"], "channel": "email"}
+                ),
+            )
+            == 1
+        )
     assert hooks.event_type_for("sendgrid", "processed") is None
     assert hooks.event_type_for("twilio", "undelivered") == "message.bounced"
     hooks.enqueue_due(rt)
@@ -256,5 +300,7 @@ def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client)
     assert by_type["cart.abandoned"]["cart_id"] == str(cart["cart_id"])
     assert "restore_url" not in by_type["cart.abandoned"]
     assert by_type["message.opened"]["cart_id"] == str(cart["cart_id"])
-    assert all(hooks.verify_signature(sub["secret"], r["headers"]["X-Cartrecovery-Signature"],
-                                      r["body"]) for r in recorder.find("POST", HOOK_PATH))
+    assert all(
+        hooks.verify_signature(sub["secret"], r["headers"]["X-Cartrecovery-Signature"], r["body"])
+        for r in recorder.find("POST", HOOK_PATH)
+    )

@@ -37,11 +37,16 @@ from delivery.worker import run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 SEND_PATH = "/v3/mail/send"
-STEP = {"channel": "email", "delay_seconds": 0, "subject": "Still yours",
-        "template": "cart_reminder"}
+STEP = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "Still yours",
+    "template": "cart_reminder",
+}
 
 
 # --- a provider stand-in that counts connections and holds requests -----------------------
+
 
 class HoldingServer:
     """HTTP/1.1 keep-alive server for POST /v3/mail/send answering 202.
@@ -80,8 +85,13 @@ class HoldingServer:
                 passed = server.gate.wait(30)
                 with server.lock:
                     server.in_flight -= 1
-                    server.requests.append({"body": body, "headers": dict(self.headers),
-                                            "status": 202 if passed else 503})
+                    server.requests.append(
+                        {
+                            "body": body,
+                            "headers": dict(self.headers),
+                            "status": 202 if passed else 503,
+                        }
+                    )
                     number = len(server.requests)
                 self.send_response(202 if passed else 503)
                 self.send_header("X-Message-Id", f"held-{number}")
@@ -127,6 +137,7 @@ def holding():
 
 # --- runtimes, orgs, carts ----------------------------------------------------------------
 
+
 @pytest.fixture()
 def make_runtime(settings):
     """Runtimes on a per-test queue sending email through SendGrid at ``base_url``."""
@@ -134,9 +145,15 @@ def make_runtime(settings):
     queue_name = f"{settings.queue_name}-pool-{uuid.uuid4().hex[:8]}"
 
     def make(base_url: str) -> Runtime:
-        rt = Runtime(with_overrides(
-            settings, queue_name=queue_name, sendgrid_api_key="SG.test-key",
-            sendgrid_base_url=base_url, from_email="shop@example.com"))
+        rt = Runtime(
+            with_overrides(
+                settings,
+                queue_name=queue_name,
+                sendgrid_api_key="SG.test-key",
+                sendgrid_base_url=base_url,
+                from_email="shop@example.com",
+            )
+        )
         jobs.configure(rt)
         made.append(rt)
         return rt
@@ -154,29 +171,42 @@ def prepare(db, org_id, rt: Runtime, count: int) -> list[str]:
     tag = uuid.uuid4().hex[:8]
     with db.system() as conn:
         # Quiet hours open all day: these tests are about delivery, not the hour they run at.
-        conn.execute("UPDATE app.orgs SET abandonment_timeout_seconds = 60, settings = settings"
-                     " || '{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' "
-                     "WHERE org_id = %s", (org_id,))
-        conn.execute("INSERT INTO app.campaigns (org_id, name, status, trigger_conditions, "
-                     "sequence_steps) VALUES (%s, %s, 'active', '{}', %s)",
-                     (org_id, f"c-{tag}", Jsonb([STEP])))
+        conn.execute(
+            "UPDATE app.orgs SET abandonment_timeout_seconds = 60, settings = settings"
+            ' || \'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\' '
+            "WHERE org_id = %s",
+            (org_id,),
+        )
+        conn.execute(
+            "INSERT INTO app.campaigns (org_id, name, status, trigger_conditions, "
+            "sequence_steps) VALUES (%s, %s, 'active', '{}', %s)",
+            (org_id, f"c-{tag}", Jsonb([STEP])),
+        )
         for n in range(count):
             email = f"buyer-{tag}-{n}@example.com"
-            record_consent(conn, org_id, channel="email", address=email, status="granted",
-                           source="checkout")
+            record_consent(
+                conn, org_id, channel="email", address=email, status="granted", source="checkout"
+            )
             conn.execute(
                 "INSERT INTO app.carts (org_id, platform, external_id, email, currency, "
                 "total_price, line_items, restore_url, last_activity_at) VALUES (%s, 'custom',"
                 " %s, %s, 'USD', '30.00', %s, 'https://shop.example.com/r', now() - interval "
                 "'5 minutes')",
-                (org_id, f"{tag}-{n}", email,
-                 Jsonb([{"title": "Socks", "quantity": 1, "price": "30.00"}])))
+                (
+                    org_id,
+                    f"{tag}-{n}",
+                    email,
+                    Jsonb([{"title": "Socks", "quantity": 1, "price": "30.00"}]),
+                ),
+            )
     scheduler.abandon_and_enroll(rt, limit=count + 1000)
     assert enqueue_due(db, rt, org_id) == count
     with db.system() as conn:
-        rows = conn.execute("SELECT o.message_id FROM app.outbox o JOIN app.carts c USING "
-                            "(org_id, cart_id) WHERE c.external_id LIKE %s",
-                            (f"{tag}-%",)).fetchall()
+        rows = conn.execute(
+            "SELECT o.message_id FROM app.outbox o JOIN app.carts c USING "
+            "(org_id, cart_id) WHERE c.external_id LIKE %s",
+            (f"{tag}-%",),
+        ).fetchall()
     return [str(r["message_id"]) for r in rows]
 
 
@@ -187,19 +217,23 @@ def enqueue_due(db, rt: Runtime, org_id) -> int:
         rows = conn.execute(
             "UPDATE app.outbox SET status = 'enqueued', enqueued_at = now(), updated_at = now() "
             "WHERE org_id = %s AND status = 'scheduled' AND due_at <= now() "
-            "RETURNING org_id, message_id", (org_id,)).fetchall()
+            "RETURNING org_id, message_id",
+            (org_id,),
+        ).fetchall()
     return jobs.enqueue(rt, rows)
 
 
 def outbox(db, message_ids) -> list[dict]:
     with db.system() as conn:
-        return conn.execute("SELECT * FROM app.outbox WHERE message_id = ANY(%s::uuid[])",
-                            (list(message_ids),)).fetchall()
+        return conn.execute(
+            "SELECT * FROM app.outbox WHERE message_id = ANY(%s::uuid[])", (list(message_ids),)
+        ).fetchall()
 
 
 def sent_ids(recorder) -> list[str]:
-    return [json.loads(r["body"])["custom_args"]["message_id"]
-            for r in recorder.find("POST", SEND_PATH)]
+    return [
+        json.loads(r["body"])["custom_args"]["message_id"] for r in recorder.find("POST", SEND_PATH)
+    ]
 
 
 def assert_registries_clean(rt: Runtime) -> None:
@@ -215,6 +249,7 @@ def assert_registries_clean(rt: Runtime) -> None:
 
 # --- the worker ---------------------------------------------------------------------------
 
+
 def test_every_due_message_is_sent_exactly_once(db, org, make_runtime, recorder):
     recorder.respond("POST", SEND_PATH, 202, b"", {"X-Message-Id": "sg-1"})
     rt = make_runtime(recorder.url)
@@ -225,8 +260,7 @@ def test_every_due_message_is_sent_exactly_once(db, org, make_runtime, recorder)
     sent = sent_ids(recorder)
     assert len(sent) == 50 and set(sent) == set(message_ids)
     rows = outbox(db, message_ids)
-    assert {(r["status"], r["attempts"], r["provider"]) for r in rows} == {("sent", 1,
-                                                                           "sendgrid")}
+    assert {(r["status"], r["attempts"], r["provider"]) for r in rows} == {("sent", 1, "sendgrid")}
     request = recorder.find("POST", SEND_PATH)[0]
     assert request["headers"]["Authorization"] == "Bearer SG.test-key"
     assert_registries_clean(rt)
@@ -280,8 +314,10 @@ def test_provider_failures_are_retried_through_postgres(db, org, make_runtime, r
     rows = outbox(db, message_ids)
     assert len(sent_ids(recorder)) == 10
     assert {(r["status"], r["attempts"]) for r in rows} == {("scheduled", 1)}
-    assert all(r["reason"].startswith("retry 1: sendgrid 500") and r["due_at"] > r["updated_at"]
-               for r in rows)
+    assert all(
+        r["reason"].startswith("retry 1: sendgrid 500") and r["due_at"] > r["updated_at"]
+        for r in rows
+    )
     # The job did its work (the row records the retry): RQ holds no failure, nothing started.
     assert_registries_clean(rt)
 
@@ -289,8 +325,10 @@ def test_provider_failures_are_retried_through_postgres(db, org, make_runtime, r
     recorder.responses.clear()
     recorder.respond("POST", SEND_PATH, 202, b"", {"X-Message-Id": "sg-2"})
     with db.system() as conn:
-        conn.execute("UPDATE app.outbox SET due_at = now() WHERE message_id = ANY(%s::uuid[])",
-                     (message_ids,))
+        conn.execute(
+            "UPDATE app.outbox SET due_at = now() WHERE message_id = ANY(%s::uuid[])",
+            (message_ids,),
+        )
     assert enqueue_due(db, rt, org.org_id) == 10
     run_worker(rt.settings, burst=True, concurrency=4)
 
@@ -317,27 +355,47 @@ def test_a_job_that_raises_is_recorded_as_failed_by_rq(db, org, make_runtime, re
 
 
 def test_warm_shutdown_finishes_in_flight_sends_and_leaves_the_rest_queued(
-        db, org, make_runtime, holding, settings):
+    db, org, make_runtime, holding, settings
+):
     rt = make_runtime(holding.url)
     message_ids = prepare(db, org.org_id, rt, 12)
     holding.hold()  # every request waits until released
     s = rt.settings
-    env = {**os.environ, "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url,
-           "CARTRECOVERY_QUEUE": s.queue_name, "SENDGRID_API_KEY": s.sendgrid_api_key,
-           "SENDGRID_BASE_URL": s.sendgrid_base_url, "FROM_EMAIL": s.from_email,
-           "APP_URL": s.app_url, "SECRET_KEY": s.secret_key, CONCURRENCY_ENV: "3"}
-    code = ("from cartrecovery.settings import Settings\n"
-            "from delivery.worker import run_worker\n"
-            "run_worker(Settings.from_env())\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": s.database_url,
+        "REDIS_URL": s.redis_url,
+        "CARTRECOVERY_QUEUE": s.queue_name,
+        "SENDGRID_API_KEY": s.sendgrid_api_key,
+        "SENDGRID_BASE_URL": s.sendgrid_base_url,
+        "FROM_EMAIL": s.from_email,
+        "APP_URL": s.app_url,
+        "SECRET_KEY": s.secret_key,
+        CONCURRENCY_ENV: "3",
+    }
+    code = (
+        "from cartrecovery.settings import Settings\n"
+        "from delivery.worker import run_worker\n"
+        "run_worker(Settings.from_env())\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: holding.in_flight == 3, message="three sends in flight")
         proc.send_signal(signal.SIGTERM)
         # The worker records the stop request in Redis when it gets the signal.
-        wait_for(lambda: any(w.shutdown_requested_date for w in
-                             ThreadPoolWorker.all(queue=jobs.queue(rt))),
-                 message="stop requested")
+        wait_for(
+            lambda: any(
+                w.shutdown_requested_date for w in ThreadPoolWorker.all(queue=jobs.queue(rt))
+            ),
+            message="stop requested",
+        )
         holding.release()
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -373,11 +431,19 @@ def test_concurrency_setting(monkeypatch):
 
 # --- the SendGrid provider's connections --------------------------------------------------
 
+
 def _message(n: int) -> OutgoingMessage:
-    return OutgoingMessage(org_id=str(uuid.uuid4()), message_id=f"m-{n}",
-                           cart_id=str(uuid.uuid4()), channel="email",
-                           recipient=f"jane{n}@example.com", subject="Hi", html="<p>Hi</p>",
-                           text="Hi", sender_name="Shop")
+    return OutgoingMessage(
+        org_id=str(uuid.uuid4()),
+        message_id=f"m-{n}",
+        cart_id=str(uuid.uuid4()),
+        channel="email",
+        recipient=f"jane{n}@example.com",
+        subject="Hi",
+        html="<p>Hi</p>",
+        text="Hi",
+        sender_name="Shop",
+    )
 
 
 def test_sendgrid_reuses_one_connection_per_thread(holding):

@@ -8,19 +8,39 @@ from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
 
-EMAIL = {"channel": "email", "delay_seconds": 0, "subject": "{{ store.name }}: still yours",
-         "template": "cart_reminder",
-         "variants": [{"name": "b", "subject": "Hey {{ customer.first_name }}", "weight": 1}]}
-DISCOUNT = {"channel": "email", "delay_seconds": 3600, "subject": "{{ coupon.description }}",
-            "template": "cart_reminder_discount",
-            "discount": {"type": "percentage", "value": 10, "expires_in_hours": 72}}
+EMAIL = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "{{ store.name }}: still yours",
+    "template": "cart_reminder",
+    "variants": [{"name": "b", "subject": "Hey {{ customer.first_name }}", "weight": 1}],
+}
+DISCOUNT = {
+    "channel": "email",
+    "delay_seconds": 3600,
+    "subject": "{{ coupon.description }}",
+    "template": "cart_reminder_discount",
+    "discount": {"type": "percentage", "value": 10, "expires_in_hours": 72},
+}
 SMS = {"channel": "sms", "delay_seconds": 7200, "template": "sms_reminder"}
-PUSH = {"channel": "push", "delay_seconds": 9000, "subject": "Still thinking?",
-        "template": "push_reminder"}
-BROKEN = {"channel": "email", "delay_seconds": 0, "subject": "s",
-          "template": "<p>{{ customer.shoe_size }}</p>"}
-HOSTILE = {"channel": "email", "delay_seconds": 0, "subject": "s",
-           "template": "<p>{{ ''.__class__.__mro__[1].__subclasses__() }}</p>"}
+PUSH = {
+    "channel": "push",
+    "delay_seconds": 9000,
+    "subject": "Still thinking?",
+    "template": "push_reminder",
+}
+BROKEN = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "s",
+    "template": "<p>{{ customer.shoe_size }}</p>",
+}
+HOSTILE = {
+    "channel": "email",
+    "delay_seconds": 0,
+    "subject": "s",
+    "template": "<p>{{ ''.__class__.__mro__[1].__subclasses__() }}</p>",
+}
 
 
 def _campaign(db, org_id, steps, conditions=None):
@@ -36,21 +56,35 @@ def _cart(db, org_id):
     with db.system() as conn:
         customer_id = conn.execute(
             "INSERT INTO app.customers (org_id, email, first_name) VALUES (%s, %s, 'Jo') "
-            "RETURNING customer_id", (org_id, f"jo-{uuid.uuid4().hex[:6]}@example.com"),
+            "RETURNING customer_id",
+            (org_id, f"jo-{uuid.uuid4().hex[:6]}@example.com"),
         ).fetchone()["customer_id"]
         return conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, customer_id, email, currency,"
             " total_price, line_items, restore_url) VALUES (%s, 'custom', %s, %s, "
             "'jo@example.com', 'EUR', 30, %s, 'https://shop.test/cart/1') RETURNING cart_id",
-            (org_id, uuid.uuid4().hex, customer_id,
-             Jsonb([{"title": "Rain <Jacket>", "quantity": 1, "price": "30.00",
-                     "image_url": "https://cdn.test/jacket.jpg"}])),
+            (
+                org_id,
+                uuid.uuid4().hex,
+                customer_id,
+                Jsonb(
+                    [
+                        {
+                            "title": "Rain <Jacket>",
+                            "quantity": 1,
+                            "price": "30.00",
+                            "image_url": "https://cdn.test/jacket.jpg",
+                        }
+                    ]
+                ),
+            ),
         ).fetchone()["cart_id"]
 
 
 def _preview(client, org, campaign_id, body=None, headers=None):
-    return client.post(f"/api/v1/campaigns/{campaign_id}/preview", json=body,
-                       headers=headers or org.headers)
+    return client.post(
+        f"/api/v1/campaigns/{campaign_id}/preview", json=body, headers=headers or org.headers
+    )
 
 
 def _rows(db, table, org_id):
@@ -93,9 +127,15 @@ def test_variant(client, db, org):
 
 
 def test_discount_step_shows_a_placeholder_code_and_creates_none(client, db, org, recorder):
-    tenancy.add_connection(db, _key(client), org.org_id, "shopify",
-                           f"s-{uuid.uuid4().hex[:8]}.myshopify.com", "whsec",
-                           {"access_token": "t", "api_base_url": recorder.url})
+    tenancy.add_connection(
+        db,
+        _key(client),
+        org.org_id,
+        "shopify",
+        f"s-{uuid.uuid4().hex[:8]}.myshopify.com",
+        "whsec",
+        {"access_token": "t", "api_base_url": recorder.url},
+    )
     campaign_id = _campaign(db, org.org_id, [EMAIL, DISCOUNT])
     body = _preview(client, org, campaign_id, {"step": 1}).get_json()
     assert body["subject"] == "10% off"
@@ -115,9 +155,12 @@ def test_sms_and_push_steps(client, db, org):
     assert "http://testserver/r/preview" in sms["text"]
     assert sms["text"].endswith("Reply STOP to opt out")
     push = _preview(client, org, campaign_id, {"step": 2}).get_json()
-    assert push == {"channel": "push", "title": "Still thinking?",
-                    "body": "Alex, you left 3 items in your cart.",
-                    "url": "http://testserver/r/preview"}
+    assert push == {
+        "channel": "push",
+        "title": "Still thinking?",
+        "body": "Alex, you left 3 items in your cart.",
+        "url": "http://testserver/r/preview",
+    }
 
 
 def test_render_errors_are_422(client, db, org):
@@ -168,9 +211,15 @@ def test_other_orgs_campaign_and_cart_are_404(client, db, org, make_org):
 def test_keys(client, db, org):
     campaign_id = _campaign(db, org.org_id, [EMAIL])
     read_key = tenancy.create_api_key(db, org.org_id, "read")
-    assert _preview(client, org, campaign_id, {},
-                    {"Authorization": f"Bearer {read_key}"}).status_code == 200
+    assert (
+        _preview(client, org, campaign_id, {}, {"Authorization": f"Bearer {read_key}"}).status_code
+        == 200
+    )
     publishable = tenancy.create_api_key(db, org.org_id, "publishable")
-    assert _preview(client, org, campaign_id, {},
-                    {"Authorization": f"Bearer {publishable}"}).status_code == 403
+    assert (
+        _preview(
+            client, org, campaign_id, {}, {"Authorization": f"Bearer {publishable}"}
+        ).status_code
+        == 403
+    )
     assert client.post(f"/api/v1/campaigns/{campaign_id}/preview").status_code == 401

@@ -42,27 +42,52 @@ def b64url_decode(text: str) -> bytes:
 
 
 def message(org_id, channel, recipient, **fields) -> OutgoingMessage:
-    base = dict(org_id=str(org_id), message_id=str(uuid.uuid4()), cart_id=str(uuid.uuid4()),
-                channel=channel, recipient=recipient, subject="Still thinking it over?",
-                html="<p>Your cart</p>", text="Your cart is waiting.", step_index=0,
-                sender_name="Example Outfitters")
+    base = dict(
+        org_id=str(org_id),
+        message_id=str(uuid.uuid4()),
+        cart_id=str(uuid.uuid4()),
+        channel=channel,
+        recipient=recipient,
+        subject="Still thinking it over?",
+        html="<p>Your cart</p>",
+        text="Your cart is waiting.",
+        step_index=0,
+        sender_name="Example Outfitters",
+    )
     return OutgoingMessage(**(base | fields))
 
 
 def twilio_message_json(sid: str, to: str, body: str) -> dict:
-    return {"sid": sid, "account_sid": ACCOUNT_SID, "to": to, "body": body, "status": "queued",
-            "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",
-            "messaging_service_sid": SERVICE_SID, "uri": f"{MESSAGES_PATH[:-5]}/{sid}.json"}
+    return {
+        "sid": sid,
+        "account_sid": ACCOUNT_SID,
+        "to": to,
+        "body": body,
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "messaging_service_sid": SERVICE_SID,
+        "uri": f"{MESSAGES_PATH[:-5]}/{sid}.json",
+    }
 
 
 # --- SendGrid ----------------------------------------------------------------------------
 
+
 def test_sendgrid_request_body(settings, org, recorder):
     recorder.respond("POST", "/v3/mail/send", 202, b"", {"X-Message-Id": "sg-1"})
-    rt = Runtime(with_overrides(settings, sendgrid_api_key="SG.key", from_email="shop@x.test",
-                                sendgrid_base_url=recorder.url))
-    msg = message(org.org_id, "email", "jane.doe@example.com", step_index=1,
-                  tags={"campaign_id": "c-1"})
+    rt = Runtime(
+        with_overrides(
+            settings,
+            sendgrid_api_key="SG.key",
+            from_email="shop@x.test",
+            sendgrid_base_url=recorder.url,
+        )
+    )
+    msg = message(
+        org.org_id, "email", "jane.doe@example.com", step_index=1, tags={"campaign_id": "c-1"}
+    )
     result = provider_for(rt, "email").send(msg)
     assert (result.provider, result.provider_message_id) == ("sendgrid", "sg-1")
 
@@ -75,10 +100,16 @@ def test_sendgrid_request_body(settings, org, recorder):
     assert body["from"] == {"email": "shop@x.test", "name": "Example Outfitters"}
     assert body["personalizations"] == [{"to": [{"email": "jane.doe@example.com"}]}]
     assert body["subject"] == msg.subject
-    assert body["content"] == [{"type": "text/plain", "value": msg.text},
-                               {"type": "text/html", "value": msg.html}]
-    assert body["custom_args"] == {"message_id": msg.message_id, "org_id": msg.org_id,
-                                   "cart_id": msg.cart_id, "campaign_id": "c-1"}
+    assert body["content"] == [
+        {"type": "text/plain", "value": msg.text},
+        {"type": "text/html", "value": msg.html},
+    ]
+    assert body["custom_args"] == {
+        "message_id": msg.message_id,
+        "org_id": msg.org_id,
+        "cart_id": msg.cart_id,
+        "campaign_id": "c-1",
+    }
     assert all(isinstance(v, str) for v in body["custom_args"].values())
     assert sorted(body["categories"]) == ["cart_recovery", "step_2"]
     assert body["headers"] == {"X-Cartrecovery-Message-Id": msg.message_id}
@@ -87,19 +118,30 @@ def test_sendgrid_request_body(settings, org, recorder):
 
 # --- Twilio ------------------------------------------------------------------------------
 
+
 def twilio_runtime(settings, recorder, **overrides) -> Runtime:
-    values = dict(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                  twilio_base_url=recorder.url, app_url=PUBLIC_URL)
+    values = dict(
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_base_url=recorder.url,
+        app_url=PUBLIC_URL,
+    )
     return Runtime(with_overrides(settings, **(values | overrides)))
 
 
 def test_twilio_request_matches_the_documented_create_request(settings, org, recorder):
-    shape = {k: v[0] for k, v in
-             parse_qs(fixture_bytes("twilio_message_create_request.txt").decode(),
-                      keep_blank_values=True).items()}
-    recorder.respond("POST", MESSAGES_PATH, 201,
-                     twilio_message_json("SM0123456789abcdef0123456789abcdef", shape["To"],
-                                         shape["Body"]))
+    shape = {
+        k: v[0]
+        for k, v in parse_qs(
+            fixture_bytes("twilio_message_create_request.txt").decode(), keep_blank_values=True
+        ).items()
+    }
+    recorder.respond(
+        "POST",
+        MESSAGES_PATH,
+        201,
+        twilio_message_json("SM0123456789abcdef0123456789abcdef", shape["To"], shape["Body"]),
+    )
     rt = twilio_runtime(settings, recorder, twilio_messaging_service_sid=SERVICE_SID)
     msg = message(org.org_id, "sms", shape["To"], text=shape["Body"])
     result = provider_for(rt, "sms").send(msg)
@@ -119,14 +161,15 @@ def test_twilio_request_matches_the_documented_create_request(settings, org, rec
     assert sent["MessagingServiceSid"] == shape["MessagingServiceSid"]
     assert sent["Body"] == shape["Body"]  # it already says how to opt out: sent unchanged
     callback = urlsplit(sent["StatusCallback"])
-    assert f"{callback.scheme}://{callback.netloc}{callback.path}" == \
-        f"{PUBLIC_URL}/api/webhooks/twilio/status"
+    assert (
+        f"{callback.scheme}://{callback.netloc}{callback.path}"
+        == f"{PUBLIC_URL}/api/webhooks/twilio/status"
+    )
     assert parse_qs(callback.query) == {"org_id": [msg.org_id], "message_id": [msg.message_id]}
 
 
 def test_twilio_from_number_and_opt_out_footer(settings, org, recorder):
-    recorder.respond("POST", MESSAGES_PATH, 201,
-                     twilio_message_json("SMfeed", "+15035550123", "x"))
+    recorder.respond("POST", MESSAGES_PATH, 201, twilio_message_json("SMfeed", "+15035550123", "x"))
     rt = twilio_runtime(settings, recorder, twilio_phone_number="+15035559876")
     text = "Hi Jane, your beanie is waiting: https://shop.example.com/r/abc\n"
     provider_for(rt, "sms").send(message(org.org_id, "sms", "+15035550123", text=text))
@@ -134,17 +177,20 @@ def test_twilio_from_number_and_opt_out_footer(settings, org, recorder):
     sent = {k: v[0] for k, v in parse_qs(request["body"].decode()).items()}
     assert set(sent) == {"To", "From", "Body", "StatusCallback"}
     assert sent["From"] == "+15035559876"
-    assert sent["Body"] == ("Hi Jane, your beanie is waiting: https://shop.example.com/r/abc\n"
-                            "Reply STOP to opt out.")
+    assert sent["Body"] == (
+        "Hi Jane, your beanie is waiting: https://shop.example.com/r/abc\nReply STOP to opt out."
+    )
 
 
 # --- Web push ----------------------------------------------------------------------------
 
+
 def browser_keys() -> tuple[ec.EllipticCurvePrivateKey, dict]:
     """A subscription's key material as a browser makes it: P-256 pair and auth secret."""
     private = ec.generate_private_key(ec.SECP256R1())
-    public = private.public_key().public_bytes(serialization.Encoding.X962,
-                                               serialization.PublicFormat.UncompressedPoint)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     return private, {"p256dh": b64url(public), "auth": b64url(os.urandom(16))}
 
 
@@ -176,21 +222,34 @@ def verify_vapid(header: str) -> dict:
 def vapid_key() -> str:
     """A VAPID private key as base64url DER (what `vapid --gen` / openssl give)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    return b64url(key.private_bytes(serialization.Encoding.DER,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
+    return b64url(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def test_push_request_is_encrypted_and_vapid_signed(settings, db, org, recorder, vapid_key):
     browser, keys = browser_keys()
     subscription_id = add_subscription(db, org.org_id, f"{recorder.url}/push/abc", keys)
     recorder.respond("POST", "/push/abc", 201, b"", {"Location": f"{recorder.url}/m/1"})
-    rt = Runtime(with_overrides(settings, vapid_private_key=vapid_key,
-                                vapid_subject="mailto:ops@example.com"))
+    rt = Runtime(
+        with_overrides(
+            settings, vapid_private_key=vapid_key, vapid_subject="mailto:ops@example.com"
+        )
+    )
     restore = "https://recover.example.com/r/rc_01HTXK4M7Q2B9V6N3J8P5R1S0T"
-    msg = message(org.org_id, "push", subscription_id, subject="You left something behind",
-                  text="Your Merino Wool Beanie is still in your cart.", url=restore,
-                  icon="https://cdn.example.com/img/icon-192.png")
+    msg = message(
+        org.org_id,
+        "push",
+        subscription_id,
+        subject="You left something behind",
+        text="Your Merino Wool Beanie is still in your cart.",
+        url=restore,
+        icon="https://cdn.example.com/img/icon-192.png",
+    )
     result = provider_for(rt, "push").send(msg)
     assert (result.provider, result.provider_message_id) == ("webpush", f"{recorder.url}/m/1")
 
@@ -205,8 +264,12 @@ def test_push_request_is_encrypted_and_vapid_signed(settings, db, org, recorder,
     assert claims["sub"] == "mailto:ops@example.com"
     assert isinstance(claims["exp"], int)
 
-    plaintext = http_ece.decrypt(request["body"], private_key=browser,
-                                 auth_secret=b64url_decode(keys["auth"]), version="aes128gcm")
+    plaintext = http_ece.decrypt(
+        request["body"],
+        private_key=browser,
+        auth_secret=b64url_decode(keys["auth"]),
+        version="aes128gcm",
+    )
     payload = json.loads(plaintext)
     shape = json.loads(fixture_bytes("webpush_notification_payload.json"))
     assert set(payload) <= set(shape)

@@ -127,5 +127,6 @@ def test_bad_input():
         window({"start": "25:00", "end": "21:00"})
     with pytest.raises(ValueError):
         # One-hour windows in two zones 12 hours apart never overlap.
-        next_allowed(utc(2026, 1, 15, 0, 0), ["UTC", "Etc/GMT-12"],
-                     {"start": "09:00", "end": "10:00"})
+        next_allowed(
+            utc(2026, 1, 15, 0, 0), ["UTC", "Etc/GMT-12"], {"start": "09:00", "end": "10:00"}
+        )

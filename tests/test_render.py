@@ -13,47 +13,87 @@ from cartrecovery.settings import Settings
 from delivery.render import RenderError, build_context, format_money, render
 from delivery.restore_links import read_token
 
-SETTINGS = Settings(database_url="unused", app_url="https://app.example.test",
-                    secret_key="render-test-key")
+SETTINGS = Settings(
+    database_url="unused", app_url="https://app.example.test", secret_key="render-test-key"
+)
 ORG_ID, CART_ID, MESSAGE_ID = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 PLATFORM_URL = "https://shop.example.com/checkouts/abc/recover?key=k1"
 ITEMS = [
-    {"title": "Merino Beanie", "variant_title": "Charcoal", "quantity": 2, "price": "24.00",
-     "image_url": "https://cdn.example.com/beanie.jpg"},
-    {"title": "Trail Socks", "quantity": 1, "price": "23.82",
-     "image_url": "https://cdn.example.com/socks.jpg"},
+    {
+        "title": "Merino Beanie",
+        "variant_title": "Charcoal",
+        "quantity": 2,
+        "price": "24.00",
+        "image_url": "https://cdn.example.com/beanie.jpg",
+    },
+    {
+        "title": "Trail Socks",
+        "quantity": 1,
+        "price": "23.82",
+        "image_url": "https://cdn.example.com/socks.jpg",
+    },
 ]
-COUPON = {"code": "SAVE-7KQ4M2PXAB", "type": "percentage", "value": "10",
-          "expires_at": datetime(2026, 12, 2, 12, 0, tzinfo=UTC)}
-ORG = {"name": "Acme Outfitters",
-       "settings": {"store_address": "1 Main Street, Springfield",
-                    "store_url": "https://shop.example.com",
-                    "sender_identities": {"email": {"from_name": "Acme Team",
-                                                    "from_email": "hi@acme.test"}}}}
+COUPON = {
+    "code": "SAVE-7KQ4M2PXAB",
+    "type": "percentage",
+    "value": "10",
+    "expires_at": datetime(2026, 12, 2, 12, 0, tzinfo=UTC),
+}
+ORG = {
+    "name": "Acme Outfitters",
+    "settings": {
+        "store_address": "1 Main Street, Springfield",
+        "store_url": "https://shop.example.com",
+        "sender_identities": {"email": {"from_name": "Acme Team", "from_email": "hi@acme.test"}},
+    },
+}
 
 
-def context(channel="email", items=ITEMS, coupon=None, currency="USD", total="71.82",
-            **extra):
-    cart = {"org_id": ORG_ID, "cart_id": CART_ID, "currency": currency, "total_price": total,
-            "line_items": items, "restore_url": PLATFORM_URL, "email": "ann@example.com"}
-    message = {"org_id": ORG_ID, "message_id": MESSAGE_ID, "cart_id": CART_ID,
-               "channel": channel}
-    return build_context(cart, ORG, {"first_name": "Ann", "last_name": "Lee"},
-                         "ann@example.com", message=message, settings=SETTINGS, coupon=coupon,
-                         **extra)
+def context(channel="email", items=ITEMS, coupon=None, currency="USD", total="71.82", **extra):
+    cart = {
+        "org_id": ORG_ID,
+        "cart_id": CART_ID,
+        "currency": currency,
+        "total_price": total,
+        "line_items": items,
+        "restore_url": PLATFORM_URL,
+        "email": "ann@example.com",
+    }
+    message = {"org_id": ORG_ID, "message_id": MESSAGE_ID, "cart_id": CART_ID, "channel": channel}
+    return build_context(
+        cart,
+        ORG,
+        {"first_name": "Ann", "last_name": "Lee"},
+        "ann@example.com",
+        message=message,
+        settings=SETTINGS,
+        coupon=coupon,
+        **extra,
+    )
 
 
 def test_context_has_customer_items_totals_store_and_signed_link():
     ctx = context(coupon=COUPON)
-    assert ctx["customer"] == {"email": "ann@example.com", "first_name": "Ann",
-                               "last_name": "Lee", "name": "Ann Lee"}
+    assert ctx["customer"] == {
+        "email": "ann@example.com",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "name": "Ann Lee",
+    }
     beanie = ctx["items"][0]
-    assert (beanie["title"], beanie["variant"], beanie["quantity"]) == \
-        ("Merino Beanie", "Charcoal", 2)
+    assert (beanie["title"], beanie["variant"], beanie["quantity"]) == (
+        "Merino Beanie",
+        "Charcoal",
+        2,
+    )
     assert (beanie["price"], beanie["line_total"]) == ("$24.00", "$48.00")
     assert beanie["image"] == "https://cdn.example.com/beanie.jpg"
-    assert (ctx["total"], ctx["subtotal"], ctx["currency"], ctx["item_count"]) == \
-        ("$71.82", "$71.82", "USD", 3)
+    assert (ctx["total"], ctx["subtotal"], ctx["currency"], ctx["item_count"]) == (
+        "$71.82",
+        "$71.82",
+        "USD",
+        3,
+    )
     assert ctx["store"]["name"] == "Acme Outfitters"
     assert ctx["store"]["sender_email"] == "hi@acme.test"
     assert ctx["store"]["address"] == "1 Main Street, Springfield"
@@ -68,8 +108,9 @@ def test_context_has_customer_items_totals_store_and_signed_link():
 
 
 def test_without_a_message_the_link_is_the_platforms():
-    ctx = build_context({"restore_url": PLATFORM_URL, "line_items": []}, {"name": "S"}, None,
-                        "x@example.com")
+    ctx = build_context(
+        {"restore_url": PLATFORM_URL, "line_items": []}, {"name": "S"}, None, "x@example.com"
+    )
     assert ctx["restore_url"] == ctx["platform_restore_url"] == PLATFORM_URL
     assert ctx["coupon"] is None and ctx["customer"]["first_name"] == ""
 
@@ -116,8 +157,9 @@ def test_unsubscribe_placeholder_in_footer():
 
 
 def test_discount_email_shows_the_coupon_box():
-    out = render("cart_reminder_discount", "{{ coupon.description }} for you",
-                 context(coupon=COUPON))
+    out = render(
+        "cart_reminder_discount", "{{ coupon.description }} for you", context(coupon=COUPON)
+    )
     assert out.subject == "10% off for you"
     assert "SAVE-7KQ4M2PXAB" in out.html and "Valid until December 2, 2026" in out.html
     assert "dashed" in out.html  # the coupon box
@@ -154,10 +196,12 @@ def test_inline_sms_gets_an_opt_out():
 def test_push_payload_title_body_url():
     ctx = context("push")
     out = render("push_reminder", None, ctx)
-    assert out.data == {"title": "Acme Outfitters: your cart is waiting",
-                        "body": "Ann, you left 3 items in your cart.",
-                        "url": ctx["restore_url"],
-                        "image": "https://cdn.example.com/beanie.jpg"}
+    assert out.data == {
+        "title": "Acme Outfitters: your cart is waiting",
+        "body": "Ann, you left 3 items in your cart.",
+        "url": ctx["restore_url"],
+        "image": "https://cdn.example.com/beanie.jpg",
+    }
     assert (out.subject, out.text) == (out.data["title"], out.data["body"])
     titled = render("push_reminder", "{{ customer.first_name }}, 10% off", ctx)
     assert titled.data["title"] == "Ann, 10% off"
@@ -175,10 +219,20 @@ def test_push_json_survives_hostile_names():
 
 
 def test_hostile_cart_data_is_escaped_in_html():
-    items = [{"title": "<script>alert('x')</script>", "quantity": 1, "price": "1",
-              "image_url": "javascript:alert(1)"},
-             {"title": 'Socks" onmouseover="alert(1)', "quantity": 1, "price": "1",
-              "image_url": 'https://cdn.test/a.jpg" onerror="alert(1)'}]
+    items = [
+        {
+            "title": "<script>alert('x')</script>",
+            "quantity": 1,
+            "price": "1",
+            "image_url": "javascript:alert(1)",
+        },
+        {
+            "title": 'Socks" onmouseover="alert(1)',
+            "quantity": 1,
+            "price": "1",
+            "image_url": 'https://cdn.test/a.jpg" onerror="alert(1)',
+        },
+    ]
     out = render("cart_reminder", "s", context(items=items))
     assert "<script>" not in out.html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in out.html
@@ -189,28 +243,36 @@ def test_hostile_cart_data_is_escaped_in_html():
 
 def test_inline_template_is_escaped_and_text_is_stripped():
     items = [{"title": "<b>Bold</b>", "quantity": 1, "price": "2"}]
-    out = render('<p>{{ items[0].title }}</p> <a href="{{ restore_url }}">back</a>', "s",
-                 context(items=items))
+    out = render(
+        '<p>{{ items[0].title }}</p> <a href="{{ restore_url }}">back</a>',
+        "s",
+        context(items=items),
+    )
     assert "<p>&lt;b&gt;Bold&lt;/b&gt;</p>" in out.html
     assert out.text == "<b>Bold</b> back"
 
 
 def test_inline_template_may_extend_the_layout():
-    source = ('{% extends "layouts/email.html" %}'
-              '{% block headline %}Hey {{ customer.first_name }}{% endblock %}')
+    source = (
+        '{% extends "layouts/email.html" %}'
+        "{% block headline %}Hey {{ customer.first_name }}{% endblock %}"
+    )
     out = render(source, "s", context())
     assert "Hey Ann" in out.html and "Return to your cart" in out.html
 
 
-@pytest.mark.parametrize("source", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ ''.__class__ }}",
-    "{{ cycler.__init__.__globals__.os }}",
-    "{{ items.__class__.__base__ }}",
-    "{% set x = items.append(1) %}{{ x }}",  # the context is immutable
-    "{{ 'a' * 100000000 }}",
-    "{{ 10 ** 100000 }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ ''.__class__ }}",
+        "{{ cycler.__init__.__globals__.os }}",
+        "{{ items.__class__.__base__ }}",
+        "{% set x = items.append(1) %}{{ x }}",  # the context is immutable
+        "{{ 'a' * 100000000 }}",
+        "{{ 10 ** 100000 }}",
+    ],
+)
 def test_sandbox_refuses_injection(source):
     with pytest.raises(RenderError) as err:
         render(source, "s", context())

@@ -15,8 +15,12 @@ from psycopg.types.json import Jsonb
 from cartrecovery import tenancy
 from cartrecovery.org_settings import DEFAULTS
 
-STEP = {"channel": "email", "delay_seconds": 3600,
-        "subject": "You left {{ cart.item_count }} items", "template": "cart_reminder"}
+STEP = {
+    "channel": "email",
+    "delay_seconds": 3600,
+    "subject": "You left {{ cart.item_count }} items",
+    "template": "cart_reminder",
+}
 
 
 def campaign_body(**overrides):
@@ -37,9 +41,16 @@ def assert_error(response, status: int, code: str | None = None):
 
 
 def insert_cart(db, org_id, **values) -> uuid.UUID:
-    row = {"platform": "custom", "external_id": uuid.uuid4().hex, "email": None,
-           "currency": "USD", "total_price": 10, "status": "active", "abandoned_at": None,
-           "created_at": datetime.now(UTC)}
+    row = {
+        "platform": "custom",
+        "external_id": uuid.uuid4().hex,
+        "email": None,
+        "currency": "USD",
+        "total_price": 10,
+        "status": "active",
+        "abandoned_at": None,
+        "created_at": datetime.now(UTC),
+    }
     row.update(values)
     columns = ", ".join(row)
     marks = ", ".join(f"%({k})s" for k in row)
@@ -69,60 +80,87 @@ def test_settings_defaults_and_patch(client, org):
     assert got.get_json()["abandonment_timeout_seconds"] == 1800
     assert got.get_json()["attribution_window_seconds"] == 432000
 
-    patched = client.patch("/api/v1/settings", headers=org.headers,
-                           json={"abandonment_timeout_seconds": 5})
+    patched = client.patch(
+        "/api/v1/settings", headers=org.headers, json={"abandonment_timeout_seconds": 5}
+    )
     assert patched.status_code == 200
     assert patched.get_json()["abandonment_timeout_seconds"] == 5
     assert patched.get_json()["attribution_window_seconds"] == 432000
     again = client.get("/api/v1/settings", headers=org.headers).get_json()
     assert again["abandonment_timeout_seconds"] == 5
 
-    client.patch("/api/v1/settings", headers=org.headers,
-                 json={"attribution_window_seconds": 86400})
-    reset = client.patch("/api/v1/settings", headers=org.headers,
-                         json={"abandonment_timeout_seconds": None})
-    assert reset.get_json() == {**DEFAULTS, "abandonment_timeout_seconds": 1800,
-                                "attribution_window_seconds": 86400}
+    client.patch(
+        "/api/v1/settings", headers=org.headers, json={"attribution_window_seconds": 86400}
+    )
+    reset = client.patch(
+        "/api/v1/settings", headers=org.headers, json={"abandonment_timeout_seconds": None}
+    )
+    assert reset.get_json() == {
+        **DEFAULTS,
+        "abandonment_timeout_seconds": 1800,
+        "attribution_window_seconds": 86400,
+    }
 
 
-@pytest.mark.parametrize("body", [
-    {"abandonment_timeout_seconds": 0},
-    {"abandonment_timeout_seconds": 2592001},
-    {"abandonment_timeout_seconds": "60"},
-    {"abandonment_timeout_seconds": True},
-    {"abandonment_timeout_seconds": 60.5},
-    {"attribution_window_seconds": -1},
-    {"quiet_hours_typo": 1},
-    [1, 2],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"abandonment_timeout_seconds": 0},
+        {"abandonment_timeout_seconds": 2592001},
+        {"abandonment_timeout_seconds": "60"},
+        {"abandonment_timeout_seconds": True},
+        {"abandonment_timeout_seconds": 60.5},
+        {"attribution_window_seconds": -1},
+        {"quiet_hours_typo": 1},
+        [1, 2],
+    ],
+)
 def test_settings_patch_rejects_bad_input(client, org, body):
     before = client.get("/api/v1/settings", headers=org.headers).get_json()
-    error = assert_error(client.patch("/api/v1/settings", headers=org.headers, json=body), 400,
-                         "validation_error")
+    error = assert_error(
+        client.patch("/api/v1/settings", headers=org.headers, json=body), 400, "validation_error"
+    )
     assert error["details"]["errors"]
     assert client.get("/api/v1/settings", headers=org.headers).get_json() == before
 
 
 def test_settings_patch_rejects_empty_and_malformed_bodies(client, org):
     assert_error(client.patch("/api/v1/settings", headers=org.headers), 400)
-    assert_error(client.patch("/api/v1/settings", headers=org.headers, data="{not json",
-                              content_type="application/json"), 400, "validation_error")
+    assert_error(
+        client.patch(
+            "/api/v1/settings",
+            headers=org.headers,
+            data="{not json",
+            content_type="application/json",
+        ),
+        400,
+        "validation_error",
+    )
 
 
 def test_settings_patch_needs_admin_key(client, db, org):
     write_key = tenancy.create_api_key(db, org.org_id, "write")
     read_key = tenancy.create_api_key(db, org.org_id, "read")
-    assert client.get("/api/v1/settings",
-                      headers={"Authorization": f"Bearer {read_key}"}).status_code == 200
-    assert_error(client.patch("/api/v1/settings", json={"abandonment_timeout_seconds": 60},
-                              headers={"Authorization": f"Bearer {write_key}"}), 403, "forbidden")
+    assert (
+        client.get("/api/v1/settings", headers={"Authorization": f"Bearer {read_key}"}).status_code
+        == 200
+    )
+    assert_error(
+        client.patch(
+            "/api/v1/settings",
+            json={"abandonment_timeout_seconds": 60},
+            headers={"Authorization": f"Bearer {write_key}"},
+        ),
+        403,
+        "forbidden",
+    )
 
 
 def test_settings_functions_merge_json_settings(db, org):
     from cartrecovery.org_settings import get_settings, update_settings
 
     with db.tenant(org.org_id) as conn:
-        conn.execute("UPDATE app.orgs SET settings = '{\"sms_help_text\": \"Help!\"}'")
+        conn.execute('UPDATE app.orgs SET settings = \'{"sms_help_text": "Help!"}\'')
         assert update_settings(conn, org.org_id, {"attribution_window_seconds": 60}) == {
             **DEFAULTS,
             "sms_help_text": "Help!",
@@ -136,11 +174,20 @@ def test_settings_functions_merge_json_settings(db, org):
 
 
 def test_campaign_crud(client, db, org):
-    body = campaign_body(priority=5, trigger_conditions={"cart_value_min": 20, "currency": "eur"},
-                         experiment={"holdout_percent": 10})
-    body["sequence_steps"].append({"channel": "email", "delay_seconds": 86400,
-                                   "subject": "Still there?", "template": "<p>{{ cart.total }}</p>",
-                                   "variants": [{"name": "a"}, {"name": "b", "subject": "Hi"}]})
+    body = campaign_body(
+        priority=5,
+        trigger_conditions={"cart_value_min": 20, "currency": "eur"},
+        experiment={"holdout_percent": 10},
+    )
+    body["sequence_steps"].append(
+        {
+            "channel": "email",
+            "delay_seconds": 86400,
+            "subject": "Still there?",
+            "template": "<p>{{ cart.total }}</p>",
+            "variants": [{"name": "a"}, {"name": "b", "subject": "Hi"}],
+        }
+    )
     created = client.post("/api/v1/campaigns", headers=org.headers, json=body)
     assert created.status_code == 201, created.get_json()
     campaign = created.get_json()
@@ -154,24 +201,34 @@ def test_campaign_crud(client, db, org):
     assert row["trigger_conditions"] == {"cart_value_min": 20, "currency": "EUR"}
     assert row["sequence_steps"][0] == STEP
     assert row["sequence_steps"][1]["variants"] == [
-        {"name": "a", "weight": 1.0}, {"name": "b", "subject": "Hi", "weight": 1.0}]
+        {"name": "a", "weight": 1.0},
+        {"name": "b", "subject": "Hi", "weight": 1.0},
+    ]
     assert row["experiment"] == {"holdout_percent": 10}
 
     listed = client.get("/api/v1/campaigns", headers=org.headers).get_json()["campaigns"]
     assert [c["campaign_id"] for c in listed] == [cid]
     assert client.get(f"/api/v1/campaigns/{cid}", headers=org.headers).get_json() == campaign
 
-    patched = client.patch(f"/api/v1/campaigns/{cid}", headers=org.headers,
-                           json={"status": "active", "name": "Renamed",
-                                 "trigger_conditions": {}, "sequence_steps": [STEP]})
+    patched = client.patch(
+        f"/api/v1/campaigns/{cid}",
+        headers=org.headers,
+        json={
+            "status": "active",
+            "name": "Renamed",
+            "trigger_conditions": {},
+            "sequence_steps": [STEP],
+        },
+    )
     assert patched.status_code == 200, patched.get_json()
     after = patched.get_json()
     assert (after["status"], after["name"], after["priority"]) == ("active", "Renamed", 5)
     assert after["trigger_conditions"] == {} and after["sequence_steps"] == [STEP]
     assert after["experiment"] == {"holdout_percent": 10}
 
-    paused = client.patch(f"/api/v1/campaigns/{cid}", headers=org.headers,
-                          json={"status": "paused"})
+    paused = client.patch(
+        f"/api/v1/campaigns/{cid}", headers=org.headers, json={"status": "paused"}
+    )
     assert paused.get_json()["status"] == "paused"
 
     deleted = client.delete(f"/api/v1/campaigns/{cid}", headers=org.headers)
@@ -180,16 +237,23 @@ def test_campaign_crud(client, db, org):
     with_archived = client.get("/api/v1/campaigns?include_archived=true", headers=org.headers)
     assert [c["campaign_id"] for c in with_archived.get_json()["campaigns"]] == [cid]
     assert client.get(f"/api/v1/campaigns/{cid}", headers=org.headers).status_code == 200
-    assert_error(client.patch(f"/api/v1/campaigns/{cid}", headers=org.headers,
-                              json={"status": "active"}), 409, "campaign_archived")
+    assert_error(
+        client.patch(f"/api/v1/campaigns/{cid}", headers=org.headers, json={"status": "active"}),
+        409,
+        "campaign_archived",
+    )
     assert client.delete(f"/api/v1/campaigns/{cid}", headers=org.headers).status_code == 200
 
 
 def test_campaign_list_orders_by_priority(client, org):
-    low = client.post("/api/v1/campaigns", headers=org.headers,
-                      json=campaign_body(name="low")).get_json()
-    high = client.post("/api/v1/campaigns", headers=org.headers,
-                       json=campaign_body(name="high", priority=10, status="active")).get_json()
+    low = client.post(
+        "/api/v1/campaigns", headers=org.headers, json=campaign_body(name="low")
+    ).get_json()
+    high = client.post(
+        "/api/v1/campaigns",
+        headers=org.headers,
+        json=campaign_body(name="high", priority=10, status="active"),
+    ).get_json()
     listed = client.get("/api/v1/campaigns", headers=org.headers).get_json()["campaigns"]
     assert [c["campaign_id"] for c in listed] == [high["campaign_id"], low["campaign_id"]]
 
@@ -197,59 +261,90 @@ def test_campaign_list_orders_by_priority(client, org):
 @pytest.mark.parametrize("channel", ["sms", "push"])
 def test_campaign_accepts_sms_and_push_steps(client, db, org, channel):
     step = {"channel": channel, "delay_seconds": 60, "template": f"{channel}_reminder"}
-    r = client.post("/api/v1/campaigns", headers=org.headers,
-                    json=campaign_body(sequence_steps=[step]))
+    r = client.post(
+        "/api/v1/campaigns", headers=org.headers, json=campaign_body(sequence_steps=[step])
+    )
     assert r.status_code == 201, r.get_json()
     assert r.get_json()["sequence_steps"] == [step]
     # An SMS has no subject: refused rather than silently dropped.
     if channel == "sms":
-        error = assert_error(client.post(
-            "/api/v1/campaigns", headers=org.headers,
-            json=campaign_body(sequence_steps=[{**step, "subject": "Hi"}])), 400)
+        error = assert_error(
+            client.post(
+                "/api/v1/campaigns",
+                headers=org.headers,
+                json=campaign_body(sequence_steps=[{**step, "subject": "Hi"}]),
+            ),
+            400,
+        )
         assert error["details"]["errors"][0]["type"] == "subject_not_allowed"
 
 
-@pytest.mark.parametrize("body, where", [
-    ({"sequence_steps": [STEP]}, "name"),
-    (campaign_body(name="  "), "name"),
-    (campaign_body(status="archived"), "status"),
-    (campaign_body(sequence_steps=[]), "sequence_steps"),
-    ({"name": "x"}, "sequence_steps"),
-    (campaign_body(sequence_steps=[{**STEP, "channel": "fax"}]), "sequence_steps.0.channel"),
-    (campaign_body(sequence_steps=[{**STEP, "delay_seconds": -1}]),
-     "sequence_steps.0.delay_seconds"),
-    (campaign_body(sequence_steps=[{**STEP, "delay_seconds": "60"}]),
-     "sequence_steps.0.delay_seconds"),
-    (campaign_body(sequence_steps=[{**STEP, "subject": ""}]), "sequence_steps.0.subject"),
-    (campaign_body(sequence_steps=[{**STEP, "subject": "Hi {{ name"}]),
-     "sequence_steps.0.subject"),
-    (campaign_body(sequence_steps=[{**STEP, "template": " "}]), "sequence_steps.0.template"),
-    (campaign_body(sequence_steps=[{**STEP, "template": "<p>{% if %}</p>"}]),
-     "sequence_steps.0.template"),
-    (campaign_body(sequence_steps=[{**STEP, "template": "no_such_template"}]),
-     "sequence_steps.0.template"),
-    (campaign_body(sequence_steps=[{**STEP, "extra": 1}]), "sequence_steps.0.extra"),
-    (campaign_body(trigger_conditions={"cart_value_min": 1, "segment": "vip"}),
-     "trigger_conditions.segment"),
-    (campaign_body(trigger_conditions={"cart_value_min": 50, "cart_value_max": 10}),
-     "trigger_conditions"),
-    (campaign_body(trigger_conditions={"currency": "dollars"}), "trigger_conditions.currency"),
-    (campaign_body(experiment={"holdout_percent": 150}), "experiment.holdout_percent"),
-    (campaign_body(unknown=True), "unknown"),
-])
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ({"sequence_steps": [STEP]}, "name"),
+        (campaign_body(name="  "), "name"),
+        (campaign_body(status="archived"), "status"),
+        (campaign_body(sequence_steps=[]), "sequence_steps"),
+        ({"name": "x"}, "sequence_steps"),
+        (campaign_body(sequence_steps=[{**STEP, "channel": "fax"}]), "sequence_steps.0.channel"),
+        (
+            campaign_body(sequence_steps=[{**STEP, "delay_seconds": -1}]),
+            "sequence_steps.0.delay_seconds",
+        ),
+        (
+            campaign_body(sequence_steps=[{**STEP, "delay_seconds": "60"}]),
+            "sequence_steps.0.delay_seconds",
+        ),
+        (campaign_body(sequence_steps=[{**STEP, "subject": ""}]), "sequence_steps.0.subject"),
+        (
+            campaign_body(sequence_steps=[{**STEP, "subject": "Hi {{ name"}]),
+            "sequence_steps.0.subject",
+        ),
+        (campaign_body(sequence_steps=[{**STEP, "template": " "}]), "sequence_steps.0.template"),
+        (
+            campaign_body(sequence_steps=[{**STEP, "template": "<p>{% if %}</p>"}]),
+            "sequence_steps.0.template",
+        ),
+        (
+            campaign_body(sequence_steps=[{**STEP, "template": "no_such_template"}]),
+            "sequence_steps.0.template",
+        ),
+        (campaign_body(sequence_steps=[{**STEP, "extra": 1}]), "sequence_steps.0.extra"),
+        (
+            campaign_body(trigger_conditions={"cart_value_min": 1, "segment": "vip"}),
+            "trigger_conditions.segment",
+        ),
+        (
+            campaign_body(trigger_conditions={"cart_value_min": 50, "cart_value_max": 10}),
+            "trigger_conditions",
+        ),
+        (campaign_body(trigger_conditions={"currency": "dollars"}), "trigger_conditions.currency"),
+        (campaign_body(experiment={"holdout_percent": 150}), "experiment.holdout_percent"),
+        (campaign_body(unknown=True), "unknown"),
+    ],
+)
 def test_campaign_create_validation(client, db, org, body, where):
-    error = assert_error(client.post("/api/v1/campaigns", headers=org.headers, json=body), 400,
-                         "validation_error")
+    error = assert_error(
+        client.post("/api/v1/campaigns", headers=org.headers, json=body), 400, "validation_error"
+    )
     locs = [".".join(str(p) for p in e["loc"]) for e in error["details"]["errors"]]
     assert where in locs
     with db.tenant(org.org_id) as conn:
         assert conn.execute("SELECT count(*) AS n FROM app.campaigns").fetchone()["n"] == 0
 
 
-@pytest.mark.parametrize("patch", [
-    {"status": "archived"}, {"status": "draft"}, {"name": None}, {"experiment": {}},
-    {"sequence_steps": [{**STEP, "channel": "sms"}]}, {"priority": "high"},
-])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"status": "archived"},
+        {"status": "draft"},
+        {"name": None},
+        {"experiment": {}},
+        {"sequence_steps": [{**STEP, "channel": "sms"}]},
+        {"priority": "high"},
+    ],
+)
 def test_campaign_patch_validation_changes_nothing(client, org, patch):
     created = client.post("/api/v1/campaigns", headers=org.headers, json=campaign_body()).get_json()
     url = f"/api/v1/campaigns/{created['campaign_id']}"
@@ -271,10 +366,17 @@ def test_campaign_unknown_ids_are_404(client, org, method, cid):
 def test_cart_list_filters(client, db, org):
     now = datetime.now(UTC)
     active = insert_cart(db, org.org_id, email="Ann@Example.com", created_at=now - timedelta(3))
-    abandoned = insert_cart(db, org.org_id, email="bob@example.com", status="abandoned",
-                            abandoned_at=now, created_at=now - timedelta(2))
-    recovered = insert_cart(db, org.org_id, email="ann@example.com", status="recovered",
-                            created_at=now - timedelta(1))
+    abandoned = insert_cart(
+        db,
+        org.org_id,
+        email="bob@example.com",
+        status="abandoned",
+        abandoned_at=now,
+        created_at=now - timedelta(2),
+    )
+    recovered = insert_cart(
+        db, org.org_id, email="ann@example.com", status="recovered", created_at=now - timedelta(1)
+    )
 
     def ids(query=""):
         response = client.get(f"/api/v1/carts{query}", headers=org.headers)
@@ -295,47 +397,71 @@ def test_cart_list_filters(client, db, org):
     assert cart["abandoned_at"] is not None
 
 
-@pytest.mark.parametrize("query", ["status=lost", "limit=0", "limit=abc", "limit=501",
-                                   "offset=-1", "email="])
+@pytest.mark.parametrize(
+    "query", ["status=lost", "limit=0", "limit=abc", "limit=501", "offset=-1", "email="]
+)
 def test_cart_list_rejects_bad_query(client, org, query):
-    assert_error(client.get(f"/api/v1/carts?{query}", headers=org.headers), 400,
-                 "validation_error")
+    assert_error(client.get(f"/api/v1/carts?{query}", headers=org.headers), 400, "validation_error")
 
 
 def test_cart_detail(client, db, org):
     now = datetime.now(UTC)
-    cart_id = insert_cart(db, org.org_id, email="c@example.com", status="recovered",
-                          total_price=42.5, item_count=2, restore_url="https://s/restore",
-                          line_items=Jsonb([{"title": "Mug", "quantity": 2}]),
-                          abandoned_at=now - timedelta(hours=3), converted_at=now)
+    cart_id = insert_cart(
+        db,
+        org.org_id,
+        email="c@example.com",
+        status="recovered",
+        total_price=42.5,
+        item_count=2,
+        restore_url="https://s/restore",
+        line_items=Jsonb([{"title": "Mug", "quantity": 2}]),
+        abandoned_at=now - timedelta(hours=3),
+        converted_at=now,
+    )
     campaign_id = insert_campaign(db, org.org_id)
     event_id, message_id, order_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with db.tenant(org.org_id) as conn:
         conn.execute(
             "INSERT INTO raw.events (org_id, event_id, source, topic, cart_id, dedup_key, payload)"
             " VALUES (%s, %s, 'shopify', 'carts/update', %s, 'k1', '{}')",
-            (org.org_id, event_id, cart_id))
+            (org.org_id, event_id, cart_id),
+        )
         conn.execute(
             "INSERT INTO app.outbox (org_id, message_id, cart_id, campaign_id, step_index, "
             "channel, recipient, subject, due_at, status, sent_at) VALUES "
             "(%s, %s, %s, %s, 0, 'email', 'c@example.com', 'Your cart', %s, 'sent', %s), "
             "(%s, gen_random_uuid(), %s, %s, 1, 'email', 'c@example.com', 'Again', %s, "
             " 'cancelled', NULL)",
-            (org.org_id, message_id, cart_id, campaign_id, now - timedelta(hours=2),
-             now - timedelta(hours=2), org.org_id, cart_id, campaign_id, now))
+            (
+                org.org_id,
+                message_id,
+                cart_id,
+                campaign_id,
+                now - timedelta(hours=2),
+                now - timedelta(hours=2),
+                org.org_id,
+                cart_id,
+                campaign_id,
+                now,
+            ),
+        )
         conn.execute("UPDATE app.outbox SET reason = 'converted' WHERE step_index = 1")
         conn.execute(
             "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,"
             " url, occurred_at) VALUES (%s, 'e1', %s, %s, 'click', 'https://s/restore', %s)",
-            (org.org_id, message_id, cart_id, now - timedelta(hours=1)))
+            (org.org_id, message_id, cart_id, now - timedelta(hours=1)),
+        )
         conn.execute(
             "INSERT INTO app.orders (org_id, order_id, platform, external_id, cart_id, "
             "total_price, currency, ordered_at) VALUES (%s, %s, 'shopify', '1001', %s, 42.5, "
-            "'USD', %s)", (org.org_id, order_id, cart_id, now))
+            "'USD', %s)",
+            (org.org_id, order_id, cart_id, now),
+        )
         conn.execute(
             "INSERT INTO app.recoveries (org_id, cart_id, order_id, message_id, campaign_id, "
             "channel, revenue, currency) VALUES (%s, %s, %s, %s, %s, 'email', 42.5, 'USD')",
-            (org.org_id, cart_id, order_id, message_id, campaign_id))
+            (org.org_id, cart_id, order_id, message_id, campaign_id),
+        )
 
     response = client.get(f"/api/v1/carts/{cart_id}", headers=org.headers)
     assert response.status_code == 200, response.get_json()
@@ -344,14 +470,23 @@ def test_cart_detail(client, db, org):
     assert cart["line_items"] == [{"title": "Mug", "quantity": 2}]
     assert cart["total_price"] == 42.5 and cart["item_count"] == 2
     assert [(e["event_id"], e["source"], e["topic"]) for e in cart["events"]] == [
-        (str(event_id), "shopify", "carts/update")]
+        (str(event_id), "shopify", "carts/update")
+    ]
     first, second = cart["messages"]
     assert (first["message_id"], first["channel"], first["step"], first["status"]) == (
-        str(message_id), "email", 0, "sent")
+        str(message_id),
+        "email",
+        0,
+        "sent",
+    )
     assert first["subject"] == "Your cart" and first["sent_at"]
     assert [(e["type"], e["url"]) for e in first["events"]] == [("click", "https://s/restore")]
     assert (second["step"], second["status"], second["reason"], second["events"]) == (
-        1, "cancelled", "converted", [])
+        1,
+        "cancelled",
+        "converted",
+        [],
+    )
     assert cart["order"]["order_id"] == str(order_id) and cart["order"]["total_price"] == 42.5
     assert cart["recovered_revenue"] == 42.5
     assert cart["recovery"]["message_id"] == str(message_id)
@@ -375,31 +510,51 @@ def test_cart_detail_unknown_is_404(client, org, cart_id):
 def test_dashboard_numbers(client, db, org):
     now = datetime.now(UTC)
     campaign_id = insert_campaign(db, org.org_id, "Recover")
-    carts = [insert_cart(db, org.org_id, status="abandoned", abandoned_at=now - timedelta(hours=1))
-             for _ in range(3)]
+    carts = [
+        insert_cart(db, org.org_id, status="abandoned", abandoned_at=now - timedelta(hours=1))
+        for _ in range(3)
+    ]
     insert_cart(db, org.org_id, created_at=now - timedelta(days=60))  # outside the period
     message_id = uuid.uuid4()
     with db.tenant(org.org_id) as conn:
         conn.execute(
             "INSERT INTO app.outbox (org_id, message_id, cart_id, campaign_id, step_index, "
             "channel, due_at, status, sent_at) VALUES (%s, %s, %s, %s, 0, 'email', now(), "
-            "'sent', now())", (org.org_id, message_id, carts[0], campaign_id))
+            "'sent', now())",
+            (org.org_id, message_id, carts[0], campaign_id),
+        )
         conn.execute(
             "INSERT INTO app.recoveries (org_id, cart_id, order_id, message_id, campaign_id, "
             "channel, revenue) VALUES (%s, %s, gen_random_uuid(), %s, %s, 'email', 42.50)",
-            (org.org_id, carts[0], message_id, campaign_id))
+            (org.org_id, carts[0], message_id, campaign_id),
+        )
 
     response = client.get("/api/v1/analytics/dashboard?period=30d", headers=org.headers)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert {k: body[k] for k in ("carts_tracked", "carts_abandoned", "messages_sent",
-                                 "carts_recovered", "revenue_recovered", "recovery_rate")} == {
-        "carts_tracked": 3, "carts_abandoned": 3, "messages_sent": 1, "carts_recovered": 1,
-        "revenue_recovered": 42.5, "recovery_rate": 0.3333}
+    assert {
+        k: body[k]
+        for k in (
+            "carts_tracked",
+            "carts_abandoned",
+            "messages_sent",
+            "carts_recovered",
+            "revenue_recovered",
+            "recovery_rate",
+        )
+    } == {
+        "carts_tracked": 3,
+        "carts_abandoned": 3,
+        "messages_sent": 1,
+        "carts_recovered": 1,
+        "revenue_recovered": 42.5,
+        "recovery_rate": 0.3333,
+    }
     assert body["period"] == "30d"
     assert datetime.fromisoformat(body["since"]) < now - timedelta(days=29)
-    assert body["by_channel"] == [{"channel": "email", "messages_sent": 1, "carts_recovered": 1,
-                                   "revenue_recovered": 42.5}]
+    assert body["by_channel"] == [
+        {"channel": "email", "messages_sent": 1, "carts_recovered": 1, "revenue_recovered": 42.5}
+    ]
     assert body["by_campaign"][0]["campaign_id"] == str(campaign_id)
     assert body["by_campaign"][0]["revenue_recovered"] == 42.5
     assert sum(d["carts_abandoned"] for d in body["by_day"]) == 3
@@ -449,8 +604,7 @@ def test_openapi_document(app, client):
 
     # A route registered by someone else, documented through the registry.
     extra = Blueprint("extra_test", __name__)
-    extra.add_url_rule("/api/v1/extra/<thing_id>", "thing", lambda thing_id: "",
-                       methods=["PUT"])
+    extra.add_url_rule("/api/v1/extra/<thing_id>", "thing", lambda thing_id: "", methods=["PUT"])
     app.register_blueprint(extra)
     register_schema("/api/v1/extra/<thing_id>", "put", OrgSettingsPatch)
 
@@ -478,29 +632,38 @@ def test_openapi_document(app, client):
     assert "SequenceStep" in doc["components"]["schemas"]
     settings_patch = doc["paths"]["/api/v1/settings"]["patch"]["requestBody"]
     assert settings_patch["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/OrgSettingsPatch")
+        "/OrgSettingsPatch"
+    )
     carts = doc["paths"]["/api/v1/carts"]["get"]
     assert {p["name"] for p in carts["parameters"]} >= {"status", "email", "limit", "offset"}
     detail = doc["paths"]["/api/v1/carts/{id}"]["get"]
-    assert detail["parameters"][0] == {"name": "id", "in": "path", "required": True,
-                                       "schema": {"type": "string"}}
+    assert detail["parameters"][0] == {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
     put = doc["paths"]["/api/v1/extra/{thing_id}"]["put"]
     assert put["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/OrgSettingsPatch")
+        "/OrgSettingsPatch"
+    )
     schemas = doc["components"]["schemas"]
     for ref in _refs(doc):
         assert ref.rsplit("/", 1)[1] in schemas, ref
 
 
 def test_campaign_accepts_sendgrid_dynamic_templates_on_email_steps_only(client, org):
-    email = {"channel": "email", "delay_seconds": 0, "subject": "Hi",
-             "template": "d-" + "0f" * 16}
-    created = client.post("/api/v1/campaigns", headers=org.headers,
-                          json={"name": "dyn", "sequence_steps": [email]})
+    email = {"channel": "email", "delay_seconds": 0, "subject": "Hi", "template": "d-" + "0f" * 16}
+    created = client.post(
+        "/api/v1/campaigns", headers=org.headers, json={"name": "dyn", "sequence_steps": [email]}
+    )
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["sequence_steps"][0]["template"] == email["template"]
     push = {**email, "channel": "push"}
-    refused = client.post("/api/v1/campaigns", headers=org.headers,
-                          json={"name": "dyn-push", "sequence_steps": [push]})
+    refused = client.post(
+        "/api/v1/campaigns",
+        headers=org.headers,
+        json={"name": "dyn-push", "sequence_steps": [push]},
+    )
     assert refused.status_code == 400
     assert "dynamic templates" in str(refused.get_json())

@@ -36,7 +36,8 @@ def test_token_round_trip():
     assert read.issued_at == issued and read.expires_at == issued + timedelta(days=30)
     assert len(token) < 120  # short enough for an SMS
     assert restore_url("https://app.test/", KEY, org, message, cart).startswith(
-        "https://app.test/r/")
+        "https://app.test/r/"
+    )
 
 
 def test_token_expires():
@@ -53,8 +54,14 @@ def test_tampered_tokens_are_refused():
     token = make_token(KEY, uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
     payload, stamp, signature = token.split(".")
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
-    for bad in (f"{flipped}.{stamp}.{signature}", token[:-3], "", "abc", f"{payload}..",
-                f"{payload}.{stamp}.{'x' * 27}"):
+    for bad in (
+        f"{flipped}.{stamp}.{signature}",
+        token[:-3],
+        "",
+        "abc",
+        f"{payload}..",
+        f"{payload}.{stamp}.{'x' * 27}",
+    ):
         with pytest.raises(InvalidToken):
             read_token(KEY, bad)
     with pytest.raises(InvalidToken):
@@ -77,22 +84,29 @@ def _message(db, org_id, *, restore=PLATFORM_URL, channel="email", connection_id
         ).fetchone()["cart_id"]
         campaign_id = conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'c', 'active') "
-            "RETURNING campaign_id", (org_id,)).fetchone()["campaign_id"]
+            "RETURNING campaign_id",
+            (org_id,),
+        ).fetchone()["campaign_id"]
         message_id = conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
             "recipient, due_at, status, sent_at) VALUES (%s, %s, %s, 0, %s, "
             "'ann@example.com', now() - interval '1 hour', 'sent', now() - interval '1 hour') "
             "RETURNING message_id",
-            (org_id, cart_id, campaign_id, channel)).fetchone()["message_id"]
-    return {"cart_id": cart_id, "campaign_id": campaign_id, "message_id": message_id,
-            "external_id": external}
+            (org_id, cart_id, campaign_id, channel),
+        ).fetchone()["message_id"]
+    return {
+        "cart_id": cart_id,
+        "campaign_id": campaign_id,
+        "message_id": message_id,
+        "external_id": external,
+    }
 
 
 def _clicks(db, org_id):
     with db.system() as conn:
         return conn.execute(
-            "SELECT * FROM app.message_events WHERE org_id = %s AND event_type = 'click'",
-            (org_id,)).fetchall()
+            "SELECT * FROM app.message_events WHERE org_id = %s AND event_type = 'click'", (org_id,)
+        ).fetchall()
 
 
 def test_click_redirects_with_utm_and_counts_once_per_window(client, db, org):
@@ -102,11 +116,17 @@ def test_click_redirects_with_utm_and_counts_once_per_window(client, db, org):
     response = client.get(f"/r/{token}")
     assert response.status_code == 302
     target = urlsplit(response.headers["Location"])
-    assert (target.scheme, target.netloc, target.path) == \
-        ("https", "shop.example.com", "/checkouts/abc/recover")
-    assert parse_qs(target.query) == {"key": ["k1"], "utm_source": ["cartrecovery"],
-                                      "utm_medium": ["sms"],
-                                      "utm_campaign": [str(m["campaign_id"])]}
+    assert (target.scheme, target.netloc, target.path) == (
+        "https",
+        "shop.example.com",
+        "/checkouts/abc/recover",
+    )
+    assert parse_qs(target.query) == {
+        "key": ["k1"],
+        "utm_source": ["cartrecovery"],
+        "utm_medium": ["sms"],
+        "utm_campaign": [str(m["campaign_id"])],
+    }
     assert response.headers["Cache-Control"] == "no-store"
 
     clicks = _clicks(db, org.org_id)
@@ -120,8 +140,11 @@ def test_click_redirects_with_utm_and_counts_once_per_window(client, db, org):
     assert len(_clicks(db, org.org_id)) == 1
 
     with db.system() as conn:  # the shopper comes back later: that click counts again
-        conn.execute("UPDATE app.message_events SET occurred_at = occurred_at - "
-                     "interval '2 minutes' WHERE org_id = %s", (org.org_id,))
+        conn.execute(
+            "UPDATE app.message_events SET occurred_at = occurred_at - "
+            "interval '2 minutes' WHERE org_id = %s",
+            (org.org_id,),
+        )
     assert client.get(f"/r/{token}").status_code == 302
     assert len(_clicks(db, org.org_id)) == 2
 
@@ -131,26 +154,37 @@ def test_click_then_order_is_a_recovery_of_that_message(client, db, org):
     token = make_token(KEY, org.org_id, m["message_id"], m["cart_id"])
     assert client.get(f"/r/{token}").status_code == 302
 
-    order = CanonicalOrder(platform="custom", external_id=f"o-{uuid.uuid4().hex[:8]}",
-                           checkout_token=m["external_id"], total_price=Decimal("80.00"),
-                           currency="USD", ordered_at=datetime.now(UTC) + timedelta(seconds=5))
+    order = CanonicalOrder(
+        platform="custom",
+        external_id=f"o-{uuid.uuid4().hex[:8]}",
+        checkout_token=m["external_id"],
+        total_price=Decimal("80.00"),
+        currency="USD",
+        ordered_at=datetime.now(UTC) + timedelta(seconds=5),
+    )
     with db.tenant(org.org_id) as conn:
         result = record_order(conn, org.org_id, order)
     assert result["recovered"] is True and result["revenue"] == Decimal("80.00")
     with db.system() as conn:
-        recovery = conn.execute("SELECT * FROM app.recoveries WHERE org_id = %s",
-                                (org.org_id,)).fetchone()
-        status = conn.execute("SELECT status FROM app.carts WHERE cart_id = %s",
-                              (m["cart_id"],)).fetchone()["status"]
-    assert (recovery["message_id"], recovery["campaign_id"], recovery["channel"]) == \
-        (m["message_id"], m["campaign_id"], "email")
+        recovery = conn.execute(
+            "SELECT * FROM app.recoveries WHERE org_id = %s", (org.org_id,)
+        ).fetchone()
+        status = conn.execute(
+            "SELECT status FROM app.carts WHERE cart_id = %s", (m["cart_id"],)
+        ).fetchone()["status"]
+    assert (recovery["message_id"], recovery["campaign_id"], recovery["channel"]) == (
+        m["message_id"],
+        m["campaign_id"],
+        "email",
+    )
     assert status == "recovered"
 
 
 def test_cart_without_restore_url_goes_to_the_store(client, db, org, runtime):
     domain = f"s-{uuid.uuid4().hex[:8]}.myshopify.com"
-    connection_id = tenancy.add_connection(db, runtime.encryption_key, org.org_id, "shopify",
-                                           domain, "whsec")
+    connection_id = tenancy.add_connection(
+        db, runtime.encryption_key, org.org_id, "shopify", domain, "whsec"
+    )
     m = _message(db, org.org_id, restore=None, connection_id=connection_id)
     response = client.get(f"/r/{make_token(KEY, org.org_id, m['message_id'], m['cart_id'])}")
     assert response.status_code == 302
@@ -180,9 +214,14 @@ def test_expired_link_is_410_and_records_nothing(client, db, org):
 def test_tampered_link_is_400_and_records_nothing(client, db, org):
     m = _message(db, org.org_id)
     token = make_token(KEY, org.org_id, m["message_id"], m["cart_id"])
-    for bad in (token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),
-                make_token("not-our-key", org.org_id, m["message_id"], m["cart_id"]),
-                "nonsense", "a" * 2000, "x.y.z", "%00%ff"):
+    for bad in (
+        token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),
+        make_token("not-our-key", org.org_id, m["message_id"], m["cart_id"]),
+        "nonsense",
+        "a" * 2000,
+        "x.y.z",
+        "%00%ff",
+    ):
         response = client.get(f"/r/{bad}")
         assert response.status_code == 400, bad
         assert response.get_json()["error"]["code"] == "invalid_link"

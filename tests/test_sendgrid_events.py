@@ -35,8 +35,11 @@ class Signer:
     def headers(self, body: bytes, timestamp: str | None = None) -> dict:
         timestamp = timestamp or str(int(time.time()))
         signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {"Content-Type": "application/json", SIG: base64.b64encode(signature).decode(),
-                TS: timestamp}
+        return {
+            "Content-Type": "application/json",
+            SIG: base64.b64encode(signature).decode(),
+            TS: timestamp,
+        }
 
 
 @pytest.fixture()
@@ -61,44 +64,66 @@ def message(db, org):
         cart_id = conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, email, status, abandoned_at) "
             "VALUES (%s, 'custom', %s, 'jane@example.com', 'abandoned', now()) "
-            "RETURNING cart_id", (org.org_id, uuid.uuid4().hex)).fetchone()["cart_id"]
+            "RETURNING cart_id",
+            (org.org_id, uuid.uuid4().hex),
+        ).fetchone()["cart_id"]
         campaign_id = conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'c', 'active') "
-            "RETURNING campaign_id", (org.org_id,)).fetchone()["campaign_id"]
+            "RETURNING campaign_id",
+            (org.org_id,),
+        ).fetchone()["campaign_id"]
         message_id = conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
             "recipient, due_at, status, sent_at) VALUES (%s, %s, %s, 0, 'email', "
             "'jane@example.com', now(), 'sent', now()) RETURNING message_id",
-            (org.org_id, cart_id, campaign_id)).fetchone()["message_id"]
-    return {"org_id": org.org_id, "cart_id": cart_id, "campaign_id": campaign_id,
-            "message_id": message_id}
+            (org.org_id, cart_id, campaign_id),
+        ).fetchone()["message_id"]
+    return {
+        "org_id": org.org_id,
+        "cart_id": cart_id,
+        "campaign_id": campaign_id,
+        "message_id": message_id,
+    }
 
 
 def event(message, kind, **extra):
-    base = {"email": "jane@example.com", "timestamp": 1773520040, "event": kind,
-            "sg_event_id": f"{kind}-{uuid.uuid4().hex}", "sg_message_id": "abc.recvd-1",
-            "category": ["cart_recovery", "step_1"],
-            "message_id": str(message["message_id"]), "org_id": str(message["org_id"]),
-            "cart_id": str(message["cart_id"])}
+    base = {
+        "email": "jane@example.com",
+        "timestamp": 1773520040,
+        "event": kind,
+        "sg_event_id": f"{kind}-{uuid.uuid4().hex}",
+        "sg_message_id": "abc.recvd-1",
+        "category": ["cart_recovery", "step_1"],
+        "message_id": str(message["message_id"]),
+        "org_id": str(message["org_id"]),
+        "cart_id": str(message["cart_id"]),
+    }
     return base | extra
 
 
 def stored(db, org_id):
     with db.system() as conn:
         return {
-            "raw": conn.execute("SELECT count(*) AS n FROM raw.events WHERE org_id = %s "
-                                "AND source = 'sendgrid'", (org_id,)).fetchone()["n"],
-            "events": conn.execute("SELECT * FROM app.message_events WHERE org_id = %s "
-                                   "ORDER BY event_type", (org_id,)).fetchall(),
-            "suppressions": conn.execute("SELECT * FROM app.suppressions WHERE org_id = %s "
-                                         "ORDER BY address", (org_id,)).fetchall(),
+            "raw": conn.execute(
+                "SELECT count(*) AS n FROM raw.events WHERE org_id = %s AND source = 'sendgrid'",
+                (org_id,),
+            ).fetchone()["n"],
+            "events": conn.execute(
+                "SELECT * FROM app.message_events WHERE org_id = %s ORDER BY event_type", (org_id,)
+            ).fetchall(),
+            "suppressions": conn.execute(
+                "SELECT * FROM app.suppressions WHERE org_id = %s ORDER BY address", (org_id,)
+            ).fetchall(),
         }
 
 
 def test_fixture_vector_verifies(settings, monkeypatch):
     vectors = fixture_vectors()["sendgrid"]
-    app = create_app(with_overrides(
-        settings, sendgrid_webhook_public_key=vectors["verification_public_key_base64_der"]))
+    app = create_app(
+        with_overrides(
+            settings, sendgrid_webhook_public_key=vectors["verification_public_key_base64_der"]
+        )
+    )
     body = fixture_bytes("sendgrid_events.json")
     headers = fixture_headers("sendgrid", "sendgrid_events.json")
     monkeypatch.setattr(webhook, "TIMESTAMP_TOLERANCE_SECONDS", None)
@@ -115,11 +140,16 @@ def test_fixture_vector_verifies(settings, monkeypatch):
 
 def test_fixture_vector_is_too_old_with_the_default_tolerance(settings):
     vectors = fixture_vectors()["sendgrid"]
-    app = create_app(with_overrides(
-        settings, sendgrid_webhook_public_key=vectors["verification_public_key_base64_der"]))
+    app = create_app(
+        with_overrides(
+            settings, sendgrid_webhook_public_key=vectors["verification_public_key_base64_der"]
+        )
+    )
     response = app.test_client().post(
-        PATH, data=fixture_bytes("sendgrid_events.json"),
-        headers=fixture_headers("sendgrid", "sendgrid_events.json"))
+        PATH,
+        data=fixture_bytes("sendgrid_events.json"),
+        headers=fixture_headers("sendgrid", "sendgrid_events.json"),
+    )
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "stale_timestamp"
 
@@ -134,7 +164,7 @@ def test_events_are_stored_with_cart_and_suppress(db, sg_client, signer, message
         event(message, "spamreport", email="spam@example.com"),
         {"email": "x@example.com", "event": "open", "sg_event_id": "no-args", "timestamp": 1},
         event(message, "open", message_id=str(uuid.uuid4())),  # unknown message
-        event(message, "open", org_id=str(uuid.uuid4())),      # unknown org
+        event(message, "open", org_id=str(uuid.uuid4())),  # unknown org
         "not an object",
     ]
     body = json.dumps(batch).encode()
@@ -184,8 +214,9 @@ def test_unsubscribe_holds_the_next_message(db, settings, sg_client, signer, mes
     finally:
         jobs.configure(None)
     with db.system() as conn:
-        row = conn.execute("SELECT status, reason FROM app.outbox WHERE message_id = %s",
-                           (next_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, reason FROM app.outbox WHERE message_id = %s", (next_id,)
+        ).fetchone()
     assert row == {"status": "held", "reason": "suppressed:bounce"}
 
 
@@ -241,30 +272,45 @@ def test_batch_with_duplicate_ids_stores_once(db, sg_client, signer, message):
     assert stored(db, message["org_id"])["raw"] == 1
 
 
-def test_events_for_a_sent_message_find_their_cart(db, settings, sg_client, signer, message,
-                                                   recorder):
+def test_events_for_a_sent_message_find_their_cart(
+    db, settings, sg_client, signer, message, recorder
+):
     """Round trip: what the SendGrid provider sends is what the webhook routes by."""
     recorder.respond("POST", "/v3/mail/send", 202, b"", {"X-Message-Id": "sg-1"})
     with db.system() as conn:
-        conn.execute("UPDATE app.outbox SET status = 'enqueued', sent_at = NULL "
-                     "WHERE message_id = %s", (message["message_id"],))
+        conn.execute(
+            "UPDATE app.outbox SET status = 'enqueued', sent_at = NULL WHERE message_id = %s",
+            (message["message_id"],),
+        )
         # A message the gate lets through at any hour: consent given, quiet hours open.
-        conn.execute("INSERT INTO app.consents (org_id, channel, address, status, source) "
-                     "VALUES (%s, 'email', 'jane@example.com', 'granted', 'checkout')",
-                     (message["org_id"],))
-        conn.execute("UPDATE app.orgs SET settings = settings || "
-                     "'{\"quiet_hours\": {\"start\": \"00:00\", \"end\": \"24:00\"}}' "
-                     "WHERE org_id = %s", (message["org_id"],))
-    jobs.configure(Runtime(with_overrides(settings, sendgrid_api_key="SG.k",
-                                          sendgrid_base_url=recorder.url)))
+        conn.execute(
+            "INSERT INTO app.consents (org_id, channel, address, status, source) "
+            "VALUES (%s, 'email', 'jane@example.com', 'granted', 'checkout')",
+            (message["org_id"],),
+        )
+        conn.execute(
+            "UPDATE app.orgs SET settings = settings || "
+            '\'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\' '
+            "WHERE org_id = %s",
+            (message["org_id"],),
+        )
+    jobs.configure(
+        Runtime(with_overrides(settings, sendgrid_api_key="SG.k", sendgrid_base_url=recorder.url))
+    )
     try:
         assert jobs.send_message(str(message["org_id"]), str(message["message_id"])) == "sent"
     finally:
         jobs.configure(None)
     sent = json.loads(recorder.find("POST", "/v3/mail/send")[0]["body"])
-    click = {"email": "jane@example.com", "timestamp": int(time.time()), "event": "click",
-             "url": "https://shop.example.com/r", "sg_event_id": uuid.uuid4().hex,
-             "sg_message_id": "sg-1.recvd-1", **sent["custom_args"]}
+    click = {
+        "email": "jane@example.com",
+        "timestamp": int(time.time()),
+        "event": "click",
+        "url": "https://shop.example.com/r",
+        "sg_event_id": uuid.uuid4().hex,
+        "sg_message_id": "sg-1.recvd-1",
+        **sent["custom_args"],
+    }
     body = json.dumps([click]).encode()
 
     response = sg_client.post(PATH, data=body, headers=signer.headers(body))
@@ -272,4 +318,5 @@ def test_events_for_a_sent_message_find_their_cart(db, settings, sg_client, sign
     assert response.get_json()["stored"] == 1
     events = stored(db, message["org_id"])["events"]
     assert [(e["event_type"], e["cart_id"], e["message_id"]) for e in events] == [
-        ("click", message["cart_id"], message["message_id"])]
+        ("click", message["cart_id"], message["message_id"])
+    ]

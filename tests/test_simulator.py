@@ -67,7 +67,10 @@ def test_order_has_the_shopify_shape_and_points_at_its_checkout():
     fixture = json.loads(fixture_bytes("shopify_orders_create.json"))
     checkout = _sim().new_checkout()
     order = order_payload(
-        checkout, order_id=5901, order_number=1001, token="t" * 32,
+        checkout,
+        order_id=5901,
+        order_number=1001,
+        token="t" * 32,
         created_at=datetime.fromtimestamp(FIXED_NOW, UTC),
     )
     assert _keys(fixture) <= _keys(order)
@@ -91,8 +94,11 @@ def test_sendgrid_signature_verifies_with_the_sdk():
     private_key, public_key = sendgrid_keypair()
     message = {"message_id": uuid.uuid4(), "org_id": uuid.uuid4(), "recipient": "a@example.com"}
     events = sendgrid_event_batch(
-        message, ["delivered", "open", "click"], timestamp=int(FIXED_NOW),
-        rng=random.Random(3), url="https://shop.example/r/1",
+        message,
+        ["delivered", "open", "click"],
+        timestamp=int(FIXED_NOW),
+        rng=random.Random(3),
+        url="https://shop.example/r/1",
     )
     assert [e["event"] for e in events] == ["delivered", "open", "click"]
     assert all(e["message_id"] == str(message["message_id"]) for e in events)
@@ -136,8 +142,10 @@ def test_customers_look_real():
         ZoneInfo(customer.timezone)  # a real IANA zone
         assert customer.email.rsplit("@", 1)[1] in EMAIL_DOMAINS
         number = phonenumbers.parse(customer.phone)
-        assert phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) == \
-            customer.phone
+        assert (
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            == customer.phone
+        )
     assert len({c.timezone for c in sim.customers}) >= 5
     # returning customers: some emails appear in more than one session
     emails = [s.checkout["email"] for s in sim.sessions.values()]
@@ -211,10 +219,23 @@ def test_engagement_sends_signed_events_and_clicked_carts_order(settings, db, or
     runtime = app.extensions["cartrecovery"]
     shop = f"sim-{uuid.uuid4().hex[:8]}.myshopify.com"
     _connect_store(db, runtime, org, shop, "shpss_sim_secret")
-    always = Behavior(buy_rate=0.0, organic_return_rate=0.0, deliver_rate=1.0, open_rate=1.0,
-                      click_rate=1.0, clicked_buy_rate=1.0)
-    sim = StoreSimulator(served(app), shop, "shpss_sim_secret", seed=21, behavior=always,
-                         sendgrid_private_key=private_key, database_url=db.url)
+    always = Behavior(
+        buy_rate=0.0,
+        organic_return_rate=0.0,
+        deliver_rate=1.0,
+        open_rate=1.0,
+        click_rate=1.0,
+        clicked_buy_rate=1.0,
+    )
+    sim = StoreSimulator(
+        served(app),
+        shop,
+        "shpss_sim_secret",
+        seed=21,
+        behavior=always,
+        sendgrid_private_key=private_key,
+        database_url=db.url,
+    )
     checkout = sim.new_checkout()
     assert sim.post_checkout(checkout) == 200, sim.errors
 
@@ -245,12 +266,23 @@ def test_engagement_sends_signed_events_and_clicked_carts_order(settings, db, or
         conn.execute(
             "INSERT INTO app.local_mailbox (org_id, message_id, channel, recipient, subject, "
             "body_html) VALUES (%s, %s, 'email', %s, 'You left something', %s)",
-            (org.org_id, message_id, checkout["email"],
-             '<a href="https://shop.example/r/abc">Back to your cart</a>'),
+            (
+                org.org_id,
+                message_id,
+                checkout["email"],
+                '<a href="https://shop.example/r/abc">Back to your cart</a>',
+            ),
         )
 
-    later = StoreSimulator(served(app), shop, "shpss_sim_secret", seed=22, behavior=always,
-                           database_url=db.url, engage_since=datetime.now(UTC) + timedelta(hours=1))
+    later = StoreSimulator(
+        served(app),
+        shop,
+        "shpss_sim_secret",
+        seed=22,
+        behavior=always,
+        database_url=db.url,
+        engage_since=datetime.now(UTC) + timedelta(hours=1),
+    )
     assert later.engage_with_sent_messages() == 0  # stored before it started: left alone
     assert sim.engage_with_sent_messages() == 1
     assert sim.engage_with_sent_messages() == 0  # each message is engaged with once

@@ -19,9 +19,18 @@ ACCEPTED = [
     ('{"utf16": "é"}'.encode("utf-16"), {"utf16": "é"}),
 ]
 REFUSED = [
-    b"{not json", b"[NaN]", b"[Infinity]", b"[1e400]", b"[-1e400]",
-    b'["a\\u0000b"]', b'{"k\\u0000": 1}', b'["\\ud800"]', b'["\\udc00x"]',
-    b'["\xed\xa0\x80"]', b"\xff\xfe", b"[" * 5000 + b"]" * 5000,
+    b"{not json",
+    b"[NaN]",
+    b"[Infinity]",
+    b"[1e400]",
+    b"[-1e400]",
+    b'["a\\u0000b"]',
+    b'{"k\\u0000": 1}',
+    b'["\\ud800"]',
+    b'["\\udc00x"]',
+    b'["\xed\xa0\x80"]',
+    b"\xff\xfe",
+    b"[" * 5000 + b"]" * 5000,
 ]
 
 

@@ -48,23 +48,34 @@ def waits():
 
 def carts_by_id(db, org_id, platform) -> dict:
     with db.tenant(org_id) as conn:
-        rows = conn.execute("SELECT * FROM app.carts WHERE org_id = %s AND platform = %s",
-                            (org_id, platform)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM app.carts WHERE org_id = %s AND platform = %s", (org_id, platform)
+        ).fetchall()
     return {r["external_id"]: r for r in rows}
 
 
 def count(db, org_id, table, where="TRUE", params=()):
     with db.tenant(org_id) as conn:
-        return conn.execute(f"SELECT count(*) AS n FROM {table} WHERE org_id = %s AND {where}",
-                            (org_id, *params)).fetchone()["n"]
+        return conn.execute(
+            f"SELECT count(*) AS n FROM {table} WHERE org_id = %s AND {where}", (org_id, *params)
+        ).fetchone()["n"]
 
 
 def add_campaign(db, org_id):
-    steps = [{"channel": "email", "delay_seconds": 0, "subject": "Come back",
-              "template": "cart_reminder"}]
+    steps = [
+        {
+            "channel": "email",
+            "delay_seconds": 0,
+            "subject": "Come back",
+            "template": "cart_reminder",
+        }
+    ]
     with db.tenant(org_id) as conn:
-        conn.execute("INSERT INTO app.campaigns (org_id, name, status, sequence_steps) "
-                     "VALUES (%s, 'recover', 'active', %s)", (org_id, Jsonb(steps)))
+        conn.execute(
+            "INSERT INTO app.campaigns (org_id, name, status, sequence_steps) "
+            "VALUES (%s, 'recover', 'active', %s)",
+            (org_id, Jsonb(steps)),
+        )
 
 
 # --- Shopify ---------------------------------------------------------------------------------
@@ -75,24 +86,46 @@ def shopify(db, runtime, org, recorder):
     org.shop = f"sync-{uuid.uuid4().hex[:8]}.myshopify.com"
     org.secret = "shpss_sync_secret"
     org.connection_id = tenancy.add_connection(
-        db, runtime.encryption_key, org.org_id, "shopify", org.shop, org.secret,
-        {"access_token": SHOPIFY_TOKEN, "api_base_url": recorder.url})
+        db,
+        runtime.encryption_key,
+        org.org_id,
+        "shopify",
+        org.shop,
+        org.secret,
+        {"access_token": SHOPIFY_TOKEN, "api_base_url": recorder.url},
+    )
     org.connection = tenancy.get_connection(db, runtime.encryption_key, org.connection_id)
     now = datetime.now(UTC)
     converted = fixture_json("shopify_checkouts_create.json")  # its order is on page 1
     abandoned = copy.deepcopy(converted)
-    abandoned.update(id=1001, token="old-abandoned-token", cart_token="c-old",
-                     email="old.shopper@example.com", updated_at="2026-03-10T09:00:00+00:00",
-                     created_at="2026-03-10T08:55:00+00:00")
+    abandoned.update(
+        id=1001,
+        token="old-abandoned-token",
+        cart_token="c-old",
+        email="old.shopper@example.com",
+        updated_at="2026-03-10T09:00:00+00:00",
+        created_at="2026-03-10T08:55:00+00:00",
+    )
     recent = copy.deepcopy(converted)
-    recent.update(id=1002, token="recent-token", cart_token="c-recent",
-                  email="recent.shopper@example.com", updated_at=iso(now - timedelta(seconds=60)),
-                  created_at=iso(now - timedelta(seconds=120)))
+    recent.update(
+        id=1002,
+        token="recent-token",
+        cart_token="c-recent",
+        email="recent.shopper@example.com",
+        updated_at=iso(now - timedelta(seconds=60)),
+        created_at=iso(now - timedelta(seconds=120)),
+    )
     org.checkouts = {"converted": converted, "abandoned": abandoned, "recent": recent}
     order = fixture_json("shopify_orders_create.json")
     other_order = copy.deepcopy(order)
-    other_order.update(id=777, token="other-order-token", checkout_token=None,
-                       checkout_id=None, cart_token=None, total_price="10.00")
+    other_order.update(
+        id=777,
+        token="other-order-token",
+        checkout_token=None,
+        checkout_id=None,
+        cart_token=None,
+        total_price="10.00",
+    )
     org.orders = [order, other_order]
 
     def next_link(path):
@@ -103,10 +136,12 @@ def shopify(db, runtime, org, recorder):
         recorder.responses.pop(("GET", CHECKOUTS), None)
         recorder.responses.pop(("GET", ORDERS), None)
         if throttle:
-            recorder.respond("GET", CHECKOUTS, 429, {"errors": "slow down"},
-                             {**JSON, "Retry-After": "2"})
-        recorder.respond("GET", CHECKOUTS, 200, {"checkouts": [converted, abandoned]},
-                         next_link(CHECKOUTS))
+            recorder.respond(
+                "GET", CHECKOUTS, 429, {"errors": "slow down"}, {**JSON, "Retry-After": "2"}
+            )
+        recorder.respond(
+            "GET", CHECKOUTS, 200, {"checkouts": [converted, abandoned]}, next_link(CHECKOUTS)
+        )
         recorder.respond("GET", CHECKOUTS, 200, {"checkouts": [recent]})
         recorder.respond("GET", ORDERS, 200, {"orders": [order]}, next_link(ORDERS))
         recorder.respond("GET", ORDERS, 200, {"orders": [other_order]})
@@ -116,8 +151,9 @@ def shopify(db, runtime, org, recorder):
     return org
 
 
-def test_shopify_sync_imports_pages_honours_429_and_settles_old_carts(db, runtime, shopify,
-                                                                      recorder, waits):
+def test_shopify_sync_imports_pages_honours_429_and_settles_old_carts(
+    db, runtime, shopify, recorder, waits
+):
     add_campaign(db, shopify.org_id)
     results = history.sync(db, shopify.connection, SINCE, sleep=waits.append)
     by_name = {r.resource: r for r in results}
@@ -150,12 +186,14 @@ def test_shopify_sync_imports_pages_honours_429_and_settles_old_carts(db, runtim
     assert count(db, shopify.org_id, "app.enrollments") == 0
     assert count(db, shopify.org_id, "app.outbox") == 0
     with db.tenant(shopify.org_id) as conn:
-        events = conn.execute("SELECT topic, dedup_key, headers FROM raw.events "
-                              "WHERE org_id = %s", (shopify.org_id,)).fetchall()
+        events = conn.execute(
+            "SELECT topic, dedup_key, headers FROM raw.events WHERE org_id = %s", (shopify.org_id,)
+        ).fetchall()
     assert len(events) == 5
     assert {e["headers"]["X-Cartrecovery-Sync"] for e in events} == {"checkouts", "orders"}
-    assert ("shopify:sync:checkouts:old-abandoned-token:2026-03-10T09:00:00+00:00"
-            in {e["dedup_key"] for e in events})
+    assert "shopify:sync:checkouts:old-abandoned-token:2026-03-10T09:00:00+00:00" in {
+        e["dedup_key"] for e in events
+    }
 
 
 def test_sync_is_idempotent_with_itself_and_with_webhooks(db, client, shopify, waits):
@@ -169,17 +207,31 @@ def test_sync_is_idempotent_with_itself_and_with_webhooks(db, client, shopify, w
 
     # The same checkout version arriving as a webhook leaves the canonical state alone.
     body = json.dumps(shopify.checkouts["abandoned"]).encode()
-    res = client.post("/api/webhooks/shopify/checkout-update", data=body, headers={
-        "X-Shopify-Shop-Domain": shopify.shop, "X-Shopify-Topic": "checkouts/update",
-        "X-Shopify-Hmac-Sha256": shopify_hmac(shopify.secret, body),
-        "X-Shopify-Webhook-Id": str(uuid.uuid4()), "Content-Type": "application/json"})
+    res = client.post(
+        "/api/webhooks/shopify/checkout-update",
+        data=body,
+        headers={
+            "X-Shopify-Shop-Domain": shopify.shop,
+            "X-Shopify-Topic": "checkouts/update",
+            "X-Shopify-Hmac-Sha256": shopify_hmac(shopify.secret, body),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    )
     assert res.status_code == 200
     after = carts_by_id(db, shopify.org_id, "shopify")
     assert set(after) == set(before)
     # (last_activity_at may move: carts.upsert_cart counts an equal version as activity,
     # which only matters for active carts; this one stays abandoned and unenrolled.)
-    for key in ("status", "abandoned_at", "total_price", "email", "line_items",
-                "source_updated_at", "restore_url"):
+    for key in (
+        "status",
+        "abandoned_at",
+        "total_price",
+        "email",
+        "line_items",
+        "source_updated_at",
+        "restore_url",
+    ):
         assert after["old-abandoned-token"][key] == before["old-abandoned-token"][key]
     assert count(db, shopify.org_id, "app.orders") == 2
 
@@ -189,27 +241,31 @@ def test_interrupted_sync_resumes_after_the_last_committed_page(db, shopify, rec
     recorder.responses[("GET", ORDERS)][1:] = [(500, JSON, b'{"errors": "boom"}')]
     with pytest.raises(history.SyncError):
         history.sync(db, shopify.connection, SINCE, sleep=waits.append, max_attempts=2)
-    state = {s["resource"]: s for s in history.sync_state(db, shopify.org_id,
-                                                          shopify.connection_id)}
+    state = {
+        s["resource"]: s for s in history.sync_state(db, shopify.org_id, shopify.connection_id)
+    }
     assert state["checkouts"]["done_at"] is not None
     assert state["orders"]["done_at"] is None and state["orders"]["imported"] == 1
     assert "page_info=p2" in state["orders"]["cursor"]
     assert count(db, shopify.org_id, "app.orders") == 1
     orders_before = len(recorder.find("GET", ORDERS))
 
-    recorder.responses[("GET", ORDERS)] = [(200, JSON,
-                                            json.dumps({"orders": [shopify.orders[1]]}).encode())]
+    recorder.responses[("GET", ORDERS)] = [
+        (200, JSON, json.dumps({"orders": [shopify.orders[1]]}).encode())
+    ]
     checkouts_before = len(recorder.find("GET", CHECKOUTS))
-    results = {r.resource: r for r in history.sync(db, shopify.connection, SINCE,
-                                                   sleep=waits.append)}
+    results = {
+        r.resource: r for r in history.sync(db, shopify.connection, SINCE, sleep=waits.append)
+    }
     assert results["checkouts"].up_to_date
     assert results["orders"].resumed and results["orders"].imported == 1
     assert len(recorder.find("GET", CHECKOUTS)) == checkouts_before  # nothing refetched
     resumed_calls = recorder.find("GET", ORDERS)[orders_before:]
     assert len(resumed_calls) == 1 and query(resumed_calls[0])["page_info"] == "p2"
     assert count(db, shopify.org_id, "app.orders") == 2
-    state = {s["resource"]: s for s in history.sync_state(db, shopify.org_id,
-                                                          shopify.connection_id)}
+    state = {
+        s["resource"]: s for s in history.sync_state(db, shopify.org_id, shopify.connection_id)
+    }
     assert state["orders"]["done_at"] is not None and state["orders"]["imported"] == 2
 
 
@@ -217,15 +273,20 @@ def test_a_new_since_starts_over(db, shopify, recorder, waits):
     history.sync(db, shopify.connection, SINCE, resources=["orders"], sleep=waits.append)
     recorder.responses[("GET", ORDERS)] = [(200, JSON, b'{"orders": []}')]
     later = SINCE + timedelta(days=30)
-    [result] = history.sync(db, shopify.connection, later, resources=["orders"],
-                            sleep=waits.append)
+    [result] = history.sync(db, shopify.connection, later, resources=["orders"], sleep=waits.append)
     assert not result.up_to_date and not result.resumed and result.imported == 0
     assert query(recorder.find("GET", ORDERS)[-1])["created_at_min"] == "2026-01-31T00:00:00Z"
 
 
 def test_sync_without_credentials_or_for_unknown_resources_fails_clearly(db, runtime, org):
-    cid = tenancy.add_connection(db, runtime.encryption_key, org.org_id, "shopify",
-                                 f"nocreds-{uuid.uuid4().hex[:6]}.myshopify.com", "s")
+    cid = tenancy.add_connection(
+        db,
+        runtime.encryption_key,
+        org.org_id,
+        "shopify",
+        f"nocreds-{uuid.uuid4().hex[:6]}.myshopify.com",
+        "s",
+    )
     connection = tenancy.get_connection(db, runtime.encryption_key, cid)
     with pytest.raises(history.SyncError, match="access_token"):
         history.sync(db, connection, SINCE)
@@ -234,20 +295,35 @@ def test_sync_without_credentials_or_for_unknown_resources_fails_clearly(db, run
 
 
 def test_cli_sync_prints_results_and_resumes(db, database_url, shopify, recorder):
-    env = {"DATABASE_URL": database_url, "SECRET_KEY": "test-secret-key",
-           "ENCRYPTION_KEY": None}
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": "test-secret-key", "ENCRYPTION_KEY": None}
     shopify.serve(throttle=False)  # the CLI would wait for real
-    args = ["sync", "shopify", "--connection", str(shopify.connection_id),
-            "--since", "2026-01-01", "--json"]
+    args = [
+        "sync",
+        "shopify",
+        "--connection",
+        str(shopify.connection_id),
+        "--since",
+        "2026-01-01",
+        "--json",
+    ]
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     body = {r["resource"]: r for r in json.loads(result.stdout)}
     assert body["checkouts"]["imported"] == 3 and body["orders"]["imported"] == 2
     again = CliRunner().invoke(main, args[:-1], env=env, catch_exceptions=False)
     assert again.exit_code == 0 and "already imported" in again.stdout
-    wrong = CliRunner().invoke(main, ["sync", "woocommerce", "--connection",
-                                      str(shopify.connection_id), "--since", "2026-01-01"],
-                               env=env)
+    wrong = CliRunner().invoke(
+        main,
+        [
+            "sync",
+            "woocommerce",
+            "--connection",
+            str(shopify.connection_id),
+            "--since",
+            "2026-01-01",
+        ],
+        env=env,
+    )
     assert wrong.exit_code == 2 and "no active woocommerce connection" in wrong.output
     bad_date = CliRunner().invoke(main, args[:-2] + ["--since", "last tuesday"], env=env)
     assert bad_date.exit_code == 2
@@ -259,13 +335,24 @@ def test_cli_sync_prints_results_and_resumes(db, database_url, shopify, recorder
 def test_woocommerce_sync_pages_with_basic_auth(db, runtime, org, recorder, waits):
     site = f"woo-{uuid.uuid4().hex[:6]}.example"
     cid = tenancy.add_connection(
-        db, runtime.encryption_key, org.org_id, "woocommerce", site, "wc_secret",
-        {"consumer_key": "ck_fake", "consumer_secret": "cs_fake", "api_base_url": recorder.url})
+        db,
+        runtime.encryption_key,
+        org.org_id,
+        "woocommerce",
+        site,
+        "wc_secret",
+        {"consumer_key": "ck_fake", "consumer_secret": "cs_fake", "api_base_url": recorder.url},
+    )
     connection = tenancy.get_connection(db, runtime.encryption_key, cid)
     pending = fixture_json("woocommerce_order_created.json")  # pending, March 2026
     paid = copy.deepcopy(pending)
-    paid.update(id=4822, status="processing", date_paid_gmt="2026-03-15T10:00:00",
-                date_modified_gmt="2026-03-15T10:00:00", total="80.00")
+    paid.update(
+        id=4822,
+        status="processing",
+        date_paid_gmt="2026-03-15T10:00:00",
+        date_modified_gmt="2026-03-15T10:00:00",
+        total="80.00",
+    )
     path = "/wp-json/wc/v3/orders"
     pages = {**JSON, "X-WP-TotalPages": "2", "X-WP-Total": "2"}
     recorder.respond("GET", path, 200, [pending], pages)
@@ -275,8 +362,10 @@ def test_woocommerce_sync_pages_with_basic_auth(db, runtime, org, recorder, wait
     assert result.imported == 2 and result.pages == 2 and result.abandoned == 1
     calls = recorder.find("GET", path)
     assert len(calls) == 2
-    assert calls[0]["headers"]["Authorization"] == \
-        "Basic " + base64.b64encode(b"ck_fake:cs_fake").decode()
+    assert (
+        calls[0]["headers"]["Authorization"]
+        == "Basic " + base64.b64encode(b"ck_fake:cs_fake").decode()
+    )
     q = query(calls[0])
     assert q["after"] == "2026-01-01T00:00:00Z" and q["per_page"] == "100"
     assert q["status"] == "pending,failed,processing,completed" and q["page"] == "1"
@@ -284,32 +373,55 @@ def test_woocommerce_sync_pages_with_basic_auth(db, runtime, org, recorder, wait
     cart = carts_by_id(db, org.org_id, "woocommerce")["4821"]
     assert cart["status"] == "abandoned" and cart["total_price"] == Decimal("65.00")
     with db.tenant(org.org_id) as conn:
-        order = conn.execute("SELECT * FROM app.orders WHERE org_id = %s",
-                             (org.org_id,)).fetchone()
+        order = conn.execute("SELECT * FROM app.orders WHERE org_id = %s", (org.org_id,)).fetchone()
     assert order["external_id"] == "4822" and order["total_price"] == Decimal("80.00")
 
 
 # --- BigCommerce -------------------------------------------------------------------------------
 
 
-def test_bigcommerce_sync_imports_incomplete_checkouts_and_orders(db, runtime, org, recorder,
-                                                                  waits):
+def test_bigcommerce_sync_imports_incomplete_checkouts_and_orders(
+    db, runtime, org, recorder, waits
+):
     store_hash = "sync" + uuid.uuid4().hex[:8]
     cid = tenancy.add_connection(
-        db, runtime.encryption_key, org.org_id, "bigcommerce", store_hash, "hk_token",
-        {"access_token": "bc_token", "api_base_url": recorder.url})
+        db,
+        runtime.encryption_key,
+        org.org_id,
+        "bigcommerce",
+        store_hash,
+        "hk_token",
+        {"access_token": "bc_token", "api_base_url": recorder.url},
+    )
     connection = tenancy.get_connection(db, runtime.encryption_key, cid)
-    incomplete = {"id": 2001, "cart_id": "cart-old-1", "status_id": 0, "status": "Incomplete",
-                  "total_inc_tax": "40.0000", "currency_code": "EUR",
-                  "date_created": "Tue, 10 Mar 2026 08:00:00 +0000",
-                  "date_modified": "Tue, 10 Mar 2026 08:05:00 +0000",
-                  "billing_address": {"email": "Lee@Example.com", "first_name": "Lee"}}
-    second = {**incomplete, "id": 2002, "cart_id": "cart-old-2",
-              "billing_address": {"email": "kim@example.com"}}
-    order = {"id": 3001, "cart_id": "cart-old-2", "status_id": 11, "status": "Shipped",
-             "payment_status": "captured", "total_inc_tax": "42.5000", "currency_code": "EUR",
-             "date_created": "Wed, 11 Mar 2026 08:00:00 +0000",
-             "date_modified": "Wed, 11 Mar 2026 08:00:00 +0000"}
+    incomplete = {
+        "id": 2001,
+        "cart_id": "cart-old-1",
+        "status_id": 0,
+        "status": "Incomplete",
+        "total_inc_tax": "40.0000",
+        "currency_code": "EUR",
+        "date_created": "Tue, 10 Mar 2026 08:00:00 +0000",
+        "date_modified": "Tue, 10 Mar 2026 08:05:00 +0000",
+        "billing_address": {"email": "Lee@Example.com", "first_name": "Lee"},
+    }
+    second = {
+        **incomplete,
+        "id": 2002,
+        "cart_id": "cart-old-2",
+        "billing_address": {"email": "kim@example.com"},
+    }
+    order = {
+        "id": 3001,
+        "cart_id": "cart-old-2",
+        "status_id": 11,
+        "status": "Shipped",
+        "payment_status": "captured",
+        "total_inc_tax": "42.5000",
+        "currency_code": "EUR",
+        "date_created": "Wed, 11 Mar 2026 08:00:00 +0000",
+        "date_modified": "Wed, 11 Mar 2026 08:00:00 +0000",
+    }
     path = f"/stores/{store_hash}/v2/orders"
     recorder.respond("GET", path, 200, [incomplete, second])  # checkouts (status_id=0)
     recorder.respond("GET", path, 200, [order])  # orders, page 1 (short: the last)
@@ -339,8 +451,9 @@ def test_http_client_retry_policy(recorder):
     from cartrecovery.http_client import StoreApiError, StoreHttpClient
 
     waits: list[float] = []
-    client = StoreHttpClient(recorder.url, {"X-Token": "t"}, sleep=waits.append,
-                             max_attempts=3, max_retry_after=60)
+    client = StoreHttpClient(
+        recorder.url, {"X-Token": "t"}, sleep=waits.append, max_attempts=3, max_retry_after=60
+    )
     # Retry-After as an HTTP date (about 30 s ahead), then success.
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     recorder.respond("GET", "/date", 429, {}, {**JSON, "Retry-After": later})

@@ -49,23 +49,33 @@ def form(name: str, **changes) -> bytes:
 
 def sign(url: str, body: bytes, token: str = TOKEN) -> str:
     return RequestValidator(token).compute_signature(
-        url, dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        url, dict(parse_qsl(body.decode(), keep_blank_values=True))
+    )
 
 
 @pytest.fixture()
 def twilio_client(settings):
-    app = create_app(with_overrides(settings, twilio_auth_token=TOKEN,
-                                    twilio_messaging_service_sid=SERVICE_SID))
+    app = create_app(
+        with_overrides(settings, twilio_auth_token=TOKEN, twilio_messaging_service_sid=SERVICE_SID)
+    )
     app.config.update(TESTING=True)
     return app.test_client()
 
 
-def post(client, path: str, body: bytes, *, signed_url: str | None = None,
-         signature: str | None = None, headers: dict | None = None):
+def post(
+    client,
+    path: str,
+    body: bytes,
+    *,
+    signed_url: str | None = None,
+    signature: str | None = None,
+    headers: dict | None = None,
+):
     url = signed_url or f"http://testserver{path}"
     all_headers = {"X-Twilio-Signature": signature or sign(url, body)} | (headers or {})
-    return client.post(path, data=body, headers=all_headers,
-                       content_type="application/x-www-form-urlencoded")
+    return client.post(
+        path, data=body, headers=all_headers, content_type="application/x-www-form-urlencoded"
+    )
 
 
 def make_sms(db, org_id, phone: str, *, sid: str | None = None) -> dict:
@@ -74,10 +84,12 @@ def make_sms(db, org_id, phone: str, *, sid: str | None = None) -> dict:
         cart = conn.execute(
             "INSERT INTO app.carts (org_id, platform, external_id, phone, status, "
             "abandoned_at) VALUES (%s, 'custom', %s, %s, 'abandoned', now()) RETURNING cart_id",
-            (org_id, uuid.uuid4().hex, phone)).fetchone()
+            (org_id, uuid.uuid4().hex, phone),
+        ).fetchone()
         campaign = conn.execute(
             "INSERT INTO app.campaigns (org_id, name) VALUES (%s, 'c') RETURNING campaign_id",
-            (org_id,)).fetchone()
+            (org_id,),
+        ).fetchone()
         return conn.execute(
             """
             INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel,
@@ -86,7 +98,8 @@ def make_sms(db, org_id, phone: str, *, sid: str | None = None) -> dict:
             VALUES (%s, %s, %s, 0, 'sms', %s, now(), 'sent', 'twilio', %s, now())
             RETURNING *
             """,
-            (org_id, cart["cart_id"], campaign["campaign_id"], phone, sid)).fetchone()
+            (org_id, cart["cart_id"], campaign["campaign_id"], phone, sid),
+        ).fetchone()
 
 
 def query(db, org_id, sql: str, *args) -> list[dict]:
@@ -95,32 +108,55 @@ def query(db, org_id, sql: str, *args) -> list[dict]:
 
 
 def raw_events(db, org_id) -> list[dict]:
-    return query(db, org_id, "SELECT topic, dedup_key FROM raw.events "
-                             "WHERE org_id = %s AND source = 'twilio' ORDER BY received_at")
+    return query(
+        db,
+        org_id,
+        "SELECT topic, dedup_key FROM raw.events "
+        "WHERE org_id = %s AND source = 'twilio' ORDER BY received_at",
+    )
 
 
 def message_state(db, org_id, message_id) -> dict:
-    [row] = query(db, org_id, "SELECT delivery_status, delivery_error_code FROM app.outbox "
-                              "WHERE org_id = %s AND message_id = %s", message_id)
+    [row] = query(
+        db,
+        org_id,
+        "SELECT delivery_status, delivery_error_code FROM app.outbox "
+        "WHERE org_id = %s AND message_id = %s",
+        message_id,
+    )
     return row
 
 
 def message_events(db, org_id) -> list[tuple]:
-    rows = query(db, org_id, "SELECT event_key, event_type FROM app.message_events "
-                             "WHERE org_id = %s ORDER BY event_key")
+    rows = query(
+        db,
+        org_id,
+        "SELECT event_key, event_type FROM app.message_events WHERE org_id = %s ORDER BY event_key",
+    )
     return [(r["event_key"], r["event_type"]) for r in rows]
 
 
 def suppressions(db, org_id, phone: str) -> list[str]:
-    return [r["reason"] for r in query(
-        db, org_id, "SELECT reason FROM app.suppressions WHERE org_id = %s "
-                    "AND channel = 'sms' AND address = %s", phone)]
+    return [
+        r["reason"]
+        for r in query(
+            db,
+            org_id,
+            "SELECT reason FROM app.suppressions WHERE org_id = %s "
+            "AND channel = 'sms' AND address = %s",
+            phone,
+        )
+    ]
 
 
 def consents(db, org_id, phone: str) -> list[tuple]:
-    rows = query(db, org_id, "SELECT status, source FROM app.consents WHERE org_id = %s "
-                             "AND channel = 'sms' AND address = %s ORDER BY recorded_at",
-                 phone)
+    rows = query(
+        db,
+        org_id,
+        "SELECT status, source FROM app.consents WHERE org_id = %s "
+        "AND channel = 'sms' AND address = %s ORDER BY recorded_at",
+        phone,
+    )
     return [(r["status"], r["source"]) for r in rows]
 
 
@@ -131,6 +167,7 @@ def reply(response) -> str:
 
 
 # --- signatures --------------------------------------------------------------------------
+
 
 def test_fixture_signature_vectors_verify():
     vectors = fixture_vectors()["twilio"]
@@ -143,8 +180,9 @@ def test_fixture_signature_vectors_verify():
         with_port = url.replace(".com/", ".com:443/", 1)
         assert verify_signature(TOKEN, [with_port], params, signature), name
         assert not verify_signature("wrong-token", [url], params, signature), name
-        assert not verify_signature(TOKEN, [url.replace("https", "http", 1)], params,
-                                    signature), name
+        assert not verify_signature(TOKEN, [url.replace("https", "http", 1)], params, signature), (
+            name
+        )
         tampered = params.copy()
         tampered["To"] = "+15035550000"
         assert not verify_signature(TOKEN, [url], tampered, signature), name
@@ -152,10 +190,12 @@ def test_fixture_signature_vectors_verify():
         extra["Injected"] = "1"  # every posted parameter is signed, known or not
         assert not verify_signature(TOKEN, [url], extra, signature), name
     example = vectors["json_body_example"]
-    assert verify_signature(TOKEN, [example["url"]], example["raw_body"],
-                            example["X-Twilio-Signature"])
-    assert not verify_signature(TOKEN, [example["url"]], example["raw_body"] + " ",
-                                example["X-Twilio-Signature"])
+    assert verify_signature(
+        TOKEN, [example["url"]], example["raw_body"], example["X-Twilio-Signature"]
+    )
+    assert not verify_signature(
+        TOKEN, [example["url"]], example["raw_body"] + " ", example["X-Twilio-Signature"]
+    )
 
 
 def test_wrong_or_missing_signatures_are_rejected(db, org, twilio_client):
@@ -173,8 +213,7 @@ def test_wrong_or_missing_signatures_are_rejected(db, org, twilio_client):
         response = post(twilio_client, path, body, signature=signature)
         assert response.status_code == status, case
         assert response.get_json()["error"]["code"] == "invalid_signature"
-    response = twilio_client.post(path, data=body,
-                                  content_type="application/x-www-form-urlencoded")
+    response = twilio_client.post(path, data=body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "missing_signature"
     # Inbound too: a forged STOP must not unsubscribe anyone.
@@ -197,15 +236,22 @@ def test_callbacks_refused_without_an_auth_token(client):
 
 def test_url_rebuilt_behind_a_proxy(db, org, twilio_client):
     sms = make_sms(db, org.org_id, new_phone(), sid=MESSAGE_SID + "2")
-    body = form("twilio_status_callback.txt", MessageSid=sms["provider_message_id"],
-                MessageStatus="sent", SmsStatus="sent")
+    body = form(
+        "twilio_status_callback.txt",
+        MessageSid=sms["provider_message_id"],
+        MessageStatus="sent",
+        SmsStatus="sent",
+    )
     public = f"https://hooks.example.com{STATUS}"
-    proxied = post(twilio_client, STATUS, body, signed_url=public,
-                   headers={"X-Forwarded-Proto": "https",
-                            "X-Forwarded-Host": "hooks.example.com"})
+    proxied = post(
+        twilio_client,
+        STATUS,
+        body,
+        signed_url=public,
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.com"},
+    )
     assert proxied.status_code == 200, proxied.get_json()
-    assert proxied.get_json() == {"stored": True, "duplicate": False,
-                                  "delivery_status": "sent"}
+    assert proxied.get_json() == {"stored": True, "duplicate": False, "delivery_status": "sent"}
     # Without the forwarded headers, that URL is not the one the app can see.
     body = form("twilio_status_callback.txt", MessageSid=sms["provider_message_id"])
     assert post(twilio_client, STATUS, body, signed_url=public).status_code == 403
@@ -221,12 +267,17 @@ def test_bad_callbacks_are_4xx(twilio_client):
     assert response.get_json()["error"]["code"] == "invalid_callback"
     body = form("twilio_inbound_stop.txt", From=None)
     assert post(twilio_client, INBOUND, body).status_code == 400
-    response = twilio_client.post(STATUS, data=b'{"a": 1}', content_type="application/json",
-                                  headers={"X-Twilio-Signature": "x"})
+    response = twilio_client.post(
+        STATUS,
+        data=b'{"a": 1}',
+        content_type="application/json",
+        headers={"X-Twilio-Signature": "x"},
+    )
     assert response.status_code == 415
 
 
 # --- status callbacks --------------------------------------------------------------------
+
 
 def test_delivered_callback_is_recorded_once(db, org, twilio_client):
     sms = make_sms(db, org.org_id, new_phone(), sid=MESSAGE_SID)
@@ -234,16 +285,17 @@ def test_delivered_callback_is_recorded_once(db, org, twilio_client):
     path = f"{STATUS}?org_id={org.org_id}&message_id={sms['message_id']}"
     first = post(twilio_client, path, body)
     assert first.status_code == 200
-    assert first.get_json() == {"stored": True, "duplicate": False,
-                                "delivery_status": "delivered"}
+    assert first.get_json() == {"stored": True, "duplicate": False, "delivery_status": "delivered"}
     again = post(twilio_client, path, body)
-    assert again.get_json() == {"stored": False, "duplicate": True,
-                                "delivery_status": "delivered"}
+    assert again.get_json() == {"stored": False, "duplicate": True, "delivery_status": "delivered"}
     assert message_state(db, org.org_id, sms["message_id"]) == {
-        "delivery_status": "delivered", "delivery_error_code": None}
+        "delivery_status": "delivered",
+        "delivery_error_code": None,
+    }
     assert message_events(db, org.org_id) == [(f"{MESSAGE_SID}:delivered", "delivered")]
     assert raw_events(db, org.org_id) == [
-        {"topic": "status.delivered", "dedup_key": f"twilio:{MESSAGE_SID}:delivered"}]
+        {"topic": "status.delivered", "dedup_key": f"twilio:{MESSAGE_SID}:delivered"}
+    ]
 
 
 def test_status_never_moves_backwards(db, org, twilio_client):
@@ -252,16 +304,23 @@ def test_status_never_moves_backwards(db, org, twilio_client):
     path = f"{STATUS}?org_id={org.org_id}&message_id={sms['message_id']}"
     seen = []
     for status in ("queued", "delivered", "sent", "sending", "undelivered"):
-        body = form("twilio_status_callback.txt", MessageSid=sid, SmsSid=sid,
-                    MessageStatus=status, SmsStatus=status)
+        body = form(
+            "twilio_status_callback.txt",
+            MessageSid=sid,
+            SmsSid=sid,
+            MessageStatus=status,
+            SmsStatus=status,
+        )
         response = post(twilio_client, path, body)
         seen.append(response.get_json()["delivery_status"])
     assert seen == ["queued", "delivered", "delivered", "delivered", "delivered"]
     assert message_state(db, org.org_id, sms["message_id"])["delivery_status"] == "delivered"
     # Every callback is still an event that happened (queued/sending are not message events).
     assert message_events(db, org.org_id) == [
-        (f"{sid}:delivered", "delivered"), (f"{sid}:sent", "sent"),
-        (f"{sid}:undelivered", "undelivered")]
+        (f"{sid}:delivered", "delivered"),
+        (f"{sid}:sent", "sent"),
+        (f"{sid}:undelivered", "undelivered"),
+    ]
     assert len(raw_events(db, org.org_id)) == 5
 
 
@@ -272,13 +331,18 @@ def test_undelivered_keeps_its_error_and_dead_numbers_are_suppressed(db, org, tw
     response = post(twilio_client, path, form("twilio_status_callback_undelivered.txt"))
     assert response.get_json()["delivery_status"] == "undelivered"
     assert message_state(db, org.org_id, sms["message_id"]) == {
-        "delivery_status": "undelivered", "delivery_error_code": "30003"}
+        "delivery_status": "undelivered",
+        "delivery_error_code": "30003",
+    }
     assert suppressions(db, org.org_id, phone) == []  # 30003: unreachable for now
     other = make_sms(db, org.org_id, phone, sid="SM" + uuid.uuid4().hex)
-    body = form("twilio_status_callback_undelivered.txt", ErrorCode="30005",
-                MessageSid=other["provider_message_id"], SmsSid=other["provider_message_id"])
-    post(twilio_client, f"{STATUS}?org_id={org.org_id}&message_id={other['message_id']}",
-         body)
+    body = form(
+        "twilio_status_callback_undelivered.txt",
+        ErrorCode="30005",
+        MessageSid=other["provider_message_id"],
+        SmsSid=other["provider_message_id"],
+    )
+    post(twilio_client, f"{STATUS}?org_id={org.org_id}&message_id={other['message_id']}", body)
     assert suppressions(db, org.org_id, phone) == ["invalid_number"]
 
 
@@ -297,6 +361,7 @@ def test_callback_without_our_ids_is_found_by_sid(db, org, make_org, twilio_clie
 
 # --- inbound keywords --------------------------------------------------------------------
 
+
 def inbound(name: str, phone: str, **changes) -> bytes:
     sid = "SM" + uuid.uuid4().hex
     return form(name, From=phone, MessageSid=sid, SmsSid=sid, SmsMessageSid=sid, **changes)
@@ -305,42 +370,56 @@ def inbound(name: str, phone: str, **changes) -> bytes:
 def test_stop_help_start_sequence(db, org, twilio_client):
     phone = new_phone()
     with db.system() as conn:
-        conn.execute("UPDATE app.orgs SET name = 'Example Outfitters' WHERE org_id = %s",
-                     (org.org_id,))
-        update_settings(conn, org.org_id, {"sms_help_text": "{store}: help at "
-                                           "support@example.com. Msg&data rates may apply."})
+        conn.execute(
+            "UPDATE app.orgs SET name = 'Example Outfitters' WHERE org_id = %s", (org.org_id,)
+        )
+        update_settings(
+            conn,
+            org.org_id,
+            {"sms_help_text": "{store}: help at support@example.com. Msg&data rates may apply."},
+        )
     make_sms(db, org.org_id, phone)
     stop = inbound("twilio_inbound_stop.txt", phone)
 
     text = reply(post(twilio_client, INBOUND, stop))
-    assert text == ('<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
-                    "Example Outfitters: You are unsubscribed and will receive no further "
-                    "messages. Reply START to resubscribe.</Message></Response>")
+    assert text == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
+        "Example Outfitters: You are unsubscribed and will receive no further "
+        "messages. Reply START to resubscribe.</Message></Response>"
+    )
     assert suppressions(db, org.org_id, phone) == ["stop"]
     assert consents(db, org.org_id, phone) == [("withdrawn", "sms_keyword")]
 
     help_body = inbound("twilio_inbound_stop.txt", phone, Body="help", OptOutType=None)
     text = reply(post(twilio_client, INBOUND, help_body))
-    assert "<Message>Example Outfitters: help at support@example.com. Msg&amp;data rates " \
-           "may apply.</Message>" in text
+    assert (
+        "<Message>Example Outfitters: help at support@example.com. Msg&amp;data rates "
+        "may apply.</Message>" in text
+    )
     assert suppressions(db, org.org_id, phone) == ["stop"]  # HELP changes nothing
 
     start = inbound("twilio_inbound_start.txt", phone)
     text = reply(post(twilio_client, INBOUND, start))
     assert "<Message>Example Outfitters: You are resubscribed" in text
     assert suppressions(db, org.org_id, phone) == []
-    assert consents(db, org.org_id, phone) == [("withdrawn", "sms_keyword"),
-                                               ("granted", "sms_keyword")]
+    assert consents(db, org.org_id, phone) == [
+        ("withdrawn", "sms_keyword"),
+        ("granted", "sms_keyword"),
+    ]
 
     # Twilio redelivering the old STOP must not undo the later START.
     reply(post(twilio_client, INBOUND, stop))
     assert suppressions(db, org.org_id, phone) == []
     assert [e["topic"] for e in raw_events(db, org.org_id)] == [
-        "inbound.opt_out", "inbound.help", "inbound.opt_in"]
+        "inbound.opt_out",
+        "inbound.help",
+        "inbound.opt_in",
+    ]
 
 
-@pytest.mark.parametrize("word", ["stop", " Unsubscribe ", "CANCEL", "end", "Quit",
-                                  "stopall", "REVOKE", "optout"])
+@pytest.mark.parametrize(
+    "word", ["stop", " Unsubscribe ", "CANCEL", "end", "Quit", "stopall", "REVOKE", "optout"]
+)
 def test_every_opt_out_keyword_suppresses(db, org, twilio_client, word):
     phone = new_phone()
     make_sms(db, org.org_id, phone)
@@ -352,8 +431,7 @@ def test_every_opt_out_keyword_suppresses(db, org, twilio_client, word):
 def test_ordinary_reply_is_stored_without_answer(db, org, twilio_client):
     phone = new_phone()
     make_sms(db, org.org_id, phone)
-    body = inbound("twilio_inbound_stop.txt", phone, Body="stop sending me these?",
-                   OptOutType=None)
+    body = inbound("twilio_inbound_stop.txt", phone, Body="stop sending me these?", OptOutType=None)
     text = reply(post(twilio_client, INBOUND, body))
     assert text == '<?xml version="1.0" encoding="UTF-8"?><Response />'
     assert suppressions(db, org.org_id, phone) == []
@@ -382,24 +460,30 @@ def test_dedicated_number_routes_to_its_org_only(db, make_org, twilio_client):
     phone, number = new_phone(), "+15035557777"
     owner, other = make_org("owner"), make_org("other")
     with db.system() as conn:
-        update_settings(conn, owner.org_id,
-                        {"sender_identities": {"sms": {"from_number": number}}})
+        update_settings(conn, owner.org_id, {"sender_identities": {"sms": {"from_number": number}}})
     make_sms(db, other.org_id, phone)  # texted the same phone from the shared number
     body = inbound("twilio_inbound_stop.txt", phone, To=number, MessagingServiceSid=None)
     text = reply(post(twilio_client, INBOUND, body))
     assert f"<Message>{owner_name(db, owner.org_id)}: You are unsubscribed" in text
     assert suppressions(db, owner.org_id, phone) == ["stop"]
     assert suppressions(db, other.org_id, phone) == []
-    help_body = inbound("twilio_inbound_stop.txt", phone, To=number, MessagingServiceSid=None,
-                        Body="HELP", OptOutType="HELP")
+    help_body = inbound(
+        "twilio_inbound_stop.txt",
+        phone,
+        To=number,
+        MessagingServiceSid=None,
+        Body="HELP",
+        OptOutType="HELP",
+    )
     text = reply(post(twilio_client, INBOUND, help_body))
     assert f"<Message>{owner_name(db, owner.org_id)}: cart reminders." in text
 
 
 def owner_name(db, org_id) -> str:
     with db.system() as conn:
-        return conn.execute("SELECT name FROM app.orgs WHERE org_id = %s",
-                            (org_id,)).fetchone()["name"]
+        return conn.execute("SELECT name FROM app.orgs WHERE org_id = %s", (org_id,)).fetchone()[
+            "name"
+        ]
 
 
 def test_help_without_help_text_names_the_org(db, org, twilio_client):
@@ -412,6 +496,5 @@ def test_help_without_help_text_names_the_org(db, org, twilio_client):
 
 
 def test_stop_from_an_unknown_phone_is_still_confirmed(twilio_client):
-    text = reply(post(twilio_client, INBOUND,
-                      inbound("twilio_inbound_stop.txt", new_phone())))
+    text = reply(post(twilio_client, INBOUND, inbound("twilio_inbound_stop.txt", new_phone())))
     assert "<Message>You are unsubscribed" in text

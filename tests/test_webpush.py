@@ -23,14 +23,22 @@ from delivery.providers.webpush import BODY_MAX_CHARS, load_vapid_key, notificat
 
 
 def public_point(key) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.X962,
-                                         serialization.PublicFormat.UncompressedPoint)
+    return key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
 
 
 def push_message(org_id, recipient: str, **fields) -> OutgoingMessage:
-    base = dict(org_id=str(org_id), message_id=str(uuid.uuid4()), cart_id=str(uuid.uuid4()),
-                channel="push", recipient=recipient, subject="Your cart",
-                html="", text="Still there: https://shop.test/r/abc")
+    base = dict(
+        org_id=str(org_id),
+        message_id=str(uuid.uuid4()),
+        cart_id=str(uuid.uuid4()),
+        channel="push",
+        recipient=recipient,
+        subject="Your cart",
+        html="",
+        text="Still there: https://shop.test/r/abc",
+    )
     return OutgoingMessage(**(base | fields))
 
 
@@ -41,30 +49,46 @@ def vapid():
 
 @pytest.fixture()
 def push_runtime(settings, vapid):
-    der = vapid.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
-    return Runtime(with_overrides(settings, vapid_private_key=b64url(der),
-                                  vapid_subject="mailto:ops@example.com"))
+    der = vapid.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return Runtime(
+        with_overrides(
+            settings, vapid_private_key=b64url(der), vapid_subject="mailto:ops@example.com"
+        )
+    )
 
 
 def subscription_exists(db, org_id, subscription_id) -> bool:
     with db.tenant(org_id) as conn:
-        return conn.execute(
-            "SELECT 1 FROM app.push_subscriptions WHERE org_id = %s AND subscription_id = %s",
-            (org_id, subscription_id)).fetchone() is not None
+        return (
+            conn.execute(
+                "SELECT 1 FROM app.push_subscriptions WHERE org_id = %s AND subscription_id = %s",
+                (org_id, subscription_id),
+            ).fetchone()
+            is not None
+        )
 
 
 # --- VAPID keys --------------------------------------------------------------------------
 
+
 def test_vapid_key_forms_all_load_the_same_key(vapid, tmp_path):
-    pkcs8 = vapid.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    sec1 = vapid.private_bytes(serialization.Encoding.PEM,
-                               serialization.PrivateFormat.TraditionalOpenSSL,
-                               serialization.NoEncryption()).decode()
-    der = b64url(vapid.private_bytes(serialization.Encoding.DER,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
+    pkcs8 = vapid.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    sec1 = vapid.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    der = b64url(
+        vapid.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     raw = b64url(vapid.private_numbers().private_value.to_bytes(32, "big"))
     path = tmp_path / "vapid.pem"
     path.write_text(sec1)
@@ -79,9 +103,15 @@ def test_unusable_vapid_keys_are_refused(bad):
 
 
 def test_vapid_key_on_another_curve_is_refused():
-    p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
+    p384 = (
+        ec.generate_private_key(ec.SECP384R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
     with pytest.raises(ValueError, match="P-256"):
         load_vapid_key(p384)
 
@@ -97,6 +127,7 @@ def test_bad_vapid_key_fails_the_send_for_good(settings, db, org, recorder):
 
 
 # --- push service answers ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("status", [404, 410])
 def test_gone_subscription_is_deleted(db, org, recorder, push_runtime, status):
@@ -117,8 +148,10 @@ def test_gone_subscription_is_deleted(db, org, recorder, push_runtime, status):
     assert len(recorder.find("POST", "/push/gone")) == 1
 
 
-@pytest.mark.parametrize(("status", "retryable"), [
-    (429, True), (500, True), (503, True), (400, False), (403, False), (413, False)])
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(429, True), (500, True), (503, True), (400, False), (403, False), (413, False)],
+)
 def test_push_service_errors(db, org, recorder, push_runtime, status, retryable):
     _, keys = browser_keys()
     sub = add_subscription(db, org.org_id, f"{recorder.url}/push/err", keys)
@@ -179,6 +212,7 @@ def test_other_orgs_subscription_is_not_reachable(db, org, make_org, recorder, p
 
 
 # --- payload -----------------------------------------------------------------------------
+
 
 def test_payload_uses_the_first_link_and_stays_short():
     long_text = "Hello " + "word " * 100 + "https://shop.test/r/xyz and more"

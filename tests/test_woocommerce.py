@@ -27,8 +27,10 @@ SITE = "https://shop.example.com/"
 STORE_KEY = "shop.example.com"
 SECRET = fixture_vectors()["woocommerce"]["secret"]
 ORDER_ID = "4821"
-PAYMENT_URL = ("https://shop.example.com/checkout/order-pay/4821/"
-               "?pay_for_order=true&key=wc_order_Xk3pQ9vT2mN7a")
+PAYMENT_URL = (
+    "https://shop.example.com/checkout/order-pay/4821/"
+    "?pay_for_order=true&key=wc_order_Xk3pQ9vT2mN7a"
+)
 
 
 @pytest.fixture()
@@ -36,9 +38,12 @@ def woo_client(app):
     """The app's client, with the WooCommerce route added when the stores blueprint does
     not (yet) register it: the same dispatch call it makes."""
     if not any(rule.rule == ROUTE for rule in app.url_map.iter_rules()):
-        app.add_url_rule(ROUTE, "test_woocommerce_webhook", methods=["POST"],
-                         view_func=lambda: receive(get_adapter("woocommerce"),
-                                                   inbound_request()))
+        app.add_url_rule(
+            ROUTE,
+            "test_woocommerce_webhook",
+            methods=["POST"],
+            view_func=lambda: receive(get_adapter("woocommerce"), inbound_request()),
+        )
     return app.test_client()
 
 
@@ -49,7 +54,8 @@ def connect_store(db, key: bytes, org_id, site: str = STORE_KEY, secret: str = S
         conn.execute(
             "UPDATE app.connections SET status = 'removed', updated_at = now() "
             "WHERE platform = 'woocommerce' AND shop_domain = %s AND org_id <> %s",
-            (site, org_id))
+            (site, org_id),
+        )
     return tenancy.add_connection(db, key, org_id, "woocommerce", site, secret)
 
 
@@ -65,8 +71,14 @@ def order_body(**fields) -> bytes:
     return json.dumps(payload).encode()
 
 
-def deliver(client, body: bytes | None = None, topic: str = "order.created",
-            delivery_id: str | None = None, secret: str = SECRET, headers: dict | None = None):
+def deliver(
+    client,
+    body: bytes | None = None,
+    topic: str = "order.created",
+    delivery_id: str | None = None,
+    secret: str = SECRET,
+    headers: dict | None = None,
+):
     """POST as WooCommerce would. The fixture goes with its recorded headers; a changed body
     is signed with ``secret`` and gets a fresh delivery id unless one is given."""
     sent = fixture_headers("woocommerce", FIXTURE)
@@ -92,19 +104,30 @@ def rows(db, sql: str, *params):
 
 
 def cart_of(db, org_id, external_id=ORDER_ID):
-    return one(db, "SELECT * FROM app.carts WHERE org_id = %s AND platform = 'woocommerce' "
-                   "AND external_id = %s", org_id, external_id)
+    return one(
+        db,
+        "SELECT * FROM app.carts WHERE org_id = %s AND platform = 'woocommerce' "
+        "AND external_id = %s",
+        org_id,
+        external_id,
+    )
 
 
 def events_of(db, org_id):
-    return rows(db, "SELECT * FROM raw.events WHERE org_id = %s AND source = 'woocommerce' "
-                    "ORDER BY received_at", org_id)
+    return rows(
+        db,
+        "SELECT * FROM raw.events WHERE org_id = %s AND source = 'woocommerce' "
+        "ORDER BY received_at",
+        org_id,
+    )
 
 
 def all_woo_rows(db) -> tuple:
-    return (one(db, "SELECT count(*) AS n FROM raw.events WHERE source = 'woocommerce'")["n"],
-            one(db, "SELECT count(*) AS n FROM app.carts WHERE platform = 'woocommerce'")["n"],
-            one(db, "SELECT count(*) AS n FROM raw.event_keys")["n"])
+    return (
+        one(db, "SELECT count(*) AS n FROM raw.events WHERE source = 'woocommerce'")["n"],
+        one(db, "SELECT count(*) AS n FROM app.carts WHERE platform = 'woocommerce'")["n"],
+        one(db, "SELECT count(*) AS n FROM raw.event_keys")["n"],
+    )
 
 
 # --- pure functions --------------------------------------------------------------------------
@@ -116,24 +139,30 @@ def test_fixture_signature_vector_matches():
     assert signature(SECRET + "x", fixture_bytes(FIXTURE)) != expected
 
 
-@pytest.mark.parametrize(("given_", "decoded"), [
-    ("plain", "plain"),
-    ("a&amp;b", "a&b"),
-    ("&lt;&gt;&quot;&#039;&#x27;&#X27;&#0039;&#34;&#038;", "<>\"''''\"&"),
-    ("&amp;lt;", "&lt;"),  # one pass, like PHP's strtr
-    ("&nbsp;&eacute;&#65;", "&nbsp;&eacute;&#65;"),  # not in WordPress' list: left alone
-])
+@pytest.mark.parametrize(
+    ("given_", "decoded"),
+    [
+        ("plain", "plain"),
+        ("a&amp;b", "a&b"),
+        ("&lt;&gt;&quot;&#039;&#x27;&#X27;&#0039;&#34;&#038;", "<>\"''''\"&"),
+        ("&amp;lt;", "&lt;"),  # one pass, like PHP's strtr
+        ("&nbsp;&eacute;&#65;", "&nbsp;&eacute;&#65;"),  # not in WordPress' list: left alone
+    ],
+)
 def test_wp_specialchars_decode(given_, decoded):
     assert wp_specialchars_decode(given_) == decoded
 
 
-@pytest.mark.parametrize(("site", "key"), [
-    ("https://shop.example.com/", "shop.example.com"),
-    ("HTTPS://Shop.Example.COM", "shop.example.com"),
-    ("shop.example.com", "shop.example.com"),
-    ("http://shop.example.com:80/", "shop.example.com"),
-    ("https://example.com:8443/store/", "example.com:8443/store"),
-])
+@pytest.mark.parametrize(
+    ("site", "key"),
+    [
+        ("https://shop.example.com/", "shop.example.com"),
+        ("HTTPS://Shop.Example.COM", "shop.example.com"),
+        ("shop.example.com", "shop.example.com"),
+        ("http://shop.example.com:80/", "shop.example.com"),
+        ("https://example.com:8443/store/", "example.com:8443/store"),
+    ],
+)
 def test_normalize_site_url(site, key):
     assert normalize_site_url(site) == key
     assert get_adapter("woocommerce").store_key(site) == key
@@ -156,8 +185,11 @@ def test_order_created_fixture_becomes_an_open_cart(woo_client, db, store):
     assert cart["status"] == "active"
     assert cart["connection_id"] == store.connection_id
     assert (cart["email"], cart["phone"]) == ("lena.schmidt@example.com", "+4930123456789")
-    assert (cart["currency"], cart["total_price"], cart["item_count"]) == ("EUR",
-                                                                            Decimal("65.00"), 3)
+    assert (cart["currency"], cart["total_price"], cart["item_count"]) == (
+        "EUR",
+        Decimal("65.00"),
+        3,
+    )
     assert [i["sku"] for i in cart["line_items"]] == ["POUR-SET-WHT", "BEANS-SO-250"]
     first = cart["line_items"][0]
     assert (first["product_id"], first["variant_id"], first["price"]) == ("233", "241", "42.02")
@@ -166,8 +198,12 @@ def test_order_created_fixture_becomes_an_open_cart(woo_client, db, store):
     assert cart["restore_url"] == PAYMENT_URL
     assert cart["source_updated_at"] == datetime(2026, 3, 14, 15, 2, 12, tzinfo=UTC)
 
-    customer = one(db, "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
-                   store.org_id, cart["customer_id"])
+    customer = one(
+        db,
+        "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
+        store.org_id,
+        cart["customer_id"],
+    )
     assert (customer["first_name"], customer["last_name"]) == ("Lena", "Schmidt")
 
     [event] = events_of(db, store.org_id)
@@ -193,8 +229,11 @@ def test_other_open_statuses_are_carts(woo_client, db, store, status):
 
 def test_creation_ping_is_answered_and_nothing_is_stored(woo_client, db):
     before = all_woo_rows(db)
-    response = woo_client.post(ROUTE, data=fixture_bytes("woocommerce_ping.txt"),
-                               headers=fixture_headers("woocommerce", "woocommerce_ping.txt"))
+    response = woo_client.post(
+        ROUTE,
+        data=fixture_bytes("woocommerce_ping.txt"),
+        headers=fixture_headers("woocommerce", "woocommerce_ping.txt"),
+    )
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
     assert all_woo_rows(db) == before
@@ -203,9 +242,15 @@ def test_creation_ping_is_answered_and_nothing_is_stored(woo_client, db):
 def test_ping_shaped_body_with_webhook_headers_is_not_a_ping(woo_client, db, store):
     # Only the unsigned creation ping is waved through; a signed request is checked in full.
     before = all_woo_rows(db)
-    response = woo_client.post(ROUTE, data=b"webhook_id=17", headers={
-        "X-WC-Webhook-Source": SITE, "X-WC-Webhook-Topic": "order.created",
-        "X-WC-Webhook-Signature": "bm9wZQ=="})
+    response = woo_client.post(
+        ROUTE,
+        data=b"webhook_id=17",
+        headers={
+            "X-WC-Webhook-Source": SITE,
+            "X-WC-Webhook-Topic": "order.created",
+            "X-WC-Webhook-Signature": "bm9wZQ==",
+        },
+    )
     assert response.status_code == 401
     assert all_woo_rows(db) == before
 
@@ -230,17 +275,20 @@ def test_missing_signature_is_401(woo_client, db, store):
     assert all_woo_rows(db) == before
 
 
-@pytest.mark.parametrize("body", [
-    fixture_bytes(FIXTURE)[:400],             # truncated
-    b"{not json",
-    b"[1, 2, 3]",                              # not an object
-    b'{"id": 4821, "status": "pending", "total": "lots"}',
-    b'{"id": 4821, "status": "pending", "total": "-1.00"}',
-    b'{"status": "pending"}',                  # no id
-    b'{"id": 4821, "status": "pending", "line_items": [{"quantity": -2}]}',
-    b'{"id": 4821, "status": "pending", "billing": {"email": "a\\u0000b@example.com"}}',
-    b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        fixture_bytes(FIXTURE)[:400],  # truncated
+        b"{not json",
+        b"[1, 2, 3]",  # not an object
+        b'{"id": 4821, "status": "pending", "total": "lots"}',
+        b'{"id": 4821, "status": "pending", "total": "-1.00"}',
+        b'{"status": "pending"}',  # no id
+        b'{"id": 4821, "status": "pending", "line_items": [{"quantity": -2}]}',
+        b'{"id": 4821, "status": "pending", "billing": {"email": "a\\u0000b@example.com"}}',
+        b"\xff\xfe",
+    ],
+)
 def test_malformed_or_truncated_body_is_400(woo_client, db, store, body):
     before = all_woo_rows(db)
     response = deliver(woo_client, body)
@@ -256,8 +304,9 @@ def test_missing_topic_is_400(woo_client, db, store):
 
 def test_unknown_store_is_404_without_saying_which_exist(woo_client, db, store):
     before = all_woo_rows(db)
-    response = deliver(woo_client, order_body(),
-                       headers={"X-WC-Webhook-Source": "https://other-shop.example.org/"})
+    response = deliver(
+        woo_client, order_body(), headers={"X-WC-Webhook-Source": "https://other-shop.example.org/"}
+    )
     assert response.status_code == 404
     error = response.get_json()["error"]
     assert error["code"] == "unknown_store" and "shop.example.com" not in json.dumps(error)
@@ -279,9 +328,19 @@ def test_redelivery_is_stored_once(woo_client, db, store):
 
 def test_out_of_order_updates_keep_the_newest_cart(woo_client, db, store):
     newer = order_body(
-        date_modified_gmt="2026-03-14T15:30:00", total="21.00",
-        line_items=[{"name": "Filter papers", "product_id": 300, "variation_id": 0,
-                     "quantity": 3, "price": 7.0, "sku": "FILTER-100"}])
+        date_modified_gmt="2026-03-14T15:30:00",
+        total="21.00",
+        line_items=[
+            {
+                "name": "Filter papers",
+                "product_id": 300,
+                "variation_id": 0,
+                "quantity": 3,
+                "price": 7.0,
+                "sku": "FILTER-100",
+            }
+        ],
+    )
     assert deliver(woo_client, newer, topic="order.updated").status_code == 200
     assert deliver(woo_client).status_code == 200  # the older order.created, arriving late
 
@@ -297,59 +356,79 @@ def add_click(db, org_id, cart_id, clicked_at: datetime):
     with db.system() as conn:
         campaign_id = conn.execute(
             "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'Woo', 'active') "
-            "RETURNING campaign_id", (org_id,)).fetchone()["campaign_id"]
+            "RETURNING campaign_id",
+            (org_id,),
+        ).fetchone()["campaign_id"]
         message_id = conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
             "recipient, due_at, status, sent_at) VALUES (%s, %s, %s, 0, 'email', "
             "'lena.schmidt@example.com', %s, 'sent', %s) RETURNING message_id",
-            (org_id, cart_id, campaign_id, clicked_at, clicked_at)).fetchone()["message_id"]
+            (org_id, cart_id, campaign_id, clicked_at, clicked_at),
+        ).fetchone()["message_id"]
         conn.execute(
             "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
             "recipient, due_at) VALUES (%s, %s, %s, 1, 'email', 'lena.schmidt@example.com', "
-            "%s)", (org_id, cart_id, campaign_id, clicked_at + timedelta(days=1)))
+            "%s)",
+            (org_id, cart_id, campaign_id, clicked_at + timedelta(days=1)),
+        )
         conn.execute(
             "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type, "
             "url, occurred_at) VALUES (%s, %s, %s, %s, 'click', 'https://x.test/r', %s)",
-            (org_id, f"click-{uuid.uuid4()}", message_id, cart_id, clicked_at))
+            (org_id, f"click-{uuid.uuid4()}", message_id, cart_id, clicked_at),
+        )
     return message_id
 
 
 def test_pending_then_processing_converts_and_attributes(woo_client, db, store):
     assert deliver(woo_client).status_code == 200
     cart = cart_of(db, store.org_id)
-    message_id = add_click(db, store.org_id, cart["cart_id"],
-                           datetime(2026, 3, 14, 17, 0, tzinfo=UTC))
+    message_id = add_click(
+        db, store.org_id, cart["cart_id"], datetime(2026, 3, 14, 17, 0, tzinfo=UTC)
+    )
 
-    paid = order_body(status="processing", date_modified_gmt="2026-03-14T18:00:05",
-                      date_paid_gmt="2026-03-14T18:00:00", transaction_id="ch_1")
+    paid = order_body(
+        status="processing",
+        date_modified_gmt="2026-03-14T18:00:05",
+        date_paid_gmt="2026-03-14T18:00:00",
+        transaction_id="ch_1",
+    )
     response = deliver(woo_client, paid, topic="order.updated")
     assert response.status_code == 200
 
     cart = cart_of(db, store.org_id)
     assert cart["status"] == "recovered"
     assert cart["converted_at"] == datetime(2026, 3, 14, 18, 0, tzinfo=UTC)
-    order = one(db, "SELECT * FROM app.orders WHERE org_id = %s AND platform = 'woocommerce'",
-                store.org_id)
+    order = one(
+        db, "SELECT * FROM app.orders WHERE org_id = %s AND platform = 'woocommerce'", store.org_id
+    )
     assert (order["external_id"], order["cart_id"]) == (ORDER_ID, cart["cart_id"])
     assert (order["total_price"], order["financial_status"]) == (Decimal("65.00"), "processing")
     recovery = one(db, "SELECT * FROM app.recoveries WHERE org_id = %s", store.org_id)
     assert (recovery["message_id"], recovery["revenue"]) == (message_id, Decimal("65.00"))
-    pending = rows(db, "SELECT status, reason FROM app.outbox WHERE org_id = %s "
-                       "AND step_index = 1", store.org_id)
+    pending = rows(
+        db,
+        "SELECT status, reason FROM app.outbox WHERE org_id = %s AND step_index = 1",
+        store.org_id,
+    )
     assert [(r["status"], r["reason"]) for r in pending] == [("cancelled", "cart_converted")]
 
     # completed later: the same order, still one recovery
-    done = order_body(status="completed", date_modified_gmt="2026-03-15T09:00:00",
-                      date_paid_gmt="2026-03-14T18:00:00")
+    done = order_body(
+        status="completed",
+        date_modified_gmt="2026-03-15T09:00:00",
+        date_paid_gmt="2026-03-14T18:00:00",
+    )
     assert deliver(woo_client, done, topic="order.updated").status_code == 200
-    assert one(db, "SELECT count(*) AS n FROM app.orders WHERE org_id = %s",
-               store.org_id)["n"] == 1
+    assert one(db, "SELECT count(*) AS n FROM app.orders WHERE org_id = %s", store.org_id)["n"] == 1
     assert cart_of(db, store.org_id)["status"] == "recovered"
 
 
 def test_conversion_arriving_before_the_cart_still_converts_it(woo_client, db, store):
-    paid = order_body(status="processing", date_modified_gmt="2026-03-14T18:00:05",
-                      date_paid_gmt="2026-03-14T18:00:00")
+    paid = order_body(
+        status="processing",
+        date_modified_gmt="2026-03-14T18:00:05",
+        date_paid_gmt="2026-03-14T18:00:00",
+    )
     assert deliver(woo_client, paid, topic="order.updated").status_code == 200
     assert cart_of(db, store.org_id) is None
     assert deliver(woo_client).status_code == 200  # the pending order.created, late
@@ -362,14 +441,18 @@ def test_conversion_arriving_before_the_cart_still_converts_it(woo_client, db, s
 
 def test_on_hold_counts_as_a_conversion(woo_client, db, store):
     deliver(woo_client)
-    deliver(woo_client, order_body(status="on-hold", date_modified_gmt="2026-03-14T16:00:00"),
-            topic="order.updated")
+    deliver(
+        woo_client,
+        order_body(status="on-hold", date_modified_gmt="2026-03-14T16:00:00"),
+        topic="order.updated",
+    )
     assert cart_of(db, store.org_id)["status"] == "converted"
 
 
-@pytest.mark.parametrize(("topic", "status"), [("customer.created", "pending"),
-                                               ("order.deleted", "pending"),
-                                               ("order.updated", "cancelled")])
+@pytest.mark.parametrize(
+    ("topic", "status"),
+    [("customer.created", "pending"), ("order.deleted", "pending"), ("order.updated", "cancelled")],
+)
 def test_other_topics_and_statuses_are_kept_raw_only(woo_client, db, store, topic, status):
     response = deliver(woo_client, order_body(status=status), topic=topic)
     assert response.status_code == 200
@@ -390,8 +473,14 @@ def test_secret_with_html_entities_is_decoded_like_wordpress(woo_client, db, run
 
 
 def test_previous_secret_verifies_during_rotation(woo_client, db, runtime, store):
-    new = tenancy.rotate_secret(db, runtime.encryption_key, store.org_id, store.connection_id,
-                                "wc_new_secret_123", grace_seconds=600)
+    new = tenancy.rotate_secret(
+        db,
+        runtime.encryption_key,
+        store.org_id,
+        store.connection_id,
+        "wc_new_secret_123",
+        grace_seconds=600,
+    )
     assert deliver(woo_client, order_body(total="1.00")).status_code == 200  # old secret
     assert deliver(woo_client, order_body(total="2.00"), secret=new).status_code == 200
     assert deliver(woo_client, order_body(total="3.00"), secret="wrong").status_code == 401
@@ -399,8 +488,11 @@ def test_previous_secret_verifies_during_rotation(woo_client, db, runtime, store
 
 def test_store_in_a_subfolder(woo_client, db, runtime, org):
     connect_store(db, runtime.encryption_key, org.org_id, site="example.com/shop")
-    response = deliver(woo_client, order_body(payment_url=""),
-                       headers={"X-WC-Webhook-Source": "https://example.com/shop/"})
+    response = deliver(
+        woo_client,
+        order_body(payment_url=""),
+        headers={"X-WC-Webhook-Source": "https://example.com/shop/"},
+    )
     assert response.status_code == 200
     assert cart_of(db, org.org_id)["restore_url"] == "https://example.com/shop/cart/"
 
@@ -410,15 +502,26 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
-_order_like = st.fixed_dictionaries({
-    "id": st.one_of(st.integers(), st.text(), st.none()),
-    "status": st.sampled_from(["pending", "processing", "failed", "completed", "x", ""]),
-}, optional={"total": _json, "currency": _json, "billing": _json, "line_items": _json,
-             "date_modified_gmt": _json, "payment_url": _json, "customer_id": _json})
+_order_like = st.fixed_dictionaries(
+    {
+        "id": st.one_of(st.integers(), st.text(), st.none()),
+        "status": st.sampled_from(["pending", "processing", "failed", "completed", "x", ""]),
+    },
+    optional={
+        "total": _json,
+        "currency": _json,
+        "billing": _json,
+        "line_items": _json,
+        "date_modified_gmt": _json,
+        "payment_url": _json,
+        "customer_id": _json,
+    },
+)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(payload=st.one_of(_json, _order_like))
 def test_random_json_never_causes_a_server_error(woo_client, store, payload):
     body = json.dumps(payload).encode()

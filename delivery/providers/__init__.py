@@ -27,16 +27,20 @@ def _build(runtime: Runtime, channel: str) -> Provider | None:
     settings = runtime.settings
     if channel == "email":
         if settings.sendgrid_api_key:
-            return SendGridProvider(settings.sendgrid_api_key, settings.from_email,
-                                    settings.sendgrid_base_url)
+            return SendGridProvider(
+                settings.sendgrid_api_key, settings.from_email, settings.sendgrid_base_url
+            )
         return LocalProvider(runtime.db)
     if channel == "sms":
         if settings.twilio_account_sid and settings.twilio_auth_token:
             return TwilioSmsProvider(
-                settings.twilio_account_sid, settings.twilio_auth_token,
-                app_url=settings.app_url, phone_number=settings.twilio_phone_number,
+                settings.twilio_account_sid,
+                settings.twilio_auth_token,
+                app_url=settings.app_url,
+                phone_number=settings.twilio_phone_number,
                 messaging_service_sid=settings.twilio_messaging_service_sid,
-                base_url=settings.twilio_base_url, db=runtime.db,
+                base_url=settings.twilio_base_url,
+                db=runtime.db,
             )
         return LocalProvider(runtime.db)
     if channel == "push":

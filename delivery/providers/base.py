@@ -61,8 +61,14 @@ class ProviderError(Exception):
     ``'not_configured'``. ``code`` is the provider's own error code or HTTP status.
     """
 
-    def __init__(self, message: str, *, retryable: bool, reason: str | None = None,
-                 code: int | str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        reason: str | None = None,
+        code: int | str | None = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.reason = reason

@@ -40,10 +40,18 @@ class LocalProvider:
                 VALUES (%s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (org_id, message_id) DO NOTHING
                 """,
-                (message.org_id, message.message_id, message.channel, message.recipient,
-                 subject, html, text),
+                (
+                    message.org_id,
+                    message.message_id,
+                    message.channel,
+                    message.recipient,
+                    subject,
+                    html,
+                    text,
+                ),
             )
             if segments is not None:
                 record_segments(conn, message.org_id, message.message_id, segments)
-        return SendResult(provider=self.name, provider_message_id=message.message_id,
-                          segments=segments)
+        return SendResult(
+            provider=self.name, provider_message_id=message.message_id, segments=segments
+        )

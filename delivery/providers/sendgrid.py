@@ -101,13 +101,15 @@ class KeepAliveTransport:
             conns = self._local.conns = {}
         return conns
 
-    def _new(self, scheme: str, host: str, port: int | None,
-             timeout: float | None) -> http.client.HTTPConnection:
+    def _new(
+        self, scheme: str, host: str, port: int | None, timeout: float | None
+    ) -> http.client.HTTPConnection:
         if scheme == "https":
             if self._ssl_context is None:
                 self._ssl_context = ssl.create_default_context()  # what urllib uses
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                               context=self._ssl_context)
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._ssl_context
+            )
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         with self._lock:
@@ -151,8 +153,13 @@ class KeepAliveTransport:
         else:
             conns[key] = (conn, time.monotonic())
         if not 200 <= response.status < 300:
-            raise UrllibHTTPError(request.full_url, response.status, response.reason,
-                                  response.headers, io.BytesIO(body))
+            raise UrllibHTTPError(
+                request.full_url,
+                response.status,
+                response.reason,
+                response.headers,
+                io.BytesIO(body),
+            )
         return _Response(response.status, response.headers, body)
 
     def close(self) -> None:
@@ -172,45 +179,57 @@ class _KeepAliveClient(python_http_client.Client):
     back to the SDK's opener when a proxy applies to the host.
     """
 
-    def __init__(self, *args, transport: KeepAliveTransport, proxied: bool | None = None,
-                 **kwargs):
+    def __init__(self, *args, transport: KeepAliveTransport, proxied: bool | None = None, **kwargs):
         # Set first: Client.__getattr__ turns unknown attributes into URL segments.
         self._transport = transport
         super().__init__(*args, **kwargs)
         if proxied is None:
             host = urlsplit(self.host).hostname or ""
             scheme = urlsplit(self.host).scheme
-            proxied = scheme in urllib.request.getproxies() and \
-                not urllib.request.proxy_bypass(host)
+            proxied = scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
+                host
+            )
         self._proxied = proxied
 
     def _build_client(self, name=None):
         url_path = self._url_path + [name] if name else self._url_path
-        return _KeepAliveClient(host=self.host, version=self._version,
-                                request_headers=self.request_headers, url_path=url_path,
-                                append_slash=self.append_slash, timeout=self.timeout,
-                                transport=self._transport, proxied=self._proxied)
+        return _KeepAliveClient(
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+            transport=self._transport,
+            proxied=self._proxied,
+        )
 
     def __getattr__(self, name):
         if name in self.methods and not self._proxied:
             return lambda **kwargs: self._request(name.upper(), **kwargs)
         return super().__getattr__(name)
 
-    def _request(self, method: str, request_body=None, query_params=None,
-                 request_headers=None, timeout=None, **_):
+    def _request(
+        self,
+        method: str,
+        request_body=None,
+        query_params=None,
+        request_headers=None,
+        timeout=None,
+        **_,
+    ):
         if request_headers:
             self._update_headers(request_headers)
         if request_body is None:
             data = None
-        elif self.request_headers.get("Content-Type", "application/json") != \
-                "application/json":
+        elif self.request_headers.get("Content-Type", "application/json") != "application/json":
             data = request_body.encode("utf-8")
         else:
             self.request_headers.setdefault("Content-Type", "application/json")
             data = json.dumps(request_body).encode("utf-8")
-        request = urllib.request.Request(self._build_url(query_params),
-                                         headers=self.request_headers, data=data,
-                                         method=method)
+        request = urllib.request.Request(
+            self._build_url(query_params), headers=self.request_headers, data=data, method=method
+        )
         try:
             raw = self._transport.open(request, timeout or self.timeout)
         except UrllibHTTPError as err:  # the same translation as the SDK's _make_request
@@ -223,15 +242,20 @@ class _KeepAliveClient(python_http_client.Client):
 class SendGridProvider:
     name = "sendgrid"
 
-    def __init__(self, api_key: str, from_email: str, base_url: str,
-                 timeout: float = TIMEOUT_SECONDS):
+    def __init__(
+        self, api_key: str, from_email: str, base_url: str, timeout: float = TIMEOUT_SECONDS
+    ):
         self.client = SendGridAPIClient(api_key, host=base_url)
         self.transport = KeepAliveTransport()
         sdk = self.client.client
         # The SDK's HTTP client waits forever by default; child clients inherit this value.
         self.client.client = _KeepAliveClient(
-            host=sdk.host, request_headers=sdk.request_headers, version=sdk._version,
-            timeout=timeout, transport=self.transport)
+            host=sdk.host,
+            request_headers=sdk.request_headers,
+            version=sdk._version,
+            timeout=timeout,
+            transport=self.transport,
+        )
         self.from_email = from_email
 
     def build(self, message: OutgoingMessage) -> Mail:
@@ -247,8 +271,12 @@ class SendGridProvider:
         if dynamic:
             mail.template_id = message.template_id
             mail.dynamic_template_data = message.template_data or {}
-        args = {"message_id": message.message_id, "org_id": message.org_id,
-                "cart_id": message.cart_id, **message.tags}
+        args = {
+            "message_id": message.message_id,
+            "org_id": message.org_id,
+            "cart_id": message.cart_id,
+            **message.tags,
+        }
         mail.custom_arg = [CustomArg(key, str(value)) for key, value in args.items()]
         mail.category = [Category("cart_recovery"), Category(f"step_{message.step_index + 1}")]
         mail.header = Header(MESSAGE_ID_HEADER, message.message_id)

@@ -46,7 +46,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
 
     def request(self, method, url, *args, **kwargs):
         if self.base_url and url.startswith(TWILIO_API):
-            url = self.base_url + url[len(TWILIO_API):]
+            url = self.base_url + url[len(TWILIO_API) :]
         return super().request(method, url, *args, **kwargs)
 
 
@@ -100,12 +100,21 @@ def suppress_phone(conn, org_id: str, phone: str, reason: str) -> None:
 class TwilioSmsProvider:
     name = "twilio"
 
-    def __init__(self, account_sid: str, auth_token: str, *, app_url: str,
-                 phone_number: str | None = None, messaging_service_sid: str | None = None,
-                 base_url: str | None = None, db: Database | None = None,
-                 timeout: float = TIMEOUT_SECONDS):
-        self.client = Client(account_sid, auth_token,
-                             http_client=BaseUrlHttpClient(base_url, timeout))
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        app_url: str,
+        phone_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        base_url: str | None = None,
+        db: Database | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+    ):
+        self.client = Client(
+            account_sid, auth_token, http_client=BaseUrlHttpClient(base_url, timeout)
+        )
         self.app_url = app_url
         self.phone_number = phone_number
         self.messaging_service_sid = messaging_service_sid
@@ -116,17 +125,23 @@ class TwilioSmsProvider:
         (settings ``sender_identities.sms``), else TWILIO_MESSAGING_SERVICE_SID, else
         TWILIO_PHONE_NUMBER."""
         identity = org_sms_identity(org_settings)
-        for candidate in (message.sender, identity.get("messaging_service_sid"),
-                          identity.get("from_number"), self.messaging_service_sid,
-                          self.phone_number):
+        for candidate in (
+            message.sender,
+            identity.get("messaging_service_sid"),
+            identity.get("from_number"),
+            self.messaging_service_sid,
+            self.phone_number,
+        ):
             if candidate:
                 candidate = str(candidate).strip()
                 if candidate.startswith("MG"):
                     return {"messaging_service_sid": candidate}
                 return {"from_": candidate}
-        raise ProviderError("no SMS sender: set TWILIO_PHONE_NUMBER or "
-                            "TWILIO_MESSAGING_SERVICE_SID", retryable=False,
-                            reason="not_configured")
+        raise ProviderError(
+            "no SMS sender: set TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID",
+            retryable=False,
+            reason="not_configured",
+        )
 
     def _prepare(self, message: OutgoingMessage, segments: int) -> dict:
         org_settings: dict = {}
@@ -153,17 +168,18 @@ class TwilioSmsProvider:
         sender = self._prepare(message, segments)
         try:
             created = self.client.messages.create(
-                to=message.recipient, body=body,
-                status_callback=status_callback_url(self.app_url, message.org_id,
-                                                    message.message_id),
+                to=message.recipient,
+                body=body,
+                status_callback=status_callback_url(
+                    self.app_url, message.org_id, message.message_id
+                ),
                 **sender,
             )
         except TwilioRestException as exc:
             raise self._error(message, exc) from exc
         except (requests.RequestException, TwilioException) as exc:
             raise ProviderError(f"twilio unreachable: {exc}", retryable=True) from exc
-        return SendResult(provider=self.name, provider_message_id=created.sid,
-                          segments=segments)
+        return SendResult(provider=self.name, provider_message_id=created.sid, segments=segments)
 
     def _error(self, message: OutgoingMessage, exc: TwilioRestException) -> ProviderError:
         status, code = exc.status or 0, exc.code
@@ -172,8 +188,12 @@ class TwilioSmsProvider:
             reason = "unsubscribed" if code == UNSUBSCRIBED else "invalid_number"
             if self.db is not None:
                 with self.db.tenant(message.org_id) as conn:
-                    suppress_phone(conn, message.org_id, message.recipient,
-                                   "stop" if code == UNSUBSCRIBED else "invalid_number")
+                    suppress_phone(
+                        conn,
+                        message.org_id,
+                        message.recipient,
+                        "stop" if code == UNSUBSCRIBED else "invalid_number",
+                    )
             return ProviderError(text, retryable=False, reason=reason, code=code)
         retryable = status == 429 or status >= 500 or code in RATE_LIMITED_CODES
         return ProviderError(text, retryable=retryable, code=code)

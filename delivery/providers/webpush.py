@@ -47,8 +47,9 @@ def load_vapid_key(value: str) -> Vapid02:
     try:
         if "-----BEGIN" in text:
             key = load_pem_private_key(text.encode(), password=None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey) or \
-                    not isinstance(key.curve, ec.SECP256R1):
+            if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+                key.curve, ec.SECP256R1
+            ):
                 raise ValueError("not a P-256 (prime256v1) key")
             return Vapid02(key)
         if os.path.isfile(text):
@@ -56,11 +57,11 @@ def load_vapid_key(value: str) -> Vapid02:
                 return load_vapid_key(handle.read())
         return Vapid02.from_string(text)
     except ValueError as exc:
-        raise ValueError(f"VAPID_PRIVATE_KEY is not a usable P-256 private key: {exc}") \
-            from None
+        raise ValueError(f"VAPID_PRIVATE_KEY is not a usable P-256 private key: {exc}") from None
     except Exception as exc:  # py_vapid raises assorted errors on malformed base64 / DER
-        raise ValueError("VAPID_PRIVATE_KEY is not a usable P-256 private key: "
-                         f"{type(exc).__name__}") from None
+        raise ValueError(
+            f"VAPID_PRIVATE_KEY is not a usable P-256 private key: {type(exc).__name__}"
+        ) from None
 
 
 def push_url(message: OutgoingMessage) -> str | None:
@@ -89,8 +90,11 @@ def notification_payload(message: OutgoingMessage) -> dict:
         "image": message.image,
         "url": url,
         "tag": f"cart-{message.cart_id}",
-        "data": {"cart_id": message.cart_id, "message_id": message.message_id,
-                 "campaign_step": str(message.step_index + 1)},
+        "data": {
+            "cart_id": message.cart_id,
+            "message_id": message.message_id,
+            "campaign_step": str(message.step_index + 1),
+        },
     }
     return {k: v for k, v in payload.items() if v is not None}
 
@@ -124,9 +128,16 @@ def find_subscription(conn, org_id: str, recipient: str) -> dict | None:
 class WebPushProvider:
     name = "webpush"
 
-    def __init__(self, db: Database, private_key: str, subject: str, *,
-                 ttl: int = DEFAULT_TTL_SECONDS, urgency: str = "normal",
-                 timeout: float = TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        db: Database,
+        private_key: str,
+        subject: str,
+        *,
+        ttl: int = DEFAULT_TTL_SECONDS,
+        urgency: str = "normal",
+        timeout: float = TIMEOUT_SECONDS,
+    ):
         self.db = db
         self.private_key = private_key
         self.subject = subject
@@ -143,8 +154,9 @@ class WebPushProvider:
                 try:
                     self._vapid = load_vapid_key(self.private_key)
                 except ValueError as exc:
-                    raise ProviderError(str(exc), retryable=False,
-                                        reason="not_configured") from None
+                    raise ProviderError(
+                        str(exc), retryable=False, reason="not_configured"
+                    ) from None
             return self._vapid
 
     def send(self, message: OutgoingMessage) -> SendResult:
@@ -158,19 +170,25 @@ class WebPushProvider:
         with self.db.tenant(message.org_id) as conn:
             subscription = find_subscription(conn, message.org_id, message.recipient)
         if subscription is None:
-            raise ProviderError("push subscription not found", retryable=False,
-                                reason="subscription_gone")
+            raise ProviderError(
+                "push subscription not found", retryable=False, reason="subscription_gone"
+            )
         signer = self._signer()
-        info = {"endpoint": subscription["endpoint"],
-                "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}}
-        data = json.dumps(notification_payload(message), ensure_ascii=False,
-                          separators=(",", ":"))
+        info = {
+            "endpoint": subscription["endpoint"],
+            "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]},
+        }
+        data = json.dumps(notification_payload(message), ensure_ascii=False, separators=(",", ":"))
         headers = {"Urgency": self.urgency, "Topic": topic_for(message.cart_id)}
         try:
             response = webpush(
-                info, data=data, vapid_private_key=signer,
+                info,
+                data=data,
+                vapid_private_key=signer,
                 vapid_claims={"sub": self.subject},  # fresh per call: pywebpush mutates it
-                ttl=self.ttl, timeout=self.timeout, headers=headers,
+                ttl=self.ttl,
+                timeout=self.timeout,
+                headers=headers,
                 requests_session=self.session,
             )
         except WebPushException as exc:
@@ -178,25 +196,28 @@ class WebPushProvider:
         except requests.RequestException as exc:
             raise ProviderError(f"push service unreachable: {exc}", retryable=True) from exc
         except (ValueError, TypeError) as exc:  # malformed p256dh/auth: cannot encrypt
-            raise ProviderError(f"push subscription keys unusable: {exc}", retryable=False,
-                                reason="invalid_subscription") from exc
-        return SendResult(provider=self.name,
-                          provider_message_id=response.headers.get("Location"))
+            raise ProviderError(
+                f"push subscription keys unusable: {exc}",
+                retryable=False,
+                reason="invalid_subscription",
+            ) from exc
+        return SendResult(provider=self.name, provider_message_id=response.headers.get("Location"))
 
-    def _error(self, message: OutgoingMessage, subscription: dict,
-               exc: WebPushException) -> ProviderError:
+    def _error(
+        self, message: OutgoingMessage, subscription: dict, exc: WebPushException
+    ) -> ProviderError:
         response = exc.response
         status = getattr(response, "status_code", 0) or 0
         text = f"push service {status}: {getattr(response, 'text', '') or exc.message}"[:500]
         if status in (404, 410):
             with self.db.tenant(message.org_id) as conn:
                 conn.execute(
-                    "DELETE FROM app.push_subscriptions "
-                    "WHERE org_id = %s AND subscription_id = %s",
+                    "DELETE FROM app.push_subscriptions WHERE org_id = %s AND subscription_id = %s",
                     (message.org_id, subscription["subscription_id"]),
                 )
-            log.info("push subscription %s gone (%s): deleted",
-                     subscription["subscription_id"], status)
+            log.info(
+                "push subscription %s gone (%s): deleted", subscription["subscription_id"], status
+            )
             return ProviderError(text, retryable=False, reason="subscription_gone", code=status)
         retryable = status == 429 or status >= 500
         return ProviderError(text, retryable=retryable, code=status or None)

@@ -109,6 +109,7 @@ class Adapter(ABC):
         """The form a connection's ``shop_domain`` is stored in, from what an admin typed
         (the same form ``locate`` returns); ValueError if it cannot be one."""
         return value.strip().lower()
+
     # What the store must be told to call: topic → URL path ("{connection_id}" is filled
     # in). Empty: the store posts everything to /api/webhooks/custom/{connection_id}.
     webhook_topics: ClassVar[dict[str, str]] = {}
@@ -156,6 +157,5 @@ def error_details(exc: ValueError) -> dict[str, Any]:
     """The ``details`` of a 400 for a payload or canonical record that failed validation:
     pydantic's error list, or the message of msgspec's / the canonical record's error."""
     if isinstance(exc, ValidationError):
-        return {"errors": exc.errors(include_url=False, include_context=False,
-                                     include_input=False)}
+        return {"errors": exc.errors(include_url=False, include_context=False, include_input=False)}
     return {"errors": [{"msg": str(exc)[:500]}]}

@@ -135,8 +135,9 @@ def read_order(order: Any) -> BcOrder:
 class BigCommerceApi:
     """The calls we make to one store's REST API (``X-Auth-Token``)."""
 
-    def __init__(self, store_hash: str, access_token: str, base_url: str = DEFAULT_API_BASE,
-                 **client_options):
+    def __init__(
+        self, store_hash: str, access_token: str, base_url: str = DEFAULT_API_BASE, **client_options
+    ):
         if not _STORE_HASH.match(store_hash or ""):
             raise ValueError("store hash must be alphanumeric")
         self.client = StoreHttpClient(
@@ -152,13 +153,21 @@ class BigCommerceApi:
         token = creds.get("access_token")
         if not token:
             return None
-        return cls(connection.shop_domain, token, creds.get("api_base_url") or DEFAULT_API_BASE,
-                   **client_options)
+        return cls(
+            connection.shop_domain,
+            token,
+            creds.get("api_base_url") or DEFAULT_API_BASE,
+            **client_options,
+        )
 
     def cart(self, cart_id: str) -> dict | None:
         """The full cart (``data`` of the v3 response), None once it is gone (404)."""
-        body = self.client.json("GET", f"/v3/carts/{quote(cart_id, safe='')}",
-                                params={"include": "redirect_urls"}, allow=(404,))
+        body = self.client.json(
+            "GET",
+            f"/v3/carts/{quote(cart_id, safe='')}",
+            params={"include": "redirect_urls"},
+            allow=(404,),
+        )
         if body is None:
             return None
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
@@ -173,12 +182,22 @@ class BigCommerceApi:
             raise StoreApiError("order response is not an object", 200)
         return body
 
-    def orders(self, *, min_date_created: datetime, page: int, limit: int = 250,
-               status_id: int | None = None) -> list[dict]:
+    def orders(
+        self,
+        *,
+        min_date_created: datetime,
+        page: int,
+        limit: int = 250,
+        status_id: int | None = None,
+    ) -> list[dict]:
         """One page of v2 orders created since ``min_date_created`` (oldest first); an empty
         list past the last page (BigCommerce answers 204 there)."""
-        params: dict[str, Any] = {"min_date_created": min_date_created.isoformat(),
-                                  "page": page, "limit": limit, "sort": "date_created:asc"}
+        params: dict[str, Any] = {
+            "min_date_created": min_date_created.isoformat(),
+            "page": page,
+            "limit": limit,
+            "sort": "date_created:asc",
+        }
         if status_id is not None:
             params["status_id"] = status_id
         body = self.client.json("GET", "/v2/orders", params=params)
@@ -251,8 +270,12 @@ def _line(line: BcLine) -> state.LineItem:
     return state.LineItem(
         title=line.name,
         product_id=line.product_id if line.product_id is not None else line.id,
-        variant_id=line.variant_id, sku=line.sku, quantity=line.quantity,
-        price=price if price is not None else Decimal("0"), image_url=line.image_url)
+        variant_id=line.variant_id,
+        sku=line.sku,
+        quantity=line.quantity,
+        price=price if price is not None else Decimal("0"),
+        image_url=line.image_url,
+    )
 
 
 def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalCart:
@@ -260,10 +283,21 @@ def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalC
     raises ValueError (msgspec's ValidationError and InvalidCanonical are ones)."""
     bc = msgspec.convert(cart, BcCart)
     groups = bc.line_items
-    lines = None if groups is None else [
-        _line(line) for group in (groups.physical_items, groups.digital_items,
-                                  groups.custom_items, groups.gift_certificates)
-        if group for line in group]
+    lines = (
+        None
+        if groups is None
+        else [
+            _line(line)
+            for group in (
+                groups.physical_items,
+                groups.digital_items,
+                groups.custom_items,
+                groups.gift_certificates,
+            )
+            if group
+            for line in group
+        ]
+    )
     redirects = bc.redirect_urls
     return state.CanonicalCart(
         platform=PLATFORM,
@@ -280,8 +314,9 @@ def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalC
     )
 
 
-def order_to_canonical(order: BcOrder, connection_id: UUID | None,
-                       cart_id: str | None = None) -> state.CanonicalOrder:
+def order_to_canonical(
+    order: BcOrder, connection_id: UUID | None, cart_id: str | None = None
+) -> state.CanonicalOrder:
     """A v2 order as a canonical order; ``cart_id`` (from ``store/cart/converted``) wins over
     the order's own ``cart_id``."""
     address = order.billing_address or BcAddress()
@@ -301,8 +336,12 @@ def order_to_canonical(order: BcOrder, connection_id: UUID | None,
     )
 
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
 
 
 def rfc2822(value: str | None) -> datetime | None:
@@ -330,8 +369,15 @@ def _v2_date(value: str) -> datetime | None:
         return None
     _, day, month, year, clock, _ = parts
     try:
-        return datetime(int(year), _MONTHS[month], int(day), int(clock[:2]), int(clock[3:5]),
-                        int(clock[6:]), tzinfo=UTC)
+        return datetime(
+            int(year),
+            _MONTHS[month],
+            int(day),
+            int(clock[:2]),
+            int(clock[3:5]),
+            int(clock[6:]),
+            tzinfo=UTC,
+        )
     except (KeyError, ValueError):
         return None
 
@@ -343,8 +389,14 @@ def _keyed_sha256(key: bytes) -> hmac.HMAC:
     return hmac.new(key, digestmod="sha256")
 
 
-def verify_standard_webhook(key: bytes, headers, body: bytes, tolerance: float | None,
-                            now: float, signatures: str | None = None) -> bool:
+def verify_standard_webhook(
+    key: bytes,
+    headers,
+    body: bytes,
+    tolerance: float | None,
+    now: float,
+    signatures: str | None = None,
+) -> bool:
     """Standard Webhooks: one of the space-separated ``v1,<base64>`` signatures equals
     base64 HMAC-SHA256(key, ``{id}.{timestamp}.{body}``), and the timestamp is within
     ``tolerance`` seconds of ``now`` (None or 0: not checked). ``signatures``: the
@@ -389,8 +441,9 @@ def token_matches(given: str | None, secrets: list[str]) -> bool:
 
 class BigCommerceAdapter(Adapter):
     platform: ClassVar[str] = PLATFORM
-    webhook_topics: ClassVar[dict[str, str]] = {scope: "/api/webhooks/bigcommerce"
-                                                for scope in SCOPES}
+    webhook_topics: ClassVar[dict[str, str]] = {
+        scope: "/api/webhooks/bigcommerce" for scope in SCOPES
+    }
     # Seams for tests and benchmarks: the clock the signature timestamp is checked against,
     # and the sleep the API client waits with between retries.
     clock: ClassVar = staticmethod(time.time)
@@ -413,7 +466,7 @@ class BigCommerceAdapter(Adapter):
             return store
         producer = self._json(request.body).get("producer")
         if isinstance(producer, str) and producer.startswith("stores/"):
-            return producer[len("stores/"):] or None
+            return producer[len("stores/") :] or None
         return None
 
     def verify(self, request: InboundRequest, connection: Connection) -> bool:
@@ -425,9 +478,12 @@ class BigCommerceAdapter(Adapter):
         if signatures is not None:
             tolerance = creds.get("signature_tolerance_seconds", self.tolerance)
             return verify_standard_webhook(
-                str(client_secret).encode(), request.headers, request.body,
+                str(client_secret).encode(),
+                request.headers,
+                request.body,
                 float(tolerance) if isinstance(tolerance, (int, float)) else self.tolerance,
-                self.clock(), signatures,
+                self.clock(),
+                signatures,
             )
         return True
 
@@ -444,10 +500,14 @@ class BigCommerceAdapter(Adapter):
             dedup = f"{scope}:{callback.hash}:{callback.created_at}"
         else:
             dedup = request.headers.get("webhook-id") or None
-        occurred = (datetime.fromtimestamp(callback.created_at, UTC)
-                    if callback.created_at is not None else None)
-        delivery = Delivery(topic=scope, payload={"callback": payload}, dedup_key=dedup,
-                            occurred_at=occurred)
+        occurred = (
+            datetime.fromtimestamp(callback.created_at, UTC)
+            if callback.created_at is not None
+            else None
+        )
+        delivery = Delivery(
+            topic=scope, payload={"callback": payload}, dedup_key=dedup, occurred_at=occurred
+        )
         if scope in CART_SCOPES:
             self._cart_delivery(delivery, callback, connection)
         elif scope == CONVERTED:
@@ -476,8 +536,9 @@ class BigCommerceAdapter(Adapter):
         if cart is None or cart.external_id != cart_id:
             # Gone (converted or deleted) or not fetchable: the cart row still exists, so a
             # conversion that arrived first finds it; stored content is left alone.
-            cart = state.CanonicalCart(platform=PLATFORM, external_id=cart_id,
-                                       connection_id=connection.connection_id)
+            cart = state.CanonicalCart(
+                platform=PLATFORM, external_id=cart_id, connection_id=connection.connection_id
+            )
         if callback.scope != "store/cart/abandoned" or cart.source_updated_at is None:
             # A CartChange: the dispatcher claims, upserts and stores it in one statement.
             delivery.apply = state.CartChange(cart)
@@ -492,8 +553,7 @@ class BigCommerceAdapter(Adapter):
 
         delivery.apply = apply
 
-    def _converted_delivery(self, delivery: Delivery, callback: Callback,
-                            connection: Connection):
+    def _converted_delivery(self, delivery: Delivery, callback: Callback, connection: Connection):
         cart_id = str(callback.data.id)
         order_id = None if callback.data.orderId is None else str(callback.data.orderId)
         if not _CART_ID.match(cart_id) or not order_id or not _ORDER_ID.match(order_id):
@@ -501,10 +561,17 @@ class BigCommerceAdapter(Adapter):
         fetched = self._fetch(connection, "order", order_id, required=False)
         order = self._order(fetched, connection) if fetched else None
         delivery.payload["order"] = fetched if order else None
-        canonical = (order_to_canonical(order, connection.connection_id, cart_id) if order else
-                     state.CanonicalOrder(platform=PLATFORM, external_id=order_id,
-                                          connection_id=connection.connection_id,
-                                          checkout_token=cart_id, checkout_external_id=cart_id))
+        canonical = (
+            order_to_canonical(order, connection.connection_id, cart_id)
+            if order
+            else state.CanonicalOrder(
+                platform=PLATFORM,
+                external_id=order_id,
+                connection_id=connection.connection_id,
+                checkout_token=cart_id,
+                checkout_external_id=cart_id,
+            )
+        )
         delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, canonical)["cart_id"]
 
     def _order_delivery(self, delivery: Delivery, callback: Callback, connection: Connection):
@@ -543,7 +610,8 @@ class BigCommerceAdapter(Adapter):
         except StoreApiError as exc:
             if exc.retryable and required:
                 raise StoreApiUnavailable(
-                    "the BigCommerce API is not answering; deliver again later") from exc
+                    "the BigCommerce API is not answering; deliver again later"
+                ) from exc
             log.warning("bigcommerce %s %s %s: %s", connection.shop_domain, kind, object_id, exc)
             return None
 

@@ -28,11 +28,17 @@ from .base import Adapter, AdapterError, Delivery, InboundRequest
 from .headers import EnvironHeaderView
 
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
-_SECRET_HEADERS = {"authorization", "cookie", "x-shopify-hmac-sha256", "x-wc-webhook-signature",
-                   "webhook-signature", "x-adobe-commerce-webhook-signature",
-                   "x-cartrecovery-signature",
-                   # The shared token BigCommerce hooks and unsigned Magento hooks send.
-                   "x-cartrec-hook-token"}
+_SECRET_HEADERS = {
+    "authorization",
+    "cookie",
+    "x-shopify-hmac-sha256",
+    "x-wc-webhook-signature",
+    "webhook-signature",
+    "x-adobe-commerce-webhook-signature",
+    "x-cartrecovery-signature",
+    # The shared token BigCommerce hooks and unsigned Magento hooks send.
+    "x-cartrec-hook-token",
+}
 
 # How long a process may reuse a store connection it read. Every use is confirmed against the
 # row in the request's transaction, so this bounds only memory staleness, not what is accepted.
@@ -72,8 +78,7 @@ def receive(adapter: Adapter, req: InboundRequest, connection: Connection | None
         return _receive(adapter, req, connection, 0.0)
 
 
-def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | None,
-             max_age: float):
+def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | None, max_age: float):
     check = None  # the query confirming a connection this request looked up itself
     try:
         ack = adapter.acknowledge_unsigned(req)
@@ -87,8 +92,9 @@ def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | Non
             # Only the plain "active" lookup is cached: a wider one picks among several rows.
             cached = max_age if statuses == ("active",) else 0.0
             rt = runtime()
-            connection = find_connection(rt.db, rt.encryption_key, adapter.platform, key,
-                                         statuses=statuses, max_age=cached)
+            connection = find_connection(
+                rt.db, rt.encryption_key, adapter.platform, key, statuses=statuses, max_age=cached
+            )
             if connection is None:
                 raise unknown_store(adapter.unknown_store_code)
             if cached:
@@ -112,22 +118,32 @@ def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | Non
         raise ApiError(exc.status, exc.code, exc.message, exc.details) from exc
 
 
-def _store(adapter: Adapter, req: InboundRequest, connection: Connection, delivery: Delivery,
-           check: tuple | None):
+def _store(
+    adapter: Adapter,
+    req: InboundRequest,
+    connection: Connection,
+    delivery: Delivery,
+    check: tuple | None,
+):
     """Claim, apply and append in one tenant transaction (see the module docstring)."""
     db = runtime().db
     org_id = connection.org_id
     checks = (check,) if check else ()
     event = EventRow(
-        source=adapter.platform, topic=delivery.topic,
-        dedup_key=delivery.dedup_key or body_hash(req.body), payload=delivery.payload,
-        headers=delivery.headers or kept_headers(req), connection_id=connection.connection_id,
+        source=adapter.platform,
+        topic=delivery.topic,
+        dedup_key=delivery.dedup_key or body_hash(req.body),
+        payload=delivery.payload,
+        headers=delivery.headers or kept_headers(req),
+        connection_id=connection.connection_id,
         occurred_at=delivery.occurred_at,
     )
     change = delivery.apply
     if isinstance(change, CartChange) and change.fusable:
         with db.tenant_with(org_id, *checks, cart_event_query(org_id, change, event)) as (
-                conn, rows):
+            conn,
+            rows,
+        ):
             if checks and not rows[0]:
                 raise _StaleConnection  # rolls the statement's writes back
             row = rows[-1][0]
@@ -145,9 +161,16 @@ def _store(adapter: Adapter, req: InboundRequest, connection: Connection, delive
             event_id = rows[-1][0]["event_id"]
             cart_id = change(conn, org_id) if change else None
             append_event(
-                conn, event_id, org_id=org_id, source=event.source, topic=event.topic,
-                dedup_key=event.dedup_key, payload=event.payload, headers=event.headers,
-                connection_id=event.connection_id, cart_id=cart_id,
+                conn,
+                event_id,
+                org_id=org_id,
+                source=event.source,
+                topic=event.topic,
+                dedup_key=event.dedup_key,
+                payload=event.payload,
+                headers=event.headers,
+                connection_id=event.connection_id,
+                cart_id=cart_id,
                 occurred_at=event.occurred_at,
             )
     return {"status": "ok", "event_id": str(event_id), **(delivery.response or {})}, 200

@@ -49,8 +49,7 @@ def signature(secret: str, body: bytes, timestamp: int | str) -> str:
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """The two headers a sender adds (a client helper, also used by the tests)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
-    return {TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature(secret, body, timestamp)}
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signature(secret, body, timestamp)}
 
 
 class GenericAdapter(Adapter):
@@ -72,16 +71,20 @@ class GenericAdapter(Adapter):
             return False
         if abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
             return False
-        return any(hmac.compare_digest(signature(secret, request.body, stamp).encode(),
-                                       given.encode())
-                   for secret in connection.secrets)
+        return any(
+            hmac.compare_digest(signature(secret, request.body, stamp).encode(), given.encode())
+            for secret in connection.secrets
+        )
 
     def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
         raw = json_object(request.body)
         event = GenericEvent.model_validate(raw)  # ValidationError → 400
         cart = to_cart(event, PLATFORM, connection.connection_id)
-        order = (to_order(event, PLATFORM, connection.connection_id)
-                 if event.event == "order_completed" else None)
+        order = (
+            to_order(event, PLATFORM, connection.connection_id)
+            if event.event == "order_completed"
+            else None
+        )
 
         def apply(conn, org_id: UUID) -> UUID:
             cart_id = state.upsert_cart(conn, org_id, cart)
@@ -89,5 +92,10 @@ class GenericAdapter(Adapter):
                 state.record_order(conn, org_id, order)
             return cart_id
 
-        return Delivery(topic=event.event, payload=raw, dedup_key=event.event_id, apply=apply,
-                        occurred_at=event.timestamp)
+        return Delivery(
+            topic=event.event,
+            payload=raw,
+            dedup_key=event.event_id,
+            apply=apply,
+            occurred_at=event.timestamp,
+        )

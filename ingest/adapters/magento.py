@@ -75,16 +75,20 @@ PLATFORM = "magento"
 SIGNATURE_HEADER = "x-adobe-commerce-webhook-signature"
 STORE_HEADER = "X-Cartrec-Store"
 IO_EVENTS_PREFIX = "com.adobe.commerce."
-CART_EVENTS = frozenset({
-    "observer.checkout_cart_save_after",
-    "observer.sales_quote_save_after",
-    "observer.checkout_cart_product_add_after",
-})
-ORDER_EVENTS = frozenset({
-    "observer.sales_order_place_after",
-    "observer.checkout_submit_all_after",
-    "observer.sales_order_save_after",
-})
+CART_EVENTS = frozenset(
+    {
+        "observer.checkout_cart_save_after",
+        "observer.sales_quote_save_after",
+        "observer.checkout_cart_product_add_after",
+    }
+)
+ORDER_EVENTS = frozenset(
+    {
+        "observer.sales_order_place_after",
+        "observer.checkout_submit_all_after",
+        "observer.sales_order_save_after",
+    }
+)
 SUCCESS = {"op": "success"}
 
 # SPEC §4's query; ``items`` works on 2.4.x (``itemsV2`` is preferred on 2.4.7+).
@@ -214,9 +218,12 @@ def _gql_line(item: GqlItem) -> state.LineItem:
     product, prices = item.product, item.prices
     price = prices.price.value if prices and prices.price else None
     return state.LineItem(
-        title=product.name if product else None, sku=product.sku if product else None,
-        product_id=item.uid, quantity=_units(item.quantity),
-        price=price if price is not None else Decimal("0"))
+        title=product.name if product else None,
+        sku=product.sku if product else None,
+        product_id=item.uid,
+        quantity=_units(item.quantity),
+        price=price if price is not None else Decimal("0"),
+    )
 
 
 # --- GraphQL -----------------------------------------------------------------------------------
@@ -242,8 +249,12 @@ class MagentoGraphQL:
     def cart(self, masked_id: str) -> dict | None:
         """The cart for a masked quote id, None if Magento does not know it (GraphQL answers
         200 with ``errors`` and ``cart: null`` then)."""
-        body = self.client.json("POST", "/graphql", idempotent=True,
-                                json={"query": CART_QUERY, "variables": {"id": masked_id}})
+        body = self.client.json(
+            "POST",
+            "/graphql",
+            idempotent=True,
+            json={"query": CART_QUERY, "variables": {"id": masked_id}},
+        )
         if not isinstance(body, dict):
             raise StoreApiError("GraphQL answer is not an object", 200)
         data = body.get("data")
@@ -260,9 +271,12 @@ class MagentoGraphQL:
 # --- payload → canonical ---------------------------------------------------------------------
 
 
-def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
-                       connection_id: UUID | None, graphql: dict | None = None
-                       ) -> state.CanonicalCart:
+def quote_to_canonical(
+    quote: Quote,
+    items: list[QuoteItem] | None,
+    connection_id: UUID | None,
+    graphql: dict | None = None,
+) -> state.CanonicalCart:
     """A quote (webhook payload) as a canonical cart; the GraphQL cart, when fetched, gives
     the items, prices and email. Raises ValueError (msgspec's ValidationError, or
     InvalidCanonical) for a GraphQL cart of the wrong shape or bounds, BadPayload for a quote
@@ -274,23 +288,45 @@ def quote_to_canonical(quote: Quote, items: list[QuoteItem] | None,
     if graphql is not None:
         cart = msgspec.convert(graphql, GqlCart)
         grand = cart.prices.grand_total if cart.prices else None
-        lines = None if cart.items is None else [
-            _gql_line(item) for item in cart.items if item is not None]
-        total = grand.value if grand is not None and grand.value is not None \
-            else quote.grand_total
+        lines = (
+            None
+            if cart.items is None
+            else [_gql_line(item) for item in cart.items if item is not None]
+        )
+        total = grand.value if grand is not None and grand.value is not None else quote.grand_total
         currency = (grand.currency if grand else None) or currency or _item_currency(cart)
         email, token = cart.email or email, token or cart.id
     else:
-        lines = None if items is None else [
-            state.LineItem(title=i.name, sku=i.sku, product_id=i.product_id,
-                           quantity=_units(i.qty), price=i.price) for i in items]
+        lines = (
+            None
+            if items is None
+            else [
+                state.LineItem(
+                    title=i.name,
+                    sku=i.sku,
+                    product_id=i.product_id,
+                    quantity=_units(i.qty),
+                    price=i.price,
+                )
+                for i in items
+            ]
+        )
         total = quote.grand_total if lines is not None else None
     return state.CanonicalCart(
-        platform=PLATFORM, external_id=external_id, cart_token=token,
-        connection_id=connection_id, email=email, first_name=quote.customer_firstname,
-        last_name=quote.customer_lastname, customer_external_id=quote.customer_id or None,
-        currency=currency, total_price=total, line_items=lines,
-        source_created_at=quote.created_at, source_updated_at=quote.updated_at)
+        platform=PLATFORM,
+        external_id=external_id,
+        cart_token=token,
+        connection_id=connection_id,
+        email=email,
+        first_name=quote.customer_firstname,
+        last_name=quote.customer_lastname,
+        customer_external_id=quote.customer_id or None,
+        currency=currency,
+        total_price=total,
+        line_items=lines,
+        source_created_at=quote.created_at,
+        source_updated_at=quote.updated_at,
+    )
 
 
 def _item_currency(cart: GqlCart) -> str | None:
@@ -353,7 +389,7 @@ def _event_name(value: Any) -> str:
     "sales_order_place_before"``)."""
     name = str(value)
     if name.startswith(IO_EVENTS_PREFIX):
-        name = name[len(IO_EVENTS_PREFIX):]
+        name = name[len(IO_EVENTS_PREFIX) :]
     if not name.startswith(("observer.", "plugin.")):
         name = "observer." + name
     return name
@@ -366,8 +402,7 @@ class MagentoAdapter(Adapter):
     platform: ClassVar[str] = PLATFORM
     # The connection's own URL names the store; ``/api/webhooks/magento?store=<host>`` works
     # too, for webhook definitions shared across environments.
-    webhook_topics: ClassVar[dict[str, str]] = {
-        "webhooks": "/api/webhooks/custom/{connection_id}"}
+    webhook_topics: ClassVar[dict[str, str]] = {"webhooks": "/api/webhooks/custom/{connection_id}"}
     sleep: ClassVar = staticmethod(time.sleep)
     # Commerce waits for our answer while the shopper waits for Commerce: stay short.
     client_options: ClassVar[dict] = {"timeout": 3, "max_attempts": 2, "max_retry_after": 2}
@@ -391,10 +426,9 @@ class MagentoAdapter(Adapter):
         payload = json_object(request.body)
         name, data = payload.get("eventName"), payload.get("data")
         if not isinstance(name, str) or not name or not isinstance(data, dict):
-            raise BadPayload("expected {\"eventName\": string, \"data\": object}")
+            raise BadPayload('expected {"eventName": string, "data": object}')
         event = _event_name(name)
-        delivery = Delivery(topic=event[:200], payload={"webhook": payload},
-                            response=dict(SUCCESS))
+        delivery = Delivery(topic=event[:200], payload={"webhook": payload}, response=dict(SUCCESS))
         if event in CART_EVENTS:
             self._cart(delivery, self._object(data, "quote", "cart"), connection)
         elif event in ORDER_EVENTS:
@@ -414,8 +448,9 @@ class MagentoAdapter(Adapter):
                 try:
                     cart = quote_to_canonical(quote, None, connection.connection_id, fetched)
                 except ValueError as exc:  # msgspec's, or the canonical cart's bounds
-                    log.warning("magento cart %s: unreadable GraphQL cart: %s",
-                                quote.masked_id, exc)
+                    log.warning(
+                        "magento cart %s: unreadable GraphQL cart: %s", quote.masked_id, exc
+                    )
         if cart is None:  # no GraphQL cart: the payload's own items, if it has them
             try:
                 items = msgspec.convert(obj.get("items"), QUOTE_ITEMS)

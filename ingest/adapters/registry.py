@@ -42,10 +42,14 @@ def reload() -> None:
 CUSTOM_PATH = "/api/webhooks/custom/{connection_id}"
 # For built-in adapters that do not (yet) say where their store must post.
 _DEFAULT_TOPICS: dict[str, dict[str, str]] = {
-    "woocommerce": {"order.created": "/api/webhooks/woocommerce",
-                    "order.updated": "/api/webhooks/woocommerce"},
-    "bigcommerce": {"store/cart/*": "/api/webhooks/bigcommerce",
-                    "store/order/created": "/api/webhooks/bigcommerce"},
+    "woocommerce": {
+        "order.created": "/api/webhooks/woocommerce",
+        "order.updated": "/api/webhooks/woocommerce",
+    },
+    "bigcommerce": {
+        "store/cart/*": "/api/webhooks/bigcommerce",
+        "store/order/created": "/api/webhooks/bigcommerce",
+    },
     "magento": {"events": "/api/webhooks/magento"},
 }
 
@@ -54,8 +58,10 @@ def webhook_urls(app_url: str, platform: str, connection_id) -> dict[str, str]:
     """What a store of ``platform`` must be told to post to, topic → absolute URL: the
     adapter's ``webhook_topics``, else the custom route of the connection."""
     cls = adapters().get(platform)
-    paths = (cls.webhook_topics if cls is not None and cls.webhook_topics else None) \
-        or _DEFAULT_TOPICS.get(platform) or {"events": CUSTOM_PATH}
+    paths = (
+        (cls.webhook_topics if cls is not None and cls.webhook_topics else None)
+        or _DEFAULT_TOPICS.get(platform)
+        or {"events": CUSTOM_PATH}
+    )
     base = app_url.rstrip("/")
-    return {topic: base + path.format(connection_id=connection_id)
-            for topic, path in paths.items()}
+    return {topic: base + path.format(connection_id=connection_id) for topic, path in paths.items()}

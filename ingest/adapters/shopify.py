@@ -179,8 +179,17 @@ class ShopRedact(_Payload):
 
 
 def _line_items(items: list[ShopifyLineItem]) -> list[state.LineItem]:
-    return [state.LineItem(title=i.title, product_id=i.product_id, variant_id=i.variant_id,
-                           sku=i.sku, quantity=i.quantity, price=i.price) for i in items]
+    return [
+        state.LineItem(
+            title=i.title,
+            product_id=i.product_id,
+            variant_id=i.variant_id,
+            sku=i.sku,
+            quantity=i.quantity,
+            price=i.price,
+        )
+        for i in items
+    ]
 
 
 def checkout_to_cart(checkout: ShopifyCheckout, connection_id: UUID) -> state.CanonicalCart:
@@ -246,8 +255,9 @@ def _checkout(store: tenancy.Connection, payload: dict, at: datetime | None) -> 
     # Upsert the cart; a completed checkout also converts it (the order event does the
     # attribution, this only stops pending messages early). A CartChange, so the dispatcher
     # can claim, apply and store the delivery in one statement.
-    return state.CartChange(checkout_to_cart(checkout, store.connection_id),
-                            converted_at=checkout.completed_at)
+    return state.CartChange(
+        checkout_to_cart(checkout, store.connection_id), converted_at=checkout.completed_at
+    )
 
 
 def _checkout_delete(store: tenancy.Connection, payload: dict, at: datetime | None) -> Apply:
@@ -258,9 +268,17 @@ def _checkout_delete(store: tenancy.Connection, payload: dict, at: datetime | No
         if found is None and ref.token:
             # Deleted before we saw it (webhooks are unordered): keep the closed checkout, so
             # its late create cannot open it again. No content, no email: nothing to send.
-            cart_id = state.upsert_cart(conn, org_id, state.CanonicalCart(
-                platform=SOURCE, external_id=ref.token, checkout_id=ref.id,
-                cart_token=ref.cart_token, connection_id=store.connection_id))
+            cart_id = state.upsert_cart(
+                conn,
+                org_id,
+                state.CanonicalCart(
+                    platform=SOURCE,
+                    external_id=ref.token,
+                    checkout_id=ref.id,
+                    cart_token=ref.cart_token,
+                    connection_id=store.connection_id,
+                ),
+            )
         elif found is None:
             return None
         else:
@@ -284,8 +302,9 @@ def _order(store: tenancy.Connection, payload: dict, at: datetime | None) -> App
     def apply(conn, org_id) -> UUID | None:
         # record_order would overwrite financial_status whatever its age: store the order
         # without it, then take the status only from a state at least as new as ours.
-        result = state.record_order(conn, org_id,
-                                    msgspec.structs.replace(order, financial_status=None))
+        result = state.record_order(
+            conn, org_id, msgspec.structs.replace(order, financial_status=None)
+        )
         conn.execute(
             """
             UPDATE app.orders
@@ -295,8 +314,12 @@ def _order(store: tenancy.Connection, payload: dict, at: datetime | None) -> App
               AND (%(at)s::timestamptz IS NULL OR source_updated_at IS NULL
                    OR source_updated_at <= %(at)s)
             """,
-            {"status": order.financial_status, "at": updated_at, "org": org_id,
-             "order": result["order_id"]},
+            {
+                "status": order.financial_status,
+                "at": updated_at,
+                "org": org_id,
+                "order": result["order_id"],
+            },
         )
         return result["cart_id"]
 
@@ -312,13 +335,26 @@ def _cart(store: tenancy.Connection, payload: dict, at: datetime | None) -> Appl
         if found is None:
             return None
         items = _line_items(cart.line_items)
-        total = sum((i.line_price if i.line_price is not None else i.price * i.quantity
-                     for i in cart.line_items), Decimal("0"))
-        return state.upsert_cart(conn, org_id, state.CanonicalCart(
-            platform=SOURCE, external_id=found["external_id"], cart_token=cart.token,
-            connection_id=store.connection_id, total_price=total, line_items=items,
-            source_updated_at=cart.updated_at,
-        ))
+        total = sum(
+            (
+                i.line_price if i.line_price is not None else i.price * i.quantity
+                for i in cart.line_items
+            ),
+            Decimal("0"),
+        )
+        return state.upsert_cart(
+            conn,
+            org_id,
+            state.CanonicalCart(
+                platform=SOURCE,
+                external_id=found["external_id"],
+                cart_token=cart.token,
+                connection_id=store.connection_id,
+                total_price=total,
+                line_items=items,
+                source_updated_at=cart.updated_at,
+            ),
+        )
 
     return apply
 
@@ -351,8 +387,15 @@ def _data_request(store: tenancy.Connection, payload: dict, at: datetime | None)
             ON CONFLICT (org_id, platform, external_request_id)
                 WHERE external_request_id IS NOT NULL DO NOTHING
             """,
-            (org_id, store.connection_id, SOURCE, request_ref, email, phone,
-             Jsonb(_jsonable(bundle))),
+            (
+                org_id,
+                store.connection_id,
+                SOURCE,
+                request_ref,
+                email,
+                phone,
+                Jsonb(_jsonable(bundle)),
+            ),
         )
         return None
 
@@ -367,8 +410,14 @@ def _customers_redact(store: tenancy.Connection, payload: dict, at: datetime | N
         from cartrecovery import privacy
 
         try:
-            privacy.erase_subject(conn, org_id, email=email, phone=phone,
-                                  reason="shopify_customers_redact", requested_by=REQUESTED_BY)
+            privacy.erase_subject(
+                conn,
+                org_id,
+                email=email,
+                phone=phone,
+                reason="shopify_customers_redact",
+                requested_by=REQUESTED_BY,
+            )
         except ValueError as exc:
             raise BadPayload(str(exc)) from exc
         # A prepared export of the same person is personal data too.
@@ -388,10 +437,13 @@ def _shop_redact(store: tenancy.Connection, payload: dict, at: datetime | None) 
     def apply(conn, org_id) -> None:
         from cartrecovery import privacy
 
-        privacy.erase_connection_data(conn, org_id, store.connection_id,
-                                      reason="shopify_shop_redact")
-        conn.execute("DELETE FROM app.data_requests WHERE org_id = %s AND connection_id = %s",
-                     (org_id, store.connection_id))
+        privacy.erase_connection_data(
+            conn, org_id, store.connection_id, reason="shopify_shop_redact"
+        )
+        conn.execute(
+            "DELETE FROM app.data_requests WHERE org_id = %s AND connection_id = %s",
+            (org_id, store.connection_id),
+        )
         return None
 
     return apply
@@ -400,8 +452,9 @@ def _shop_redact(store: tenancy.Connection, payload: dict, at: datetime | None) 
 def _subject(customer: PrivacySubject) -> tuple[str | None, str | None]:
     email, phone = state.normalize_email(customer.email), state.normalize_phone(customer.phone)
     if not (email or phone):
-        raise BadPayload("the privacy request names no email or phone",
-                         {"customer": "email or phone required"})
+        raise BadPayload(
+            "the privacy request names no email or phone", {"customer": "email or phone required"}
+        )
     return email, phone
 
 
@@ -418,8 +471,9 @@ def _redacted(topic: str, payload: dict) -> dict:
     kept = dict(payload)
     customer = kept.get("customer")
     if isinstance(customer, dict):
-        kept["customer"] = {k: ("[redacted]" if k in ("email", "phone") and v else v)
-                            for k, v in customer.items()}
+        kept["customer"] = {
+            k: ("[redacted]" if k in ("email", "phone") and v else v) for k, v in customer.items()
+        }
     return kept
 
 
@@ -465,15 +519,15 @@ class ShopifyAdapter(Adapter):
 
     def verify(self, request: InboundRequest, connection: tenancy.Connection) -> bool:
         signature = request.headers.get("X-Shopify-Hmac-Sha256")
-        return any(verify_hmac(secret, request.body, signature)
-                   for secret in connection.secrets)
+        return any(verify_hmac(secret, request.body, signature) for secret in connection.secrets)
 
     def parse(self, request: InboundRequest, connection: tenancy.Connection) -> Delivery:
         topic = self.topic(request)
         parser = PARSERS.get(topic or "")
         if parser is None:
-            raise BadPayload("unsupported Shopify topic",
-                             {"topic": topic, "supported": sorted(PARSERS)})
+            raise BadPayload(
+                "unsupported Shopify topic", {"topic": topic, "supported": sorted(PARSERS)}
+            )
         payload = json_object(request.body)
         triggered_at = _triggered_at(request)
         apply = parser(connection, payload, triggered_at)  # ValidationError → 400
@@ -489,8 +543,11 @@ class ShopifyAdapter(Adapter):
 
 def _shopify_headers(request: InboundRequest) -> dict[str, str]:
     # Everything Shopify describes the delivery with, except the signature itself.
-    return {k: v for k, v in request.headers.items()
-            if k.lower().startswith("x-shopify-") and k.lower() != "x-shopify-hmac-sha256"}
+    return {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower().startswith("x-shopify-") and k.lower() != "x-shopify-hmac-sha256"
+    }
 
 
 def _triggered_at(request: InboundRequest) -> datetime | None:

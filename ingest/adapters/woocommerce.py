@@ -70,8 +70,20 @@ def normalize_site_url(value: str) -> str:
 
 
 _WP_ENTITIES = re.compile(r"&(lt|gt|amp|quot);|&#0*(60|62|38|34|39);|&#[xX]0*(26|22|27);")
-_WP_CHARS = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "60": "<", "62": ">", "38": "&",
-             "34": '"', "39": "'", "26": "&", "22": '"', "27": "'"}
+_WP_CHARS = {
+    "lt": "<",
+    "gt": ">",
+    "amp": "&",
+    "quot": '"',
+    "60": "<",
+    "62": ">",
+    "38": "&",
+    "34": '"',
+    "39": "'",
+    "26": "&",
+    "22": '"',
+    "27": "'",
+}
 
 
 def wp_specialchars_decode(text: str) -> str:
@@ -99,8 +111,7 @@ UtcDatetime = Annotated[datetime | None, AfterValidator(_utc)]
 
 class _Payload(BaseModel):
     # WooCommerce and its plugins add fields freely; unknown ones are kept in raw.events only.
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True,
-                              str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, str_strip_whitespace=True)
 
 
 class WooAddress(_Payload):
@@ -244,8 +255,11 @@ class WooCommerceAdapter(Adapter):
         if not given:
             return False
         # During a secret rotation the previous secret stays valid too.
-        return any(hmac.compare_digest(signature(secret, request.body).encode(), given.encode())
-                   for secret in connection.secrets if secret)
+        return any(
+            hmac.compare_digest(signature(secret, request.body).encode(), given.encode())
+            for secret in connection.secrets
+            if secret
+        )
 
     def parse(self, request: InboundRequest, connection: Connection) -> Delivery:
         topic = (request.headers.get("X-WC-Webhook-Topic") or "").strip().lower()
@@ -268,6 +282,7 @@ class WooCommerceAdapter(Adapter):
             delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
         elif status in PAID_STATUSES:
             canonical = to_order(order, connection)
-            delivery.apply = lambda conn, org_id: state.record_order(conn, org_id,
-                                                                     canonical)["cart_id"]
+            delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, canonical)[
+                "cart_id"
+            ]
         return delivery

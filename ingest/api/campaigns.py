@@ -84,8 +84,12 @@ def update_campaign(id: str, body: CampaignPatch):
         try:
             updated = campaigns.update_campaign(conn, g.org_id, campaign_id, body)
         except CampaignArchivedError:
-            raise ApiError(409, "campaign_archived", "an archived campaign cannot be changed",
-                           {"campaign_id": str(campaign_id)}) from None
+            raise ApiError(
+                409,
+                "campaign_archived",
+                "an archived campaign cannot be changed",
+                {"campaign_id": str(campaign_id)},
+            ) from None
     if updated is None:
         raise _not_found()
     return jsonify(updated)

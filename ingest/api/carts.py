@@ -28,8 +28,9 @@ CART_COLUMNS = """cart_id, platform, external_id, email, phone, currency, total_
 
 class CartListQuery(BaseModel):
     status: Literal["active", "abandoned", "converted", "recovered"] | None = None
-    email: str | None = Field(default=None, min_length=1, max_length=320,
-                              description="Matched case-insensitively.")
+    email: str | None = Field(
+        default=None, min_length=1, max_length=320, description="Matched case-insensitively."
+    )
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
 
@@ -49,15 +50,22 @@ def list_carts(query: CartListQuery):
             ORDER BY created_at DESC, cart_id
             LIMIT %(limit)s OFFSET %(offset)s
             """,
-            {"org": g.org_id, "status": query.status, "email": query.email,
-             "limit": query.limit + 1, "offset": query.offset},
+            {
+                "org": g.org_id,
+                "status": query.status,
+                "email": query.email,
+                "limit": query.limit + 1,
+                "offset": query.offset,
+            },
         ).fetchall()
-    return jsonify({
-        "carts": [json_ready(r) for r in rows[: query.limit]],
-        "limit": query.limit,
-        "offset": query.offset,
-        "has_more": len(rows) > query.limit,
-    })
+    return jsonify(
+        {
+            "carts": [json_ready(r) for r in rows[: query.limit]],
+            "limit": query.limit,
+            "offset": query.offset,
+            "has_more": len(rows) > query.limit,
+        }
+    )
 
 
 @bp.get("/<id>")
@@ -120,11 +128,13 @@ def get_cart(id: str):
             """,
             {**params, "order": recovery["order_id"] if recovery else None},
         ).fetchone()
-    return jsonify({
-        **json_ready(cart),
-        "events": [json_ready(e) for e in events],
-        "messages": [json_ready(m) for m in messages],
-        "order": json_ready(order),
-        "recovered_revenue": float(recovery["revenue"]) if recovery else 0.0,
-        "recovery": json_ready(recovery),
-    })
+    return jsonify(
+        {
+            **json_ready(cart),
+            "events": [json_ready(e) for e in events],
+            "messages": [json_ready(m) for m in messages],
+            "order": json_ready(order),
+            "recovered_revenue": float(recovery["revenue"]) if recovery else 0.0,
+            "recovery": json_ready(recovery),
+        }
+    )

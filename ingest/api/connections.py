@@ -34,14 +34,23 @@ class _Body(BaseModel):
 
 
 class ConnectionCreate(_Body):
-    platform: str = Field(min_length=1, max_length=64,
-                          description="An installed adapter: shopify, woocommerce, …")
-    shop_domain: str = Field(min_length=1, max_length=255,
-                             description="The store's key: shop domain, store hash or site URL")
-    secret: str | None = Field(default=None, min_length=8, max_length=512,
-                               description="Webhook signing secret; generated when omitted")
+    platform: str = Field(
+        min_length=1, max_length=64, description="An installed adapter: shopify, woocommerce, …"
+    )
+    shop_domain: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The store's key: shop domain, store hash or site URL",
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=512,
+        description="Webhook signing secret; generated when omitted",
+    )
     credentials: dict[str, Any] | None = Field(
-        default=None, description="Platform API credentials (tokens), encrypted at rest")
+        default=None, description="Platform API credentials (tokens), encrypted at rest"
+    )
 
     @field_validator("platform", "shop_domain")
     @classmethod
@@ -52,11 +61,18 @@ class ConnectionCreate(_Body):
 
 
 class SecretRotation(_Body):
-    secret: str | None = Field(default=None, min_length=8, max_length=512,
-                               description="The new secret; generated when omitted")
-    grace_seconds: int = Field(default=tenancy.DEFAULT_GRACE_SECONDS, ge=0,
-                               le=MAX_GRACE_SECONDS,
-                               description="How long the previous secret stays valid")
+    secret: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=512,
+        description="The new secret; generated when omitted",
+    )
+    grace_seconds: int = Field(
+        default=tenancy.DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="How long the previous secret stays valid",
+    )
 
 
 class CredentialsUpdate(_Body):
@@ -81,8 +97,9 @@ def _public(row: dict) -> dict:
     urls = registry.webhook_urls(rt.settings.app_url, row["platform"], row["connection_id"])
     out["webhook_urls"] = urls
     out["topics"] = list(urls)
-    out["custom_webhook_url"] = (rt.settings.app_url.rstrip("/") + registry.CUSTOM_PATH.format(
-        connection_id=row["connection_id"]))
+    out["custom_webhook_url"] = rt.settings.app_url.rstrip("/") + registry.CUSTOM_PATH.format(
+        connection_id=row["connection_id"]
+    )
     return out
 
 
@@ -98,23 +115,32 @@ def create_connection(body: ConnectionCreate):
     """
     known = registry.adapters()
     if body.platform not in known:
-        raise ApiError(400, "unknown_platform", "no adapter is installed for this platform",
-                       {"platform": body.platform, "platforms": sorted(known)})
+        raise ApiError(
+            400,
+            "unknown_platform",
+            "no adapter is installed for this platform",
+            {"platform": body.platform, "platforms": sorted(known)},
+        )
     try:
         # The form the adapter finds the store by (WooCommerce: the site URL → its host).
         shop_domain = known[body.platform].store_key(body.shop_domain)
     except ValueError as exc:
-        raise ApiError(400, "invalid_shop_domain", str(exc),
-                       {"shop_domain": body.shop_domain}) from exc
+        raise ApiError(
+            400, "invalid_shop_domain", str(exc), {"shop_domain": body.shop_domain}
+        ) from exc
     rt = runtime()
     secret = body.secret or new_secret(24)
     try:
-        connection_id = tenancy.add_connection(rt.db, rt.encryption_key, g.org_id,
-                                               body.platform, shop_domain, secret,
-                                               body.credentials)
+        connection_id = tenancy.add_connection(
+            rt.db, rt.encryption_key, g.org_id, body.platform, shop_domain, secret, body.credentials
+        )
     except ValueError as exc:
-        raise ApiError(409, "already_connected", str(exc),
-                       {"platform": body.platform, "shop_domain": shop_domain}) from exc
+        raise ApiError(
+            409,
+            "already_connected",
+            str(exc),
+            {"platform": body.platform, "shop_domain": shop_domain},
+        ) from exc
     out = _public(tenancy.connection_info(rt.db, g.org_id, connection_id))
     if body.secret is None:
         out["secret"] = secret
@@ -148,8 +174,9 @@ def delete_connection(id: str):
     cancelled = tenancy.disconnect(runtime().db, g.org_id, connection_id)
     if cancelled is None:
         raise _not_found()
-    return jsonify({"connection_id": str(connection_id), "status": "removed",
-                    "cancelled_messages": cancelled})
+    return jsonify(
+        {"connection_id": str(connection_id), "status": "removed", "cancelled_messages": cancelled}
+    )
 
 
 @bp.post("/api/v1/connections/<id>/rotate-secret")
@@ -163,22 +190,33 @@ def rotate_secret(id: str):
         body = SecretRotation.model_validate_json(raw) if raw.strip() else SecretRotation()
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise ApiError(400, "validation_error", "request body is invalid",
-                       {"errors": errors}) from None
+        raise ApiError(
+            400, "validation_error", "request body is invalid", {"errors": errors}
+        ) from None
     rt = runtime()
     row = tenancy.connection_info(rt.db, g.org_id, connection_id)
     if row is None:
         raise _not_found()
     if row["status"] != "active":
-        raise ApiError(409, "connection_inactive", "only an active connection can rotate",
-                       {"status": row["status"]})
-    secret = tenancy.rotate_secret(rt.db, rt.encryption_key, g.org_id, connection_id,
-                                   body.secret, body.grace_seconds)
+        raise ApiError(
+            409,
+            "connection_inactive",
+            "only an active connection can rotate",
+            {"status": row["status"]},
+        )
+    secret = tenancy.rotate_secret(
+        rt.db, rt.encryption_key, g.org_id, connection_id, body.secret, body.grace_seconds
+    )
     if secret is None:  # removed in between
         raise _not_found()
     expires = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
-    return jsonify({"connection_id": str(connection_id), "secret": secret,
-                    "previous_secret_expires_at": expires.isoformat()})
+    return jsonify(
+        {
+            "connection_id": str(connection_id),
+            "secret": secret,
+            "previous_secret_expires_at": expires.isoformat(),
+        }
+    )
 
 
 register_schema("/api/v1/connections/<id>/rotate-secret", "POST", SecretRotation)
@@ -191,11 +229,11 @@ def put_credentials(id: str, body: CredentialsUpdate):
     """Replace (or, with null, remove) the platform API credentials of a connection."""
     rt = runtime()
     connection_id = _uuid(id)
-    if not tenancy.set_credentials(rt.db, rt.encryption_key, g.org_id, connection_id,
-                                   body.credentials):
+    if not tenancy.set_credentials(
+        rt.db, rt.encryption_key, g.org_id, connection_id, body.credentials
+    ):
         raise _not_found()
-    return jsonify({"connection_id": str(connection_id),
-                    "has_credentials": bool(body.credentials)})
+    return jsonify({"connection_id": str(connection_id), "has_credentials": bool(body.credentials)})
 
 
 # --- privacy data requests -----------------------------------------------------------------
@@ -232,5 +270,7 @@ def get_data_request(id: str):
 
 
 def _jsonable(row: dict) -> dict:
-    return {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime)
-                else v) for k, v in row.items()}
+    return {
+        k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in row.items()
+    }

@@ -31,13 +31,15 @@ class ConsentCreate(BaseModel):
 
     channel: Literal["email", "sms", "push"]
     address: str = Field(
-        min_length=1, max_length=1000,
+        min_length=1,
+        max_length=1000,
         description="Email address, phone number in international form (+15551234567), or "
         "push subscription id; stored lower-cased / E.164.",
     )
     status: Literal["granted", "withdrawn"]
     source: str = Field(
-        min_length=1, max_length=100,
+        min_length=1,
+        max_length=100,
         description="Where it was given: checkout, snippet, api, sms_keyword, admin, ...",
     )
     wording: str | None = Field(
@@ -78,14 +80,22 @@ def record(body: ConsentCreate):
     try:
         address = consents.normalize_address(body.channel, body.address)
     except consents.InvalidAddress as exc:
-        raise ApiError(400, "validation_error", str(exc),
-                       {"errors": [{"loc": ["address"], "msg": str(exc)}]}) from None
+        raise ApiError(
+            400, "validation_error", str(exc), {"errors": [{"loc": ["address"], "msg": str(exc)}]}
+        ) from None
     # The caller is usually the store's server, so its own User-Agent/IP are not the
     # person's: only what the body states is recorded.
     with runtime().db.tenant(g.org_id) as conn:
         consent_id = consents.record_consent(
-            conn, g.org_id, channel=body.channel, address=address, status=body.status,
-            source=body.source, wording=body.wording, ip=body.ip, user_agent=body.user_agent,
+            conn,
+            g.org_id,
+            channel=body.channel,
+            address=address,
+            status=body.status,
+            source=body.source,
+            wording=body.wording,
+            ip=body.ip,
+            user_agent=body.user_agent,
         )
         row = conn.execute(
             "SELECT consent_id, channel, address, status, source, wording, host(ip) AS ip, "

@@ -30,10 +30,20 @@ from ..runtime import runtime
 bp = Blueprint("preview", __name__, url_prefix="/api/v1/campaigns")
 
 SAMPLE_ITEMS = [
-    {"title": "Merino Wool Beanie", "variant_title": "Charcoal", "quantity": 2,
-     "price": "24.00", "image_url": "https://placehold.co/160x160/png?text=Beanie"},
-    {"title": "Trail Running Socks", "variant_title": "M", "quantity": 1, "price": "18.50",
-     "image_url": "https://placehold.co/160x160/png?text=Socks"},
+    {
+        "title": "Merino Wool Beanie",
+        "variant_title": "Charcoal",
+        "quantity": 2,
+        "price": "24.00",
+        "image_url": "https://placehold.co/160x160/png?text=Beanie",
+    },
+    {
+        "title": "Trail Running Socks",
+        "variant_title": "M",
+        "quantity": 1,
+        "price": "18.50",
+        "image_url": "https://placehold.co/160x160/png?text=Socks",
+    },
 ]
 SAMPLE_CUSTOMER = {"first_name": "Alex", "last_name": "Sample", "email": "alex@example.com"}
 
@@ -45,9 +55,11 @@ class PreviewRequest(BaseModel):
 
     step: int = Field(default=0, ge=0, description="Index of the step in sequence_steps.")
     cart_id: UUID | None = Field(
-        default=None, description="Render for this cart of the org (default: a sample cart).")
-    variant: str | None = Field(default=None, min_length=1,
-                                description="Name of one of the step's variants.")
+        default=None, description="Render for this cart of the org (default: a sample cart)."
+    )
+    variant: str | None = Field(
+        default=None, min_length=1, description="Name of one of the step's variants."
+    )
 
 
 register_schema("/api/v1/campaigns/<id>/preview", "POST", PreviewRequest)
@@ -60,25 +72,39 @@ def _not_found(what: str) -> ApiError:
 def _sample_cart(org_id, campaign: dict) -> dict:
     currency = (campaign.get("trigger_conditions") or {}).get("currency") or "USD"
     total = sum(Decimal(i["price"]) * i["quantity"] for i in SAMPLE_ITEMS)
-    return {"org_id": org_id, "cart_id": None, "platform": "preview", "currency": currency,
-            "total_price": total, "item_count": sum(i["quantity"] for i in SAMPLE_ITEMS),
-            "line_items": SAMPLE_ITEMS, "email": SAMPLE_CUSTOMER["email"],
-            "restore_url": None}
+    return {
+        "org_id": org_id,
+        "cart_id": None,
+        "platform": "preview",
+        "currency": currency,
+        "total_price": total,
+        "item_count": sum(i["quantity"] for i in SAMPLE_ITEMS),
+        "line_items": SAMPLE_ITEMS,
+        "email": SAMPLE_CUSTOMER["email"],
+        "restore_url": None,
+    }
 
 
 def _step(campaign: dict, index: int, variant: str | None) -> dict:
     steps = campaign.get("sequence_steps") or []
     if index >= len(steps):
-        raise ApiError(400, "invalid_step",
-                       f"step {index} does not exist; the campaign has {len(steps)} step(s)",
-                       {"steps": len(steps)})
+        raise ApiError(
+            400,
+            "invalid_step",
+            f"step {index} does not exist; the campaign has {len(steps)} step(s)",
+            {"steps": len(steps)},
+        )
     step = dict(steps[index])
     if variant is not None:
         chosen = next((v for v in step.get("variants") or [] if v.get("name") == variant), None)
         if chosen is None:
             names = [v.get("name") for v in step.get("variants") or []]
-            raise ApiError(400, "unknown_variant", f"step {index} has no variant {variant!r}",
-                           {"variants": names})
+            raise ApiError(
+                400,
+                "unknown_variant",
+                f"step {index} has no variant {variant!r}",
+                {"variants": names},
+            )
         step.update({k: chosen[k] for k in ("subject", "template") if chosen.get(k)})
     return step
 
@@ -99,27 +125,44 @@ def preview(id: str):
         if campaign is None:
             raise _not_found("campaign")
         step = _step(campaign, body.step, body.variant)
-        org = conn.execute("SELECT name, settings FROM app.orgs WHERE org_id = %s",
-                           (g.org_id,)).fetchone() or {}
+        org = (
+            conn.execute(
+                "SELECT name, settings FROM app.orgs WHERE org_id = %s", (g.org_id,)
+            ).fetchone()
+            or {}
+        )
         if body.cart_id is not None:
-            cart = conn.execute("SELECT * FROM app.carts WHERE org_id = %s AND cart_id = %s",
-                                (g.org_id, body.cart_id)).fetchone()
+            cart = conn.execute(
+                "SELECT * FROM app.carts WHERE org_id = %s AND cart_id = %s",
+                (g.org_id, body.cart_id),
+            ).fetchone()
             if cart is None:
                 raise _not_found("cart")
-            customer = conn.execute(
-                "SELECT first_name, last_name, email FROM app.customers "
-                "WHERE org_id = %s AND customer_id = %s",
-                (g.org_id, cart["customer_id"]),
-            ).fetchone() if cart.get("customer_id") else None
+            customer = (
+                conn.execute(
+                    "SELECT first_name, last_name, email FROM app.customers "
+                    "WHERE org_id = %s AND customer_id = %s",
+                    (g.org_id, cart["customer_id"]),
+                ).fetchone()
+                if cart.get("customer_id")
+                else None
+            )
         else:
             cart, customer = _sample_cart(g.org_id, campaign), SAMPLE_CUSTOMER
 
     channel = step.get("channel") or "email"
     app_url = rt.settings.app_url.rstrip("/")
     context = build_context(
-        cart, org, customer, cart.get("email") or (customer or {}).get("email"),
-        message={"org_id": g.org_id, "message_id": None, "cart_id": cart.get("cart_id"),
-                 "channel": channel},
+        cart,
+        org,
+        customer,
+        cart.get("email") or (customer or {}).get("email"),
+        message={
+            "org_id": g.org_id,
+            "message_id": None,
+            "cart_id": cart.get("cart_id"),
+            "channel": channel,
+        },
         coupon=coupons.preview_coupon(step),
         # A link that cannot count a click: previews must not look like recovery traffic.
         restore_url=f"{app_url}/r/preview",
@@ -131,7 +174,19 @@ def preview(id: str):
         raise ApiError(422, "render_error", str(exc), {"step": body.step}) from None
     if channel == "push":
         data = rendered.data or {}
-        return jsonify({"channel": channel, "title": data.get("title", rendered.subject),
-                        "body": data.get("body", rendered.text), "url": data.get("url")})
-    return jsonify({"channel": channel, "subject": rendered.subject, "html": rendered.html,
-                    "text": rendered.text})
+        return jsonify(
+            {
+                "channel": channel,
+                "title": data.get("title", rendered.subject),
+                "body": data.get("body", rendered.text),
+                "url": data.get("url"),
+            }
+        )
+    return jsonify(
+        {
+            "channel": channel,
+            "subject": rendered.subject,
+            "html": rendered.html,
+            "text": rendered.text,
+        }
+    )

@@ -75,14 +75,22 @@ def erase(body: ErasureRequest):
     with rt.db.tenant(g.org_id) as conn:
         # Both the given address and the ones found through it go to the providers.
         subject = privacy.resolve_subject(conn, g.org_id, email=body.email, phone=body.phone)
-        result = privacy.erase_subject(conn, g.org_id, email=body.email, phone=body.phone,
-                                       reason=body.reason, requested_by=_actor())
-    providers = privacy.remove_from_providers(rt.settings, emails=subject.emails,
-                                              phones=subject.phones)
+        result = privacy.erase_subject(
+            conn,
+            g.org_id,
+            email=body.email,
+            phone=body.phone,
+            reason=body.reason,
+            requested_by=_actor(),
+        )
+    providers = privacy.remove_from_providers(
+        rt.settings, emails=subject.emails, phones=subject.phones
+    )
     with rt.db.tenant(g.org_id) as conn:
         conn.execute(
-            "UPDATE app.erasure_requests SET providers = %s WHERE org_id = %s "
-            "AND erasure_id = %s", (Jsonb(providers), g.org_id, result["erasure_id"]))
+            "UPDATE app.erasure_requests SET providers = %s WHERE org_id = %s AND erasure_id = %s",
+            (Jsonb(providers), g.org_id, result["erasure_id"]),
+        )
     return jsonify({**result, "providers": providers})
 
 
@@ -93,5 +101,4 @@ def export(query: Subject):
     """Everything held about a subject, as JSON (admin key): customers, carts with items,
     orders, messages, message events, consents, suppressions, raw events."""
     with runtime().db.tenant(g.org_id) as conn:
-        return jsonify(privacy.export_subject(conn, g.org_id, email=query.email,
-                                              phone=query.phone))
+        return jsonify(privacy.export_subject(conn, g.org_id, email=query.email, phone=query.phone))

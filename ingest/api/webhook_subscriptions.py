@@ -69,9 +69,14 @@ def create(body: SubscriptionCreate):
     """
     rt = runtime()
     with rt.db.tenant(g.org_id) as conn:
-        created = hooks.create_subscription(conn, rt.encryption_key, g.org_id, url=body.url,
-                                            events=list(body.events),
-                                            description=body.description)
+        created = hooks.create_subscription(
+            conn,
+            rt.encryption_key,
+            g.org_id,
+            url=body.url,
+            events=list(body.events),
+            description=body.description,
+        )
     return jsonify(_json(created)), 201
 
 

@@ -55,12 +55,20 @@ def _verifier(public_key: str) -> EventWebhook:
     return EventWebhook(public_key)
 
 
-def verify(public_key: str | None, body: bytes, signature: str | None,
-           timestamp: str | None, tolerance: int | None = None) -> None:
+def verify(
+    public_key: str | None,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    tolerance: int | None = None,
+) -> None:
     """Raise ApiError 401 unless ``body`` was signed by the holder of ``public_key``."""
     if not public_key:
-        raise ApiError(401, "signature_not_configured",
-                       "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; signed events cannot be accepted")
+        raise ApiError(
+            401,
+            "signature_not_configured",
+            "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; signed events cannot be accepted",
+        )
     if not signature or not timestamp:
         raise ApiError(401, "missing_signature", "signature or timestamp header missing")
     if tolerance is not None:
@@ -114,8 +122,14 @@ def _store_org_events(org_id: UUID, events: list[dict]) -> tuple[int, int, int]:
             occurred_at = _occurred_at(event)
             key = str(event["sg_event_id"])
             event_id = store_event(
-                conn, org_id=org_id, source=SOURCE, topic=event_type, dedup_key=key,
-                payload=event, cart_id=message["cart_id"], occurred_at=occurred_at,
+                conn,
+                org_id=org_id,
+                source=SOURCE,
+                topic=event_type,
+                dedup_key=key,
+                payload=event,
+                cart_id=message["cart_id"],
+                occurred_at=occurred_at,
             )
             if event_id is None:
                 duplicates += 1
@@ -128,15 +142,30 @@ def _store_org_events(org_id: UUID, events: list[dict]) -> tuple[int, int, int]:
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (org_id, event_key) DO NOTHING
                 """,
-                (org_id, key, message["message_id"], message["cart_id"], event_type,
-                 event.get("url") if event_type == "click" else None, occurred_at,
-                 Jsonb(event)),
+                (
+                    org_id,
+                    key,
+                    message["message_id"],
+                    message["cart_id"],
+                    event_type,
+                    event.get("url") if event_type == "click" else None,
+                    occurred_at,
+                    Jsonb(event),
+                ),
             )
             outgoing = outgoing_webhooks.event_type_for("sendgrid", event_type)
             if outgoing:
-                outgoing_webhooks.emit(conn, org_id, outgoing, {
-                    "message_id": message["message_id"], "cart_id": message["cart_id"],
-                    "occurred_at": occurred_at, "url": event.get("url")})
+                outgoing_webhooks.emit(
+                    conn,
+                    org_id,
+                    outgoing,
+                    {
+                        "message_id": message["message_id"],
+                        "cart_id": message["cart_id"],
+                        "occurred_at": occurred_at,
+                        "url": event.get("url"),
+                    },
+                )
             _apply_suppression(conn, org_id, event_type, event)
     return stored, duplicates, ignored
 
@@ -168,9 +197,13 @@ def events():
     """Verify, then store each event once; 200 ``{received, stored, duplicates, ignored}``."""
     body = request.get_data(cache=True)
     header = EventWebhookHeader
-    verify(runtime().settings.sendgrid_webhook_public_key, body,
-           request.headers.get(header.SIGNATURE), request.headers.get(header.TIMESTAMP),
-           TIMESTAMP_TOLERANCE_SECONDS)
+    verify(
+        runtime().settings.sendgrid_webhook_public_key,
+        body,
+        request.headers.get(header.SIGNATURE),
+        request.headers.get(header.TIMESTAMP),
+        TIMESTAMP_TOLERANCE_SECONDS,
+    )
     try:
         batch = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -182,8 +215,7 @@ def events():
     ignored = 0
     for event in batch:
         org_id = _uuid(event.get("org_id")) if isinstance(event, dict) else None
-        if org_id is None or not event.get("sg_event_id") or \
-                _uuid(event.get("message_id")) is None:
+        if org_id is None or not event.get("sg_event_id") or _uuid(event.get("message_id")) is None:
             ignored += 1
             continue
         by_org[org_id].append(event)
@@ -192,7 +224,13 @@ def events():
     for org_id, org_events in by_org.items():
         s, d, i = _store_org_events(org_id, org_events)
         stored, duplicates, ignored = stored + s, duplicates + d, ignored + i
-    log.info("sendgrid events: %d received, %d stored, %d duplicate, %d ignored",
-             len(batch), stored, duplicates, ignored)
-    return jsonify({"received": len(batch), "stored": stored, "duplicates": duplicates,
-                    "ignored": ignored}), 200
+    log.info(
+        "sendgrid events: %d received, %d stored, %d duplicate, %d ignored",
+        len(batch),
+        stored,
+        duplicates,
+        ignored,
+    )
+    return jsonify(
+        {"received": len(batch), "stored": stored, "duplicates": duplicates, "ignored": ignored}
+    ), 200

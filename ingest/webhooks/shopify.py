@@ -21,8 +21,11 @@ def _route(path: str, topic: str | None) -> None:
     def view():
         return receive(_adapter, inbound_request(topic))
 
-    view.__doc__ = (f"Shopify webhook `{topic}` (HMAC verified, store by shop domain)."
-                    if topic else "Shopify webhook, any topic (named by X-Shopify-Topic).")
+    view.__doc__ = (
+        f"Shopify webhook `{topic}` (HMAC verified, store by shop domain)."
+        if topic
+        else "Shopify webhook, any topic (named by X-Shopify-Topic)."
+    )
     endpoint = path.replace("-", "_") if path else "any_topic"
     rule = f"/api/webhooks/shopify/{path}" if path else "/api/webhooks/shopify"
     bp.add_url_rule(rule, endpoint=endpoint, view_func=view, methods=["POST"])

@@ -34,8 +34,12 @@ def platform_webhook(platform: str):
     the store in the request and verifies its signature."""
     adapter = registry.get_adapter(platform)
     if adapter is None:
-        raise ApiError(404, "unknown_platform", "no adapter is installed for this platform",
-                       {"platform": platform})
+        raise ApiError(
+            404,
+            "unknown_platform",
+            "no adapter is installed for this platform",
+            {"platform": platform},
+        )
     return receive(adapter, inbound_request())
 
 
@@ -54,8 +58,7 @@ def custom_webhook(connection_id: str):
     adapter = registry.get_adapter(connection.platform)
     if adapter is None:
         # The package providing the platform was uninstalled; the store cannot be served.
-        log.error("no adapter installed for platform %r (connection %s)",
-                  connection.platform, cid)
+        log.error("no adapter installed for platform %r (connection %s)", connection.platform, cid)
         raise unknown_store()
     req = inbound_request()
     if connection.status not in adapter.connection_statuses(req):

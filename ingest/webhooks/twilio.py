@@ -57,8 +57,16 @@ SOURCE = "twilio"
 # move a message to a higher rank. Terminal outcomes share a rank (the first one stands),
 # 'read' (WhatsApp/RCS) comes after delivery.
 STATUS_RANK = {
-    "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
-    "delivered": 4, "undelivered": 4, "failed": 4, "canceled": 4, "partially_delivered": 4,
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "partially_delivered": 4,
     "read": 5,
 }
 # Statuses recorded as message events (what analytics and outgoing webhooks read).
@@ -70,20 +78,24 @@ STORED_HEADERS = ("User-Agent", "I-Twilio-Idempotency-Token", "Content-Type")
 
 # --- signature ---------------------------------------------------------------------------
 
+
 def candidate_urls() -> list[str]:
     """The URLs Twilio may have signed for this request, most likely first."""
     query = request.query_string.decode("latin-1")
     path = request.script_root + request.path + (f"?{query}" if query else "")
-    urls = [runtime().settings.app_url.rstrip("/") + request.path
-            + (f"?{query}" if query else ""), request.url]
+    urls = [
+        runtime().settings.app_url.rstrip("/") + request.path + (f"?{query}" if query else ""),
+        request.url,
+    ]
     proto = (request.headers.get("X-Forwarded-Proto") or request.scheme).split(",")[0].strip()
     host = (request.headers.get("X-Forwarded-Host") or request.host).split(",")[0].strip()
     urls.append(f"{proto}://{host}{path}")
     return list(dict.fromkeys(urls))
 
 
-def verify_signature(token: str, urls: list[str], params, signature: str,
-                     algorithm: str | None = None) -> bool:
+def verify_signature(
+    token: str, urls: list[str], params, signature: str, algorithm: str | None = None
+) -> bool:
     """True when ``signature`` signs one of ``urls`` with ``params`` under ``token``."""
     validator = RequestValidator(token)
     return any(validator.validate(url, params, signature, algorithm) for url in urls)
@@ -93,8 +105,11 @@ def verified_params():
     """The posted parameters of a request Twilio signed; ApiError 401/403/415 otherwise."""
     token = runtime().settings.twilio_auth_token
     if not token:
-        raise ApiError(401, "signature_not_configured",
-                       "TWILIO_AUTH_TOKEN is not set; Twilio callbacks cannot be accepted")
+        raise ApiError(
+            401,
+            "signature_not_configured",
+            "TWILIO_AUTH_TOKEN is not set; Twilio callbacks cannot be accepted",
+        )
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         raise ApiError(401, "missing_signature", f"{SIGNATURE_HEADER} header missing")
@@ -104,8 +119,9 @@ def verified_params():
         # JSON callbacks sign the URL (which carries the body's hash) with no parameters.
         params = request.get_data(as_text=True)
     else:
-        raise ApiError(415, "unsupported_media_type",
-                       "expected an application/x-www-form-urlencoded body")
+        raise ApiError(
+            415, "unsupported_media_type", "expected an application/x-www-form-urlencoded body"
+        )
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not verify_signature(token, candidate_urls(), params, signature, algorithm):
         raise ApiError(403, "invalid_signature", f"{SIGNATURE_HEADER} does not verify")
@@ -143,8 +159,10 @@ def _phone(value: str) -> str:
 
 # --- status callbacks --------------------------------------------------------------------
 
-def _locate_message(org_id: UUID | None, message_id: UUID | None,
-                    sid: str) -> tuple[UUID, UUID] | None:
+
+def _locate_message(
+    org_id: UUID | None, message_id: UUID | None, sid: str
+) -> tuple[UUID, UUID] | None:
     """(org, message) a status callback is about, from the callback URL or the SID."""
     db = runtime().db
     if org_id is not None:
@@ -173,8 +191,9 @@ def status():
     status_value = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
     if not sid or not status_value:
         raise ApiError(400, "invalid_callback", "MessageSid and MessageStatus are required")
-    located = _locate_message(_uuid(request.args.get("org_id")),
-                              _uuid(request.args.get("message_id")), sid)
+    located = _locate_message(
+        _uuid(request.args.get("org_id")), _uuid(request.args.get("message_id")), sid
+    )
     if located is None:
         log.info("twilio status %s for unknown message %s ignored", status_value, sid)
         return jsonify({"stored": False, "duplicate": False, "ignored": "unknown_message"})
@@ -189,12 +208,20 @@ def status():
         ).fetchone()
         if message is None:  # deleted since it was located (its cart was erased)
             return jsonify({"stored": False, "duplicate": False, "ignored": "unknown_message"})
-        event_id = store_event(conn, org_id=org_id, source=SOURCE, topic=f"status.{status_value}",
-                               dedup_key=key, payload=_payload(params), headers=_headers(),
-                               cart_id=message["cart_id"])
+        event_id = store_event(
+            conn,
+            org_id=org_id,
+            source=SOURCE,
+            topic=f"status.{status_value}",
+            dedup_key=key,
+            payload=_payload(params),
+            headers=_headers(),
+            cart_id=message["cart_id"],
+        )
         if event_id is None:
-            return jsonify({"stored": False, "duplicate": True,
-                            "delivery_status": message["delivery_status"]})
+            return jsonify(
+                {"stored": False, "duplicate": True, "delivery_status": message["delivery_status"]}
+            )
         if status_value in MESSAGE_EVENT_TYPES:
             conn.execute(
                 """
@@ -203,14 +230,27 @@ def status():
                 VALUES (%s, %s, %s, %s, %s, now(), %s)
                 ON CONFLICT (org_id, event_key) DO NOTHING
                 """,
-                (org_id, key, message_id, message["cart_id"], status_value,
-                 Jsonb(_payload(params))),
+                (
+                    org_id,
+                    key,
+                    message_id,
+                    message["cart_id"],
+                    status_value,
+                    Jsonb(_payload(params)),
+                ),
             )
             outgoing = outgoing_webhooks.event_type_for("twilio", status_value)
             if outgoing:
-                outgoing_webhooks.emit(conn, org_id, outgoing, {
-                    "message_id": message_id, "cart_id": message["cart_id"],
-                    "status": status_value})
+                outgoing_webhooks.emit(
+                    conn,
+                    org_id,
+                    outgoing,
+                    {
+                        "message_id": message_id,
+                        "cart_id": message["cart_id"],
+                        "status": status_value,
+                    },
+                )
         current = STATUS_RANK.get(message["delivery_status"] or "", -1)
         delivery_status = message["delivery_status"]
         if STATUS_RANK.get(status_value, -1) > current:
@@ -228,12 +268,14 @@ def status():
 
 # --- inbound SMS -------------------------------------------------------------------------
 
+
 def _orgs_for(to: str, messaging_service: str | None, phone: str) -> list[dict]:
     """Orgs an inbound SMS concerns, each ``{org_id, name, has_stop}``, the org that texted
     the phone most recently first (see the module docstring for the rules)."""
     settings = runtime().settings
     shared = (to and to == _phone(settings.twilio_phone_number or "")) or (
-        messaging_service and messaging_service == settings.twilio_messaging_service_sid)
+        messaging_service and messaging_service == settings.twilio_messaging_service_sid
+    )
     with runtime().db.system() as conn:
         owners = conn.execute(
             """
@@ -270,8 +312,7 @@ def _orgs_for(to: str, messaging_service: str | None, phone: str) -> list[dict]:
             GROUP BY o.org_id, o.name
             ORDER BY max(c.contacted_at) DESC NULLS LAST, o.created_at
             """,
-            {"phone": phone, "owners": owner_ids,
-             "restrict": bool(owner_ids) and not shared},
+            {"phone": phone, "owners": owner_ids, "restrict": bool(owner_ids) and not shared},
         ).fetchall()
     return rows
 
@@ -304,8 +345,15 @@ def inbound():
     help_text = None
     for org in targets:
         with runtime().db.tenant(org["org_id"]) as conn:
-            stored = store_event(conn, org_id=org["org_id"], source=SOURCE, topic=topic,
-                                 dedup_key=sid, payload=payload, headers=headers)
+            stored = store_event(
+                conn,
+                org_id=org["org_id"],
+                source=SOURCE,
+                topic=topic,
+                dedup_key=sid,
+                payload=payload,
+                headers=headers,
+            )
             # A redelivered STOP must not undo a later START (and vice versa).
             if stored is not None and keyword is not None:
                 sms_keywords.apply(conn, org["org_id"], keyword, phone, body)
@@ -315,11 +363,18 @@ def inbound():
                 help_text = str(template).replace("{store}", org["name"]) if template else None
         names.append(org["name"])
     if not targets:
-        log.warning("inbound sms %s (%s) matches no org; not stored", sid,
-                    keyword.value if keyword else "reply")
+        log.warning(
+            "inbound sms %s (%s) matches no org; not stored",
+            sid,
+            keyword.value if keyword else "reply",
+        )
     else:
-        log.info("inbound sms %s (%s) for %d org(s)", sid,
-                 keyword.value if keyword else "reply", len(targets))
+        log.info(
+            "inbound sms %s (%s) for %d org(s)",
+            sid,
+            keyword.value if keyword else "reply",
+            len(targets),
+        )
     twiml = MessagingResponse()
     if keyword is not None:
         twiml.message(sms_keywords.reply_text(keyword, names, help_text))

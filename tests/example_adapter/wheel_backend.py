@@ -25,11 +25,15 @@ def _dist_info(project: dict) -> tuple[str, dict[str, str]]:
         for group, points in project.get("entry-points", {}).items()
     )
     return folder, {
-        "METADATA": (f"Metadata-Version: 2.1\nName: {project['name']}\n"
-                     f"Version: {project['version']}\nSummary: {project['description']}\n"
-                     f"Requires-Python: {project['requires-python']}\n"),
-        "WHEEL": ("Wheel-Version: 1.0\nGenerator: wheel_backend\nRoot-Is-Purelib: true\n"
-                  "Tag: py3-none-any\n"),
+        "METADATA": (
+            f"Metadata-Version: 2.1\nName: {project['name']}\n"
+            f"Version: {project['version']}\nSummary: {project['description']}\n"
+            f"Requires-Python: {project['requires-python']}\n"
+        ),
+        "WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: wheel_backend\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
         "entry_points.txt": entry_points,
     }
 
@@ -47,8 +51,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None) 
     project = _project()
     folder, meta = _dist_info(project)
     filename = f"{project['name'].replace('-', '_')}-{project['version']}-py3-none-any.whl"
-    files = {str(p.relative_to(HERE)): p.read_bytes()
-             for p in sorted((HERE / PACKAGE).rglob("*.py"))}
+    files = {
+        str(p.relative_to(HERE)): p.read_bytes() for p in sorted((HERE / PACKAGE).rglob("*.py"))
+    }
     files |= {f"{folder}/{name}": text.encode() for name, text in meta.items()}
     record = "".join(_record_line(path, data) for path, data in files.items())
     record += f"{folder}/RECORD,,\n"

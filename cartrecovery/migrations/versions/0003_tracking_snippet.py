@@ -64,9 +64,7 @@ def upgrade() -> None:
         "USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid) "
         "WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)"
     )
-    op.execute(
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON app.push_subscriptions TO cartrecovery_app"
-    )
+    op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON app.push_subscriptions TO cartrecovery_app")
 
 
 def downgrade() -> None:

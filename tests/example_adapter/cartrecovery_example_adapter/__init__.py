@@ -56,8 +56,10 @@ class ExampleAdapter(Adapter):
             connection_id=connection.connection_id,
             email=note.basket.email,
             currency=note.basket.currency,
-            line_items=[carts.LineItem(sku=i.sku, title=i.title, quantity=i.qty, price=i.price)
-                        for i in note.basket.items],
+            line_items=[
+                carts.LineItem(sku=i.sku, title=i.title, quantity=i.qty, price=i.price)
+                for i in note.basket.items
+            ],
             source_updated_at=note.basket.updated_at,
         )
         return Delivery(
