@@ -519,7 +519,7 @@ def markdown(ctx: dict, args: argparse.Namespace, s: dict) -> str:
         f"were ever needed by {args.concurrency} threads), and "
         "more throughput comes from more worker processes (each with its own thread "
         "pool), or less CPU per job (caching the compiled subject template, which "
-        "`delivery/render.py` compiles per message; fewer round trips per send).",
+        "`cartrecovery/rendering.py` compiles per message; fewer round trips per send).",
         "",
     ]
     return "\n".join(lines)

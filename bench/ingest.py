@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:
 
 import psycopg  # noqa: E402
 
-from ml.simulator import shopify_headers  # noqa: E402
+from simulator.store import shopify_headers  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 WEBHOOK_PATH = "/api/webhooks/shopify/checkout-create"
@@ -64,7 +64,7 @@ GOAL_BATCH_RATIO = 0.5
 
 
 # --------------------------------------------------------------------------- payloads
-# Checkouts come from the store simulator's builders (ml/simulator.py), seeded per run tag and
+# Checkouts come from the store simulator's builders (simulator/store.py), seeded per run tag and
 # on a fixed clock, so the n-th request of a tag is byte-identical whenever it is rebuilt.
 
 # Midnight a week ago: the clock of all generated traffic; events step one second each.
@@ -122,7 +122,7 @@ class Traffic:
         self.n = 0
         self.lock = threading.Lock()
         if kind == "webhook":
-            from ml.simulator import StoreSimulator
+            from simulator.store import StoreSimulator
 
             self.store = StoreSimulator(
                 "http://127.0.0.1:9",
@@ -885,7 +885,7 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
             if c.baseline_autocommit
             else " (psycopg's default transaction: BEGIN, INSERT, COMMIT)"
         )
-        + ". Both sides receive signed checkouts/create deliveries built by `ml/simulator.py` "
+        + ". Both sides receive signed checkouts/create deliveries built by `simulator/store.py` "
         "(`StoreSimulator.new_checkout`, `shopify_headers`), about 3.5 kB each.",
         "- (b) after each product round, the very event documents that round sent are COPY'd "
         f"by psycopg `cursor.copy()` into `{COPY_TABLE} (org_id, event_id, received_at, "

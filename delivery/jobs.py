@@ -18,15 +18,15 @@ from datetime import timedelta
 
 from rq import Queue
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import discounts, outgoing_webhooks
 from cartrecovery.org_settings import get_settings
+from cartrecovery.rendering import RenderError, build_context, render
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
+from cartrecovery.signed_links import unsubscribe_url
 
 from . import coupons, gate, outbox
 from .providers import OutgoingMessage, ProviderError, provider_for
-from .render import RenderError, build_context, render
-from .restore_links import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,10 @@ def send_message(org_id: str, message_id: str) -> str:
 
         coupon = None
         try:
-            if coupons.offer_of(step) is not None:
+            if discounts.offer_of(step) is not None:
                 # A dry run with a placeholder code first: a broken template must not leave a
                 # real, unused code behind in the store.
-                rendered_with(coupons.preview_coupon(step))
+                rendered_with(discounts.preview_coupon(step))
                 # Savepoint: a failed coupon insert must not abort the row's transaction.
                 with conn.transaction():
                     coupon = coupons.issue(conn, runtime, message, step, cart)

@@ -1,6 +1,6 @@
 """``GET /r/<token>``: the restore link in every recovery message.
 
-A genuine, unexpired token (see ``delivery.restore_links``) counts a click on its message
+A genuine, unexpired token (see ``cartrecovery.signed_links``) counts a click on its message
 (``app.message_events``, type ``click``, with the cart and the target URL: what attribution
 looks for when the order arrives) and redirects (302) to the cart's recovery URL on the
 platform, or to the store when the cart has none, with ``utm_source=cartrecovery``,
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, jsonify, redirect, request
 from psycopg.types.json import Jsonb
 
-from delivery.restore_links import ExpiredToken, InvalidToken, read_token
+from cartrecovery.signed_links import ExpiredToken, InvalidToken, read_token
 
 from .runtime import runtime
 

@@ -13,7 +13,7 @@ from flask import Blueprint, request
 from psycopg.types.json import Jsonb
 
 from cartrecovery.consents import InvalidAddress, normalize_address, record_consent
-from delivery.restore_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
+from cartrecovery.signed_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
 
 from .restore import MAX_TOKEN_LENGTH, _refuse, page
 from .runtime import runtime

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from conftest import REPO, wait_for
 
 from cartrecovery import tenancy
-from cartrecovery.cli import main
 from cartrecovery.crypto import load_key
 from cartrecovery.embedded import database_url_for
-from cartrecovery.supervisor import Supervisor
+from cli.main import main
+from cli.supervisor import Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -252,7 +252,7 @@ def test_supervisor_kills_what_ignores_sigterm_and_grandchildren():
 def test_sigterm_to_the_supervising_process_stops_its_children(tmp_path):
     script = (
         "import sys\n"
-        "from cartrecovery.supervisor import Supervisor\n"
+        "from cli.supervisor import Supervisor\n"
         "s = Supervisor()\n"
         "s.handle_signals()\n"
         f"sleeper = {SLEEPER!r}\n"

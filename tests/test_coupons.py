@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from psycopg.types.json import Jsonb
 
-from cartrecovery import tenancy
+from cartrecovery import discounts, tenancy
 from delivery import coupons
 from delivery.coupons import CouponError, issue, mark_redeemed
 
@@ -337,17 +337,17 @@ def test_mark_redeemed_case_insensitive_and_once(db, runtime, org, make_org):
 
 
 def test_offer_shapes_and_preview_placeholder():
-    assert coupons.offer_of({"discount": {"type": "percent", "value": "15"}}).type == "percentage"
-    offer = coupons.offer_of({"discount": {"type": "fixed", "value": 5, "expires_in_days": 2}})
+    assert discounts.offer_of({"discount": {"type": "percent", "value": "15"}}).type == "percentage"
+    offer = discounts.offer_of({"discount": {"type": "fixed", "value": 5, "expires_in_days": 2}})
     assert (offer.type, offer.value, offer.lifetime) == (
         "fixed_amount",
         Decimal("5.00"),
         timedelta(days=2),
     )
-    assert coupons.offer_of({"discount": {"type": "percentage", "value": 0}}) is None
-    assert coupons.offer_of({"discount": {"type": "bogus", "value": 5}}) is None
-    preview = coupons.preview_coupon(STEP, now=NOW)
+    assert discounts.offer_of({"discount": {"type": "percentage", "value": 0}}) is None
+    assert discounts.offer_of({"discount": {"type": "bogus", "value": 5}}) is None
+    preview = discounts.preview_coupon(STEP, now=NOW)
     assert preview["code"] == "PREVIEW-CODE"
     assert preview["expires_at"] == NOW + timedelta(hours=72)
-    assert coupons.preview_coupon({"channel": "email"}) is None
+    assert discounts.preview_coupon({"channel": "email"}) is None
     assert len({coupons.new_code() for _ in range(200)}) == 200

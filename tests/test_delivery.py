@@ -20,9 +20,9 @@ from rq import Queue
 from cartrecovery.consents import record_consent
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
+from cartrecovery.signed_links import read_token
 from delivery import jobs, scheduler
 from delivery.enrollment import campaign_matches
-from delivery.restore_links import read_token
 from delivery.worker import run_worker
 
 SEND_PATH = "/v3/mail/send"

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from markupsafe import Markup
 
+from cartrecovery.rendering import RenderError, build_context, format_money, render
 from cartrecovery.settings import Settings
-from delivery.render import RenderError, build_context, format_money, render
-from delivery.restore_links import read_token
+from cartrecovery.signed_links import read_token
 
 SETTINGS = Settings(
     database_url="unused", app_url="https://app.example.test", secret_key="render-test-key"

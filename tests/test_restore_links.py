@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
 from cartrecovery.carts import CanonicalOrder, record_order
-from delivery.restore_links import (
+from cartrecovery.signed_links import (
     ExpiredToken,
     InvalidToken,
     make_token,

@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 
 from cartrecovery import tenancy
 from cartrecovery.settings import with_overrides
-from ml.simulator import (
+from simulator.store import (
     EMAIL_DOMAINS,
     Behavior,
     StoreSimulator,

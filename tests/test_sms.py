@@ -13,17 +13,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cartrecovery import sms_keywords
 from cartrecovery.org_settings import update_settings
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
-from delivery import sms_keywords
+from cartrecovery.sms_keywords import Keyword
 from delivery.providers import OutgoingMessage, ProviderError, provider_for
 from delivery.providers.local import LocalProvider
 from delivery.providers.sendgrid import SendGridProvider
 from delivery.providers.sms_segments import GSM7_BASIC, count_segments
 from delivery.providers.twilio_sms import TwilioSmsProvider, sms_body
 from delivery.providers.webpush import WebPushProvider
-from delivery.sms_keywords import Keyword
 
 ACCOUNT_SID = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from cartrecovery import sync as history
 from cartrecovery import tenancy
-from cartrecovery.cli import main
+from cli.main import main
 from delivery.scheduler import abandon_and_enroll
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)

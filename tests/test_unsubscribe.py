@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from delivery.restore_links import make_token, unsubscribe_url
+from cartrecovery.signed_links import make_token, unsubscribe_url
 
 
 @pytest.fixture()

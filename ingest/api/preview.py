@@ -19,8 +19,8 @@ from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartrecovery import campaigns
-from delivery import coupons
-from delivery.render import RenderError, build_context, render
+from cartrecovery.discounts import preview_coupon
+from cartrecovery.rendering import RenderError, build_context, render
 
 from ..auth import require_key
 from ..errors import ApiError
@@ -163,7 +163,7 @@ def preview(id: str):
             "cart_id": cart.get("cart_id"),
             "channel": channel,
         },
-        coupon=coupons.preview_coupon(step),
+        coupon=preview_coupon(step),
         # A link that cannot count a click: previews must not look like recovery traffic.
         restore_url=f"{app_url}/r/preview",
         unsubscribe_url=f"{app_url}/unsubscribe/preview",

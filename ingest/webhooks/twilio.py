@@ -38,12 +38,11 @@ from twilio.request_validator import (
 )
 from twilio.twiml.messaging_response import MessagingResponse
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import outgoing_webhooks, sms_keywords
 from cartrecovery.events import store_event
 from cartrecovery.org_settings import get_settings
-from delivery import sms_keywords
+from cartrecovery.sms_keywords import Keyword
 from delivery.providers.twilio_sms import suppress_phone
-from delivery.sms_keywords import Keyword
 
 from ..errors import ApiError
 from ..runtime import runtime

@@ -15,36 +15,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
 import click
 
-from . import embedded
-from .settings import Settings, with_overrides
+from cartrecovery import embedded
+from cartrecovery.settings import Settings, with_overrides
+
+from . import demo as demo_store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-DEMO_ORG = "Demo Outfitters"
-DEMO_SHOP = "demo-outfitters.myshopify.com"
-DEMO_CAMPAIGN = "Default recovery"
-DEMO_TIMEOUT_SECONDS = 20
-DEMO_STEPS = [
-    {
-        "channel": "email",
-        "delay_seconds": 5,
-        "subject": "You left something in your cart",
-        "template": "cart_reminder",
-    },
-    {
-        "channel": "email",
-        "delay_seconds": 600,
-        "subject": "Still thinking it over?",
-        "template": "cart_reminder",
-    },
-]
 
 # What a store must be told to call, per platform (topic or scope -> URL path).
 PLATFORM_WEBHOOKS: dict[str, dict[str, str]] = {
@@ -147,13 +129,13 @@ def services(need_redis: bool) -> Iterator[Services]:
 
 def _close_pool(database_url: str) -> None:
     # Pooled connections to a server we are about to stop would only log reconnect errors.
-    from .db import close_pool
+    from cartrecovery.db import close_pool
 
     close_pool(database_url)
 
 
 def _upgrade(database_url: str) -> None:
-    from .migrate import upgrade
+    from cartrecovery.migrate import upgrade
 
     upgrade(database_url)
 
@@ -288,8 +270,8 @@ def orgs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {org_id, api_key} as JSON.")
 def orgs_create(name: str, role: str, as_json: bool) -> None:
     """Create an org and its first API key (shown once)."""
-    from . import audit, tenancy
-    from .db import Database
+    from cartrecovery import audit, tenancy
+    from cartrecovery.db import Database
 
     name = name.strip()
     if not name:
@@ -452,9 +434,9 @@ def connections_add(
     Platform API credentials (encrypted at rest) come from the platform options below or
     --credentials; they let BigCommerce/Magento fetch full carts and `sync` read history.
     """
-    from . import audit, tenancy
-    from .crypto import load_key, new_secret
-    from .db import Database
+    from cartrecovery import audit, tenancy
+    from cartrecovery.crypto import load_key, new_secret
+    from cartrecovery.db import Database
 
     platform = platform.lower()
     shop_domain = shop_domain.strip().lower()
@@ -547,9 +529,9 @@ def sync_command(
     """
     from dataclasses import asdict
 
-    from . import sync, tenancy
-    from .crypto import load_key
-    from .db import Database
+    from cartrecovery import sync, tenancy
+    from cartrecovery.crypto import load_key
+    from cartrecovery.db import Database
 
     try:
         since_at = sync.parse_since(since)
@@ -669,7 +651,7 @@ def _dashboard_argv(host: str, port: int) -> list[str]:
 
 
 def _cli_argv(command: str) -> list[str]:
-    return [sys.executable, "-m", "cartrecovery.cli", command]
+    return [sys.executable, "-m", "cli.main", command]
 
 
 def _run_children(children: list[tuple[str, list[str], dict]]) -> int:
@@ -722,13 +704,13 @@ def _stack(
         }
         store = private_key = None
         if demo:
-            from ml.simulator import sendgrid_keypair
+            from simulator.store import sendgrid_keypair
 
             private_key, public_key = sendgrid_keypair()
             if os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
                 say("demo: replacing SENDGRID_WEBHOOK_PUBLIC_KEY with the simulator's key")
             env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
-            store = prepare_demo(svc)
+            store = demo_store.prepare(svc)
             env["CARTRECOVERY_ORG"] = str(store.org_id)
 
         code = 0
@@ -773,8 +755,10 @@ def _stack(
             else:
                 tick = None
                 if demo:
-                    ensure_demo_campaign(svc, store, local_url, say)
-                    tick = _demo_tick(svc, store, local_url, private_key, seed, rate, say)
+                    demo_store.ensure_campaign(svc, store, say)
+                    tick = demo_store.simulator_tick(
+                        svc, store, local_url, private_key, seed, rate, say
+                    )
                 for name, url in urls.items():
                     say(f"{name:<11} {url}")
                 if demo:
@@ -815,7 +799,7 @@ def wait_healthy(url: str, supervisor, timeout: float = 60.0) -> bool:
 
 
 def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
-    from .migrate import sqlalchemy_url
+    from cartrecovery.migrate import sqlalchemy_url
 
     mlflow_db = embedded.ensure_database(svc.database_url, "mlflow")
     artifacts = svc.home / "mlflow" / "artifacts"
@@ -836,142 +820,12 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
     ]
 
 
-@dataclass
-class DemoStore:
-    org_id: UUID
-    api_key: str
-    connection_id: UUID
-    secret: str
-
-
-def prepare_demo(svc: Services) -> DemoStore:
-    """Idempotently create the demo org, a fresh admin key (older demo keys are revoked),
-    the Shopify connection (its secret kept across runs) and a short abandonment timeout."""
-    from . import tenancy
-    from .crypto import load_key, new_secret
-    from .db import Database
-
-    settings = svc.settings()
-    db = Database(svc.database_url)
-    key = load_key(settings.encryption_key, settings.secret_key)
-    with db.system() as conn:
-        row = conn.execute(
-            "SELECT org_id FROM app.orgs WHERE name = %s ORDER BY created_at LIMIT 1",
-            (DEMO_ORG,),
-        ).fetchone()
-    org_id = row["org_id"] if row else tenancy.create_org(db, DEMO_ORG)
-    existing = tenancy.find_connection(db, key, "shopify", DEMO_SHOP)
-    if existing is not None and existing.org_id == org_id:
-        secret, connection_id = existing.secret, existing.connection_id
-    else:
-        secret = new_secret(24)
-        connection_id = tenancy.add_connection(db, key, org_id, "shopify", DEMO_SHOP, secret)
-    with db.system() as conn:
-        # The demo's customers live in many time zones; with quiet hours on, most reminders
-        # would wait for their morning and the dashboard would sit still. A real org keeps
-        # the 08:00-21:00 default.
-        conn.execute(
-            "UPDATE app.orgs SET abandonment_timeout_seconds = %s, settings = settings || "
-            '\'{"quiet_hours": {"start": "00:00", "end": "24:00"}}\'::jsonb '
-            "WHERE org_id = %s",
-            (DEMO_TIMEOUT_SECONDS, org_id),
-        )
-        conn.execute(
-            "UPDATE app.api_keys SET revoked_at = now() "
-            "WHERE org_id = %s AND name = 'demo' AND revoked_at IS NULL",
-            (org_id,),
-        )
-    api_key = tenancy.create_api_key(db, org_id, "admin", name="demo")
-    return DemoStore(org_id, api_key, connection_id, secret)
-
-
-def ensure_demo_campaign(svc: Services, store: DemoStore, base_url: str, say) -> None:
-    """An active default campaign for the demo org: through the API when it exists,
-    else written directly."""
-    import requests
-    from psycopg.types.json import Jsonb
-
-    from .db import Database
-
-    db = Database(svc.database_url)
-    with db.tenant(store.org_id) as conn:
-        row = conn.execute(
-            "SELECT campaign_id, status FROM app.campaigns "
-            "WHERE org_id = %s AND name = %s AND status <> 'archived'",
-            (store.org_id, DEMO_CAMPAIGN),
-        ).fetchone()
-        if row is not None:
-            if row["status"] != "active":
-                conn.execute(
-                    "UPDATE app.campaigns SET status = 'active', updated_at = now() "
-                    "WHERE org_id = %s AND campaign_id = %s",
-                    (store.org_id, row["campaign_id"]),
-                )
-            return
-    body = {
-        "name": DEMO_CAMPAIGN,
-        "status": "active",
-        "trigger_conditions": {},
-        "sequence_steps": DEMO_STEPS,
-    }
-    try:
-        response = requests.post(
-            f"{base_url}/api/v1/campaigns",
-            json=body,
-            headers={"Authorization": f"Bearer {store.api_key}"},
-            timeout=10,
-        )
-        if response.status_code in (200, 201):
-            say(f"demo campaign {DEMO_CAMPAIGN!r} created through the API")
-            return
-        say(
-            f"POST /api/v1/campaigns answered {response.status_code}: "
-            f"{response.text[:200]}; writing the campaign directly"
-        )
-    except requests.RequestException as exc:
-        say(f"POST /api/v1/campaigns failed ({exc}); writing the campaign directly")
-    with db.tenant(store.org_id) as conn:
-        conn.execute(
-            "INSERT INTO app.campaigns (org_id, name, status, trigger_conditions, sequence_steps)"
-            " VALUES (%s, %s, 'active', %s, %s)",
-            (store.org_id, DEMO_CAMPAIGN, Jsonb({}), Jsonb(DEMO_STEPS)),
-        )
-
-
-def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, say):
-    from ml.simulator import Behavior, StoreSimulator
-
-    simulator = StoreSimulator(
-        base_url,
-        DEMO_SHOP,
-        store.secret,
-        seed=seed,
-        sendgrid_private_key=private_key,
-        database_url=svc.database_url,
-        org_id=store.org_id,
-        behavior=Behavior(
-            abandonment_timeout=DEMO_TIMEOUT_SECONDS,
-            # engaged shoppers, so recoveries show within the first minutes
-            open_rate=0.7,
-            click_rate=0.5,
-            clicked_buy_rate=0.6,
-            open_delay=(2.0, 8.0),
-            order_delay=(3.0, 12.0),
-        ),
-        # messages of an earlier demo run against the same data are left alone
-        engage_since=datetime.now(UTC),
-    )
-    last_report = [time.monotonic()]
-
-    def tick() -> None:
-        simulator.step(rate=rate)
-        if time.monotonic() - last_report[0] >= 30:
-            last_report[0] = time.monotonic()
-            say("simulator: " + simulator.summary())
-            while simulator.errors:
-                say("simulator: " + simulator.errors.popleft())
-
-    return tick
+# ---------------------------------------------------------------------------------------
+# Command groups kept in modules of their own (``cli/<name>.py`` defining a click group that
+# imports nothing from this module) register here, one line each:
+#     from .users import users
+#     main.add_command(users)
+# ---------------------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
-from . import restore_links
+from . import signed_links
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_TEMPLATES = {"email": "cart_reminder", "sms": "sms_reminder", "push": "push_reminder"}
@@ -298,7 +298,7 @@ def build_context(
     platform_url = _http_url(cart.get("restore_url"))
     link = restore_url
     if link is None and message and settings is not None and message.get("message_id"):
-        link = restore_links.restore_url(
+        link = signed_links.restore_url(
             settings.app_url,
             settings.secret_key,
             message.get("org_id") or cart.get("org_id"),
