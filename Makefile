@@ -17,13 +17,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cartrecovery demo
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
+# Style, formatting and the one-way layers of docs/architecture.md (contracts in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ingest.py
