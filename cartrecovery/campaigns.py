@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -31,7 +29,9 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from . import template_variables
 from .json_rows import json_ready
+from .rendering import TEMPLATES
 
 CHANNELS = ("email", "sms", "push")
 DELIVERABLE_CHANNELS = CHANNELS
@@ -67,21 +67,10 @@ def _check_jinja(value: str, what: str) -> str:
 
 @cache
 def builtin_templates() -> frozenset[str]:
-    """Names of the built-in templates shipped with the delivery package (empty if absent).
-
-    Found by path, not by import: the core package must not load the delivery code.
-    """
-    spec = find_spec("delivery")
-    folders = (
-        [Path(p) / "templates" for p in (spec.submodule_search_locations or [])] if spec else []
-    )
+    """Names of the built-in templates (``cartrecovery/templates``)."""
     # Email templates are .html (+ .txt), SMS templates .txt alone, push templates .json.
     return frozenset(
-        f.stem
-        for folder in folders
-        if folder.is_dir()
-        for pattern in ("*.html", "*.txt", "*.json")
-        for f in folder.glob(pattern)
+        f.stem for pattern in ("*.html", "*.txt", "*.json") for f in TEMPLATES.glob(pattern)
     )
 
 
@@ -308,6 +297,30 @@ class SequenceStep(BaseModel):
             raise PydanticCustomError(
                 "dynamic_template_channel", "SendGrid dynamic templates are for email steps only"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _known_variables(self) -> SequenceStep:
+        # A variant replaces the step's subject and template only where it gives one.
+        contents = [("", self.subject, self.template)] + [
+            (f"variant '{v.name}' ", v.subject or self.subject, v.template or self.template)
+            for v in self.variants or ()
+        ]
+        for where, subject, template in contents:
+            try:
+                template_variables.check_step(
+                    self.channel,
+                    subject,
+                    template,
+                    has_discount=self.discount is not None,
+                    where=where,
+                )
+            except template_variables.UnknownVariable as exc:
+                raise PydanticCustomError(
+                    "unknown_variable",
+                    "{problem}",
+                    {"problem": str(exc), "variable": exc.name, "available": exc.available},
+                ) from None
         return self
 
     @field_validator("template")

@@ -275,7 +275,8 @@ def build_context(
     ``store``: overrides for the ``store`` variables. ``unsubscribe_url``: a URL or a
     ``Markup`` provider tag for the footer (empty when None).
 
-    Variables: ``customer{first_name,last_name,name,email}``, ``items[{title,name,variant,
+    Variables (docs/templates.md): ``cart{item_count,subtotal,total,total_amount,currency,
+    restore_url}``, ``customer{first_name,last_name,name,email}``, ``items[{title,name,variant,
     sku,quantity,price,price_amount,line_total,line_total_amount,image,image_url,url}]``,
     ``item_count``, ``subtotal``, ``total``, ``total_amount``, ``currency``, ``restore_url``,
     ``platform_restore_url``, ``store{name,url,address,support_email,sender_name,
@@ -305,7 +306,20 @@ def build_context(
             message["message_id"],
             message.get("cart_id") or cart.get("cart_id"),
         )
+    item_count = cart.get("item_count") or sum(i["quantity"] for i in items)
+    restore = link if link is not None else platform_url
     return {
+        # The cart's figures under ``cart.`` as well as at the top level: a marketer writes
+        # either (docs/templates.md). No ``cart.items``: on a dict Jinja would find the
+        # ``items`` method first; the line items are ``items``.
+        "cart": {
+            "item_count": item_count,
+            "subtotal": format_money(subtotal, currency, locale),
+            "total": format_money(total, currency, locale),
+            "total_amount": total,
+            "currency": currency or "",
+            "restore_url": restore,
+        },
         "customer": {
             "email": recipient or customer.get("email") or cart.get("email") or "",
             "first_name": first,
@@ -313,12 +327,12 @@ def build_context(
             "name": " ".join(p for p in (first, last) if p),
         },
         "items": items,
-        "item_count": cart.get("item_count") or sum(i["quantity"] for i in items),
+        "item_count": item_count,
         "subtotal": format_money(subtotal, currency, locale),
         "total": format_money(total, currency, locale),
         "total_amount": total,
         "currency": currency or "",
-        "restore_url": link if link is not None else platform_url,
+        "restore_url": restore,
         "platform_restore_url": platform_url,
         "store": _store(org, org_settings, store),
         "store_name": str(org.get("name") or ""),
@@ -330,6 +344,21 @@ def build_context(
 
 
 # --- rendering -----------------------------------------------------------------------------
+
+
+def text_environment() -> ImmutableSandboxedEnvironment:
+    """The sandbox subjects and text parts render in (to parse a source the same way)."""
+    return _text
+
+
+def is_builtin_name(source: str) -> bool:
+    """A bare name (``cart_reminder``) refers to a built-in template, not inline source."""
+    return bool(_NAME.match(source.strip()))
+
+
+def is_dynamic(source: str) -> bool:
+    """A SendGrid dynamic template id (``d-…``): SendGrid renders it."""
+    return bool(_DYNAMIC.match(source.strip()))
 
 
 def _exists(name: str) -> bool:
@@ -400,6 +429,7 @@ def _render_push(source: str, subject: str, context: dict) -> dict:
 
 _DYNAMIC = re.compile(r"^d-[0-9a-f]{32}$")
 _TEMPLATE_DATA_KEYS = (
+    "cart",
     "customer",
     "items",
     "item_count",
