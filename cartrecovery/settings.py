@@ -1,4 +1,4 @@
-"""Settings read from the environment (the contract in DESIGN.md), resolved when asked for."""
+"""Settings read from the environment (listed in .env.example), resolved when asked for."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `cartrecovery` command line (DESIGN.md, CLI contract).
+"""The `cartrecovery` command line (docs/architecture.md, "Contracts").
 
 With no ``DATABASE_URL`` the commands start (or join) the embedded PostgreSQL under
 ``CARTRECOVERY_HOME``; with no ``REDIS_URL`` the embedded Redis. The resolved URLs are passed

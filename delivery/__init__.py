@@ -1,2 +1,2 @@
-"""Delivery: the scheduler tick, the outbox, RQ jobs, the send-time gate, templates and
-channel providers (see DESIGN.md, "How data flows")."""
+"""Delivery: the scheduler tick, the outbox, RQ jobs, the send-time gate, coupons and
+channel providers (see docs/architecture.md, "Data flow")."""

@@ -54,7 +54,7 @@ VENDOR = "Demo Outfitters"
 CENT = Decimal("0.01")
 MAILBOX_MARGIN = timedelta(minutes=2)
 
-# Shopify topic -> our webhook path segment (DESIGN.md, HTTP contract).
+# Shopify topic -> our webhook path segment (README, "Connecting a store").
 SHOPIFY_PATHS = {
     "checkouts/create": "checkout-create",
     "checkouts/update": "checkout-update",
