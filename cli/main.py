@@ -23,8 +23,6 @@ import click
 from cartrecovery import embedded
 from cartrecovery.settings import Settings, with_overrides
 
-from . import demo as demo_store
-
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -705,6 +703,8 @@ def _stack(
         store = private_key = None
         if demo:
             from simulator.store import sendgrid_keypair
+
+            from . import demo as demo_store
 
             private_key, public_key = sendgrid_keypair()
             if os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
