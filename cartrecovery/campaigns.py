@@ -7,7 +7,9 @@ reads them from there: optional keys that were not given are absent, never ``nul
 
 Steps go out on email, SMS or web push; every message passes the compliance gate at send time
 (consent, suppressions, quiet hours, caps), so a step on a channel the customer cannot be
-reached on is held with a reason, never sent.
+reached on is held with a reason, never sent. Subjects and templates are checked against the
+variables a message gets when a campaign is created or changed (``template_variables``,
+docs/templates.md), so a typo is a 400 now rather than a held message later.
 
 Product conditions compare strings: ``products_include``/``products_exclude`` match a line
 item's ``product_id``, ``variant_id`` or ``sku``; ``collections_include``/``_exclude`` match
