@@ -34,8 +34,7 @@ from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
 from cartrecovery.carts import redeem_coupons
-
-from .store_clients import CouponSpec, StoreApiError, coupon_client
+from integrations.coupons import CouponSpec, StoreApiError, coupon_client
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cartrecovery import tenancy
-from ingest.adapters import registry
-from ingest.adapters.generic import sign
+from integrations import registry
+from integrations.generic.adapter import sign
 
 EXAMPLE = Path(__file__).parent / "example_adapter"
 

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from conftest import fixture_bytes, shopify_hmac
 from psycopg.types.json import Jsonb
 
-from cartrecovery import sync as history
 from cartrecovery import tenancy
 from cartrecovery.cli import main
 from delivery.scheduler import abandon_and_enroll
+from integrations import sync as history
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 SHOPIFY_TOKEN = "shpat_fake_sync_token"

@@ -2,11 +2,13 @@
 
 Pulls the abandoned checkouts and orders a store already has through its API and applies
 them exactly as webhooks would be applied: each object goes through the platform adapter's
-own normalisation (Shopify and WooCommerce: the adapter's ``parse`` with the topic the
-webhook would carry; BigCommerce: the adapter's ``order_to_canonical``) and the
+own normalisation (:func:`parse_as_webhook`, or the adapter's converters) and the
 ``cartrecovery.carts`` functions, and is kept in ``raw.events``.
 
-What is read (``RESOURCES``):
+This module is the engine every platform shares (pages, checkpoints, dedup keys, the
+transaction per page). What is read is the platform package's: its ``Platform`` names its
+``sync_resources`` (``Resource`` classes in ``integrations/<platform>/sync.py``) and its
+``api_client``. Today:
 
 - Shopify: ``checkouts`` = ``GET /admin/api/<ver>/checkouts.json?created_at_min=…&limit=250``
   (abandoned checkouts), ``orders`` = ``orders.json?status=any&created_at_min=…&limit=250``;
@@ -50,21 +52,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 import psycopg
 from pydantic import ValidationError
 
-from .carts import CanonicalCart, record_order, upsert_cart
-from .db import Database
-from .events import append_event, claim_event
-from .http_client import StoreHttpClient
-from .tenancy import Connection
+from cartrecovery.cart_activity import settle_imported_cart
+from cartrecovery.db import Database
+from cartrecovery.events import append_event, claim_event
+from cartrecovery.http_client import StoreHttpClient
+from cartrecovery.tenancy import Connection
+
+from .base import AdapterError, InboundRequest
 
 log = logging.getLogger(__name__)
 
-SHOPIFY_API_VERSION = "2025-07"
 # A sync runs unattended: more patience with rate limits than a webhook request has.
 SYNC_CLIENT_OPTIONS: dict[str, Any] = {"timeout": 30, "max_attempts": 8, "max_retry_after": 300}
 
@@ -72,48 +74,6 @@ SYNC_CLIENT_OPTIONS: dict[str, Any] = {"timeout": 30, "max_attempts": 8, "max_re
 class SyncError(Exception):
     """The sync cannot go on (no credentials, the API refuses); pages already imported stay
     imported and the next run resumes after them."""
-
-
-# --- state changes shared with the webhook path -----------------------------------------------
-
-
-def backdate_activity(conn: psycopg.Connection, org_id: UUID, cart_id: UUID, at: datetime) -> None:
-    """The shopper's last action was at ``at`` (not when we heard of it): an active cart's
-    idle clock starts there."""
-    conn.execute(
-        "UPDATE app.carts SET last_activity_at = LEAST(last_activity_at, %s) "
-        "WHERE org_id = %s AND cart_id = %s AND status = 'active'",
-        (at, org_id, cart_id),
-    )
-
-
-def settle_imported_cart(conn: psycopg.Connection, org_id: UUID, cart_id: UUID) -> str | None:
-    """After a historical import of the cart: its idle clock starts at the platform's last
-    update, and if that is older than the org's abandonment timeout, the cart is abandoned
-    now, without enrollment (no message is ever sent for it). Returns the cart's status."""
-    row = conn.execute(
-        """
-        UPDATE app.carts c
-        SET last_activity_at = LEAST(c.last_activity_at,
-                                     COALESCE(c.source_updated_at, c.last_activity_at)),
-            status = CASE WHEN c.status = 'active' AND COALESCE(c.source_updated_at,
-                                 c.source_created_at, '-infinity') < t.threshold
-                          THEN 'abandoned' ELSE c.status END,
-            abandoned_at = CASE WHEN c.status = 'active' AND COALESCE(c.source_updated_at,
-                                 c.source_created_at, '-infinity') < t.threshold
-                                THEN COALESCE(COALESCE(c.source_updated_at, c.source_created_at)
-                                              + t.timeout, now())
-                                ELSE c.abandoned_at END,
-            updated_at = now()
-        FROM (SELECT make_interval(secs => abandonment_timeout_seconds) AS timeout,
-                     now() - make_interval(secs => abandonment_timeout_seconds) AS threshold
-              FROM app.orgs WHERE org_id = %(org)s) t
-        WHERE c.org_id = %(org)s AND c.cart_id = %(cart)s
-        RETURNING c.status
-        """,
-        {"org": org_id, "cart": cart_id},
-    ).fetchone()
-    return row["status"] if row else None
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -158,7 +118,7 @@ class Resource(ABC):
         """Raise ValueError (incl. pydantic's ValidationError) for an unreadable object."""
 
 
-def _get(client: StoreHttpClient, path: str, **kw):
+def fetch_json(client: StoreHttpClient, path: str, **kw):
     try:
         response = client.get(path, **kw)
     except Exception as exc:  # transport errors that outlived the retries
@@ -173,19 +133,17 @@ def _get(client: StoreHttpClient, path: str, **kw):
         raise SyncError(f"GET {path}: the answer is not JSON") from exc
 
 
-def _version(obj: dict, *fields: str) -> str:
+def object_version(obj: dict, *fields: str) -> str:
     for name in fields:
         if obj.get(name):
             return str(obj[name])
     return "-"
 
 
-def _parsed(
+def parse_as_webhook(
     adapter, connection: Connection, obj: dict, headers: dict[str, str], topic: str | None = None
 ):
     """The adapter's own webhook parsing of ``obj`` (signature checks are not involved)."""
-    from ingest.adapters.base import AdapterError, InboundRequest
-
     request = InboundRequest(
         body=json.dumps(obj).encode(), headers=headers, url="sync:", topic=topic
     )
@@ -195,229 +153,27 @@ def _parsed(
         raise ValueError(exc.message) from exc
 
 
-# Shopify
-
-
-class _ShopifyResource(Resource):
-    key_field = ""  # the list in the answer
-    id_field = "id"  # what names the object (a checkout: its token, the cart's external id)
-    topic = ""
-
-    def fetch(self, cursor: str) -> Page:
-        response, body = _get(self.client, cursor)
-        objects = (body or {}).get(self.key_field) if isinstance(body, dict) else None
-        if not isinstance(objects, list):
-            raise SyncError(f"{cursor}: no {self.key_field} list in the answer")
-        following = response.links.get("next", {}).get("url")
-        return Page([o for o in objects if isinstance(o, dict)], following)
-
-    def change(self, obj: dict) -> Change:
-        from ingest.adapters.shopify import ShopifyAdapter
-
-        delivery = _parsed(ShopifyAdapter(), self.connection, obj, {}, topic=self.topic)
-        ident = obj.get(self.id_field)
-        key = f"sync:{self.name}:{ident}:{_version(obj, 'updated_at', 'created_at')}"
-        return Change(key, delivery.topic, delivery.payload, delivery.apply, delivery.occurred_at)
-
-
-class ShopifyCheckouts(_ShopifyResource):
-    name, key_field, id_field, topic = "checkouts", "checkouts", "token", "checkouts/update"
-
-    def first_cursor(self) -> str:
-        query = urlencode({"created_at_min": _iso(self.since), "limit": 250})
-        return f"/admin/api/{_shopify_version(self.connection)}/checkouts.json?{query}"
-
-
-class ShopifyOrders(_ShopifyResource):
-    name, key_field, topic = "orders", "orders", "orders/create"
-
-    def first_cursor(self) -> str:
-        query = urlencode({"status": "any", "created_at_min": _iso(self.since), "limit": 250})
-        return f"/admin/api/{_shopify_version(self.connection)}/orders.json?{query}"
-
-
-def _shopify_version(connection: Connection) -> str:
-    return str((connection.credentials or {}).get("api_version") or SHOPIFY_API_VERSION)
-
-
-# WooCommerce
-
-
-class WooOrders(Resource):
-    name = "orders"
-    per_page = 100
-
-    def first_cursor(self) -> str:
-        return "1"
-
-    def fetch(self, cursor: str) -> Page:
-        page = int(cursor)
-        response, body = _get(
-            self.client,
-            "/wp-json/wc/v3/orders",
-            params={
-                "after": _iso(self.since),
-                "status": "pending,failed,processing,completed",
-                "per_page": self.per_page,
-                "page": page,
-                "orderby": "date",
-                "order": "asc",
-            },
-        )
-        if not isinstance(body, list):
-            raise SyncError("/wp-json/wc/v3/orders: the answer is not a list")
-        total_pages = _int(response.headers.get("X-WP-TotalPages"))
-        last = not body or (total_pages is not None and page >= total_pages)
-        return Page(
-            [o for o in body if isinstance(o, dict)],
-            None if last else str(page + 1),
-            _int(response.headers.get("X-WP-Total")),
-        )
-
-    def change(self, obj: dict) -> Change:
-        from ingest.adapters.woocommerce import WooCommerceAdapter
-
-        site = self.client.base_url + "/"
-        delivery = _parsed(
-            WooCommerceAdapter(),
-            self.connection,
-            obj,
-            {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Source": site},
-        )
-        key = f"sync:orders:{obj.get('id')}:{_version(obj, 'date_modified_gmt', 'date_modified')}"
-        return Change(key, delivery.topic, delivery.payload, delivery.apply, delivery.occurred_at)
-
-
-# BigCommerce
-
-
-class _BigCommerceOrders(Resource):
-    status_id: int | None = None
-    limit = 250
-
-    def first_cursor(self) -> str:
-        return "1"
-
-    def fetch(self, cursor: str) -> Page:
-        page = int(cursor)
-        params: dict[str, Any] = {
-            "min_date_created": _iso(self.since),
-            "page": page,
-            "limit": self.limit,
-            "sort": "date_created:asc",
-        }
-        if self.status_id is not None:
-            params["status_id"] = self.status_id
-        _, body = _get(self.client, "/v2/orders", params=params)
-        if body is None:
-            return Page([], None)
-        if not isinstance(body, list):
-            raise SyncError("/v2/orders: the answer is not a list")
-        objects = [o for o in body if isinstance(o, dict)]
-        return Page(objects, str(page + 1) if len(body) >= self.limit else None)
-
-
-class BigCommerceCheckouts(_BigCommerceOrders):
-    name, status_id = "checkouts", 0
-
-    def change(self, obj: dict) -> Change:
-        from ingest.adapters.bigcommerce import PLATFORM, read_order, rfc2822
-
-        order = read_order(obj)
-        address = order.billing_address
-        cart = CanonicalCart(
-            platform=PLATFORM,
-            # The cart id when the order names it: a later cart webhook updates the same row.
-            external_id=order.cart_id or f"order-{order.id}",
-            connection_id=self.connection.connection_id,
-            email=address.email if address else None,
-            phone=address.phone if address else None,
-            first_name=address.first_name if address else None,
-            last_name=address.last_name if address else None,
-            customer_external_id=order.customer_id
-            if order.customer_id not in (None, "0")
-            else None,
-            currency=order.currency_code,
-            source_created_at=rfc2822(order.date_created),
-            source_updated_at=rfc2822(order.date_modified) or rfc2822(order.date_created),
-        )
-        return Change(
-            f"sync:checkouts:{order.id}:{_version(obj, 'date_modified')}",
-            "store/order/incomplete",
-            {"order": obj},
-            lambda conn, org_id: upsert_cart(conn, org_id, cart),
-            cart.source_updated_at,
-        )
-
-
-class BigCommerceOrders(_BigCommerceOrders):
-    name = "orders"
-
-    def change(self, obj: dict) -> Change:
-        from ingest.adapters.bigcommerce import order_to_canonical, read_order
-
-        order = read_order(obj)
-        if order.status_id == 0:
-            return Change(
-                f"sync:orders:{order.id}:-", "store/order/incomplete", {"order": obj}, None
-            )
-        canonical = order_to_canonical(order, self.connection.connection_id)
-        return Change(
-            f"sync:orders:{order.id}:{_version(obj, 'date_modified')}",
-            "store/order/created",
-            {"order": obj},
-            lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"],
-            canonical.ordered_at,
-        )
-
-
-RESOURCES: dict[str, dict[str, type[Resource]]] = {
-    "shopify": {"checkouts": ShopifyCheckouts, "orders": ShopifyOrders},
-    "woocommerce": {"orders": WooOrders},
-    "bigcommerce": {"checkouts": BigCommerceCheckouts, "orders": BigCommerceOrders},
-}
-
-
 def api_client(connection: Connection, **client_options) -> StoreHttpClient:
-    """The API client of a connection, from its credentials (SyncError without them).
+    """The API client of a connection: its platform's ``api_client`` (SyncError when the
+    platform cannot sync or the connection lacks the credentials it needs)."""
+    found = _platform(connection.platform)
+    return found.api_client(connection, **{**SYNC_CLIENT_OPTIONS, **client_options})
 
-    Shopify ``{"access_token", "api_base_url"?, "api_version"?}``; WooCommerce
-    ``{"consumer_key", "consumer_secret", "api_base_url"?}``; BigCommerce
-    ``{"access_token", "api_base_url"?}``. The base URL defaults to the store's own
-    (``https://<shop_domain>``) or ``https://api.bigcommerce.com/stores/<hash>``.
-    """
-    creds = connection.credentials or {}
-    options = {**SYNC_CLIENT_OPTIONS, **client_options}
-    platform = connection.platform
-    if platform == "shopify":
-        if not creds.get("access_token"):
-            raise SyncError("the connection has no Shopify access_token credential")
-        base = creds.get("api_base_url") or f"https://{connection.shop_domain}"
-        return StoreHttpClient(
-            base,
-            {"X-Shopify-Access-Token": creds["access_token"], "Accept": "application/json"},
-            **options,
-        )
-    if platform == "woocommerce":
-        if not creds.get("consumer_key") or not creds.get("consumer_secret"):
-            raise SyncError("the connection has no WooCommerce consumer_key/consumer_secret")
-        base = creds.get("api_base_url") or f"https://{connection.shop_domain}"
-        return StoreHttpClient(
-            base,
-            {"Accept": "application/json"},
-            auth=(creds["consumer_key"], creds["consumer_secret"]),
-            **options,
-        )
-    if platform == "bigcommerce":
-        if not creds.get("access_token"):
-            raise SyncError("the connection has no BigCommerce access_token credential")
-        base = (creds.get("api_base_url") or "https://api.bigcommerce.com").rstrip("/")
-        return StoreHttpClient(
-            f"{base}/stores/{connection.shop_domain}",
-            {"X-Auth-Token": creds["access_token"], "Accept": "application/json"},
-            **options,
-        )
-    raise SyncError(f"sync is not available for {platform}; platforms: {sorted(RESOURCES)}")
+
+def syncable() -> list[str]:
+    """The installed platforms that can import their history."""
+    from .registry import platforms
+
+    return sorted(name for name, p in platforms().items() if p.can_sync())
+
+
+def _platform(name: str):
+    from .registry import platform
+
+    found = platform(name)
+    if found is None or not found.can_sync():
+        raise SyncError(f"sync is not available for {name}; platforms: {syncable()}")
+    return found
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -460,11 +216,7 @@ def sync(
     """Import the connection's history since ``since``, resource by resource (see module
     doc); returns what each resource did. Raises SyncError when the API fails (pages
     already committed stay, and the next run resumes)."""
-    available = RESOURCES.get(connection.platform)
-    if available is None:
-        raise SyncError(
-            f"sync is not available for {connection.platform}; platforms: {sorted(RESOURCES)}"
-        )
+    available = _platform(connection.platform).sync_resources
     names = resources or list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -616,15 +368,21 @@ def parse_since(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _int(value: str | None) -> int | None:
+def int_or_none(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def summary(result: ResourceResult) -> dict[str, Any]:
+    """What a run did to one resource, without its error texts (kept for the audit log)."""
+    fields = ("imported", "duplicates", "skipped", "pages", "resumed", "up_to_date", "abandoned")
+    return {"resource": result.resource, **{f: getattr(result, f) for f in fields}}
 
 
 def iter_results(results: list[ResourceResult]) -> Iterator[str]:
