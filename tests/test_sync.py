@@ -483,3 +483,34 @@ def test_http_client_retry_policy(recorder):
     recorder.respond("GET", "/nul", 200, b'{"a": "\\u0000"}')
     with pytest.raises(StoreApiError, match="not JSON"):
         client.json("GET", "/nul")
+
+
+def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, recorder):
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": "test-secret-key", "ENCRYPTION_KEY": None}
+    shopify.serve(throttle=False)
+    args = ["sync", "shopify", "--connection", str(shopify.connection_id), "--since", "2026-01-01"]
+    assert CliRunner().invoke(main, args, env=env, catch_exceptions=False).exit_code == 0
+    recorder.responses.pop(("GET", CHECKOUTS), None)
+    recorder.respond("GET", CHECKOUTS, 403, {"errors": "no scope"})
+    failed = CliRunner().invoke(main, args + ["--restart"], env=env)
+    assert failed.exit_code == 1 and "403" in failed.output
+    with db.system() as conn:
+        rows = conn.execute(
+            "SELECT actor, action, target, details FROM app.audit_log "
+            "WHERE org_id = %s ORDER BY created_at, audit_id",
+            (shopify.org_id,),
+        ).fetchall()
+    assert [(r["action"], r["target"]) for r in rows] == [
+        ("sync.run", str(shopify.connection_id)),
+        ("sync.failed", str(shopify.connection_id)),
+    ]
+    assert all(r["actor"].startswith("cli:") for r in rows)
+    run, failure = rows[0]["details"], rows[1]["details"]
+    assert (run["platform"], run["since"], run["restart"]) == (
+        "shopify",
+        "2026-01-01T00:00:00+00:00",
+        False,
+    )
+    imported = {r["resource"]: r["imported"] for r in run["results"]}
+    assert imported == {"checkouts": 3, "orders": 2}
+    assert failure["restart"] is True and "403" in failure["error"]
