@@ -485,6 +485,34 @@ def test_http_client_retry_policy(recorder):
         client.json("GET", "/nul")
 
 
+def test_http_client_backs_off_exponentially_and_retries_transport_errors_when_safe(recorder):
+    import socket
+
+    import requests
+
+    from cartrecovery.http_client import StoreHttpClient
+
+    waits: list[float] = []
+    client = StoreHttpClient(recorder.url, sleep=waits.append, max_attempts=4, backoff=0.5)
+    # 5xx without Retry-After: 0.5 s, 1 s, 2 s, then the last answer as it is.
+    recorder.respond("GET", "/busy", 503, {}, times=4)
+    assert client.get("/busy").status_code == 503
+    assert waits == [0.5, 1.0, 2.0] and len(recorder.find("GET", "/busy")) == 4
+
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    waits.clear()
+    refused = StoreHttpClient(closed, sleep=waits.append, max_attempts=3, max_backoff=0.75)
+    with pytest.raises(requests.ConnectionError):
+        refused.get("/x")
+    assert waits == [0.5, 0.75]  # capped by max_backoff
+    waits.clear()
+    with pytest.raises(requests.ConnectionError):
+        refused.post("/x")  # may have created something: never retried
+    assert waits == []
+
+
 def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, recorder):
     env = {"DATABASE_URL": database_url, "SECRET_KEY": "test-secret-key", "ENCRYPTION_KEY": None}
     shopify.serve(throttle=False)
