@@ -83,7 +83,6 @@ class Platform:
     sync_resources: Mapping[str, type[Resource]] | None = None
     coupon_client: Callable[[str, dict], StoreClient | None] | None = None
     aliases: tuple[str, ...] = field(default=())
-    summary: str = ""
 
     @property
     def webhook_topics(self) -> dict[str, str]:

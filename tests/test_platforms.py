@@ -196,3 +196,22 @@ def test_core_package_imports_no_platform_or_runtime_code():
                 if n.split(".")[0] in ("integrations", "ingest")
             ]
     assert offenders == []
+
+
+def test_a_connection_stored_as_custom_before_the_alias_is_served_by_generic(
+    client, db, org, runtime
+):
+    """Older CLIs stored ``custom`` connections whose signed posts got 404 unknown_store."""
+    from cartrecovery import tenancy
+
+    secret = "custom-secret-0123456789"
+    cid = tenancy.add_connection(
+        db, runtime.encryption_key, org.org_id, "custom", f"{uuid.uuid4().hex[:8]}.ex", secret
+    )
+    payload = event("e-old-custom")
+    response = client.post(
+        f"/api/webhooks/custom/{cid}", data=payload, headers=sign(secret, payload)
+    )
+    assert response.status_code == 200, response.get_json()
+    listed = client.get(f"/api/v1/connections/{cid}", headers=org.headers).get_json()
+    assert listed["webhook_urls"] == {"events": f"http://testserver/api/webhooks/custom/{cid}"}

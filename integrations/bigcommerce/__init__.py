@@ -13,7 +13,6 @@ PLATFORM = Platform(
     api_client=api.api_client,
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
-    summary="BigCommerce (store/cart and store/order webhooks; store key = the store hash)",
 )
 
 __all__ = ["PLATFORM", "BigCommerceAdapter"]

@@ -9,7 +9,6 @@ PLATFORM = Platform(
     adapter=GenericAdapter,
     credentials=(),
     aliases=("custom",),
-    summary="Any shop posting cartrecovery's signed JSON events",
 )
 
 __all__ = ["PLATFORM", "GenericAdapter"]

@@ -9,7 +9,6 @@ PLATFORM = Platform(
     name="magento",
     adapter=MagentoAdapter,
     credentials=api.CREDENTIALS,
-    summary="Magento 2 / Adobe Commerce (Adobe Commerce Webhooks)",
 )
 
 __all__ = ["PLATFORM", "MagentoAdapter"]

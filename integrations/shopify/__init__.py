@@ -13,7 +13,6 @@ PLATFORM = Platform(
     api_client=api.api_client,
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
-    summary="Shopify (per-topic webhooks, HMAC-signed)",
 )
 
 __all__ = ["PLATFORM", "SHOPIFY_API_VERSION", "ShopifyAdapter"]

@@ -12,7 +12,6 @@ PLATFORM = Platform(
     api_client=api.api_client,
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
-    summary="WooCommerce (order webhooks, HMAC-signed; store key = the site URL)",
 )
 
 __all__ = ["PLATFORM", "WooCommerceAdapter"]
