@@ -8,19 +8,8 @@ own normalisation (:func:`parse_as_webhook`, or the adapter's converters) and th
 This module is the engine every platform shares (pages, checkpoints, dedup keys, the
 transaction per page). What is read is the platform package's: its ``Platform`` names its
 ``sync_resources`` (``Resource`` classes in ``integrations/<platform>/sync.py``) and its
-``api_client``. Today:
-
-- Shopify: ``checkouts`` = ``GET /admin/api/<ver>/checkouts.json?created_at_min=…&limit=250``
-  (abandoned checkouts), ``orders`` = ``orders.json?status=any&created_at_min=…&limit=250``;
-  ``X-Shopify-Access-Token``; cursor pagination by the ``Link: <…>; rel="next"`` header.
-- WooCommerce: ``orders`` = ``GET /wp-json/wc/v3/orders?after=…&status=pending,failed,
-  processing,completed&per_page=100&page=N`` with basic auth (consumer key/secret); pages
-  until ``X-WP-TotalPages`` or an empty page. Open statuses become carts, paid ones orders.
-- BigCommerce: carts cannot be listed (v3 carts are read one by one, by id; abandoned carts
-  only by the token of an Abandoned Cart Saver link), so ``checkouts`` = the v2 orders with
-  status "Incomplete" (``status_id=0``: checkouts that never became orders [K, unconfirmed])
-  imported as carts without items, and ``orders`` = ``GET /v2/orders?min_date_created=…
-  &page=N&limit=250``; pages until an empty page (BigCommerce answers 204).
+``api_client``; each of those modules says what it reads (Shopify: checkouts and orders;
+WooCommerce: orders; BigCommerce: incomplete orders as checkouts, and orders).
 
 **Resumable.** ``app.sync_state`` keeps, per connection and resource, the ``since`` and the
 cursor of the next page (a URL or a page number); it is updated in the transaction that
