@@ -33,20 +33,15 @@ class Credential:
 
     ``kind`` is ``"text"``, ``"url"`` (http or https) or ``"number"``. ``check`` turns a
     given value into the stored one or raises ValueError (e.g. a PEM key that must be RSA).
-    ``option`` is the ``connections add`` option that sets it, when not ``--<key>``;
-    ``from_file``: that option names a file whose content is the value.
+    ``from_file``: the ``connections add`` option setting it names a file whose content is
+    the value (``--public-key-file``).
     """
 
     key: str
     help: str
     kind: str = "text"
     check: Callable[[str], str] | None = None
-    option: str | None = None
     from_file: bool = False
-
-    @property
-    def cli_option(self) -> str:
-        return self.option or self.key.replace("_", "-")
 
     def clean(self, value: Any) -> Any:
         """The value to store; ValueError naming what is wrong."""

@@ -29,7 +29,6 @@ CREDENTIALS = (
         "webhook_public_key_pem",
         "Magento: PEM public key that verifies webhook signatures.",
         check=rsa_public_key_pem,
-        option="public-key-file",
         from_file=True,
     ),
 )
