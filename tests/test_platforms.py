@@ -215,3 +215,85 @@ def test_a_connection_stored_as_custom_before_the_alias_is_served_by_generic(
     assert response.status_code == 200, response.get_json()
     listed = client.get(f"/api/v1/connections/{cid}", headers=org.headers).get_json()
     assert listed["webhook_urls"] == {"events": f"http://testserver/api/webhooks/custom/{cid}"}
+
+
+PLUGIN = """
+from integrations.platform import Credential, Platform
+from integrations.generic.adapter import GenericAdapter
+
+
+class ToyAdapter(GenericAdapter):
+    platform = "toyshop"
+    webhook_topics = {
+        "cart": "/api/webhooks/custom/{connection_id}",
+        "order": "/api/webhooks/custom/{connection_id}",
+    }
+
+
+PLATFORM = Platform(
+    name="toyshop",
+    adapter=ToyAdapter,
+    credentials=(Credential("api_key", "Toy API key."),),
+    aliases=("toys",),
+)
+MISNAMED = Platform(name="other", adapter=ToyAdapter)
+"""
+
+
+@pytest.fixture()
+def toyshop(tmp_path, monkeypatch):
+    """A platform package as pip would leave it: a module and a dist-info folder whose
+    entry points name a Platform, one misnamed Platform and a module that fails to import."""
+    (tmp_path / "toyshop_platform.py").write_text(PLUGIN)
+    (tmp_path / "broken_platform.py").write_text("raise RuntimeError('broken package')\n")
+    info = tmp_path / "toyshop_platform-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyshop-platform\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[cartrecovery.adapters]\n"
+        "toyshop = toyshop_platform:PLATFORM\n"
+        "mismatch = toyshop_platform:MISNAMED\n"
+        "broken = broken_platform:PLATFORM\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.reload()
+    yield registry.platform("toyshop")
+    registry.reload()
+
+
+def test_an_installed_platform_package_is_read_whole_and_bad_ones_skipped(
+    toyshop, cli_env, client, org, settings
+):
+    assert toyshop is not None and toyshop.adapter.__name__ == "ToyAdapter"
+    assert registry.resolve("TOYS") == "toyshop"
+    assert not {"other", "mismatch", "broken"} & set(registry.platforms())
+    assert {"shopify", "generic"} <= set(registry.platforms())  # the built-ins still load
+
+    refused = client.post(
+        "/api/v1/connections",
+        headers=org.headers,
+        json={"platform": "toys", "shop_domain": "t1.example", "credentials": {"token": "x"}},
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["details"]["credentials"] == ["api_key"]
+    created = client.post(
+        "/api/v1/connections",
+        headers=org.headers,
+        json={"platform": "toys", "shop_domain": "t1.example", "credentials": {"api_key": "k"}},
+    )
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["platform"] == "toyshop" and sorted(body["webhook_urls"]) == ["cart", "order"]
+
+    result = cli_add(cli_env, org, "toyshop", "--credentials", '{"api_key": "k2"}')
+    assert result.exit_code == 0, result.output
+    cli_body = json.loads(result.stdout)
+    assert cli_body["webhook_urls"] == toyshop.webhook_urls(
+        settings.app_url, cli_body["connection_id"]
+    )
+    payload = event("e-toy")
+    path = cli_body["webhook_urls"]["cart"].removeprefix(settings.app_url)
+    response = client.post(path, data=payload, headers=sign(cli_body["secret"], payload))
+    assert response.status_code == 200, response.get_json()
+    refused_cli = cli_add(cli_env, org, "toyshop", "--access-token", "t")
+    assert refused_cli.exit_code == 2 and "only for" in refused_cli.output
