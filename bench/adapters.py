@@ -43,8 +43,8 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from cartrecovery import carts as state  # noqa: E402
 from cartrecovery.tenancy import Connection  # noqa: E402
-from ingest.adapters import base, registry  # noqa: E402
-from ingest.adapters.headers import EnvironHeaderView  # noqa: E402
+from integrations import base, registry  # noqa: E402
+from integrations.headers import EnvironHeaderView  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -113,7 +113,7 @@ def request(body: bytes, headers: dict, topic: str | None = None, query=None):
 
 
 def shopify_cases() -> list[Case]:
-    from ingest.adapters.shopify import ShopifyAdapter
+    from integrations.shopify.adapter import ShopifyAdapter
 
     vec = VECTORS["shopify"]
     conn = connection("shopify", "example-outfitters.myshopify.com", vec["client_secret"])
@@ -141,7 +141,7 @@ def shopify_cases() -> list[Case]:
 
 
 def woocommerce_cases() -> list[Case]:
-    from ingest.adapters.woocommerce import WooCommerceAdapter
+    from integrations.woocommerce.adapter import WooCommerceAdapter
 
     vec = VECTORS["woocommerce"]
     name = "woocommerce_order_created.json"
@@ -171,7 +171,7 @@ class FakeBigCommerceApi:
 
 
 def bigcommerce_cases() -> list[Case]:
-    from ingest.adapters.bigcommerce import BigCommerceAdapter
+    from integrations.bigcommerce.adapter import BigCommerceAdapter
 
     vec = VECTORS["bigcommerce"]
     token = next(iter(vec["custom_header_set_at_creation"].values()))
@@ -347,8 +347,8 @@ ORDER_FIELDS = {
 
 
 def magento_cases() -> list[Case]:
-    from ingest.adapters.bigcommerce import HOOK_TOKEN_HEADER
-    from ingest.adapters.magento import SIGNATURE_HEADER, MagentoAdapter
+    from integrations.bigcommerce.adapter import HOOK_TOKEN_HEADER
+    from integrations.magento.adapter import SIGNATURE_HEADER, MagentoAdapter
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = private.public_key()
@@ -444,7 +444,7 @@ def magento_cases() -> list[Case]:
 
 
 def generic_cases() -> list[Case]:
-    from ingest.adapters.generic import GenericAdapter, sign
+    from integrations.generic.adapter import GenericAdapter, sign
 
     secret = "bench-generic-secret"
     conn = connection("generic", "bench.custom", secret)
@@ -582,7 +582,11 @@ def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
 
     from cartrecovery.events import find_nul
     from cartrecovery.storable_json import load_storable_json
-    from ingest.adapters.bigcommerce import Callback, cart_to_canonical, verify_standard_webhook
+    from integrations.bigcommerce.adapter import (
+        Callback,
+        cart_to_canonical,
+        verify_standard_webhook,
+    )
 
     cart_bytes = fixture("bigcommerce_cart_v3.json")
     cart = json.loads(cart_bytes)["data"]

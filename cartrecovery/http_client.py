@@ -12,8 +12,8 @@ One ``requests.Session`` per client, a timeout on every call, and bounded retrie
 - a server asking to wait longer than ``max_retry_after`` seconds is not waited for: the 429
   is returned, so a webhook request never hangs for the platform's quarter hour.
 
-The loop is written here rather than with urllib3's ``Retry`` because callers (and tests)
-inject ``sleep``: tests assert the client was asked to wait the right amount without waiting.
+The policy runs on tenacity (``Retrying`` with an injected ``sleep``: callers and tests pass
+their own, so tests assert the client was asked to wait the right amount without waiting).
 ``Retry-After`` itself is parsed by urllib3.
 """
 
@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+from tenacity import RetryCallState, Retrying, stop_after_attempt
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
@@ -33,6 +34,7 @@ from .storable_json import load_storable_json
 log = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -119,24 +121,16 @@ class StoreHttpClient:
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         kw.setdefault("timeout", self.timeout)
         url = self.url(path)
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
-            try:
-                response = self.session.request(method, url, **kw)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if last or not safe:
-                    raise
-                wait = self._backoff(attempt)
-                log.info("%s %s failed (%s); retrying in %.1fs", method, url, exc, wait)
-                self.sleep(wait)
-                continue
+
+        def should_retry(state: RetryCallState) -> bool:
+            if state.outcome.failed:
+                return safe and isinstance(state.outcome.exception(), TRANSPORT_ERRORS)
+            response = state.outcome.result()
             status = response.status_code
-            if status not in RETRY_STATUSES or last or (status != 429 and not safe):
-                return response
+            if status not in RETRY_STATUSES or (status != 429 and not safe):
+                return False
             wait = retry_after_seconds(response.headers.get("Retry-After"))
-            if wait is None:
-                wait = self._backoff(attempt)
-            elif wait > self.max_retry_after:
+            if wait is not None and wait > self.max_retry_after:
                 log.warning(
                     "%s %s: server asks to wait %.0fs, more than %.0fs; giving up",
                     method,
@@ -144,11 +138,29 @@ class StoreHttpClient:
                     wait,
                     self.max_retry_after,
                 )
-                return response
-            log.info("%s %s answered %s; retrying in %.1fs", method, url, status, wait)
-            response.close()
-            self.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+                return False
+            return True
+
+        def before_sleep(state: RetryCallState) -> None:
+            wait = state.next_action.sleep
+            if state.outcome.failed:
+                reason = f"failed ({state.outcome.exception()})"
+            else:
+                response = state.outcome.result()
+                reason = f"answered {response.status_code}"
+                response.close()
+            log.info("%s %s %s; retrying in %.1fs", method, url, reason, wait)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            retry=should_retry,
+            wait=self._wait,
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            # Out of attempts: the last response as it is, or the last transport error raised.
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
+        return retrying(self.session.request, method, url, **kw)
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.request("GET", path, **kw)
@@ -186,3 +198,11 @@ class StoreHttpClient:
 
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+
+    def _wait(self, state: RetryCallState) -> float:
+        """What the server asked for in ``Retry-After``, else exponential backoff."""
+        if not state.outcome.failed:
+            asked = retry_after_seconds(state.outcome.result().headers.get("Retry-After"))
+            if asked is not None:
+                return asked
+        return self._backoff(state.attempt_number)

@@ -26,37 +26,6 @@ from cartrecovery.settings import Settings, with_overrides
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-# What a store must be told to call, per platform (topic or scope -> URL path).
-PLATFORM_WEBHOOKS: dict[str, dict[str, str]] = {
-    "shopify": {
-        "carts/create": "/api/webhooks/shopify/cart-create",
-        "carts/update": "/api/webhooks/shopify/cart-update",
-        "checkouts/create": "/api/webhooks/shopify/checkout-create",
-        "checkouts/update": "/api/webhooks/shopify/checkout-update",
-        "orders/create": "/api/webhooks/shopify/order-create",
-        "customers/redact": "/api/webhooks/shopify/customers-redact",
-        "customers/data_request": "/api/webhooks/shopify/customers-data-request",
-        "shop/redact": "/api/webhooks/shopify/shop-redact",
-    },
-    "woocommerce": {
-        "order.created": "/api/webhooks/woocommerce",
-        "order.updated": "/api/webhooks/woocommerce",
-    },
-    "bigcommerce": {
-        scope: "/api/webhooks/bigcommerce"
-        for scope in (
-            "store/cart/created",
-            "store/cart/updated",
-            "store/cart/abandoned",
-            "store/cart/converted",
-            "store/order/created",
-        )
-    },
-    # The URL names the connection (Adobe's calls do not name the store).
-    "magento": {"webhooks": "/api/webhooks/custom/{connection_id}"},
-    "custom": {"events": "/api/webhooks/custom/{connection_id}"},
-}
-
 
 # ---------------------------------------------------------------------------------------
 # Resolving Postgres and Redis
@@ -286,15 +255,17 @@ def orgs_create(name: str, role: str, as_json: bool) -> None:
         click.echo(f"{role} API key (shown once): {api_key}")
 
 
-# Platform API credential options of `connections add`: option → (credential key, platforms).
-CREDENTIAL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "access_token": ("access_token", ("shopify", "bigcommerce")),
-    "client_secret": ("client_secret", ("bigcommerce",)),
-    "consumer_key": ("consumer_key", ("woocommerce",)),
-    "consumer_secret": ("consumer_secret", ("woocommerce",)),
-    "base_url": ("base_url", ("magento",)),
-    "integration_token": ("integration_token", ("magento",)),
-    "api_base_url": ("api_base_url", ("shopify", "bigcommerce", "woocommerce")),
+# Platform API credential options of `connections add`: option → credential key. Which
+# platforms take a key, and what a valid value is, is the platform's (integrations.registry).
+CREDENTIAL_OPTIONS: dict[str, str] = {
+    "access_token": "access_token",
+    "client_secret": "client_secret",
+    "consumer_key": "consumer_key",
+    "consumer_secret": "consumer_secret",
+    "base_url": "base_url",
+    "integration_token": "integration_token",
+    "public_key_file": "webhook_public_key_pem",
+    "api_base_url": "api_base_url",
 }
 
 
@@ -339,23 +310,47 @@ def _credential_options(func):
     return func
 
 
+class PlatformType(click.ParamType):
+    """A platform installed in the registry (or one of its aliases), as its own name."""
+
+    name = "platform"
+
+    def __init__(self, can_sync: bool = False):
+        self.can_sync = can_sync
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "PLATFORM"
+
+    def convert(self, value, param, ctx):
+        from integrations import registry
+
+        found = registry.platform(value)
+        if found is None or (self.can_sync and not found.can_sync()):
+            names = sorted(
+                n for n, p in registry.platforms().items() if p.can_sync() or not self.can_sync
+            )
+            self.fail(f"{value!r} is not one of {', '.join(names)}", param, ctx)
+        return found.name
+
+
 def _store_key(platform: str, shop_domain: str) -> str:
     """The store key in the form the platform's adapter looks stores up by (WooCommerce:
     ``https://Shop.Example.com/`` → ``shop.example.com``)."""
-    from ingest.adapters.registry import adapters
+    from integrations import registry
 
-    adapter = adapters().get(platform)
-    if adapter is None:
-        return shop_domain
     try:
-        return adapter.store_key(shop_domain)
+        return registry.platform(platform).adapter.store_key(shop_domain)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--shop-domain") from exc
 
 
 def _credentials(platform: str, options: dict) -> dict | None:
-    """The credentials dict from the platform options; BadParameter for options that do
-    not apply to ``platform`` or values that cannot work."""
+    """The credentials dict from the platform options, checked against the platform's
+    credential schema; BadParameter for options that do not apply to ``platform`` or values
+    that cannot work."""
+    from integrations import registry
+
+    target = registry.platform(platform)
     creds: dict = {}
     raw = options.pop("credentials_json", None)
     if raw:
@@ -365,42 +360,28 @@ def _credentials(platform: str, options: dict) -> dict | None:
             creds = None
         if not isinstance(creds, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--credentials")
-    pem_path = options.pop("public_key_file", None)
-    if pem_path:
-        if platform != "magento":
-            raise click.BadParameter("only for magento", param_hint="--public-key-file")
-        creds["webhook_public_key_pem"] = _public_key_pem(pem_path)
     for name, value in options.items():
         if value is None:
             continue
-        key, platforms = CREDENTIAL_OPTIONS[name]
+        key = CREDENTIAL_OPTIONS[name]
         hint = "--" + name.replace("_", "-")
-        if platform not in platforms:
-            raise click.BadParameter(f"only for {', '.join(platforms)}", param_hint=hint)
-        if not value.strip():
-            raise click.BadParameter("must not be empty", param_hint=hint)
-        if name in ("base_url", "api_base_url") and not value.startswith(("http://", "https://")):
-            raise click.BadParameter("must be an http(s) URL", param_hint=hint)
-        creds[key] = value.strip()
-    return creds or None
-
-
-def _public_key_pem(path: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
+        credential = target.credential(key)
+        if credential is None and target.credentials is not None:
+            takers = [n for n, p in registry.platforms().items() if p.credential(key)]
+            raise click.BadParameter(f"only for {', '.join(sorted(takers))}", param_hint=hint)
+        if credential is not None and credential.from_file:
+            try:
+                value = Path(value).read_text()
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read it: {exc}", param_hint=hint) from exc
+        try:
+            creds[key] = credential.clean(value) if credential else value.strip()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from exc
     try:
-        text = Path(path).read_text()
-        key = serialization.load_pem_public_key(text.encode())
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(
-            f"not a readable PEM public key: {exc}", param_hint="--public-key-file"
-        ) from exc
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise click.BadParameter(
-            "Adobe Commerce signs with RSA: give an RSA public key", param_hint="--public-key-file"
-        )
-    return text
+        return target.clean_credentials(creds)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--credentials") from exc
 
 
 @main.group()
@@ -409,7 +390,7 @@ def connections() -> None:
 
 
 @connections.command("add")
-@click.argument("platform", type=click.Choice(sorted(PLATFORM_WEBHOOKS), case_sensitive=False))
+@click.argument("platform", type=PlatformType())
 @click.option("--org", "org", required=True, help="Org id (or exact org name).")
 @click.option("--shop-domain", required=True, help="e.g. my-store.myshopify.com")
 @click.option(
@@ -427,7 +408,8 @@ def connections_add(
     as_json: bool,
     **credential_options,
 ) -> None:
-    """Connect a store to an org and print the webhook URLs to configure.
+    """Connect a store of an installed PLATFORM (shopify, woocommerce, bigcommerce, magento,
+    generic, or one a package adds) to an org and print the webhook URLs to configure.
 
     Platform API credentials (encrypted at rest) come from the platform options below or
     --credentials; they let BigCommerce/Magento fetch full carts and `sync` read history.
@@ -436,7 +418,6 @@ def connections_add(
     from cartrecovery.crypto import load_key, new_secret
     from cartrecovery.db import Database
 
-    platform = platform.lower()
     shop_domain = shop_domain.strip().lower()
     if not shop_domain:
         raise click.BadParameter("must not be empty", param_hint="--shop-domain")
@@ -480,18 +461,14 @@ def connections_add(
 
 
 def webhook_urls(app_url: str, platform: str, connection_id: UUID) -> dict[str, str]:
-    """The URLs a store of ``platform`` must post to, by topic."""
-    base = app_url.rstrip("/")
-    return {
-        topic: base + path.format(connection_id=connection_id)
-        for topic, path in PLATFORM_WEBHOOKS[platform].items()
-    }
+    """The URLs a store of ``platform`` must post to, by topic (the registry's table)."""
+    from integrations import registry
+
+    return registry.webhook_urls(app_url, platform, connection_id)
 
 
 @main.command("sync")
-@click.argument(
-    "platform", type=click.Choice(["shopify", "woocommerce", "bigcommerce"], case_sensitive=False)
-)
+@click.argument("platform", type=PlatformType(can_sync=True))
 @click.option("--connection", "connection_id", required=True, help="Connection id.")
 @click.option(
     "--since",
@@ -523,13 +500,15 @@ def sync_command(
 
     Resumable (a checkpoint per connection and resource) and idempotent with webhooks.
     Carts older than the org's abandonment timeout are marked abandoned without any
-    message being sent. See cartrecovery/sync.py for what each platform allows.
+    message being sent. PLATFORM: one that can sync (shopify, woocommerce, bigcommerce);
+    see integrations/<platform>/sync.py for what each one reads.
     """
     from dataclasses import asdict
 
-    from cartrecovery import sync, tenancy
+    from cartrecovery import audit, tenancy
     from cartrecovery.crypto import load_key
     from cartrecovery.db import Database
+    from integrations import sync
 
     try:
         since_at = sync.parse_since(since)
@@ -548,6 +527,13 @@ def sync_command(
             raise click.BadParameter(
                 f"no active {platform} connection {connection_id}", param_hint="--connection"
             )
+        # Every admin action is audited: the run's scope, and what it did or why it stopped.
+        details = {
+            "platform": connection.platform,
+            "since": since_at.isoformat(),
+            "resources": list(resources) or None,
+            "restart": restart,
+        }
         try:
             results = sync.sync(
                 db,
@@ -558,7 +544,23 @@ def sync_command(
                 progress=_TqdmProgress(),
             )
         except sync.SyncError as exc:
+            audit.record(
+                db,
+                connection.org_id,
+                audit.cli_actor(),
+                "sync.failed",
+                str(cid),
+                details | {"error": str(exc)[:500]},
+            )
             raise click.ClickException(f"{exc} (run the same command again to resume)") from exc
+        audit.record(
+            db,
+            connection.org_id,
+            audit.cli_actor(),
+            "sync.run",
+            str(cid),
+            details | {"results": [sync.summary(r) for r in results]},
+        )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results]))
         return

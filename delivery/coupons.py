@@ -9,8 +9,9 @@ A step offers a discount with ``"discount": {"type": "percentage" | "fixed_amoun
 - the code is random (``SAVE-`` + 10 characters from an alphabet without look-alikes),
   unique per org, valid until ``expires_in_hours`` from issue;
 - created in the store through its API when the cart's store connection has credentials:
-  Shopify (price rule + discount code), WooCommerce (coupon), BigCommerce (coupon), see
-  :mod:`delivery.store_clients`. Custom/generic/Magento stores, and stores whose connection
+  Shopify (price rule + discount code), WooCommerce (coupon), BigCommerce (coupon): the
+  platform's ``coupon_client`` (``integrations/<platform>/coupons.py``, found through
+  ``integrations.coupons.coupon_client``). Generic and Magento stores, and stores whose connection
   has no API credentials, get a code that exists only here (``platform = 'local'``): the
   merchant must honour it themselves, e.g. by reading ``app.coupons``;
 - when the store's API fails, :class:`CouponError` is raised (``retryable`` says whether
@@ -33,8 +34,8 @@ from psycopg.types.json import Jsonb
 from cartrecovery import tenancy
 from cartrecovery.carts import redeem_coupons
 from cartrecovery.discounts import offer_of
-
-from .store_clients import CouponSpec, StoreApiError, coupon_client
+from cartrecovery.http_client import StoreApiError
+from integrations.coupons import CouponSpec, coupon_client
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from cartrecovery.carts import InvalidCanonical
-
-from .adapters.base import error_details
+from integrations.base import error_details
 
 log = logging.getLogger(__name__)
 

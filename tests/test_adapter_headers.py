@@ -4,7 +4,7 @@ import pytest
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.test import EnvironBuilder
 
-from ingest.adapters.headers import EnvironHeaderView
+from integrations.headers import EnvironHeaderView
 
 HEADERS = {
     "X-Shopify-Hmac-Sha256": "abc=",

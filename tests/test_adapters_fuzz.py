@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cartrecovery import tenancy
-from ingest.adapters import registry
+from integrations import registry
 
 SECRET = "fuzz_webhook_secret_0123456789"
 CLIENT_SECRET = "fuzz_bc_client_secret"
@@ -178,7 +178,7 @@ def send_shopify(world, body: bytes, choice: int = 0):
 
 
 def send_woocommerce(world, body: bytes, choice: int = 0):
-    from ingest.adapters.woocommerce import signature
+    from integrations.woocommerce.adapter import signature
 
     topic = ["order.created", "order.updated", "order.deleted"][choice % 3]
     return world.client.post(
@@ -223,7 +223,7 @@ def send_magento(world, body: bytes, choice: int = 0):
 
 
 def send_generic(world, body: bytes, choice: int = 0):
-    from ingest.adapters.generic import sign
+    from integrations.generic.adapter import sign
 
     return world.client.post(
         f"/api/webhooks/custom/{world.connections['generic']}",

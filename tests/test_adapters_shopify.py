@@ -23,7 +23,7 @@ from test_ingest_shopify import (
 
 from cartrecovery import tenancy
 from delivery import scheduler
-from ingest.adapters.shopify import TOPIC_PATHS
+from integrations.shopify.adapter import TOPIC_PATHS
 
 JANE = "jane.doe@example.com"
 FIXTURE_TOPICS = {

@@ -15,7 +15,7 @@ from conftest import fixture_bytes, fixture_headers, fixture_vectors
 
 from cartrecovery import carts as state
 from cartrecovery import tenancy
-from ingest.adapters.bigcommerce import HOOK_TOKEN_HEADER, BigCommerceAdapter
+from integrations.bigcommerce.adapter import HOOK_TOKEN_HEADER, BigCommerceAdapter
 
 URL = "/api/webhooks/bigcommerce"
 STORE = "x7k2m9q4pd"
@@ -364,7 +364,7 @@ def v3_cart(**changes):
 
 
 def test_v3_cart_becomes_the_canonical_cart():
-    from ingest.adapters.bigcommerce import cart_to_canonical
+    from integrations.bigcommerce.adapter import cart_to_canonical
 
     cart = cart_to_canonical(v3_cart(email=" Sam.Lee@Example.com "), None)
     assert isinstance(cart, state.CanonicalCart)
@@ -388,7 +388,7 @@ def test_v3_cart_becomes_the_canonical_cart():
 
 
 def test_v3_cart_lines_of_every_kind_and_prices():
-    from ingest.adapters.bigcommerce import cart_to_canonical
+    from integrations.bigcommerce.adapter import cart_to_canonical
 
     items = {
         "physical_items": [{"name": "Mug", "product_id": 1, "quantity": 1, "list_price": 9.5}],
@@ -408,7 +408,7 @@ def test_v3_cart_lines_of_every_kind_and_prices():
 
 
 def test_v3_cart_with_absent_or_null_line_groups():
-    from ingest.adapters.bigcommerce import cart_to_canonical
+    from integrations.bigcommerce.adapter import cart_to_canonical
 
     items = {
         "physical_items": None,
@@ -446,7 +446,7 @@ def test_v3_cart_with_absent_or_null_line_groups():
     ],
 )
 def test_v3_cart_of_the_wrong_shape_is_refused(changes):
-    from ingest.adapters.bigcommerce import cart_to_canonical
+    from integrations.bigcommerce.adapter import cart_to_canonical
 
     with pytest.raises(ValueError):
         cart_to_canonical(v3_cart(**changes), None)

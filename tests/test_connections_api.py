@@ -10,8 +10,8 @@ import pytest
 from conftest import fixture_bytes, fixture_headers, shopify_hmac
 
 from cartrecovery import tenancy
-from ingest.adapters import registry
-from ingest.adapters.shopify import TOPIC_PATHS
+from integrations import registry
+from integrations.shopify.adapter import TOPIC_PATHS
 
 CHECKOUT = "shopify_checkouts_create.json"
 FIXTURE_SHOP = "example-outfitters.myshopify.com"

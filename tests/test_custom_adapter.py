@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cartrecovery import tenancy
-from ingest.adapters import registry
-from ingest.adapters.generic import sign
+from integrations import registry
+from integrations.generic.adapter import sign
 
 EXAMPLE = Path(__file__).parent / "example_adapter"
 
@@ -97,6 +97,29 @@ def basket(delivery_id: str = "d-1", **changes) -> bytes:
 def test_installed_package_registers_its_adapter(example_adapter):
     assert "example" in registry.adapters()
     assert registry.get_adapter("example").platform == "example"
+
+
+def test_cli_connects_a_store_of_an_installed_package(example_adapter, client, db, org, settings):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "APP_URL": settings.app_url,
+        "SECRET_KEY": settings.secret_key,
+        "ENCRYPTION_KEY": None,
+    }
+    args = ["connections", "add", "example", "--org", str(org.org_id), "--json"]
+    args += ["--shop-domain", "cli-shop.example.net", "--secret", "example-secret-2"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    custom = f"{settings.app_url}/api/webhooks/custom/{body['connection_id']}"
+    assert body["webhook_urls"] == {"events": custom}
+    headers = {"X-Example-Token": "example-secret-2", "Content-Type": "application/json"}
+    response = client.post(custom.removeprefix(settings.app_url), data=basket(), headers=headers)
+    assert response.status_code == 200, response.get_json()
 
 
 def test_custom_route_delivers_through_the_installed_adapter(

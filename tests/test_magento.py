@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cartrecovery import tenancy
-from ingest.adapters.magento import (
+from integrations.magento.adapter import (
     HOOK_TOKEN_HEADER,
     SIGNATURE_HEADER,
     STORE_HEADER,

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from conftest import fixture_bytes, shopify_hmac
 from psycopg.types.json import Jsonb
 
-from cartrecovery import sync as history
 from cartrecovery import tenancy
 from cli.main import main
 from delivery.scheduler import abandon_and_enroll
+from integrations import sync as history
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 SHOPIFY_TOKEN = "shpat_fake_sync_token"
@@ -483,3 +483,62 @@ def test_http_client_retry_policy(recorder):
     recorder.respond("GET", "/nul", 200, b'{"a": "\\u0000"}')
     with pytest.raises(StoreApiError, match="not JSON"):
         client.json("GET", "/nul")
+
+
+def test_http_client_backs_off_exponentially_and_retries_transport_errors_when_safe(recorder):
+    import socket
+
+    import requests
+
+    from cartrecovery.http_client import StoreHttpClient
+
+    waits: list[float] = []
+    client = StoreHttpClient(recorder.url, sleep=waits.append, max_attempts=4, backoff=0.5)
+    # 5xx without Retry-After: 0.5 s, 1 s, 2 s, then the last answer as it is.
+    recorder.respond("GET", "/busy", 503, {}, times=4)
+    assert client.get("/busy").status_code == 503
+    assert waits == [0.5, 1.0, 2.0] and len(recorder.find("GET", "/busy")) == 4
+
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    waits.clear()
+    refused = StoreHttpClient(closed, sleep=waits.append, max_attempts=3, max_backoff=0.75)
+    with pytest.raises(requests.ConnectionError):
+        refused.get("/x")
+    assert waits == [0.5, 0.75]  # capped by max_backoff
+    waits.clear()
+    with pytest.raises(requests.ConnectionError):
+        refused.post("/x")  # may have created something: never retried
+    assert waits == []
+
+
+def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, recorder):
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": "test-secret-key", "ENCRYPTION_KEY": None}
+    shopify.serve(throttle=False)
+    args = ["sync", "shopify", "--connection", str(shopify.connection_id), "--since", "2026-01-01"]
+    assert CliRunner().invoke(main, args, env=env, catch_exceptions=False).exit_code == 0
+    recorder.responses.pop(("GET", CHECKOUTS), None)
+    recorder.respond("GET", CHECKOUTS, 403, {"errors": "no scope"})
+    failed = CliRunner().invoke(main, args + ["--restart"], env=env)
+    assert failed.exit_code == 1 and "403" in failed.output
+    with db.system() as conn:
+        rows = conn.execute(
+            "SELECT actor, action, target, details FROM app.audit_log "
+            "WHERE org_id = %s ORDER BY created_at, audit_id",
+            (shopify.org_id,),
+        ).fetchall()
+    assert [(r["action"], r["target"]) for r in rows] == [
+        ("sync.run", str(shopify.connection_id)),
+        ("sync.failed", str(shopify.connection_id)),
+    ]
+    assert all(r["actor"].startswith("cli:") for r in rows)
+    run, failure = rows[0]["details"], rows[1]["details"]
+    assert (run["platform"], run["since"], run["restart"]) == (
+        "shopify",
+        "2026-01-01T00:00:00+00:00",
+        False,
+    )
+    imported = {r["resource"]: r["imported"] for r in run["results"]}
+    assert imported == {"checkouts": 3, "orders": 2}
+    assert failure["restart"] is True and "403" in failure["error"]

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cartrecovery import tenancy
-from ingest.adapters.dispatch import inbound_request, receive
-from ingest.adapters.registry import get_adapter
-from ingest.adapters.woocommerce import (
+from ingest.webhooks.dispatch import inbound_request, receive
+from integrations.registry import get_adapter
+from integrations.woocommerce.adapter import (
     normalize_site_url,
     signature,
     wp_specialchars_decode,

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cartrecovery import tenancy
 from cartrecovery.crypto import new_secret
+from integrations import registry
+from integrations.platform import Platform
 
-from ..adapters import registry
 from ..auth import require_key
 from ..errors import ApiError
 from ..openapi import register_schema, request_body
@@ -35,7 +36,10 @@ class _Body(BaseModel):
 
 class ConnectionCreate(_Body):
     platform: str = Field(
-        min_length=1, max_length=64, description="An installed adapter: shopify, woocommerce, …"
+        min_length=1,
+        max_length=64,
+        description="An installed platform: shopify, woocommerce, bigcommerce, magento, generic"
+        " (or one a package adds)",
     )
     shop_domain: str = Field(
         min_length=1,
@@ -49,7 +53,9 @@ class ConnectionCreate(_Body):
         description="Webhook signing secret; generated when omitted",
     )
     credentials: dict[str, Any] | None = Field(
-        default=None, description="Platform API credentials (tokens), encrypted at rest"
+        default=None,
+        description="Platform API credentials (tokens), encrypted at rest; only the keys the"
+        " platform knows (docs/adapters.md)",
     )
 
     @field_validator("platform", "shop_domain")
@@ -113,33 +119,34 @@ def create_connection(body: ConnectionCreate):
     connected to this org is re-activated with the new secret; one connected to another org
     is a 409.
     """
-    known = registry.adapters()
-    if body.platform not in known:
+    platform = registry.platform(body.platform)
+    if platform is None:
         raise ApiError(
             400,
             "unknown_platform",
             "no adapter is installed for this platform",
-            {"platform": body.platform, "platforms": sorted(known)},
+            {"platform": body.platform, "platforms": sorted(registry.platforms())},
         )
     try:
         # The form the adapter finds the store by (WooCommerce: the site URL → its host).
-        shop_domain = known[body.platform].store_key(body.shop_domain)
+        shop_domain = platform.adapter.store_key(body.shop_domain)
     except ValueError as exc:
         raise ApiError(
             400, "invalid_shop_domain", str(exc), {"shop_domain": body.shop_domain}
         ) from exc
+    credentials = _credentials(platform, body.credentials)
     rt = runtime()
     secret = body.secret or new_secret(24)
     try:
         connection_id = tenancy.add_connection(
-            rt.db, rt.encryption_key, g.org_id, body.platform, shop_domain, secret, body.credentials
+            rt.db, rt.encryption_key, g.org_id, platform.name, shop_domain, secret, credentials
         )
     except ValueError as exc:
         raise ApiError(
             409,
             "already_connected",
             str(exc),
-            {"platform": body.platform, "shop_domain": shop_domain},
+            {"platform": platform.name, "shop_domain": shop_domain},
         ) from exc
     out = _public(tenancy.connection_info(rt.db, g.org_id, connection_id))
     if body.secret is None:
@@ -229,11 +236,28 @@ def put_credentials(id: str, body: CredentialsUpdate):
     """Replace (or, with null, remove) the platform API credentials of a connection."""
     rt = runtime()
     connection_id = _uuid(id)
-    if not tenancy.set_credentials(
-        rt.db, rt.encryption_key, g.org_id, connection_id, body.credentials
-    ):
+    row = tenancy.connection_info(rt.db, g.org_id, connection_id)
+    if row is None:
         raise _not_found()
-    return jsonify({"connection_id": str(connection_id), "has_credentials": bool(body.credentials)})
+    found = registry.platform(row["platform"])
+    credentials = _credentials(found, body.credentials) if found else body.credentials
+    if not tenancy.set_credentials(rt.db, rt.encryption_key, g.org_id, connection_id, credentials):
+        raise _not_found()
+    return jsonify({"connection_id": str(connection_id), "has_credentials": bool(credentials)})
+
+
+def _credentials(platform: Platform, given: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``given`` checked against the platform's credential schema, else a 400."""
+    try:
+        return platform.clean_credentials(given)
+    except ValueError as exc:
+        known = [c.key for c in platform.credentials or ()]
+        raise ApiError(
+            400,
+            "invalid_credentials",
+            str(exc),
+            {"platform": platform.name, "credentials": known},
+        ) from exc
 
 
 # --- privacy data requests -----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Shopify webhook routes: one URL per topic (``/api/webhooks/shopify/checkout-create`` …)
 and a single endpoint (``/api/webhooks/shopify``) that reads the topic from
-``X-Shopify-Topic``. Everything else is the adapter's (``ingest.adapters.shopify``) and the
+``X-Shopify-Topic``. Everything else is the adapter's (``integrations.shopify``) and the
 shared dispatcher's: locate by shop domain (404), verify the HMAC (401), parse (400), then
 one tenant transaction that claims the delivery, applies it and keeps the raw event.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..adapters.dispatch import inbound_request, receive
-from ..adapters.shopify import TOPIC_PATHS, ShopifyAdapter
+from integrations.shopify.adapter import TOPIC_PATHS, ShopifyAdapter
+
+from .dispatch import inbound_request, receive
 
 bp = Blueprint("shopify", __name__)
 

@@ -6,7 +6,7 @@
   connection's platform names the adapter, so this works for any adapter, a third-party one
   included (``cartrecovery.adapters`` entry points).
 
-Both go through ``ingest.adapters.dispatch.receive``: 404 for an unknown store (one answer
+Both go through ``ingest.webhooks.dispatch.receive``: 404 for an unknown store (one answer
 for all), 401 for a bad signature, 400 for a bad payload, else stored once and applied.
 """
 
@@ -18,11 +18,11 @@ from uuid import UUID
 from flask import Blueprint
 
 from cartrecovery.tenancy import STATUSES, get_connection
+from integrations import registry
 
-from ..adapters import registry
-from ..adapters.dispatch import inbound_request, receive, unknown_store
 from ..errors import ApiError
 from ..runtime import runtime
+from .dispatch import inbound_request, receive, unknown_store
 
 bp = Blueprint("stores", __name__)
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from cartrecovery import carts
-from ingest.adapters.base import Adapter, Delivery, json_object
+from integrations.base import Adapter, Delivery, json_object
 
 
 class Item(BaseModel):

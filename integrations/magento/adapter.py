@@ -66,8 +66,8 @@ from cartrecovery import carts as state
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
 from cartrecovery.tenancy import Connection
 
-from .base import Adapter, BadPayload, Delivery, InboundRequest, error_details, json_object
-from .bigcommerce import HOOK_TOKEN_HEADER, token_matches
+from ..base import Adapter, BadPayload, Delivery, InboundRequest, error_details, json_object
+from ..bigcommerce.adapter import HOOK_TOKEN_HEADER, token_matches
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from cartrecovery.tenancy import (
     find_connection,
     forget_cached,
 )
+from integrations.base import Adapter, AdapterError, Delivery, InboundRequest
+from integrations.headers import EnvironHeaderView
 
 from ..errors import ApiError
 from ..runtime import runtime
-from .base import Adapter, AdapterError, Delivery, InboundRequest
-from .headers import EnvironHeaderView
 
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
 _SECRET_HEADERS = {

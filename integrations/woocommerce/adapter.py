@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from cartrecovery import carts as state
 from cartrecovery.tenancy import Connection
 
-from .base import Adapter, BadPayload, Delivery, InboundRequest, json_object
+from ..base import Adapter, BadPayload, Delivery, InboundRequest, json_object
 
 OPEN_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 PAID_STATUSES = frozenset({"processing", "completed", "on-hold"})

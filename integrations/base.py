@@ -14,7 +14,7 @@ and answers three questions in this order, each before anything is written:
    Fetching a full object from the platform's API (where webhooks carry only ids) happens in
    ``parse``, before the transaction opens. Bad payloads raise ``BadPayload`` (400).
 
-The dispatcher (``ingest.adapters.dispatch``) claims the dedup key, runs ``apply`` and
+The dispatcher (``ingest.webhooks.dispatch``) claims the dedup key, runs ``apply`` and
 appends the raw event in ONE transaction, so every delivery is stored once and either fully
 applied or not at all.
 """

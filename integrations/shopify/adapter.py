@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cartrecovery import carts as state
 from cartrecovery import tenancy
 
-from .base import Adapter, Apply, BadPayload, Delivery, InboundRequest, json_object
+from ..base import Adapter, Apply, BadPayload, Delivery, InboundRequest, json_object
 
 SOURCE = "shopify"
 MAX_MONEY = state.MAX_MONEY

@@ -24,9 +24,9 @@ from pydantic import Field
 
 from cartrecovery import carts as state
 from cartrecovery.tenancy import Connection
+from ingest.tracking import TrackEvent, to_cart, to_order
 
-from ..tracking import TrackEvent, to_cart, to_order
-from .base import Adapter, Delivery, InboundRequest, json_object
+from ..base import Adapter, Delivery, InboundRequest, json_object
 
 PLATFORM = "generic"
 TOLERANCE_SECONDS = 300

@@ -43,11 +43,11 @@ from uuid import UUID
 import msgspec
 
 from cartrecovery import carts as state
+from cartrecovery.cart_activity import backdate_activity
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
-from cartrecovery.sync import backdate_activity
 from cartrecovery.tenancy import Connection
 
-from .base import Adapter, AdapterError, BadPayload, Delivery, InboundRequest, json_object
+from ..base import Adapter, AdapterError, BadPayload, Delivery, InboundRequest, json_object
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,18 @@
+"""BigCommerce: webhooks and the store API the adapter reads carts from (``adapter``), the
+sync client and credentials (``api``), historical sync (``sync``) and coupons
+(``coupons``)."""
+
+from ..platform import Platform
+from . import api, coupons, sync
+from .adapter import BigCommerceAdapter
+
+PLATFORM = Platform(
+    name="bigcommerce",
+    adapter=BigCommerceAdapter,
+    credentials=api.CREDENTIALS,
+    api_client=api.api_client,
+    sync_resources=sync.RESOURCES,
+    coupon_client=coupons.coupon_client,
+)
+
+__all__ = ["PLATFORM", "BigCommerceAdapter"]

@@ -1,0 +1,14 @@
+"""Magento 2 / Adobe Commerce: webhooks and the GraphQL cart reads (``adapter``) and the
+credentials (``api``). No historical sync and no coupons here yet."""
+
+from ..platform import Platform
+from . import api
+from .adapter import MagentoAdapter
+
+PLATFORM = Platform(
+    name="magento",
+    adapter=MagentoAdapter,
+    credentials=api.CREDENTIALS,
+)
+
+__all__ = ["PLATFORM", "MagentoAdapter"]

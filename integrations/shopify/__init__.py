@@ -1,0 +1,18 @@
+"""Shopify: webhooks (``adapter``), Admin API client and credentials (``api``), historical
+sync (``sync``) and coupons (``coupons``)."""
+
+from ..platform import Platform
+from . import api, coupons, sync
+from .adapter import ShopifyAdapter
+from .api import SHOPIFY_API_VERSION
+
+PLATFORM = Platform(
+    name="shopify",
+    adapter=ShopifyAdapter,
+    credentials=api.CREDENTIALS,
+    api_client=api.api_client,
+    sync_resources=sync.RESOURCES,
+    coupon_client=coupons.coupon_client,
+)
+
+__all__ = ["PLATFORM", "SHOPIFY_API_VERSION", "ShopifyAdapter"]

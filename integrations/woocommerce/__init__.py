@@ -1,0 +1,17 @@
+"""WooCommerce: webhooks (``adapter``), REST client and credentials (``api``), historical
+sync (``sync``) and coupons (``coupons``)."""
+
+from ..platform import Platform
+from . import api, coupons, sync
+from .adapter import WooCommerceAdapter
+
+PLATFORM = Platform(
+    name="woocommerce",
+    adapter=WooCommerceAdapter,
+    credentials=api.CREDENTIALS,
+    api_client=api.api_client,
+    sync_resources=sync.RESOURCES,
+    coupon_client=coupons.coupon_client,
+)
+
+__all__ = ["PLATFORM", "WooCommerceAdapter"]
