@@ -59,7 +59,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .carts import normalize_email, normalize_phone
+from .canonical import normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Pulls the abandoned checkouts and orders a store already has through its API and
 them exactly as webhooks would be applied: each object goes through the platform adapter's
 own normalisation (Shopify and WooCommerce: the adapter's ``parse`` with the topic the
 webhook would carry; BigCommerce: the adapter's ``order_to_canonical``) and the
-``cartrecovery.carts`` functions, and is kept in ``raw.events``.
+``cartrecovery.carts``/``orders`` functions, and is kept in ``raw.events``.
 
 What is read (``RESOURCES``):
 
@@ -56,10 +56,12 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 
-from .carts import CanonicalCart, record_order, upsert_cart
+from .canonical import CanonicalCart
+from .carts import upsert_cart
 from .db import Database
 from .events import append_event, claim_event
 from .http_client import StoreHttpClient
+from .orders import record_order
 from .tenancy import Connection
 
 log = logging.getLogger(__name__)

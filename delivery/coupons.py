@@ -33,7 +33,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
-from cartrecovery.carts import redeem_coupons
+from cartrecovery.orders import redeem_coupons
 
 from .store_clients import CouponSpec, StoreApiError, coupon_client
 

@@ -42,7 +42,7 @@ from typing import Any
 import psycopg
 
 from cartrecovery import consents, privacy
-from cartrecovery.carts import normalize_email
+from cartrecovery.canonical import normalize_email
 from cartrecovery.org_settings import get_settings
 
 from . import caps, quiet_hours

@@ -20,7 +20,7 @@ from cartrecovery import outgoing_webhooks, privacy
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
-from . import enrollment, jobs, outbox
+from . import enrollment, jobs, outbox, webhook_jobs
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def tick(
         "requeued": requeue_stale(runtime, stale_after, batch_size),
         "interrupted": fail_interrupted(runtime, batch_size),
         "partitions_checked": int(ensure_partitions(runtime)),
-        "webhooks_enqueued": outgoing_webhooks.enqueue_due(runtime, batch_size),
+        "webhooks_enqueued": webhook_jobs.enqueue_due(runtime, batch_size),
         "raw_purged": privacy.purge_raw_events_if_due(runtime.db),
     }
 

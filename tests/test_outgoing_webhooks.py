@@ -78,8 +78,8 @@ def test_signed_delivery_reaches_the_subscriber(db, client, org, rt, recorder):
     assert emit(db, org.org_id, total_price="71.82", email="jane@example.com") == 1
     assert emit(db, org.org_id, "cart.recovered") == 0  # not subscribed
 
-    assert hooks.enqueue_due(rt) == 1
-    assert hooks.enqueue_due(rt) == 0  # claimed once
+    assert webhook_jobs.enqueue_due(rt) == 1
+    assert webhook_jobs.enqueue_due(rt) == 0  # claimed once
     work(rt)
 
     [request] = recorder.find("POST", HOOK_PATH)
@@ -118,7 +118,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
     recorder.respond("POST", HOOK_PATH, 200, {})
     sub = subscribe(client, org, recorder.url + HOOK_PATH)
     emit(db, org.org_id)
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"], row["last_status_code"]) == ("pending", 1, 500)
@@ -126,7 +126,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
         wait = conn.execute("SELECT %s - now() AS d", (row["next_attempt_at"],)).fetchone()["d"]
     assert 50 < wait.total_seconds() <= 60  # first backoff step: 1 minute
     assert subscription(db, org.org_id, sub["subscription_id"])["consecutive_failures"] == 1
-    assert hooks.enqueue_due(rt) == 0  # not due yet
+    assert webhook_jobs.enqueue_due(rt) == 0  # not due yet
 
     with db.system() as conn:
         conn.execute(
@@ -134,7 +134,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
             "WHERE org_id = %s",
             (org.org_id,),
         )
-    assert hooks.enqueue_due(rt) == 1
+    assert webhook_jobs.enqueue_due(rt) == 1
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"], row["last_status_code"]) == ("delivered", 2, 200)
@@ -157,11 +157,11 @@ def test_delivery_gives_up_after_the_last_backoff(db, client, org, rt, recorder)
                 "WHERE org_id = %s AND status = 'pending'",
                 (org.org_id,),
             )
-        assert hooks.enqueue_due(rt) == 1
+        assert webhook_jobs.enqueue_due(rt) == 1
         work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"]) == ("failed", hooks.MAX_ATTEMPTS)
-    assert hooks.enqueue_due(rt) == 0
+    assert webhook_jobs.enqueue_due(rt) == 0
 
 
 def test_subscription_disabled_after_repeated_failures(db, client, org, rt, recorder):
@@ -171,7 +171,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
         emit(db, org.org_id)
     # One at a time, so the count of failures is exact.
     for _ in range(hooks.DISABLE_AFTER):
-        assert hooks.enqueue_due(rt, limit=1) == 1
+        assert webhook_jobs.enqueue_due(rt, limit=1) == 1
         work(rt)
     stored = subscription(db, org.org_id, sub["subscription_id"])
     assert stored["status"] == "disabled"
@@ -180,7 +180,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
     assert len(recorder.find("POST", HOOK_PATH)) == hooks.DISABLE_AFTER
     statuses = [d["status"] for d in deliveries(db, org.org_id)]
     assert statuses.count("cancelled") == len(statuses)
-    assert hooks.enqueue_due(rt) == 0
+    assert webhook_jobs.enqueue_due(rt) == 0
     assert emit(db, org.org_id) == 0  # a disabled subscription gets nothing new
     listed = client.get("/api/v1/webhook-subscriptions", headers=org.headers).get_json()
     assert listed["subscriptions"][0]["status"] == "disabled"
@@ -190,7 +190,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
 def test_unreachable_subscriber_counts_as_a_failure(db, client, org, rt):
     subscribe(client, org, "http://127.0.0.1:9/unreachable")
     emit(db, org.org_id)
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert row["status"] == "pending" and row["last_status_code"] is None
@@ -292,7 +292,7 @@ def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client)
         )
     assert hooks.event_type_for("sendgrid", "processed") is None
     assert hooks.event_type_for("twilio", "undelivered") == "message.bounced"
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     bodies = [json.loads(r["body"]) for r in recorder.find("POST", HOOK_PATH)]
     by_type = {b["type"]: b["data"] for b in bodies}
