@@ -1,6 +1,6 @@
 """Attribution: which message, if any, won a converted cart back.
 
-One rule for every platform (docs/architecture.md, "Attribution"):
+One rule for every platform:
 
 - **Conversion time** (:func:`conversion_time`) is when the order was placed or paid as the
   platform reports it, never earlier than the cart events we saw before the order (the

@@ -16,7 +16,8 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import outgoing_webhooks, privacy
+from cartrecovery import outgoing_webhooks
+from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
@@ -122,7 +123,7 @@ def tick(
         "interrupted": fail_interrupted(runtime, batch_size),
         "partitions_checked": int(ensure_partitions(runtime)),
         "webhooks_enqueued": webhook_jobs.enqueue_due(runtime, batch_size),
-        "raw_purged": privacy.purge_raw_events_if_due(runtime.db),
+        "raw_purged": retention.purge_raw_events_if_due(runtime.db),
     }
 
 

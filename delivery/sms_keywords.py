@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
-from cartrecovery import consents, privacy
+from cartrecovery import consents, suppressions
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,7 @@ def _record_consent(conn, org_id, phone: str, status: str, body: str | None) -> 
 
 def opt_out(conn, org_id, phone: str, body: str | None = None) -> None:
     """Suppress SMS to ``phone`` for ``org_id`` (reason 'stop') and record the withdrawal."""
-    conn.execute(
-        """
-        INSERT INTO app.suppressions (org_id, channel, address, reason)
-        VALUES (%s, 'sms', %s, %s)
-        ON CONFLICT (org_id, channel, address) DO UPDATE
-          SET reason = EXCLUDED.reason, created_at = now()
-        """,
-        (org_id, phone, SUPPRESSION_REASON),
-    )
+    suppressions.suppress(conn, org_id, "sms", phone, SUPPRESSION_REASON)
     _record_consent(conn, org_id, phone, "withdrawn", body)
 
 
@@ -91,14 +83,9 @@ def opt_in(conn, org_id, phone: str, body: str | None = None) -> bool:
 
     Returns True when a suppression was lifted.
     """
-    lifted = conn.execute(
-        "DELETE FROM app.suppressions WHERE org_id = %s AND channel = 'sms' "
-        "AND address = ANY(%s) AND reason = %s RETURNING address",
-        # An erased subject is suppressed under a hash of the number: lift both forms.
-        (org_id, privacy.suppression_addresses(conn, org_id, "sms", phone), SUPPRESSION_REASON),
-    ).fetchone()
+    lifted = suppressions.lift(conn, org_id, "sms", phone, SUPPRESSION_REASON)
     _record_consent(conn, org_id, phone, "granted", body)
-    return lifted is not None
+    return lifted
 
 
 def apply(conn, org_id, keyword: Keyword, phone: str, body: str | None = None) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, request
 from psycopg.types.json import Jsonb
 
+from cartrecovery import suppressions
 from cartrecovery.consents import InvalidAddress, normalize_address, record_consent
 from delivery.restore_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
 
@@ -74,11 +75,7 @@ def unsubscribe(token: str):
         address = message["recipient"]
     now = datetime.now(UTC)
     with runtime().db.tenant(org_id) as conn:
-        conn.execute(
-            "INSERT INTO app.suppressions (org_id, channel, address, reason) "
-            "VALUES (%s, %s, %s, 'unsubscribe') ON CONFLICT (org_id, channel, address) DO NOTHING",
-            (org_id, channel, address),
-        )
+        suppressions.suppress(conn, org_id, channel, address, "unsubscribe")
         record_consent(
             conn,
             org_id,

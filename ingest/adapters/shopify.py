@@ -379,10 +379,10 @@ def _data_request(store: tenancy.Connection, payload: dict, at: datetime | None)
     request_ref = request.data_request.id if request.data_request else None
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy  # written alongside; imported when first needed
+        from cartrecovery.privacy import export  # imported when first needed
 
         try:
-            bundle = privacy.export_subject(conn, org_id, email=email, phone=phone)
+            bundle = export.export_subject(conn, org_id, email=email, phone=phone)
         except ValueError as exc:
             raise BadPayload(str(exc)) from exc
         conn.execute(
@@ -413,10 +413,10 @@ def _customers_redact(store: tenancy.Connection, payload: dict, at: datetime | N
     email, phone = _subject(request.customer)
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy
+        from cartrecovery.privacy import erasure
 
         try:
-            privacy.erase_subject(
+            erasure.erase_subject(
                 conn,
                 org_id,
                 email=email,
@@ -441,9 +441,9 @@ def _shop_redact(store: tenancy.Connection, payload: dict, at: datetime | None) 
     ShopRedact.model_validate(payload)
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy
+        from cartrecovery.privacy import erasure
 
-        privacy.erase_connection_data(
+        erasure.erase_connection_data(
             conn, org_id, store.connection_id, reason="shopify_shop_redact"
         )
         conn.execute(

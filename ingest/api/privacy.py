@@ -13,7 +13,9 @@ from flask import Blueprint, g, jsonify
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cartrecovery import privacy
+from cartrecovery.privacy import erasure, provider_contacts
+from cartrecovery.privacy.export import export_subject
+from cartrecovery.privacy.subject import resolve_subject
 
 from ..auth import require_key
 from ..openapi import request_body, request_query
@@ -74,8 +76,8 @@ def erase(body: ErasureRequest):
     rt = runtime()
     with rt.db.tenant(g.org_id) as conn:
         # Both the given address and the ones found through it go to the providers.
-        subject = privacy.resolve_subject(conn, g.org_id, email=body.email, phone=body.phone)
-        result = privacy.erase_subject(
+        subject = resolve_subject(conn, g.org_id, email=body.email, phone=body.phone)
+        result = erasure.erase_subject(
             conn,
             g.org_id,
             email=body.email,
@@ -83,7 +85,7 @@ def erase(body: ErasureRequest):
             reason=body.reason,
             requested_by=_actor(),
         )
-    providers = privacy.remove_from_providers(
+    providers = provider_contacts.remove_from_providers(
         rt.settings, emails=subject.emails, phones=subject.phones
     )
     with rt.db.tenant(g.org_id) as conn:
@@ -101,4 +103,4 @@ def export(query: Subject):
     """Everything held about a subject, as JSON (admin key): customers, carts with items,
     orders, messages, message events, consents, suppressions, raw events."""
     with runtime().db.tenant(g.org_id) as conn:
-        return jsonify(privacy.export_subject(conn, g.org_id, email=query.email, phone=query.phone))
+        return jsonify(export_subject(conn, g.org_id, email=query.email, phone=query.phone))

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
-from cartrecovery import outgoing_webhooks, privacy
+from cartrecovery import outgoing_webhooks, suppressions
 from cartrecovery.events import store_event
 
 from ..errors import ApiError
@@ -175,21 +175,12 @@ def _apply_suppression(conn, org_id: UUID, event_type: str, event: dict) -> None
     if not address:
         return
     if event_type == "group_resubscribe":
-        conn.execute(
-            "DELETE FROM app.suppressions WHERE org_id = %s AND channel = 'email' "
-            "AND address = ANY(%s) AND reason = 'group_unsubscribe'",
-            # An erased subject is suppressed under a hash of the address: match both forms.
-            (org_id, privacy.suppression_addresses(conn, org_id, "email", address)),
-        )
+        suppressions.lift(conn, org_id, "email", address, "group_unsubscribe")
         return
     reason = SUPPRESSING.get(event_type)
     if reason is None or (event_type == "bounce" and event.get("type") == "blocked"):
         return
-    conn.execute(
-        "INSERT INTO app.suppressions (org_id, channel, address, reason) "
-        "VALUES (%s, 'email', %s, %s) ON CONFLICT (org_id, channel, address) DO NOTHING",
-        (org_id, address, reason),
-    )
+    suppressions.suppress(conn, org_id, "email", address, reason)
 
 
 @bp.post("/api/webhooks/sendgrid/events")

@@ -38,11 +38,10 @@ from twilio.request_validator import (
 )
 from twilio.twiml.messaging_response import MessagingResponse
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import outgoing_webhooks, suppressions
 from cartrecovery.events import store_event
 from cartrecovery.org_settings import get_settings
 from delivery import sms_keywords
-from delivery.providers.twilio_sms import suppress_phone
 from delivery.sms_keywords import Keyword
 
 from ..errors import ApiError
@@ -262,7 +261,7 @@ def status():
             )
         reason = SUPPRESSING_ERRORS.get(str(error_code or ""))
         if reason and message["recipient"]:
-            suppress_phone(conn, org_id, message["recipient"], reason)
+            suppressions.suppress(conn, org_id, "sms", message["recipient"], reason)
     return jsonify({"stored": True, "duplicate": False, "delivery_status": delivery_status})
 
 
