@@ -7,8 +7,11 @@ be true for whichever org meets that number later. It is kept as
 salt in ``app.global_salts``), so no org can read it, and the send-time gate checks it for
 every org (``cartrecovery.suppressions``).
 
-These two tables are not tenant data (no org_id, no row-level security): the application
-role may read both and write suppressions, never the salt.
+``app.global_event_keys`` keeps the provider's id of each such inbound message (and nothing
+else), so a redelivered STOP cannot undo a later START.
+
+These tables are not tenant data (no org_id, no row-level security; only hashes and provider
+ids): the application role may read them and write suppressions and keys, never the salt.
 
 Revision ID: 0011
 Revises: 0009
@@ -40,7 +43,14 @@ def upgrade() -> None:
           created_at timestamptz NOT NULL DEFAULT now(),
           PRIMARY KEY (channel, address_hash)
         );
+        CREATE TABLE app.global_event_keys (
+          source text NOT NULL,
+          dedup_key text NOT NULL,
+          received_at timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (source, dedup_key)
+        );
         GRANT SELECT ON app.global_salts TO cartrecovery_app;
+        GRANT SELECT, INSERT ON app.global_event_keys TO cartrecovery_app;
         GRANT SELECT, INSERT, UPDATE, DELETE ON app.global_suppressions TO cartrecovery_app;
         """
     )
@@ -52,4 +62,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE app.global_suppressions, app.global_salts")
+    op.execute("DROP TABLE app.global_event_keys, app.global_suppressions, app.global_salts")
