@@ -345,6 +345,22 @@ def test_export_contains_the_subject_and_nobody_else(db, client, seeded):
     assert OTHER_EMAIL not in json.dumps(data)
 
 
+def test_export_has_the_same_keys_for_an_unknown_subject(db, client, seeded):
+    def export(email):
+        response = client.get(
+            "/api/v1/privacy/export", query_string={"email": email}, headers=seeded.headers
+        )
+        assert response.status_code == 200
+        return response.get_json()
+
+    known, unknown = export(EMAIL), export("nobody@example.com")
+    assert set(unknown) == set(known)
+    assert {"consents", "push_subscriptions", "coupons", "data_requests"} <= set(unknown)
+    assert all(
+        value == [] for key, value in unknown.items() if key not in ("subject", "exported_at")
+    )
+
+
 def test_privacy_endpoints_validate_and_need_admin(db, client, org):
     bad = client.post("/api/v1/privacy/erasure", json={}, headers=org.headers)
     assert bad.status_code == 400 and bad.get_json()["error"]["code"]

@@ -10,7 +10,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from .schema import NOT_LINKED, link_condition, search_condition, tables
+from .schema import NOT_LINKED, is_linkable, link_condition, search_condition, tables
 from .subject import Subject, mentions, resolve_subject
 
 
@@ -37,10 +37,12 @@ def _jsonable(value: Any) -> Any:
 def export_subject(
     conn: psycopg.Connection, org_id: UUID, *, email: str | None = None, phone: str | None = None
 ) -> dict:
-    """Everything held about the subject, JSON-ready: ``{"subject", "customers", "carts"
-    (with line items), "orders", "messages", "message_events", "suppressions", "raw_events",
-    and one key per other table with linked rows (consents, push subscriptions, coupons…)}``.
-    Raises ValueError when neither email nor phone is given."""
+    """Everything held about the subject, JSON-ready: ``{"subject", "exported_at",
+    "customers", "carts" (with line items), "orders", "messages", "message_events",
+    "suppressions", "raw_events", and one key per other table that can hold rows about a
+    subject (consents, push subscriptions, coupons…)}``. The keys are the same for every
+    subject (a list is empty when nothing is held). Raises ValueError when neither email nor
+    phone is given."""
     subject = resolve_subject(conn, org_id, email=email, phone=phone)
     names = {
         "app.customers": "customers",
@@ -57,8 +59,12 @@ def export_subject(
         out[name] = []
     secret_columns = {"key_hash", "secret_ciphertext", "credentials_ciphertext", "salt"}
     for table in tables(conn):
-        if table.qualified in NOT_LINKED:
+        if table.qualified in NOT_LINKED or not is_linkable(table):
             continue
+        key = names.get(table.qualified, table.name if table.schema == "app" else table.qualified)
+        # Every linkable table has its key, empty or not: the answer has the same shape for
+        # every subject, whether we hold anything about them or not.
+        out[key] = []
         found = link_condition(table, subject)
         if found is None:
             continue
@@ -67,11 +73,9 @@ def export_subject(
             sql.SQL("SELECT * FROM {} WHERE org_id = %s AND ").format(table.ident) + condition,
             [org_id, *params],
         ).fetchall()
-        key = names.get(table.qualified, table.name if table.schema == "app" else table.qualified)
-        if rows or key in names.values():
-            out[key] = [
-                _jsonable({k: v for k, v in r.items() if k not in secret_columns}) for r in rows
-            ]
+        out[key] = [
+            _jsonable({k: v for k, v in r.items() if k not in secret_columns}) for r in rows
+        ]
     out["suppressions"] = _jsonable(
         conn.execute(
             "SELECT channel, address, reason, created_at FROM app.suppressions WHERE org_id = %s "

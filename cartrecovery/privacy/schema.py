@@ -111,6 +111,16 @@ def tables(conn: psycopg.Connection) -> list[Table]:
     return [t for t in found.values() if "org_id" in t.columns and t.primary_key]
 
 
+def is_linkable(table: Table) -> bool:
+    """Whether rows of ``table`` can be about a subject: it has a contact column or one of
+    ``LINK_COLUMNS`` (whatever the subject, so an export has the same keys for everyone)."""
+    return any(
+        (CONTACT_COLUMN.search(c.name) and c.type in TEXT_TYPES)
+        or (c.name in LINK_COLUMNS and c.type == "uuid")
+        for c in table.columns.values()
+    )
+
+
 def link_condition(table: Table, subject: Subject) -> tuple[sql.Composable, list] | None:
     parts: list[sql.Composable] = []
     params: list = []
