@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 from rq.job import Job
 
 from cartrecovery import outgoing_webhooks as hooks
 from cartrecovery import tenancy
+from cartrecovery.consents import record_consent
+from cartrecovery.org_settings import update_settings
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
 from delivery import jobs, webhook_jobs
@@ -304,3 +307,71 @@ def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client)
         hooks.verify_signature(sub["secret"], r["headers"]["X-Cartrecovery-Signature"], r["body"])
         for r in recorder.find("POST", HOOK_PATH)
     )
+
+
+def test_message_sent_carries_the_stored_send_time_and_provider_id(db, org, rt, recorder, client):
+    sub = subscribe(client, org, recorder.url + HOOK_PATH, events=("message.sent",))
+    # The built-in local provider on every channel: it answers with a provider message id.
+    local = Runtime(
+        with_overrides(
+            rt.settings,
+            sendgrid_api_key=None,
+            twilio_account_sid=None,
+            twilio_auth_token=None,
+            vapid_private_key=None,
+        )
+    )
+    with db.tenant(org.org_id) as conn:
+        update_settings(conn, org.org_id, {"quiet_hours": {"start": "00:00", "end": "24:00"}})
+        record_consent(
+            conn,
+            org.org_id,
+            channel="email",
+            address="jane@example.com",
+            status="granted",
+            source="checkout",
+        )
+        cart = conn.execute(
+            "INSERT INTO app.carts (org_id, platform, external_id, email, currency, "
+            "total_price, status, abandoned_at, last_activity_at) VALUES (%s, 'custom', 'c-2', "
+            "'jane@example.com', 'USD', 42, 'abandoned', now() - interval '1 hour', "
+            "now() - interval '61 minutes') RETURNING *",
+            (org.org_id,),
+        ).fetchone()
+        campaign_id = conn.execute(
+            "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'c', 'active') "
+            "RETURNING campaign_id",
+            (org.org_id,),
+        ).fetchone()["campaign_id"]
+        message_id = conn.execute(
+            "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
+            "recipient, subject, template, due_at, status) VALUES (%s, %s, %s, 0, 'email', "
+            "'jane@example.com', 'Still there?', 'cart_reminder', now(), 'enqueued') "
+            "RETURNING message_id",
+            (org.org_id, cart["cart_id"], campaign_id),
+        ).fetchone()["message_id"]
+    jobs.configure(local)
+    try:
+        assert jobs.send_message(str(org.org_id), str(message_id)) == "sent"
+    finally:
+        jobs.configure(rt)
+    with db.tenant(org.org_id) as conn:
+        stored = conn.execute(
+            "SELECT * FROM app.outbox WHERE org_id = %s AND message_id = %s",
+            (org.org_id, message_id),
+        ).fetchone()
+    assert stored["sent_at"] is not None and stored["provider_message_id"]
+
+    assert webhook_jobs.enqueue_due(rt) == 1
+    work(rt)
+    [request] = recorder.find("POST", HOOK_PATH)
+    assert hooks.verify_signature(
+        sub["secret"], request["headers"]["X-Cartrecovery-Signature"], request["body"]
+    )
+    event = json.loads(request["body"])
+    assert event["type"] == "message.sent"
+    data = event["data"]
+    assert data["message_id"] == str(message_id)
+    assert data["provider"] == stored["provider"]
+    assert data["provider_message_id"] == stored["provider_message_id"]
+    assert datetime.fromisoformat(data["sent_at"]) == stored["sent_at"]
