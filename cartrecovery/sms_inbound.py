@@ -12,9 +12,10 @@ An opt-out takes effect at once: SMS to the phone is suppressed for the org (rea
 ``'stop'``) and the withdrawal is appended to the consent ledger. START lifts only a
 ``'stop'`` suppression (a number found invalid stays suppressed) and records a grant.
 
-A STOP to the shared sender from a number no org knows yet is held for every org, present and
-future (``suppressions.suppress_everywhere``, a salted hash of the number), so the
-confirmation texted back is true; a START to the shared sender lifts it. Such a message is
+A STOP to the shared sender (or to a number no org owns) is also held for every org, present
+and future (``suppressions.suppress_everywhere``, a salted hash of the number): it holds even
+when no org knows the number yet, so the confirmation texted back is true; a START to the
+shared sender lifts it. Such a message is
 keyed once by its provider id (``app.global_event_keys``), so a redelivered STOP cannot undo
 a later START.
 
@@ -227,9 +228,10 @@ def receive(
                     str(template).replace("{store}", org["name"]) if template else None
                 )
         result.org_names.append(org["name"])
-    # Not sent to an org's own number: an opt-out no org can hold yet is held for every org,
-    # and an opt-in lifts what such an opt-out left.
-    if not owned and (keyword == OPT_IN or (keyword == OPT_OUT and not chosen)):
+    # Not sent to an org's own number: the person told our shared sender to stop, and every
+    # org that meets the number later texts from it too, so the opt-out is held for every org
+    # (the orgs that know the number also hold it themselves); an opt-in there lifts it.
+    if not owned and keyword in (OPT_OUT, OPT_IN):
         result.everywhere = _apply_everywhere(db, sid, keyword, phone)
     if chosen:
         log.info("inbound sms %s (%s) for %d org(s)", sid, keyword or "reply", len(chosen))
