@@ -613,3 +613,25 @@ def test_stop_from_a_number_no_org_knows_holds_for_a_later_cart(db, settings, sh
     assert "You are resubscribed" in _text_shared_sender(client, phone, "START")
     again = make_cart(db, shop.org_id, phone=phone)
     assert decided(make_message(db, again, [SMS_STEP])) == ("sent", None)
+
+
+def test_stop_to_the_shared_sender_holds_for_an_org_that_meets_the_number_later(
+    db, settings, shop, make_org
+):
+    app = create_app(
+        with_overrides(
+            settings, twilio_auth_token=TWILIO_TOKEN, twilio_messaging_service_sid=SHARED_SERVICE
+        )
+    )
+    client = app.test_client()
+    phone = f"+1503555{9000 + uuid.uuid4().int % 1000:04d}"
+    grant(db, shop.org_id, "sms", phone)  # the first store knows the number
+
+    assert "You are unsubscribed" in _text_shared_sender(client, phone, "STOP")
+
+    later = make_org("later")
+    configure(db, later.org_id, quiet_hours=ALWAYS)
+    cart = make_cart(db, later.org_id, phone=phone)
+    grant(db, later.org_id, "sms", phone)
+    assert decided(make_message(db, cart, [SMS_STEP])) == ("held", "suppressed:stop")
+    _text_shared_sender(client, phone, "START")  # leave the number unsuppressed
