@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
 from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
-from cartrecovery import carts as state  # noqa: E402
+from cartrecovery.canonical import CanonicalCart, CanonicalOrder, LineItem, normalize_phone  # noqa: E402
 from cartrecovery.tenancy import Connection  # noqa: E402
 from integrations import base, registry  # noqa: E402
 from integrations.headers import EnvironHeaderView  # noqa: E402
@@ -627,8 +627,8 @@ def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
             1,
         ),
         (
-            "carts.normalize_phone('+1 415 555 0100') (phonenumbers)",
-            lambda: state.normalize_phone("+1 415 555 0100"),
+            "canonical.normalize_phone('+1 415 555 0100') (phonenumbers)",
+            lambda: normalize_phone("+1 415 555 0100"),
             1,
         ),
         (
@@ -664,14 +664,12 @@ def breakdown(number: int, repeat: int) -> list[tuple[str, float]]:
         ),
         (
             "canonical records: CanonicalCart with 1 LineItem, built from their values",
-            lambda: state.CanonicalCart(
-                **{**fields, "line_items": [state.LineItem(**line_fields)]}
-            ),
+            lambda: CanonicalCart(**{**fields, "line_items": [LineItem(**line_fields)]}),
             1,
         ),
         (
             "canonical records: CanonicalOrder (Shopify order fields)",
-            lambda: state.CanonicalOrder(
+            lambda: CanonicalOrder(
                 platform="shopify",
                 external_id=str(order["id"]),
                 email=order.get("email"),

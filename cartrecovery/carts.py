@@ -1,471 +1,43 @@
-"""Canonical carts and orders, and the state changes they drive in app.customers/carts/orders.
+"""Cart state: the upsert of canonical carts into app.carts (one statement per batch, or
+fused with the raw event for a webhook), conversion and the cancelling of pending messages.
 
-Every platform adapter turns its payload into a :class:`CanonicalCart` or
-:class:`CanonicalOrder`; the functions here apply them. They all take a psycopg connection
-inside the caller's tenant transaction (``Database.tenant``), so the raw event and the state
-it changes commit together.
+Every function takes a psycopg connection inside the caller's tenant transaction
+(``Database.tenant``), so the raw event and the state it changes commit together.
 
 Rules that make redelivery and out-of-order arrival harmless:
 
 - a cart update older than the stored one (``source_updated_at``) never rolls content back;
 - a converted or recovered cart stays so; an abandoned cart that gets a newer update is
   active again (the shopper is back), ``abandoned_at`` is kept;
-- an order is stored once, converts its cart, cancels the cart's pending messages and is
-  attributed to the last click within the org's attribution window.
+- an order that arrived before its cart is linked, and converts the cart, when the cart
+  arrives (orders themselves are ``cartrecovery.orders``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import msgspec
-import phonenumbers
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import outgoing_webhooks
+from .canonical import CanonicalCart, LineItem, merge_carts, sum_items
+from .customers import (
+    CUSTOMER_FIELDS,
+    customer_fields,
+    customer_params,
+    customers_sql,
+    upsert_customer,
+    upsert_customers_by_email,
+)
 from .events import EventRow, namespaced_key
+from .sql_rows import rows_from
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
-MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
-MAX_ITEMS = 2**31  # app.carts.item_count (the sum of the quantities) is an integer
-
-
-def normalize_email(value: Any) -> str | None:
-    """Emails are matched case-insensitively: stored trimmed and lower-cased."""
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    return text or None
-
-
-def normalize_phone(value: Any) -> str | None:
-    """E.164 when the number is recognisable in international form, else as given."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return text
-    if phonenumbers.is_possible_number(number):
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return text
-
-
-def normalize_currency(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value).strip().upper() or None
-
-
-class InvalidCanonical(ValueError):
-    """A canonical cart or order that cannot be stored: a value of the wrong type, out of
-    the database's bounds, or an empty id. The webhook answers 400 ``validation_error``."""
-
-
-# The canonical records are msgspec Structs: building one costs a fraction of a pydantic
-# model (the records are made for every webhook; see docs/BENCHMARKS.md "Adapters").
-# ``__post_init__`` runs on direct construction and after ``validate``: it normalises and
-# checks the bounds the tables need, so an adapter may pass ids as numbers, money as
-# str/float/int and unnormalised emails, and a wrong value raises InvalidCanonical.
-
-
-def _text(value: Any, name: str) -> str | None:
-    """An optional text field: numbers become text (platforms send ids as numbers)."""
-    kind = type(value)
-    if kind is str or value is None:
-        return value
-    if kind is int or kind is float:
-        return str(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidCanonical(f"{name} must be text")
-
-
-def _money(value: Any, name: str) -> Decimal:
-    if type(value) is not Decimal:
-        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-            raise InvalidCanonical(f"{name} must be a decimal number")
-        try:
-            value = Decimal(str(value).strip())
-        except ArithmeticError as exc:
-            raise InvalidCanonical(f"{name} must be a decimal number") from exc
-    if not value.is_finite() or value < 0 or value >= MAX_MONEY:
-        raise InvalidCanonical(f"{name} must be at least 0 and below 10^12")
-    return value
-
-
-def _time(value: Any, name: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    raise InvalidCanonical(f"{name} must be a datetime")
-
-
-def _uuid(value: Any) -> UUID:
-    """A connection id given as a UUID or its text."""
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise InvalidCanonical("connection_id must be a UUID")
-
-
-_TEXT = (str, type(None))
-_UUID = (UUID, type(None))
-_BOOL = (bool, type(None))
-_TIME = (datetime, type(None))
-
-
-class _Canonical(msgspec.Struct, kw_only=True):
-    @classmethod
-    def validate(cls, data: Mapping[str, Any]):
-        """Build from a mapping with its types checked (msgspec, in C), then normalised and
-        bounds-checked as on direct construction; raises InvalidCanonical."""
-        try:
-            return msgspec.convert(data, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidCanonical(str(exc)) from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self)
-
-
-class LineItem(_Canonical, kw_only=True):
-    title: str | None = None
-    product_id: str | None = None
-    variant_id: str | None = None
-    sku: str | None = None
-    quantity: int = 1
-    price: Decimal = Decimal("0")
-    image_url: str | None = None
-
-    def __post_init__(self) -> None:
-        # Fast path first (one test per field): lines are built many per cart.
-        if type(self.quantity) is not int or not 0 <= self.quantity < MAX_ITEMS:
-            raise InvalidCanonical("quantity must be a whole number from 0 to 2^31 - 1")
-        price = self.price
-        if type(price) is not Decimal or not price.is_finite() or not 0 <= price < MAX_MONEY:
-            self.price = _money(price, "price")
-        if not (
-            type(self.product_id) in _TEXT
-            and type(self.variant_id) in _TEXT
-            and type(self.sku) in _TEXT
-            and type(self.title) in _TEXT
-        ):
-            self._ids_as_text()
-        if type(self.image_url) not in _TEXT:
-            raise InvalidCanonical("image_url must be text")
-
-    def _ids_as_text(self) -> None:
-        # Numbers become text (BigCommerce and Shopify send product ids as numbers).
-        self.product_id = _text(self.product_id, "product_id")
-        self.variant_id = _text(self.variant_id, "variant_id")
-        self.sku = _text(self.sku, "sku")
-        self.title = _text(self.title, "title")
-
-
-def _external_id(value: Any) -> str:
-    text = _text(value, "external_id")
-    text = text.strip() if text else text
-    if not text:
-        raise InvalidCanonical("external_id must not be empty")
-    return text
-
-
-class CanonicalCart(_Canonical, kw_only=True):
-    """A cart or checkout as every platform adapter hands it over."""
-
-    platform: str
-    external_id: str  # checkout token, or the store's cart id
-    cart_token: str | None = None
-    checkout_id: str | None = None  # the platform's numeric checkout id, where it has one
-    connection_id: UUID | None = None
-    email: str | None = None  # stored trimmed and lower-cased
-    phone: str | None = None  # E.164 where recognisable
-    first_name: str | None = None
-    last_name: str | None = None
-    timezone: str | None = None
-    accepts_marketing: bool | None = None
-    customer_external_id: str | None = None
-    currency: str | None = None  # upper-cased
-    # None (both) means "content unknown": an order event that names the cart but not its
-    # items must not empty it.
-    total_price: Decimal | None = None
-    line_items: list[LineItem] | None = None
-    restore_url: str | None = None
-    source_created_at: datetime | None = None
-    source_updated_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        # Written for speed (it runs for every cart event): one test per field in the
-        # common case, the slow paths only for values that need them.
-        if type(self.platform) is not str or not self.platform:
-            raise InvalidCanonical("platform must be a name")
-        ext = self.external_id
-        if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
-            self.external_id = _external_id(ext)
-        if not (
-            type(self.cart_token) in _TEXT
-            and type(self.checkout_id) in _TEXT
-            and type(self.customer_external_id) in _TEXT
-        ):
-            self.cart_token = _text(self.cart_token, "cart_token")
-            self.checkout_id = _text(self.checkout_id, "checkout_id")
-            self.customer_external_id = _text(self.customer_external_id, "customer_external_id")
-        if type(self.connection_id) not in _UUID:
-            self.connection_id = _uuid(self.connection_id)
-        email = self.email
-        if email is not None:
-            self.email = (
-                (email.strip().lower() or None) if type(email) is str else normalize_email(email)
-            )
-        if self.phone is not None:
-            self.phone = normalize_phone(self.phone)
-        currency = self.currency
-        if currency is not None:
-            self.currency = (
-                (currency.strip().upper() or None)
-                if type(currency) is str
-                else normalize_currency(currency)
-            )
-        total = self.total_price
-        if total is not None and (
-            type(total) is not Decimal or not total.is_finite() or not 0 <= total < MAX_MONEY
-        ):
-            self.total_price = _money(total, "total_price")
-        items = self.line_items
-        if items is not None:
-            if type(items) is not list:
-                raise InvalidCanonical("line_items must be a list of LineItem")
-            count = 0
-            for item in items:
-                if type(item) is not LineItem:
-                    raise InvalidCanonical("line_items must be a list of LineItem")
-                count += item.quantity
-            if count >= MAX_ITEMS:
-                raise InvalidCanonical("more items than a cart can count")
-        if not (
-            type(self.first_name) in _TEXT
-            and type(self.last_name) in _TEXT
-            and type(self.timezone) in _TEXT
-            and type(self.restore_url) in _TEXT
-        ):
-            raise InvalidCanonical("first_name, last_name, timezone and restore_url are text")
-        if type(self.accepts_marketing) not in _BOOL:
-            raise InvalidCanonical("accepts_marketing must be true or false")
-        if type(self.source_created_at) not in _TIME:
-            self.source_created_at = _time(self.source_created_at, "source_created_at")
-        if type(self.source_updated_at) not in _TIME:
-            self.source_updated_at = _time(self.source_updated_at, "source_updated_at")
-
-    @property
-    def has_content(self) -> bool:
-        # Items decide: a total without items cannot be checked against what is stored.
-        return self.line_items is not None
-
-
-class CanonicalOrder(_Canonical, kw_only=True):
-    """An order as every platform adapter hands it over."""
-
-    platform: str
-    external_id: str
-    connection_id: UUID | None = None
-    checkout_token: str | None = None
-    checkout_external_id: str | None = None  # matched against carts.external_id too
-    cart_token: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    # None: the matched cart's total
-    total_price: Decimal | None = None
-    currency: str | None = None
-    financial_status: str | None = None
-    ordered_at: datetime | None = None
-    discount_codes: list[str] = msgspec.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if type(self.platform) is not str or not self.platform:
-            raise InvalidCanonical("platform must be a name")
-        ext = self.external_id
-        if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
-            self.external_id = _external_id(ext)
-        if type(self.checkout_token) not in _TEXT:
-            self.checkout_token = _text(self.checkout_token, "checkout_token")
-        if type(self.checkout_external_id) not in _TEXT:
-            self.checkout_external_id = _text(self.checkout_external_id, "checkout_external_id")
-        if type(self.cart_token) not in _TEXT:
-            self.cart_token = _text(self.cart_token, "cart_token")
-        if type(self.connection_id) not in _UUID:
-            self.connection_id = _uuid(self.connection_id)
-        if self.email is not None:
-            self.email = normalize_email(self.email)
-        if self.phone is not None:
-            self.phone = normalize_phone(self.phone)
-        if self.currency is not None:
-            self.currency = normalize_currency(self.currency)
-        if self.total_price is not None:
-            self.total_price = _money(self.total_price, "total_price")
-        if type(self.financial_status) not in _TEXT:
-            self.financial_status = _text(self.financial_status, "financial_status")
-        if type(self.ordered_at) not in _TIME:
-            self.ordered_at = _time(self.ordered_at, "ordered_at")
-        codes = self.discount_codes
-        if type(codes) is not list or len(codes) > 100 or not all(type(c) is str for c in codes):
-            raise InvalidCanonical("discount_codes must be a list of at most 100 codes")
-
-
-# --- customers -------------------------------------------------------------------------------
-
-_CUSTOMER_FIELDS = (
-    "phone",
-    "first_name",
-    "last_name",
-    "external_id",
-    "timezone",
-    "accepts_marketing",
-)
-
-
-def upsert_customer(
-    conn: psycopg.Connection,
-    org_id: UUID,
-    *,
-    email: str | None = None,
-    phone: str | None = None,
-    first_name: str | None = None,
-    last_name: str | None = None,
-    external_id: str | None = None,
-    timezone: str | None = None,
-    accepts_marketing: bool | None = None,
-) -> UUID | None:
-    """Find or create the org's customer for ``email`` (lower-cased, unique per org), or, with
-    no email, for ``phone``/``external_id``. Known fields are filled in, never erased.
-    Returns None when there is nothing to identify a customer by."""
-    fields = dict(
-        phone=normalize_phone(phone),
-        first_name=first_name,
-        last_name=last_name,
-        external_id=external_id,
-        timezone=timezone,
-        accepts_marketing=accepts_marketing,
-    )
-    email = normalize_email(email)
-    if email:
-        return _upsert_customers_by_email(conn, org_id, {email: fields})[email]
-    if not fields["phone"] and not external_id:
-        return None
-    row = conn.execute(
-        """
-        SELECT customer_id FROM app.customers
-        WHERE org_id = %s AND email IS NULL
-          AND (phone = %s OR external_id = %s)
-        ORDER BY created_at LIMIT 1
-        """,
-        (org_id, fields["phone"], external_id),
-    ).fetchone()
-    if row:
-        conn.execute(
-            f"UPDATE app.customers SET {_coalesce_assignments()}, updated_at = now() "
-            "WHERE org_id = %(org_id)s AND customer_id = %(customer_id)s",
-            {**fields, "org_id": org_id, "customer_id": row["customer_id"]},
-        )
-        return row["customer_id"]
-    return conn.execute(
-        "INSERT INTO app.customers (org_id, phone, first_name, last_name, external_id, "
-        "timezone, accepts_marketing) VALUES (%(org_id)s, %(phone)s, %(first_name)s, "
-        "%(last_name)s, %(external_id)s, %(timezone)s, %(accepts_marketing)s) "
-        "RETURNING customer_id",
-        {**fields, "org_id": org_id},
-    ).fetchone()["customer_id"]
-
-
-def _coalesce_assignments() -> str:
-    return ", ".join(f"{f} = COALESCE(%({f})s, {f})" for f in _CUSTOMER_FIELDS)
-
-
-def _rows(columns: Sequence[tuple[str, str]], many: bool = True) -> str:
-    """The FROM item ``t`` of an upsert: one binary array parameter per column (unnest), or,
-    for a single row, one binary scalar parameter per column (VALUES: cheaper to send).
-    Binary (%b) because psycopg's text format escapes every array element in Python."""
-    names = ", ".join(name for name, _ in columns)
-    if many:
-        return f"unnest({', '.join(f'%b::{kind}[]' for _, kind in columns)}) AS t({names})"
-    return f"(VALUES ({', '.join(f'%b::{kind}' for _, kind in columns)})) AS t({names})"
-
-
-_CUSTOMER_ROW = (
-    ("email", "text"),
-    ("phone", "text"),
-    ("first_name", "text"),
-    ("last_name", "text"),
-    ("external_id", "text"),
-    ("timezone", "text"),
-    ("accepts_marketing", "boolean"),
-)
-
-
-def _customers_sql(where: str = "", many: bool = True) -> str:
-    # ``where`` gates the rows (the fused statement).
-    return f"""
-        INSERT INTO app.customers AS cu
-            (org_id, email, phone, first_name, last_name, external_id, timezone,
-             accepts_marketing)
-        SELECT %b, t.* FROM {_rows(_CUSTOMER_ROW, many)}
-        {where}
-        ON CONFLICT (org_id, email) WHERE email IS NOT NULL DO UPDATE SET
-            phone = COALESCE(EXCLUDED.phone, cu.phone),
-            first_name = COALESCE(EXCLUDED.first_name, cu.first_name),
-            last_name = COALESCE(EXCLUDED.last_name, cu.last_name),
-            external_id = COALESCE(EXCLUDED.external_id, cu.external_id),
-            timezone = COALESCE(EXCLUDED.timezone, cu.timezone),
-            accepts_marketing = COALESCE(EXCLUDED.accepts_marketing, cu.accepts_marketing),
-            updated_at = now()
-        RETURNING email, customer_id"""
-
-
-_UPSERT_CUSTOMERS = _customers_sql()
-
-
-def _customer_params(org_id: UUID, by_email: dict[str, dict]) -> tuple:
-    emails = sorted(by_email)  # lock order, as for carts
-    return (org_id, emails, *([by_email[e].get(f) for e in emails] for f in _CUSTOMER_FIELDS))
-
-
-def _upsert_customers_by_email(
-    conn: psycopg.Connection, org_id: UUID, by_email: dict[str, dict]
-) -> dict[str, UUID]:
-    """One statement for many customers keyed by (already normalised) email."""
-    if not by_email:
-        return {}
-    rows = conn.execute(_UPSERT_CUSTOMERS, _customer_params(org_id, by_email)).fetchall()
-    return {r["email"]: r["customer_id"] for r in rows}
-
-
-def _customer_fields(cart: CanonicalCart) -> dict:
-    return dict(
-        phone=cart.phone,
-        first_name=cart.first_name,
-        last_name=cart.last_name,
-        external_id=cart.customer_external_id,
-        timezone=cart.timezone,
-        accepts_marketing=cart.accepts_marketing,
-    )
 
 
 # --- carts -----------------------------------------------------------------------------------
@@ -519,7 +91,7 @@ def _cart_source(customer: str | None) -> str:
     else:
         columns = [customer if name == "customer_id" else f"%b::{kind}" for name, kind in _CART_ROW]
     columns[[name for name, _ in _CART_ROW].index("line_items")] += "::jsonb"
-    source = f"FROM {_rows(_CART_ROW)}" if customer is None else ""
+    source = f"FROM {rows_from(_CART_ROW)}" if customer is None else ""
     return f"SELECT %b, {', '.join(columns)}, now() {source}"
 
 
@@ -610,19 +182,19 @@ def upsert_carts(
     by_email: dict[str, dict] = {}
     for cart in rows:
         if cart.email:
-            fields = _customer_fields(cart)
+            fields = customer_fields(cart)
             known = by_email.get(cart.email, {})
             by_email[cart.email] = {
-                f: fields[f] if fields[f] is not None else known.get(f) for f in _CUSTOMER_FIELDS
+                f: fields[f] if fields[f] is not None else known.get(f) for f in CUSTOMER_FIELDS
             }
-    customers = _upsert_customers_by_email(conn, org_id, by_email)
+    customers = upsert_customers_by_email(conn, org_id, by_email)
     customer_ids = []
     for cart in rows:
         if cart.email:
             customer_ids.append(customers[cart.email])
         elif cart.phone or cart.customer_external_id:
             # Rare (tracking without email): one lookup each.
-            customer_ids.append(upsert_customer(conn, org_id, **_customer_fields(cart)))
+            customer_ids.append(upsert_customer(conn, org_id, **customer_fields(cart)))
         else:
             customer_ids.append(None)
 
@@ -687,7 +259,7 @@ class CartChange:
 _CLAIMED = "WHERE EXISTS (SELECT 1 FROM claim)"
 
 # The webhook write path as one statement (each CTE as the separate statements would do it:
-# claim_event, _upsert_customers_by_email, upsert_carts, append_event). Nothing is written
+# claim_event, upsert_customers_by_email, upsert_carts, append_event). Nothing is written
 # when the key was claimed before. Returns one row: the new event id (NULL for a duplicate),
 # the cart id and whether orders wait for that cart.
 _CART_EVENT = f"""
@@ -696,7 +268,7 @@ WITH claim AS (
     VALUES (%b, %b, gen_random_uuid())
     ON CONFLICT DO NOTHING
     RETURNING event_id
-), cust AS ({_customers_sql(_CLAIMED + " AND t.email IS NOT NULL", many=False)}
+), cust AS ({customers_sql(_CLAIMED + " AND t.email IS NOT NULL", many=False)}
 ), up AS ({_upsert_sql(True, "(SELECT customer_id FROM cust)", _CLAIMED)}
 ), ev AS (
     INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
@@ -720,14 +292,14 @@ def cart_event_query(org_id: UUID, change: CartChange, event: EventRow) -> tuple
     must be :attr:`CartChange.fusable`), in one statement; run it in the org's tenant
     transaction, then :meth:`CartChange.after` with its row unless ``event_id`` is NULL."""
     cart = change.cart
-    customers = {cart.email: _customer_fields(cart)} if cart.email else {None: {}}
+    customers = {cart.email: customer_fields(cart)} if cart.email else {None: {}}
     key = namespaced_key(event.source, event.dedup_key)
     cart_row = _first(_cart_columns(org_id, [cart], [None]))
     customer_at = 1 + [name for name, _ in _CART_ROW].index("customer_id")
     return _CART_EVENT, (
         org_id,
         key,
-        *_first(_customer_params(org_id, customers)),
+        *_first(customer_params(org_id, customers)),
         *cart_row[:customer_at],
         *cart_row[customer_at + 1 :],  # the customer comes from cust
         org_id,
@@ -781,47 +353,6 @@ def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -
     )
 
 
-def sum_items(items: Sequence[LineItem]) -> Decimal:
-    """The cart total when the sender gives none: price times quantity, summed."""
-    return sum((i.price * i.quantity for i in items), Decimal("0"))
-
-
-def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
-    """The cart after ``old`` then ``new``, by the same rules as the database upsert."""
-    fresh = (
-        new.source_updated_at is None
-        or old.source_updated_at is None
-        or new.source_updated_at >= old.source_updated_at
-    )
-    winner, loser = (new, old) if fresh else (old, new)
-    data = {}
-    for name in (
-        "cart_token",
-        "checkout_id",
-        "connection_id",
-        "email",
-        "phone",
-        "currency",
-        "restore_url",
-        "first_name",
-        "last_name",
-        "timezone",
-        "accepts_marketing",
-        "customer_external_id",
-    ):
-        if getattr(winner, name) is None:
-            data[name] = getattr(loser, name)
-    if not winner.has_content:
-        data["line_items"], data["total_price"] = loser.line_items, loser.total_price
-    created = [t for t in (old.source_created_at, new.source_created_at) if t is not None]
-    updated = [t for t in (old.source_updated_at, new.source_updated_at) if t is not None]
-    data["source_created_at"] = min(created) if created else None
-    data["source_updated_at"] = max(updated) if updated else None
-    # Every value comes from a validated cart: a copy, not a second validation (batches fold
-    # many updates of one cart).
-    return msgspec.structs.replace(winner, **data)
-
-
 def find_cart(
     conn: psycopg.Connection,
     org_id: UUID,
@@ -856,9 +387,10 @@ def find_cart(
 def mark_cart_converted(
     conn: psycopg.Connection, org_id: UUID, cart_id: UUID, converted_at: datetime | None = None
 ) -> bool:
-    """The shopper bought: the cart becomes converted (unless already converted/recovered)
-    and its pending messages are cancelled (reason ``cart_converted``). Idempotent. Returns
-    whether the status changed."""
+    """The shopper bought: the cart becomes converted (unless already converted/recovered) at
+    ``converted_at`` (None: now; an order's is ``attribution.conversion_time``), and its
+    pending messages are cancelled (reason ``cart_converted``). Idempotent. Returns whether
+    the status changed."""
     row = conn.execute(
         """
         UPDATE app.carts SET status = 'converted', converted_at = COALESCE(%s, now()),
@@ -919,157 +451,3 @@ def _convert_carts_with_orphan_orders(
         {"org": org_id, "ids": cart_ids},
     ).fetchall()
     cancel_pending_messages(conn, org_id, [r["cart_id"] for r in rows])
-
-
-# --- orders ----------------------------------------------------------------------------------
-
-
-def record_order(conn: psycopg.Connection, org_id: UUID, order: CanonicalOrder) -> dict:
-    """Store the order once and apply it to its cart. Idempotent.
-
-    The cart is matched by checkout token, then checkout id (both against
-    ``carts.external_id``), then cart token. The cart is marked converted and its pending
-    messages cancelled. Attribution: the last click on a message for that cart at or before
-    the order, within the org's ``attribution_window_seconds``, makes a recovery (revenue =
-    order total) and the cart ``recovered``; this also happens when the cart was already
-    converted by an earlier "checkout completed" event.
-
-    Returns ``{"order_id", "cart_id", "recovered", "revenue"}`` (revenue None unless recovered).
-    """
-    cart = (
-        find_cart(
-            conn,
-            org_id,
-            order.platform,
-            external_ids=[order.checkout_token, order.checkout_external_id],
-            cart_token=order.cart_token,
-        )
-        or {}
-    )
-    cart_id = cart.get("cart_id")
-    # What the order event leaves out (API orders often name only the cart) comes from the cart.
-    email = order.email or cart.get("email")
-    currency = order.currency or cart.get("currency")
-    total = order.total_price if order.total_price is not None else cart.get("total_price", 0)
-    customer_id = upsert_customer(conn, org_id, email=order.email, phone=order.phone) or cart.get(
-        "customer_id"
-    )
-    row = conn.execute(
-        """
-        INSERT INTO app.orders AS o
-            (org_id, connection_id, platform, external_id, cart_id, customer_id, email,
-             checkout_token, cart_token, total_price, currency, financial_status, ordered_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, COALESCE(%s, now()))
-        ON CONFLICT (org_id, platform, external_id) DO UPDATE
-            SET cart_id = COALESCE(o.cart_id, EXCLUDED.cart_id),
-                financial_status = COALESCE(EXCLUDED.financial_status, o.financial_status)
-        RETURNING order_id, cart_id, ordered_at, total_price, currency
-        """,
-        (
-            org_id,
-            order.connection_id,
-            order.platform,
-            order.external_id,
-            cart_id,
-            customer_id,
-            email,
-            order.checkout_token,
-            order.cart_token,
-            total,
-            currency,
-            order.financial_status,
-            order.ordered_at,
-        ),
-    ).fetchone()
-    result = {
-        "order_id": row["order_id"],
-        "cart_id": row["cart_id"],
-        "recovered": False,
-        "revenue": None,
-    }
-    redeem_coupons(conn, org_id, order.discount_codes, row["order_id"], row["ordered_at"])
-    if row["cart_id"] is None:
-        return result
-    mark_cart_converted(conn, org_id, row["cart_id"], row["ordered_at"])
-    recovery = _attribute(conn, org_id, row)
-    if recovery:
-        result.update(recovered=True, revenue=recovery["revenue"])
-    return result
-
-
-def redeem_coupons(
-    conn: psycopg.Connection,
-    org_id: UUID,
-    codes: Sequence[str],
-    order_id: UUID | None,
-    redeemed_at: datetime | None = None,
-) -> list[str]:
-    """Mark the codes we issued (app.coupons) that ``order_id`` used as redeemed; matched
-    case-insensitively, codes we did not issue are ignored, the first redemption is kept.
-    Returns the codes marked now."""
-    wanted = sorted({str(c).strip().upper() for c in codes or () if c and str(c).strip()})
-    if not wanted:
-        return []
-    rows = conn.execute(
-        """
-        UPDATE app.coupons SET redeemed_at = COALESCE(%s, now()), order_id = %s
-        WHERE org_id = %s AND upper(code) = ANY(%s::text[]) AND redeemed_at IS NULL
-        RETURNING code
-        """,
-        (redeemed_at, order_id, org_id, wanted),
-    ).fetchall()
-    return [r["code"] for r in rows]
-
-
-def _attribute(conn: psycopg.Connection, org_id: UUID, order: dict) -> dict | None:
-    recovered = conn.execute(
-        """
-        WITH click AS (
-            SELECT me.message_id, me.occurred_at, ob.campaign_id, ob.channel
-            FROM app.message_events me
-            JOIN app.orgs g ON g.org_id = me.org_id
-            LEFT JOIN app.outbox ob ON ob.org_id = me.org_id AND ob.message_id = me.message_id
-            WHERE me.org_id = %(org)s AND me.cart_id = %(cart)s AND me.event_type = 'click'
-              AND me.occurred_at <= %(at)s
-              AND me.occurred_at >= %(at)s - make_interval(secs => g.attribution_window_seconds)
-            ORDER BY me.occurred_at DESC
-            LIMIT 1
-        ), recovery AS (
-            INSERT INTO app.recoveries (org_id, cart_id, order_id, message_id, campaign_id,
-                                        channel, revenue, currency, clicked_at)
-            SELECT %(org)s, %(cart)s, %(order)s, message_id, campaign_id, channel,
-                   %(revenue)s, %(currency)s, occurred_at
-            FROM click
-            ON CONFLICT (org_id, cart_id) DO NOTHING
-            RETURNING cart_id
-        )
-        UPDATE app.carts SET status = 'recovered', updated_at = now()
-        WHERE org_id = %(org)s AND cart_id IN (SELECT cart_id FROM recovery)
-        RETURNING app.carts.cart_id
-        """,
-        {
-            "org": org_id,
-            "cart": order["cart_id"],
-            "order": order["order_id"],
-            "at": order["ordered_at"],
-            "revenue": order["total_price"],
-            "currency": order["currency"],
-        },
-    ).fetchone()
-    if recovered:
-        # Subscribers hear of a recovery once: only when this order created it.
-        outgoing_webhooks.emit(
-            conn,
-            org_id,
-            "cart.recovered",
-            {
-                "cart_id": order["cart_id"],
-                "order_id": order["order_id"],
-                "revenue": order["total_price"],
-                "currency": order["currency"],
-            },
-        )
-    return conn.execute(
-        "SELECT revenue FROM app.recoveries WHERE org_id = %s AND cart_id = %s AND order_id = %s",
-        (org_id, order["cart_id"], order["order_id"]),
-    ).fetchone()

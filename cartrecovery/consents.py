@@ -18,7 +18,7 @@ from uuid import UUID
 import phonenumbers
 import psycopg
 
-from cartrecovery.carts import normalize_email
+from cartrecovery.canonical import normalize_email
 
 CHANNELS = ("email", "sms", "push")
 STATUSES = ("granted", "withdrawn")

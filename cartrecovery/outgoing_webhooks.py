@@ -4,8 +4,8 @@ An org subscribes a URL to event types (``POST /api/v1/webhook-subscriptions``).
 changes a cart or a message calls :func:`emit` inside its own transaction: one
 ``app.webhook_deliveries`` row per matching subscription is written with the change, so an
 event is reported if and only if the change committed, and a Redis loss loses nothing
-(outbox pattern). The scheduler tick calls :func:`enqueue_due`, which claims due rows and
-enqueues one RQ job per row (``delivery.webhook_jobs.deliver``).
+(outbox pattern). The core only writes and updates these rows; delivery's scheduler tick
+claims the due ones (:func:`claim_due`) and enqueues one job per row.
 
 What a subscriber receives: ``POST <url>`` with the JSON body
 ``{"id": <event id>, "type": "cart.abandoned", "created_at": <ISO 8601>, "data": {...}}`` and
@@ -396,13 +396,3 @@ def disable_subscription(
         "AND status IN ('pending', 'enqueued')",
         ("subscription disabled", org_id, subscription_id),
     )
-
-
-def enqueue_due(runtime: Any, limit: int = 500) -> int:
-    """Scheduler step: claim due deliveries, commit, then enqueue one RQ job per delivery on
-    the runtime's queue. Returns how many were enqueued."""
-    from delivery import webhook_jobs  # delivery depends on the core package, not back
-
-    with runtime.db.system() as conn:
-        rows = claim_due(conn, limit)
-    return webhook_jobs.enqueue(runtime, rows)

@@ -18,7 +18,9 @@ from uuid import UUID
 
 import psycopg
 
-from . import carts as state
+from .canonical import normalize_email
+from .carts import find_cart
+from .customers import upsert_customer
 
 # The tracking API's platform: the snippet's carts are stored under it.
 SNIPPET_PLATFORM = "api"
@@ -41,13 +43,13 @@ def save_subscription(
     created). A browser that subscribes again keeps one row: its keys are replaced, and cart
     and customer links are filled in, never erased."""
     cart = (
-        state.find_cart(conn, org_id, SNIPPET_PLATFORM, external_ids=[external_cart_id])
+        find_cart(conn, org_id, SNIPPET_PLATFORM, external_ids=[external_cart_id])
         if external_cart_id
         else None
     )
-    email = state.normalize_email(email) or (cart or {}).get("email")
+    email = normalize_email(email) or (cart or {}).get("email")
     customer_id = (cart or {}).get("customer_id") or (
-        state.upsert_customer(conn, org_id, email=email) if email else None
+        upsert_customer(conn, org_id, email=email) if email else None
     )
     row = conn.execute(
         """

@@ -5,19 +5,13 @@ match; ``stop sending me these`` does not), as carriers and Twilio match them. W
 Advanced Opt-Out has classified the message (``OptOutType``), that classification wins, since
 the messaging service may define extra keywords.
 
-An opt-out takes effect at once: SMS to the phone is suppressed for the org (reason
-``'stop'``) and the withdrawal is appended to the consent ledger. START lifts only a
-``'stop'`` suppression (a number found invalid stays suppressed) and records a grant.
+What a keyword does (suppression, consent ledger, which orgs) is
+``cartrecovery.sms_inbound``; this module is the vocabulary and the replies.
 """
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
-
-from cartrecovery import consents, privacy
-
-log = logging.getLogger(__name__)
 
 
 class Keyword(StrEnum):
@@ -34,8 +28,6 @@ HELP_WORDS = frozenset({"HELP", "INFO"})
 # Advanced Opt-Out's OptOutType values.
 OPT_OUT_TYPES = {"STOP": Keyword.OPT_OUT, "START": Keyword.OPT_IN, "HELP": Keyword.HELP}
 
-SUPPRESSION_REASON = "stop"
-CONSENT_SOURCE = "sms_keyword"
 # Punctuation a phone keyboard adds around a single word ("Stop.", "STOP!").
 _TRIM = " \t\r\n.,!?;:'\"“”‘’"
 
@@ -54,59 +46,6 @@ def classify(body: str | None, opt_out_type: str | None = None) -> Keyword | Non
     if word in HELP_WORDS:
         return Keyword.HELP
     return None
-
-
-def _record_consent(conn, org_id, phone: str, status: str, body: str | None) -> None:
-    try:
-        consents.record_consent(
-            conn,
-            org_id,
-            channel="sms",
-            address=phone,
-            status=status,
-            source=CONSENT_SOURCE,
-            wording=(body or "").strip()[:160],
-        )
-    except consents.InvalidAddress:
-        # Short codes and alphanumeric senders are not E.164; the suppression still holds.
-        log.warning("sms keyword from %r not recorded in the consent ledger", phone)
-
-
-def opt_out(conn, org_id, phone: str, body: str | None = None) -> None:
-    """Suppress SMS to ``phone`` for ``org_id`` (reason 'stop') and record the withdrawal."""
-    conn.execute(
-        """
-        INSERT INTO app.suppressions (org_id, channel, address, reason)
-        VALUES (%s, 'sms', %s, %s)
-        ON CONFLICT (org_id, channel, address) DO UPDATE
-          SET reason = EXCLUDED.reason, created_at = now()
-        """,
-        (org_id, phone, SUPPRESSION_REASON),
-    )
-    _record_consent(conn, org_id, phone, "withdrawn", body)
-
-
-def opt_in(conn, org_id, phone: str, body: str | None = None) -> bool:
-    """Lift a 'stop' suppression of ``phone`` and record the renewed consent.
-
-    Returns True when a suppression was lifted.
-    """
-    lifted = conn.execute(
-        "DELETE FROM app.suppressions WHERE org_id = %s AND channel = 'sms' "
-        "AND address = ANY(%s) AND reason = %s RETURNING address",
-        # An erased subject is suppressed under a hash of the number: lift both forms.
-        (org_id, privacy.suppression_addresses(conn, org_id, "sms", phone), SUPPRESSION_REASON),
-    ).fetchone()
-    _record_consent(conn, org_id, phone, "granted", body)
-    return lifted is not None
-
-
-def apply(conn, org_id, keyword: Keyword, phone: str, body: str | None = None) -> None:
-    """Apply ``keyword`` from ``phone`` to ``org_id`` (HELP changes nothing)."""
-    if keyword is Keyword.OPT_OUT:
-        opt_out(conn, org_id, phone, body)
-    elif keyword is Keyword.OPT_IN:
-        opt_in(conn, org_id, phone, body)
 
 
 def default_help_text(org_name: str | None) -> str:

@@ -32,9 +32,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
-from cartrecovery.carts import redeem_coupons
 from cartrecovery.discounts import offer_of
 from cartrecovery.http_client import StoreApiError
+from cartrecovery.orders import redeem_coupons
 from integrations.coupons import CouponSpec, coupon_client
 
 log = logging.getLogger(__name__)

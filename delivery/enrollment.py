@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from cartrecovery.carts import normalize_email
+from cartrecovery.canonical import normalize_email
 from cartrecovery.consents import InvalidAddress, to_e164
 
 CHANNELS = ("email", "sms", "push")

@@ -41,8 +41,8 @@ from typing import Any
 
 import psycopg
 
-from cartrecovery import consents, privacy
-from cartrecovery.carts import normalize_email
+from cartrecovery import consents, suppressions
+from cartrecovery.canonical import normalize_email
 from cartrecovery.org_settings import get_settings
 
 from . import caps, quiet_hours
@@ -116,18 +116,10 @@ def check(
             return Decision("held", "invalid_phone")
     address = normalize_address(channel, recipient)
 
-    suppressed = conn.execute(
-        "SELECT reason FROM app.suppressions "
-        "WHERE org_id = %s AND channel = %s AND address = ANY(%s)",
-        # An erased subject stays suppressed under a salted hash of the address.
-        (
-            message["org_id"],
-            channel,
-            privacy.suppression_addresses(conn, message["org_id"], channel, address),
-        ),
-    ).fetchone()
+    # Every stored form (an erased subject's hash too), and opt-outs held for every org.
+    suppressed = suppressions.is_suppressed(conn, message["org_id"], channel, address)
     if suppressed is not None:
-        return Decision("held", f"suppressed:{suppressed['reason']}")
+        return Decision("held", f"suppressed:{suppressed}")
 
     refusal = _consent(conn, message, cart, customer, settings, address)
     if refusal is not None:

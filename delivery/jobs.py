@@ -255,11 +255,9 @@ def send_message(org_id: str, message_id: str) -> str:
             outbox.set_status(conn, message, "failed", f"error: {exc}"[:1000])
         return "failed"
     with runtime.db.tenant(org_id) as conn:
-        outbox.mark_sent(conn, message, result.provider, result.provider_message_id)
+        sent = outbox.mark_sent(conn, message, result.provider, result.provider_message_id)
+        # The row as stored: the job's copy predates sent_at and the provider's id.
         outgoing_webhooks.emit(
-            conn,
-            org_id,
-            "message.sent",
-            outgoing_webhooks.message_data(message, provider=result.provider),
+            conn, org_id, "message.sent", outgoing_webhooks.message_data(sent or message)
         )
     return "sent"

@@ -123,12 +123,14 @@ def start_sending(conn: psycopg.Connection, message: dict) -> int:
 
 def mark_sent(
     conn: psycopg.Connection, message: dict, provider: str, provider_message_id: str | None
-) -> None:
-    conn.execute(
+) -> dict:
+    """Record the send; returns the row as stored (what ``message.sent`` reports)."""
+    return conn.execute(
         "UPDATE app.outbox SET status = 'sent', reason = NULL, sent_at = now(), provider = %s, "
-        "provider_message_id = %s, updated_at = now() WHERE org_id = %s AND message_id = %s",
+        "provider_message_id = %s, updated_at = now() WHERE org_id = %s AND message_id = %s "
+        "RETURNING *",
         (provider, provider_message_id, message["org_id"], message["message_id"]),
-    )
+    ).fetchone()
 
 
 def reschedule(conn: psycopg.Connection, message: dict, delay: timedelta, reason: str) -> None:

@@ -16,11 +16,12 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import outgoing_webhooks, privacy
+from cartrecovery import outgoing_webhooks
+from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
-from . import enrollment, jobs, outbox
+from . import enrollment, jobs, outbox, webhook_jobs
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ def tick(
         "requeued": requeue_stale(runtime, stale_after, batch_size),
         "interrupted": fail_interrupted(runtime, batch_size),
         "partitions_checked": int(ensure_partitions(runtime)),
-        "webhooks_enqueued": outgoing_webhooks.enqueue_due(runtime, batch_size),
-        "raw_purged": privacy.purge_raw_events_if_due(runtime.db),
+        "webhooks_enqueued": webhook_jobs.enqueue_due(runtime, batch_size),
+        "raw_purged": retention.purge_raw_events_if_due(runtime.db),
     }
 
 

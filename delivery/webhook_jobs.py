@@ -59,6 +59,14 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
     return len(rows)
 
 
+def enqueue_due(runtime: Runtime, limit: int = 500) -> int:
+    """Scheduler step: claim due deliveries, commit, then enqueue one RQ job per delivery on
+    the runtime's queue. Returns how many were enqueued."""
+    with runtime.db.system() as conn:
+        rows = hooks.claim_due(conn, limit)
+    return enqueue(runtime, rows)
+
+
 def deliver(org_id: str, delivery_id: str) -> str:
     """Attempt one delivery; returns what happened: 'delivered', 'pending' (retry
     scheduled), 'failed' (attempts exhausted), 'cancelled' (subscription gone or disabled) or

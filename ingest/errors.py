@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from cartrecovery.carts import InvalidCanonical
+from cartrecovery.canonical import InvalidCanonical
 from integrations.base import error_details
 
 log = logging.getLogger(__name__)

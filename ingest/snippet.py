@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cartrecovery import publishable_keys as keys
 from cartrecovery import push_subscriptions
-from cartrecovery.carts import normalize_email
+from cartrecovery.canonical import normalize_email
 
 from .auth import require_key
 from .errors import ApiError, error_response

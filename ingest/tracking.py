@@ -26,7 +26,8 @@ import psycopg
 from flask import Blueprint, g, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cartrecovery import carts as state
+from cartrecovery.canonical import MAX_MONEY, CanonicalCart, CanonicalOrder, LineItem, sum_items
+from cartrecovery.carts import find_cart, upsert_carts
 from cartrecovery.events import (
     EventRow,
     append_events,
@@ -37,6 +38,7 @@ from cartrecovery.events import (
     find_nul,
     may_hold_unstorable,
 )
+from cartrecovery.orders import record_order
 
 from .auth import require_key, tenant_transaction
 from .errors import ApiError
@@ -45,7 +47,6 @@ bp = Blueprint("tracking", __name__)
 
 SOURCE = "api"
 MAX_BATCH = 1000
-MAX_MONEY = state.MAX_MONEY
 EVENTS = ("cart_created", "cart_updated", "checkout_started", "checkout_updated", "order_completed")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -131,7 +132,7 @@ class CartData(_Body):
     @model_validator(mode="after")
     def _total_fits(self):
         if self.total_price is None and self.line_items:
-            if state.sum_items(self.line_items) >= MAX_MONEY:
+            if sum_items(self.line_items) >= MAX_MONEY:
                 raise ValueError("line items add up to more than the largest total accepted")
         return self
 
@@ -157,7 +158,7 @@ class TrackEvent(_Body):
 
 def to_cart(
     event: TrackEvent, platform: str = SOURCE, connection_id: UUID | None = None
-) -> state.CanonicalCart:
+) -> CanonicalCart:
     """The validated event as a canonical cart (its values are validated already; the
     canonical cart lowers the email and uppers the currency)."""
     data, customer = event.cart_data, event.cart_data.customer
@@ -165,7 +166,7 @@ def to_cart(
         None
         if data.line_items is None
         else [
-            state.LineItem(
+            LineItem(
                 product_id=i.product_id,
                 variant_id=i.variant_id,
                 sku=i.sku,
@@ -188,7 +189,7 @@ def to_cart(
             "customer_external_id": customer.id,
         }
     )
-    return state.CanonicalCart(
+    return CanonicalCart(
         platform=platform,
         connection_id=connection_id,
         external_id=data.cart_id,
@@ -206,15 +207,13 @@ def to_cart(
 
 def to_order(
     event: TrackEvent, platform: str = SOURCE, connection_id: UUID | None = None
-) -> state.CanonicalOrder:
+) -> CanonicalOrder:
     data, order = event.cart_data, event.cart_data.order
     total = order.total_price
     if total is None and data.line_items is not None:
-        total = (
-            data.total_price if data.total_price is not None else state.sum_items(data.line_items)
-        )
+        total = data.total_price if data.total_price is not None else sum_items(data.line_items)
     # Still None: record_order takes the stored cart's total.
-    return state.CanonicalOrder(
+    return CanonicalOrder(
         platform=platform,
         connection_id=connection_id,
         external_id=order.order_id,
@@ -254,11 +253,11 @@ def ingest(conn: psycopg.Connection, org_id: UUID, items: list[Accepted]) -> dic
 
     # Source time order, so a batch's own updates fold the way separate calls would.
     fresh.sort(key=lambda i: (i.event.timestamp, i.index))
-    cart_ids = state.upsert_carts(conn, org_id, [to_cart(i.event) for i in fresh])
+    cart_ids = upsert_carts(conn, org_id, [to_cart(i.event) for i in fresh])
     for item, cart_id in zip(fresh, cart_ids, strict=True):
         results[item.index]["cart_id"] = cart_id
         if item.event.event == "order_completed":
-            state.record_order(conn, org_id, to_order(item.event))
+            record_order(conn, org_id, to_order(item.event))
     append_events(
         conn,
         org_id,
@@ -291,9 +290,7 @@ def track():
         result = ingest(conn, g.org_id, [item])[0]
         if result["status"] == "duplicate":
             result["event_id"] = existing_event_id(conn, g.org_id, SOURCE, item.dedup_key)
-            cart = state.find_cart(
-                conn, g.org_id, SOURCE, external_ids=[item.event.cart_data.cart_id]
-            )
+            cart = find_cart(conn, g.org_id, SOURCE, external_ids=[item.event.cart_data.cart_id])
             result["cart_id"] = cart["cart_id"] if cart else None
     return {
         "status": result["status"],

@@ -7,12 +7,9 @@ records the withdrawal in the consent ledger and the event on the message.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, request
-from psycopg.types.json import Jsonb
 
-from cartrecovery.consents import InvalidAddress, normalize_address, record_consent
+from cartrecovery import unsubscribes
 from cartrecovery.signed_links import UNSUBSCRIBE_SALT, InvalidToken, read_token
 
 from .restore import MAX_TOKEN_LENGTH, _refuse, page
@@ -36,13 +33,8 @@ def _message(token: str):
             "This link is not valid",
             "This link is damaged, incomplete or too old.",
         )
-    with runtime().db.tenant(link.org_id) as conn:
-        row = conn.execute(
-            "SELECT org_id, message_id, cart_id, channel, recipient FROM app.outbox "
-            "WHERE org_id = %s AND message_id = %s",
-            (link.org_id, link.message_id),
-        ).fetchone()
-    if row is None or not row["recipient"]:
+    row = unsubscribes.message_to_unsubscribe(runtime().db, link.org_id, link.message_id)
+    if row is None:
         return None, _refuse(
             410, "message_unavailable", "Nothing to unsubscribe", "We no longer hold this address."
         )
@@ -67,41 +59,12 @@ def unsubscribe(token: str):
     message, refusal = _message(token)
     if refusal:
         return refusal
-    org_id, channel = message["org_id"], message["channel"]
-    try:
-        address = normalize_address(channel, message["recipient"])
-    except InvalidAddress:
-        address = message["recipient"]
-    now = datetime.now(UTC)
-    with runtime().db.tenant(org_id) as conn:
-        conn.execute(
-            "INSERT INTO app.suppressions (org_id, channel, address, reason) "
-            "VALUES (%s, %s, %s, 'unsubscribe') ON CONFLICT (org_id, channel, address) DO NOTHING",
-            (org_id, channel, address),
-        )
-        record_consent(
-            conn,
-            org_id,
-            channel=channel,
-            address=address,
-            status="withdrawn",
-            source="unsubscribe_link",
-            ip=request.remote_addr,
-            user_agent=request.headers.get("User-Agent"),
-        )
-        conn.execute(
-            "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,"
-            " occurred_at, payload) VALUES (%s, %s, %s, %s, 'unsubscribe', %s, %s) "
-            "ON CONFLICT (org_id, event_key) DO NOTHING",
-            (
-                org_id,
-                f"unsubscribe:{message['message_id']}",
-                message["message_id"],
-                message["cart_id"],
-                now,
-                Jsonb({"source": "unsubscribe_link"}),
-            ),
-        )
+    unsubscribes.unsubscribe(
+        runtime().db,
+        message,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+    )
     return page(
         "You are unsubscribed", "You will not receive cart reminders at this address any more."
     )

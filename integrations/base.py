@@ -10,7 +10,8 @@ and answers three questions in this order, each before anything is written:
 2. ``verify``: is it authentic? (HMAC, public-key signature, shared header) — False → 401.
 3. ``parse``: what happened? A ``Delivery``: the topic, the platform's delivery id for
    deduplication, the payload to keep in raw.events, and an ``apply`` function that performs
-   the canonical state change (``cartrecovery.carts``) inside the tenant transaction.
+   the canonical state change (``cartrecovery.carts``, ``cartrecovery.orders``) inside the
+   tenant transaction.
    Fetching a full object from the platform's API (where webhooks carry only ids) happens in
    ``parse``, before the transaction opens. Bad payloads raise ``BadPayload`` (400).
 

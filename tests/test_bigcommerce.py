@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from conftest import fixture_bytes, fixture_headers, fixture_vectors
 
-from cartrecovery import carts as state
 from cartrecovery import tenancy
+from cartrecovery.canonical import CanonicalCart
 from integrations.bigcommerce.adapter import HOOK_TOKEN_HEADER, BigCommerceAdapter
 
 URL = "/api/webhooks/bigcommerce"
@@ -367,7 +367,7 @@ def test_v3_cart_becomes_the_canonical_cart():
     from integrations.bigcommerce.adapter import cart_to_canonical
 
     cart = cart_to_canonical(v3_cart(email=" Sam.Lee@Example.com "), None)
-    assert isinstance(cart, state.CanonicalCart)
+    assert isinstance(cart, CanonicalCart)
     assert cart.platform == "bigcommerce"
     assert cart.external_id == "3c9f2a1e-7b4d-4e8a-9c1f-5a6b7c8d9e0f"
     assert cart.email == "sam.lee@example.com" and cart.currency == "USD"
@@ -384,7 +384,7 @@ def test_v3_cart_becomes_the_canonical_cart():
     assert cart.restore_url.startswith("https://shop.example.com/cart.php?action=loadInCheckout")
     assert cart.source_updated_at.isoformat() == "2026-03-14T15:23:10+00:00"
     # Validating it again as a plain CanonicalCart changes nothing: one pass was enough.
-    assert state.CanonicalCart.validate(cart.to_dict()) == cart
+    assert CanonicalCart.validate(cart.to_dict()) == cart
 
 
 def test_v3_cart_lines_of_every_kind_and_prices():

@@ -6,7 +6,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from cartrecovery import crypto, tenancy
-from cartrecovery.carts import CanonicalCart, CanonicalOrder, InvalidCanonical, LineItem
+from cartrecovery.canonical import CanonicalCart, CanonicalOrder, InvalidCanonical, LineItem
 
 
 def test_api_key_is_stored_hashed_and_verifies(db, org):

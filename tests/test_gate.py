@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from psycopg.types.json import Jsonb
+from twilio.request_validator import RequestValidator
 
 from cartrecovery.consents import record_consent
 from cartrecovery.org_settings import update_settings
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
 from delivery import enrollment, gate, jobs
+from ingest.app import create_app
 
 ALWAYS = {"start": "00:00", "end": "24:00"}
 EMAIL_STEP = {
@@ -557,3 +560,78 @@ def test_coupon_is_created_only_when_the_step_is_sent(db, shop):
         ).fetchone()
     assert coupon["message_id"] == sent["message_id"] and coupon["type"] == "percentage"
     assert coupon["code"] in mail["body_text"] and coupon["code"] in mail["body_html"]
+
+
+# --- an opt-out that came before any org knew the number -----------------------------------
+
+TWILIO_TOKEN = "gate-test-token"
+SHARED_SERVICE = "MG" + "e" * 32
+
+
+def _text_shared_sender(client, phone: str, body: str) -> str:
+    """POST a signed inbound SMS from ``phone`` to the shared sender; the TwiML answer."""
+    params = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "From": phone,
+        "To": "+15035559876",
+        "MessagingServiceSid": SHARED_SERVICE,
+        "Body": body,
+    }
+    url = "http://testserver/api/webhooks/twilio/inbound"
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    response = client.post(
+        "/api/webhooks/twilio/inbound",
+        data=urlencode(params),
+        headers={"X-Twilio-Signature": signature},
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_stop_from_a_number_no_org_knows_holds_for_a_later_cart(db, settings, shop):
+    app = create_app(
+        with_overrides(
+            settings, twilio_auth_token=TWILIO_TOKEN, twilio_messaging_service_sid=SHARED_SERVICE
+        )
+    )
+    client = app.test_client()
+    phone = f"+1503555{8000 + uuid.uuid4().int % 1000:04d}"
+
+    assert "You are unsubscribed" in _text_shared_sender(client, phone, "STOP")
+    with db.system() as conn:
+        kept = [r["address_hash"] for r in conn.execute("SELECT * FROM app.global_suppressions")]
+    assert kept and not any(phone[2:] in k for k in kept)  # a salted hash, not the number
+
+    # Later, a store's cart carries that number, even with consent recorded at checkout: the
+    # STOP we confirmed still holds.
+    cart = make_cart(db, shop.org_id, phone=phone)
+    grant(db, shop.org_id, "sms", phone)
+    assert decided(make_message(db, cart, [SMS_STEP])) == ("held", "suppressed:stop")
+
+    # START to the same sender lifts it.
+    assert "You are resubscribed" in _text_shared_sender(client, phone, "START")
+    again = make_cart(db, shop.org_id, phone=phone)
+    assert decided(make_message(db, again, [SMS_STEP])) == ("sent", None)
+
+
+def test_stop_to_the_shared_sender_holds_for_an_org_that_meets_the_number_later(
+    db, settings, shop, make_org
+):
+    app = create_app(
+        with_overrides(
+            settings, twilio_auth_token=TWILIO_TOKEN, twilio_messaging_service_sid=SHARED_SERVICE
+        )
+    )
+    client = app.test_client()
+    phone = f"+1503555{9000 + uuid.uuid4().int % 1000:04d}"
+    grant(db, shop.org_id, "sms", phone)  # the first store knows the number
+
+    assert "You are unsubscribed" in _text_shared_sender(client, phone, "STOP")
+
+    later = make_org("later")
+    configure(db, later.org_id, quiet_hours=ALWAYS)
+    cart = make_cart(db, later.org_id, phone=phone)
+    grant(db, later.org_id, "sms", phone)
+    assert decided(make_message(db, cart, [SMS_STEP])) == ("held", "suppressed:stop")
+    _text_shared_sender(client, phone, "START")  # leave the number unsuppressed

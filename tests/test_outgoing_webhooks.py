@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 from rq.job import Job
 
 from cartrecovery import outgoing_webhooks as hooks
 from cartrecovery import tenancy
+from cartrecovery.consents import record_consent
+from cartrecovery.org_settings import update_settings
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import with_overrides
 from delivery import jobs, webhook_jobs
@@ -78,8 +81,8 @@ def test_signed_delivery_reaches_the_subscriber(db, client, org, rt, recorder):
     assert emit(db, org.org_id, total_price="71.82", email="jane@example.com") == 1
     assert emit(db, org.org_id, "cart.recovered") == 0  # not subscribed
 
-    assert hooks.enqueue_due(rt) == 1
-    assert hooks.enqueue_due(rt) == 0  # claimed once
+    assert webhook_jobs.enqueue_due(rt) == 1
+    assert webhook_jobs.enqueue_due(rt) == 0  # claimed once
     work(rt)
 
     [request] = recorder.find("POST", HOOK_PATH)
@@ -118,7 +121,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
     recorder.respond("POST", HOOK_PATH, 200, {})
     sub = subscribe(client, org, recorder.url + HOOK_PATH)
     emit(db, org.org_id)
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"], row["last_status_code"]) == ("pending", 1, 500)
@@ -126,7 +129,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
         wait = conn.execute("SELECT %s - now() AS d", (row["next_attempt_at"],)).fetchone()["d"]
     assert 50 < wait.total_seconds() <= 60  # first backoff step: 1 minute
     assert subscription(db, org.org_id, sub["subscription_id"])["consecutive_failures"] == 1
-    assert hooks.enqueue_due(rt) == 0  # not due yet
+    assert webhook_jobs.enqueue_due(rt) == 0  # not due yet
 
     with db.system() as conn:
         conn.execute(
@@ -134,7 +137,7 @@ def test_failed_delivery_is_retried_with_backoff(db, client, org, rt, recorder):
             "WHERE org_id = %s",
             (org.org_id,),
         )
-    assert hooks.enqueue_due(rt) == 1
+    assert webhook_jobs.enqueue_due(rt) == 1
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"], row["last_status_code"]) == ("delivered", 2, 200)
@@ -157,11 +160,11 @@ def test_delivery_gives_up_after_the_last_backoff(db, client, org, rt, recorder)
                 "WHERE org_id = %s AND status = 'pending'",
                 (org.org_id,),
             )
-        assert hooks.enqueue_due(rt) == 1
+        assert webhook_jobs.enqueue_due(rt) == 1
         work(rt)
     [row] = deliveries(db, org.org_id)
     assert (row["status"], row["attempts"]) == ("failed", hooks.MAX_ATTEMPTS)
-    assert hooks.enqueue_due(rt) == 0
+    assert webhook_jobs.enqueue_due(rt) == 0
 
 
 def test_subscription_disabled_after_repeated_failures(db, client, org, rt, recorder):
@@ -171,7 +174,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
         emit(db, org.org_id)
     # One at a time, so the count of failures is exact.
     for _ in range(hooks.DISABLE_AFTER):
-        assert hooks.enqueue_due(rt, limit=1) == 1
+        assert webhook_jobs.enqueue_due(rt, limit=1) == 1
         work(rt)
     stored = subscription(db, org.org_id, sub["subscription_id"])
     assert stored["status"] == "disabled"
@@ -180,7 +183,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
     assert len(recorder.find("POST", HOOK_PATH)) == hooks.DISABLE_AFTER
     statuses = [d["status"] for d in deliveries(db, org.org_id)]
     assert statuses.count("cancelled") == len(statuses)
-    assert hooks.enqueue_due(rt) == 0
+    assert webhook_jobs.enqueue_due(rt) == 0
     assert emit(db, org.org_id) == 0  # a disabled subscription gets nothing new
     listed = client.get("/api/v1/webhook-subscriptions", headers=org.headers).get_json()
     assert listed["subscriptions"][0]["status"] == "disabled"
@@ -190,7 +193,7 @@ def test_subscription_disabled_after_repeated_failures(db, client, org, rt, reco
 def test_unreachable_subscriber_counts_as_a_failure(db, client, org, rt):
     subscribe(client, org, "http://127.0.0.1:9/unreachable")
     emit(db, org.org_id)
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     [row] = deliveries(db, org.org_id)
     assert row["status"] == "pending" and row["last_status_code"] is None
@@ -292,7 +295,7 @@ def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client)
         )
     assert hooks.event_type_for("sendgrid", "processed") is None
     assert hooks.event_type_for("twilio", "undelivered") == "message.bounced"
-    hooks.enqueue_due(rt)
+    webhook_jobs.enqueue_due(rt)
     work(rt)
     bodies = [json.loads(r["body"]) for r in recorder.find("POST", HOOK_PATH)]
     by_type = {b["type"]: b["data"] for b in bodies}
@@ -304,3 +307,71 @@ def test_cart_and_message_payloads_are_json_ready(db, org, rt, recorder, client)
         hooks.verify_signature(sub["secret"], r["headers"]["X-Cartrecovery-Signature"], r["body"])
         for r in recorder.find("POST", HOOK_PATH)
     )
+
+
+def test_message_sent_carries_the_stored_send_time_and_provider_id(db, org, rt, recorder, client):
+    sub = subscribe(client, org, recorder.url + HOOK_PATH, events=("message.sent",))
+    # The built-in local provider on every channel: it answers with a provider message id.
+    local = Runtime(
+        with_overrides(
+            rt.settings,
+            sendgrid_api_key=None,
+            twilio_account_sid=None,
+            twilio_auth_token=None,
+            vapid_private_key=None,
+        )
+    )
+    with db.tenant(org.org_id) as conn:
+        update_settings(conn, org.org_id, {"quiet_hours": {"start": "00:00", "end": "24:00"}})
+        record_consent(
+            conn,
+            org.org_id,
+            channel="email",
+            address="jane@example.com",
+            status="granted",
+            source="checkout",
+        )
+        cart = conn.execute(
+            "INSERT INTO app.carts (org_id, platform, external_id, email, currency, "
+            "total_price, status, abandoned_at, last_activity_at) VALUES (%s, 'custom', 'c-2', "
+            "'jane@example.com', 'USD', 42, 'abandoned', now() - interval '1 hour', "
+            "now() - interval '61 minutes') RETURNING *",
+            (org.org_id,),
+        ).fetchone()
+        campaign_id = conn.execute(
+            "INSERT INTO app.campaigns (org_id, name, status) VALUES (%s, 'c', 'active') "
+            "RETURNING campaign_id",
+            (org.org_id,),
+        ).fetchone()["campaign_id"]
+        message_id = conn.execute(
+            "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, "
+            "recipient, subject, template, due_at, status) VALUES (%s, %s, %s, 0, 'email', "
+            "'jane@example.com', 'Still there?', 'cart_reminder', now(), 'enqueued') "
+            "RETURNING message_id",
+            (org.org_id, cart["cart_id"], campaign_id),
+        ).fetchone()["message_id"]
+    jobs.configure(local)
+    try:
+        assert jobs.send_message(str(org.org_id), str(message_id)) == "sent"
+    finally:
+        jobs.configure(rt)
+    with db.tenant(org.org_id) as conn:
+        stored = conn.execute(
+            "SELECT * FROM app.outbox WHERE org_id = %s AND message_id = %s",
+            (org.org_id, message_id),
+        ).fetchone()
+    assert stored["sent_at"] is not None and stored["provider_message_id"]
+
+    assert webhook_jobs.enqueue_due(rt) == 1
+    work(rt)
+    [request] = recorder.find("POST", HOOK_PATH)
+    assert hooks.verify_signature(
+        sub["secret"], request["headers"]["X-Cartrecovery-Signature"], request["body"]
+    )
+    event = json.loads(request["body"])
+    assert event["type"] == "message.sent"
+    data = event["data"]
+    assert data["message_id"] == str(message_id)
+    assert data["provider"] == stored["provider"]
+    assert data["provider_message_id"] == stored["provider_message_id"]
+    assert datetime.fromisoformat(data["sent_at"]) == stored["sent_at"]

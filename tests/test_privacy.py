@@ -17,8 +17,9 @@ from conftest import fixture_bytes, fixture_headers, fixture_vectors, shopify_hm
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from cartrecovery import privacy, tenancy
+from cartrecovery import suppressions, tenancy
 from cartrecovery.events import store_event
+from cartrecovery.privacy import erasure, retention
 
 SHOP = "example-outfitters.myshopify.com"
 SECRET = fixture_vectors()["shopify"]["client_secret"]
@@ -306,17 +307,21 @@ def test_erasure_leaves_no_trace_and_touches_nobody_else(db, client, seeded):
 
 def test_erased_subject_stays_suppressed(db, seeded):
     with db.tenant(seeded.org_id) as conn:
-        assert privacy.is_suppressed(conn, seeded.org_id, "email", EMAIL) == "unsubscribe"
-        privacy.erase_subject(
+        assert suppressions.is_suppressed(conn, seeded.org_id, "email", EMAIL) == "unsubscribe"
+        erasure.erase_subject(
             conn, seeded.org_id, phone="(503) 555-0123", reason="test", requested_by="cli:test"
         )
     assert find_everywhere(db, seeded.org_id, EMAIL, PHONE_DIGITS) == []
     with db.tenant(seeded.org_id) as conn:
         # Found by the phone, the subject's email went too: both stay suppressed, as hashes.
-        assert privacy.is_suppressed(conn, seeded.org_id, "email", EMAIL.upper()) == "unsubscribe"
-        assert privacy.is_suppressed(conn, seeded.org_id, "sms", "+1 503-555-0123") == "stop"
-        assert privacy.is_suppressed(conn, seeded.org_id, "email", OTHER_EMAIL) == "unsubscribe"
-        assert privacy.is_suppressed(conn, seeded.org_id, "email", "new@example.com") is None
+        assert (
+            suppressions.is_suppressed(conn, seeded.org_id, "email", EMAIL.upper()) == "unsubscribe"
+        )
+        assert suppressions.is_suppressed(conn, seeded.org_id, "sms", "+1 503-555-0123") == "stop"
+        assert (
+            suppressions.is_suppressed(conn, seeded.org_id, "email", OTHER_EMAIL) == "unsubscribe"
+        )
+        assert suppressions.is_suppressed(conn, seeded.org_id, "email", "new@example.com") is None
 
 
 def test_export_contains_the_subject_and_nobody_else(db, client, seeded):
@@ -338,6 +343,22 @@ def test_export_contains_the_subject_and_nobody_else(db, client, seeded):
     topics = {e["topic"] for e in data["raw_events"]}
     assert "cart.update" in topics and len(data["raw_events"]) >= 3
     assert OTHER_EMAIL not in json.dumps(data)
+
+
+def test_export_has_the_same_keys_for_an_unknown_subject(db, client, seeded):
+    def export(email):
+        response = client.get(
+            "/api/v1/privacy/export", query_string={"email": email}, headers=seeded.headers
+        )
+        assert response.status_code == 200
+        return response.get_json()
+
+    known, unknown = export(EMAIL), export("nobody@example.com")
+    assert set(unknown) == set(known)
+    assert {"consents", "push_subscriptions", "coupons", "data_requests"} <= set(unknown)
+    assert all(
+        value == [] for key, value in unknown.items() if key not in ("subject", "exported_at")
+    )
 
 
 def test_privacy_endpoints_validate_and_need_admin(db, client, org):
@@ -390,7 +411,7 @@ def test_erasure_removes_the_sendgrid_contact(db, client, seeded, app, recorder)
 def test_connection_erasure_removes_what_the_store_sent(db, seeded):
     with db.tenant(seeded.org_id) as conn:
         # A customer also known from another channel stays.
-        result = privacy.erase_connection_data(
+        result = erasure.erase_connection_data(
             conn, seeded.org_id, seeded.connection_id, reason="shopify shop/redact"
         )
     assert result["counts"]["app.carts"] == 2
@@ -420,7 +441,7 @@ def test_connection_erasure_removes_what_the_store_sent(db, seeded):
         q(db, "SELECT count(*) AS n FROM app.orgs WHERE org_id = %s", (seeded.org_id,))[0]["n"] == 1
     )
     with db.tenant(seeded.org_id) as conn:
-        assert privacy.is_suppressed(conn, seeded.org_id, "email", EMAIL) == "unsubscribe"
+        assert suppressions.is_suppressed(conn, seeded.org_id, "email", EMAIL) == "unsubscribe"
     assert len(find_everywhere(db, seeded.other.org_id, EMAIL, PHONE_DIGITS)) >= 3
 
 
@@ -462,7 +483,7 @@ def test_retention_purges_old_raw_payloads(db, org, make_org):
             )
         )
 
-    purged = privacy.purge_raw_events(db, now=now)
+    purged = retention.purge_raw_events(db, now=now)
     assert purged >= 3  # org: the 400-day event; strict: 100 and 400 days
     assert remaining(org) == [10, 100]
     assert remaining(strict) == [10]
@@ -474,6 +495,6 @@ def test_retention_purges_old_raw_payloads(db, org, make_org):
         )[0]["headers"]
         == {}
     )
-    assert privacy.purge_raw_events(db, now=now) == 0
-    assert privacy.purge_raw_events_if_due(db, now=now) == 0
-    assert privacy.purge_raw_events_if_due(db, now=now) == 0  # throttled: not even run
+    assert retention.purge_raw_events(db, now=now) == 0
+    assert retention.purge_raw_events_if_due(db, now=now) == 0
+    assert retention.purge_raw_events_if_due(db, now=now) == 0  # throttled: not even run

@@ -11,7 +11,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from cartrecovery import tenancy
-from cartrecovery.carts import CanonicalOrder, record_order
+from cartrecovery.canonical import CanonicalOrder
+from cartrecovery.orders import record_order
 from cartrecovery.signed_links import (
     ExpiredToken,
     InvalidToken,

@@ -199,6 +199,39 @@ def test_order_completed_after_a_click_is_a_recovery(client, db, org):
     assert api_cart(db, org.org_id, "c-1")["status"] == "recovered"
 
 
+def test_an_order_never_converts_before_the_cart_events_we_saw(client, db, org):
+    # The order's reported time (T0+20m) is earlier than a cart update we already stored
+    # (T0+40m, after the click at T0+30m): the conversion cannot precede that update, so it
+    # counts from T0+40m and the click recovers the cart, as for every platform.
+    cart_id = track(client, org, cart_event("c-9")).get_json()["cart_id"]
+    with db.system() as conn:
+        campaign = conn.execute(
+            "INSERT INTO app.campaigns (org_id, name) VALUES (%s, 'c') RETURNING campaign_id",
+            (org.org_id,),
+        ).fetchone()["campaign_id"]
+        message = conn.execute(
+            "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, due_at, "
+            "status) VALUES (%s, %s, %s, 0, 'email', %s, 'sent') RETURNING message_id",
+            (org.org_id, cart_id, campaign, T0),
+        ).fetchone()["message_id"]
+        conn.execute(
+            "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, "
+            "event_type, occurred_at) VALUES (%s, 'k9', %s, %s, 'click', %s)",
+            (org.org_id, message, cart_id, T0 + timedelta(minutes=30)),
+        )
+    assert track(client, org, cart_event("c-9", at=T0 + timedelta(minutes=40))).status_code == 202
+    done = cart_event(
+        "c-9", "order_completed", at=T0 + timedelta(minutes=20), order={"order_id": "o-9"}
+    )
+    assert track(client, org, done).status_code == 202
+
+    cart = api_cart(db, org.org_id, "c-9")
+    assert cart["status"] == "recovered"
+    assert cart["converted_at"] == T0 + timedelta(minutes=40)
+    recovery = one(db, "SELECT * FROM app.recoveries WHERE org_id = %s", org.org_id)
+    assert (recovery["message_id"], recovery["revenue"]) == (message, Decimal("25.00"))
+
+
 def test_publishable_key_may_track_but_read_key_may_not(client, db, org):
     publishable = tenancy.create_api_key(db, org.org_id, "publishable")
     read = tenancy.create_api_key(db, org.org_id, "read")

@@ -423,6 +423,32 @@ def test_pending_then_processing_converts_and_attributes(woo_client, db, store):
     assert cart_of(db, store.org_id)["status"] == "recovered"
 
 
+def test_on_hold_order_without_date_paid_after_a_click_is_a_recovery(woo_client, db, store):
+    # Bank transfer: pending order saved at 15:02:11, email clicked at 15:09:39, the order
+    # placed on-hold at 15:10:00 with no date_paid. It converts when it was placed, after the
+    # click, not when the pending order was first saved.
+    assert deliver(woo_client).status_code == 200
+    cart = cart_of(db, store.org_id)
+    clicked_at = datetime(2026, 3, 14, 15, 9, 39, tzinfo=UTC)
+    message_id = add_click(db, store.org_id, cart["cart_id"], clicked_at)
+
+    on_hold = order_body(
+        status="on-hold", date_modified_gmt="2026-03-14T15:10:00", date_paid_gmt=None
+    )
+    assert deliver(woo_client, on_hold, topic="order.updated").status_code == 200
+
+    cart = cart_of(db, store.org_id)
+    assert cart["status"] == "recovered"
+    assert cart["converted_at"] == datetime(2026, 3, 14, 15, 10, tzinfo=UTC)
+    assert cart["converted_at"] >= clicked_at
+    recovery = one(db, "SELECT * FROM app.recoveries WHERE org_id = %s", store.org_id)
+    assert (recovery["message_id"], recovery["revenue"], recovery["currency"]) == (
+        message_id,
+        Decimal("65.00"),
+        cart["currency"],
+    )
+
+
 def test_conversion_arriving_before_the_cart_still_converts_it(woo_client, db, store):
     paid = order_body(
         status="processing",

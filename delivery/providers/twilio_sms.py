@@ -19,6 +19,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from cartrecovery import suppressions
 from cartrecovery.db import Database
 
 from .base import OutgoingMessage, ProviderError, SendResult
@@ -79,21 +80,6 @@ def record_segments(conn, org_id: str, message_id: str, segments: int) -> None:
     conn.execute(
         "UPDATE app.outbox SET segments = %s WHERE org_id = %s AND message_id = %s",
         (segments, org_id, message_id),
-    )
-
-
-def suppress_phone(conn, org_id: str, phone: str, reason: str) -> None:
-    """Suppress SMS to ``phone`` for the org; an existing suppression keeps its reason,
-    except that an opt-out ('stop') always wins since only START may lift it."""
-    conn.execute(
-        """
-        INSERT INTO app.suppressions (org_id, channel, address, reason)
-        VALUES (%s, 'sms', %s, %s)
-        ON CONFLICT (org_id, channel, address) DO UPDATE
-          SET reason = CASE WHEN EXCLUDED.reason = 'stop' THEN 'stop'
-                            ELSE app.suppressions.reason END
-        """,
-        (org_id, phone, reason),
     )
 
 
@@ -188,9 +174,10 @@ class TwilioSmsProvider:
             reason = "unsubscribed" if code == UNSUBSCRIBED else "invalid_number"
             if self.db is not None:
                 with self.db.tenant(message.org_id) as conn:
-                    suppress_phone(
+                    suppressions.suppress(
                         conn,
                         message.org_id,
+                        "sms",
                         message.recipient,
                         "stop" if code == UNSUBSCRIBED else "invalid_number",
                     )

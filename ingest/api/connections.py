@@ -1,6 +1,5 @@
 """``/api/v1/connections``: connect, list, disconnect stores; rotate webhook secrets; set
-platform API credentials. Also ``/api/v1/privacy/data-requests``: the export bundles
-prepared for platform privacy requests (Shopify ``customers/data_request``).
+platform API credentials.
 
 Secrets and credentials are never listed; a generated secret is shown once, in the answer
 that created it (or rotated it).
@@ -258,43 +257,3 @@ def _credentials(platform: Platform, given: dict[str, Any] | None) -> dict[str, 
             str(exc),
             {"platform": platform.name, "credentials": known},
         ) from exc
-
-
-# --- privacy data requests -----------------------------------------------------------------
-
-
-@bp.get("/api/v1/privacy/data-requests")
-@require_key("admin")
-def list_data_requests():
-    """Export bundles prepared for platform data requests, newest first (without bundles)."""
-    with runtime().db.tenant(g.org_id) as conn:
-        rows = conn.execute(
-            "SELECT request_id, connection_id, platform, external_request_id, email, phone, "
-            "created_at FROM app.data_requests WHERE org_id = %s "
-            "ORDER BY created_at DESC, request_id LIMIT 500",
-            (g.org_id,),
-        ).fetchall()
-    return jsonify({"data_requests": [_jsonable(r) for r in rows]})
-
-
-@bp.get("/api/v1/privacy/data-requests/<id>")
-@require_key("admin")
-def get_data_request(id: str):
-    """One data request with its export bundle, to hand over to the data subject."""
-    request_id = _uuid(id, "data request")
-    with runtime().db.tenant(g.org_id) as conn:
-        row = conn.execute(
-            "SELECT request_id, connection_id, platform, external_request_id, email, phone, "
-            "created_at, bundle FROM app.data_requests WHERE org_id = %s AND request_id = %s",
-            (g.org_id, request_id),
-        ).fetchone()
-    if row is None:
-        raise ApiError(404, "not_found", "data request not found")
-    return jsonify(_jsonable(row))
-
-
-def _jsonable(row: dict) -> dict:
-    return {
-        k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in row.items()
-    }

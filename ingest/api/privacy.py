@@ -1,4 +1,5 @@
-"""``/api/v1/privacy``: GDPR erasure and data export of one subject (admin key).
+"""``/api/v1/privacy``: GDPR erasure and data export of one subject, and the export bundles
+prepared for platform privacy requests (``/data-requests``); admin key.
 
 The erasure runs in one tenant transaction (all or nothing); the providers that keep a
 contact store (SendGrid Marketing Contacts) are asked to delete the contact after the commit,
@@ -8,14 +9,19 @@ and the outcome is added to the erasure record and the answer.
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from uuid import UUID
 
 from flask import Blueprint, g, jsonify
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cartrecovery import privacy
+from cartrecovery.privacy import data_requests, erasure, provider_contacts
+from cartrecovery.privacy.export import export_subject
+from cartrecovery.privacy.subject import resolve_subject
 
 from ..auth import require_key
+from ..errors import ApiError
 from ..openapi import request_body, request_query
 from ..runtime import runtime
 
@@ -74,8 +80,8 @@ def erase(body: ErasureRequest):
     rt = runtime()
     with rt.db.tenant(g.org_id) as conn:
         # Both the given address and the ones found through it go to the providers.
-        subject = privacy.resolve_subject(conn, g.org_id, email=body.email, phone=body.phone)
-        result = privacy.erase_subject(
+        subject = resolve_subject(conn, g.org_id, email=body.email, phone=body.phone)
+        result = erasure.erase_subject(
             conn,
             g.org_id,
             email=body.email,
@@ -83,7 +89,7 @@ def erase(body: ErasureRequest):
             reason=body.reason,
             requested_by=_actor(),
         )
-    providers = privacy.remove_from_providers(
+    providers = provider_contacts.remove_from_providers(
         rt.settings, emails=subject.emails, phones=subject.phones
     )
     with rt.db.tenant(g.org_id) as conn:
@@ -101,4 +107,35 @@ def export(query: Subject):
     """Everything held about a subject, as JSON (admin key): customers, carts with items,
     orders, messages, message events, consents, suppressions, raw events."""
     with runtime().db.tenant(g.org_id) as conn:
-        return jsonify(privacy.export_subject(conn, g.org_id, email=query.email, phone=query.phone))
+        return jsonify(export_subject(conn, g.org_id, email=query.email, phone=query.phone))
+
+
+@bp.get("/data-requests")
+@require_key("admin")
+def list_data_requests():
+    """Export bundles prepared for platform data requests, newest first (without bundles)."""
+    with runtime().db.tenant(g.org_id) as conn:
+        rows = data_requests.list_data_requests(conn, g.org_id)
+    return jsonify({"data_requests": [_jsonable(r) for r in rows]})
+
+
+@bp.get("/data-requests/<id>")
+@require_key("admin")
+def get_data_request(id: str):
+    """One data request with its export bundle, to hand over to the data subject."""
+    try:
+        request_id = UUID(id)
+    except ValueError:
+        raise ApiError(404, "not_found", "data request not found") from None
+    with runtime().db.tenant(g.org_id) as conn:
+        row = data_requests.get_data_request(conn, g.org_id, request_id)
+    if row is None:
+        raise ApiError(404, "not_found", "data request not found")
+    return jsonify(_jsonable(row))
+
+
+def _jsonable(row: dict) -> dict:
+    return {
+        k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in row.items()
+    }

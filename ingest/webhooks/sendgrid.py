@@ -4,9 +4,9 @@ The signature (ECDSA P-256 over timestamp + raw body) is checked with the SDK's
 ``EventWebhook`` before anything is parsed. Events find their org and outbox row through the
 ``org_id``/``message_id`` custom args the SendGrid provider put on the message; events that do
 not carry them (or name unknown ids) are ignored, not errors, since SendGrid would only retry
-them. Each event is stored once (keyed by ``sg_event_id``) in raw.events and
-app.message_events, clicks carry the message's cart (the order path attributes recoveries from
-them), and unsubscribes, spam reports, bounces and drops suppress the address.
+them. What an event does is ``cartrecovery.email_events``: stored once (keyed by
+``sg_event_id``), clicks carry the message's cart, unsubscribes, spam reports, bounces and
+drops suppress the address.
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ import json
 import logging
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from functools import lru_cache
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from flask import Blueprint, jsonify, request
-from psycopg.types.json import Jsonb
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
-from cartrecovery import outgoing_webhooks, privacy
-from cartrecovery.events import store_event
+from cartrecovery import email_events
 
 from ..errors import ApiError
 from ..runtime import runtime
@@ -36,18 +33,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("sendgrid", __name__)
 
-SOURCE = "sendgrid"
 # Signed timestamps older (or further in the future) than this are replays. SendGrid documents
 # no tolerance; None disables the check (the fixture vector carries a fixed, old timestamp).
 TIMESTAMP_TOLERANCE_SECONDS: int | None = 600
-# Event type → suppression reason. A 'blocked' bounce is a temporary refusal, not a bad address.
-SUPPRESSING = {
-    "unsubscribe": "unsubscribe",
-    "group_unsubscribe": "group_unsubscribe",
-    "spamreport": "spamreport",
-    "bounce": "bounce",
-    "dropped": "dropped",
-}
 
 
 @lru_cache(maxsize=4)
@@ -94,104 +82,6 @@ def _uuid(value) -> UUID | None:
         return None
 
 
-def _occurred_at(event: dict) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(event["timestamp"]), UTC)
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
-
-
-def _store_org_events(org_id: UUID, events: list[dict]) -> tuple[int, int, int]:
-    """Store one org's events in one tenant transaction; return (stored, duplicate, ignored)."""
-    stored = duplicates = ignored = 0
-    with runtime().db.tenant(org_id) as conn:
-        message_ids = list({str(_uuid(e.get("message_id"))) for e in events})
-        known = {
-            r["message_id"]: r
-            for r in conn.execute(
-                "SELECT message_id, cart_id FROM app.outbox WHERE message_id = ANY(%s::uuid[])",
-                (message_ids,),
-            ).fetchall()
-        }
-        for event in events:
-            message = known.get(_uuid(event.get("message_id")))
-            if message is None:
-                ignored += 1
-                continue
-            event_type = str(event.get("event") or "unknown")
-            occurred_at = _occurred_at(event)
-            key = str(event["sg_event_id"])
-            event_id = store_event(
-                conn,
-                org_id=org_id,
-                source=SOURCE,
-                topic=event_type,
-                dedup_key=key,
-                payload=event,
-                cart_id=message["cart_id"],
-                occurred_at=occurred_at,
-            )
-            if event_id is None:
-                duplicates += 1
-                continue
-            stored += 1
-            conn.execute(
-                """
-                INSERT INTO app.message_events
-                  (org_id, event_key, message_id, cart_id, event_type, url, occurred_at, payload)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (org_id, event_key) DO NOTHING
-                """,
-                (
-                    org_id,
-                    key,
-                    message["message_id"],
-                    message["cart_id"],
-                    event_type,
-                    event.get("url") if event_type == "click" else None,
-                    occurred_at,
-                    Jsonb(event),
-                ),
-            )
-            outgoing = outgoing_webhooks.event_type_for("sendgrid", event_type)
-            if outgoing:
-                outgoing_webhooks.emit(
-                    conn,
-                    org_id,
-                    outgoing,
-                    {
-                        "message_id": message["message_id"],
-                        "cart_id": message["cart_id"],
-                        "occurred_at": occurred_at,
-                        "url": event.get("url"),
-                    },
-                )
-            _apply_suppression(conn, org_id, event_type, event)
-    return stored, duplicates, ignored
-
-
-def _apply_suppression(conn, org_id: UUID, event_type: str, event: dict) -> None:
-    address = str(event.get("email") or "").strip().lower()
-    if not address:
-        return
-    if event_type == "group_resubscribe":
-        conn.execute(
-            "DELETE FROM app.suppressions WHERE org_id = %s AND channel = 'email' "
-            "AND address = ANY(%s) AND reason = 'group_unsubscribe'",
-            # An erased subject is suppressed under a hash of the address: match both forms.
-            (org_id, privacy.suppression_addresses(conn, org_id, "email", address)),
-        )
-        return
-    reason = SUPPRESSING.get(event_type)
-    if reason is None or (event_type == "bounce" and event.get("type") == "blocked"):
-        return
-    conn.execute(
-        "INSERT INTO app.suppressions (org_id, channel, address, reason) "
-        "VALUES (%s, 'email', %s, %s) ON CONFLICT (org_id, channel, address) DO NOTHING",
-        (org_id, address, reason),
-    )
-
-
 @bp.post("/api/webhooks/sendgrid/events")
 def events():
     """Verify, then store each event once; 200 ``{received, stored, duplicates, ignored}``."""
@@ -222,7 +112,7 @@ def events():
 
     stored = duplicates = 0
     for org_id, org_events in by_org.items():
-        s, d, i = _store_org_events(org_id, org_events)
+        s, d, i = email_events.record_events(runtime().db, org_id, org_events)
         stored, duplicates, ignored = stored + s, duplicates + d, ignored + i
     log.info(
         "sendgrid events: %d received, %d stored, %d duplicate, %d ignored",

@@ -42,9 +42,11 @@ from uuid import UUID
 
 import msgspec
 
-from cartrecovery import carts as state
+from cartrecovery.canonical import CanonicalCart, CanonicalOrder, LineItem
 from cartrecovery.cart_activity import backdate_activity
+from cartrecovery.carts import CartChange, upsert_cart
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
+from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
 
 from ..base import Adapter, AdapterError, BadPayload, Delivery, InboundRequest, json_object
@@ -261,13 +263,13 @@ class BcCart(msgspec.Struct):
     updated_time: datetime | None = None
 
 
-def _line(line: BcLine) -> state.LineItem:
+def _line(line: BcLine) -> LineItem:
     # The price is the sale price, else the list price (items) or the amount (gift
     # certificates); a gift certificate's id stands for its product id.
     price = line.sale_price
     if price is None:
         price = line.list_price if line.list_price is not None else line.amount
-    return state.LineItem(
+    return LineItem(
         title=line.name,
         product_id=line.product_id if line.product_id is not None else line.id,
         variant_id=line.variant_id,
@@ -278,7 +280,7 @@ def _line(line: BcLine) -> state.LineItem:
     )
 
 
-def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalCart:
+def cart_to_canonical(cart: Any, connection_id: UUID | None) -> CanonicalCart:
     """A v3 cart as a canonical cart (external_id = the cart id); a cart of the wrong shape
     raises ValueError (msgspec's ValidationError and InvalidCanonical are ones)."""
     bc = msgspec.convert(cart, BcCart)
@@ -299,7 +301,7 @@ def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalC
         ]
     )
     redirects = bc.redirect_urls
-    return state.CanonicalCart(
+    return CanonicalCart(
         platform=PLATFORM,
         external_id=bc.id,
         connection_id=connection_id,
@@ -316,12 +318,12 @@ def cart_to_canonical(cart: Any, connection_id: UUID | None) -> state.CanonicalC
 
 def order_to_canonical(
     order: BcOrder, connection_id: UUID | None, cart_id: str | None = None
-) -> state.CanonicalOrder:
+) -> CanonicalOrder:
     """A v2 order as a canonical order; ``cart_id`` (from ``store/cart/converted``) wins over
     the order's own ``cart_id``."""
     address = order.billing_address or BcAddress()
     cart = cart_id or order.cart_id
-    return state.CanonicalOrder(
+    return CanonicalOrder(
         platform=PLATFORM,
         external_id=order.id,
         connection_id=connection_id,
@@ -536,16 +538,16 @@ class BigCommerceAdapter(Adapter):
         if cart is None or cart.external_id != cart_id:
             # Gone (converted or deleted) or not fetchable: the cart row still exists, so a
             # conversion that arrived first finds it; stored content is left alone.
-            cart = state.CanonicalCart(
+            cart = CanonicalCart(
                 platform=PLATFORM, external_id=cart_id, connection_id=connection.connection_id
             )
         if callback.scope != "store/cart/abandoned" or cart.source_updated_at is None:
             # A CartChange: the dispatcher claims, upserts and stores it in one statement.
-            delivery.apply = state.CartChange(cart)
+            delivery.apply = CartChange(cart)
             return
 
         def apply(conn, org_id):
-            found = state.upsert_cart(conn, org_id, cart)
+            found = upsert_cart(conn, org_id, cart)
             # The platform's "abandoned" is a reminder, not activity: the shopper's last
             # action is the cart's updated_time, not the time this callback arrived.
             backdate_activity(conn, org_id, found, cart.source_updated_at)
@@ -564,7 +566,7 @@ class BigCommerceAdapter(Adapter):
         canonical = (
             order_to_canonical(order, connection.connection_id, cart_id)
             if order
-            else state.CanonicalOrder(
+            else CanonicalOrder(
                 platform=PLATFORM,
                 external_id=order_id,
                 connection_id=connection.connection_id,
@@ -572,7 +574,7 @@ class BigCommerceAdapter(Adapter):
                 checkout_external_id=cart_id,
             )
         )
-        delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, canonical)["cart_id"]
+        delivery.apply = lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"]
 
     def _order_delivery(self, delivery: Delivery, callback: Callback, connection: Connection):
         order_id = str(callback.data.id)
@@ -584,7 +586,7 @@ class BigCommerceAdapter(Adapter):
         if order is None or order.status_id == 0:
             return  # not readable (or an incomplete checkout): the raw event only
         canonical = order_to_canonical(order, connection.connection_id)
-        delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, canonical)["cart_id"]
+        delivery.apply = lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"]
 
     # helpers
 

@@ -22,7 +22,8 @@ from uuid import UUID
 
 from pydantic import Field
 
-from cartrecovery import carts as state
+from cartrecovery.carts import upsert_cart
+from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
 from ingest.tracking import TrackEvent, to_cart, to_order
 
@@ -87,9 +88,9 @@ class GenericAdapter(Adapter):
         )
 
         def apply(conn, org_id: UUID) -> UUID:
-            cart_id = state.upsert_cart(conn, org_id, cart)
+            cart_id = upsert_cart(conn, org_id, cart)
             if order is not None:
-                state.record_order(conn, org_id, order)
+                record_order(conn, org_id, order)
             return cart_id
 
         return Delivery(

@@ -62,8 +62,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cartrecovery import carts as state
+from cartrecovery.canonical import (
+    MAX_ITEMS,
+    CanonicalCart,
+    CanonicalOrder,
+    InvalidCanonical,
+    LineItem,
+)
+from cartrecovery.carts import CartChange
 from cartrecovery.http_client import StoreApiError, StoreHttpClient
+from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
 
 from ..base import Adapter, BadPayload, Delivery, InboundRequest, error_details, json_object
@@ -209,15 +217,15 @@ class GqlCart(msgspec.Struct):
 def _units(quantity: float | Decimal) -> int:
     # Magento's quantities may be decimal; the canonical line counts whole units.
     finite = quantity.is_finite() if isinstance(quantity, Decimal) else quantity == quantity
-    if not finite or not 0 <= quantity < state.MAX_ITEMS:
-        raise state.InvalidCanonical("quantity must be from 0 to 2^31 - 1")
+    if not finite or not 0 <= quantity < MAX_ITEMS:
+        raise InvalidCanonical("quantity must be from 0 to 2^31 - 1")
     return int(quantity)
 
 
-def _gql_line(item: GqlItem) -> state.LineItem:
+def _gql_line(item: GqlItem) -> LineItem:
     product, prices = item.product, item.prices
     price = prices.price.value if prices and prices.price else None
-    return state.LineItem(
+    return LineItem(
         title=product.name if product else None,
         sku=product.sku if product else None,
         product_id=item.uid,
@@ -276,7 +284,7 @@ def quote_to_canonical(
     items: list[QuoteItem] | None,
     connection_id: UUID | None,
     graphql: dict | None = None,
-) -> state.CanonicalCart:
+) -> CanonicalCart:
     """A quote (webhook payload) as a canonical cart; the GraphQL cart, when fetched, gives
     the items, prices and email. Raises ValueError (msgspec's ValidationError, or
     InvalidCanonical) for a GraphQL cart of the wrong shape or bounds, BadPayload for a quote
@@ -301,7 +309,7 @@ def quote_to_canonical(
             None
             if items is None
             else [
-                state.LineItem(
+                LineItem(
                     title=i.name,
                     sku=i.sku,
                     product_id=i.product_id,
@@ -312,7 +320,7 @@ def quote_to_canonical(
             ]
         )
         total = quote.grand_total if lines is not None else None
-    return state.CanonicalCart(
+    return CanonicalCart(
         platform=PLATFORM,
         external_id=external_id,
         cart_token=token,
@@ -337,11 +345,11 @@ def _item_currency(cart: GqlCart) -> str | None:
     return None
 
 
-def order_to_canonical(order: Order, connection_id: UUID | None) -> state.CanonicalOrder:
+def order_to_canonical(order: Order, connection_id: UUID | None) -> CanonicalOrder:
     external_id = order.increment_id or order.entity_id
     if not external_id:
         raise BadPayload("the order has neither increment_id nor entity_id")
-    return state.CanonicalOrder(
+    return CanonicalOrder(
         platform=PLATFORM,
         external_id=external_id,
         connection_id=connection_id,
@@ -459,7 +467,7 @@ class MagentoAdapter(Adapter):
                 raise BadPayload("unreadable quote", error_details(exc)) from exc
         delivery.occurred_at = quote.updated_at
         # A CartChange: the dispatcher claims, upserts and stores it in one statement.
-        delivery.apply = state.CartChange(cart)
+        delivery.apply = CartChange(cart)
 
     def _order(self, delivery: Delivery, obj: dict, connection: Connection) -> None:
         try:
@@ -467,7 +475,7 @@ class MagentoAdapter(Adapter):
         except ValueError as exc:
             raise BadPayload("unreadable order", error_details(exc)) from exc
         delivery.occurred_at = order.ordered_at
-        delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, order)["cart_id"]
+        delivery.apply = lambda conn, org_id: record_order(conn, org_id, order)["cart_id"]
 
     @staticmethod
     def _object(data: dict, *names: str) -> dict:

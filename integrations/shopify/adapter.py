@@ -40,13 +40,21 @@ import msgspec
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cartrecovery import carts as state
 from cartrecovery import tenancy
+from cartrecovery.canonical import (
+    MAX_MONEY,
+    CanonicalCart,
+    CanonicalOrder,
+    LineItem,
+    normalize_email,
+    normalize_phone,
+)
+from cartrecovery.carts import CartChange, cancel_pending_messages, find_cart, upsert_cart
+from cartrecovery.orders import record_order
 
 from ..base import Adapter, Apply, BadPayload, Delivery, InboundRequest, json_object
 
 SOURCE = "shopify"
-MAX_MONEY = state.MAX_MONEY
 
 # Topic → the URL path segment Shopify is told to post it to.
 TOPIC_PATHS: dict[str, str] = {
@@ -178,9 +186,9 @@ class ShopRedact(_Payload):
 # --- payload → canonical -------------------------------------------------------------------
 
 
-def _line_items(items: list[ShopifyLineItem]) -> list[state.LineItem]:
+def _line_items(items: list[ShopifyLineItem]) -> list[LineItem]:
     return [
-        state.LineItem(
+        LineItem(
             title=i.title,
             product_id=i.product_id,
             variant_id=i.variant_id,
@@ -192,12 +200,12 @@ def _line_items(items: list[ShopifyLineItem]) -> list[state.LineItem]:
     ]
 
 
-def checkout_to_cart(checkout: ShopifyCheckout, connection_id: UUID) -> state.CanonicalCart:
+def checkout_to_cart(checkout: ShopifyCheckout, connection_id: UUID) -> CanonicalCart:
     """A Shopify checkout as a canonical cart (external_id = checkout token)."""
     customer = checkout.customer or ShopifyCustomer()
     address = checkout.billing_address or checkout.shipping_address or {}
     marketing = checkout.buyer_accepts_marketing
-    return state.CanonicalCart(
+    return CanonicalCart(
         platform=SOURCE,
         external_id=checkout.token,
         cart_token=checkout.cart_token,
@@ -218,9 +226,9 @@ def checkout_to_cart(checkout: ShopifyCheckout, connection_id: UUID) -> state.Ca
     )
 
 
-def order_to_canonical(order: ShopifyOrder, connection_id: UUID) -> state.CanonicalOrder:
+def order_to_canonical(order: ShopifyOrder, connection_id: UUID) -> CanonicalOrder:
     customer = order.customer or ShopifyCustomer()
-    return state.CanonicalOrder(
+    return CanonicalOrder(
         platform=SOURCE,
         external_id=order.id,
         connection_id=connection_id,
@@ -255,7 +263,7 @@ def _checkout(store: tenancy.Connection, payload: dict, at: datetime | None) -> 
     # Upsert the cart; a completed checkout also converts it (the order event does the
     # attribution, this only stops pending messages early). A CartChange, so the dispatcher
     # can claim, apply and store the delivery in one statement.
-    return state.CartChange(
+    return CartChange(
         checkout_to_cart(checkout, store.connection_id), converted_at=checkout.completed_at
     )
 
@@ -264,14 +272,14 @@ def _checkout_delete(store: tenancy.Connection, payload: dict, at: datetime | No
     ref = ShopifyCheckoutRef.model_validate(payload)
 
     def apply(conn, org_id) -> UUID | None:
-        found = state.find_cart(conn, org_id, SOURCE, external_ids=[ref.token, ref.id])
+        found = find_cart(conn, org_id, SOURCE, external_ids=[ref.token, ref.id])
         if found is None and ref.token:
             # Deleted before we saw it (webhooks are unordered): keep the closed checkout, so
             # its late create cannot open it again. No content, no email: nothing to send.
-            cart_id = state.upsert_cart(
+            cart_id = upsert_cart(
                 conn,
                 org_id,
-                state.CanonicalCart(
+                CanonicalCart(
                     platform=SOURCE,
                     external_id=ref.token,
                     checkout_id=ref.id,
@@ -288,7 +296,7 @@ def _checkout_delete(store: tenancy.Connection, payload: dict, at: datetime | No
             "WHERE org_id = %s AND cart_id = %s",
             (ref.updated_at or at, org_id, cart_id),
         )
-        state.cancel_pending_messages(conn, org_id, [cart_id], reason="checkout_deleted")
+        cancel_pending_messages(conn, org_id, [cart_id], reason="checkout_deleted")
         return cart_id
 
     return apply
@@ -302,9 +310,7 @@ def _order(store: tenancy.Connection, payload: dict, at: datetime | None) -> App
     def apply(conn, org_id) -> UUID | None:
         # record_order would overwrite financial_status whatever its age: store the order
         # without it, then take the status only from a state at least as new as ours.
-        result = state.record_order(
-            conn, org_id, msgspec.structs.replace(order, financial_status=None)
-        )
+        result = record_order(conn, org_id, msgspec.structs.replace(order, financial_status=None))
         conn.execute(
             """
             UPDATE app.orders
@@ -331,7 +337,7 @@ def _cart(store: tenancy.Connection, payload: dict, at: datetime | None) -> Appl
 
     def apply(conn, org_id) -> UUID | None:
         # Carts carry no email: they only refresh the checkout that shares their token.
-        found = state.find_cart(conn, org_id, SOURCE, cart_token=cart.token)
+        found = find_cart(conn, org_id, SOURCE, cart_token=cart.token)
         if found is None:
             return None
         items = _line_items(cart.line_items)
@@ -342,10 +348,10 @@ def _cart(store: tenancy.Connection, payload: dict, at: datetime | None) -> Appl
             ),
             Decimal("0"),
         )
-        return state.upsert_cart(
+        return upsert_cart(
             conn,
             org_id,
-            state.CanonicalCart(
+            CanonicalCart(
                 platform=SOURCE,
                 external_id=found["external_id"],
                 cart_token=cart.token,
@@ -373,10 +379,10 @@ def _data_request(store: tenancy.Connection, payload: dict, at: datetime | None)
     request_ref = request.data_request.id if request.data_request else None
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy  # written alongside; imported when first needed
+        from cartrecovery.privacy import export  # imported when first needed
 
         try:
-            bundle = privacy.export_subject(conn, org_id, email=email, phone=phone)
+            bundle = export.export_subject(conn, org_id, email=email, phone=phone)
         except ValueError as exc:
             raise BadPayload(str(exc)) from exc
         conn.execute(
@@ -407,10 +413,10 @@ def _customers_redact(store: tenancy.Connection, payload: dict, at: datetime | N
     email, phone = _subject(request.customer)
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy
+        from cartrecovery.privacy import erasure
 
         try:
-            privacy.erase_subject(
+            erasure.erase_subject(
                 conn,
                 org_id,
                 email=email,
@@ -435,9 +441,9 @@ def _shop_redact(store: tenancy.Connection, payload: dict, at: datetime | None) 
     ShopRedact.model_validate(payload)
 
     def apply(conn, org_id) -> None:
-        from cartrecovery import privacy
+        from cartrecovery.privacy import erasure
 
-        privacy.erase_connection_data(
+        erasure.erase_connection_data(
             conn, org_id, store.connection_id, reason="shopify_shop_redact"
         )
         conn.execute(
@@ -450,7 +456,7 @@ def _shop_redact(store: tenancy.Connection, payload: dict, at: datetime | None) 
 
 
 def _subject(customer: PrivacySubject) -> tuple[str | None, str | None]:
-    email, phone = state.normalize_email(customer.email), state.normalize_phone(customer.phone)
+    email, phone = normalize_email(customer.email), normalize_phone(customer.phone)
     if not (email or phone):
         raise BadPayload(
             "the privacy request names no email or phone", {"customer": "email or phone required"}

@@ -7,7 +7,7 @@ snippet covers carts before checkout, docs/snippet.md). So:
   ``failed`` or ``checkout-draft`` → an open cart, external id = the order id, restore link =
   the order's ``payment_url`` (pay-for-order page), else the site's ``/cart/`` page;
 - the same topics with ``processing``, ``completed`` or ``on-hold`` → an order matched to
-  that cart (converted, messages cancelled, recovery attributed: ``carts.record_order``);
+  that cart (converted, messages cancelled, recovery attributed: ``orders.record_order``);
 - any other topic or status → kept in raw.events only.
 
 Requests: the store is the ``X-WC-Webhook-Source`` header (``home_url('/')``) in the normal
@@ -33,7 +33,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from cartrecovery import carts as state
+from cartrecovery.canonical import MAX_MONEY, CanonicalCart, CanonicalOrder, LineItem
+from cartrecovery.carts import upsert_cart
+from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
 
 from ..base import Adapter, BadPayload, Delivery, InboundRequest, json_object
@@ -41,7 +43,6 @@ from ..base import Adapter, BadPayload, Delivery, InboundRequest, json_object
 OPEN_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 PAID_STATUSES = frozenset({"processing", "completed", "on-hold"})
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
-MAX_MONEY = state.MAX_MONEY
 _PING = re.compile(rb"webhook_id=\d{1,20}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _WC_HEADERS = ("X-WC-Webhook-Signature", "X-WC-Webhook-Source", "X-WC-Webhook-Topic")
@@ -160,10 +161,10 @@ def _web_url(value: str | None) -> str | None:
     return value if value and value.lower().startswith(("https://", "http://")) else None
 
 
-def to_cart(order: WooOrder, connection: Connection, source: str | None) -> state.CanonicalCart:
+def to_cart(order: WooOrder, connection: Connection, source: str | None) -> CanonicalCart:
     """An unpaid order as the canonical cart (external id = order id)."""
     billing = order.billing or WooAddress()
-    return state.CanonicalCart(
+    return CanonicalCart(
         platform="woocommerce",
         external_id=str(order.id),
         connection_id=connection.connection_id,
@@ -175,7 +176,7 @@ def to_cart(order: WooOrder, connection: Connection, source: str | None) -> stat
         currency=order.currency or None,
         total_price=order.total,
         line_items=[
-            state.LineItem(
+            LineItem(
                 title=item.name,
                 product_id=item.product_id if item.product_id not in (None, "0") else None,
                 variant_id=item.variation_id if item.variation_id not in (None, "0") else None,
@@ -192,10 +193,10 @@ def to_cart(order: WooOrder, connection: Connection, source: str | None) -> stat
     )
 
 
-def to_order(order: WooOrder, connection: Connection) -> state.CanonicalOrder:
+def to_order(order: WooOrder, connection: Connection) -> CanonicalOrder:
     """A paid (or on-hold) order, matched to the cart of the same order id."""
     billing = order.billing or WooAddress()
-    return state.CanonicalOrder(
+    return CanonicalOrder(
         platform="woocommerce",
         external_id=str(order.id),
         connection_id=connection.connection_id,
@@ -207,7 +208,10 @@ def to_order(order: WooOrder, connection: Connection) -> state.CanonicalOrder:
         total_price=order.total,
         currency=order.currency or None,
         financial_status=order.status,
-        ordered_at=order.date_paid_gmt or order.date_created_gmt or order.date_modified_gmt,
+        # Placed or paid as WooCommerce reports it: an on-hold order (bank transfer, cheque)
+        # has no date_paid, and its date_created is when the pending order was first saved,
+        # maybe long before; the update that first reports it placed is its modification.
+        ordered_at=order.date_paid_gmt or order.date_modified_gmt or order.date_created_gmt,
         discount_codes=[str(c["code"]) for c in order.coupon_lines if c.get("code")],
     )
 
@@ -279,10 +283,8 @@ class WooCommerceAdapter(Adapter):
         status = order.status.lower()
         if status in OPEN_STATUSES:
             cart = to_cart(order, connection, request.headers.get("X-WC-Webhook-Source"))
-            delivery.apply = lambda conn, org_id: state.upsert_cart(conn, org_id, cart)
+            delivery.apply = lambda conn, org_id: upsert_cart(conn, org_id, cart)
         elif status in PAID_STATUSES:
             canonical = to_order(order, connection)
-            delivery.apply = lambda conn, org_id: state.record_order(conn, org_id, canonical)[
-                "cart_id"
-            ]
+            delivery.apply = lambda conn, org_id: record_order(conn, org_id, canonical)["cart_id"]
         return delivery

@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from cartrecovery import carts
+from cartrecovery.canonical import CanonicalCart, LineItem
+from cartrecovery.carts import upsert_cart
 from integrations.base import Adapter, Delivery, json_object
 
 
@@ -50,14 +51,14 @@ class ExampleAdapter(Adapter):
     def parse(self, request, connection):
         payload = json_object(request.body)
         note = Notification.model_validate(payload)
-        cart = carts.CanonicalCart(
+        cart = CanonicalCart(
             platform=self.platform,
             external_id=note.basket.id,
             connection_id=connection.connection_id,
             email=note.basket.email,
             currency=note.basket.currency,
             line_items=[
-                carts.LineItem(sku=i.sku, title=i.title, quantity=i.qty, price=i.price)
+                LineItem(sku=i.sku, title=i.title, quantity=i.qty, price=i.price)
                 for i in note.basket.items
             ],
             source_updated_at=note.basket.updated_at,
@@ -66,6 +67,6 @@ class ExampleAdapter(Adapter):
             topic="basket/updated",
             payload=payload,
             dedup_key=note.delivery_id,
-            apply=lambda conn, org_id: carts.upsert_cart(conn, org_id, cart),
+            apply=lambda conn, org_id: upsert_cart(conn, org_id, cart),
             occurred_at=note.basket.updated_at,
         )
