@@ -24,9 +24,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 import psycopg
 from flask import Blueprint, g, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cartrecovery import carts as state
+from cartrecovery import client_clock
 from cartrecovery.events import (
     EventRow,
     append_events,
@@ -141,12 +150,37 @@ class TrackEvent(_Body):
     cart_data: CartData
     timestamp: datetime
     event_id: str | None = Field(default=None, min_length=1, max_length=255)
+    # The timestamp as sent, when it was too far ahead of the server clock (then clamped).
+    _given_timestamp: datetime | None = PrivateAttr(default=None)
 
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # A timestamp without an offset is read as UTC rather than the server's zone.
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def model_post_init(self, context: Any) -> None:
+        # A clock in the future would lock the cart (see cartrecovery.client_clock).
+        used, clamped = client_clock.clamp_future(self.timestamp)
+        if clamped:
+            self._given_timestamp, self.timestamp = self.timestamp, used
+
+    @property
+    def timestamp_clamped(self) -> bool:
+        return self._given_timestamp is not None
+
+    def clamp_note(self) -> dict:
+        """What the answer says about a clamped timestamp ({} when it was used as given)."""
+        if self._given_timestamp is None:
+            return {}
+        return {
+            "timestamp_clamped": True,
+            "warning": (
+                f"timestamp {self._given_timestamp.isoformat()} is more than "
+                f"{int(client_clock.MAX_SKEW.total_seconds() // 60)} minutes ahead of the "
+                f"server clock; {self.timestamp.isoformat()} (time of receipt) was used"
+            ),
+        }
 
     @model_validator(mode="after")
     def _order_needed(self):
@@ -299,6 +333,7 @@ def track():
         "status": result["status"],
         "event_id": _str(result.get("event_id")),
         "cart_id": _str(result.get("cart_id")),
+        **item.event.clamp_note(),
     }, 202
 
 
@@ -315,13 +350,17 @@ def batch():
             {"count": len(events) if isinstance(events, list) else None},
         )
     accepted: list[Accepted] = []
+    notes: dict[int, dict] = {}
     rejected: dict[int, Any] = {}
     scan = may_hold_unstorable(request.get_data(cache=True))  # else no event can hold one
     for index, raw in enumerate(events):
         try:
             if scan and isinstance(raw, dict) and find_nul(raw):
                 raise ValueError("NUL characters are not accepted")
-            accepted.append(Accepted(index, TrackEvent.model_validate(raw), raw))
+            event = TrackEvent.model_validate(raw)
+            accepted.append(Accepted(index, event, raw))
+            if event.timestamp_clamped:
+                notes[index] = event.clamp_note()
         except ValidationError as exc:
             rejected[index] = _errors(exc)
         except ValueError as exc:
@@ -339,7 +378,7 @@ def batch():
             entry = {"index": index, "status": outcome[index]["status"]}
             if "cart_id" in outcome[index]:
                 entry["cart_id"] = str(outcome[index]["cart_id"])
-            results.append(entry)
+            results.append({**entry, **notes.get(index, {})})
     counts = {
         s: sum(1 for r in results if r["status"] == s)
         for s in ("accepted", "duplicate", "rejected")
