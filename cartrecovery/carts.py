@@ -25,11 +25,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import phonenumbers
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import outgoing_webhooks
+from . import outgoing_webhooks, phones
 from .events import EventRow, namespaced_key
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
@@ -46,19 +45,9 @@ def normalize_email(value: Any) -> str | None:
 
 
 def normalize_phone(value: Any) -> str | None:
-    """E.164 when the number is recognisable in international form, else as given."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return text
-    if phonenumbers.is_possible_number(number):
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return text
+    """E.164 for a number we can message (``phones.to_e164``), else None: not stored (the raw
+    event keeps what the platform sent)."""
+    return phones.e164_or_none(value)
 
 
 def normalize_currency(value: Any) -> str | None:
@@ -198,7 +187,7 @@ class CanonicalCart(_Canonical, kw_only=True):
     checkout_id: str | None = None  # the platform's numeric checkout id, where it has one
     connection_id: UUID | None = None
     email: str | None = None  # stored trimmed and lower-cased
-    phone: str | None = None  # E.164 where recognisable
+    phone: str | None = None  # E.164, None when not a number we can message
     first_name: str | None = None
     last_name: str | None = None
     timezone: str | None = None

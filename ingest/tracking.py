@@ -21,7 +21,6 @@ from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import psycopg
 from flask import Blueprint, g, request
 from pydantic import (
@@ -35,7 +34,7 @@ from pydantic import (
 )
 
 from cartrecovery import carts as state
-from cartrecovery import client_clock
+from cartrecovery import client_clock, phones
 from cartrecovery.events import (
     EventRow,
     append_events,
@@ -127,15 +126,8 @@ class CartData(_Body):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException as exc:
-            raise ValueError("phone must be in international format, e.g. +15035550123") from exc
-        if not phonenumbers.is_possible_number(number):
-            raise ValueError("not a possible phone number")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        # The one rule of every door (a stored number can be consented and messaged).
+        return phones.to_e164(value) if value else None
 
     @model_validator(mode="after")
     def _total_fits(self):

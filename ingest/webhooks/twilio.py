@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-import phonenumbers
 from flask import Blueprint, Response, jsonify, request
 from psycopg.types.json import Jsonb
 from twilio.request_validator import (
@@ -38,7 +37,7 @@ from twilio.request_validator import (
 )
 from twilio.twiml.messaging_response import MessagingResponse
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import outgoing_webhooks, phones
 from cartrecovery.events import store_event
 from cartrecovery.org_settings import get_settings
 from delivery import sms_keywords
@@ -148,13 +147,7 @@ def _uuid(value) -> UUID | None:
 def _phone(value: str) -> str:
     """E.164 for a phone number; other senders (short codes, alphanumeric) as given."""
     text = (value or "").strip()
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return text
-    if not phonenumbers.is_valid_number(number):
-        return text
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return phones.e164_or_none(text) or text
 
 
 # --- status callbacks --------------------------------------------------------------------
