@@ -77,6 +77,7 @@
     email: null,
     phone: null,
     acceptsMarketing: null, // the opt-in checkbox: true/false once the shopper touched it
+    refusedPhone: null,     // a number the API refused (e.g. not a number that can be messaged)
     timer: null,
     lastSent: null,    // fingerprint of the last body sent: a repeated blur sends nothing
     memoryId: null     // the cart id when localStorage is unavailable
@@ -162,7 +163,7 @@
       }
     } else {
       var phone = cleanPhone(el.value);
-      if (phone && phone !== state.phone) {
+      if (phone && phone !== state.phone && phone !== state.refusedPhone) {
         state.phone = phone;
         return true;
       }
@@ -270,7 +271,14 @@
         },
         body: json
       }).then(function (response) {
-        return response.ok ? response.json().catch(noop) : null;
+        if (response.ok) return response.json().catch(noop);
+        // A refused body: its error says which field, so a caller can drop it and resend.
+        if (response.status === 400) {
+          return response.json().then(function (answer) {
+            return { refused: (answer && answer.error) || {} };
+          }, function () { return null; });
+        }
+        return null;
       }, function () {
         return null;
       });
@@ -313,9 +321,27 @@
     state.lastSent = fingerprint;
     event.timestamp = new Date().toISOString();
     event.event_id = randomId("e"); // each send is its own event; a retry would reuse it
-    var sent = post("/api/v1/carts/track", event);
+    var sent = post("/api/v1/carts/track", event).then(safe(function (answer) {
+      if (answer && answer.refused && event.cart_data.phone && refusesPhone(answer.refused)) {
+        // The number cannot be messaged: keep the cart flowing without it.
+        state.refusedPhone = event.cart_data.phone;
+        if (state.phone === state.refusedPhone) state.phone = null;
+        schedule();
+        return null;
+      }
+      return answer;
+    }));
     if (event.event === "order_completed") reset(); // the next cart is a new one
     return sent;
+  }
+
+  function refusesPhone(error) {
+    var errors = (error.details && error.details.errors) || [];
+    for (var i = 0; i < errors.length; i++) {
+      var loc = errors[i] && errors[i].loc;
+      if (loc && loc[loc.length - 1] === "phone") return true;
+    }
+    return false;
   }
 
   function schedule() {
@@ -397,7 +423,7 @@
         var body = { subscription: json, cart_id: cartId() };
         if (state.email) body.email = state.email;
         return post("/api/v1/push/subscriptions", body).then(function (answer) {
-          resolve(answer ? json : null);
+          resolve(answer && !answer.refused ? json : null);
         });
       }).catch(function (error) {
         if (window.console && console.debug) console.debug("cartrecovery push:", error);
