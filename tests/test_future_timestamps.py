@@ -126,4 +126,5 @@ def test_a_custom_shops_future_timestamp_is_clamped(client, db, generic):
         body = json.dumps(event("c-g", total, timestamp or now_iso(), event_id)).encode()
         response = client.post(generic.url, data=body, headers=sign(generic.secret, body))
         assert response.status_code == 200, response.get_json()
+        assert response.get_json().get("timestamp_clamped", False) is (timestamp == FUTURE)
     assert cart(db, generic.org_id, "c-g", "generic")["total_price"] == Decimal("99")
