@@ -97,3 +97,11 @@ def test_stores_without_a_coupon_api_keep_local_codes(client, db, runtime, org):
     connect(db, runtime, org, "magento")
     connect(db, runtime, org, "generic")
     assert create(client, org, [DISCOUNT_STEP]).status_code == 201
+
+
+def test_the_check_knows_the_credentials_the_coupon_clients_need():
+    # Two lists of the same fact (core may not import delivery): they must agree.
+    from cartrecovery.discount_reach import COUPON_CREDENTIALS
+    from delivery.store_clients import REQUIRED
+
+    assert COUPON_CREDENTIALS == REQUIRED

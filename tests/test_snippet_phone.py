@@ -1,4 +1,5 @@
-# ruff: noqa: F811 (fixtures imported from test_browser_snippet are parameters here)
+# ruff: noqa: F811
+# (fixtures imported from test_browser_snippet are parameters here)
 """The snippet and the phone rule, in a real browser: a number the API refuses (possible but
 not one that can be messaged) is dropped, and the cart keeps flowing without it."""
 

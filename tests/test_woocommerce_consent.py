@@ -1,4 +1,5 @@
-# ruff: noqa: F811 (fixtures imported from test_woocommerce are parameters here)
+# ruff: noqa: F811
+# (fixtures imported from test_woocommerce are parameters here)
 """WooCommerce's marketing opt-in, where the store exposes one: the order's ``meta_data``
 entry named by the connection's ``marketing_opt_in_meta_key`` becomes the customer's
 ``accepts_marketing`` (WooCommerce itself has none: without the key, nothing is said)."""
