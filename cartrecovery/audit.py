@@ -1,8 +1,10 @@
 """The audit log: who did what to which resource of an org, append-only.
 
-``app.audit_log`` refuses UPDATE and DELETE (a trigger; see migration 0006), so a row, once
-written, is evidence. The API records every changing request and every read of personal data
-(``ingest/audit.py``); the CLI and other admin paths call :func:`record`.
+``app.audit_log`` refuses UPDATE, DELETE and TRUNCATE twice: the application role holds only
+SELECT and INSERT on it (migration 0010), and a trigger refuses them for every role, the owner
+included (0006). So a row, once written, is evidence. The API records every changing request
+and every read of personal data (``ingest/audit.py``); the CLI and other admin paths call
+:func:`record`.
 
 Rows must hold no personal data of shoppers (an erasure would have to rewrite them): actors
 are key ids or operator names, targets are resource ids, details are ids, counts and field

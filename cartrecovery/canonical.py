@@ -16,7 +16,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import phonenumbers
+
+from . import phones
 
 MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
 MAX_ITEMS = 2**31  # app.carts.item_count (the sum of the quantities) is an integer
@@ -31,19 +32,9 @@ def normalize_email(value: Any) -> str | None:
 
 
 def normalize_phone(value: Any) -> str | None:
-    """E.164 when the number is recognisable in international form, else as given."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return text
-    if phonenumbers.is_possible_number(number):
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return text
+    """E.164 for a number we can message (``phones.to_e164``), else None: not stored (the raw
+    event keeps what the platform sent)."""
+    return phones.e164_or_none(value)
 
 
 def normalize_currency(value: Any) -> str | None:
@@ -183,7 +174,7 @@ class CanonicalCart(_Canonical, kw_only=True):
     checkout_id: str | None = None  # the platform's numeric checkout id, where it has one
     connection_id: UUID | None = None
     email: str | None = None  # stored trimmed and lower-cased
-    phone: str | None = None  # E.164 where recognisable
+    phone: str | None = None  # E.164, None when not a number we can message
     first_name: str | None = None
     last_name: str | None = None
     timezone: str | None = None

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-import phonenumbers
 import psycopg
 
+from cartrecovery import phones
 from cartrecovery.canonical import normalize_email
 
 CHANNELS = ("email", "sms", "push")
@@ -34,14 +34,12 @@ class InvalidAddress(ValueError):
 
 
 def to_e164(value: str, default_region: str | None = None) -> str:
-    """A phone number in E.164, or InvalidAddress when it is not a valid number."""
+    """A phone number in E.164, or InvalidAddress when it is not one we can message (the
+    one rule: ``cartrecovery.phones``)."""
     try:
-        number = phonenumbers.parse(str(value).strip(), default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidAddress(f"not a phone number: {value!r} ({exc})") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidAddress(f"not a valid phone number: {value!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return phones.to_e164(value, default_region)
+    except phones.InvalidPhone as exc:
+        raise InvalidAddress(str(exc)) from None
 
 
 def normalize_address(channel: str, address: str) -> str:

@@ -12,6 +12,22 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    """A yes/no variable; any other value is refused rather than read as either."""
+    value = _env(name)
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -31,6 +47,9 @@ class Settings:
     twilio_base_url: str | None = None
     vapid_private_key: str | None = None
     vapid_subject: str | None = None
+    # Accept push subscriptions whose endpoint is http or a local/private host: only for
+    # development against a local push service (the snippet's key is public).
+    push_allow_local_endpoints: bool = False
     mlflow_tracking_uri: str | None = None
     dagster_home: str | None = None
     max_body_bytes: int = 1_048_576
@@ -62,6 +81,7 @@ class Settings:
             twilio_base_url=_env("TWILIO_BASE_URL"),
             vapid_private_key=_env("VAPID_PRIVATE_KEY"),
             vapid_subject=_env("VAPID_SUBJECT"),
+            push_allow_local_endpoints=_flag("PUSH_ALLOW_LOCAL_ENDPOINTS"),
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
             dagster_home=_env("DAGSTER_HOME"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),

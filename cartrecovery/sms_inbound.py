@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import phonenumbers
 import psycopg
 
-from . import consents, suppressions
+from . import consents, phones, suppressions
 from .db import Database
 from .events import store_event
 from .org_settings import get_settings
@@ -49,13 +48,7 @@ CONSENT_SOURCE = "sms_keyword"
 def e164_or_given(value: str | None) -> str:
     """E.164 for a phone number; other senders (short codes, alphanumeric) as given."""
     text = (value or "").strip()
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return text
-    if not phonenumbers.is_valid_number(number):
-        return text
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return phones.e164_or_none(text) or text
 
 
 # --- keywords ----------------------------------------------------------------------------

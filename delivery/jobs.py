@@ -9,6 +9,11 @@ Order inside the locked transaction: the compliance gate (cancel, hold or defer 
 then the step's coupon (created only now that the message will go; a store API failure holds
 or retries the message, so no message promises a code that does not exist), then rendering
 (a template error holds the message), then the provider call after commit.
+
+A provider's permanent refusal is kept on the row (``provider``, ``delivery_error_code``) with
+a reason of its own: ``invalid_phone``, ``suppressed:stop``, ``push_subscription_gone`` (the
+push service answered 404/410), else ``failed``. Holds the worker would otherwise keep quiet
+about (template errors, provider refusals) are logged as warnings: the worker's default level.
 """
 
 from __future__ import annotations
@@ -122,6 +127,16 @@ _PROVIDER_HOLDS = {
     "invalid_number": "invalid_phone",
     "subscription_gone": "no_push_subscription",
 }
+# The push service itself answered 404/410 (the browser dropped the subscription): told apart
+# from a push never attempted because no subscription was left (no_push_subscription).
+PUSH_SUBSCRIPTION_GONE = "push_subscription_gone"
+
+
+def _provider_hold(exc: ProviderError) -> str | None:
+    reason = getattr(exc, "reason", None) or ""
+    if reason == "subscription_gone" and getattr(exc, "code", None) is not None:
+        return PUSH_SUBSCRIPTION_GONE
+    return _PROVIDER_HOLDS.get(reason)
 
 
 def send_message(org_id: str, message_id: str) -> str:
@@ -186,6 +201,9 @@ def send_message(org_id: str, message_id: str) -> str:
             context, rendered = rendered_with(coupon)
         except RenderError as exc:
             outbox.set_status(conn, message, "held", f"template_error: {exc}"[:1000])
+            # Warning: the worker shows warnings by default, and a broken template holds
+            # every message of its step until someone fixes it.
+            log.warning("message %s held: template_error: %s", message_id, exc)
             return "held"
         except coupons.CouponError as exc:
             attempt = message["attempts"] + 1
@@ -240,10 +258,15 @@ def send_message(org_id: str, message_id: str) -> str:
                 outbox.reschedule(conn, message, delay, f"retry {attempt}: {exc}"[:1000])
                 log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt, exc)
                 return "scheduled"
-            hold = _PROVIDER_HOLDS.get(getattr(exc, "reason", None) or "")
+            outbox.record_provider_answer(
+                conn, message, getattr(provider, "name", None), getattr(exc, "code", None)
+            )
+            hold = _provider_hold(exc)
             if hold:
                 outbox.set_status(conn, message, "held", hold)
-                log.info("message %s held by the provider's answer: %s", message_id, hold)
+                log.warning(
+                    "message %s held by the provider's answer: %s (%s)", message_id, hold, exc
+                )
                 return "held"
             outbox.set_status(conn, message, "failed", str(exc)[:1000])
         log.error("message %s failed after %s attempts: %s", message_id, attempt, exc)

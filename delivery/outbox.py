@@ -133,6 +133,26 @@ def mark_sent(
     ).fetchone()
 
 
+def record_provider_answer(
+    conn: psycopg.Connection, message: dict, provider: str | None, code: int | str | None
+) -> None:
+    """Keep what the provider answered to a send it refused: its name and its error code or
+    HTTP status (``delivery_error_code``), beside the reason the row is given."""
+    conn.execute(
+        "UPDATE app.outbox SET provider = COALESCE(%s, provider), "
+        "delivery_error_code = COALESCE(%s, delivery_error_code), "
+        "delivery_status_at = CASE WHEN %s::text IS NULL THEN delivery_status_at ELSE now() END, "
+        "updated_at = now() WHERE org_id = %s AND message_id = %s",
+        (
+            provider,
+            None if code is None else str(code),
+            None if code is None else str(code),
+            message["org_id"],
+            message["message_id"],
+        ),
+    )
+
+
 def reschedule(conn: psycopg.Connection, message: dict, delay: timedelta, reason: str) -> None:
     """Put a row back for the scheduler to enqueue again after ``delay`` (a retry)."""
     conn.execute(

@@ -14,6 +14,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["PUSH_ALLOW_LOCAL_ENDPOINTS"] = settings.push_allow_local_endpoints
     app.json.sort_keys = False
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)

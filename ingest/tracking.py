@@ -21,11 +21,19 @@ from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import psycopg
 from flask import Blueprint, g, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cartrecovery import client_clock, phones
 from cartrecovery.canonical import MAX_MONEY, CanonicalCart, CanonicalOrder, LineItem, sum_items
 from cartrecovery.carts import find_cart, upsert_carts
 from cartrecovery.events import (
@@ -119,15 +127,8 @@ class CartData(_Body):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException as exc:
-            raise ValueError("phone must be in international format, e.g. +15035550123") from exc
-        if not phonenumbers.is_possible_number(number):
-            raise ValueError("not a possible phone number")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        # The one rule of every door (a stored number can be consented and messaged).
+        return phones.to_e164(value) if value else None
 
     @model_validator(mode="after")
     def _total_fits(self):
@@ -142,12 +143,37 @@ class TrackEvent(_Body):
     cart_data: CartData
     timestamp: datetime
     event_id: str | None = Field(default=None, min_length=1, max_length=255)
+    # The timestamp as sent, when it was too far ahead of the server clock (then clamped).
+    _given_timestamp: datetime | None = PrivateAttr(default=None)
 
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # A timestamp without an offset is read as UTC rather than the server's zone.
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def model_post_init(self, context: Any) -> None:
+        # A clock in the future would lock the cart (see cartrecovery.client_clock).
+        used, clamped = client_clock.clamp_future(self.timestamp)
+        if clamped:
+            self._given_timestamp, self.timestamp = self.timestamp, used
+
+    @property
+    def timestamp_clamped(self) -> bool:
+        return self._given_timestamp is not None
+
+    def clamp_note(self) -> dict:
+        """What the answer says about a clamped timestamp ({} when it was used as given)."""
+        if self._given_timestamp is None:
+            return {}
+        return {
+            "timestamp_clamped": True,
+            "warning": (
+                f"timestamp {self._given_timestamp.isoformat()} is more than "
+                f"{int(client_clock.MAX_SKEW.total_seconds() // 60)} minutes ahead of the "
+                f"server clock; {self.timestamp.isoformat()} (time of receipt) was used"
+            ),
+        }
 
     @model_validator(mode="after")
     def _order_needed(self):
@@ -296,6 +322,7 @@ def track():
         "status": result["status"],
         "event_id": _str(result.get("event_id")),
         "cart_id": _str(result.get("cart_id")),
+        **item.event.clamp_note(),
     }, 202
 
 
@@ -312,13 +339,17 @@ def batch():
             {"count": len(events) if isinstance(events, list) else None},
         )
     accepted: list[Accepted] = []
+    notes: dict[int, dict] = {}
     rejected: dict[int, Any] = {}
     scan = may_hold_unstorable(request.get_data(cache=True))  # else no event can hold one
     for index, raw in enumerate(events):
         try:
             if scan and isinstance(raw, dict) and find_nul(raw):
                 raise ValueError("NUL characters are not accepted")
-            accepted.append(Accepted(index, TrackEvent.model_validate(raw), raw))
+            event = TrackEvent.model_validate(raw)
+            accepted.append(Accepted(index, event, raw))
+            if event.timestamp_clamped:
+                notes[index] = event.clamp_note()
         except ValidationError as exc:
             rejected[index] = _errors(exc)
         except ValueError as exc:
@@ -336,7 +367,7 @@ def batch():
             entry = {"index": index, "status": outcome[index]["status"]}
             if "cart_id" in outcome[index]:
                 entry["cart_id"] = str(outcome[index]["cart_id"])
-            results.append(entry)
+            results.append({**entry, **notes.get(index, {})})
     counts = {
         s: sum(1 for r in results if r["status"] == s)
         for s in ("accepted", "duplicate", "rejected")

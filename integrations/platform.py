@@ -68,7 +68,9 @@ class Platform:
     the platform API's ``StoreHttpClient`` (historical sync). ``sync_resources``: resource
     name → ``integrations.sync.Resource`` class. ``coupon_client(shop_domain, credentials)``:
     the client creating discount codes in the store, or None without the credentials it
-    needs. ``aliases``: other names accepted for this platform (stored under ``name``).
+    needs, which ``coupon_credentials`` names (a campaign offering discounts is refused while
+    it can reach a connection without them: cartrecovery/discount_reach.py). ``aliases``: other names accepted for this platform
+    (stored under ``name``).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Platform:
     api_client: Callable[..., StoreHttpClient] | None = None
     sync_resources: Mapping[str, type[Resource]] | None = None
     coupon_client: Callable[[str, dict], StoreClient | None] | None = None
+    coupon_credentials: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
 
     @property

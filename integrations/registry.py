@@ -79,6 +79,15 @@ def adapters() -> dict[str, type[Adapter]]:
     return {name: p.adapter for name, p in platforms().items()}
 
 
+def coupon_credentials() -> dict[str, tuple[str, ...]]:
+    """Platform → the credential keys its coupon API needs, for platforms that create codes."""
+    return {
+        name: p.coupon_credentials
+        for name, p in platforms().items()
+        if p.coupon_client is not None and p.coupon_credentials
+    }
+
+
 def get_adapter(name: str) -> Adapter | None:
     found = platform(name)
     return found.adapter() if found else None

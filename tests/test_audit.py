@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from cartrecovery import audit, tenancy
+from cartrecovery.db import APP_ROLE
 
 
 def entries(db, org_id):
@@ -78,23 +79,38 @@ def test_audit_log_is_append_only(db, org):
     for statement in (
         "UPDATE app.audit_log SET actor = 'mallory' WHERE audit_id = %s",
         "DELETE FROM app.audit_log WHERE audit_id = %s",
+        "TRUNCATE app.audit_log",
     ):
-        # Refused for the tenant role and for the owner alike: the trigger, not a grant.
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        # The application role holds no grant for it: refused on privileges...
+        with pytest.raises(
+            psycopg.errors.InsufficientPrivilege, match="permission denied for table audit_log"
+        ):
             with db.tenant(org.org_id) as conn:
-                conn.execute(statement, (audit_id,))
+                assert conn.execute("SELECT current_user AS u").fetchone()["u"] == APP_ROLE
+                conn.execute(statement, (audit_id,) if "%s" in statement else ())
+        # ...and the owning role, which holds every privilege, by the trigger.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             with db.system() as conn:
-                conn.execute(statement, (audit_id,))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-        with db.system() as conn:
-            conn.execute("TRUNCATE app.audit_log")
+                conn.execute(statement, (audit_id,) if "%s" in statement else ())
     [row] = entries(db, org.org_id)
     assert (row["actor"], row["action"], row["target"]) == (
         "cli:alice",
         "connections.add",
         "conn-1",
     )
+
+
+def test_the_application_role_may_only_read_and_append_the_audit_log(db):
+    with db.system() as conn:
+        granted = {
+            r["privilege_type"]
+            for r in conn.execute(
+                "SELECT privilege_type FROM information_schema.role_table_grants "
+                "WHERE grantee = %s AND table_schema = 'app' AND table_name = 'audit_log'",
+                (APP_ROLE,),
+            ).fetchall()
+        }
+    assert granted == {"SELECT", "INSERT"}
 
 
 def test_cli_actor_names_the_operator():

@@ -57,7 +57,9 @@ class ProviderError(Exception):
 
     ``reason`` names well-known permanent outcomes callers may act on:
     ``'unsubscribed'`` (the phone sent STOP; it is now suppressed), ``'invalid_number'``,
-    ``'subscription_gone'`` (the push subscription expired and was deleted),
+    ``'subscription_gone'`` (the push subscription is gone: with ``code`` the push service
+    answered 404/410 and it was deleted now; without, it was deleted before and nothing was
+    sent),
     ``'not_configured'``. ``code`` is the provider's own error code or HTTP status.
     """
 

@@ -5,7 +5,9 @@ tracking snippet's service-worker helper stores them). Each send passes a fresh 
 (pywebpush fills ``aud``/``exp`` in place, so a shared dict would carry the first endpoint's
 audience to every later push) and an explicit TTL (pywebpush defaults to 0: an offline device
 would never see the message). A 404/410 answer means the browser dropped the subscription:
-the row is deleted and the message fails for good.
+the row is deleted, the answer logged as a warning, and the send job holds the message as
+``push_subscription_gone`` with the status kept (a later message for the same subscription is
+never attempted: ``no_push_subscription``).
 """
 
 from __future__ import annotations
@@ -215,8 +217,10 @@ class WebPushProvider:
                     "DELETE FROM app.push_subscriptions WHERE org_id = %s AND subscription_id = %s",
                     (message.org_id, subscription["subscription_id"]),
                 )
-            log.info(
-                "push subscription %s gone (%s): deleted", subscription["subscription_id"], status
+            log.warning(
+                "push subscription %s gone (the push service answered %s): deleted",
+                subscription["subscription_id"],
+                status,
             )
             return ProviderError(text, retryable=False, reason="subscription_gone", code=status)
         retryable = status == 429 or status >= 500

@@ -7,8 +7,9 @@ from uuid import UUID
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel
 
-from cartrecovery import campaigns
+from cartrecovery import campaigns, discount_reach
 from cartrecovery.campaigns import CampaignArchivedError, CampaignCreate, CampaignPatch
+from integrations import registry
 
 from ..auth import require_key
 from ..errors import ApiError
@@ -33,6 +34,26 @@ def _not_found() -> ApiError:
     return ApiError(404, "not_found", "campaign not found")
 
 
+def refuse_unredeemable_discounts(trigger_conditions: dict | None, steps: list[dict]) -> None:
+    """400 ``discount_not_redeemable`` when a discount step would reach a store connection
+    whose shop refuses codes created only here (see ``cartrecovery.discount_reach``)."""
+    rt = runtime()
+    problems = discount_reach.unredeemable_discounts(
+        rt.db, rt.encryption_key, g.org_id, trigger_conditions, steps, registry.coupon_credentials()
+    )
+    if problems:
+        raise ApiError(
+            400,
+            "discount_not_redeemable",
+            discount_reach.explain(problems),
+            {"connections": problems},
+        )
+
+
+def _json(model: BaseModel | None):
+    return None if model is None else model.model_dump(mode="json", exclude_none=True)
+
+
 @bp.get("")
 @require_key("read")
 @request_query(CampaignListQuery)
@@ -54,6 +75,9 @@ def create_campaign(body: CampaignCreate):
     recorded reason otherwise. ``reentry_cooldown_seconds`` keeps a customer from re-entering
     the campaign within that time.
     """
+    refuse_unredeemable_discounts(
+        _json(body.trigger_conditions), [_json(step) for step in body.sequence_steps]
+    )
     with runtime().db.tenant(g.org_id) as conn:
         created = campaigns.create_campaign(conn, g.org_id, body)
     return jsonify(created), 201
@@ -80,6 +104,22 @@ def update_campaign(id: str, body: CampaignPatch):
     An archived campaign cannot be changed (409).
     """
     campaign_id = _campaign_id(id)
+    if (
+        body.trigger_conditions is not None
+        or body.sequence_steps is not None
+        or body.status == "active"
+    ):
+        with runtime().db.tenant(g.org_id) as conn:
+            current = campaigns.get_campaign(conn, g.org_id, campaign_id)
+        if current is not None:
+            refuse_unredeemable_discounts(
+                _json(body.trigger_conditions)
+                if body.trigger_conditions is not None
+                else current["trigger_conditions"],
+                [_json(step) for step in body.sequence_steps]
+                if body.sequence_steps is not None
+                else current["sequence_steps"],
+            )
     with runtime().db.tenant(g.org_id) as conn:
         try:
             updated = campaigns.update_campaign(conn, g.org_id, campaign_id, body)

@@ -64,6 +64,9 @@
     fields: attr("data-fields", DEFAULT_FIELDS),
     debounce: Math.max(0, parseInt(attr("data-debounce", "400"), 10) || 0),
     restoreUrl: attr("data-restore-url", null),
+    // The store's marketing opt-in checkbox (a CSS selector), when it has one: its state is
+    // sent as customer.accepts_marketing, which the email consent policy opt_in accepts.
+    consentField: attr("data-consent-field", null),
     vapidKey: attr("data-vapid-key", null),
     serviceWorker: attr("data-service-worker", null)
   };
@@ -73,6 +76,8 @@
     tracked: false,    // track() was called: the page owns the cart from now on
     email: null,
     phone: null,
+    acceptsMarketing: null, // the opt-in checkbox: true/false once the shopper touched it
+    refusedPhone: null,     // a number the API refused (e.g. not a number that can be messaged)
     timer: null,
     lastSent: null,    // fingerprint of the last body sent: a repeated blur sends nothing
     memoryId: null     // the cart id when localStorage is unavailable
@@ -137,7 +142,18 @@
       /email/i.test(el.name || "") || /email/i.test(el.id || "");
   }
 
+  function readConsent(el) {
+    if (!config.consentField || !el || !el.matches || !el.matches(config.consentField)) {
+      return false;
+    }
+    var checked = !!el.checked;
+    if (checked === state.acceptsMarketing) return false;
+    state.acceptsMarketing = checked;
+    return true;
+  }
+
   function readField(el) {
+    if (readConsent(el)) return true;
     if (!el || !el.matches || !el.matches(config.fields)) return false;
     if (isEmailField(el)) {
       var email = cleanEmail(el.value);
@@ -147,7 +163,7 @@
       }
     } else {
       var phone = cleanPhone(el.value);
-      if (phone && phone !== state.phone) {
+      if (phone && phone !== state.phone && phone !== state.refusedPhone) {
         state.phone = phone;
         return true;
       }
@@ -255,7 +271,14 @@
         },
         body: json
       }).then(function (response) {
-        return response.ok ? response.json().catch(noop) : null;
+        if (response.ok) return response.json().catch(noop);
+        // A refused body: its error says which field, so a caller can drop it and resend.
+        if (response.status === 400) {
+          return response.json().then(function (answer) {
+            return { refused: (answer && answer.error) || {} };
+          }, function () { return null; });
+        }
+        return null;
       }, function () {
         return null;
       });
@@ -273,6 +296,15 @@
     if (!data.restore_url && config.restoreUrl) data.restore_url = config.restoreUrl;
     if (state.email) data.email = state.email;
     if (state.phone) data.phone = state.phone;
+    if (state.acceptsMarketing !== null) {
+      var customer = {};
+      var given = data.customer || {};
+      for (var key in given) {
+        if (Object.prototype.hasOwnProperty.call(given, key)) customer[key] = given[key];
+      }
+      customer.accepts_marketing = state.acceptsMarketing;
+      data.customer = customer;
+    }
     var event = data.order ? "order_completed"
       : (state.email || state.phone) ? "checkout_updated" : "cart_updated";
     return { event: event, cart_data: data };
@@ -289,9 +321,27 @@
     state.lastSent = fingerprint;
     event.timestamp = new Date().toISOString();
     event.event_id = randomId("e"); // each send is its own event; a retry would reuse it
-    var sent = post("/api/v1/carts/track", event);
+    var sent = post("/api/v1/carts/track", event).then(safe(function (answer) {
+      if (answer && answer.refused && event.cart_data.phone && refusesPhone(answer.refused)) {
+        // The number cannot be messaged: keep the cart flowing without it.
+        state.refusedPhone = event.cart_data.phone;
+        if (state.phone === state.refusedPhone) state.phone = null;
+        schedule();
+        return null;
+      }
+      return answer;
+    }));
     if (event.event === "order_completed") reset(); // the next cart is a new one
     return sent;
+  }
+
+  function refusesPhone(error) {
+    var errors = (error.details && error.details.errors) || [];
+    for (var i = 0; i < errors.length; i++) {
+      var loc = errors[i] && errors[i].loc;
+      if (loc && loc[loc.length - 1] === "phone") return true;
+    }
+    return false;
   }
 
   function schedule() {
@@ -373,7 +423,7 @@
         var body = { subscription: json, cart_id: cartId() };
         if (state.email) body.email = state.email;
         return post("/api/v1/push/subscriptions", body).then(function (answer) {
-          resolve(answer ? json : null);
+          resolve(answer && !answer.refused ? json : null);
         });
       }).catch(function (error) {
         if (window.console && console.debug) console.debug("cartrecovery push:", error);
@@ -412,6 +462,9 @@
     var changed = false;
     var inputs = document.querySelectorAll(config.fields);
     for (var i = 0; i < inputs.length; i++) changed = readField(inputs[i]) || changed;
+    // A box the store ticks for a signed-in subscriber counts only once it is ticked.
+    var box = config.consentField ? document.querySelector(config.consentField) : null;
+    if (box && box.checked) changed = readConsent(box) || changed;
     refreshCart().then(safe(function () {
       if (changed || state.cart) schedule();
     }));
@@ -434,14 +487,16 @@
         schedule();
       }
     }),
-    /** Report who the shopper is: {email, phone}. */
+    /** Report who the shopper is: {email, phone, accepts_marketing}. */
     identify: safe(function (who) {
       who = who || {};
       var email = cleanEmail(who.email);
       var phone = cleanPhone(who.phone);
+      var consent = typeof who.accepts_marketing === "boolean";
       if (email) state.email = email;
       if (phone) state.phone = phone;
-      if (email || phone) schedule();
+      if (consent) state.acceptsMarketing = who.accepts_marketing;
+      if (email || phone || consent) schedule();
     }),
     subscribePush: subscribePush,
     cartId: safe(cartId),

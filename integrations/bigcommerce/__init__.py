@@ -13,6 +13,7 @@ PLATFORM = Platform(
     api_client=api.api_client,
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
+    coupon_credentials=("access_token",),
 )
 
 __all__ = ["PLATFORM", "BigCommerceAdapter"]

@@ -99,4 +99,5 @@ class GenericAdapter(Adapter):
             dedup_key=event.event_id,
             apply=apply,
             occurred_at=event.timestamp,
+            response=event.clamp_note() or None,  # a clock ahead of ours: say what was used
         )

@@ -39,6 +39,13 @@ GraphQL ``cart(cart_id)`` (items, prices, email) and wins over the payload's fie
 Cart external id = the numeric quote id (orders name it as ``quote_id``); the masked id is
 kept as the cart token. Dedup key: SHA-256 of the body (Adobe sends no delivery id).
 
+**Restore link.** Magento has no URL that reopens a quote by its id, so the cart's restore URL
+(where ``/r/`` links redirect) is, with ``restore_url_template`` in the credentials (a route
+the store adds, e.g. ``https://shop.example.com/cartrecovery/restore?cart={masked_id}``), that
+template with ``{masked_id}`` / ``{quote_id}`` filled in; without one, the store's cart page
+``{base_url}/checkout/cart/``, which shows the quote of the shopper's own browser session (or,
+once signed in, their account's cart) but not a guest's cart on another device.
+
 The answer is ``{"op": "success"}`` (plus our ``status``/``event_id``), what Adobe expects
 from a webhook endpoint. Webhooks are synchronous in Commerce: subscribe ours with
 ``required="false"`` so that our being down never blocks a shopper's cart.
@@ -54,7 +61,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote as url_quote
+from urllib.parse import urljoin, urlsplit
 from uuid import UUID
 
 import msgspec
@@ -276,6 +284,36 @@ class MagentoGraphQL:
         return cart
 
 
+# --- restore link ----------------------------------------------------------------------------
+
+CART_PAGE = "checkout/cart/"
+_PLACEHOLDERS = ("{masked_id}", "{quote_id}")
+
+
+def _http_url(value: Any) -> str | None:
+    text = str(value).strip() if value else ""
+    parts = urlsplit(text)
+    return text if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def restore_url(connection: Connection, quote_id: Any, masked_id: str | None) -> str | None:
+    """Where the cart's ``/r/`` link leads (see the module doc): the connection's
+    ``restore_url_template`` filled with the quote's ids when it has the ids the template
+    names, else the store's cart page (``base_url``, or the shop domain, + ``/checkout/cart/``)."""
+    creds = connection.credentials or {}
+    ids = {"{masked_id}": masked_id, "{quote_id}": None if quote_id is None else str(quote_id)}
+    template = creds.get("restore_url_template")
+    if isinstance(template, str) and all(ids[p] for p in _PLACEHOLDERS if p in template):
+        url = template
+        for placeholder in _PLACEHOLDERS:
+            if placeholder in url:
+                url = url.replace(placeholder, url_quote(ids[placeholder] or "", safe=""))
+        if _http_url(url):
+            return url
+    base = _http_url(creds.get("base_url")) or _http_url(f"https://{connection.shop_domain}")
+    return urljoin(base.rstrip("/") + "/", CART_PAGE) if base else None
+
+
 # --- payload → canonical ---------------------------------------------------------------------
 
 
@@ -284,6 +322,7 @@ def quote_to_canonical(
     items: list[QuoteItem] | None,
     connection_id: UUID | None,
     graphql: dict | None = None,
+    restore: str | None = None,
 ) -> CanonicalCart:
     """A quote (webhook payload) as a canonical cart; the GraphQL cart, when fetched, gives
     the items, prices and email. Raises ValueError (msgspec's ValidationError, or
@@ -332,6 +371,7 @@ def quote_to_canonical(
         currency=currency,
         total_price=total,
         line_items=lines,
+        restore_url=restore,
         source_created_at=quote.created_at,
         source_updated_at=quote.updated_at,
     )
@@ -449,12 +489,14 @@ class MagentoAdapter(Adapter):
         except ValueError as exc:
             raise BadPayload("unreadable quote", error_details(exc)) from exc
         cart = None
-        if quote.masked_id:
-            fetched = self._fetch(connection, quote.masked_id)
+        masked = quote.masked_id
+        if masked:
+            fetched = self._fetch(connection, masked)
             delivery.payload["cart"] = fetched
             if fetched is not None:
                 try:
-                    cart = quote_to_canonical(quote, None, connection.connection_id, fetched)
+                    link = restore_url(connection, quote.entity_id, masked)
+                    cart = quote_to_canonical(quote, None, connection.connection_id, fetched, link)
                 except ValueError as exc:  # msgspec's, or the canonical cart's bounds
                     log.warning(
                         "magento cart %s: unreadable GraphQL cart: %s", quote.masked_id, exc
@@ -462,7 +504,8 @@ class MagentoAdapter(Adapter):
         if cart is None:  # no GraphQL cart: the payload's own items, if it has them
             try:
                 items = msgspec.convert(obj.get("items"), QUOTE_ITEMS)
-                cart = quote_to_canonical(quote, items, connection.connection_id)
+                link = restore_url(connection, quote.entity_id, masked)
+                cart = quote_to_canonical(quote, items, connection.connection_id, restore=link)
             except ValueError as exc:  # msgspec's, or the canonical cart's bounds
                 raise BadPayload("unreadable quote", error_details(exc)) from exc
         delivery.occurred_at = quote.updated_at

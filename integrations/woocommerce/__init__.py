@@ -12,6 +12,7 @@ PLATFORM = Platform(
     api_client=api.api_client,
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
+    coupon_credentials=("consumer_key", "consumer_secret"),
 )
 
 __all__ = ["PLATFORM", "WooCommerceAdapter"]

@@ -17,6 +17,12 @@ the raw body; dedup by ``X-WC-Webhook-Delivery-ID`` (else a hash of the body); t
 ``date_modified_gmt`` orders updates, so a late, older one never rolls a cart back. The
 unsigned ping WooCommerce sends when a webhook is created (form body ``webhook_id=<n>``, no
 ``X-WC-*`` headers) gets a 200 and is not stored. Facts: ../shared/fixtures/SPEC.md §2.
+
+Marketing consent: WooCommerce's order has no marketing opt-in of its own (SPEC §2). A store
+whose checkout adds one (a plugin's checkbox) keeps it in the order's ``meta_data``: name its
+key as ``marketing_opt_in_meta_key`` in the connection's credentials and the value
+(``yes``/``1``/``true``/``on`` or ``no``/``0``/``false``/``off``/empty) becomes the customer's
+``accepts_marketing``; anything else, or no such entry, says nothing.
 """
 
 from __future__ import annotations
@@ -149,6 +155,29 @@ class WooOrder(_Payload):
     date_modified_gmt: UtcDatetime = None
     date_paid_gmt: UtcDatetime = None
     coupon_lines: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    meta_data: list[Any] = Field(default_factory=list)
+
+
+_OPTED_IN = frozenset({"yes", "1", "true", "on"})
+_OPTED_OUT = frozenset({"no", "0", "false", "off", ""})
+
+
+def marketing_opt_in(order: WooOrder, connection: Connection) -> bool | None:
+    """The order's marketing opt-in, from the ``meta_data`` entry the connection names
+    (``marketing_opt_in_meta_key``); None when unnamed, absent or unreadable."""
+    key = (connection.credentials or {}).get("marketing_opt_in_meta_key")
+    if not key:
+        return None
+    for entry in order.meta_data:
+        if isinstance(entry, dict) and entry.get("key") == key:
+            value = entry.get("value")
+            text = str(value).strip().lower() if isinstance(value, str | int | bool) else None
+            if text in _OPTED_IN:
+                return True
+            if text in _OPTED_OUT:
+                return False
+            return None
+    return None
 
 
 def _site_cart_url(source: str | None) -> str | None:
@@ -173,6 +202,7 @@ def to_cart(order: WooOrder, connection: Connection, source: str | None) -> Cano
         first_name=billing.first_name or None,
         last_name=billing.last_name or None,
         customer_external_id=str(order.customer_id) if order.customer_id else None,
+        accepts_marketing=marketing_opt_in(order, connection),
         currency=order.currency or None,
         total_price=order.total,
         line_items=[
