@@ -69,7 +69,8 @@ class Platform:
     name → ``integrations.sync.Resource`` class. ``coupon_client(shop_domain, credentials)``:
     the client creating discount codes in the store, or None without the credentials it
     needs, which ``coupon_credentials`` names (a campaign offering discounts is refused while
-    it can reach a connection without them: cartrecovery/discount_reach.py). ``aliases``: other names accepted for this platform
+    it can reach a connection without them: cartrecovery/discount_reach.py). ``aliases``:
+    other names accepted for this platform
     (stored under ``name``).
     """
 
