@@ -974,5 +974,10 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
     return tick
 
 
+from .commands.users import users  # noqa: E402  (a group of its own module)
+
+main.add_command(users)
+
+
 if __name__ == "__main__":
     main()

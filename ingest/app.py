@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         org_settings,
         preview,
         privacy,
+        tokens,
         webhook_subscriptions,
     )
     from .webhooks import sendgrid, shopify, stores, twilio
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connections,
         consents,
         privacy,
+        tokens,
         webhook_subscriptions,
     ):
         app.register_blueprint(module.bp)

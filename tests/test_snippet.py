@@ -13,12 +13,11 @@ from conftest import fixture_bytes
 
 from cartrecovery import push_subscriptions, tenancy
 from cartrecovery.publishable_keys import (
-    RateLimit,
     create_publishable_key,
-    hit_rate_limit,
     load_publishable_key,
     normalize_origin,
 )
+from cartrecovery.rate_limits import RateLimit, hit_rate_limit
 
 ORIGIN = "https://shop.example.com"
 TRACK = "/api/v1/carts/track"

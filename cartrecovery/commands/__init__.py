@@ -1,0 +1,1 @@
+"""Click command groups of the ``cartrecovery`` CLI, one module per group."""
