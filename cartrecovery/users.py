@@ -16,17 +16,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from uuid import UUID
 
+import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from . import audit
 from .carts import normalize_email
 from .db import Database
+from .rate_limits import RateLimit, hit_rate_limit, rate_limited
 
 ROLES = ("viewer", "marketer", "admin")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # hashing cost grows with the input: refuse megabyte "passwords"
 DEMO_EMAIL = "demo@example.com"
+
+# Failed sign-ins allowed per email and client address in a window (API and dashboard).
+SIGN_IN_RATE = RateLimit(limit=10, window_seconds=900)
 
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 
@@ -167,6 +172,43 @@ def authenticate(db: Database, email: str, password: str) -> User | None:
                 (_HASHER.hash(password), row["user_id"]),
             )
     return User(row["user_id"], normal, tuple(memberships(db, row["user_id"])))
+
+
+class TooManyAttempts(Exception):
+    """Too many failed sign-ins for this email from this client; retry after
+    ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed sign-ins: retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def sign_in(
+    db: Database,
+    limiter: redis.Redis | None,
+    email: str,
+    password: str,
+    client: str | None,
+    rate: RateLimit = SIGN_IN_RATE,
+) -> User | None:
+    """:func:`authenticate`, with failed attempts counted per email and ``client`` (an IP
+    address) in Redis (``limiter``; None counts nothing). Past ``rate``'s limit it raises
+    :class:`TooManyAttempts` until the window ends, even for the right password."""
+    bucket = _sign_in_bucket(email, client)
+    if limiter is not None:
+        retry_after = rate_limited(limiter, bucket, rate)
+        if retry_after is not None:
+            raise TooManyAttempts(retry_after)
+    user = authenticate(db, email, password)
+    if user is None and limiter is not None:
+        hit_rate_limit(limiter, bucket, rate)
+    return user
+
+
+def _sign_in_bucket(email: str, client: str | None) -> str:
+    # Hashed: Redis keys must not carry personal data.
+    digest = hashlib.sha256((normalize_email(email) or "").encode()).hexdigest()[:32]
+    return f"sign-in:{digest}:{client or 'unknown'}"
 
 
 def memberships(db: Database, user_id: UUID | str) -> list[Membership]:

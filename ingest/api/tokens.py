@@ -9,14 +9,11 @@ answers 429 with ``Retry-After`` until the window ends, even for the right passw
 
 from __future__ import annotations
 
-import hashlib
-
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartrecovery import tokens, users
-from cartrecovery.carts import normalize_email
-from cartrecovery.rate_limits import RateLimit, hit_rate_limit, rate_limited
+from cartrecovery.rate_limits import RateLimit
 
 from ..auth import Principal
 from ..errors import ApiError, error_response
@@ -42,19 +39,13 @@ class TokenRequest(BaseModel):
 
 def sign_in_rate_limit() -> RateLimit:
     return RateLimit(
-        int(current_app.config.get("SIGN_IN_RATE_LIMIT", 10)),
-        int(current_app.config.get("SIGN_IN_RATE_WINDOW", 900)),
+        int(current_app.config.get("SIGN_IN_RATE_LIMIT", users.SIGN_IN_RATE.limit)),
+        int(current_app.config.get("SIGN_IN_RATE_WINDOW", users.SIGN_IN_RATE.window_seconds)),
     )
 
 
 def token_ttl() -> int:
     return int(current_app.config.get("ACCESS_TOKEN_TTL", tokens.DEFAULT_TTL_SECONDS))
-
-
-def _bucket(email: str) -> str:
-    # The email is hashed: Redis keys must not carry personal data.
-    digest = hashlib.sha256((normalize_email(email) or "").encode()).hexdigest()[:32]
-    return f"sign-in:{digest}:{request.remote_addr}"
 
 
 def _orgs(user: users.User) -> dict:
@@ -90,13 +81,13 @@ def issue_token(body: TokenRequest):
     rights as a read, write or admin API key) and expires after ``expires_in`` seconds.
     """
     rt = runtime()
-    bucket, rate = _bucket(body.email), sign_in_rate_limit()
-    retry_after = rate_limited(rt.redis, bucket, rate)
-    if retry_after is not None:
-        return _too_many(retry_after)
-    user = users.authenticate(rt.db, body.email, body.password)
+    try:
+        user = users.sign_in(
+            rt.db, rt.redis, body.email, body.password, request.remote_addr, sign_in_rate_limit()
+        )
+    except users.TooManyAttempts as exc:
+        return _too_many(exc.retry_after)
     if user is None:
-        hit_rate_limit(rt.redis, bucket, rate)
         raise ApiError(401, "invalid_credentials", "wrong email or password")
     membership = _choose(user, body.org)
     ttl = token_ttl()
