@@ -116,14 +116,23 @@ def create_user(
         row = conn.execute(
             "SELECT user_id FROM app.users WHERE email = %s FOR UPDATE", (email,)
         ).fetchone()
-        created = row is None
-        if created:
-            password = password or generate_password()
+        created = False
+        if row is None:
+            chosen = password or generate_password()
+            # ON CONFLICT: another transaction may create the same email meanwhile.
             row = conn.execute(
-                "INSERT INTO app.users (email, password_hash) VALUES (%s, %s) RETURNING user_id",
-                (email, _HASHER.hash(password)),
+                "INSERT INTO app.users (email, password_hash) VALUES (%s, %s) "
+                "ON CONFLICT (email) DO NOTHING RETURNING user_id",
+                (email, _HASHER.hash(chosen)),
             ).fetchone()
-        elif password is not None:
+            created = row is not None
+            if created:
+                password = chosen
+            else:
+                row = conn.execute(
+                    "SELECT user_id FROM app.users WHERE email = %s FOR UPDATE", (email,)
+                ).fetchone()
+        if not created and password is not None:
             conn.execute(
                 "UPDATE app.users SET password_hash = %s, updated_at = now() WHERE user_id = %s",
                 (_HASHER.hash(password), row["user_id"]),

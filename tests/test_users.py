@@ -298,7 +298,7 @@ def test_a_user_of_several_orgs_names_one(client, db, make_org):
         str(first.org_id),
         str(second.org_id),
     }
-    named = token_for(client, address, "the right password", org=str(second.org_id))
+    named = token_for(client, address, "the right password", org=str(second.org_id).upper())
     claims = tokens.decode("test-secret-key", named.get_json()["access_token"])
     assert claims.org_id == second.org_id and claims.role == "admin"
     stranger = make_org("pick-stranger")

@@ -9,6 +9,8 @@ answers 429 with ``Retry-After`` until the window ends, even for the right passw
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,7 +56,12 @@ def _orgs(user: users.User) -> dict:
 
 def _choose(user: users.User, org: str | None) -> users.Membership:
     if org is not None:
-        found = [m for m in user.memberships if org.strip() in (str(m.org_id), m.org_name)]
+        wanted = org.strip()
+        try:
+            wanted = str(UUID(wanted))
+        except ValueError:
+            pass  # a name
+        found = [m for m in user.memberships if wanted in (str(m.org_id), m.org_name)]
         if len(found) != 1:
             raise ApiError(
                 403, "not_a_member", "you are not a member of this org (by id or name)", _orgs(user)
