@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from cartrecovery import access, tokens, users
 from cartrecovery.cli import main
+from cartrecovery.rate_limits import RateLimit
 
 CAMPAIGN = {
     "name": "Reminder",
@@ -100,6 +101,22 @@ def test_invalid_users_are_refused_and_nothing_is_stored(db, org, address, role,
         users.create_user(db, address, org.org_id, role, password)
     with db.system() as conn:
         assert conn.execute("SELECT count(*) AS n FROM app.users").fetchone()["n"] == before
+
+
+def test_sign_in_counts_failures_per_email_and_client(db, org, runtime):
+    address = email("limit")
+    users.create_user(db, address, org.org_id, "viewer", "the right password")
+    rate = RateLimit(limit=2, window_seconds=3600)
+    for _ in range(2):
+        assert users.sign_in(db, runtime.redis, address, "wrong", "198.51.100.1", rate) is None
+    with pytest.raises(users.TooManyAttempts) as refused:
+        users.sign_in(db, runtime.redis, address, "the right password", "198.51.100.1", rate)
+    assert 1 <= refused.value.retry_after <= 3600
+    # Successes are not counted, and another client or email has its own count.
+    other = users.sign_in(db, runtime.redis, address, "the right password", "198.51.100.2", rate)
+    assert other is not None
+    assert users.sign_in(db, runtime.redis, address, "the right password", "198.51.100.2", rate)
+    assert users.sign_in(db, None, address, "the right password", "198.51.100.1", rate)
 
 
 def test_a_user_scope_sees_only_its_own_memberships_and_orgs(db, make_org):

@@ -84,6 +84,7 @@ def downgrade() -> None:
         """
         DROP FUNCTION app.user_credentials(text);
         DROP POLICY member_orgs ON app.orgs;
+        DROP POLICY org_members ON app.users;
         DROP TABLE app.memberships;
         DROP TABLE app.users;
         """
