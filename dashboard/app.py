@@ -59,7 +59,7 @@ if len(orgs) > 1:
 else:
     st.sidebar.markdown(f"**{orgs[0]['name']}**")
 st.session_state["role"] = known[st.session_state["org_id"]]["role"]
-st.sidebar.caption(f"Signed in as {user['email']} ({st.session_state['role']})")
+st.sidebar.caption(f"Signed in as `{user['email']}` ({st.session_state['role']})")
 st.sidebar.button("Sign out", on_click=session.sign_out, key="sign_out")
 
 st.navigation(
