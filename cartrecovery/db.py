@@ -24,6 +24,8 @@ APP_ROLE = "cartrecovery_app"
 # The tenant scope in one statement: set_config('role', …, true) is SET LOCAL ROLE (the same
 # setting, checked the same way: the session user must be a member of the role).
 _SCOPE = "SELECT set_config('role', %s, true), set_config('app.org_id', %s, true)"
+# A signed-in user's own scope (their user row, memberships and orgs; no org's data).
+_USER_SCOPE = "SELECT set_config('role', %s, true), set_config('app.user_id', %s, true)"
 
 Query = tuple[str, Sequence[Any] | dict[str, Any]]
 
@@ -100,6 +102,16 @@ class Database:
                 conn.execute(_SCOPE, (APP_ROLE, str(org_id)))
                 cursors = [conn.execute(sql, params) for sql, params in queries]
                 yield conn, [cur.fetchall() if cur.description else [] for cur in cursors]
+
+    @contextmanager
+    def user(self, user_id: UUID | str | None) -> Iterator[psycopg.Connection]:
+        """A transaction as ``cartrecovery_app`` that sees no org's data, only what the
+        policies grant a user (``user_id``; None before sign-in): their own user row, their
+        memberships and the orgs they belong to (migration 0012)."""
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                conn.execute(_USER_SCOPE, (APP_ROLE, "" if user_id is None else str(user_id)))
+                yield conn
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:

@@ -10,7 +10,8 @@ What keeps it from being abused:
   not in the key's list is refused and gets no CORS grant, so another site cannot use the key
   from its own pages. (A script outside a browser can send any ``Origin``; that is what the
   rate limit is for.)
-- **a rate limit per key and client IP**: a fixed window counted in Redis.
+- **a rate limit per key and client IP**: a fixed window counted in Redis
+  (:mod:`cartrecovery.rate_limits`).
 
 Origins are kept in one normal form, ``scheme://host[:port]`` with a lower-case host and no
 default port, which is also the form browsers send.
@@ -19,15 +20,10 @@ default port, which is also the form browsers send.
 from __future__ import annotations
 
 import ipaddress
-import logging
-import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from uuid import UUID
-
-import redis
 
 from . import tenancy
 from .crypto import hash_api_key
@@ -35,7 +31,6 @@ from .db import Database
 
 ROLE = "publishable"
 MAX_ORIGINS = 50
-log = logging.getLogger(__name__)
 
 
 def normalize_origin(value: str) -> str:
@@ -166,40 +161,3 @@ def origin_allowed_by_any_key(db: Database, origin: str | None) -> bool:
             (ROLE, normal),
         ).fetchone()
     return row is not None
-
-
-# --- rate limit ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """``limit`` requests per ``window_seconds`` (a fixed window)."""
-
-    limit: int = 60
-    window_seconds: int = 60
-
-
-def hit_rate_limit(
-    client: redis.Redis, bucket: str, rate: RateLimit, now: float | None = None
-) -> int | None:
-    """Count one request in ``bucket``'s current window.
-
-    Returns None while the bucket is within its limit, else the seconds until the window
-    ends (for ``Retry-After``). When Redis cannot be reached the request is let through:
-    Redis holds counters, not data, and a limiter outage must not stop carts being tracked.
-    """
-    now = time.time() if now is None else now
-    window = int(now // rate.window_seconds)
-    key = f"cartrecovery:ratelimit:{bucket}:{window}"
-    try:
-        pipe = client.pipeline(transaction=True)
-        pipe.incr(key)
-        # The key names its window, so it may expire as soon as that window is over.
-        pipe.expireat(key, (window + 1) * rate.window_seconds + 1)
-        count = pipe.execute()[0]
-    except redis.RedisError:
-        log.warning("rate limiter unavailable; request let through", exc_info=True)
-        return None
-    if count <= rate.limit:
-        return None
-    return max(1, math.ceil((window + 1) * rate.window_seconds - now))

@@ -824,10 +824,12 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 # Command groups kept in modules of their own (``cli/<name>.py`` defining a click group that
-# imports nothing from this module) register here, one line each:
-#     from .users import users
-#     main.add_command(users)
+# imports from this module only inside its commands) register here, one line each.
 # ---------------------------------------------------------------------------------------
+
+from .users import users  # noqa: E402
+
+main.add_command(users)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Streamlit entry point: page config, the org selector, and navigation between the views.
+"""Streamlit entry point: page config, sign-in, the org selector, and navigation.
 
 Run with ``streamlit run dashboard/app.py`` (``cartrecovery dashboard`` does this) with
-``DATABASE_URL`` set. ``CARTRECOVERY_ORG`` (an org id or name) preselects an org; otherwise
-the first org is shown. The chosen org lives in ``st.session_state["org_id"]``, which the
-views read.
+``DATABASE_URL`` set (and ``REDIS_URL`` to limit failed sign-ins). An unauthenticated session
+sees only the sign-in form (dashboard/session.py). A signed-in user sees their own orgs only,
+read in their own database scope; the org selector shows when they belong to several.
+``CARTRECOVERY_ORG`` (an org id or name) preselects one of them. The chosen org and the
+user's role there live in ``st.session_state["org_id"]`` and ``["role"]``, which the views
+read; every query of a view runs under row-level security for that org.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from uuid import UUID
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, session
 
 st.set_page_config(page_title="Cart recovery", page_icon=":material/shopping_cart:", layout="wide")
 
 
 def _wanted_org(orgs: list[dict]) -> str | None:
-    """The org named by CARTRECOVERY_ORG (id or name), if it exists."""
+    """The org named by CARTRECOVERY_ORG (id or name), if the user belongs to it."""
     wanted = os.environ.get("CARTRECOVERY_ORG", "").strip()
     if not wanted:
         return None
@@ -35,29 +38,34 @@ if not url:
     st.error("DATABASE_URL is not set. Start the dashboard with `cartrecovery dashboard`.")
     st.stop()
 
-orgs = data.orgs(url)
-# The org list is cached for a while; a new session that finds no org, or not the one
-# CARTRECOVERY_ORG asks for, reads it once more instead of waiting for the cache to expire.
-if "org_id" not in st.session_state and (
-    not orgs or (os.environ.get("CARTRECOVERY_ORG") and _wanted_org(orgs) is None)
-):
-    data.orgs.clear()
-    orgs = data.orgs(url)
-known = {o["org_id"] for o in orgs}
-
-if not orgs:
-    st.info("No organizations yet. Create one with `cartrecovery orgs create NAME`.")
+user = session.current_user()
+if user is None:
+    session.sign_in_form(url)
     st.stop()
 
+orgs = data.user_orgs(url, user["user_id"])
+if not orgs:
+    st.warning("Your account belongs to no organization. Ask an admin to add you.")
+    st.button("Sign out", on_click=session.sign_out)
+    st.stop()
+
+known = {o["org_id"]: o for o in orgs}
 if st.session_state.get("org_id") not in known:
     st.session_state["org_id"] = _wanted_org(orgs) or orgs[0]["org_id"]
-
-names = {o["org_id"]: o["name"] for o in orgs}
-st.sidebar.selectbox("Organization", list(names), format_func=names.__getitem__, key="org_id")
+if len(orgs) > 1:
+    st.sidebar.selectbox(
+        "Organization", list(known), format_func=lambda o: known[o]["name"], key="org_id"
+    )
+else:
+    st.sidebar.markdown(f"**{orgs[0]['name']}**")
+st.session_state["role"] = known[st.session_state["org_id"]]["role"]
+st.sidebar.caption(f"Signed in as `{user['email']}` ({st.session_state['role']})")
+st.sidebar.button("Sign out", on_click=session.sign_out, key="sign_out")
 
 st.navigation(
     [
         st.Page("views/live.py", title="Live", icon=":material/monitoring:", default=True),
+        st.Page("views/campaigns.py", title="Campaigns", icon=":material/campaign:"),
         st.Page("views/outbox.py", title="Outbox", icon=":material/outbox:"),
     ]
 ).run()

@@ -1,9 +1,10 @@
 """Database access for the dashboard: one cached ``Database`` per URL, cached query results.
 
 Every tenant query runs inside ``db.tenant(org_id)`` so row-level security limits it to the
-selected org even if a query forgets its ``WHERE org_id``. Live numbers come from
-``cartrecovery.metrics`` (the one definition of each metric); this module only adds the
-listing queries the pages need (latest carts, stored messages, the org list).
+signed-in user's org even if a query forgets its ``WHERE org_id``; the user's orgs are read
+in the user's own scope (``db.user``). Nothing here uses the system role. Live numbers come
+from ``cartrecovery.metrics`` (the one definition of each metric); this module only adds the
+listing queries the pages need (latest carts, stored messages, campaigns, the user's orgs).
 
 Results are cached with short TTLs: the tiles refresh every second, so ``LIVE_TTL`` is one
 second and many open browser tabs cost one query per second, not one per tab.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import redis
 import streamlit as st
 
-from cartrecovery import metrics
+from cartrecovery import access, audit, campaigns, metrics, users
 from cartrecovery.db import Database
 from cartrecovery.settings import Settings
 
@@ -23,6 +25,8 @@ LIVE_TTL = 1
 CHART_TTL = 10
 LIST_TTL = 2
 ORG_TTL = 30
+# Short: a membership removed or changed takes effect within seconds.
+MEMBERSHIP_TTL = 5
 DEFAULT_CURRENCY = "USD"
 
 
@@ -37,14 +41,21 @@ def database(url: str) -> Database:
     return Database(url, max_size=5)
 
 
-@st.cache_data(ttl=ORG_TTL, show_spinner=False)
-def orgs(url: str) -> list[dict]:
-    """All orgs as ``{"org_id": str, "name": str}``, oldest first (cross-org: system role)."""
-    with database(url).system() as conn:
-        rows = conn.execute(
-            "SELECT org_id::text AS org_id, name FROM app.orgs ORDER BY created_at, name"
-        ).fetchall()
-    return [dict(r) for r in rows]
+@st.cache_resource(show_spinner=False)
+def redis_client() -> redis.Redis | None:
+    """Redis for the failed sign-in counter (``REDIS_URL``), or None when it is not set."""
+    url = Settings.from_env().redis_url
+    return redis.Redis.from_url(url) if url else None
+
+
+@st.cache_data(ttl=MEMBERSHIP_TTL, show_spinner=False)
+def user_orgs(url: str, user_id: str) -> list[dict]:
+    """The orgs ``user_id`` belongs to, as ``{"org_id": str, "name": str, "role": str}``,
+    oldest first (read in the user's own scope)."""
+    return [
+        {"org_id": str(m.org_id), "name": m.org_name, "role": m.role}
+        for m in users.memberships(database(url), user_id)
+    ]
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -120,3 +131,43 @@ def mailbox(url: str, org_id: str, limit: int = 200) -> list[dict]:
             {"org": org_id, "limit": limit},
         ).fetchall()
     return [dict(r) for r in rows]
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def campaign_list(url: str, org_id: str) -> list[dict]:
+    """The org's campaigns (not archived), highest priority first."""
+    with database(url).tenant(org_id) as conn:
+        found = campaigns.list_campaigns(conn, UUID(org_id), False)
+    return [
+        {
+            "campaign_id": str(c["campaign_id"]),
+            "name": c["name"],
+            "status": c["status"],
+            "priority": c["priority"],
+            "steps": len(c["sequence_steps"] or []),
+        }
+        for c in found
+    ]
+
+
+def set_campaign_status(url: str, org_id: str, user_id: str, campaign_id: str, status: str):
+    """Activate or pause a campaign as ``user_id``, audited; PermissionError unless the
+    user's current role in the org may write (checked here, not only by hiding controls)."""
+    db = database(url)
+    role = users.role_in(db, org_id, user_id)
+    if role is None or not access.allows(role, "write", user=True):
+        raise PermissionError("your role cannot change campaigns")
+    patch = campaigns.CampaignPatch(status=status)
+    with db.tenant(org_id) as conn:
+        changed = campaigns.update_campaign(conn, UUID(org_id), UUID(campaign_id), patch)
+        if changed is not None:
+            audit.insert(
+                conn,
+                org_id,
+                f"user:{user_id}",
+                "dashboard.campaigns.status",
+                campaign_id,
+                {"status": status},
+            )
+    campaign_list.clear()
+    return changed

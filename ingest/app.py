@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         org_settings,
         preview,
         privacy,
+        tokens,
         webhook_subscriptions,
     )
     from .webhooks import sendgrid, shopify, stores, twilio
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connections,
         consents,
         privacy,
+        tokens,
         webhook_subscriptions,
     ):
         app.register_blueprint(module.bp)

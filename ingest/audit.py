@@ -1,8 +1,8 @@
 """Every changing API request, and every read of personal data, lands in the audit log.
 
 ``init_app(app)`` registers an ``after_request`` hook. Recorded: non-GET requests to
-``/api/v1/*`` made with a valid key (``g.api_key``, set by ``require_key``), whatever their
-status (a refused change is worth knowing), and GETs that read personal data
+``/api/v1/*`` made with a valid key or user token (``g.principal``, set by ``require_key``),
+whatever their status (a refused change is worth knowing), and GETs that read personal data
 (``AUDITED_READS``: exports, privacy export and data requests, the consent ledger).
 
 Not recorded: the high-volume ingestion endpoints (``NOT_AUDITED``: tracking and push
@@ -76,10 +76,10 @@ def _details() -> dict:
 
 
 def _record(response: Response) -> Response:
-    key = getattr(g, "api_key", None)
+    who = getattr(g, "principal", None)
     if not _audited(request.path, request.method):
         return response
-    if key is None:
+    if who is None:
         if response.status_code in (401, 403):
             log.info(
                 "unauthenticated %s %s → %s", request.method, request.path, response.status_code
@@ -89,8 +89,8 @@ def _record(response: Response) -> Response:
     try:
         audit.record(
             runtime().db,
-            key.org_id,
-            f"api_key:{key.key_id}",
+            who.org_id,
+            who.actor,
             f"{request.method} {rule}",
             _target(response),
             _details(),
@@ -104,8 +104,8 @@ def _record(response: Response) -> Response:
             "AUDIT FAILURE: %s %s by %s (org %s) not recorded",
             request.method,
             request.path,
-            key.key_id,
-            key.org_id,
+            who.actor,
+            who.org_id,
         )
     return response
 

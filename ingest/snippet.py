@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cartrecovery import publishable_keys as keys
 from cartrecovery import push_subscriptions
 from cartrecovery.canonical import normalize_email
+from cartrecovery.rate_limits import RateLimit, hit_rate_limit
 
 from .auth import require_key
 from .errors import ApiError, error_response
@@ -93,10 +94,10 @@ def _bearer() -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def rate_limit() -> keys.RateLimit:
+def rate_limit() -> RateLimit:
     """The publishable-key rate limit: app config ``PUBLISHABLE_RATE_LIMIT`` requests per
     ``PUBLISHABLE_RATE_WINDOW`` seconds, per key and client IP (default 60 per 60 s)."""
-    return keys.RateLimit(
+    return RateLimit(
         int(current_app.config.get("PUBLISHABLE_RATE_LIMIT", 60)),
         int(current_app.config.get("PUBLISHABLE_RATE_WINDOW", 60)),
     )
@@ -130,7 +131,7 @@ def _guard_publishable(key: keys.PublishableKey):
                 {"origin": origin},
             )
         g.cors_origin = origin  # the answer, even a 429, must be readable by the page
-    retry_after = keys.hit_rate_limit(
+    retry_after = hit_rate_limit(
         runtime().redis, f"publishable:{key.key_id}:{request.remote_addr}", rate_limit()
     )
     if retry_after is not None:

@@ -1,29 +1,58 @@
 """The Streamlit dashboard, run in process with AppTest against the test database.
 
 Data is written with SQL inside ``db.tenant(...)`` (as the platform would have written it);
-the dashboard must show exactly what ``cartrecovery.metrics`` defines, for the selected org
-only.
+the dashboard must show exactly what ``cartrecovery.metrics`` defines, for the signed-in
+user's org only.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cartrecovery import users
+
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 SUBJECT = "You left something behind: 4 items"
+PASSWORD = "dashboard password"
 
 
 @pytest.fixture()
-def dashboard(monkeypatch, database_url):
-    """An AppTest for the dashboard with DATABASE_URL set; pass the org to preselect."""
+def app_test(monkeypatch, database_url, redis_url):
+    """A fresh, signed-out AppTest for the dashboard with DATABASE_URL and REDIS_URL set."""
 
-    def make(org_id) -> AppTest:
+    def make(preselect=None) -> AppTest:
         monkeypatch.setenv("DATABASE_URL", database_url)
-        monkeypatch.setenv("CARTRECOVERY_ORG", str(org_id))
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        if preselect is None:
+            monkeypatch.delenv("CARTRECOVERY_ORG", raising=False)
+        else:
+            monkeypatch.setenv("CARTRECOVERY_ORG", str(preselect))
         return AppTest.from_file(str(APP), default_timeout=30)
+
+    return make
+
+
+def sign_in(at: AppTest, email: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="sign_in_email").input(email)
+    at.text_input(key="sign_in_password").input(password)
+    return at.button[0].click().run(timeout=30)
+
+
+@pytest.fixture()
+def dashboard(app_test, db):
+    """The dashboard signed in as a new user with ``role`` in ``org_id`` (and in the orgs
+    ``also``), ``org_id`` preselected; already run."""
+
+    def make(org_id, role: str = "admin", also=()) -> AppTest:
+        email = f"dash-{uuid.uuid4().hex[:8]}@example.com"
+        for org in (org_id, *also):
+            users.create_user(db, email, org, role, PASSWORD)
+        at = app_test(org_id).run(timeout=30)
+        return sign_in(at, email)
 
     return make
 
@@ -85,10 +114,10 @@ def test_live_tiles_show_the_selected_orgs_metrics(dashboard, db, make_org):
     shop = make_org("dash")
     seed(db, shop.org_id)
 
-    at = dashboard(shop.org_id).run(timeout=30)
+    at = dashboard(shop.org_id)
 
     assert not at.exception
-    assert at.sidebar.selectbox(key="org_id").value == str(shop.org_id)
+    assert at.session_state["org_id"] == str(shop.org_id)
     assert tiles(at) == {
         "Carts tracked": "4",
         "Carts abandoned": "4",
@@ -107,7 +136,7 @@ def test_outbox_page_previews_the_stored_message(dashboard, db, make_org):
     shop = make_org("dash-outbox")
     seed(db, shop.org_id)
 
-    at = dashboard(shop.org_id).run(timeout=30)
+    at = dashboard(shop.org_id)
     at.switch_page("views/outbox.py").run(timeout=30)
 
     assert not at.exception
@@ -125,7 +154,7 @@ def test_empty_org_shows_zeros_and_no_other_orgs_data(dashboard, db, make_org):
     seed(db, busy.org_id)
     empty = make_org("dash-empty")
 
-    at = dashboard(empty.org_id).run(timeout=30)
+    at = dashboard(empty.org_id)
 
     assert not at.exception
     assert tiles(at) == {
@@ -148,7 +177,7 @@ def test_switching_org_in_the_sidebar_switches_the_tiles(dashboard, db, make_org
     seed(db, busy.org_id)
     empty = make_org("dash-switch-empty")
 
-    at = dashboard(empty.org_id).run(timeout=30)
+    at = dashboard(empty.org_id, also=[busy.org_id])
     assert tiles(at)["Carts tracked"] == "0"
 
     at.sidebar.selectbox(key="org_id").set_value(str(busy.org_id)).run(timeout=30)
@@ -156,3 +185,124 @@ def test_switching_org_in_the_sidebar_switches_the_tiles(dashboard, db, make_org
     assert not at.exception
     assert tiles(at)["Carts recovered"] == "1"
     assert at.session_state["org_id"] == str(busy.org_id)
+
+
+# --- sign-in, org isolation, roles -----------------------------------------------------------
+
+
+def test_an_unauthenticated_session_sees_only_the_sign_in_form(app_test, db, make_org):
+    shop = make_org("dash-anon")
+    seed(db, shop.org_id)
+
+    at = app_test(shop.org_id).run(timeout=30)
+
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert [t.label for t in at.text_input] == ["Email", "Password"]
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.metric and not at.dataframe and not at.selectbox
+    assert not at.sidebar.button and not at.sidebar.markdown and not at.sidebar.caption
+    assert "org_id" not in at.session_state
+    rendered = " ".join(str(getattr(e, "value", "")) for e in at.main)
+    assert "120.50" not in rendered and "shopper" not in rendered
+
+
+def test_a_wrong_password_keeps_the_form_and_says_nothing_more(app_test, db, org):
+    email = f"dash-wrong-{uuid.uuid4().hex[:8]}@example.com"
+    users.create_user(db, email, org.org_id, "admin", PASSWORD)
+
+    at = sign_in(app_test().run(timeout=30), email, "not the password")
+
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Wrong email or password."]
+    assert "user" not in at.session_state and not at.metric
+
+
+def test_a_user_of_org_b_sees_nothing_of_org_a(dashboard, db, make_org):
+    org_a, org_b = make_org("dash-org-a"), make_org("dash-org-b")
+    seed(db, org_a.org_id)
+
+    at = dashboard(org_b.org_id, role="marketer")
+
+    assert not at.exception
+    assert tiles(at)["Carts tracked"] == "0" and tiles(at)["Revenue recovered"] == "$0.00"
+    assert not at.sidebar.selectbox  # one org: no selector
+    with db.system() as conn:
+        name_a = conn.execute(
+            "SELECT name FROM app.orgs WHERE org_id = %s", (org_a.org_id,)
+        ).fetchone()["name"]
+    assert name_a not in " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
+
+    # Pointing the session at org A by hand gets org B back: the user is no member of A.
+    at.session_state["org_id"] = str(org_a.org_id)
+    at.run(timeout=30)
+    assert at.session_state["org_id"] == str(org_b.org_id)
+    assert tiles(at)["Carts tracked"] == "0"
+    at.switch_page("views/outbox.py").run(timeout=30)
+    assert any("No messages stored yet" in i.value for i in at.info)
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    assert not at.dataframe and any("No campaigns yet" in i.value for i in at.info)
+
+
+def test_the_org_selector_lists_only_the_users_orgs(dashboard, db, make_org):
+    first, second = make_org("dash-sel-a"), make_org("dash-sel-b")
+    stranger = make_org("dash-sel-stranger")
+
+    at = dashboard(first.org_id, role="viewer", also=[second.org_id])
+
+    with db.system() as conn:
+        names = {
+            r["org_id"]: r["name"]
+            for r in conn.execute(
+                "SELECT org_id, name FROM app.orgs WHERE org_id = ANY(%s)",
+                ([first.org_id, second.org_id, stranger.org_id],),
+            ).fetchall()
+        }
+    options = at.sidebar.selectbox(key="org_id").options
+    assert options == [names[first.org_id], names[second.org_id]]
+    assert names[stranger.org_id] not in options
+
+
+def test_a_viewer_sees_no_edit_controls(dashboard, db, make_org):
+    shop = make_org("dash-viewer")
+    seed(db, shop.org_id)
+
+    at = dashboard(shop.org_id, role="viewer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+
+    assert not at.exception
+    assert list(at.dataframe[0].value["name"]) == ["Cart reminder"]
+    assert [b.label for b in at.button] == ["Sign out"]
+
+
+def test_a_marketer_pauses_a_campaign_and_the_audit_log_names_them(dashboard, db, make_org):
+    shop = make_org("dash-marketer")
+    seed(db, shop.org_id)
+
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    assert sorted(b.label for b in at.button) == ["Pause", "Sign out"]
+
+    next(b for b in at.button if b.label == "Pause").click().run(timeout=30)
+
+    assert not at.exception
+    with db.tenant(shop.org_id) as conn:
+        status = conn.execute("SELECT status FROM app.campaigns").fetchone()["status"]
+        actors = conn.execute(
+            "SELECT actor FROM app.audit_log WHERE action = 'dashboard.campaigns.status'"
+        ).fetchall()
+    assert status == "paused"
+    assert [a["actor"] for a in actors] == [f"user:{at.session_state['user']['user_id']}"]
+    assert [b.label for b in at.button if b.label != "Sign out"] == ["Activate"]
+
+
+def test_sign_out_returns_to_the_sign_in_form(dashboard, make_org):
+    shop = make_org("dash-signout")
+    at = dashboard(shop.org_id)
+    assert at.metric
+
+    at.sidebar.button(key="sign_out").click().run(timeout=30)
+
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Sign in"] and not at.metric
+    assert "user" not in at.session_state

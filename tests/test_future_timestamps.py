@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from ingest.adapters.generic import sign
+from integrations.generic.adapter import sign
 
 from cartrecovery.client_clock import MAX_SKEW, clamp_future
 from cartrecovery.publishable_keys import create_publishable_key

@@ -6,8 +6,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from conftest import fixture_bytes
-from delivery.restore_links import make_token
-from ingest.adapters.magento import restore_url
+from cartrecovery.signed_links import make_token
+from integrations.magento.adapter import restore_url
 from test_magento import MASKED, TOKEN, connect, keys, post, quote_event  # noqa: F401
 
 from cartrecovery import tenancy

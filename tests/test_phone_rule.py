@@ -11,7 +11,7 @@ import pytest
 from test_gate import ALWAYS, SMS_STEP, configure, decided, make_cart, make_message, rt  # noqa: F401
 
 from cartrecovery import phones
-from cartrecovery.carts import CanonicalCart, CanonicalOrder
+from cartrecovery.canonical import CanonicalCart, CanonicalOrder
 
 DRAMA = "+447700900123"
 MOBILE = "+44 7911 123456"

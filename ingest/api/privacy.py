@@ -64,7 +64,7 @@ class ErasureRequest(Subject):
 
 
 def _actor() -> str:
-    return f"api_key:{g.api_key.key_id}"
+    return g.principal.actor
 
 
 @bp.post("/erasure")
