@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from integrations.generic.adapter import sign
 
 from cartrecovery.client_clock import MAX_SKEW, clamp_future
 from cartrecovery.publishable_keys import create_publishable_key
+from integrations.generic.adapter import sign
 
 FUTURE = "2099-01-01T00:00:00Z"
 

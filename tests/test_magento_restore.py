@@ -6,11 +6,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from conftest import fixture_bytes
-from cartrecovery.signed_links import make_token
-from integrations.magento.adapter import restore_url
 from test_magento import MASKED, TOKEN, connect, keys, post, quote_event  # noqa: F401
 
 from cartrecovery import tenancy
+from cartrecovery.signed_links import make_token
+from integrations.magento.adapter import restore_url
 
 KEY = "test-secret-key"  # conftest's Settings.secret_key
 
