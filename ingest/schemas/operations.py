@@ -57,10 +57,10 @@ SHOPIFY_SIGNATURE = (
     "`X-Shopify-Shop-Domain`. See docs/adapters.md."
 )
 STORE_SIGNATURE = (
-    "Each platform authenticates its own way (WooCommerce `X-WC-Webhook-Signature`, "
-    "BigCommerce and Magento `X-Cartrec-Hook-Token`, Magento's RSA signature, the generic "
-    "adapter's `X-Cartrec-Signature: sha256=<hex>`); see docs/adapters.md. The body is the "
-    "platform's own JSON."
+    "Each platform authenticates its own way: WooCommerce `X-WC-Webhook-Signature`, "
+    "BigCommerce and Magento `X-Cartrec-Hook-Token` (or Magento's RSA signature), the "
+    "generic adapter `X-Cartrecovery-Signature: sha256=<hex>` with `X-Cartrecovery-Timestamp`. "
+    "The body is the platform's own JSON. See docs/adapters.md."
 )
 _STORE_ACK = {200: Reply("Verified and stored once (or a duplicate)", inbound.WebhookAck)}
 _STORE_ERRORS = (400, 401, 404, 413)
