@@ -33,8 +33,8 @@ _REGISTRY: dict[tuple[str, str], dict[str, type[BaseModel]]] = {}
 
 ERRORS = {
     400: "Invalid request: `error.details.errors` names each field or query parameter",
-    401: "Missing, unknown or revoked key (webhooks: signature missing or invalid)",
-    403: "The key's role may not do this (or the origin is not allowed for the key)",
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not do this",
     404: "Not found (also a malformed id, and another org's resources)",
     409: "Conflicts with the resource's state",
     413: "Body larger than the server accepts",
@@ -42,11 +42,23 @@ ERRORS = {
     422: "The template does not render",
     429: "Rate limited: retry after `Retry-After` seconds",
 }
+# Where the request is authenticated otherwise, these codes mean something else.
+ERRORS_BY_AUTH = {
+    "api_or_publishable_key": {
+        403: "The key's role may not do this, or the publishable key does not allow the Origin",
+    },
+    "signature": {
+        401: "Signature (or token) missing or invalid",
+        403: "Refused by the sender's rules (see the description)",
+        404: "No active store (or platform) matches the request",
+    },
+}
 BEARER = (
     "An org API key, `Authorization: Bearer cr_<org>_<secret>` (roles: read, write, admin; "
     "see docs/api.md). The tracking endpoints (`/api/v1/carts/track`, "
-    "`/api/v1/push/subscriptions`) also take a publishable key (`pk_…`), limited to its "
-    "allowed origins and rate limited per client IP."
+    "`/api/v1/push/subscriptions`) also take a publishable key (role `publishable`, made by "
+    "`POST /api/v1/publishable-keys`), limited to its allowed origins and rate limited per "
+    "client IP."
 )
 DESCRIPTION = (
     'Errors are JSON `{"error": {"code", "message", "details"}}` (schema `Error`); '
@@ -143,9 +155,9 @@ def _content(media_type: str, schema: dict) -> dict:
     return {media_type: {"schema": schema}}
 
 
-def _error_reply(status: int, schemas: _Schemas) -> dict:
+def _error_reply(status: int, auth: str, schemas: _Schemas) -> dict:
     return {
-        "description": ERRORS[status],
+        "description": ERRORS_BY_AUTH.get(auth, {}).get(status, ERRORS[status]),
         "content": _content("application/json", schemas.of(Error)),
     }
 
@@ -159,10 +171,16 @@ def _reply(reply: Reply, schemas: _Schemas) -> dict:
     return out
 
 
+def _auth(route: _Route) -> str:
+    if route.spec:
+        return route.spec.auth
+    return "api_key" if route.path.startswith("/api/v1/") else "none"
+
+
 def _error_statuses(route: _Route) -> set[int]:
     spec = route.spec
     statuses = set(spec.errors if spec else ())
-    auth = spec.auth if spec else ("api_key" if route.path.startswith("/api/v1/") else "none")
+    auth = _auth(route)
     if auth in ("api_key", "api_or_publishable_key"):
         statuses |= {401, 403}
     if auth == "api_or_publishable_key":
@@ -189,7 +207,7 @@ def _operation(route: _Route, schemas: _Schemas) -> dict:
     text = "\n\n".join(t for t in (description.strip(), spec.notes if spec else None) if t)
     if text:
         operation["description"] = text
-    auth = spec.auth if spec else ("api_key" if route.path.startswith("/api/v1/") else "none")
+    auth = _auth(route)
     if auth in ("api_key", "api_or_publishable_key"):
         operation["security"] = [{"bearerAuth": []}]
     parameters = [
@@ -214,7 +232,7 @@ def _operation(route: _Route, schemas: _Schemas) -> dict:
     else:
         responses[str(getattr(route.view, "openapi_status", 200))] = {"description": "Success"}
     for status in sorted(_error_statuses(route)):
-        responses.setdefault(str(status), _error_reply(status, schemas))
+        responses.setdefault(str(status), _error_reply(status, auth, schemas))
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 
