@@ -1,10 +1,15 @@
-"""The docs match the product: the generated API reference is current."""
+"""The docs match the product: the generated API reference is current, and the HTTP
+examples of the guides run as written, answering what they show."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
+import pytest
+from api_contract import ContractClient
 from conftest import REPO
 
 from ingest.openapi import build_document
@@ -29,3 +34,74 @@ def test_the_generator_runs_as_documented():
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.stdout == (REPO / "docs" / "api-reference.md").read_text()
+
+
+# --- the docs' HTTP examples run as written ------------------------------------------------
+
+FENCE = re.compile(r"^```http\n(.*?)^```", re.S | re.M)
+ELIDED = "…"
+
+
+def http_examples(name: str) -> list[tuple[str, str]]:
+    """(request, answer) pairs: each ```http block that starts with a method, and the
+    ```http block after it, which starts with ``HTTP/1.1 <status>``."""
+    blocks = FENCE.findall((REPO / "docs" / name).read_text())
+    pairs = []
+    for request, answer in zip(blocks[::2], blocks[1::2], strict=True):
+        assert not request.startswith("HTTP/"), f"{name}: an answer without its request"
+        assert answer.startswith("HTTP/1.1 "), f"{name}: request without an answer:\n{request}"
+        pairs.append((request, answer))
+    return pairs
+
+
+def _parse(block: str) -> tuple[str, dict[str, str], str]:
+    head, _, body = block.partition("\n\n")
+    first, *lines = head.splitlines()
+    headers = dict(line.split(": ", 1) for line in lines)
+    return first, headers, body.strip()
+
+
+def _substitute(text: str, variables: dict[str, str]) -> str:
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        assert name in variables, f"${name} is not known at this point of the docs"
+        return variables[name]
+
+    return re.sub(r"\$([A-Za-z_]+)", value, text)
+
+
+def _check_documented(documented, real) -> None:
+    """Every key the docs show is in the answer, with the value shown unless elided."""
+    if not isinstance(documented, dict):
+        return
+    assert isinstance(real, dict), real
+    for key, value in documented.items():
+        assert key in real, f"documented key {key!r} not in the answer {real}"
+        if isinstance(value, dict):
+            _check_documented(value, real[key])
+        elif value != ELIDED and not isinstance(value, list):
+            assert real[key] == value, f"{key}: documented {value!r}, answered {real[key]!r}"
+
+
+def run_examples(name: str, api: ContractClient, variables: dict[str, str]) -> int:
+    pairs = http_examples(name)
+    for request, answer in pairs:
+        first, headers, body = _parse(_substitute(request, variables))
+        method, url = first.split()[:2]
+        status_line, _, documented = _parse(answer)
+        status = int(status_line.split()[1])
+        response = api.call(method, url, headers=headers, data=body.encode() or None)
+        assert response.status_code == status, (first, response.get_json())
+        if documented:
+            _check_documented(json.loads(documented), response.get_json())
+        if response.is_json and isinstance(response.get_json(), dict):
+            for key, value in response.get_json().items():
+                if isinstance(value, str) and (key.endswith("_id") or key in ("key", "secret")):
+                    variables[key] = value
+    return len(pairs)
+
+
+@pytest.mark.parametrize("name", ["api.md", "tracking-api.md"])
+def test_the_docs_examples_run_as_written(app, client, org, name):
+    api = ContractClient(app, client, build_document(app))
+    assert run_examples(name, api, {"KEY": org.api_key}) >= 3
