@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 from api_contract import ContractClient
@@ -105,3 +106,30 @@ def run_examples(name: str, api: ContractClient, variables: dict[str, str]) -> i
 def test_the_docs_examples_run_as_written(app, client, org, name):
     api = ContractClient(app, client, build_document(app))
     assert run_examples(name, api, {"KEY": org.api_key}) >= 3
+
+
+def test_the_magento_payloads_of_the_adapter_docs_are_accepted(client, db, runtime, org):
+    from cartrecovery import tenancy
+
+    text = (REPO / "docs" / "adapters.md").read_text()
+    section = text[text.index("## Magento") : text.index("## Secrets and credentials")]
+    payloads = re.findall(r"^```json\n(.*?)^```", section, re.S | re.M)
+    assert len(payloads) == 2
+    host = f"docs-{uuid.uuid4().hex[:8]}.example.com"
+    tenancy.add_connection(db, runtime.encryption_key, org.org_id, "magento", host, "tok-12345678")
+    for payload in payloads:
+        response = client.post(
+            f"/api/webhooks/magento?store={host}",
+            data=payload.encode(),
+            headers={"X-Cartrec-Hook-Token": "tok-12345678", "Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["op"] == "success"
+        assert response.get_json()["status"] == "ok"
+    with db.tenant(org.org_id) as conn:
+        cart = conn.execute(
+            "SELECT external_id, email, total_price, status FROM app.carts WHERE org_id = %s",
+            (org.org_id,),
+        ).fetchone()
+    assert cart["external_id"] == "412" and cart["email"] == "ari.tan@example.com"
+    assert cart["status"] == "converted" and float(cart["total_price"]) == 59.0
