@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel, TypeAdapter
 
 from .schemas.common import Error, ErrorInfo
+from .schemas.examples import REQUEST_EXAMPLES
 from .schemas.operations import OPERATIONS, Operation, Reply
 
 # Views import the request decorators from here.
@@ -220,9 +221,13 @@ def _operation(route: _Route, schemas: _Schemas) -> dict:
         operation["parameters"] = parameters
     if route.body is not None:
         media_type = spec.body_media_type if spec and spec.body is route.body else None
+        content = _content(media_type or "application/json", schemas.of(route.body))
+        example = REQUEST_EXAMPLES.get((route.method, route.path))
+        if example is not None:
+            content["application/json"]["example"] = example
         operation["requestBody"] = {
             "required": spec.body_required if spec else True,
-            "content": _content(media_type or "application/json", schemas.of(route.body)),
+            "content": content,
         }
 
     responses: dict[str, Any] = {}

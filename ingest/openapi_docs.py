@@ -141,6 +141,9 @@ def _operation(method: str, path: str, op: dict) -> list[str]:
         for media_type, content in body["content"].items():
             required = "required" if body.get("required") else "optional"
             lines += [f"Body ({media_type}, {required}): {type_of(content['schema'])}", ""]
+            if "example" in content:
+                example = json.dumps(content["example"], indent=2, ensure_ascii=False)
+                lines += ["```json", example, "```", ""]
     lines += ["| status | answer | body |", "| --- | --- | --- |"]
     for status, reply in op["responses"].items():
         content = reply.get("content", {})

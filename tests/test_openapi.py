@@ -245,3 +245,16 @@ def test_a_missing_query_parameter_is_named(client, org):
     error = client.get("/api/v1/carts?limit=x", headers=org.headers).get_json()["error"]
     assert error["message"].startswith("query parameter limit: ")
     assert error["details"]["errors"][0]["loc"] == ["limit"]
+
+
+def test_request_examples_validate_and_succeed(api, document, org):
+    from ingest.schemas.examples import REQUEST_EXAMPLES
+
+    for (method, path), example in REQUEST_EXAMPLES.items():
+        operation = document["paths"][path][method.lower()]
+        media = operation["requestBody"]["content"]["application/json"]
+        assert media["example"] == example
+        api.validate(media["schema"], example)
+        response = api.call(method, path, headers=org.headers, json=example)
+        success = min(code for code in operation["responses"] if code.startswith("2"))
+        assert response.status_code == int(success), (method, path, response.get_json())
