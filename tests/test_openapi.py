@@ -258,3 +258,40 @@ def test_request_examples_validate_and_succeed(api, document, org):
         response = api.call(method, path, headers=org.headers, json=example)
         success = min(code for code in operation["responses"] if code.startswith("2"))
         assert response.status_code == int(success), (method, path, response.get_json())
+
+
+def test_a_cart_with_messages_and_a_recovery_matches_its_schema(api, db, runtime, org):
+    from delivery import scheduler
+
+    h = org.headers
+    step = {
+        "channel": "email",
+        "delay_seconds": 86400,
+        "subject": "Hi",
+        "template": "cart_reminder",
+    }
+    body = {"name": "later", "status": "active", "sequence_steps": [step]}
+    assert api.post("/api/v1/campaigns", headers=h, json=body).status_code == 201
+    cart_id = api.post("/api/v1/carts/track", headers=h, json=_event("m-1")).get_json()["cart_id"]
+    with db.system() as conn:
+        conn.execute(
+            "UPDATE app.carts SET last_activity_at = now() - interval '1 day' WHERE org_id = %s",
+            (org.org_id,),
+        )
+    try:
+        scheduler.abandon_and_enroll(runtime)
+        detail = api.get(f"/api/v1/carts/{cart_id}", headers=h).get_json()
+        assert detail["status"] == "abandoned" and len(detail["messages"]) == 1
+        order = _event("m-1", event="order_completed", event_id="o-1")
+        order["cart_data"]["order"] = {"order_id": "A-1", "total_price": "25.00"}
+        assert api.post("/api/v1/carts/track", headers=h, json=order).status_code == 202
+        detail = api.get(f"/api/v1/carts/{cart_id}", headers=h).get_json()
+        assert detail["order"]["external_id"] == "A-1"
+        assert api.get("/api/v1/analytics/dashboard", headers=h).status_code == 200
+    finally:
+        with db.system() as conn:  # ticks are cross-org: leave nothing due for other tests
+            conn.execute(
+                "UPDATE app.outbox SET status = 'cancelled', reason = 'test ended' "
+                "WHERE org_id = %s AND status IN ('scheduled', 'enqueued')",
+                (org.org_id,),
+            )
