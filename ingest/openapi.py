@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import inspect
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel, TypeAdapter
 
 from .schemas.common import Error, ErrorInfo
 from .schemas.examples import REQUEST_EXAMPLES
-from .schemas.operations import OPERATIONS, Operation, Reply
 
-# Views import the request decorators from here.
+# Views import the request decorators from here. (The table of operations is imported when a
+# document is built: it names view modules' models, and views import this module.)
 from .validation import request_body, request_query
+
+if TYPE_CHECKING:
+    from .schemas.operations import Operation, Reply
 
 __all__ = ["bp", "build_document", "register_schema", "request_body", "request_query"]
 
@@ -90,10 +93,10 @@ def register_schema(path: str, method: str, model: type[BaseModel], part: str = 
 class _Route:
     """One (path, method) of the app with everything known about it."""
 
-    def __init__(self, rule, method: str, view):
+    def __init__(self, rule, method: str, view, table: dict[tuple[str, str], Operation]):
         self.rule, self.method, self.view = rule, method, view
         self.path = openapi_path(rule.rule)
-        self.spec: Operation | None = OPERATIONS.get((method, self.path))
+        self.spec: Operation | None = table.get((method, self.path))
         registered = _REGISTRY.get((self.path, method), {})
         self.body = (
             getattr(view, "openapi_body", None)
@@ -244,12 +247,14 @@ def _operation(route: _Route, schemas: _Schemas) -> dict:
 
 def routes(app: Flask) -> list[_Route]:
     """Every (path, method) the app serves, but Flask's own static files."""
+    from .schemas.operations import OPERATIONS
+
     found = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint == "static":
             continue
         for method in sorted((rule.methods or set()) - _SKIP_METHODS):
-            found.append(_Route(rule, method, app.view_functions[rule.endpoint]))
+            found.append(_Route(rule, method, app.view_functions[rule.endpoint], OPERATIONS))
     return found
 
 

@@ -133,3 +133,18 @@ def test_the_magento_payloads_of_the_adapter_docs_are_accepted(client, db, runti
         ).fetchone()
     assert cart["external_id"] == "412" and cart["email"] == "ari.tan@example.com"
     assert cart["status"] == "converted" and float(cart["total_price"]) == 59.0
+
+
+def test_the_documented_outgoing_signature_check_verifies_our_signature():
+    from cartrecovery.outgoing_webhooks import sign
+
+    text = (REPO / "docs" / "api.md").read_text()
+    section = text[text.index("## Outgoing webhooks") : text.index("## Privacy")]
+    (code,) = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    namespace: dict = {}
+    exec(code, namespace)  # the docs' own snippet
+    verify, body, secret = namespace["verify"], b'{"id": "e1", "type": "cart.abandoned"}', "whsec_x"
+    header = sign(secret, body)
+    assert verify(secret, header, body)
+    assert not verify(secret, header, body + b" ")
+    assert not verify("whsec_other", header, body)
