@@ -148,3 +148,12 @@ def test_the_documented_outgoing_signature_check_verifies_our_signature():
     assert verify(secret, header, body)
     assert not verify(secret, header, body + b" ")
     assert not verify("whsec_other", header, body)
+
+
+def test_the_settings_table_lists_every_setting():
+    from cartrecovery.org_settings import DEFAULTS
+
+    text = (REPO / "docs" / "api.md").read_text()
+    section = text[text.index("## Settings") : text.index("## Campaigns")]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
+    assert documented == set(DEFAULTS)
