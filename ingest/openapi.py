@@ -166,12 +166,25 @@ def _error_reply(status: int, auth: str, schemas: _Schemas) -> dict:
     }
 
 
+def _pointer(method: str, path: str) -> str:
+    """A JSON pointer to an operation of this document (RFC 6901 escapes)."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method.lower()
+
+
 def _reply(reply: Reply, schemas: _Schemas) -> dict:
     out: dict[str, Any] = {"description": reply.description}
     if reply.schema is not None:
         out["content"] = _content(reply.media_type, schemas.of(reply.schema))
         if reply.or_json_error:
             out["content"].update(_content("application/json", schemas.of(Error)))
+    if reply.links:
+        out["links"] = {
+            name: {
+                "operationRef": _pointer(*target),
+                "parameters": {p: f"$response.body#/{f}" for p, f in params.items()},
+            }
+            for name, (target, params) in reply.links.items()
+        }
     return out
 
 

@@ -295,3 +295,31 @@ def test_a_cart_with_messages_and_a_recovery_matches_its_schema(api, db, runtime
                 "WHERE org_id = %s AND status IN ('scheduled', 'enqueued')",
                 (org.org_id,),
             )
+
+
+def test_links_point_at_operations_and_fields_that_exist(document):
+    from ingest.openapi import _pointer
+
+    operations = {
+        _pointer(method, path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    schemas = document["components"]["schemas"]
+    found = 0
+    for item in document["paths"].values():
+        for operation in item.values():
+            for reply in operation["responses"].values():
+                for link in reply.get("links", {}).values():
+                    target = operations[link["operationRef"]]
+                    names = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                    assert set(link["parameters"]) == names
+                    schema = schemas[_refs_name(reply)]
+                    for expression in link["parameters"].values():
+                        assert expression.rsplit("/", 1)[1] in schema["properties"]
+                    found += 1
+    assert found >= 10
+
+
+def _refs_name(reply: dict) -> str:
+    return reply["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]

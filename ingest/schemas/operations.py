@@ -26,6 +26,9 @@ class Reply:
     schema: Any = None
     media_type: str = "application/json"
     or_json_error: bool = False  # also answered as a JSON Error (by the request's Accept)
+    # OpenAPI links (for stateful clients and tests): name → ((method, path), {param: field})
+    # where field is a top-level key of this answer's body.
+    links: dict[str, tuple[tuple[str, str], dict[str, str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,16 @@ def ok(schema: Any, description: str = "Success") -> dict[int, Reply]:
     return {200: Reply(description, schema)}
 
 
-def created(schema: Any, description: str = "Created") -> dict[int, Reply]:
-    return {201: Reply(description, schema)}
+def created(schema: Any, description: str = "Created", **links) -> dict[int, Reply]:
+    return {201: Reply(description, schema, links=links)}
+
+
+def by_id(path: str, field: str, param: str, *methods: str) -> dict:
+    """Links from an answer carrying ``field`` to ``methods`` of ``path`` (``{param}``)."""
+    return {
+        f"{m.lower()}_{path.rsplit('/', 1)[-1].strip('{}')}": ((m, path), {param: field})
+        for m in methods
+    }
 
 
 SHOPIFY_SIGNATURE = (
@@ -108,7 +119,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/settings"): Operation(ok(rest.OrgSettings)),
     ("PATCH", "/api/v1/settings"): Operation(ok(rest.OrgSettings, "All settings, changed")),
     ("GET", "/api/v1/campaigns"): Operation(ok(rest.CampaignList)),
-    ("POST", "/api/v1/campaigns"): Operation(created(rest.Campaign)),
+    ("POST", "/api/v1/campaigns"): Operation(
+        created(
+            rest.Campaign,
+            **by_id("/api/v1/campaigns/{id}", "campaign_id", "id", "GET", "PATCH", "DELETE"),
+            **by_id("/api/v1/campaigns/{id}/preview", "campaign_id", "id", "POST"),
+        )
+    ),
     ("GET", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign)),
     ("PATCH", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign), errors=(409,)),
     ("DELETE", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign, "The campaign, archived")),
@@ -121,7 +138,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/carts"): Operation(ok(rest.CartList)),
     ("GET", "/api/v1/carts/{id}"): Operation(ok(rest.CartDetail)),
     ("POST", "/api/v1/carts/track"): Operation(
-        {202: Reply("Stored once and applied (or a duplicate)", inbound.Tracked)},
+        {
+            202: Reply(
+                "Stored once and applied (or a duplicate)",
+                inbound.Tracked,
+                links=by_id("/api/v1/carts/{id}", "cart_id", "id", "GET"),
+            )
+        },
         auth="api_or_publishable_key",
         body=TrackEvent,
         summary="Track one cart event (server key or the snippet's publishable key)",
@@ -138,7 +161,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/api/v1/analytics/dashboard"): Operation(ok(rest.Dashboard)),
     # --- connections -----------------------------------------------------------------------
-    ("POST", "/api/v1/connections"): Operation(created(rest.ConnectionCreated), errors=(409,)),
+    ("POST", "/api/v1/connections"): Operation(
+        created(
+            rest.ConnectionCreated,
+            **by_id("/api/v1/connections/{id}", "connection_id", "id", "GET", "DELETE"),
+            **by_id("/api/v1/connections/{id}/rotate-secret", "connection_id", "id", "POST"),
+            **by_id("/api/v1/connections/{id}/credentials", "connection_id", "id", "PUT"),
+        ),
+        errors=(409,),
+    ),
     ("GET", "/api/v1/connections"): Operation(ok(rest.ConnectionList)),
     ("GET", "/api/v1/connections/{id}"): Operation(ok(rest.Connection)),
     ("DELETE", "/api/v1/connections/{id}"): Operation(ok(rest.ConnectionRemoved)),
@@ -156,7 +187,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/privacy/data-requests"): Operation(ok(rest.DataRequestList)),
     ("GET", "/api/v1/privacy/data-requests/{id}"): Operation(ok(rest.DataRequestDetail)),
     # --- snippet: publishable keys, push ---------------------------------------------------
-    ("POST", "/api/v1/publishable-keys"): Operation(created(rest.PublishableKeyCreated)),
+    ("POST", "/api/v1/publishable-keys"): Operation(
+        created(
+            rest.PublishableKeyCreated,
+            **by_id("/api/v1/publishable-keys/{key_id}", "key_id", "key_id", "DELETE"),
+        )
+    ),
     ("GET", "/api/v1/publishable-keys"): Operation(ok(rest.PublishableKeyList)),
     ("DELETE", "/api/v1/publishable-keys/{key_id}"): Operation(ok(rest.PublishableKeyRevoked)),
     ("POST", "/api/v1/push/subscriptions"): Operation(
