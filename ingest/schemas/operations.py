@@ -127,7 +127,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         )
     ),
     ("GET", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign)),
-    ("PATCH", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign), errors=(409,)),
+    ("PATCH", "/api/v1/campaigns/{id}"): Operation(
+        ok(rest.Campaign),
+        errors=(409,),
+        notes="Give only the fields to change; `null` is refused (clear the conditions with "
+        "`{}`, archive with DELETE).",
+    ),
     ("DELETE", "/api/v1/campaigns/{id}"): Operation(ok(rest.Campaign, "The campaign, archived")),
     ("POST", "/api/v1/campaigns/{id}/preview"): Operation(
         ok(rest.MessagePreview | rest.PushPreview, "The rendered step"),
@@ -181,9 +186,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("PUT", "/api/v1/connections/{id}/credentials"): Operation(ok(rest.CredentialsSet)),
     # --- consents, privacy -----------------------------------------------------------------
     ("POST", "/api/v1/consents"): Operation(created(rest.Consent)),
-    ("GET", "/api/v1/consents"): Operation(ok(rest.ConsentList)),
-    ("POST", "/api/v1/privacy/erasure"): Operation(ok(rest.Erasure)),
-    ("GET", "/api/v1/privacy/export"): Operation(ok(rest.Export)),
+    ("GET", "/api/v1/consents"): Operation(
+        ok(rest.ConsentList), notes="`address` needs `channel` (400 otherwise)."
+    ),
+    ("POST", "/api/v1/privacy/erasure"): Operation(
+        ok(rest.Erasure), notes="`email` or `phone` (or both) is required."
+    ),
+    ("GET", "/api/v1/privacy/export"): Operation(
+        ok(rest.Export), notes="`email` or `phone` (or both) is required."
+    ),
     ("GET", "/api/v1/privacy/data-requests"): Operation(ok(rest.DataRequestList)),
     ("GET", "/api/v1/privacy/data-requests/{id}"): Operation(ok(rest.DataRequestDetail)),
     # --- snippet: publishable keys, push ---------------------------------------------------
