@@ -16,11 +16,7 @@ bp = Blueprint("org_settings", __name__, url_prefix="/api/v1/settings")
 @bp.get("")
 @require_key("read")
 def read_settings():
-    """Read the org's settings.
-
-    abandonment_timeout_seconds (default 1800), attribution_window_seconds (default 432000)
-    and any setting added later to the org's settings document.
-    """
+    """Read every setting of the org, defaults filled in."""
     with runtime().db.tenant(g.org_id) as conn:
         return jsonify(get_settings(conn, g.org_id))
 
