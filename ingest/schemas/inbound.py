@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from ..tracking import MAX_BATCH, TrackEvent
+from cartrecovery.tracking_events import MAX_BATCH, TrackEvent
+
 from .common import Answer
 
 

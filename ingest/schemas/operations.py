@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..tracking import TrackEvent
+from cartrecovery.tracking_events import TrackEvent
+
 from . import inbound, rest
 
 Auth = Literal["api_key", "api_or_publishable_key", "signature", "none"]

@@ -25,7 +25,7 @@ from pydantic import Field
 from cartrecovery.carts import upsert_cart
 from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
-from ingest.tracking import TrackEvent, to_cart, to_order
+from cartrecovery.tracking_events import TrackEvent, to_cart, to_order
 
 from ..base import Adapter, Delivery, InboundRequest, json_object
 
