@@ -62,11 +62,14 @@ BEARER = (
     "see docs/api.md). The tracking endpoints (`/api/v1/carts/track`, "
     "`/api/v1/push/subscriptions`) also take a publishable key (role `publishable`, made by "
     "`POST /api/v1/publishable-keys`), limited to its allowed origins and rate limited per "
-    "client IP."
+    "client IP. A user's access token (a JWT from `POST /api/v1/auth/token`, docs/auth.md) is "
+    "accepted wherever an API key is, except on the tracking endpoints; its role maps viewer "
+    "to read, marketer to write, admin to admin."
 )
 DESCRIPTION = (
     'Errors are JSON `{"error": {"code", "message", "details"}}` (schema `Error`); '
-    "a refused request changes nothing. `/api/v1` is authenticated by bearer API keys; "
+    "a refused request changes nothing. `/api/v1` is authenticated by bearer API keys or "
+    "users' access tokens; "
     "`/api/webhooks` by each sender's signature, described per operation. Guides: docs/api.md."
 )
 

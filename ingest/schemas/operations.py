@@ -185,6 +185,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body_required=False,  # SecretRotation
     ),
     ("PUT", "/api/v1/connections/{id}/credentials"): Operation(ok(rest.CredentialsSet)),
+    # --- users' access tokens ---------------------------------------------------------------
+    ("POST", "/api/v1/auth/token"): Operation(
+        ok(rest.AccessToken),
+        auth="none",
+        errors=(401, 403, 429),
+        notes=(
+            "Wrong email or password: 401, whichever was wrong. A user of several orgs names "
+            "one with `org` (400 `org_required` otherwise; 403 for an org they are not in). "
+            "Failed attempts are limited per email and client IP (429 with `Retry-After`)."
+        ),
+    ),
     # --- consents, privacy -----------------------------------------------------------------
     ("POST", "/api/v1/consents"): Operation(created(rest.Consent)),
     ("GET", "/api/v1/consents"): Operation(

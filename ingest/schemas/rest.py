@@ -383,3 +383,11 @@ class WebhookSubscriptionCreated(WebhookSubscription):
 
 class WebhookSubscriptionList(Answer):
     subscriptions: list[WebhookSubscription]
+
+
+class AccessToken(Answer):
+    """A user's short-lived access token (docs/auth.md)."""
+
+    access_token: str = Field(description="A JWT; send it as `Authorization: Bearer <token>`")
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds until the token expires")
