@@ -974,5 +974,9 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
     return tick
 
 
+from .commands.stats import stats  # noqa: E402
+
+main.add_command(stats)
+
 if __name__ == "__main__":
     main()
