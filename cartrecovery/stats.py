@@ -36,7 +36,7 @@ SRM_THRESHOLD = 0.001
 # over-confident on small samples: the calibration study (docs/statistics.md) measured the
 # sequential test's false positives above 5% from looks at 500 units per arm, within it
 # from 1,000. The decision waits for this many units in both arms.
-DEFAULT_MIN_UNITS_PER_ARM = 1000
+DEFAULT_MIN_UNITS_PER_ARM = 2000
 
 # Error codes of a neutral result; the strings are gbstats' (gbstats/messages.py).
 NO_UNITS_IN_VARIATION = "NO_UNITS_IN_VARIATION"
