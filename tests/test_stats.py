@@ -601,3 +601,15 @@ def test_guardrail_breach_on_an_inverse_metric():
     assert not stats.guardrail_breached(same)
     bayes = stats.compare("proportion", unsub_a, unsub_b, settings(engine="bayesian", inverse=True))
     assert stats.guardrail_breached(bayes)
+
+
+def test_decision_waits_for_the_minimum_units_per_arm():
+    base, big_win = ArmStats(1500, 75), ArmStats(1500, 160)
+    early = stats.VariantResult(
+        "B",
+        stats.compare("proportion", base, big_win, settings()),
+        units=1500,
+    )
+    assert early.result.p_value < 0.05
+    assert stats.decide("control", [early], srm_p=0.5).label() == "keep_running"
+    assert stats.decide("control", [early], srm_p=0.5, min_units_per_arm=1000).label() == "ship B"
