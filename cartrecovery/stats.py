@@ -741,3 +741,151 @@ def decide(
             "the difference is too small to matter.",
         )
     return Decision("keep_running", None, "No variant is ahead with enough certainty yet.")
+
+
+# ---------------------------------------------------------------------------------------
+# A whole result view: what the results endpoint shows for one experiment
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric of the view. Goals (the first is the primary one the decision is made on)
+    are corrected together; guardrails are higher-is-worse rates or costs, checked one by
+    one. ``inverse`` marks a goal where lower is better. A money metric must be in one
+    currency: the caller never adds amounts across currencies."""
+
+    key: str
+    metric: Metric
+    role: Literal["goal", "guardrail"] = "goal"
+    inverse: bool = False
+
+
+@dataclass(frozen=True)
+class Variation:
+    """One arm: its configured weight, the units assigned to it (for SRM) and the
+    sufficient statistics of every metric of the view, by metric key."""
+
+    name: str
+    weight: float
+    units: int
+    metrics: dict[str, ArmStats]
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    variation: str
+    metric: str
+    role: str
+    result: EffectResult
+    adjusted_p_value: float | None
+
+    def to_dict(self) -> dict:
+        out = {"variation": self.variation, "metric": self.metric, "role": self.role}
+        out.update(self.result.to_dict())
+        if self.adjusted_p_value is not None:
+            out["adjusted_p_value"] = self.adjusted_p_value
+        if self.role == "guardrail":
+            out["breached"] = guardrail_breached(self.result)
+        return out
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    engine: str
+    srm_p_value: float
+    comparisons: list[MetricComparison]
+    decision: Decision
+    correction: str | None
+
+    def to_dict(self) -> dict:
+        return {
+            "engine": self.engine,
+            "srm": {"p_value": self.srm_p_value, "mismatch": self.srm_p_value < SRM_THRESHOLD},
+            "correction": self.correction,
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            **self.decision.to_dict(),
+        }
+
+
+def analyze_experiment(
+    variations: Sequence[Variation],
+    metrics: Sequence[MetricSpec],
+    settings: CompareSettings | None = None,
+    *,
+    correction: Literal["holm", "bh"] | None = "holm",
+    win_probability: float = 0.95,
+    practical_effect: float | None = None,
+    min_units_per_arm: int = DEFAULT_MIN_UNITS_PER_ARM,
+) -> ExperimentResult:
+    """Every treatment (``variations[1:]``) against control (``variations[0]``) on every
+    metric, SRM over the assigned units, goal p-values corrected over treatments × goals,
+    guardrails checked, and the plain-words decision on the first goal metric."""
+    if len(variations) < 2:
+        raise StatsInputError("an experiment needs a control and at least one treatment")
+    goals = [m for m in metrics if m.role == "goal"]
+    if not goals:
+        raise StatsInputError("an experiment needs at least one goal metric")
+    for m in metrics:
+        _choice("role", m.role, ("goal", "guardrail"))
+        for v in variations:
+            if m.key not in v.metrics:
+                raise StatsInputError(f"variation {v.name} has no statistics for {m.key}")
+    base = (settings or CompareSettings()).checked()
+    control = variations[0]
+    srm = srm_p_value([v.units for v in variations], [v.weight for v in variations])
+
+    raw: list[tuple[Variation, MetricSpec, EffectResult]] = []
+    for v in variations[1:]:
+        for m in metrics:
+            inverse = True if m.role == "guardrail" else m.inverse
+            s = CompareSettings(
+                engine=base.engine,
+                test=base.test,
+                difference_type=base.difference_type,
+                alpha=base.alpha,
+                sequential_tuning_parameter=base.sequential_tuning_parameter,
+                prior=base.prior,
+                inverse=inverse,
+            )
+            raw.append((v, m, compare(m.metric, control.metrics[m.key], v.metrics[m.key], s)))
+
+    adjusted: dict[int, float] = {}
+    family = [
+        i
+        for i, (_, m, r) in enumerate(raw)
+        if m.role == "goal" and r.p_value is not None and r.error is None
+    ]
+    if correction is not None and family:
+        values = adjust_p_values([raw[i][2].p_value for i in family], correction)
+        adjusted = dict(zip(family, values, strict=True))
+
+    comparisons = [
+        MetricComparison(v.name, m.key, m.role, r, adjusted.get(i))
+        for i, (v, m, r) in enumerate(raw)
+    ]
+    primary = goals[0]
+    candidates = []
+    for c, (v, _m, _r) in zip(comparisons, raw, strict=True):
+        if c.metric != primary.key:
+            continue
+        breached = tuple(
+            g.metric
+            for g in comparisons
+            if g.variation == v.name and g.role == "guardrail" and guardrail_breached(g.result)
+        )
+        units = min(control.metrics[primary.key].n, v.metrics[primary.key].n)
+        candidates.append(
+            VariantResult(v.name, c.result, c.adjusted_p_value, breached, units=units)
+        )
+    decision = decide(
+        control.name,
+        candidates,
+        srm_p=srm,
+        alpha=base.alpha,
+        win_probability=win_probability,
+        inverse=primary.inverse,
+        practical_effect=practical_effect,
+        min_units_per_arm=min_units_per_arm,
+    )
+    return ExperimentResult(base.engine, srm, comparisons, decision, correction)

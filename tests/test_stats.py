@@ -3,6 +3,7 @@ scipy on unit-level data, closed forms written out in the test, numerical integr
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -613,3 +614,80 @@ def test_decision_waits_for_the_minimum_units_per_arm():
     assert early.result.p_value < 0.05
     assert stats.decide("control", [early], srm_p=0.5).label() == "keep_running"
     assert stats.decide("control", [early], srm_p=0.5, min_units_per_arm=1000).label() == "ship B"
+
+
+# --- a whole result view ----------------------------------------------------------------
+
+
+def revenue_arm(n, buyers, basket):
+    values = np.zeros(n)
+    values[:buyers] = basket
+    return arm_of(values)
+
+
+def view(unsub_b=30, units=(5000, 5000, 5000)):
+    b_rng = np.random.default_rng(5)
+    basket = b_rng.lognormal(4, 0.5, 400)
+    variations = [
+        stats.Variation(
+            "control",
+            1,
+            units[0],
+            {
+                "recovery": ArmStats(5000, 250),
+                "revenue": revenue_arm(5000, 250, basket[:250]),
+                "unsubscribe": ArmStats(5000, 30),
+            },
+        ),
+        stats.Variation(
+            "B",
+            1,
+            units[1],
+            {
+                "recovery": ArmStats(5000, 380),
+                "revenue": revenue_arm(5000, 380, basket[:380]),
+                "unsubscribe": ArmStats(5000, unsub_b),
+            },
+        ),
+        stats.Variation(
+            "C",
+            1,
+            units[2],
+            {
+                "recovery": ArmStats(5000, 262),
+                "revenue": revenue_arm(5000, 262, basket[:262]),
+                "unsubscribe": ArmStats(5000, 31),
+            },
+        ),
+    ]
+    metrics = [
+        stats.MetricSpec("recovery", "proportion"),
+        stats.MetricSpec("revenue", "mean"),
+        stats.MetricSpec("unsubscribe", "proportion", role="guardrail"),
+    ]
+    return variations, metrics
+
+
+def test_result_view_corrections_guardrails_and_decision():
+    variations, metrics = view()
+    res = stats.analyze_experiment(variations, metrics)
+    assert len(res.comparisons) == 6
+    goal_ps = [c.result.p_value for c in res.comparisons if c.role == "goal"]
+    adjusted = [c.adjusted_p_value for c in res.comparisons if c.role == "goal"]
+    assert adjusted == pytest.approx(holm_by_definition(goal_ps))
+    assert all(c.adjusted_p_value is None for c in res.comparisons if c.role == "guardrail")
+    # the engine's own result for one cell, recomputed independently of the view
+    direct = stats.compare("proportion", ArmStats(5000, 250), ArmStats(5000, 380))
+    assert res.comparisons[0].result == direct
+    assert res.decision.label() == "ship B"
+    out = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert out["decision"] == "ship B" and out["srm"]["mismatch"] is False
+
+    breached = stats.analyze_experiment(*view(unsub_b=90))
+    assert breached.decision.label() == "keep_running"
+    assert "unsubscribe" in breached.decision.reason
+    b_unsub = [c for c in breached.comparisons if c.variation == "B" and c.metric == "unsubscribe"]
+    assert b_unsub[0].to_dict()["breached"] is True
+
+    srm = stats.analyze_experiment(*view(units=(5000, 5400, 5000)))
+    assert srm.decision.label() == "check_setup"
