@@ -198,6 +198,16 @@ BAD = [
         },
         "two_sided",
     ),
+    (
+        "compare",
+        {"metric": "proportion", "control": {"n": "100", "sum": 5}, "treatment": TREATMENT},
+        "control.n",
+    ),
+    (
+        "compare",
+        {"metric": "proportion", "control": {"n": True, "sum": 5}, "treatment": TREATMENT},
+        "control.n",
+    ),
     ("compare", "not json", "JSON"),
     ("compare", "[1, 2]", "object"),
     ("srm", {"users": [10, 20], "weights": [1]}, "same length"),

@@ -20,7 +20,7 @@ Probability = Annotated[FiniteFloat, Field(gt=0, lt=1)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ArmIn(_In):
