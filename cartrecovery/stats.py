@@ -44,6 +44,8 @@ NO_UNITS_IN_VARIATION = "NO_UNITS_IN_VARIATION"
 ZERO_NEGATIVE_VARIANCE = "ZERO_NEGATIVE_VARIANCE"
 ZERO_NEGATIVE_BASELINE_VARIATION = "ZERO_NEGATIVE_BASELINE_VARIATION"
 ALPHA_TOO_BIG_FOR_SEQUENTIAL_ONE_SIDED = "ALPHA_GREATER_THAN_0.5_FOR_SEQUENTIAL_ONE_SIDED_TEST"
+# ours: sums so large (or variances so small) that floating point overflows
+NUMERICAL_ERROR = "NUMERICAL_ERROR"
 
 # gbstats searches one-sided sequential p-values in this range and reports its ends when the
 # answer lies outside; we solve in closed form and clamp to the same range (docs/statistics.md).
@@ -382,14 +384,26 @@ def compare(
     s = (settings or CompareSettings()).checked()
     a = control.checked(metric, "control")
     b = treatment.checked(metric, "treatment")
-    m = _moments(metric, a, b, s.difference_type == "relative")
-    if isinstance(m, str):
-        return _neutral(s, m)
-    if s.engine == "frequentist":
-        return _frequentist(m, s)
-    if s.engine == "sequential":
-        return _sequential(m, s, a.n + b.n)
-    return _bayesian(m, s, a.mean())
+    try:
+        m = _moments(metric, a, b, s.difference_type == "relative")
+        if isinstance(m, str):
+            return _neutral(s, m)
+        if s.engine == "frequentist":
+            r = _frequentist(m, s)
+        elif s.engine == "sequential":
+            r = _sequential(m, s, a.n + b.n)
+        else:
+            r = _bayesian(m, s, a.mean())
+    except (OverflowError, ZeroDivisionError, ValueError):
+        return _neutral(s, NUMERICAL_ERROR)
+    return r if _all_finite(r) else _neutral(s, NUMERICAL_ERROR)
+
+
+def _all_finite(r: EffectResult) -> bool:
+    values = [r.expected, r.uplift_stddev, *(r.risk or ())]
+    values += [x for x in (r.p_value, r.chance_to_win) if x is not None]
+    # an interval end may be infinite (one-sided tests), never NaN
+    return all(math.isfinite(v) for v in values) and not any(math.isnan(c) for c in r.ci)
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,8 +428,16 @@ def srm_p_value(users: Sequence[float], weights: Sequence[float]) -> float:
         return 1.0
     observed = np.array([p[0] for p in pairs])
     share = np.array([p[1] for p in pairs])
-    expected = share / share.sum() * observed.sum()
-    return float(sps.chisquare(observed, expected).pvalue)
+    share = share / share.max()  # so their sum cannot overflow
+    with np.errstate(all="ignore"):
+        expected = share / share.sum() * observed.sum()
+        try:
+            p = float(sps.chisquare(observed, expected).pvalue)
+        except ValueError:  # totals that no longer agree after overflow or underflow
+            p = math.nan
+    if not math.isfinite(p):
+        raise StatsInputError("users or weights too large or too small to compare")
+    return p
 
 
 def adjust_p_values(p_values: Sequence[float], method: Literal["holm", "bh"]) -> list[float]:
@@ -459,6 +481,24 @@ class SampleSize:
 def sample_size(
     baseline: float,
     minimum_detectable_effect: float,
+    **options,
+) -> SampleSize:
+    """Units per arm so each treatment-vs-control comparison detects the effect with the
+    given power. With more than two arms α is split (Bonferroni) over the ``arms - 1``
+    comparisons. The sequential engine's wider interval needs more units: the smallest n
+    whose final look crosses the sequence's boundary with the given power. Options:
+    ``alpha`` (0.05), ``power`` (0.8), ``arms`` (2), ``metric`` (``proportion`` or ``mean``
+    with ``baseline_stddev``), ``mde_type`` (``relative``), ``test`` (``two_sided``),
+    ``engine`` (``frequentist`` or ``sequential``), ``sequential_tuning_parameter``."""
+    try:
+        return _sample_size(baseline, minimum_detectable_effect, **options)
+    except (OverflowError, ZeroDivisionError):
+        raise StatsInputError("the numbers are too extreme for a sample size") from None
+
+
+def _sample_size(
+    baseline: float,
+    minimum_detectable_effect: float,
     *,
     alpha: float = DEFAULT_ALPHA,
     power: float = 0.8,
@@ -470,10 +510,6 @@ def sample_size(
     engine: Literal["frequentist", "sequential"] = "frequentist",
     sequential_tuning_parameter: float = DEFAULT_TUNING_PARAMETER,
 ) -> SampleSize:
-    """Units per arm so each treatment-vs-control comparison detects the effect with the
-    given power. With more than two arms α is split (Bonferroni) over the ``arms - 1``
-    comparisons. The sequential engine's wider interval needs more units: the smallest n
-    whose final look crosses the sequence's boundary with the given power."""
     _choice("metric", metric, METRICS)
     _choice("mde_type", mde_type, DIFFERENCE_TYPES)
     _choice("test", test, TESTS)
@@ -501,11 +537,25 @@ def sample_size(
         var_sum = 2 * sd**2
     if mde_type == "relative" and base == 0:
         raise StatsInputError("a relative effect needs a baseline other than 0")
-    a_cmp = a / (arms - 1)
+    n = _units_per_arm(
+        var_sum, delta, a / (arms - 1), pw, test, engine, sequential_tuning_parameter
+    )
+    return SampleSize(n, n * arms, a / (arms - 1))
+
+
+def _units_per_arm(
+    var_sum: float,
+    delta: float,
+    a_cmp: float,
+    pw: float,
+    test: str,
+    engine: str,
+    sequential_tuning_parameter: float,
+) -> int:
     two_sided = test == "two_sided"
-    z_b = sps.norm.ppf(pw)
+    z_b = float(sps.norm.ppf(pw))
     if engine == "frequentist":
-        z_a = sps.norm.ppf(1 - a_cmp / 2 if two_sided else 1 - a_cmp)
+        z_a = float(sps.norm.ppf(1 - a_cmp / 2 if two_sided else 1 - a_cmp))
         n = math.ceil((z_a + z_b) ** 2 * var_sum / delta**2)
     else:
         tuning = _finite("sequential_tuning_parameter", sequential_tuning_parameter)
@@ -530,8 +580,7 @@ def sample_size(
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if enough(mid) else (mid, hi)
         n = hi
-    n = max(n, 2)
-    return SampleSize(n, n * arms, a_cmp)
+    return max(n, 2)
 
 
 # ---------------------------------------------------------------------------------------

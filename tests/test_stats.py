@@ -8,6 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hyp
+from hypothesis import strategies as st
 from scipy import integrate
 from scipy import stats as sps
 from scipy.optimize import brentq
@@ -691,3 +694,65 @@ def test_result_view_corrections_guardrails_and_decision():
 
     srm = stats.analyze_experiment(*view(units=(5000, 5400, 5000)))
     assert srm.decision.label() == "check_setup"
+
+
+# --- any finite input: a result or a refusal, never a crash -----------------------------
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def arm_pairs(draw):
+    metric = draw(st.sampled_from(["proportion", "mean"]))
+
+    def arm():
+        n = draw(st.integers(0, 10**12))
+        if metric == "proportion":
+            return ArmStats(n, draw(st.integers(0, n)))
+        return ArmStats(n, draw(FINITE), draw(st.floats(0, 1e308)))
+
+    return metric, arm(), arm()
+
+
+@settings_hyp(max_examples=300, deadline=None)
+@given(
+    arm_pairs(),
+    st.sampled_from(stats.ENGINES),
+    st.sampled_from(stats.TESTS),
+    st.sampled_from(stats.DIFFERENCE_TYPES),
+    st.booleans(),
+)
+def test_compare_never_raises_on_valid_input(pair, engine, test, difference, with_prior):
+    metric, a, b = pair
+    if engine == "bayesian":
+        test = "two_sided"
+    s = settings(
+        engine=engine,
+        test=test,
+        difference_type=difference,
+        prior=NormalPrior(0, 0.1) if with_prior else None,
+    )
+    r = stats.compare(metric, a, b, s)
+    json.dumps(r.to_dict(), allow_nan=False)
+
+
+@settings_hyp(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e308), min_size=1, max_size=5),
+    st.lists(st.floats(0, 1e308), min_size=1, max_size=5),
+    FINITE,
+    FINITE,
+)
+def test_srm_and_sample_size_answer_or_refuse(users, weights, baseline, mde):
+    for call in (
+        lambda: stats.srm_p_value(users, weights),
+        lambda: stats.sample_size(baseline, mde),
+        lambda: stats.sample_size(baseline, mde, metric="mean", baseline_stddev=abs(mde) + 1),
+        lambda: stats.sample_size(baseline, mde, engine="sequential", mde_type="absolute"),
+    ):
+        try:
+            out = call()
+        except stats.StatsInputError:
+            continue
+        value = out if isinstance(out, float) else out.units_per_arm
+        assert math.isfinite(value)

@@ -121,6 +121,19 @@ def test_degenerate_compare_exits_0_with_an_error_code():
     assert json.loads(out)["error"] == "NO_UNITS_IN_VARIATION"
 
 
+def test_overflowing_sums_give_a_neutral_result_not_a_crash():
+    code, out, err = run(
+        "compare",
+        {
+            "metric": "mean",
+            "control": {"n": 10, "sum": 1e-300, "sum_squares": 1e-300},
+            "treatment": {"n": 10, "sum": 1e300, "sum_squares": 1e308},
+        },
+    )
+    assert code == 0, err
+    assert json.loads(out)["error"] == "NUMERICAL_ERROR"
+
+
 def test_srm_adjust_and_sample_size_round_trip():
     code, out, _ = run("srm", {"users": [6200, 3800, 37, 0], "weights": [0.6, 0.4, 0, 0.2]})
     x2 = (6200 - 6000) ** 2 / 6000 + (3800 - 4000) ** 2 / 4000
@@ -211,6 +224,8 @@ BAD = [
     ("compare", "not json", "JSON"),
     ("compare", "[1, 2]", "object"),
     ("srm", {"users": [10, 20], "weights": [1]}, "same length"),
+    ("srm", {"users": [1e308, 1e308], "weights": [1, 1]}, "too large"),
+    ("sample-size", {"baseline": 0.05, "minimum_detectable_effect": 1e-300}, "too extreme"),
     ("srm", {"users": [10, -1], "weights": [1, 1]}, "users.1"),
     ("adjust", {"p_values": [0.1, 1.5], "method": "holm"}, "p_values.1"),
     ("adjust", {"p_values": [0.1], "method": "bonferroni"}, "method"),
