@@ -154,6 +154,8 @@ def test_srm_adjust_and_sample_size_round_trip():
     n = json.loads(out)["units_per_arm"]
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
     assert n == math.ceil(z**2 * (0.05 * 0.95 + 0.055 * 0.945) / 0.005**2)
+    code, out, _ = run("sample-size", {"baseline_rate": 0.05, "minimum_detectable_effect": 0.1})
+    assert code == 0 and json.loads(out)["units_per_arm"] == n
 
 
 BAD = [

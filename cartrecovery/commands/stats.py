@@ -12,7 +12,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import click
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictBool,
+    ValidationError,
+)
 
 from .. import stats as calc
 
@@ -58,7 +66,8 @@ class AdjustIn(_In):
 
 
 class SampleSizeIn(_In):
-    baseline: FiniteFloat
+    # "baseline_rate" reads better for a proportion; "baseline" also covers means
+    baseline: FiniteFloat = Field(validation_alias=AliasChoices("baseline", "baseline_rate"))
     minimum_detectable_effect: FiniteFloat
     alpha: Probability = calc.DEFAULT_ALPHA
     power: Probability = 0.8
