@@ -756,3 +756,20 @@ def test_srm_and_sample_size_answer_or_refuse(users, weights, baseline, mde):
             continue
         value = out if isinstance(out, float) else out.units_per_arm
         assert math.isfinite(value)
+
+
+def test_result_view_with_bh_and_with_the_bayesian_engine():
+    variations, metrics = view()
+    res = stats.analyze_experiment(variations, metrics, correction="bh")
+    goal_ps = [c.result.p_value for c in res.comparisons if c.role == "goal"]
+    adjusted = [c.adjusted_p_value for c in res.comparisons if c.role == "goal"]
+    assert adjusted == pytest.approx(bh_by_definition(goal_ps))
+    assert res.to_dict()["correction"] == "bh"
+
+    bayes = stats.analyze_experiment(variations, metrics, settings(engine="bayesian"))
+    assert all(c.adjusted_p_value is None for c in bayes.comparisons)
+    assert bayes.decision.label() == "ship B"
+    json.dumps(bayes.to_dict(), allow_nan=False)
+
+    with pytest.raises(stats.StatsInputError, match="no statistics for"):
+        stats.analyze_experiment(variations, [*metrics, stats.MetricSpec("clicks", "proportion")])
