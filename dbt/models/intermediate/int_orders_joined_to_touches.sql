@@ -102,7 +102,7 @@ final as (
         ---------- numerics
         candidates.step_index,
         candidates.order_total,
-        extract(epoch from candidates.ordered_at - candidates.touched_at)
+        extract(epoch from candidates.ordered_at - candidates.touched_at)::double precision
             as seconds_from_touch_to_order,
         org_settings.half_life_seconds,
 
