@@ -21,6 +21,8 @@ from uuid import UUID
 
 import click
 
+from pipelines.commands import warehouse
+
 from . import embedded
 from .settings import Settings, with_overrides
 
@@ -973,6 +975,8 @@ def _demo_tick(svc, store: DemoStore, base_url: str, private_key, seed, rate, sa
 
     return tick
 
+
+main.add_command(warehouse)
 
 if __name__ == "__main__":
     main()
