@@ -38,4 +38,7 @@ final as (
 
 )
 
-select * from final
+select
+    *,
+    {{ built_at() }} as built_at
+from final

@@ -198,4 +198,7 @@ final as (
 
 )
 
-select * from final
+select
+    *,
+    {{ built_at() }} as built_at
+from final

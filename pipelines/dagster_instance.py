@@ -1,0 +1,38 @@
+"""Where Dagster keeps its runs, event log and schedules.
+
+With a ``DATABASE_URL``, Dagster's storage goes to that PostgreSQL database (its own tables,
+created on first use). dagster-postgres needs psycopg2: its event log fails through
+psycopg 3, so the URL is given the ``postgresql+psycopg2`` scheme. Without a URL, Dagster
+keeps its default SQLite storage under ``DAGSTER_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def psycopg2_url(database_url: str) -> str:
+    """``database_url`` with the scheme SQLAlchemy maps to psycopg2. A unix-socket URL
+    (``postgresql://u:@/db?host=/dir``) keeps its ``host`` query parameter, which works."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or not scheme.startswith(("postgresql", "postgres")):
+        raise ValueError("database URL must start with postgresql://")
+    return f"postgresql+psycopg2://{rest}"
+
+
+def instance_config(database_url: str | None) -> dict:
+    """The ``dagster.yaml`` content for ``database_url`` (None: Dagster's defaults)."""
+    config: dict = {"telemetry": {"enabled": False}}
+    if database_url:
+        config["storage"] = {"postgres": {"postgres_url": psycopg2_url(database_url)}}
+    return config
+
+
+def prepare_dagster_home(home: Path, database_url: str | None) -> Path:
+    """Write ``home/dagster.yaml`` for ``database_url`` and return ``home``; the CLI sets
+    ``DAGSTER_HOME`` to it before starting ``dagster dev``."""
+    home.mkdir(parents=True, exist_ok=True)
+    # JSON is YAML: no YAML writer needed for a file this small.
+    (home / "dagster.yaml").write_text(json.dumps(instance_config(database_url), indent=2))
+    return home
