@@ -8,6 +8,8 @@ filtered by this module's orgs.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -491,3 +493,32 @@ def test_warehouse_build_command(scenario, database_url):
     )
     assert failed.exit_code == 1
     assert "dbt build failed" in failed.output
+
+
+def test_dbt_docs_generate(scenario, database_url, tmp_path):
+    import subprocess
+
+    from pipelines.dbt_build import DBT_PROJECT_DIR, dbt_executable
+
+    proc = subprocess.run(
+        [
+            dbt_executable(),
+            "docs",
+            "generate",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path),
+            "--log-path",
+            str(tmp_path),
+        ],
+        env={**os.environ, **dbt_env(database_url)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    assert "model.cartrecovery.fct_attribution" in catalog["nodes"]
