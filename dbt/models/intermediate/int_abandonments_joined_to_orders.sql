@@ -46,29 +46,58 @@ keyed_orders as (
 
 ),
 
-following_orders as (
+-- Two equi-joins rather than one join on an OR, so each can be a hash join; UNION drops
+-- the pairs both find.
+matched_orders as (
 
     select
         keyed_carts.org_id,
         keyed_carts.cart_id,
+        keyed_carts.abandoned_at,
+        keyed_carts.longest_window_seconds,
         keyed_orders.order_id,
         keyed_orders.order_total,
         keyed_orders.currency,
-        keyed_orders.ordered_at,
-        row_number() over (
-            partition by keyed_carts.org_id, keyed_carts.cart_id
-            order by keyed_orders.ordered_at, keyed_orders.order_id
-        ) as order_position
+        keyed_orders.ordered_at
     from keyed_carts
     inner join keyed_orders
         on keyed_carts.org_id = keyed_orders.org_id
-        and (
-            keyed_carts.cart_id = keyed_orders.cart_id
-            or keyed_carts.customer_key = keyed_orders.customer_key
-        )
-        and keyed_orders.ordered_at >= keyed_carts.abandoned_at
-        and keyed_orders.ordered_at
-        <= keyed_carts.abandoned_at + make_interval(secs => keyed_carts.longest_window_seconds)
+        and keyed_carts.cart_id = keyed_orders.cart_id
+
+    union
+
+    select
+        keyed_carts.org_id,
+        keyed_carts.cart_id,
+        keyed_carts.abandoned_at,
+        keyed_carts.longest_window_seconds,
+        keyed_orders.order_id,
+        keyed_orders.order_total,
+        keyed_orders.currency,
+        keyed_orders.ordered_at
+    from keyed_carts
+    inner join keyed_orders
+        on keyed_carts.org_id = keyed_orders.org_id
+        and keyed_carts.customer_key = keyed_orders.customer_key
+
+),
+
+following_orders as (
+
+    select
+        org_id,
+        cart_id,
+        order_id,
+        order_total,
+        currency,
+        ordered_at,
+        row_number() over (
+            partition by org_id, cart_id
+            order by ordered_at, order_id
+        ) as order_position
+    from matched_orders
+    where ordered_at >= abandoned_at
+        and ordered_at <= abandoned_at + make_interval(secs => longest_window_seconds)
 
 ),
 

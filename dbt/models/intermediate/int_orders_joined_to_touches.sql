@@ -51,6 +51,8 @@ keyed_orders as (
 
 ),
 
+-- Two equi-joins rather than one join on an OR, so each can be a hash join; UNION drops
+-- the pairs both find (a customer's own cart).
 candidates as (
 
     select
@@ -72,13 +74,31 @@ candidates as (
     from keyed_orders
     inner join touched_carts
         on keyed_orders.org_id = touched_carts.org_id
-        and (
-            keyed_orders.cart_id = touched_carts.cart_id
-            or (
-                keyed_orders.customer_key = touched_carts.customer_key
-                and touched_carts.abandoned_at <= keyed_orders.ordered_at
-            )
-        )
+        and keyed_orders.cart_id = touched_carts.cart_id
+
+    union
+
+    select
+        keyed_orders.org_id,
+        keyed_orders.order_id,
+        keyed_orders.cart_id as order_cart_id,
+        keyed_orders.order_total,
+        keyed_orders.currency,
+        keyed_orders.ordered_at,
+        touched_carts.message_id,
+        touched_carts.cart_id as touched_cart_id,
+        touched_carts.campaign_id,
+        touched_carts.channel,
+        touched_carts.variant,
+        touched_carts.step_index,
+        touched_carts.touch_type,
+        touched_carts.sent_at,
+        touched_carts.touched_at
+    from keyed_orders
+    inner join touched_carts
+        on keyed_orders.org_id = touched_carts.org_id
+        and keyed_orders.customer_key = touched_carts.customer_key
+        and touched_carts.abandoned_at <= keyed_orders.ordered_at
 
 ),
 
