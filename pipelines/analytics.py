@@ -6,6 +6,7 @@ sensor that builds on new raw events, and the schedules."""
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from pipelines.dagster_instance import WAREHOUSE_RUN_TAG
 from pipelines.dbt_env import dbt_environment
 from pipelines.dbt_project import dbt_project
 from pipelines.resources import PostgresDatabase
@@ -40,6 +41,7 @@ def analytics_dbt_assets(
 analytics_job = dg.define_asset_job(
     name="analytics_job",
     selection=dg.AssetSelection.assets(analytics_dbt_assets),
+    tags={WAREHOUSE_RUN_TAG: "build"},
     description="Incremental dbt build: staging → intermediate → marts, with data and unit "
     "tests and the warehouse checks.",
 )
@@ -48,6 +50,7 @@ analytics_full_refresh_job = dg.define_asset_job(
     name="analytics_full_refresh_job",
     selection=dg.AssetSelection.assets(analytics_dbt_assets),
     config={"ops": {DBT_OP: {"config": {"full_refresh": True}}}},
+    tags={WAREHOUSE_RUN_TAG: "build"},
     description="dbt build --full-refresh: every incremental model rebuilt from scratch.",
 )
 

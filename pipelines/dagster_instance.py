@@ -17,6 +17,9 @@ import psycopg
 from psycopg import sql
 
 DAGSTER_SCHEMA = "dagster"
+# Builds of one warehouse must not overlap (two dbt runs would rebuild the same tables): the
+# warehouse jobs carry this tag, and the instance runs one tagged run at a time.
+WAREHOUSE_RUN_TAG = "cartrecovery/warehouse"
 
 
 def psycopg2_url(database_url: str, schema: str = DAGSTER_SCHEMA) -> str:
@@ -33,7 +36,12 @@ def psycopg2_url(database_url: str, schema: str = DAGSTER_SCHEMA) -> str:
 
 def instance_config(database_url: str | None) -> dict:
     """The ``dagster.yaml`` content for ``database_url`` (None: Dagster's defaults)."""
-    config: dict = {"telemetry": {"enabled": False}}
+    config: dict = {
+        "telemetry": {"enabled": False},
+        "concurrency": {
+            "runs": {"tag_concurrency_limits": [{"key": WAREHOUSE_RUN_TAG, "limit": 1}]}
+        },
+    }
     if database_url:
         config["storage"] = {"postgres": {"postgres_url": psycopg2_url(database_url)}}
     return config

@@ -497,7 +497,8 @@ def test_definitions_hold_sensor_nightly_full_build_and_checks(built):
     nightly = defs.resolve_schedule_def("analytics_nightly_full_build")
     assert nightly.job_name == "analytics_full_refresh_job"
     assert nightly.cron_schedule == "0 3 * * *"
-    assert defs.resolve_job_def("analytics_full_refresh_job").name == "analytics_full_refresh_job"
+    for job_name in ("analytics_job", "analytics_full_refresh_job"):
+        assert defs.resolve_job_def(job_name).tags["cartrecovery/warehouse"] == "build"
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert {
         "fct_cart_events_is_fresh",
@@ -541,6 +542,9 @@ def test_checks_materialize_with_postgres_storage(built, database_url, tmp_path)
     home = prepare_dagster_home(tmp_path / "dagster", database_url)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        # Warehouse builds queue behind each other instead of overlapping.
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert limits == [{"key": "cartrecovery/warehouse", "limit": 1}]
         result = dg.materialize(
             [analytics_dbt_assets, *warehouse_checks],
             instance=instance,
