@@ -41,6 +41,7 @@ MARTS = (
     "fct_journeys",
     "fct_journey_paths",
     "fct_holdout_lift",
+    "fct_holdout_carts",
     "fct_experiment_counts",
     "dim_customers",
     "dim_campaigns",

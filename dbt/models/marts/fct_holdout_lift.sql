@@ -5,53 +5,20 @@
 -- so no amounts of different currencies are added. Intervals are 95%: normal for the rate
 -- difference, Welch for the revenue-per-cart difference. Below 30 held-out carts the
 -- estimate is flagged not meaningful. Works, with zero held-out carts, before any exist.
+-- All time; for a period, aggregate fct_holdout_carts the same way.
 
 with
-
-abandonments as (
-
-    select * from {{ ref('int_abandonments_joined_to_orders') }}
-
-),
-
-messages as (
-
-    select * from {{ ref('fct_messages') }}
-    where is_sent or is_held_out
-
-),
-
-cart_groups as (
-
-    -- A cart with a held_out row is held out for that campaign even if another of its rows
-    -- was sent by mistake; the comparison must not leak treated carts into the control.
-    select
-        org_id,
-        campaign_id,
-        cart_id,
-        case when bool_or(is_held_out) then 'held_out' else 'messaged' end as lift_group
-    from messages
-    group by org_id, campaign_id, cart_id
-
-),
 
 cart_outcomes as (
 
     select
-        cart_groups.org_id,
-        cart_groups.campaign_id,
-        cart_groups.lift_group,
-        abandonments.reporting_currency,
-        case when abandonments.is_converted then 1 else 0 end as converted,
-        case
-            when abandonments.order_currency = abandonments.reporting_currency
-                then abandonments.order_total
-            else 0
-        end as revenue
-    from cart_groups
-    inner join abandonments
-        on cart_groups.org_id = abandonments.org_id
-        and cart_groups.cart_id = abandonments.cart_id
+        org_id,
+        campaign_id,
+        lift_group,
+        reporting_currency,
+        case when is_converted then 1 else 0 end as converted,
+        revenue
+    from {{ ref('fct_holdout_carts') }}
 
 ),
 
