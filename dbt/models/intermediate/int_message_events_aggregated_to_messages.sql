@@ -1,5 +1,6 @@
 -- One row per message that has callbacks or clicks: when it was first delivered, opened and
--- clicked (provider clicks and restore-link clicks alike), and how often.
+-- clicked (provider clicks and restore-link clicks alike, not unsubscribe-link clicks), and
+-- how often.
 
 with
 
@@ -19,7 +20,7 @@ final as (
 
         ---------- numerics
         count(*) filter (where event_type = 'open') as open_count,
-        count(*) filter (where event_type = 'click') as click_count,
+        count(*) filter (where is_click and not is_unsubscribe_click) as click_count,
 
         ---------- booleans
         bool_or(event_type in ('bounce', 'dropped', 'undelivered', 'failed')) as has_failed,
@@ -27,7 +28,8 @@ final as (
         ---------- timestamps
         min(occurred_at) filter (where event_type = 'delivered') as first_delivered_at,
         min(occurred_at) filter (where event_type = 'open') as first_opened_at,
-        min(occurred_at) filter (where event_type = 'click') as first_clicked_at,
+        min(occurred_at) filter (where is_click and not is_unsubscribe_click)
+            as first_clicked_at,
         max(received_at) as last_event_received_at
 
     from message_events
