@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "attribution_windows_seconds": {"email": 5 * 24 * 3600, "sms": 5 * 24 * 3600, "push": 86400},
     "attribution_touch": "click",
     "attribution_half_life_seconds": 86400,
-    # None: the currency of most of the org's orders, computed by get_settings.
+    # None: the currency of most of the org's orders (see reporting_currency()).
     "reporting_currency": None,
 }
 
@@ -315,15 +315,22 @@ def get_settings(conn: psycopg.Connection, org_id: UUID | str) -> dict:
     result = {k: v for k, v in DEFAULTS.items() if k not in COLUMNS}
     result.update(row["settings"] or {})
     result.update({column: row[column] for column in COLUMNS})
-    if result.get("reporting_currency") is None:
-        result["reporting_currency"] = majority_currency(conn, org_id)
     return result
 
 
-def majority_currency(conn: psycopg.Connection, org_id: UUID | str) -> str | None:
-    """The currency of most of the org's orders (ties: alphabetical), None without orders.
+def reporting_currency(conn: psycopg.Connection, org_id: UUID | str) -> str | None:
+    """The org's reporting currency: the ``reporting_currency`` setting, else (the setting is
+    null by default) the currency of most of its orders, ties alphabetical; None without
+    orders. The warehouse (dbt ``int_org_attribution_settings``) applies the same rule.
 
-    The warehouse (dbt ``int_org_attribution_settings``) applies the same rule."""
+    Kept out of :func:`get_settings`, which the delivery gate reads for every message: this
+    one counts the org's orders."""
+    row = conn.execute(
+        "SELECT settings ->> 'reporting_currency' AS currency FROM app.orgs WHERE org_id = %s",
+        (org_id,),
+    ).fetchone()
+    if row is not None and row["currency"]:
+        return row["currency"]
     row = conn.execute(
         "SELECT upper(currency) AS currency FROM app.orders"
         " WHERE org_id = %s AND currency IS NOT NULL"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cartrecovery.org_settings import get_settings
+from cartrecovery.org_settings import get_settings, reporting_currency
 
 
 def test_attribution_defaults(client, org):
@@ -73,6 +73,9 @@ def test_reporting_currency_defaults_to_most_orders(db, org):
                 " VALUES (%s, 'api', %s, 10, %s)",
                 (org.org_id, f"o-{number}", currency),
             )
-        assert get_settings(conn, org.org_id)["reporting_currency"] == "USD"
+        # The setting stays null (its default); the resolved currency is the most common one.
+        assert get_settings(conn, org.org_id)["reporting_currency"] is None
+        assert reporting_currency(conn, org.org_id) == "USD"
         conn.execute('UPDATE app.orgs SET settings = settings || \'{"reporting_currency": "GBP"}\'')
         assert get_settings(conn, org.org_id)["reporting_currency"] == "GBP"
+        assert reporting_currency(conn, org.org_id) == "GBP"
