@@ -11,6 +11,13 @@ subdivision "US-FL"), ``frequency_caps`` (seconds per channel), ``email_consent_
 customer with an earlier order, unless withdrawn), ``store_timezone`` (the zone used when the
 recipient's is unknown), ``sender_identities`` and ``sms_help_text``.
 
+Attribution settings (read by the dbt marts when the warehouse is rebuilt, see
+docs/analytics.md): ``attribution_windows_seconds`` per channel (email, sms, push; a channel
+without an entry falls back to ``attribution_window_seconds``), ``attribution_touch`` (what
+makes a message a touch: ``click`` or ``open_or_click``), ``attribution_half_life_seconds`` (of
+the time-decay model) and ``reporting_currency`` (the currency of single-number revenue
+figures; unset means the currency of most of the org's orders).
+
 Adding a setting: add an optional field to :class:`OrgSettingsPatch` and its default to
 :data:`DEFAULTS`. Nothing else: fields that are not columns are merged into the jsonb
 (top-level keys; a nested object is replaced as a whole), and ``get_settings`` returns it with
@@ -59,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     "support_email": None,
     "logo_url": None,
     "locale": "en_US",
+    "attribution_windows_seconds": {"email": 5 * 24 * 3600, "sms": 5 * 24 * 3600, "push": 86400},
+    "attribution_touch": "click",
+    "attribution_half_life_seconds": 86400,
+    # None: the currency of most of the org's orders (see reporting_currency()).
+    "reporting_currency": None,
 }
 
 _CLOCK = re.compile(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
@@ -167,6 +179,17 @@ class SenderIdentities(BaseModel):
     sms: SmsIdentity | None = None
 
 
+class AttributionWindows(BaseModel):
+    """Seconds after a touch during which an order is credited to it, per channel; channels
+    not given keep their defaults (email and SMS 5 days, push 1 day)."""
+
+    model_config = _STRICT
+
+    email: int = Field(default=5 * 24 * 3600, ge=1, le=MAX_ATTRIBUTION_WINDOW_SECONDS)
+    sms: int = Field(default=5 * 24 * 3600, ge=1, le=MAX_ATTRIBUTION_WINDOW_SECONDS)
+    push: int = Field(default=86400, ge=1, le=MAX_ATTRIBUTION_WINDOW_SECONDS)
+
+
 class OrgSettingsPatch(BaseModel):
     """The body of ``PATCH /api/v1/settings``: only the settings being changed."""
 
@@ -238,6 +261,29 @@ class OrgSettingsPatch(BaseModel):
         description="Formatting of money and dates (default en_US).",
     )
 
+    attribution_windows_seconds: AttributionWindows | None = Field(
+        default=None,
+        description="Attribution window per channel in seconds (defaults: email 432000, "
+        "sms 432000, push 86400); a channel without an entry uses attribution_window_seconds.",
+    )
+    attribution_touch: Literal["click", "open_or_click"] | None = Field(
+        default=None,
+        description="What makes a message a touch: click (default) or open_or_click (opens "
+        "are unreliable under Apple Mail Privacy Protection).",
+    )
+    attribution_half_life_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_ATTRIBUTION_WINDOW_SECONDS,
+        description="Half-life of the time_decay attribution model (default 86400).",
+    )
+    reporting_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 currency of single-number revenue figures; only orders in it "
+        "are counted there (default: the currency of most of the org's orders).",
+    )
+
     @field_validator("store_timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
@@ -270,6 +316,28 @@ def get_settings(conn: psycopg.Connection, org_id: UUID | str) -> dict:
     result.update(row["settings"] or {})
     result.update({column: row[column] for column in COLUMNS})
     return result
+
+
+def reporting_currency(conn: psycopg.Connection, org_id: UUID | str) -> str | None:
+    """The org's reporting currency: the ``reporting_currency`` setting, else (the setting is
+    null by default) the currency of most of its orders, ties alphabetical; None without
+    orders. The warehouse (dbt ``int_org_attribution_settings``) applies the same rule.
+
+    Kept out of :func:`get_settings`, which the delivery gate reads for every message: this
+    one counts the org's orders."""
+    row = conn.execute(
+        "SELECT settings ->> 'reporting_currency' AS currency FROM app.orgs WHERE org_id = %s",
+        (org_id,),
+    ).fetchone()
+    if row is not None and row["currency"]:
+        return row["currency"]
+    row = conn.execute(
+        "SELECT upper(currency) AS currency FROM app.orders"
+        " WHERE org_id = %s AND currency IS NOT NULL"
+        " GROUP BY upper(currency) ORDER BY count(*) DESC, upper(currency) LIMIT 1",
+        (org_id,),
+    ).fetchone()
+    return row["currency"] if row else None
 
 
 def update_settings(

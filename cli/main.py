@@ -827,11 +827,14 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
 # imports from this module only inside its commands) register here, one line each.
 # ---------------------------------------------------------------------------------------
 
+from pipelines.commands import warehouse  # noqa: E402
+
 from .stats import stats  # noqa: E402
 from .users import users  # noqa: E402
 
 main.add_command(users)
 main.add_command(stats)
+main.add_command(warehouse)
 
 if __name__ == "__main__":
     main()

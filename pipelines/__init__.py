@@ -1,5 +1,8 @@
-"""Dagster code location: the dbt project as assets, its job and schedule.
+"""The analytics warehouse runtime: dbt builds and the Dagster code location.
 
-The definitions live in ``pipelines.definitions`` (``workspace.yaml`` loads that module);
-``pipelines.dbt_build`` runs dbt directly for code that does not go through Dagster.
+- ``pipelines.dbt_build``: run dbt directly (``run_dbt_build``, ``prepare_manifest``);
+- ``pipelines.commands``: the ``cartrecovery warehouse`` click group;
+- ``pipelines.definitions`` (``workspace.yaml`` loads it): the dbt assets (``analytics``),
+  warehouse checks (``checks``), sensor, jobs and schedules, resources per environment
+  (``resources``); ``pipelines.dagster_instance`` writes Dagster's ``dagster.yaml``.
 """

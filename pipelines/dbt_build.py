@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines.dbt_env import dbt_env
@@ -42,7 +42,12 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or "dbt"
 
 
-def _run_dbt(args: Sequence[str], env: dict[str, str], target_dir: Path) -> str:
+def _run_dbt(
+    args: Sequence[str],
+    env: dict[str, str],
+    target_dir: Path,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
     command = [
         dbt_executable(),
         *args,
@@ -63,15 +68,21 @@ def _run_dbt(args: Sequence[str], env: dict[str, str], target_dir: Path) -> str:
     }
     # A DBT_LOG_FORMAT=json inherited from a Dagster-run parent would make errors unreadable.
     full_env.pop("DBT_LOG_FORMAT", None)
-    proc = subprocess.run(
+    lines: list[str] = []
+    with subprocess.Popen(
         command,
         cwd=DBT_PROJECT_DIR,
         env=full_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
-    )
-    output = proc.stdout + proc.stderr
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+    output = "".join(lines)
     if proc.returncode != 0:
         raise DbtError(args, proc.returncode, output)
     return output
@@ -113,19 +124,31 @@ def prepare_manifest() -> Path:
     return MANIFEST_PATH
 
 
-def run_dbt_build(database_url: str, select: list[str] | None = None) -> None:
+def run_dbt_build(
+    database_url: str,
+    select: list[str] | None = None,
+    *,
+    full_refresh: bool = False,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
     """Run ``dbt build`` (models, data tests, unit tests) against ``database_url``.
 
     ``select`` is passed to ``--select`` (dbt selection syntax, e.g. ``["fct_carts+"]``);
-    None builds everything. Returns when dbt succeeded; raises DbtError carrying dbt's output
-    when any model or error-severity test failed, or dbt could not connect.
+    None builds everything. ``full_refresh`` rebuilds incremental models from scratch.
+    ``on_line`` receives each line dbt prints, as it prints it (progress). Returns dbt's
+    output when it succeeded; raises DbtError carrying that output when any model or
+    error-severity test failed, or dbt could not connect.
     """
     args = ["build"]
     if select:
-        args += ["--select", *select]
+        # cautious: a relationships test of an unselected model (whose view may not exist
+        # yet on a fresh database) is not run just because it refers to a selected one.
+        args += ["--select", *select, "--indirect-selection", "cautious"]
+    if full_refresh:
+        args.append("--full-refresh")
     with tempfile.TemporaryDirectory(prefix="cartrecovery-dbt-") as tmp:
         # Reuse the last parse so a build does not re-parse unchanged files.
         partial = MANIFEST_PATH.parent / "partial_parse.msgpack"
         if partial.exists():
             shutil.copy2(partial, Path(tmp) / "partial_parse.msgpack")
-        _run_dbt(args, dbt_env(database_url), Path(tmp))
+        return _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)

@@ -2,18 +2,31 @@
 
 Loading needs ``dbt/target/manifest.json``: run ``pipelines.dbt_build.prepare_manifest()``
 (or ``cd dbt && dbt parse``) first, except under ``dagster dev`` which parses on load.
+``CARTRECOVERY_ENV`` (local, the default, or prod) chooses the resources.
 """
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
-from pipelines.analytics import analytics_dbt_assets, analytics_job, analytics_schedule
-from pipelines.resources import default_resources
+from pipelines.analytics import (
+    analytics_dbt_assets,
+    analytics_full_refresh_job,
+    analytics_job,
+    analytics_schedule,
+    new_raw_events_sensor,
+    nightly_full_build_schedule,
+)
+from pipelines.checks import warehouse_checks
+from pipelines.resources import resources_for
 
 defs = dg.Definitions(
     assets=[analytics_dbt_assets],
-    jobs=[analytics_job],
-    schedules=[analytics_schedule],
-    resources=default_resources(),
+    asset_checks=warehouse_checks,
+    jobs=[analytics_job, analytics_full_refresh_job],
+    schedules=[analytics_schedule, nightly_full_build_schedule],
+    sensors=[new_raw_events_sensor],
+    resources=resources_for(os.environ.get("CARTRECOVERY_ENV", "local")),
 )

@@ -1,6 +1,6 @@
 -- Carts that were ever marked abandoned, how long it took, and what happened next.
 -- outcome is evaluated when the model is built:
---   recovered  bought after a recovery message (attributed, see app.recoveries)
+--   recovered  bought with an eligible touch (fct_recoveries, docs/analytics.md)
 --   converted  bought without an attributed message
 --   open       not bought, still within the org's attribution window
 --   lost       not bought and the attribution window has passed

@@ -20,9 +20,17 @@ events as (
 
 ),
 
+-- Recovered as the warehouse defines it (an order with an eligible touch, fct_recoveries);
+-- a cart bought twice after touches is recovered by its first such order.
 recoveries as (
 
-    select * from {{ ref('stg_app__recoveries') }}
+    select distinct on (org_id, cart_id)
+        org_id,
+        cart_id,
+        order_id,
+        recovered_at
+    from {{ ref('fct_recoveries') }}
+    order by org_id, cart_id, recovered_at, order_id
 
 ),
 

@@ -1,17 +1,14 @@
--- One row per recovered cart: the order, the message and campaign it is attributed to,
--- and how long after the message the customer bought.
+-- One row per recovered order (an order with at least one eligible touch): the order's
+-- revenue in its own currency, and the touch the default last_touch model credits (the
+-- message, its campaign, channel and 1-based step). Per-model credit is in fct_attribution.
 
 with
 
-recoveries as (
+attribution as (
 
-    select * from {{ ref('stg_app__recoveries') }}
-
-),
-
-messages as (
-
-    select * from {{ ref('stg_app__messages') }}
+    select * from {{ ref('fct_attribution') }}
+    where model = 'last_touch'
+        and credit = 1
 
 ),
 
@@ -21,54 +18,47 @@ campaigns as (
 
 ),
 
-orders as (
-
-    select * from {{ ref('stg_app__orders') }}
-
-),
-
 final as (
 
     select
         ---------- ids
-        recoveries.org_id,
-        recoveries.cart_id,
-        recoveries.order_id,
-        coalesce(recoveries.campaign_id, messages.campaign_id) as campaign_id,
-        recoveries.message_id,
+        attribution.org_id,
+        attribution.order_id,
+        coalesce(attribution.order_cart_id, attribution.touched_cart_id) as cart_id,
+        attribution.message_id,
+        attribution.campaign_id,
 
         ---------- strings
         campaigns.campaign_name,
-        coalesce(recoveries.channel, messages.channel) as channel,
-        coalesce(recoveries.currency, orders.currency) as currency,
+        attribution.channel,
+        attribution.variant,
+        attribution.currency,
 
         ---------- numerics
-        messages.step_index,
-        recoveries.revenue,
+        attribution.step_index,
+        attribution.touch_count,
+        attribution.order_total as revenue,
         round(
-            extract(
-                epoch from coalesce(orders.ordered_at, recoveries.recovered_at) - messages.sent_at
-            ) / 3600.0,
-            2
+            extract(epoch from attribution.ordered_at - attribution.sent_at) / 3600.0, 2
         ) as hours_from_message_to_order,
 
-        ---------- timestamps
-        messages.sent_at as message_sent_at,
-        recoveries.clicked_at,
-        orders.ordered_at,
-        recoveries.recovered_at
+        ---------- booleans
+        attribution.is_reporting_currency,
 
-    from recoveries
-    left join messages
-        on recoveries.org_id = messages.org_id
-        and recoveries.message_id = messages.message_id
+        ---------- timestamps
+        attribution.sent_at as message_sent_at,
+        attribution.touched_at as clicked_at,
+        attribution.ordered_at,
+        attribution.ordered_at as recovered_at
+
+    from attribution
     left join campaigns
-        on recoveries.org_id = campaigns.org_id
-        and coalesce(recoveries.campaign_id, messages.campaign_id) = campaigns.campaign_id
-    left join orders
-        on recoveries.org_id = orders.org_id
-        and recoveries.order_id = orders.order_id
+        on attribution.org_id = campaigns.org_id
+        and attribution.campaign_id = campaigns.campaign_id
 
 )
 
-select * from final
+select
+    *,
+    {{ built_at() }} as built_at
+from final

@@ -21,6 +21,10 @@ renamed as (
 
         ---------- booleans
         lower(event_type) = 'click' as is_click,
+        -- A tracked click on the email's unsubscribe link (our /u/<token>) is no interest in
+        -- the cart: it must not become a touch.
+        lower(event_type) = 'click' and coalesce(url ~ '^https?://[^/]+/u/', false)
+            as is_unsubscribe_click,
 
         ---------- timestamps
         occurred_at,

@@ -21,17 +21,22 @@ renamed as (
 
         ---------- strings
         channel,
+        variant,
         status,
         reason,
         provider,
 
         ---------- numerics
         step_index,
+        -- Campaign steps as people count them (the outbox's step_index starts at 0).
+        step_index + 1 as step_number,
         attempts,
 
         ---------- booleans
         -- "sent" means a provider accepted it; the same definition as the live tiles.
         status = 'sent' as is_sent,
+        -- A holdout cart is enrolled and tracked, but its message is never sent.
+        status = 'held_out' as is_held_out,
 
         ---------- timestamps
         due_at,

@@ -1,0 +1,77 @@
+-- One row per touch: a message its recipient clicked (or opened, when the org's
+-- attribution_touch is open_or_click). The touch time is the first such interaction.
+
+with
+
+messages as (
+
+    select * from {{ ref('stg_app__messages') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_message_events_aggregated_to_messages') }}
+
+),
+
+org_settings as (
+
+    select * from {{ ref('int_org_attribution_settings') }}
+
+),
+
+touched as (
+
+    select
+        messages.org_id,
+        messages.message_id,
+        messages.cart_id,
+        messages.campaign_id,
+        messages.channel,
+        messages.variant,
+        messages.step_number,
+        messages.sent_at,
+        interactions.first_clicked_at,
+        interactions.first_opened_at,
+        case
+            when org_settings.attribution_touch = 'open_or_click'
+                then least(interactions.first_clicked_at, interactions.first_opened_at)
+            else interactions.first_clicked_at
+        end as touched_at
+    from messages
+    inner join interactions
+        on messages.org_id = interactions.org_id
+        and messages.message_id = interactions.message_id
+    inner join org_settings
+        on messages.org_id = org_settings.org_id
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        org_id,
+        message_id,
+        cart_id,
+        campaign_id,
+
+        ---------- strings
+        channel,
+        coalesce(variant, 'default') as variant,
+        case when touched_at = first_clicked_at then 'click' else 'open' end as touch_type,
+
+        ---------- numerics
+        step_number as step_index,
+
+        ---------- timestamps
+        sent_at,
+        touched_at
+
+    from touched
+    where touched_at is not null
+
+)
+
+select * from final

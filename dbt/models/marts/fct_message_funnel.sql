@@ -1,0 +1,49 @@
+-- The message funnel per day, campaign, step (1-based), variant and channel: messages sent,
+-- delivered, opened and clicked. Held-out messages are counted apart, never as sent.
+
+with
+
+messages as (
+
+    select * from {{ ref('fct_messages') }}
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        org_id,
+        campaign_id,
+
+        ---------- strings
+        channel,
+        variant,
+
+        ---------- numerics
+        step_index,
+        count(*) filter (where is_sent) as messages_sent,
+        count(*) filter (where is_delivered) as messages_delivered,
+        count(*) filter (where is_opened) as messages_opened,
+        count(*) filter (where is_clicked) as messages_clicked,
+        count(*) filter (where is_held_out) as messages_held_out,
+
+        ---------- timestamps
+        date_trunc('day', coalesce(sent_at, due_at), 'UTC') as period_start
+
+    from messages
+    where is_sent or is_held_out
+    group by
+        org_id,
+        campaign_id,
+        channel,
+        variant,
+        step_index,
+        date_trunc('day', coalesce(sent_at, due_at), 'UTC')
+
+)
+
+select
+    *,
+    {{ built_at() }} as built_at
+from final

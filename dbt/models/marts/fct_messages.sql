@@ -1,0 +1,107 @@
+-- One row per message (outbox row): its step (1-based), variant and channel, and how far it
+-- got: sent -> delivered -> opened -> clicked. Held-out messages (status held_out) are kept
+-- with is_held_out, never counted as sent.
+-- Incremental: a build re-reads the messages whose outbox row changed, or that got a
+-- callback, since the newest change already here minus the lookback; late callbacks for old
+-- messages arrive with a new received_at and so are picked up.
+
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'message_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+with
+
+messages as (
+
+    select * from {{ ref('stg_app__messages') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_message_events_aggregated_to_messages') }}
+
+),
+
+joined as (
+
+    select
+        messages.*,
+        interactions.open_count,
+        interactions.click_count,
+        interactions.has_failed,
+        interactions.first_delivered_at,
+        interactions.first_opened_at,
+        interactions.first_clicked_at,
+        greatest(messages.updated_at, interactions.last_event_received_at)
+            as source_changed_at
+    from messages
+    left join interactions
+        on messages.org_id = interactions.org_id
+        and messages.message_id = interactions.message_id
+
+),
+
+{% if is_incremental() %}
+cutoff as (
+
+    select
+        coalesce(max(source_changed_at), '-infinity'::timestamptz)
+        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
+    from {{ this }}
+
+),
+{% endif %}
+
+final as (
+
+    select
+        ---------- ids
+        org_id,
+        message_id,
+        cart_id,
+        campaign_id,
+        enrollment_id,
+
+        ---------- strings
+        channel,
+        coalesce(variant, 'default') as variant,
+        status,
+
+        ---------- numerics
+        step_number as step_index,
+        coalesce(open_count, 0) as open_count,
+        coalesce(click_count, 0) as click_count,
+
+        ---------- booleans
+        is_sent,
+        is_held_out,
+        is_sent and first_delivered_at is not null as is_delivered,
+        is_sent and first_opened_at is not null as is_opened,
+        is_sent and first_clicked_at is not null as is_clicked,
+        coalesce(has_failed, false) as has_failed,
+
+        ---------- timestamps
+        due_at,
+        sent_at,
+        first_delivered_at,
+        first_opened_at,
+        first_clicked_at,
+        source_changed_at
+
+    from joined
+    {% if is_incremental() %}
+    where source_changed_at > (select changed_after from cutoff)
+    {% endif %}
+
+)
+
+select
+    *,
+    {{ built_at() }} as built_at
+from final
