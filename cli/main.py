@@ -730,8 +730,13 @@ def _stack(
             supervisor.start("scheduler", _cli_argv("scheduler"), env, REPO)
             supervisor.start("dashboard", _dashboard_argv(host, dashboard_port), env, REPO)
             if with_dagster:
-                dagster_home = Path(env.get("DAGSTER_HOME") or svc.home / "dagster")
-                dagster_home.mkdir(parents=True, exist_ok=True)
+                from pipelines.dagster_instance import prepare_dagster_home
+
+                # Dagster's runs, events and schedules live in the product database (its own
+                # schema), so they survive restarts and any host can run the daemon.
+                dagster_home = prepare_dagster_home(
+                    Path(env.get("DAGSTER_HOME") or svc.home / "dagster"), svc.database_url
+                )
                 env["DAGSTER_HOME"] = str(dagster_home)
                 supervisor.start(
                     "dagster",
