@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cartrecovery.carts import CanonicalCart, record_order, upsert_cart
+from cartrecovery.canonical import CanonicalCart
+from cartrecovery.carts import upsert_cart
+from cartrecovery.orders import record_order
 
 from ..sync import Change, Page, Resource, SyncError, fetch_json, iso, object_version
 from .adapter import PLATFORM, order_to_canonical, read_order, rfc2822

@@ -2,13 +2,14 @@
 credentials (``api``). No historical sync and no coupons here yet."""
 
 from ..platform import Platform
-from . import api
+from . import api, webhooks
 from .adapter import MagentoAdapter
 
 PLATFORM = Platform(
     name="magento",
     adapter=MagentoAdapter,
     credentials=api.CREDENTIALS,
+    webhook_config=webhooks.webhooks_xml,
 )
 
 __all__ = ["PLATFORM", "MagentoAdapter"]

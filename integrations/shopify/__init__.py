@@ -2,7 +2,7 @@
 sync (``sync``) and coupons (``coupons``)."""
 
 from ..platform import Platform
-from . import api, coupons, sync
+from . import api, coupons, sync, webhooks
 from .adapter import ShopifyAdapter
 from .api import SHOPIFY_API_VERSION
 
@@ -14,6 +14,7 @@ PLATFORM = Platform(
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
     coupon_credentials=("access_token",),
+    webhook_registrar=webhooks.registrar,
 )
 
 __all__ = ["PLATFORM", "SHOPIFY_API_VERSION", "ShopifyAdapter"]

@@ -2,7 +2,7 @@
 sync (``sync``) and coupons (``coupons``)."""
 
 from ..platform import Platform
-from . import api, coupons, sync
+from . import api, coupons, sync, webhooks
 from .adapter import WooCommerceAdapter
 
 PLATFORM = Platform(
@@ -13,6 +13,7 @@ PLATFORM = Platform(
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
     coupon_credentials=("consumer_key", "consumer_secret"),
+    webhook_registrar=webhooks.registrar,
 )
 
 __all__ = ["PLATFORM", "WooCommerceAdapter"]
