@@ -63,9 +63,8 @@ class WebhookStatus:
         out: dict[str, Any] = {"platform": self.platform, "ok": self.ok}
         for name in ("expected", "registered", "missing", "stale", "inactive"):
             out[name] = [asdict(h) for h in getattr(self, name)]
-        if self.created or self.deleted:
-            out["created"] = [asdict(h) for h in self.created]
-            out["deleted"] = [asdict(h) for h in self.deleted]
+        out["created"] = [asdict(h) for h in self.created]
+        out["deleted"] = [asdict(h) for h in self.deleted]
         return out
 
 
