@@ -552,3 +552,47 @@ def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, r
     imported = {r["resource"]: r["imported"] for r in run["results"]}
     assert imported == {"checkouts": 3, "orders": 2}
     assert failure["restart"] is True and "403" in failure["error"]
+
+
+def test_shopify_checkout_without_token_in_its_url_updates_the_webhooks_cart(
+    db, client, shopify, waits
+):
+    """GraphQL's AbandonedCheckout has no token; with a recovery URL that names only the
+    cart token, the checkout a webhook stored already (same checkout id) is the one
+    updated, and one never seen is kept under its checkout id."""
+    webhook_first = copy.deepcopy(shopify.checkouts["recent"])
+    webhook_first.update(id=2001, token="tok-2001", cart_token="ct-2001")
+    webhook_first["abandoned_checkout_url"] = (
+        "https://shop.example/1/checkouts/ac/ct-2001/recover?key=k"
+    )
+    body = json.dumps(webhook_first).encode()
+    res = client.post(
+        "/api/webhooks/shopify/checkout-create",
+        data=body,
+        headers={
+            "X-Shopify-Shop-Domain": shopify.shop,
+            "X-Shopify-Hmac-Sha256": shopify_hmac(shopify.secret, body),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    )
+    assert res.status_code == 200
+    newer = copy.deepcopy(webhook_first)
+    newer["updated_at"] = iso(datetime.now(UTC) - timedelta(seconds=30))
+    newer["line_items"] = newer["line_items"][:1]
+    unseen = copy.deepcopy(newer)
+    unseen.update(id=2002, token="tok-2002", cart_token="ct-2002", email="new@example.com")
+    unseen["abandoned_checkout_url"] = "https://shop.example/1/checkouts/ac/ct-2002/recover?k=1"
+    shopify.standin.pages["abandonedCheckouts"] = [[graphql_checkout(newer)]]
+    shopify.standin.pages["orders"] = [[]]
+    shopify.standin.throttle_once.clear()
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append)
+    carts = carts_by_id(db, shopify.org_id, "shopify")
+    assert set(carts) == {"tok-2001"}
+    assert len(carts["tok-2001"]["line_items"]) == 1  # the synced, newer version
+
+    shopify.standin.pages["abandonedCheckouts"] = [[graphql_checkout(unseen)]]
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append, restart=True)
+    carts = carts_by_id(db, shopify.org_id, "shopify")
+    assert set(carts) == {"tok-2001", "2002"}
+    assert carts["2002"]["checkout_id"] == "2002" and carts["2002"]["cart_token"] == "ct-2002"
