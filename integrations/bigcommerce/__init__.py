@@ -1,6 +1,6 @@
 """BigCommerce: webhooks and the store API the adapter reads carts from (``adapter``), the
-sync client and credentials (``api``), historical sync (``sync``) and coupons
-(``coupons``)."""
+sync client and credentials (``api``), historical sync (``sync``), coupons (``coupons``) and
+webhook registration through ``/v3/hooks`` (``webhooks``)."""
 
 from ..platform import Platform
 from . import api, coupons, sync, webhooks

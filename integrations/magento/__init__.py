@@ -1,5 +1,6 @@
 """Magento 2 / Adobe Commerce: webhooks and the GraphQL cart reads (``adapter``) and the
-credentials (``api``). No historical sync and no coupons here yet."""
+credentials (``api``), the webhooks.xml to paste (``webhooks``). No historical sync and no
+coupons here yet."""
 
 from ..platform import Platform
 from . import api, webhooks

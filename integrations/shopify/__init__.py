@@ -1,5 +1,6 @@
-"""Shopify: webhooks (``adapter``), Admin API client and credentials (``api``), historical
-sync (``sync``) and coupons (``coupons``)."""
+"""Shopify: webhooks (``adapter``), GraphQL Admin API client and credentials (``api``),
+historical sync (``sync``), coupons (``coupons``), webhook subscriptions (``webhooks``), the
+OAuth install (``oauth``) and the app's ``shopify.app.toml`` (``app_toml``)."""
 
 from ..platform import Platform
 from . import api, coupons, sync, webhooks

@@ -1,5 +1,5 @@
 """WooCommerce: webhooks (``adapter``), REST client and credentials (``api``), historical
-sync (``sync``) and coupons (``coupons``)."""
+sync (``sync``), coupons (``coupons``) and webhook registration (``webhooks``)."""
 
 from ..platform import Platform
 from . import api, coupons, sync, webhooks
