@@ -596,3 +596,12 @@ def test_shopify_checkout_without_token_in_its_url_updates_the_webhooks_cart(
     carts = carts_by_id(db, shopify.org_id, "shopify")
     assert set(carts) == {"tok-2001", "2002"}
     assert carts["2002"]["checkout_id"] == "2002" and carts["2002"]["cart_token"] == "ct-2002"
+
+
+def test_shopify_sync_waits_for_the_cost_bucket_before_the_next_page(db, shopify, waits):
+    """A nearly empty bucket (throttleStatus) after a page: the client waits until it can pay
+    for another query of the same cost before asking for the next page."""
+    shopify.serve(throttle=False)
+    shopify.standin.available = 10.0  # each page costs 52; 100 points a second come back
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append)
+    assert waits == [0.42] * 4  # (52 - 10) / 100 after each of the four pages
