@@ -147,6 +147,7 @@ def shopify(db, runtime, org, recorder):
         ]
         standin.pages["orders"] = [[graphql_order(order)], [graphql_order(other_order)]]
         standin.fail.clear()
+        standin.throttle_once.clear()
         if throttle:
             standin.throttle_once.add("abandonedCheckouts")
 
