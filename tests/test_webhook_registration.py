@@ -309,3 +309,50 @@ def test_magento_prints_the_webhooks_xml_to_paste(cli_env, org):
     assert "<config" in text.stdout
     verify = run(cli_env, "connections", "verify", body["connection_id"])
     assert verify.exit_code == 0 and "observer.sales_order_place_after" in verify.stdout
+
+
+def test_dashboard_stores_page_shows_the_webhook_status(
+    monkeypatch, database_url, settings, db, runtime, org, recorder
+):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from cartrecovery import tenancy
+
+    store = uuid.uuid4().hex[:10]
+    standin = BigCommerceHooks(recorder, store, "tok")
+    creds = {"access_token": "tok", "api_base_url": recorder.url}
+    tenancy.add_connection(
+        db, runtime.encryption_key, org.org_id, "bigcommerce", store, "hook-secret", creds
+    )
+    for env, value in {
+        "DATABASE_URL": database_url,
+        "CARTRECOVERY_ORG": str(org.org_id),
+        "APP_URL": settings.app_url,
+        "SECRET_KEY": settings.secret_key,
+    }.items():
+        monkeypatch.setenv(env, value)
+    monkeypatch.delenv("ENCRYPTION_KEY", raising=False)
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=30).run()
+    at.switch_page("views/stores.py").run(timeout=30)
+    assert not at.exception
+    assert recorder.find("GET", standin.base) == []  # nothing asked before the button
+    at.button(key="check_webhooks").click().run(timeout=30)
+    assert [w.value for w in at.warning] == [
+        f"Webhooks need repair: run `cartrecovery connections verify "
+        f"{at.selectbox(key='store').value} --fix`."
+    ]
+    registered = at.dataframe[1].value
+    assert set(registered["registered"]) == {"MISSING"} and len(registered) == len(SCOPES)
+
+    from integrations import webhooks
+
+    connection = tenancy.get_connection(
+        db, runtime.encryption_key, uuid.UUID(at.selectbox(key="store").value)
+    )
+    webhooks.ensure(webhooks.registrar_for(connection, settings.app_url))
+    at.button(key="check_webhooks").click().run(timeout=30)
+    assert [s.value for s in at.success] == ["All expected webhooks are registered."]
+    assert set(at.dataframe[1].value["registered"]) == {"yes"}
