@@ -91,7 +91,7 @@ def install():
     hint = request.args.get("org")
     if hint:
         org_id = oauth.read_org_hint(rt.settings.secret_key, hint)
-        if org_id is None:
+        if org_id is None or not _org_exists(org_id):
             raise ApiError(400, "invalid_org_hint", "the org hint is not genuine or has expired")
     nonce = secrets.token_urlsafe(32)
     rt.redis.set(
@@ -109,6 +109,12 @@ def install():
         path=CALLBACK_PATH,
     )
     return response
+
+
+def _org_exists(org_id: str) -> bool:
+    with runtime().db.system() as conn:
+        row = conn.execute("SELECT 1 FROM app.orgs WHERE org_id = %s", (UUID(org_id),))
+        return row.fetchone() is not None
 
 
 def _take_state(shop: str) -> dict:
