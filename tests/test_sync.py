@@ -606,3 +606,34 @@ def test_shopify_sync_waits_for_the_cost_bucket_before_the_next_page(db, shopify
     shopify.standin.available = 10.0  # each page costs 52; 100 points a second come back
     history.sync(db, shopify.connection, SINCE, sleep=waits.append)
     assert waits == [0.42] * 4  # (52 - 10) / 100 after each of the four pages
+
+
+def test_graphql_objects_map_to_the_webhooks_canonical_records():
+    """The GraphQL checkout and order give the canonical cart and order their webhooks give,
+    but for what the GraphQL objects do not carry: a checkout's cart token (its recovery URL
+    names either the checkout token or the cart token) and an order's checkout id."""
+    import msgspec
+
+    from integrations.shopify.adapter import (
+        ShopifyCheckout,
+        ShopifyOrder,
+        checkout_to_cart,
+        order_to_canonical,
+    )
+    from integrations.shopify.sync import checkout_payload, order_payload
+
+    cid = uuid.uuid4()
+    rest = fixture_json("shopify_checkouts_create.json")
+    rest["abandoned_checkout_url"] = classic_url(rest)
+    webhook = msgspec.structs.asdict(checkout_to_cart(ShopifyCheckout.model_validate(rest), cid))
+    synced = checkout_payload(graphql_checkout(rest))
+    graphql = msgspec.structs.asdict(checkout_to_cart(ShopifyCheckout.model_validate(synced), cid))
+    assert webhook.pop("cart_token") and graphql.pop("cart_token") is None
+    assert graphql == webhook
+
+    rest = fixture_json("shopify_orders_create.json")
+    webhook = msgspec.structs.asdict(order_to_canonical(ShopifyOrder.model_validate(rest), cid))
+    synced = order_payload(graphql_order(rest))
+    graphql = msgspec.structs.asdict(order_to_canonical(ShopifyOrder.model_validate(synced), cid))
+    assert webhook.pop("checkout_external_id") and graphql.pop("checkout_external_id") is None
+    assert graphql == webhook
