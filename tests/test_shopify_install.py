@@ -318,3 +318,28 @@ def test_app_toml_lists_scopes_redirect_and_privacy_topics(tmp_path):
     }
     missing = CliRunner().invoke(main, ["shopify", "app-toml"], env={"SHOPIFY_API_KEY": None})
     assert missing.exit_code == 2
+
+
+def test_refused_token_exchange_or_subscriptions_answer_502(install_app, standin, db, shop):
+    client = install_app.test_client()
+    standin.recorder.respond("POST", "/admin/oauth/access_token", 400, {"error": "bad code"})
+    res = callback(client, shop, start(client, shop)["state"])
+    assert res.status_code == 502
+    assert res.get_json()["error"]["code"] == "token_exchange_failed"
+    assert connections_of(db, shop) == [] and queued(install_app) == []
+
+    standin.recorder.responses.clear()
+    standin._op_Subscribe = lambda variables: (  # Shopify refuses every subscription
+        200,
+        {"data": {"webhookSubscriptionCreate": {"userErrors": [{"message": "no scope"}]}}},
+    )
+    res = callback(client, shop, start(client, shop)["state"])
+    assert res.status_code == 502
+    error = res.get_json()["error"]
+    assert error["code"] == "webhook_registration_failed"
+    assert "connections verify" in error["message"]
+    # The store stays connected (the token is good); no sync is queued: installing again
+    # (or `connections verify --fix`, then `sync`) finishes it.
+    [row] = connections_of(db, shop)
+    assert error["details"]["connection_id"] == str(row["connection_id"])
+    assert queued(install_app) == []
