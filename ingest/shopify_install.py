@@ -15,7 +15,7 @@ through the GraphQL Admin API (existing subscriptions listed first: a second ins
 duplicates nothing), the first historical sync is queued, and the merchant is redirected to
 the dashboard. The token appears in no redirect, page or log line.
 
-**Which org.** A signed org hint in the install URL (made by the dashboard or
+**Which org.** A signed org hint in the install URL (made by
 ``cartrecovery shopify install-link --org``) names the org; else the org the shop was
 connected to before (a reinstall); else a new org named after the shop.
 """

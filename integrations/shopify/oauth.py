@@ -100,7 +100,7 @@ def exchange_code(
 
 
 # --- which org an install joins ----------------------------------------------------------------
-# An install started from our side (the dashboard or `cartrecovery shopify install-link`)
+# An install started from our side (`cartrecovery shopify install-link`, or a signed-in page)
 # carries a signed, short-lived org hint: the shop joins that org. See docs/adapters.md.
 
 ORG_HINT_SALT = "cartrecovery.shopify-install-org.v1"
