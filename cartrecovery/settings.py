@@ -50,6 +50,14 @@ class Settings:
     # Accept push subscriptions whose endpoint is http or a local/private host: only for
     # development against a local push service (the snippet's key is public).
     push_allow_local_endpoints: bool = False
+    # The Shopify app's client id and secret (OAuth install; the secret also signs the
+    # webhooks of installed shops). SHOPIFY_API_BASE_URL replaces https://<shop> for the
+    # install's token exchange and the installed shop's API calls (tests, proxies).
+    shopify_api_key: str | None = None
+    shopify_api_secret: str | None = None
+    shopify_api_base_url: str | None = None
+    # Where a merchant lands after installing (the Streamlit dashboard).
+    dashboard_url: str = "http://127.0.0.1:8501"
     mlflow_tracking_uri: str | None = None
     dagster_home: str | None = None
     max_body_bytes: int = 1_048_576
@@ -82,6 +90,10 @@ class Settings:
             vapid_private_key=_env("VAPID_PRIVATE_KEY"),
             vapid_subject=_env("VAPID_SUBJECT"),
             push_allow_local_endpoints=_flag("PUSH_ALLOW_LOCAL_ENDPOINTS"),
+            shopify_api_key=_env("SHOPIFY_API_KEY"),
+            shopify_api_secret=_env("SHOPIFY_API_SECRET"),
+            shopify_api_base_url=_env("SHOPIFY_API_BASE_URL"),
+            dashboard_url=_env("DASHBOARD_URL", "http://127.0.0.1:8501").rstrip("/"),
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
             dagster_home=_env("DAGSTER_HOME"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),

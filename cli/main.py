@@ -399,6 +399,11 @@ def connections() -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print {connection_id, webhook_urls} as JSON."
 )
+@click.option(
+    "--skip-webhooks",
+    is_flag=True,
+    help="Do not register the webhooks through the platform's API (print the URLs only).",
+)
 @_credential_options
 def connections_add(
     platform: str,
@@ -406,6 +411,7 @@ def connections_add(
     shop_domain: str,
     secret: str | None,
     as_json: bool,
+    skip_webhooks: bool,
     **credential_options,
 ) -> None:
     """Connect a store of an installed PLATFORM (shopify, woocommerce, bigcommerce, magento,
@@ -413,10 +419,15 @@ def connections_add(
 
     Platform API credentials (encrypted at rest) come from the platform options below or
     --credentials; they let BigCommerce/Magento fetch full carts and `sync` read history.
+    With them, the store's webhooks are registered through its API (Shopify with an access
+    token, BigCommerce with an API token, WooCommerce with REST keys; existing ones are
+    listed first, so nothing is duplicated); for Magento the webhooks.xml to paste is
+    printed. `connections verify ID --fix` repairs them later.
     """
     from cartrecovery import audit, tenancy
     from cartrecovery.crypto import load_key, new_secret
     from cartrecovery.db import Database
+    from integrations import webhooks
 
     shop_domain = shop_domain.strip().lower()
     if not shop_domain:
@@ -446,18 +457,133 @@ def connections_add(
             str(connection_id),
             {"platform": platform},
         )
+        connection = tenancy.get_connection(db, key, connection_id)
+        registered = None if skip_webhooks else _register_webhooks(settings, connection)
+        config = webhooks.manual_config(connection, settings.app_url)
     urls = webhook_urls(settings.app_url, platform, connection_id)
     if as_json:
         body = {"connection_id": str(connection_id), "webhook_urls": urls}
         if generated:
             body["secret"] = secret
+        if registered is not None:
+            body["webhooks"] = registered
+        if config is not None:
+            body["webhook_config"] = config
         click.echo(json.dumps(body))
         return
     click.echo(f"{platform} store {shop_domain} connected: {connection_id}")
     if generated:
         click.echo(f"webhook secret (shown once): {secret}")
+    if registered is not None and "error" not in registered:
+        made = len(registered.get("created", []))
+        click.echo(f"webhooks registered through the {platform} API ({made} created):")
+    elif config is not None:
+        click.echo("paste this into app/etc/webhooks.xml (or a module's etc/webhooks.xml):")
+        click.echo(config)
+        return
     for topic, url in urls.items():
         click.echo(f"  {topic:<24} {url}")
+
+
+def _register_webhooks(settings, connection) -> dict | None:
+    """Register the connection's webhooks through its platform's API when its credentials
+    allow (None when they do not). A failure does not undo the connection: it is reported
+    (on stderr, and as ``{"error"}``) with the command that repairs it."""
+    from integrations import webhooks
+
+    try:
+        registrar = webhooks.registrar_for(connection, settings.app_url, **_HOOK_CLIENT)
+        if registrar is None:
+            return None
+        return webhooks.ensure(registrar).as_dict()
+    except (webhooks.WebhookError, ValueError) as exc:
+        click.echo(
+            f"warning: webhooks not registered: {exc}; fix the credentials, then run "
+            f"`cartrecovery connections verify {connection.connection_id} --fix`",
+            err=True,
+        )
+        return {"error": str(exc)}
+
+
+# Registration from the command line: a short wait, few retries.
+_HOOK_CLIENT = {"timeout": 15, "max_attempts": 3, "max_retry_after": 30}
+
+
+@connections.command("verify")
+@click.argument("connection_id")
+@click.option("--fix", is_flag=True, help="Create what is missing, replace what is broken.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def connections_verify(connection_id: str, fix: bool, as_json: bool) -> None:
+    """List the webhooks the platform has registered for store CONNECTION_ID against the
+    ones the product expects; --fix repairs the difference. Exit status 1 when something
+    is still wrong."""
+    from cartrecovery import audit, tenancy
+    from cartrecovery.crypto import load_key
+    from cartrecovery.db import Database
+    from integrations import webhooks
+
+    try:
+        cid = UUID(connection_id)
+    except ValueError:
+        raise click.BadParameter("not a connection id", param_hint="CONNECTION_ID") from None
+    with services(need_redis=False) as svc:
+        settings = svc.settings()
+        db = Database(svc.database_url)
+        key = load_key(settings.encryption_key, settings.secret_key)
+        connection = tenancy.get_connection(db, key, cid)
+        if connection is None:
+            raise click.BadParameter("no active connection", param_hint="CONNECTION_ID")
+        config = webhooks.manual_config(connection, settings.app_url)
+        try:
+            registrar = webhooks.registrar_for(connection, settings.app_url, **_HOOK_CLIENT)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if registrar is None:
+            if config is not None:
+                click.echo(f"{connection.platform} webhooks are declared in the store: paste")
+                click.echo(config)
+                return
+            raise click.ClickException(
+                f"{connection.platform}: no webhook API, or the connection lacks the "
+                "credentials it needs (docs/adapters.md)"
+            )
+        try:
+            result = webhooks.ensure(registrar) if fix else webhooks.status(registrar)
+        except webhooks.WebhookError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if fix:
+            audit.record(
+                db,
+                connection.org_id,
+                audit.cli_actor(),
+                "connections.verify_fix",
+                str(cid),
+                {"created": len(result.created), "deleted": len(result.deleted)},
+            )
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        for line in _status_lines(result):
+            click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _status_lines(result) -> Iterator[str]:
+    live = {h.key for h in result.registered if h.active}
+    for hook in result.expected:
+        mark = "ok     " if hook.key in live else "MISSING"
+        yield f"{mark} {hook.topic:<24} {hook.url}"
+    for hook in result.inactive:
+        yield f"INACTIVE {hook.topic:<23} {hook.url} (id {hook.id})"
+    for hook in result.stale:
+        yield f"STALE  {hook.topic:<24} {hook.url} (id {hook.id}, not expected)"
+    for hook in result.deleted:
+        yield f"deleted {hook.topic:<23} {hook.url} (id {hook.id})"
+    for hook in result.created:
+        yield f"created {hook.topic:<23} {hook.url} (id {hook.id})"
+    if result.ok:
+        yield "all expected webhooks are registered"
 
 
 def webhook_urls(app_url: str, platform: str, connection_id: UUID) -> dict[str, str]:
@@ -834,12 +960,15 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
 
 from pipelines.commands import warehouse  # noqa: E402
 
+from .shopify import shopify  # noqa: E402
 from .stats import stats  # noqa: E402
 from .users import users  # noqa: E402
 
 main.add_command(users)
 main.add_command(stats)
 main.add_command(warehouse)
+main.add_command(shopify)
+
 
 if __name__ == "__main__":
     main()

@@ -67,5 +67,6 @@ st.navigation(
         st.Page("views/live.py", title="Live", icon=":material/monitoring:", default=True),
         st.Page("views/campaigns.py", title="Campaigns", icon=":material/campaign:"),
         st.Page("views/outbox.py", title="Outbox", icon=":material/outbox:"),
+        st.Page("views/stores.py", title="Stores", icon=":material/storefront:"),
     ]
 ).run()

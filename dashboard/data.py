@@ -171,3 +171,38 @@ def set_campaign_status(url: str, org_id: str, user_id: str, campaign_id: str, s
             )
     campaign_list.clear()
     return changed
+
+
+def stores(url: str, org_id: str) -> list[dict]:
+    """The org's store connections (no secrets or credentials), newest first."""
+    from cartrecovery import tenancy
+
+    rows = tenancy.list_connections(database(url), UUID(org_id))
+    return [{**r, "connection_id": str(r["connection_id"])} for r in rows]
+
+
+def store_webhooks(url: str, org_id: str, connection_id: str) -> dict:
+    """What the store's platform has registered against what the product expects (asks the
+    platform's API: not cached, run on demand). ``{"managed": False, "reason"}`` when the
+    platform has no webhook API or the connection lacks the credentials; ``{"error"}`` when
+    the platform could not be asked."""
+    from cartrecovery import tenancy
+    from cartrecovery.crypto import load_key
+    from integrations import webhooks
+
+    settings = Settings.from_env()
+    key = load_key(settings.encryption_key, settings.secret_key)
+    connection = tenancy.get_connection(database(url), key, UUID(connection_id))
+    if connection is None or str(connection.org_id) != org_id:
+        return {"managed": False, "reason": "the connection is not active"}
+    try:
+        registrar = webhooks.registrar_for(connection, settings.app_url, timeout=5, max_attempts=2)
+        if registrar is None:
+            if webhooks.manual_config(connection, settings.app_url) is not None:
+                reason = "declared in the store (`cartrecovery connections verify` prints it)"
+            else:
+                reason = "no webhook API for this platform, or no API credentials"
+            return {"managed": False, "reason": reason}
+        return {"managed": True, **webhooks.status(registrar).as_dict()}
+    except (webhooks.WebhookError, ValueError) as exc:
+        return {"managed": True, "ok": False, "error": str(exc)[:300]}

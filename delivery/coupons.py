@@ -9,7 +9,7 @@ A step offers a discount with ``"discount": {"type": "percentage" | "fixed_amoun
 - the code is random (``SAVE-`` + 10 characters from an alphabet without look-alikes),
   unique per org, valid until ``expires_in_hours`` from issue;
 - created in the store through its API when the cart's store connection has credentials:
-  Shopify (price rule + discount code), WooCommerce (coupon), BigCommerce (coupon): the
+  Shopify (a GraphQL code discount), WooCommerce (coupon), BigCommerce (coupon): the
   platform's ``coupon_client`` (``integrations/<platform>/coupons.py``, found through
   ``integrations.coupons.coupon_client``). Generic and Magento stores, and stores whose connection
   has no API credentials, get a code that exists only here (``platform = 'local'``): the

@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)
 
-    from . import audit, health, openapi, restore, snippet, tracking, unsubscribe
+    from . import audit, health, openapi, restore, shopify_install, snippet, tracking, unsubscribe
     from .api import (
         analytics,
         campaigns,
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         restore,
         unsubscribe,
         shopify,
+        shopify_install,
         stores,
         sendgrid,
         twilio,

@@ -45,6 +45,7 @@ ERRORS = {
     415: "Unsupported content type",
     422: "The template does not render",
     429: "Rate limited: retry after `Retry-After` seconds",
+    502: "A platform's API answered with an error (nothing was stored)",
 }
 # Where the request is authenticated otherwise, these codes mean something else.
 ERRORS_BY_AUTH = {

@@ -2,7 +2,7 @@
 (the spec of a coupon, the client base class); each platform's own client lives in its
 package (``integrations/<platform>/coupons.py``) and is named by its ``Platform``:
 
-- Shopify Admin REST: a price rule (the discount), then one discount code under it;
+- Shopify GraphQL Admin API: one `discountCodeBasicCreate` (or free-shipping) mutation;
 - WooCommerce REST v3: one coupon; HTTP Basic auth with the consumer key and secret;
 - BigCommerce v2: one coupon; ``X-Auth-Token``.
 

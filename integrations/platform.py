@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # only for annotations: the registry must not import every AP
 
     from .coupons import StoreClient
     from .sync import Resource
+    from .webhooks import Registrar
 
 # Where a store posts when its adapter names no topics: the URL names the connection.
 CUSTOM_PATH = "/api/webhooks/custom/{connection_id}"
@@ -71,7 +72,10 @@ class Platform:
     needs, which ``coupon_credentials`` names (a campaign offering discounts is refused while
     it can reach a connection without them: cartrecovery/discount_reach.py). ``aliases``:
     other names accepted for this platform
-    (stored under ``name``).
+    (stored under ``name``). ``webhook_registrar(connection, app_url, **client_options)``:
+    the store's webhook API (``integrations.webhooks.Registrar``), or None without the
+    credentials it needs; ``webhook_config(connection, app_url)``: the configuration text to
+    paste, for a platform whose webhooks are declared in the store (docs/adapters.md).
     """
 
     name: str
@@ -81,6 +85,8 @@ class Platform:
     sync_resources: Mapping[str, type[Resource]] | None = None
     coupon_client: Callable[[str, dict], StoreClient | None] | None = None
     coupon_credentials: tuple[str, ...] = ()
+    webhook_registrar: Callable[..., Registrar | None] | None = None
+    webhook_config: Callable[[Any, str], str] | None = None
     aliases: tuple[str, ...] = field(default=())
 
     @property

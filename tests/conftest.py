@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -184,6 +185,8 @@ class Recorder:
     def __init__(self):
         self.requests: list[dict] = []
         self.responses: dict[tuple[str, str], list[tuple[int, dict, bytes]]] = {}
+        # method+path → handler(request) -> (status, body, headers?): a stateful stand-in.
+        self.handlers: dict[tuple[str, str], Callable] = {}
         self.default = (200, {"Content-Type": "application/json"}, b"{}")
         recorder = self
 
@@ -200,7 +203,9 @@ class Recorder:
                         "body": body,
                     }
                 )
-                status, headers, payload = recorder._answer(self.command, path.split("?")[0])
+                status, headers, payload = recorder._answer(
+                    self.command, path.split("?")[0], recorder.requests[-1]
+                )
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -225,7 +230,18 @@ class Recorder:
         entry = (status, headers or {"Content-Type": "application/json"}, body)
         self.responses.setdefault((method, path), []).extend([entry] * (times or 1))
 
-    def _answer(self, method, path):
+    def handle(self, method: str, path: str, handler: Callable) -> None:
+        """Answer method+path with ``handler(request)`` -> (status, body[, headers]), after
+        any queued answers for it have been used."""
+        self.handlers[(method, path)] = handler
+
+    def _answer(self, method, path, request=None):
+        handler = self.handlers.get((method, path))
+        if handler is not None and not self.responses.get((method, path)):
+            status, body, *rest = handler(request)
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+            return status, (rest[0] if rest else {"Content-Type": "application/json"}), body
         queued = self.responses.get((method, path))
         if queued:
             return queued.pop(0) if len(queued) > 1 else queued[0]

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from psycopg.types.json import Jsonb
+from shopify_standin import GRAPHQL, ShopifyStandIn
 
 from cartrecovery import discounts, tenancy
 from delivery import coupons
@@ -25,7 +26,6 @@ STEP = {
     "template": "cart_reminder_discount",
     "discount": {"type": "percentage", "value": 10, "expires_in_hours": 72},
 }
-SHOPIFY_RULES = "/admin/api/2025-07/price_rules.json"
 CODE = re.compile(r"^SAVE-[A-HJ-NP-Z2-9]{10}$")
 
 
@@ -68,7 +68,8 @@ def _json(request) -> dict:
     return json.loads(request["body"])
 
 
-def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
+def test_shopify_discount_code_basic_create(db, runtime, org, recorder):
+    standin = ShopifyStandIn(recorder, token="shpat_test")
     connection_id = _connect(
         db,
         runtime,
@@ -76,37 +77,28 @@ def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
         "shopify",
         {"access_token": "shpat_test", "api_base_url": recorder.url},
     )
-    recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 507328175}})
-    codes_path = "/admin/api/2025-07/price_rules/507328175/discount_codes.json"
-    recorder.respond(
-        "POST", codes_path, 201, {"discount_code": {"id": 1054381139, "price_rule_id": 507328175}}
-    )
     message, cart = _message(db, org.org_id, "shopify", connection_id)
 
     coupon = _issue(db, runtime, message, cart)
 
     assert CODE.match(coupon["code"])
-    [rule_request] = recorder.find("POST", SHOPIFY_RULES)
-    assert rule_request["headers"]["X-Shopify-Access-Token"] == "shpat_test"
-    assert _json(rule_request) == {
-        "price_rule": {
+    [request] = recorder.requests
+    assert request["path"] == GRAPHQL  # the pinned GraphQL Admin API version, one call
+    assert request["headers"]["X-Shopify-Access-Token"] == "shpat_test"
+    [call] = standin.graphql_calls("CreateRecoveryDiscount")
+    assert "discountCodeBasicCreate(basicCodeDiscount: $discount)" in call["query"]
+    assert call["variables"] == {
+        "discount": {
             "title": coupon["code"],
-            "target_type": "line_item",
-            "target_selection": "all",
-            "allocation_method": "across",
-            "value_type": "percentage",
-            "value": "-10.00",
-            "customer_selection": "all",
-            "once_per_customer": True,
-            "usage_limit": 1,
-            "starts_at": "2026-11-25T10:00:00+00:00",
-            "ends_at": "2026-11-28T10:00:00+00:00",
+            "code": coupon["code"],
+            "startsAt": "2026-11-25T10:00:00+00:00",
+            "endsAt": "2026-11-28T10:00:00+00:00",
+            "usageLimit": 1,
+            "appliesOncePerCustomer": True,
+            "context": {"all": "ALL"},
+            "customerGets": {"value": {"percentage": 0.1}, "items": {"all": True}},
         }
     }
-    [code_request] = recorder.find("POST", codes_path)
-    assert code_request["headers"]["X-Shopify-Access-Token"] == "shpat_test"
-    assert _json(code_request) == {"discount_code": {"code": coupon["code"]}}
-    assert [r["path"] for r in recorder.requests] == [SHOPIFY_RULES, codes_path]
 
     assert (coupon["platform"], coupon["type"], coupon["value"], coupon["currency"]) == (
         "shopify",
@@ -114,34 +106,38 @@ def test_shopify_price_rule_then_discount_code(db, runtime, org, recorder):
         Decimal("10.00"),
         "USD",
     )
-    assert coupon["platform_ids"] == {"price_rule_id": 507328175, "discount_code_id": 1054381139}
+    assert coupon["platform_ids"] == {
+        "discount_id": "gid://shopify/DiscountCodeNode/9001",
+        "discount_legacy_id": "9001",
+    }
     assert coupon["expires_at"] == NOW + timedelta(hours=72)
     assert coupon["message_id"] == message["message_id"]
     assert coupon["cart_id"] == cart["cart_id"]
     assert len(_stored(db, org.org_id)) == 1
 
 
-def test_shopify_fixed_amount(db, runtime, org, recorder):
+def test_shopify_fixed_amount_and_free_shipping(db, runtime, org, recorder):
+    standin = ShopifyStandIn(recorder, token="t")
     connection_id = _connect(
         db, runtime, org.org_id, "shopify", {"access_token": "t", "api_base_url": recorder.url}
-    )
-    recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 7}})
-    recorder.respond(
-        "POST",
-        "/admin/api/2025-07/price_rules/7/discount_codes.json",
-        201,
-        {"discount_code": {"id": 8}},
     )
     message, cart = _message(db, org.org_id, "shopify", connection_id)
     step = {**STEP, "discount": {"type": "fixed_amount", "value": 5, "expires_in_hours": 24}}
     coupon = _issue(db, runtime, message, cart, step)
-    rule = _json(recorder.find("POST", SHOPIFY_RULES)[0])["price_rule"]
-    assert (rule["value_type"], rule["value"], rule["ends_at"]) == (
-        "fixed_amount",
-        "-5.00",
-        "2026-11-26T10:00:00+00:00",
-    )
+    [fixed] = standin.discounts
+    assert fixed["customerGets"]["value"] == {
+        "discountAmount": {"amount": "5.00", "appliesOnEachItem": False}
+    }
+    assert fixed["endsAt"] == "2026-11-26T10:00:00+00:00"
     assert (coupon["type"], coupon["value"]) == ("fixed_amount", Decimal("5.00"))
+
+    message, cart = _message(db, org.org_id, "shopify", connection_id)
+    step = {**STEP, "discount": {"type": "free_shipping", "expires_in_hours": 24}}
+    _issue(db, runtime, message, cart, step)
+    [call] = standin.graphql_calls("CreateRecoveryFreeShipping")
+    assert "discountCodeFreeShippingCreate" in call["query"]
+    assert call["variables"]["discount"]["destination"] == {"all": True}
+    assert "customerGets" not in call["variables"]["discount"]
 
 
 def test_woocommerce_coupon(db, runtime, org, recorder):
@@ -300,22 +296,18 @@ def test_rate_limit_with_retry_after_is_waited_out(db, runtime, org, recorder):
     assert len(recorder.find("POST", "/wp-json/wc/v3/coupons")) == 2
 
 
-def test_shopify_code_failure_removes_the_price_rule(db, runtime, org, recorder):
+def test_shopify_refused_discount_stores_nothing(db, runtime, org, recorder):
+    standin = ShopifyStandIn(recorder, token="t")
+    standin.discount_errors = [
+        {"field": ["basicCodeDiscount", "code"], "code": "TAKEN", "message": "must be unique"}
+    ]
     connection_id = _connect(
         db, runtime, org.org_id, "shopify", {"access_token": "t", "api_base_url": recorder.url}
     )
-    recorder.respond("POST", SHOPIFY_RULES, 201, {"price_rule": {"id": 11}})
-    recorder.respond(
-        "POST",
-        "/admin/api/2025-07/price_rules/11/discount_codes.json",
-        422,
-        {"errors": {"code": ["must be unique"]}},
-    )
-    recorder.respond("DELETE", "/admin/api/2025-07/price_rules/11.json", 204, b"")
     message, cart = _message(db, org.org_id, "shopify", connection_id)
-    with pytest.raises(CouponError):
+    with pytest.raises(CouponError, match="must be unique"):
         _issue(db, runtime, message, cart)
-    assert len(recorder.find("DELETE", "/admin/api/2025-07/price_rules/11.json")) == 1
+    assert len(standin.discounts) == 1  # one mutation: nothing half-made to clean up
     assert _stored(db, org.org_id) == []
 
 

@@ -16,6 +16,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import fixture_bytes, shopify_hmac
 from psycopg.types.json import Jsonb
+from shopify_standin import (
+    GRAPHQL,
+    ShopifyStandIn,
+    classic_url,
+    graphql_checkout,
+    graphql_order,
+)
 
 from cartrecovery import tenancy
 from cli.main import main
@@ -24,8 +31,6 @@ from integrations import sync as history
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 SHOPIFY_TOKEN = "shpat_fake_sync_token"
-CHECKOUTS = "/admin/api/2025-07/checkouts.json"
-ORDERS = "/admin/api/2025-07/orders.json"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -116,6 +121,8 @@ def shopify(db, runtime, org, recorder):
         created_at=iso(now - timedelta(seconds=120)),
     )
     org.checkouts = {"converted": converted, "abandoned": abandoned, "recent": recent}
+    for checkout in org.checkouts.values():  # classic checkouts: the URL names the token
+        checkout["abandoned_checkout_url"] = classic_url(checkout)
     order = fixture_json("shopify_orders_create.json")
     other_order = copy.deepcopy(order)
     other_order.update(
@@ -128,23 +135,21 @@ def shopify(db, runtime, org, recorder):
     )
     org.orders = [order, other_order]
 
-    def next_link(path):
-        return {**JSON, "Link": f'<{recorder.url}{path}?limit=250&page_info=p2>; rel="next"'}
+    standin = ShopifyStandIn(recorder, token=SHOPIFY_TOKEN)
+    org.standin = standin
 
     def serve(throttle: bool = True):
-        """Queue the two pages of each resource (after one 429 when ``throttle``)."""
-        recorder.responses.pop(("GET", CHECKOUTS), None)
-        recorder.responses.pop(("GET", ORDERS), None)
+        """Two pages of each resource (the first checkouts query THROTTLED when
+        ``throttle``)."""
+        standin.pages["abandonedCheckouts"] = [
+            [graphql_checkout(converted), graphql_checkout(abandoned)],
+            [graphql_checkout(recent)],
+        ]
+        standin.pages["orders"] = [[graphql_order(order)], [graphql_order(other_order)]]
+        standin.fail.clear()
+        standin.throttle_once.clear()
         if throttle:
-            recorder.respond(
-                "GET", CHECKOUTS, 429, {"errors": "slow down"}, {**JSON, "Retry-After": "2"}
-            )
-        recorder.respond(
-            "GET", CHECKOUTS, 200, {"checkouts": [converted, abandoned]}, next_link(CHECKOUTS)
-        )
-        recorder.respond("GET", CHECKOUTS, 200, {"checkouts": [recent]})
-        recorder.respond("GET", ORDERS, 200, {"orders": [order]}, next_link(ORDERS))
-        recorder.respond("GET", ORDERS, 200, {"orders": [other_order]})
+            standin.throttle_once.add("abandonedCheckouts")
 
     serve()
     org.serve = serve
@@ -159,14 +164,21 @@ def test_shopify_sync_imports_pages_honours_429_and_settles_old_carts(
     by_name = {r.resource: r for r in results}
     assert by_name["checkouts"].imported == 3 and by_name["checkouts"].pages == 2
     assert by_name["orders"].imported == 2 and by_name["orders"].pages == 2
-    assert waits == [2.0]  # the Retry-After of the 429
+    assert waits == [2.0]  # THROTTLED: (252 requested - 52 available) / 100 per second
 
-    calls = recorder.find("GET", CHECKOUTS)
+    calls = shopify.standin.graphql_calls("SyncAbandonedCheckouts")
     assert len(calls) == 3
-    assert calls[0]["headers"]["X-Shopify-Access-Token"] == SHOPIFY_TOKEN
-    assert query(calls[0]) == {"created_at_min": "2026-01-01T00:00:00Z", "limit": "250"}
-    assert query(calls[2]) == {"limit": "250", "page_info": "p2"}  # the Link cursor
-    assert query(recorder.find("GET", ORDERS)[0])["status"] == "any"
+    [first] = [r for r in recorder.requests][:1]
+    assert first["headers"]["X-Shopify-Access-Token"] == SHOPIFY_TOKEN
+    assert calls[0]["variables"] == {
+        "first": 100,
+        "after": None,
+        "query": "created_at:>='2026-01-01T00:00:00Z'",
+    }
+    assert calls[1]["variables"]["after"] is None  # the throttled query, tried again
+    assert calls[2]["variables"]["after"] == "page-1"  # the endCursor of page 1
+    orders = shopify.standin.graphql_calls("SyncOrders")
+    assert [c["variables"]["after"] for c in orders] == [None, "page-1"]
 
     carts = carts_by_id(db, shopify.org_id, "shopify")
     converted = carts[shopify.checkouts["converted"]["token"]]
@@ -191,7 +203,7 @@ def test_shopify_sync_imports_pages_honours_429_and_settles_old_carts(
         ).fetchall()
     assert len(events) == 5
     assert {e["headers"]["X-Cartrecovery-Sync"] for e in events} == {"checkouts", "orders"}
-    assert "shopify:sync:checkouts:old-abandoned-token:2026-03-10T09:00:00+00:00" in {
+    assert "shopify:sync:checkouts:1001:2026-03-10T09:00:00+00:00" in {
         e["dedup_key"] for e in events
     }
 
@@ -238,7 +250,7 @@ def test_sync_is_idempotent_with_itself_and_with_webhooks(db, client, shopify, w
 
 def test_interrupted_sync_resumes_after_the_last_committed_page(db, shopify, recorder, waits):
     # orders page 2 keeps failing: the sync stops after committing page 1.
-    recorder.responses[("GET", ORDERS)][1:] = [(500, JSON, b'{"errors": "boom"}')]
+    shopify.standin.fail["orders"] = [1]
     with pytest.raises(history.SyncError):
         history.sync(db, shopify.connection, SINCE, sleep=waits.append, max_attempts=2)
     state = {
@@ -246,22 +258,21 @@ def test_interrupted_sync_resumes_after_the_last_committed_page(db, shopify, rec
     }
     assert state["checkouts"]["done_at"] is not None
     assert state["orders"]["done_at"] is None and state["orders"]["imported"] == 1
-    assert "page_info=p2" in state["orders"]["cursor"]
+    assert state["orders"]["cursor"] == "after:page-1"
     assert count(db, shopify.org_id, "app.orders") == 1
-    orders_before = len(recorder.find("GET", ORDERS))
+    orders_before = len(shopify.standin.graphql_calls("SyncOrders"))
 
-    recorder.responses[("GET", ORDERS)] = [
-        (200, JSON, json.dumps({"orders": [shopify.orders[1]]}).encode())
-    ]
-    checkouts_before = len(recorder.find("GET", CHECKOUTS))
+    shopify.standin.fail.clear()
+    checkouts_before = len(shopify.standin.graphql_calls("SyncAbandonedCheckouts"))
     results = {
         r.resource: r for r in history.sync(db, shopify.connection, SINCE, sleep=waits.append)
     }
     assert results["checkouts"].up_to_date
     assert results["orders"].resumed and results["orders"].imported == 1
-    assert len(recorder.find("GET", CHECKOUTS)) == checkouts_before  # nothing refetched
-    resumed_calls = recorder.find("GET", ORDERS)[orders_before:]
-    assert len(resumed_calls) == 1 and query(resumed_calls[0])["page_info"] == "p2"
+    # nothing refetched
+    assert len(shopify.standin.graphql_calls("SyncAbandonedCheckouts")) == checkouts_before
+    resumed_calls = shopify.standin.graphql_calls("SyncOrders")[orders_before:]
+    assert len(resumed_calls) == 1 and resumed_calls[0]["variables"]["after"] == "page-1"
     assert count(db, shopify.org_id, "app.orders") == 2
     state = {
         s["resource"]: s for s in history.sync_state(db, shopify.org_id, shopify.connection_id)
@@ -271,11 +282,12 @@ def test_interrupted_sync_resumes_after_the_last_committed_page(db, shopify, rec
 
 def test_a_new_since_starts_over(db, shopify, recorder, waits):
     history.sync(db, shopify.connection, SINCE, resources=["orders"], sleep=waits.append)
-    recorder.responses[("GET", ORDERS)] = [(200, JSON, b'{"orders": []}')]
+    shopify.standin.pages["orders"] = [[]]
     later = SINCE + timedelta(days=30)
     [result] = history.sync(db, shopify.connection, later, resources=["orders"], sleep=waits.append)
     assert not result.up_to_date and not result.resumed and result.imported == 0
-    assert query(recorder.find("GET", ORDERS)[-1])["created_at_min"] == "2026-01-31T00:00:00Z"
+    last = shopify.standin.graphql_calls("SyncOrders")[-1]["variables"]
+    assert last["query"] == "created_at:>='2026-01-31T00:00:00Z'" and last["after"] is None
 
 
 def test_sync_without_credentials_or_for_unknown_resources_fails_clearly(db, runtime, org):
@@ -518,8 +530,7 @@ def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, r
     shopify.serve(throttle=False)
     args = ["sync", "shopify", "--connection", str(shopify.connection_id), "--since", "2026-01-01"]
     assert CliRunner().invoke(main, args, env=env, catch_exceptions=False).exit_code == 0
-    recorder.responses.pop(("GET", CHECKOUTS), None)
-    recorder.respond("GET", CHECKOUTS, 403, {"errors": "no scope"})
+    recorder.respond("POST", GRAPHQL, 403, {"errors": "no scope"})
     failed = CliRunner().invoke(main, args + ["--restart"], env=env)
     assert failed.exit_code == 1 and "403" in failed.output
     with db.system() as conn:
@@ -542,3 +553,87 @@ def test_cli_sync_runs_are_written_to_the_audit_log(db, database_url, shopify, r
     imported = {r["resource"]: r["imported"] for r in run["results"]}
     assert imported == {"checkouts": 3, "orders": 2}
     assert failure["restart"] is True and "403" in failure["error"]
+
+
+def test_shopify_checkout_without_token_in_its_url_updates_the_webhooks_cart(
+    db, client, shopify, waits
+):
+    """GraphQL's AbandonedCheckout has no token; with a recovery URL that names only the
+    cart token, the checkout a webhook stored already (same checkout id) is the one
+    updated, and one never seen is kept under its checkout id."""
+    webhook_first = copy.deepcopy(shopify.checkouts["recent"])
+    webhook_first.update(id=2001, token="tok-2001", cart_token="ct-2001")
+    webhook_first["abandoned_checkout_url"] = (
+        "https://shop.example/1/checkouts/ac/ct-2001/recover?key=k"
+    )
+    body = json.dumps(webhook_first).encode()
+    res = client.post(
+        "/api/webhooks/shopify/checkout-create",
+        data=body,
+        headers={
+            "X-Shopify-Shop-Domain": shopify.shop,
+            "X-Shopify-Hmac-Sha256": shopify_hmac(shopify.secret, body),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    )
+    assert res.status_code == 200
+    newer = copy.deepcopy(webhook_first)
+    newer["updated_at"] = iso(datetime.now(UTC) - timedelta(seconds=30))
+    newer["line_items"] = newer["line_items"][:1]
+    unseen = copy.deepcopy(newer)
+    unseen.update(id=2002, token="tok-2002", cart_token="ct-2002", email="new@example.com")
+    unseen["abandoned_checkout_url"] = "https://shop.example/1/checkouts/ac/ct-2002/recover?k=1"
+    shopify.standin.pages["abandonedCheckouts"] = [[graphql_checkout(newer)]]
+    shopify.standin.pages["orders"] = [[]]
+    shopify.standin.throttle_once.clear()
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append)
+    carts = carts_by_id(db, shopify.org_id, "shopify")
+    assert set(carts) == {"tok-2001"}
+    assert len(carts["tok-2001"]["line_items"]) == 1  # the synced, newer version
+
+    shopify.standin.pages["abandonedCheckouts"] = [[graphql_checkout(unseen)]]
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append, restart=True)
+    carts = carts_by_id(db, shopify.org_id, "shopify")
+    assert set(carts) == {"tok-2001", "2002"}
+    assert carts["2002"]["checkout_id"] == "2002" and carts["2002"]["cart_token"] == "ct-2002"
+
+
+def test_shopify_sync_waits_for_the_cost_bucket_before_the_next_page(db, shopify, waits):
+    """A nearly empty bucket (throttleStatus) after a page: the client waits until it can pay
+    for another query of the same cost before asking for the next page."""
+    shopify.serve(throttle=False)
+    shopify.standin.available = 10.0  # each page costs 52; 100 points a second come back
+    history.sync(db, shopify.connection, SINCE, sleep=waits.append)
+    assert waits == [0.42] * 4  # (52 - 10) / 100 after each of the four pages
+
+
+def test_graphql_objects_map_to_the_webhooks_canonical_records():
+    """The GraphQL checkout and order give the canonical cart and order their webhooks give,
+    but for what the GraphQL objects do not carry: a checkout's cart token (its recovery URL
+    names either the checkout token or the cart token) and an order's checkout id."""
+    import msgspec
+
+    from integrations.shopify.adapter import (
+        ShopifyCheckout,
+        ShopifyOrder,
+        checkout_to_cart,
+        order_to_canonical,
+    )
+    from integrations.shopify.sync import checkout_payload, order_payload
+
+    cid = uuid.uuid4()
+    rest = fixture_json("shopify_checkouts_create.json")
+    rest["abandoned_checkout_url"] = classic_url(rest)
+    webhook = msgspec.structs.asdict(checkout_to_cart(ShopifyCheckout.model_validate(rest), cid))
+    synced = checkout_payload(graphql_checkout(rest))
+    graphql = msgspec.structs.asdict(checkout_to_cart(ShopifyCheckout.model_validate(synced), cid))
+    assert webhook.pop("cart_token") and graphql.pop("cart_token") is None
+    assert graphql == webhook
+
+    rest = fixture_json("shopify_orders_create.json")
+    webhook = msgspec.structs.asdict(order_to_canonical(ShopifyOrder.model_validate(rest), cid))
+    synced = order_payload(graphql_order(rest))
+    graphql = msgspec.structs.asdict(order_to_canonical(ShopifyOrder.model_validate(synced), cid))
+    assert webhook.pop("checkout_external_id") and graphql.pop("checkout_external_id") is None
+    assert graphql == webhook

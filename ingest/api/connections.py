@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cartrecovery import tenancy
 from cartrecovery.crypto import new_secret
-from integrations import registry
+from integrations import registry, webhooks
 from integrations.platform import Platform
 
 from ..auth import require_key
@@ -164,11 +164,51 @@ def list_connections():
 @bp.get("/api/v1/connections/<id>")
 @require_key("read")
 def get_connection(id: str):
-    """Read one store connection (no secrets)."""
-    row = tenancy.connection_info(runtime().db, g.org_id, _uuid(id))
+    """Read one store connection (no secrets). With ``?webhooks=true``, also a ``webhooks``
+    block: what the platform has registered against what the product expects (this asks the
+    platform's API, so it is opt-in)."""
+    flag = (request.args.get("webhooks") or "false").strip().lower()
+    if flag not in _FLAGS:
+        raise ApiError(
+            400, "invalid_parameter", "webhooks must be true or false", {"webhooks": flag}
+        )
+    rt = runtime()
+    row = tenancy.connection_info(rt.db, g.org_id, _uuid(id))
     if row is None:
         raise _not_found()
-    return jsonify(_public(row))
+    out = _public(row)
+    if _FLAGS[flag]:
+        out["webhooks"] = _webhook_status(row)
+    return jsonify(out)
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# Inside a request: a short wait and few retries.
+_HOOK_CLIENT = {"timeout": 5, "max_attempts": 2, "max_retry_after": 5}
+
+
+def _webhook_status(row: dict) -> dict:
+    """The ``webhooks`` block of one connection (never an error status: what the platform
+    said is part of the answer)."""
+    rt = runtime()
+    if row["status"] != "active":
+        return {"managed": False, "reason": f"the connection is {row['status']}"}
+    connection = tenancy.get_connection(rt.db, rt.encryption_key, row["connection_id"])
+    if connection is None or connection.org_id != g.org_id:
+        return {"managed": False, "reason": "the connection is not active"}
+    try:
+        registrar = webhooks.registrar_for(connection, rt.settings.app_url, **_HOOK_CLIENT)
+        if registrar is None:
+            configured = webhooks.manual_config(connection, rt.settings.app_url) is not None
+            reason = (
+                "declared in the store's configuration (`cartrecovery connections verify`)"
+                if configured
+                else "no webhook API for this platform, or the connection lacks credentials"
+            )
+            return {"managed": False, "reason": reason}
+        return {"managed": True, **webhooks.status(registrar).as_dict()}
+    except (webhooks.WebhookError, ValueError) as exc:
+        return {"managed": True, "ok": False, "error": str(exc)[:500]}
 
 
 @bp.delete("/api/v1/connections/<id>")

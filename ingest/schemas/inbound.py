@@ -98,3 +98,28 @@ class OpenApiDocument(Answer):
     openapi: str
     info: dict[str, Any]
     paths: dict[str, Any]
+
+
+class ShopifyInstallQuery(Answer):
+    """The start of a Shopify install (docs/adapters.md, "Shopify")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    shop: str = Field(description="The shop's `<name>.myshopify.com` domain")
+    org: str | None = Field(
+        default=None, description="A signed org hint from `cartrecovery shopify install-link`"
+    )
+
+
+class ShopifyCallbackQuery(Answer):
+    """Shopify's redirect back after the merchant approved the scopes; every parameter is
+    covered by `hmac` (HMAC-SHA256 with the app's secret)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    shop: str
+    code: str
+    state: str
+    hmac: str
+    timestamp: str | None = None
+    host: str | None = None

@@ -231,6 +231,28 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/api/v1/webhook-subscriptions/{id}"): Operation(
         {204: Reply("Deleted, with its pending deliveries")}
     ),
+    # --- Shopify app install (browser redirects) ---------------------------------------------
+    ("GET", "/auth/shopify/install"): Operation(
+        {302: Reply("To the shop's authorize page, with a single-use state nonce")},
+        auth="none",
+        errors=(400, 404),
+        query=inbound.ShopifyInstallQuery,
+        notes=(
+            "Sets a signed, HttpOnly cookie holding the state nonce for the callback. 404 "
+            "`shopify_app_not_configured` without SHOPIFY_API_KEY and SHOPIFY_API_SECRET."
+        ),
+    ),
+    ("GET", "/auth/shopify/callback"): Operation(
+        {302: Reply("To the dashboard, with the store connected")},
+        auth="signature",
+        errors=(400, 401, 403, 404, 409, 502),
+        query=inbound.ShopifyCallbackQuery,
+        notes=(
+            "Verified by Shopify's `hmac` over the query (the app's secret), the single-use "
+            "`state` bound to the browser's cookie, and the shop's domain; the code is exchanged "
+            "server to server for an offline token, stored encrypted."
+        ),
+    ),
     # --- inbound webhooks ------------------------------------------------------------------
     ("POST", "/api/webhooks/{platform}"): Operation(
         _STORE_ACK,

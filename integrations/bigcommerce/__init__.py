@@ -1,9 +1,9 @@
 """BigCommerce: webhooks and the store API the adapter reads carts from (``adapter``), the
-sync client and credentials (``api``), historical sync (``sync``) and coupons
-(``coupons``)."""
+sync client and credentials (``api``), historical sync (``sync``), coupons (``coupons``) and
+webhook registration through ``/v3/hooks`` (``webhooks``)."""
 
 from ..platform import Platform
-from . import api, coupons, sync
+from . import api, coupons, sync, webhooks
 from .adapter import BigCommerceAdapter
 
 PLATFORM = Platform(
@@ -14,6 +14,7 @@ PLATFORM = Platform(
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
     coupon_credentials=("access_token",),
+    webhook_registrar=webhooks.registrar,
 )
 
 __all__ = ["PLATFORM", "BigCommerceAdapter"]

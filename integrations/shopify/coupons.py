@@ -1,14 +1,37 @@
-"""Shopify coupons: a price rule (the discount), then one discount code under it, through
-the Admin REST API (``X-Shopify-Access-Token``)."""
+"""Shopify coupons through the GraphQL Admin API: one code discount per coupon
+(``discountCodeBasicCreate`` for a percentage or a fixed amount off the order's items,
+``discountCodeFreeShippingCreate`` for free shipping), usable once in total and once per
+customer, for every buyer, until the coupon expires. One mutation creates the discount and
+its code, so nothing is left behind when Shopify refuses it."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import requests
 
 from cartrecovery.http_client import StoreApiError
 
 from ..coupons import CouponSpec, StoreClient, amount, iso
-from .api import api_version, base_url
+from .api import ShopifyGraphQL, api_version, base_url, legacy_id, user_errors
+
+BASIC_CREATE = """
+mutation CreateRecoveryDiscount($discount: DiscountCodeBasicInput!) {
+  discountCodeBasicCreate(basicCodeDiscount: $discount) {
+    codeDiscountNode { id }
+    userErrors { field code message }
+  }
+}
+"""
+
+FREE_SHIPPING_CREATE = """
+mutation CreateRecoveryFreeShipping($discount: DiscountCodeFreeShippingInput!) {
+  discountCodeFreeShippingCreate(freeShippingCodeDiscount: $discount) {
+    codeDiscountNode { id }
+    userErrors { field code message }
+  }
+}
+"""
 
 
 class ShopifyCoupons(StoreClient):
@@ -18,58 +41,48 @@ class ShopifyCoupons(StoreClient):
         self, shop_domain: str, credentials: dict, session: requests.Session | None = None
     ):
         super().__init__(base_url(shop_domain, credentials), session)
-        self.version = api_version(credentials)
         self.session.headers.update(
-            {"X-Shopify-Access-Token": credentials["access_token"], "Accept": "application/json"}
+            {
+                "X-Shopify-Access-Token": credentials["access_token"],
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            }
         )
+        self.api = ShopifyGraphQL(self.http, api_version(credentials))
 
-    def price_rule(self, spec: CouponSpec) -> dict:
-        """The ``price_rule`` object: one use in total, once per customer, until expiry."""
-        rule = {
+    def discount_input(self, spec: CouponSpec) -> dict:
+        """The mutation's input: one use in total, once per customer, until expiry."""
+        common = {
             "title": spec.code,
-            "target_type": "line_item",
-            "target_selection": "all",
-            "allocation_method": "across",
-            "value_type": "percentage",
-            "value": f"-{amount(spec.value)}",
-            "customer_selection": "all",
-            "once_per_customer": True,
-            "usage_limit": 1,
-            "starts_at": iso(spec.starts_at),
-            "ends_at": iso(spec.expires_at),
+            "code": spec.code,
+            "startsAt": iso(spec.starts_at),
+            "endsAt": iso(spec.expires_at),
+            "usageLimit": 1,
+            "appliesOncePerCustomer": True,
+            "context": {"all": "ALL"},
         }
+        if spec.type == "free_shipping":
+            return {**common, "destination": {"all": True}}
         if spec.type == "fixed_amount":
-            rule["value_type"] = "fixed_amount"
-        elif spec.type == "free_shipping":
-            rule.update(target_type="shipping_line", allocation_method="each", value="-100.00")
-        return rule
+            value = {"discountAmount": {"amount": amount(spec.value), "appliesOnEachItem": False}}
+        else:  # percentage: Shopify takes a fraction (0.1 = 10 %)
+            value = {"percentage": float(Decimal(spec.value) / 100)}
+        return {**common, "customerGets": {"value": value, "items": {"all": True}}}
 
     def create_coupon(self, spec: CouponSpec) -> dict:
-        prefix = f"/admin/api/{self.version}"
-        rule = self.request(
-            "POST", f"{prefix}/price_rules.json", json={"price_rule": self.price_rule(spec)}
+        free = spec.type == "free_shipping"
+        field = "discountCodeFreeShippingCreate" if free else "discountCodeBasicCreate"
+        data = self.api.execute(
+            FREE_SHIPPING_CREATE if free else BASIC_CREATE,
+            {"discount": self.discount_input(spec)},
+            mutation=True,
         )
-        rule_id = (rule.get("price_rule") or {}).get("id")
-        if rule_id is None:
-            raise StoreApiError("shopify: price rule answer has no id", retryable=True)
-        try:
-            code = self.request(
-                "POST",
-                f"{prefix}/price_rules/{rule_id}/discount_codes.json",
-                json={"discount_code": {"code": spec.code}},
-            )
-        except StoreApiError:
-            # A price rule without its code is useless; remove it (best effort) before the
-            # job retries and makes a new one.
-            try:
-                self.request("DELETE", f"{prefix}/price_rules/{rule_id}.json")
-            except StoreApiError:
-                pass
-            raise
-        return {
-            "price_rule_id": rule_id,
-            "discount_code_id": (code.get("discount_code") or {}).get("id"),
-        }
+        payload = data.get(field)
+        user_errors(payload, field)
+        node = (payload or {}).get("codeDiscountNode") or {}
+        if not node.get("id"):
+            raise StoreApiError(f"shopify {field}: the answer has no discount id", retryable=True)
+        return {"discount_id": node["id"], "discount_legacy_id": legacy_id(node["id"])}
 
 
 def coupon_client(shop_domain: str, credentials: dict) -> ShopifyCoupons | None:

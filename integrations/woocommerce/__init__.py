@@ -1,8 +1,8 @@
 """WooCommerce: webhooks (``adapter``), REST client and credentials (``api``), historical
-sync (``sync``) and coupons (``coupons``)."""
+sync (``sync``), coupons (``coupons``) and webhook registration (``webhooks``)."""
 
 from ..platform import Platform
-from . import api, coupons, sync
+from . import api, coupons, sync, webhooks
 from .adapter import WooCommerceAdapter
 
 PLATFORM = Platform(
@@ -13,6 +13,7 @@ PLATFORM = Platform(
     sync_resources=sync.RESOURCES,
     coupon_client=coupons.coupon_client,
     coupon_credentials=("consumer_key", "consumer_secret"),
+    webhook_registrar=webhooks.registrar,
 )
 
 __all__ = ["PLATFORM", "WooCommerceAdapter"]
