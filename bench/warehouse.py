@@ -411,8 +411,8 @@ def markdown(ctx: dict) -> str:
         f"- Machine: {m['cpu']}, {m['nproc']} CPUs (nproc), {m['ram']} RAM, {m['os']}, "
         f"Python {m['python']}; PostgreSQL {ctx['pg']['server_version']} ({ctx['pg_desc']}, "
         f"shared_buffers={ctx['pg']['shared_buffers']}). The database, dbt and the client "
-        "share these CPUs with other work; load average before / after: "
-        f"{ctx['load_before']} / {ctx['load_after']}.",
+        "share these CPUs with other work; load average (1/5/15 min) before: "
+        f"{ctx['load_before']}, after: {ctx['load_after']}.",
         f"- Data (one org, generated set-based in SQL in {ctx['generate_s']:.0f} s): "
         + ", ".join(f"{v:,} {k}" for k, v in ctx["counts"].items())
         + ". Carts over 60 days, 70% abandoned, 3 campaigns × 3 steps (email, email, SMS; "
@@ -437,7 +437,7 @@ def markdown(ctx: dict) -> str:
     ]
     for r in ctx["endpoints"].values():
         lines.append(
-            f"| `{r['url'].split('?')[0]}` | {r['p50']:.1f} | {r['p95']:.1f} | "
+            f"| `{r['path']}` | {r['p50']:.1f} | {r['p95']:.1f} | "
             f"{r['base_p50']:.0f} | {r['base_p95']:.0f} | {r['speedup']:.0f}x | {r['agree']} |"
         )
     lines += ["", "| goal | measured | result |", "|---|---|---|"]
@@ -552,6 +552,7 @@ def run(url: str, args, ctx: dict) -> None:
         )
         endpoints[name] = {
             "url": url_path,
+            "path": path.split("?")[0].replace("{campaign}", "{id}"),
             "p50": statistics.median(samples),
             "p95": p95(samples),
             "base_p50": statistics.median(base),
