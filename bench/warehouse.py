@@ -89,7 +89,7 @@ SELECT i, gen_random_uuid() AS cart_id,
        CASE WHEN i %% 5 = 0 THEN 'EUR' ELSE 'USD' END AS currency,
        (19 + (i * 7919) %% 180)::numeric(14, 2) AS total,
        (i * 31) %% 10 < 7 AS is_abandoned,
-       (i * 17) %% 10 = 0 AS is_held_out,
+       (i / 3) %% 10 = 0 AS is_held_out,
        (i %% 3) AS campaign_no,
        (i * 13) %% 100 AS roll
 FROM generate_series(%(first)s::int, %(last)s::int) AS i;
@@ -247,7 +247,7 @@ BASELINES = {
           FROM app.orders r
           JOIN touches t ON t.cart_id = r.cart_id AND t.touched_at <= r.ordered_at
            AND r.ordered_at - t.touched_at <= interval '5 days'
-          WHERE r.org_id = %(org)s AND r.ordered_at >= now() - interval '30 days'
+          WHERE r.org_id = %(org)s AND r.ordered_at >= %(start)s AND r.ordered_at < %(end)s
           ORDER BY r.order_id, t.touched_at DESC, t.message_id
         )
         SELECT channel, currency, count(*) AS recoveries, sum(total_price) AS revenue
@@ -275,7 +275,7 @@ BASELINES = {
                    AND r.cart_id = c.cart_id AND r.ordered_at >= c.abandoned_at
                    AND r.ordered_at <= c.abandoned_at + interval '5 days') AS ordered_at
           FROM app.carts c LEFT JOIN msgs m ON m.cart_id = c.cart_id
-          WHERE c.org_id = %(org)s AND c.abandoned_at >= now() - interval '30 days'
+          WHERE c.org_id = %(org)s AND c.abandoned_at >= %(start)s AND c.abandoned_at < %(end)s
           GROUP BY c.cart_id, c.org_id, c.abandoned_at
         )
         SELECT path, count(*) AS carts, count(ordered_at) AS ordered
@@ -303,7 +303,7 @@ BASELINES = {
                    AND r.ordered_at <= c.abandoned_at + interval '5 days'
                    ORDER BY r.ordered_at LIMIT 1) AS currency
           FROM groups g JOIN app.carts c ON c.org_id = %(org)s AND c.cart_id = g.cart_id
-          WHERE c.abandoned_at >= now() - interval '30 days'
+          WHERE c.abandoned_at >= %(start)s AND c.abandoned_at < %(end)s
         )
         SELECT lift_group, count(*) AS carts, count(total) AS recoveries,
                coalesce(sum(total) FILTER (WHERE currency = 'USD'), 0) AS revenue
@@ -327,8 +327,8 @@ BASELINES = {
                count(*) FILTER (WHERE o.status = 'held_out') AS held_out
         FROM app.outbox o
         WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s
-          AND coalesce(o.sent_at, o.due_at) >= now() - interval '30 days'
-          AND coalesce(o.sent_at, o.due_at) < now()
+          AND coalesce(o.sent_at, o.due_at) >= %(start)s
+          AND coalesce(o.sent_at, o.due_at) < %(end)s
         GROUP BY 1, 2 ORDER BY 1, 2
         """,
     ),
@@ -547,9 +547,15 @@ def run(url: str, args, ctx: dict) -> None:
     for name, (path, sql) in BASELINES.items():
         url_path = path.format(campaign=campaigns[0])
         samples, body = time_endpoint(client, url_path, headers, args.runs)
-        base, rows = time_baseline(
-            url, sql, {"org": org_id, "campaign": campaigns[0]}, args.baseline_runs
-        )
+        # The baseline covers the very period the API answered for.
+        period = body["period"] if "period" in body else body["lift"]["period"]
+        params = {
+            "org": org_id,
+            "campaign": campaigns[0],
+            "start": period["start"],
+            "end": period["end"],
+        }
+        base, rows = time_baseline(url, sql, params, args.baseline_runs)
         endpoints[name] = {
             "url": url_path,
             "path": path.split("?")[0].replace("{campaign}", "{id}"),
