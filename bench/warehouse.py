@@ -257,12 +257,14 @@ BASELINES = {
     "journeys": (
         "/api/v1/analytics/journeys?period=30d&limit=20",
         """
-        WITH msgs AS (
+        WITH clicks AS (
+          SELECT DISTINCT message_id FROM app.message_events
+          WHERE org_id = %(org)s AND event_type = 'click'
+        ),
+        msgs AS (
           SELECT o.cart_id, o.message_id, o.channel, o.step_index, o.status, o.sent_at,
-                 o.due_at, EXISTS (SELECT 1 FROM app.message_events e
-                   WHERE e.org_id = o.org_id AND e.message_id = o.message_id
-                     AND e.event_type = 'click') AS clicked
-          FROM app.outbox o
+                 o.due_at, k.message_id IS NOT NULL AS clicked
+          FROM app.outbox o LEFT JOIN clicks k ON k.message_id = o.message_id
           WHERE o.org_id = %(org)s AND o.status IN ('sent', 'held_out')
         ),
         paths AS (
@@ -313,20 +315,22 @@ BASELINES = {
     "performance": (
         "/api/v1/analytics/campaigns/{campaign}/performance?period=30d",
         """
+        WITH reached AS (
+          SELECT message_id,
+                 bool_or(event_type = 'delivered') AS delivered,
+                 bool_or(event_type = 'open') AS opened,
+                 bool_or(event_type = 'click') AS clicked
+          FROM app.message_events WHERE org_id = %(org)s GROUP BY message_id
+        )
         SELECT o.step_index + 1 AS step, coalesce(o.variant, 'default') AS variant,
                count(*) FILTER (WHERE o.status = 'sent') AS sent,
-               count(*) FILTER (WHERE o.status = 'sent' AND EXISTS (SELECT 1
-                 FROM app.message_events e WHERE e.org_id = o.org_id
-                 AND e.message_id = o.message_id AND e.event_type = 'delivered')) AS delivered,
-               count(*) FILTER (WHERE o.status = 'sent' AND EXISTS (SELECT 1
-                 FROM app.message_events e WHERE e.org_id = o.org_id
-                 AND e.message_id = o.message_id AND e.event_type = 'open')) AS opened,
-               count(*) FILTER (WHERE o.status = 'sent' AND EXISTS (SELECT 1
-                 FROM app.message_events e WHERE e.org_id = o.org_id
-                 AND e.message_id = o.message_id AND e.event_type = 'click')) AS clicked,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.delivered) AS delivered,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.opened) AS opened,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.clicked) AS clicked,
                count(*) FILTER (WHERE o.status = 'held_out') AS held_out
-        FROM app.outbox o
+        FROM app.outbox o LEFT JOIN reached r ON r.message_id = o.message_id
         WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s
+          AND o.status IN ('sent', 'held_out')
           AND coalesce(o.sent_at, o.due_at) >= %(start)s
           AND coalesce(o.sent_at, o.due_at) < %(end)s
         GROUP BY 1, 2 ORDER BY 1, 2
