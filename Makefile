@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench docs clean
+.PHONY: install demo test lint bench bench-warehouse docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/adapters.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/delivery.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/calibration.py --write
+
+# Long (1,000,000 events: generation, dbt builds); not part of `make bench`.
+bench-warehouse: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/warehouse.py
 
 # The API reference is generated from the OpenAPI document (tests/test_docs.py checks it).
 docs: $(STAMP)

@@ -152,7 +152,11 @@ class _Schemas:
                 if prop.get("default", "") is None:
                     del prop["default"]
             parameter = {"name": name, "in": "query", "required": name in required}
-            description = model.model_fields[name].description
+            # A parameter named by an alias (``from``, a Python keyword) has another field name.
+            field = model.model_fields.get(name) or next(
+                f for f in model.model_fields.values() if f.alias == name
+            )
+            description = field.description
             if description:
                 parameter["description"] = description
             parameters.append({**parameter, "schema": prop})
@@ -179,6 +183,8 @@ def _reply(reply: Reply, schemas: _Schemas) -> dict:
     out: dict[str, Any] = {"description": reply.description}
     if reply.schema is not None:
         out["content"] = _content(reply.media_type, schemas.of(reply.schema))
+        for media_type in reply.more_media_types:
+            out["content"].update(_content(media_type, schemas.of(reply.schema)))
         if reply.or_json_error:
             out["content"].update(_content("application/json", schemas.of(Error)))
     if reply.links:

@@ -123,6 +123,20 @@ def test_answers_of_every_rest_operation_match_their_schemas(api, db, org):
     carts = api.get("/api/v1/carts?limit=5", headers=h).get_json()["carts"]
     assert api.get(f"/api/v1/carts/{carts[0]['cart_id']}", headers=h).status_code == 200
     assert api.get("/api/v1/analytics/dashboard?period=7d", headers=h).status_code == 200
+    assert api.get(f"/api/v1/carts/{carts[0]['cart_id']}/timeline", headers=h).status_code == 200
+    # The warehouse answers (exports need built marts: build the carts mart and its inputs).
+    from pipelines.dbt_build import prepare_manifest, run_dbt_build
+
+    prepare_manifest()
+    run_dbt_build(api.app.extensions["cartrecovery"].settings.database_url, ["+fct_carts"])
+    for path in (
+        "/api/v1/analytics/attribution?model=linear&group_by=campaign&period=7d",
+        "/api/v1/analytics/journeys?from=2026-01-01&to=2026-01-31&limit=5",
+        "/api/v1/analytics/lift?period=90d",
+    ):
+        assert api.get(path, headers=h).status_code == 200
+    for fmt in ("csv", "xlsx", "parquet"):
+        assert api.get(f"/api/v1/exports/carts.{fmt}", headers=h).status_code == 200
 
     # campaigns and preview
     step = {"channel": "email", "delay_seconds": 0, "subject": "Hi", "template": "cart_reminder"}
@@ -140,6 +154,8 @@ def test_answers_of_every_rest_operation_match_their_schemas(api, db, org):
     assert api.get("/api/v1/campaigns", headers=h).status_code == 200
     assert api.get(f"/api/v1/campaigns/{cid}", headers=h).status_code == 200
     assert api.patch(f"/api/v1/campaigns/{cid}", headers=h, json={"priority": 3}).status_code == 200
+    performance = f"/api/v1/analytics/campaigns/{cid}/performance"
+    assert api.get(performance, headers=h).status_code == 200
     for index in (0, 1):
         preview = api.post(f"/api/v1/campaigns/{cid}/preview", headers=h, json={"step": index})
         assert preview.status_code == 200

@@ -553,7 +553,13 @@ def test_dashboard_numbers(client, db, org):
     assert body["period"] == "30d"
     assert datetime.fromisoformat(body["since"]) < now - timedelta(days=29)
     assert body["by_channel"] == [
-        {"channel": "email", "messages_sent": 1, "carts_recovered": 1, "revenue_recovered": 42.5}
+        {
+            "channel": "email",
+            "messages_sent": 1,
+            "carts_recovered": 1,
+            "revenue_recovered": 42.5,
+            "revenue_recovered_by_currency": {"XXX": 42.5},
+        }
     ]
     assert body["by_campaign"][0]["campaign_id"] == str(campaign_id)
     assert body["by_campaign"][0]["revenue_recovered"] == 42.5

@@ -19,7 +19,10 @@
     alter table {{ this }} enable row level security;
     drop policy if exists tenant_isolation on {{ this }};
     create policy tenant_isolation on {{ this }}
-        using (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
+        using (org_id = nullif(current_setting('app.org_id', true), '')::uuid);
+    {#- The build time, readable by every org under RLS: the analytics API's as_of
+        (cartrecovery/analytics/marts.py parses it; keep the "built_at " prefix). #}
+    comment on table {{ this }} is 'built_at {{ run_started_at.isoformat() }}'
 {%- endmacro %}
 
 

@@ -1,5 +1,6 @@
-"""``GET /api/v1/carts`` and ``/api/v1/carts/{id}``: carts with their events, messages and
-order, read inside the caller's org (RLS) so another org's cart is simply not found."""
+"""``GET /api/v1/carts``, ``/api/v1/carts/{id}`` and ``/api/v1/carts/{id}/timeline``: carts
+with their events, messages and order, read inside the caller's org (RLS) so another org's
+cart is simply not found."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from uuid import UUID
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, Field
 
+from cartrecovery.analytics import timeline
 from cartrecovery.json_rows import json_ready
 
 from ..auth import require_key
@@ -138,3 +140,20 @@ def get_cart(id: str):
             "recovery": json_ready(recovery),
         }
     )
+
+
+@bp.get("/<id>/timeline")
+@require_key("read")
+def get_cart_timeline(id: str):
+    """One cart's history in time order: its events, messages, message events (delivered,
+    open, click) and order. Read from the operational tables, current to the second (it is
+    one cart's record, not a warehouse metric)."""
+    try:
+        cart_id = UUID(id)
+    except ValueError:
+        raise ApiError(404, "not_found", "cart not found") from None
+    with runtime().db.tenant(g.org_id) as conn:
+        body = timeline.cart_timeline(conn, g.org_id, cart_id)
+    if body is None:
+        raise ApiError(404, "not_found", "cart not found")
+    return jsonify(body)

@@ -27,6 +27,8 @@ class Reply:
     schema: Any = None
     media_type: str = "application/json"
     or_json_error: bool = False  # also answered as a JSON Error (by the request's Accept)
+    # Further media types answered with the same schema (e.g. an export's file formats).
+    more_media_types: tuple[str, ...] = ()
     # OpenAPI links (for stateful clients and tests): name → ((method, path), {param: field})
     # where field is a top-level key of this answer's body.
     links: dict[str, tuple[tuple[str, str], dict[str, str]]] = field(default_factory=dict)
@@ -165,7 +167,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         'with its errors, the others are applied. A body that is not `{"events": [...]}` '
         "with 1 to 1,000 events is a 400 `invalid_batch`.",
     ),
+    ("GET", "/api/v1/carts/{id}/timeline"): Operation(ok(rest.CartTimeline)),
+    # --- analytics (docs/analytics.md) -----------------------------------------------------
     ("GET", "/api/v1/analytics/dashboard"): Operation(ok(rest.Dashboard)),
+    ("GET", "/api/v1/analytics/attribution"): Operation(ok(rest.Attribution)),
+    ("GET", "/api/v1/analytics/journeys"): Operation(ok(rest.Journeys)),
+    ("GET", "/api/v1/analytics/lift"): Operation(ok(rest.Lift)),
+    ("GET", "/api/v1/analytics/campaigns/{id}/performance"): Operation(
+        ok(rest.CampaignPerformance)
+    ),
+    ("GET", "/api/v1/exports/{dataset}.{format}"): Operation(
+        {
+            200: Reply(
+                "The file, streamed (Content-Disposition: attachment)",
+                bytes,
+                "text/csv",
+                more_media_types=(
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    "application/vnd.apache.parquet",
+                ),
+            )
+        },
+        errors=(404, 409),
+        notes="`dataset`: carts, recoveries, messages, journeys or experiment_counts; "
+        "`format`: csv, xlsx or parquet (404 otherwise). 409 `not_built` before the first "
+        "warehouse build. Without period or from/to an export holds all time "
+        "(experiment_counts is all time only).",
+    ),
     # --- connections -----------------------------------------------------------------------
     ("POST", "/api/v1/connections"): Operation(
         created(

@@ -45,7 +45,8 @@ class OrgSettings(Answer):
     attribution_touch: Literal["click", "open_or_click"]
     attribution_half_life_seconds: int = Field(examples=[86400])
     reporting_currency: str | None = Field(
-        examples=["USD"], description="null: the currency of most of the org's orders"
+        examples=["USD"],
+        description="null: the currency of most of the org's orders (docs/analytics.md).",
     )
 
 
@@ -184,11 +185,19 @@ class CartDetail(Cart):
 # --- analytics -----------------------------------------------------------------------------
 
 
+Money = dict[str, float]
+_IN_REPORTING = "In the org's reporting currency, counting only orders in that currency."
+_PER_CURRENCY = (
+    "Per currency (ISO 4217 code → amount; XXX: none recorded); currencies are never added."
+)
+
+
 class ChannelFigures(Answer):
     channel: Channel
     messages_sent: int
     carts_recovered: int
-    revenue_recovered: float
+    revenue_recovered: float = Field(description=_IN_REPORTING)
+    revenue_recovered_by_currency: Money = Field(description=_PER_CURRENCY)
 
 
 class CampaignFigures(Answer):
@@ -196,14 +205,16 @@ class CampaignFigures(Answer):
     name: str
     messages_sent: int
     carts_recovered: int
-    revenue_recovered: float
+    revenue_recovered: float = Field(description=_IN_REPORTING)
+    revenue_recovered_by_currency: Money = Field(description=_PER_CURRENCY)
 
 
 class DayFigures(Answer):
     day: date
     carts_abandoned: int
     carts_recovered: int
-    revenue_recovered: float
+    revenue_recovered: float = Field(description=_IN_REPORTING)
+    revenue_recovered_by_currency: Money = Field(description=_PER_CURRENCY)
 
 
 class Dashboard(Answer):
@@ -211,13 +222,154 @@ class Dashboard(Answer):
     carts_abandoned: int
     messages_sent: int
     carts_recovered: int
-    revenue_recovered: float
+    reporting_currency: str | None = Field(
+        description="The setting, else the currency of most orders; null without orders."
+    )
+    revenue_recovered: float = Field(description=_IN_REPORTING)
+    revenue_recovered_by_currency: Money = Field(description=_PER_CURRENCY)
     recovery_rate: float = Field(description="carts_recovered / carts_abandoned (0..1).")
     period: str = Field(examples=["30d"])
     since: datetime
     by_channel: list[ChannelFigures]
     by_campaign: list[CampaignFigures]
     by_day: list[DayFigures]
+
+
+class AnalyticsPeriod(Answer):
+    label: str = Field(examples=["30d", "2026-11-01/2026-11-30"])
+    start: datetime = Field(description="Included.")
+    end: datetime = Field(description="Excluded.")
+
+
+_AS_OF = "Build time of the marts read (null: the warehouse was never built)."
+
+
+class AttributionRow(Answer):
+    """One group; its key is named by `group_by` (`step`: 1-based step index)."""
+
+    channel: str | None = None
+    campaign: str | None = None
+    step: int | None = None
+    variant: str | None = None
+    recoveries: float = Field(
+        description="Sum of the group's credits: fractional under linear and time_decay."
+    )
+    recovered_revenue: float = Field(description=_IN_REPORTING)
+    revenue_by_currency: Money = Field(description=_PER_CURRENCY)
+
+
+class Attribution(Answer):
+    model: Literal["last_touch", "first_touch", "linear", "time_decay"]
+    group_by: Literal["channel", "campaign", "step", "variant"]
+    period: AnalyticsPeriod
+    as_of: datetime | None = Field(description=_AS_OF)
+    reporting_currency: str | None
+    rows: list[AttributionRow]
+    total_recoveries: float = Field(description="Recovered orders placed in the period.")
+    total_recovered_revenue: float = Field(description=_IN_REPORTING)
+    total_revenue_by_currency: Money = Field(description=_PER_CURRENCY)
+
+
+class JourneyPath(Answer):
+    path: list[str] = Field(examples=[["email:step1:click", "sms:step2", "recovered"]])
+    carts: int
+    recovered: int
+    revenue_by_currency: Money = Field(description=_PER_CURRENCY)
+
+
+class Journeys(Answer):
+    period: AnalyticsPeriod
+    as_of: datetime | None = Field(description=_AS_OF)
+    paths: list[JourneyPath]
+
+
+class LiftGroup(Answer):
+    carts: int
+    recoveries: int = Field(description="Carts with an order within the longest window.")
+    rate: float | None
+    revenue: float = Field(description=_IN_REPORTING)
+    revenue_per_cart: float | None
+
+
+Interval = list[float] | None
+
+
+class Lift(Answer):
+    period: AnalyticsPeriod
+    as_of: datetime | None = Field(description=_AS_OF)
+    campaign_id: str | None = Field(description="null: the whole org")
+    reporting_currency: str | None
+    status: Literal["ok", "not_meaningful", "not_built"] = Field(
+        description="not_meaningful below 30 held-out carts: the estimates are then null."
+    )
+    reason: str | None
+    messaged: LiftGroup
+    held_out: LiftGroup
+    rate_lift: float | None = Field(description="Messaged rate − held-out rate.")
+    rate_lift_ci: Interval = Field(description="95% normal interval.")
+    incremental_recoveries: float | None
+    incremental_recoveries_ci: Interval
+    revenue_per_cart_lift: float | None
+    revenue_per_cart_lift_ci: Interval = Field(description="95% Welch interval.")
+    incremental_revenue: float | None
+    incremental_revenue_ci: Interval
+
+
+class PerformanceStep(Answer):
+    step: int = Field(description="1-based")
+    variant: str
+    channel: str | None
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    held_out: int
+    click_rate: float | None
+    recoveries: float = Field(description="Credited by last_touch.")
+    recovered_revenue: float = Field(description=_IN_REPORTING)
+    revenue_by_currency: Money = Field(description=_PER_CURRENCY)
+
+
+class CampaignPerformance(Answer):
+    campaign_id: str
+    name: str
+    period: AnalyticsPeriod
+    as_of: datetime | None = Field(description=_AS_OF)
+    reporting_currency: str | None
+    steps: list[PerformanceStep]
+    lift: Lift
+
+
+class TimelineItem(Answer):
+    """One entry; the fields beside `at` and `kind` depend on the kind."""
+
+    at: datetime | None
+    kind: Literal["event", "message", "message_event", "order"]
+    event_id: str | None = None
+    source: str | None = None
+    topic: str | None = None
+    message_id: str | None = None
+    channel: str | None = None
+    status: str | None = None
+    campaign_id: str | None = None
+    step: int | None = None
+    due_at: datetime | None = None
+    sent_at: datetime | None = None
+    type: str | None = None
+    url: str | None = None
+    order_id: str | None = None
+    currency: str | None = None
+    external_id: str | None = None
+    total: float | None = None
+
+
+class CartTimeline(Answer):
+    cart_id: str
+    status: str
+    created_at: datetime
+    abandoned_at: datetime | None
+    items: list[TimelineItem]
+    truncated: bool = Field(description="More than 1,000 items: the first 1,000 are shown.")
 
 
 # --- connections ---------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 -- linear (1/k each), time_decay (2^-(order - touch)/half_life, normalised). Credits sum to 1
 -- per order and model. Ties on the touch time go to the lowest message id.
 
+-- The analytics API filters on these (cartrecovery/analytics/).
+{{ config(indexes=[{'columns': ['org_id', 'model', 'ordered_at']}]) }}
+
 with
 
 order_touches as (

@@ -4,6 +4,9 @@
 -- abandoned_at for a period. A cart with a held_out row is held out for that campaign even if
 -- another of its rows was sent by mistake: treated carts must not leak into the control.
 
+-- The analytics API filters on these (cartrecovery/analytics/).
+{{ config(indexes=[{'columns': ['org_id', 'abandoned_at']}]) }}
+
 with
 
 abandonments as (

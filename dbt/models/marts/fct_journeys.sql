@@ -2,6 +2,9 @@
 -- "<channel>:step<N>", followed by ":click" when it was clicked; "held_out" for a holdout
 -- cart) and the outcome (recovered, converted, open, lost) as the path's last element.
 
+-- The analytics API filters on these (cartrecovery/analytics/).
+{{ config(indexes=[{'columns': ['org_id', 'abandoned_at']}]) }}
+
 with
 
 abandonments as (

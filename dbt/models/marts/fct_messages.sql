@@ -11,6 +11,7 @@
         unique_key=['org_id', 'message_id'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
+        indexes=[{'columns': ['org_id', 'campaign_id']}],
     )
 }}
 

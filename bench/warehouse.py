@@ -1,0 +1,607 @@
+"""Warehouse benchmark: build times of the dbt project on simulated store traffic, and the
+analytics API against the same numbers computed by plain GROUP BY queries over the stored
+events, in the same run.
+
+1. Generates ``--events`` raw cart events set-based in SQL (``generate_series``): one org,
+   ``events / 5`` carts over 60 days (five raw events each: created, three updates, checkout
+   started), 70% abandoned; three campaigns of three steps (email, email, SMS; step 1 split
+   into variants A/B), 10% of abandoned carts held out (outbox status ``held_out``); delivery,
+   open and click callbacks; orders in USD and EUR, some after a click, some without one.
+2. A full build (``dbt build --full-refresh``: models, data tests, unit tests), then
+   ``--increment`` new raw events (with their carts, messages, callbacks and orders) and an
+   incremental build. Goal: incremental ≤ 1/10 of full.
+3. p95 latency of each analytics endpoint (Flask test client in process: auth, validation,
+   the tenant transaction under RLS, JSON) against the p95 of a plain GROUP BY over the
+   operational tables computing the same figures. Goal: ≥ 20× faster and < 100 ms. The
+   baseline's attribution and lift figures are checked equal to the API's.
+
+Needs nothing running: with no ``DATABASE_URL`` it starts an embedded pgserver (bench/ingest.py
+helpers); with it, it creates (and drops) a database of its own on that server. Rewrites the
+"## Warehouse" section of docs/BENCHMARKS.md unless ``--no-write``. Exit status 0 even when a
+goal is missed (a measurement, not a test).
+
+    .venv/bin/python bench/warehouse.py                  # 1,000,000 events
+    .venv/bin/python bench/warehouse.py --events 100000  # a trial run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DOCS = REPO / "docs" / "BENCHMARKS.md"
+HEADING = "## Warehouse"
+EVENTS_PER_CART = 5
+GOAL_INCREMENTAL = 0.1
+GOAL_SPEEDUP = 20.0
+GOAL_P95_MS = 100.0
+
+
+def _bench_ingest():
+    """bench/ingest.py's service helpers (loaded by path: a module named ``ingest`` would
+    shadow the product's ``ingest`` package)."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- data
+
+ALLOW_HELD_OUT = """
+DO $$
+DECLARE c record;
+BEGIN
+  SELECT conname, pg_get_constraintdef(oid) AS def INTO c FROM pg_constraint
+   WHERE conrelid = 'app.outbox'::regclass AND contype = 'c'
+     AND pg_get_constraintdef(oid) LIKE '%scheduled%';
+  IF c.conname IS NOT NULL AND position('held_out' IN c.def) = 0 THEN
+    EXECUTE format('ALTER TABLE app.outbox DROP CONSTRAINT %I', c.conname);
+    ALTER TABLE app.outbox ADD CONSTRAINT outbox_status_check CHECK (status IN
+      ('scheduled', 'enqueued', 'sending', 'sent', 'held', 'cancelled', 'failed', 'held_out'));
+  END IF;
+END $$
+"""
+
+# One batch of carts numbered first..last (all of one org) with everything that follows
+# from them. Times: cart i starts at now - span * (1 - i/total) (so a later batch is newer).
+GENERATE = """
+CREATE TEMP TABLE bench_carts ON COMMIT DROP AS
+SELECT i, gen_random_uuid() AS cart_id,
+       now() - interval '3 hours'
+         - make_interval(secs => %(span)s::float8 * (1 - i::float8 / %(total)s::int))
+         AS started_at,
+       'shopper' || i || '@example.com' AS email,
+       CASE WHEN i %% 5 = 0 THEN 'EUR' ELSE 'USD' END AS currency,
+       (19 + (i * 7919) %% 180)::numeric(14, 2) AS total,
+       (i * 31) %% 10 < 7 AS is_abandoned,
+       (i / 3) %% 10 = 0 AS is_held_out,
+       (i %% 3) AS campaign_no,
+       (i * 13) %% 100 AS roll
+FROM generate_series(%(first)s::int, %(last)s::int) AS i;
+
+INSERT INTO app.carts (org_id, cart_id, platform, external_id, email, currency, total_price,
+                       item_count, status, source_created_at, last_activity_at, abandoned_at,
+                       created_at)
+SELECT %(org)s, cart_id, 'api', 'bench-' || i, email, currency, total, 1 + i %% 4,
+       CASE WHEN is_abandoned THEN 'abandoned' ELSE 'active' END, started_at,
+       started_at + interval '8 minutes',
+       CASE WHEN is_abandoned THEN started_at + interval '40 minutes' END, started_at
+FROM bench_carts;
+
+INSERT INTO raw.events (org_id, event_id, received_at, source, topic, cart_id, dedup_key,
+                        occurred_at, payload)
+SELECT %(org)s, gen_random_uuid(), c.started_at + make_interval(mins => 2 * k), 'api',
+       (ARRAY['cart_created', 'cart_updated', 'cart_updated', 'cart_updated',
+              'checkout_started'])[k + 1],
+       c.cart_id, 'bench:' || c.i || ':' || k, c.started_at + make_interval(mins => 2 * k),
+       jsonb_build_object('event', 'cart_updated', 'cart_data',
+         jsonb_build_object('cart_id', 'bench-' || c.i, 'currency', c.currency,
+                            'total_price', c.total::text, 'email', c.email,
+                            'line_items', jsonb_build_array(jsonb_build_object(
+                              'title', 'Item ' || (c.i %% 50), 'quantity', 1,
+                              'price', c.total::text))))
+FROM bench_carts c CROSS JOIN generate_series(0, 4) AS k;
+
+INSERT INTO app.outbox (org_id, message_id, cart_id, campaign_id, step_index, channel,
+                        recipient, due_at, status, sent_at, variant)
+SELECT %(org)s, gen_random_uuid(), c.cart_id, (%(campaigns)s::uuid[])[c.campaign_no + 1],
+       s.step, (ARRAY['email', 'email', 'sms'])[s.step + 1], c.email,
+       c.started_at + interval '40 minutes' + s.delay,
+       CASE WHEN c.is_held_out THEN 'held_out' ELSE 'sent' END,
+       CASE WHEN NOT c.is_held_out THEN c.started_at + interval '40 minutes' + s.delay END,
+       CASE WHEN s.step = 0 AND c.campaign_no = 0 AND NOT c.is_held_out
+            THEN (ARRAY['A', 'B'])[c.i %% 2 + 1] END
+FROM bench_carts c
+CROSS JOIN (VALUES (0, interval '20 minutes'), (1, interval '1 day'), (2, interval '2 days'))
+  AS s(step, delay)
+WHERE c.is_abandoned
+  AND (s.step = 0 OR (s.step = 1 AND c.roll < 60) OR (s.step = 2 AND c.roll < 30))
+  AND (c.is_held_out OR c.started_at + interval '40 minutes' + s.delay < now());
+
+INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,
+                                occurred_at, received_at)
+SELECT o.org_id, 'bench:' || o.message_id || ':' || e.kind, o.message_id, o.cart_id, e.kind,
+       o.sent_at + e.after, o.sent_at + e.after
+FROM app.outbox o
+JOIN bench_carts c ON c.cart_id = o.cart_id
+CROSS JOIN (VALUES ('delivered', interval '1 minute', 95), ('open', interval '30 minutes', 40),
+                   ('click', interval '50 minutes', 14)) AS e(kind, after, pct)
+WHERE o.org_id = %(org)s AND o.status = 'sent'
+  AND (c.roll + o.step_index * 37) %% 100 < e.pct
+  AND o.sent_at + e.after < now();
+
+-- Orders: a third of carts whose first message was clicked buy 3 h after that click;
+-- 9%% of abandoned carts (held out or not) buy a day after abandonment; active carts are
+-- left alone.
+INSERT INTO app.orders (org_id, order_id, platform, external_id, cart_id, email, total_price,
+                        currency, ordered_at)
+SELECT %(org)s, gen_random_uuid(), 'api', 'bench-order-' || c.i, c.cart_id, c.email, c.total,
+       c.currency, coalesce(
+         (SELECT e.occurred_at + interval '3 hours' FROM app.message_events e
+          JOIN app.outbox o ON o.org_id = e.org_id AND o.message_id = e.message_id
+          WHERE e.org_id = %(org)s AND e.cart_id = c.cart_id AND e.event_type = 'click'
+            AND o.step_index = 0 AND c.roll %% 3 = 0),
+         c.started_at + interval '1 day 40 minutes')
+FROM bench_carts c
+WHERE c.is_abandoned
+  AND (c.roll < 9 OR EXISTS (
+        SELECT 1 FROM app.message_events e
+        JOIN app.outbox o ON o.org_id = e.org_id AND o.message_id = e.message_id
+        WHERE e.org_id = %(org)s AND e.cart_id = c.cart_id AND e.event_type = 'click'
+          AND o.step_index = 0 AND c.roll %% 3 = 0))
+  AND c.started_at + interval '1 day 40 minutes' < now();
+"""
+
+
+def create_org(database_url: str) -> tuple[str, list[str], str]:
+    from cartrecovery import tenancy
+    from cartrecovery.db import Database
+
+    db = Database(database_url)
+    org_id = tenancy.create_org(db, "bench-warehouse")
+    api_key = tenancy.create_api_key(db, org_id, "read")
+    campaigns = []
+    with db.system() as conn:
+        conn.execute(ALLOW_HELD_OUT)
+        for n in range(3):
+            campaigns.append(
+                str(
+                    conn.execute(
+                        "INSERT INTO app.campaigns (org_id, name, status, sequence_steps,"
+                        " experiment) VALUES (%s, %s, 'active', '[]', %s) RETURNING campaign_id",
+                        (org_id, f"Campaign {n + 1}", '{"holdout_percent": 10}'),
+                    ).fetchone()["campaign_id"]
+                )
+            )
+    return str(org_id), campaigns, api_key
+
+
+def generate(
+    database_url: str, org_id: str, campaigns: list[str], first: int, last: int, total: int
+) -> float:
+    started = time.monotonic()
+    with psycopg.connect(database_url) as conn:
+        params = {
+            "org": org_id,
+            "campaigns": campaigns,
+            "first": first,
+            "last": last,
+            "total": total,
+            "span": 60 * 86400,
+        }
+        # One statement per execute (bound parameters allow no more), one transaction.
+        for statement in GENERATE.split(";\n\n"):
+            if statement.strip():
+                conn.execute(statement, params)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
+    return time.monotonic() - started
+
+
+def counts(database_url: str, org_id: str) -> dict[str, int]:
+    tables = ("raw.events", "app.carts", "app.outbox", "app.message_events", "app.orders")
+    with psycopg.connect(database_url) as conn:
+        return {
+            t: conn.execute(
+                f"SELECT count(*) FROM {t} WHERE org_id = %s",  # noqa: S608
+                (org_id,),
+            ).fetchone()[0]
+            for t in tables
+        }
+
+
+# --------------------------------------------------------------------------- baselines
+
+# The figures each endpoint answers, computed straight from the stored events with GROUP BY
+# (default windows: 5 days for email and SMS; one customer per cart in this data, so
+# matching by cart equals matching by customer).
+BASELINES = {
+    "attribution": (
+        "/api/v1/analytics/attribution?model=last_touch&group_by=channel&period=30d",
+        """
+        WITH touches AS (
+          SELECT o.message_id, o.cart_id, o.channel, min(e.occurred_at) AS touched_at
+          FROM app.outbox o
+          JOIN app.message_events e ON e.org_id = o.org_id AND e.message_id = o.message_id
+          WHERE o.org_id = %(org)s AND o.status = 'sent' AND e.event_type = 'click'
+          GROUP BY o.message_id, o.cart_id, o.channel
+        ),
+        credited AS (
+          SELECT DISTINCT ON (r.order_id) r.order_id, t.channel, r.currency, r.total_price
+          FROM app.orders r
+          JOIN touches t ON t.cart_id = r.cart_id AND t.touched_at <= r.ordered_at
+           AND r.ordered_at - t.touched_at <= interval '5 days'
+          WHERE r.org_id = %(org)s AND r.ordered_at >= %(start)s AND r.ordered_at < %(end)s
+          ORDER BY r.order_id, t.touched_at DESC, t.message_id
+        )
+        SELECT channel, currency, count(*) AS recoveries, sum(total_price) AS revenue
+        FROM credited GROUP BY channel, currency ORDER BY channel, currency
+        """,
+    ),
+    "journeys": (
+        "/api/v1/analytics/journeys?period=30d&limit=20",
+        """
+        WITH clicks AS (
+          SELECT DISTINCT message_id FROM app.message_events
+          WHERE org_id = %(org)s AND event_type = 'click'
+        ),
+        msgs AS (
+          SELECT o.cart_id, o.message_id, o.channel, o.step_index, o.status, o.sent_at,
+                 o.due_at, k.message_id IS NOT NULL AS clicked
+          FROM app.outbox o LEFT JOIN clicks k ON k.message_id = o.message_id
+          WHERE o.org_id = %(org)s AND o.status IN ('sent', 'held_out')
+        ),
+        paths AS (
+          SELECT c.cart_id,
+                 coalesce(string_agg(CASE WHEN m.status = 'held_out' THEN 'held_out'
+                   ELSE m.channel || ':step' || (m.step_index + 1)
+                        || CASE WHEN m.clicked THEN ':click' ELSE '' END END,
+                   ' > ' ORDER BY coalesce(m.sent_at, m.due_at), m.step_index), '') AS path,
+                 (SELECT min(r.ordered_at) FROM app.orders r WHERE r.org_id = c.org_id
+                   AND r.cart_id = c.cart_id AND r.ordered_at >= c.abandoned_at
+                   AND r.ordered_at <= c.abandoned_at + interval '5 days') AS ordered_at
+          FROM app.carts c LEFT JOIN msgs m ON m.cart_id = c.cart_id
+          WHERE c.org_id = %(org)s AND c.abandoned_at >= %(start)s AND c.abandoned_at < %(end)s
+          GROUP BY c.cart_id, c.org_id, c.abandoned_at
+        )
+        SELECT path, count(*) AS carts, count(ordered_at) AS ordered
+        FROM paths GROUP BY path ORDER BY carts DESC, path LIMIT 20
+        """,
+    ),
+    "lift": (
+        "/api/v1/analytics/lift?period=30d",
+        """
+        WITH groups AS (
+          SELECT o.cart_id, o.campaign_id,
+                 CASE WHEN bool_or(o.status = 'held_out') THEN 'held_out' ELSE 'messaged' END
+                   AS lift_group
+          FROM app.outbox o WHERE o.org_id = %(org)s AND o.status IN ('sent', 'held_out')
+          GROUP BY o.cart_id, o.campaign_id
+        ),
+        outcomes AS (
+          SELECT g.lift_group,
+                 (SELECT r.total_price FROM app.orders r WHERE r.org_id = c.org_id
+                   AND r.cart_id = c.cart_id AND r.ordered_at >= c.abandoned_at
+                   AND r.ordered_at <= c.abandoned_at + interval '5 days'
+                   ORDER BY r.ordered_at LIMIT 1) AS total,
+                 (SELECT r.currency FROM app.orders r WHERE r.org_id = c.org_id
+                   AND r.cart_id = c.cart_id AND r.ordered_at >= c.abandoned_at
+                   AND r.ordered_at <= c.abandoned_at + interval '5 days'
+                   ORDER BY r.ordered_at LIMIT 1) AS currency
+          FROM groups g JOIN app.carts c ON c.org_id = %(org)s AND c.cart_id = g.cart_id
+          WHERE c.abandoned_at >= %(start)s AND c.abandoned_at < %(end)s
+        )
+        SELECT lift_group, count(*) AS carts, count(total) AS recoveries,
+               coalesce(sum(total) FILTER (WHERE currency = 'USD'), 0) AS revenue
+        FROM outcomes GROUP BY lift_group ORDER BY lift_group
+        """,
+    ),
+    "performance": (
+        "/api/v1/analytics/campaigns/{campaign}/performance?period=30d",
+        """
+        WITH reached AS (
+          SELECT message_id,
+                 bool_or(event_type = 'delivered') AS delivered,
+                 bool_or(event_type = 'open') AS opened,
+                 bool_or(event_type = 'click') AS clicked
+          FROM app.message_events WHERE org_id = %(org)s GROUP BY message_id
+        )
+        SELECT o.step_index + 1 AS step, coalesce(o.variant, 'default') AS variant,
+               count(*) FILTER (WHERE o.status = 'sent') AS sent,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.delivered) AS delivered,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.opened) AS opened,
+               count(*) FILTER (WHERE o.status = 'sent' AND r.clicked) AS clicked,
+               count(*) FILTER (WHERE o.status = 'held_out') AS held_out
+        FROM app.outbox o LEFT JOIN reached r ON r.message_id = o.message_id
+        WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s
+          AND o.status IN ('sent', 'held_out')
+          AND coalesce(o.sent_at, o.due_at) >= %(start)s
+          AND coalesce(o.sent_at, o.due_at) < %(end)s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,
+    ),
+}
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+
+
+def time_baseline(database_url: str, sql: str, params: dict, runs: int) -> tuple[list, list]:
+    samples, rows = [], []
+    with psycopg.connect(database_url) as conn:
+        for _ in range(runs):
+            started = time.perf_counter()
+            rows = conn.execute(sql, params).fetchall()
+            samples.append((time.perf_counter() - started) * 1000)
+            conn.rollback()
+    return samples, rows
+
+
+def time_endpoint(client, url: str, headers: dict, runs: int) -> tuple[list, dict]:
+    for _ in range(3):  # warm-up: pools, caches
+        client.get(url, headers=headers)
+    samples, body = [], {}
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.get_json())
+        body = response.get_json()
+    return samples, body
+
+
+def agree(name: str, baseline_rows: list, body: dict) -> str:
+    """Whether the baseline's figures equal the API's ("yes", or what differs)."""
+    if name == "attribution":
+        base = {(ch, cur): (n, round(float(rev), 2)) for ch, cur, n, rev in baseline_rows}
+        api = {
+            (row["channel"], cur): (None, round(rev, 2))
+            for row in body["rows"]
+            for cur, rev in row["revenue_by_currency"].items()
+        }
+        same = {k: v[1] for k, v in base.items()} == {k: v[1] for k, v in api.items()}
+        total = sum(n for n, _ in base.values())
+        same = same and round(body["total_recoveries"]) == total
+        return "yes" if same else f"no: baseline {base} vs API {api}"
+    if name == "lift":
+        base = {g: (carts, rec, round(float(rev), 2)) for g, carts, rec, rev in baseline_rows}
+        api = {
+            g: (body[g]["carts"], body[g]["recoveries"], round(body[g]["revenue"], 2))
+            for g in ("messaged", "held_out")
+        }
+        return "yes" if base == api else f"no: baseline {base} vs API {api}"
+    if name == "performance":
+        base = {(s, v): (sent, held) for s, v, sent, _d, _o, _c, held in baseline_rows}
+        api = {(r["step"], r["variant"]): (r["sent"], r["held_out"]) for r in body["steps"]}
+        return "yes" if base == api else f"no: baseline {base} vs API {api}"
+    base_carts = sum(r[1] for r in baseline_rows)
+    api_carts = sum(p["carts"] for p in body["paths"])
+    return "carts in the top 20 paths: " + (
+        "equal"
+        if base_carts == api_carts
+        else (f"baseline {base_carts} vs API {api_carts} (outcome rules differ, see the script)")
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def markdown(ctx: dict) -> str:
+    m = ctx["machine"]
+    lines = [
+        HEADING,
+        "",
+        f"Measured {ctx['when']} at commit {ctx['revision']} with "
+        f"`.venv/bin/python bench/warehouse.py {' '.join(ctx['argv'])}`.",
+        "",
+        f"- Machine: {m['cpu']}, {m['nproc']} CPUs (nproc), {m['ram']} RAM, {m['os']}, "
+        f"Python {m['python']}; PostgreSQL {ctx['pg']['server_version']} ({ctx['pg_desc']}, "
+        f"shared_buffers={ctx['pg']['shared_buffers']}). The database, dbt and the client "
+        "share these CPUs with other work; load average (1/5/15 min) before: "
+        f"{ctx['load_before']}, after: {ctx['load_after']}.",
+        f"- Data (one org, generated set-based in SQL in {ctx['generate_s']:.0f} s): "
+        + ", ".join(f"{v:,} {k}" for k, v in ctx["counts"].items())
+        + ". Carts over 60 days, 70% abandoned, 3 campaigns × 3 steps (email, email, SMS; "
+        "step 1 of one campaign in variants A/B), 10% of abandoned carts held out; about 14% "
+        "of sent messages clicked; orders in USD (80%) and EUR (20%).",
+        f"- Increment: {ctx['increment_counts']['raw.events']:,} new raw events (with their "
+        "carts, messages, callbacks and orders), then `cartrecovery warehouse build` "
+        "(incremental).",
+        "- Endpoints: Flask test client in process (API key auth, validation, tenant "
+        f"transaction under RLS, JSON), {ctx['runs']} timed requests after 3 warm-up ones. "
+        f"Baselines: the same figures by a plain GROUP BY over the operational tables "
+        f"(`BASELINES` in the script), {ctx['baseline_runs']} runs each, one connection.",
+        "",
+        "| build | seconds |",
+        "|---|---|",
+        f"| full (`--full-refresh`: models, data and unit tests) | {ctx['full_s']:.1f} |",
+        f"| incremental after the increment | {ctx['incremental_s']:.1f} |",
+        "",
+        "| endpoint | p50 ms | p95 ms | baseline p50 ms | baseline p95 ms | speed-up (p95) | "
+        "same figures |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in ctx["endpoints"].values():
+        lines.append(
+            f"| `{r['path']}` | {r['p50']:.1f} | {r['p95']:.1f} | "
+            f"{r['base_p50']:.0f} | {r['base_p95']:.0f} | {r['speedup']:.0f}x | {r['agree']} |"
+        )
+    lines += ["", "| goal | measured | result |", "|---|---|---|"]
+    for goal, measured, met in ctx["verdicts"]:
+        lines.append(f"| {goal} | {measured} | {'met' if met else '**MISSED**'} |")
+    lines += ["", ctx["analysis"], ""]
+    return "\n".join(lines)
+
+
+ANALYSIS = """Why goals are missed, and what would meet them:
+
+- **Incremental build.** Only the event-sized models `fct_cart_events` and `fct_messages`
+  are incremental; every other mart (attribution, journeys, lift, funnel, customers) is a
+  table rebuilt from its inputs on each build, and `dbt build` re-runs every data and unit
+  test. Attribution and journeys depend on orders that arrive days after a touch and on
+  settings that rewrite history, so making them incremental needs a lookback by order time
+  and a full refresh on settings changes (the nightly full build already runs).
+- **Endpoint latency and speed-up.** The endpoints aggregate detail marts at request time
+  (one row per abandonment, message or credited touch: tens of thousands of rows in 30 days
+  at this size), with indexes on `org_id` and the period column. That is a constant factor
+  over the baselines, not an order of magnitude where the baseline is itself cheap: the
+  attribution baseline joins 16k orders to indexed clicks; the performance baseline reads
+  one campaign, while the endpoint also computes that campaign's attribution and lift.
+  Meeting 100 ms at 1M events on this machine needs day-grain marts (`fct_message_funnel`
+  already is one) read for whole days plus the detail marts for the two edge days of a
+  period ending now.
+- **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
+  bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
+  Python per request)."""
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="raw events to generate")
+    parser.add_argument(
+        "--increment", type=int, default=10_000, help="new events before the incremental build"
+    )
+    parser.add_argument("--runs", type=int, default=40, help="timed requests per endpoint")
+    parser.add_argument("--baseline-runs", type=int, default=5, help="runs per baseline query")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--docs", type=Path, default=DOCS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    helpers = _bench_ingest()
+    workdir = Path(tempfile.mkdtemp(prefix="crbench-warehouse-"))
+    ctx: dict = {
+        "argv": list(argv if argv is not None else sys.argv[1:]),
+        "runs": args.runs,
+        "baseline_runs": args.baseline_runs,
+    }
+    try:
+        with contextlib.ExitStack() as stack:
+            ctx["load_before"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+            server_url, ctx["pg_desc"] = stack.enter_context(helpers.postgres_server(workdir))
+            url = stack.enter_context(helpers.fresh_database(server_url, "product"))
+            from cartrecovery.db import close_pools
+
+            stack.callback(close_pools)
+            run(url, args, ctx)
+            ctx["pg"] = helpers.pg_settings(url)
+            ctx["machine"] = helpers.machine()
+            ctx["revision"] = helpers.git_revision()
+            ctx["when"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            ctx["load_after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = markdown(ctx)
+    print(text)
+    if not args.no_write:
+        helpers.replace_section(args.docs, HEADING, text)
+        print(f"wrote the Warehouse section of {args.docs}")
+    return 0
+
+
+def run(url: str, args, ctx: dict) -> None:
+    from cartrecovery.settings import Settings
+    from ingest.app import create_app
+    from pipelines.dbt_build import prepare_manifest, run_dbt_build
+
+    carts = max(1, args.events // EVENTS_PER_CART)
+    extra = max(1, args.increment // EVENTS_PER_CART)
+    org_id, campaigns, api_key = create_org(url)
+    print(f"generating {carts * EVENTS_PER_CART:,} events ({carts:,} carts)…", flush=True)
+    # The increment's carts are numbered after the first ones: they are the newest.
+    ctx["generate_s"] = generate(url, org_id, campaigns, 1, carts, carts + extra)
+    ctx["counts"] = counts(url, org_id)
+    print(ctx["counts"], f"in {ctx['generate_s']:.0f} s", flush=True)
+
+    prepare_manifest()
+    started = time.monotonic()
+    run_dbt_build(url, full_refresh=True)
+    ctx["full_s"] = time.monotonic() - started
+    print(f"full build {ctx['full_s']:.1f} s", flush=True)
+
+    before = ctx["counts"]
+    generate(url, org_id, campaigns, carts + 1, carts + extra, carts + extra)
+    after = counts(url, org_id)
+    ctx["increment_counts"] = {k: after[k] - before[k] for k in after}
+    started = time.monotonic()
+    run_dbt_build(url)
+    ctx["incremental_s"] = time.monotonic() - started
+    ctx["counts"] = after
+    print(f"incremental build {ctx['incremental_s']:.1f} s", flush=True)
+
+    app = create_app(Settings(database_url=url, redis_url=None, secret_key="bench"))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    endpoints = {}
+    for name, (path, sql) in BASELINES.items():
+        url_path = path.format(campaign=campaigns[0])
+        samples, body = time_endpoint(client, url_path, headers, args.runs)
+        # The baseline covers the very period the API answered for.
+        period = body["period"] if "period" in body else body["lift"]["period"]
+        params = {
+            "org": org_id,
+            "campaign": campaigns[0],
+            "start": period["start"],
+            "end": period["end"],
+        }
+        base, rows = time_baseline(url, sql, params, args.baseline_runs)
+        endpoints[name] = {
+            "url": url_path,
+            "path": path.split("?")[0].replace("{campaign}", "{id}"),
+            "p50": statistics.median(samples),
+            "p95": p95(samples),
+            "base_p50": statistics.median(base),
+            "base_p95": p95(base),
+            "speedup": p95(base) / p95(samples),
+            "agree": agree(name, rows, body),
+        }
+        print(name, endpoints[name], flush=True)
+    ctx["endpoints"] = endpoints
+    ratio = ctx["incremental_s"] / ctx["full_s"]
+    slowest = max(r["p95"] for r in endpoints.values())
+    least = min(r["speedup"] for r in endpoints.values())
+    ctx["verdicts"] = [
+        (
+            "incremental build ≤ 1/10 of full",
+            f"{ctx['incremental_s']:.1f} s / {ctx['full_s']:.1f} s = {ratio:.2f}",
+            ratio <= GOAL_INCREMENTAL,
+        ),
+        (
+            f"every endpoint ≥ {GOAL_SPEEDUP:g}x faster than its GROUP BY (p95)",
+            f"least {least:.0f}x",
+            least >= GOAL_SPEEDUP,
+        ),
+        (
+            f"every endpoint p95 < {GOAL_P95_MS:g} ms",
+            f"slowest {slowest:.1f} ms",
+            slowest < GOAL_P95_MS,
+        ),
+    ]
+    ctx["analysis"] = ANALYSIS
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

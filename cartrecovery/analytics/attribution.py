@@ -1,0 +1,105 @@
+"""Recovered revenue per channel, campaign, step or variant under one attribution model,
+read from ``fct_attribution`` (one row per order × eligible touch × model; docs/analytics.md).
+
+An order counts in the period when it was placed in it; a group appears when the model gives
+it some credit. ``recoveries`` of a group is the sum
+of its credits: whole orders under ``last_touch``/``first_touch``, shares under ``linear``
+and ``time_decay``; over all groups it is the number of recovered orders. Money is reported
+per currency (``revenue_by_currency``); the single numbers (``recovered_revenue``,
+``total_recovered_revenue``) count only orders in the org's reporting currency.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from . import marts
+from .periods import Period
+
+MODELS = ("last_touch", "first_touch", "linear", "time_decay")
+# group_by value → the mart column it groups on (the answer's key is the group_by value).
+GROUPS = {
+    "channel": "channel",
+    "campaign": "campaign_id",
+    "step": "step_index",
+    "variant": "variant",
+}
+MART = "fct_attribution"
+
+
+def attribution(
+    conn: psycopg.Connection, org_id: UUID | str, model: str, group_by: str, period: Period
+) -> dict:
+    """``{model, group_by, period, as_of, reporting_currency, rows, total_recovered_revenue,
+    total_recoveries, total_revenue_by_currency}``; rows are
+    ``{<group_by>, recoveries, recovered_revenue, revenue_by_currency}``, largest revenue in
+    the reporting currency first. ``step`` is the 1-based step index. Raises ValueError for
+    an unknown model or group."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}")
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    currency = marts.reporting_currency(conn, org_id)
+    answer = {
+        "model": model,
+        "group_by": group_by,
+        "period": period.to_dict(),
+        "as_of": marts.as_of_text(conn, MART),
+        "reporting_currency": currency,
+        "rows": [],
+        "total_recoveries": 0.0,
+        "total_recovered_revenue": 0.0,
+        "total_revenue_by_currency": {},
+    }
+    if answer["as_of"] is None:
+        return answer
+    column = sql.Identifier(GROUPS[group_by])
+    query = sql.SQL(
+        """
+        WITH credited AS (
+          SELECT {column} AS key, currency, sum(credit) AS recoveries, sum(revenue) AS revenue
+          FROM {mart}
+          WHERE org_id = %(org)s AND model = %(model)s AND credit > 0
+            AND ordered_at >= %(start)s AND ordered_at < %(end)s
+          GROUP BY {column}, currency
+        )
+        SELECT key, sum(recoveries) AS recoveries,
+               coalesce(sum(revenue) FILTER (WHERE currency IS NOT DISTINCT FROM %(cur)s), 0)
+                 AS recovered_revenue,
+               jsonb_object_agg(coalesce(currency, %(none)s), revenue ORDER BY currency)
+                 AS revenue_by_currency
+        FROM credited GROUP BY key
+        ORDER BY recovered_revenue DESC, key NULLS LAST
+        """
+    ).format(column=column, mart=marts.table(MART))
+    rows = conn.execute(
+        query,
+        {
+            "org": org_id,
+            "model": model,
+            "start": period.start,
+            "end": period.end,
+            "cur": currency,
+            "none": marts.NO_CURRENCY,
+        },
+    ).fetchall()
+    totals: dict[str, float] = {}
+    for row in rows:
+        key = row["key"]
+        answer["rows"].append(
+            {
+                group_by: str(key) if isinstance(key, UUID) else key,
+                "recoveries": float(row["recoveries"]),
+                "recovered_revenue": float(row["recovered_revenue"]),
+                "revenue_by_currency": marts.by_currency(row["revenue_by_currency"]),
+            }
+        )
+        for code, amount in row["revenue_by_currency"].items():
+            totals[code] = totals.get(code, 0.0) + float(amount)
+    answer["total_recoveries"] = round(sum(r["recoveries"] for r in answer["rows"]), 9)
+    answer["total_recovered_revenue"] = sum(r["recovered_revenue"] for r in answer["rows"])
+    answer["total_revenue_by_currency"] = dict(sorted(totals.items()))
+    return answer

@@ -1,0 +1,84 @@
+"""Where the dbt marts are, whether they were built, and when (``as_of``).
+
+The marts live in ``<DBT_POSTGRES_SCHEMA>_marts`` (``analytics_marts`` by default, as
+``dbt/profiles.yml`` names it). Every build stamps each mart's table comment with its build
+time (``dbt/macros/protect_tenant_rows.sql``): that is the ``as_of`` of an answer, the same
+for every org, readable under row-level security. Before the first build the marts do not
+exist: readers then answer empty with ``as_of`` null instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from cartrecovery import org_settings
+
+COMMENT_PREFIX = "built_at "
+# Single-number money needs a currency code; an order stored without one is reported under
+# ISO 4217's "no currency" code.
+NO_CURRENCY = "XXX"
+
+
+def schema() -> str:
+    return os.environ.get("DBT_POSTGRES_SCHEMA", "analytics") + "_marts"
+
+
+def table(name: str) -> sql.Composed:
+    """``analytics_marts.<name>`` as a safely quoted identifier."""
+    return sql.Identifier(schema(), name)
+
+
+def as_of(conn: psycopg.Connection, *names: str) -> datetime | None:
+    """The build time of the oldest of the marts ``names``; None when any was never built."""
+    rows = conn.execute(
+        "SELECT obj_description(to_regclass(format('%%I.%%I', %s::text, n)), 'pg_class')"
+        " AS comment FROM unnest(%s::text[]) AS n",
+        (schema(), list(names)),
+    ).fetchall()
+    stamps = []
+    for row in rows:
+        comment = row["comment"] or ""
+        if not comment.startswith(COMMENT_PREFIX):
+            return None
+        stamps.append(datetime.fromisoformat(comment.removeprefix(COMMENT_PREFIX)))
+    return min(stamps) if stamps else None
+
+
+def as_of_text(conn: psycopg.Connection, *names: str) -> str | None:
+    """:func:`as_of` as ISO 8601 text, for answers."""
+    stamp = as_of(conn, *names)
+    return stamp.isoformat() if stamp else None
+
+
+def reporting_currency(conn: psycopg.Connection, org_id: UUID | str) -> str | None:
+    """The org's reporting currency as the last build applied it (``fct_orders``
+    flags its orders in it), so single numbers match the marts; else (no build, or no order
+    in it yet) ``org_settings.reporting_currency``: the setting, else the currency of most
+    of the org's orders. Reading the first flagged row is cheap; counting every order is not."""
+    if as_of(conn, "fct_orders") is not None:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT currency FROM {} WHERE org_id = %s AND is_reporting_currency LIMIT 1"
+            ).format(table("fct_orders")),
+            (org_id,),
+        ).fetchone()
+        if row is not None and row["currency"]:
+            return row["currency"]
+    return org_settings.reporting_currency(conn, org_id)
+
+
+def number(value: Any) -> Any:
+    """Decimals as floats for JSON; everything else unchanged."""
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def by_currency(pairs: dict | None) -> dict[str, float]:
+    """``{currency: amount}`` with amounts as floats and a missing currency as ``XXX``."""
+    return {(k or NO_CURRENCY): float(v) for k, v in sorted((pairs or {}).items())}
