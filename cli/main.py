@@ -829,12 +829,14 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
 
 from pipelines.commands import warehouse  # noqa: E402
 
+from .ml import ml  # noqa: E402
 from .stats import stats  # noqa: E402
 from .users import users  # noqa: E402
 
 main.add_command(users)
 main.add_command(stats)
 main.add_command(warehouse)
+main.add_command(ml)
 
 if __name__ == "__main__":
     main()

@@ -91,6 +91,8 @@ CONTENT_FEATURES = (
     "store_rate",
     "hours_late",
     "variant_b",
+    "mobile_x_value",
+    "code_lift_x_value",
 )
 
 
@@ -310,6 +312,8 @@ class FeatureSpace:
         device = np.asarray(rows["device"]).astype(str)
         hod = how % 24
         store = np.asarray(rows["store_key"]).astype(str)
+        log_value = np.log1p(np.maximum(np.asarray(rows["cart_value"], float), 0))
+        mobile = (device == "mobile").astype(float)
         return {
             "eng_customer": _logit(cust_rate),
             "eng_segment": _logit(seg_rate),
@@ -322,9 +326,13 @@ class FeatureSpace:
             "channel_email": (channel == "email").astype(float),
             "channel_sms": (channel == "sms").astype(float),
             "channel_push": (channel == "push").astype(float),
-            "device_mobile": (device == "mobile").astype(float),
+            "device_mobile": mobile,
             "device_desktop": (device == "desktop").astype(float),
-            "log_cart_value": np.log1p(np.maximum(np.asarray(rows["cart_value"], float), 0)),
+            "log_cart_value": log_value,
+            # A code's effect grows with the cart for price-sensitive people: the uplift
+            # learner is linear, so it gets the interactions.
+            "mobile_x_value": mobile * log_value,
+            "code_lift_x_value": (with_code - without) * log_value,
             "item_count": np.asarray(rows["item_count"], dtype=float),
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
