@@ -58,9 +58,9 @@ def discount_rate(step: dict, cart_value: float) -> float | None:
     offer = discounts.offer_of(step)
     if offer is None:
         return None
-    if offer.kind == "percentage":
+    if offer.type == "percentage":
         return float(offer.value) / 100.0
-    if offer.kind == "fixed_amount" and cart_value > 0:
+    if offer.type == "fixed_amount" and cart_value > 0:
         return min(1.0, float(offer.value) / cart_value)
     return None
 

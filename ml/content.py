@@ -50,7 +50,7 @@ class ContentModel:
     def train(cls, log: pl.DataFrame, seed: int = 0) -> ContentModel:
         space = FeatureSpace.fit(log)
         rows = rows_of(log)
-        x = space.matrix(rows, CONTENT_FEATURES, leave_one_out=True)
+        x = space.matrix(rows, CONTENT_FEATURES, history_only=True)
         y = rows["recovered"].astype(int)
         coded = rows["discount_rate"] > 0
         if coded.all() or not coded.any():

@@ -14,11 +14,12 @@ history; store rates) lives in the fitted space, so scoring one cart needs no da
 Engagement is pooled empirical-Bayes style: a customer's click rate at a local hour is their
 own (kernel-smoothed) count shrunk toward their segment's rate, which is shrunk toward the
 global rate; the prior strengths are estimated from the data by the method of moments
-(beta-binomial). Training rows leave their own outcome out of their customer's counts.
+(beta-binomial). Training rows see only their customer's earlier messages, as scoring does.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -263,9 +264,14 @@ class FeatureSpace:
         return space
 
     # -- rows -> features --------------------------------------------------------------
-    def columns(self, rows: dict, *, leave_one_out: bool = False) -> dict[str, np.ndarray]:
+    def columns(self, rows: dict, *, history_only: bool = False) -> dict[str, np.ndarray]:
         """Every feature as a named column, for ``rows`` (dict of equal-length arrays with
-        the message-log columns; ``clicked``/``recovered`` only with ``leave_one_out``)."""
+        the message-log columns).
+
+        ``history_only`` (training rows, which need ``clicked``/``recovered``): a row's
+        customer features count only that customer's *earlier* messages in ``rows``, as
+        scoring a new cart sees them. (Counting everything but the row itself would make a
+        row's own outcome lower its feature: a leak that flips the sign at scoring time.)"""
         sent_at = np.asarray(rows["sent_at"], dtype=np.int64)
         n = len(sent_at)
         how = local_hour_of_week(sent_at, rows["timezone"])
@@ -287,16 +293,8 @@ class FeatureSpace:
             totals = np.zeros((n, 6))
         sm_s, sm_c = np.where(known, sm_s, 0.0), np.where(known, sm_c, 0.0)
         totals = np.where(known[:, None], totals, 0.0)
-        if leave_one_out:
-            clicked = np.asarray(rows["clicked"], dtype=float)
-            recovered = np.asarray(rows["recovered"], dtype=float)
-            coded = np.asarray(rows["discount_rate"], dtype=float) > 0
-            sm_s = np.maximum(sm_s - 1.0, 0.0)
-            sm_c = np.maximum(sm_c - clicked, 0.0)
-            own = np.column_stack(
-                [np.ones(n), clicked, recovered, coded, recovered * coded, recovered * ~coded]
-            )
-            totals = np.maximum(totals - own, 0.0)
+        if history_only:
+            sm_s, sm_c, totals, previous = _prior_history(rows, how)
         k = self.customer_strength
         cust_rate = (sm_c + k * seg_rate) / (sm_s + k)
 
@@ -304,10 +302,13 @@ class FeatureSpace:
         base = self.overall_recovery
         with_code = (totals[:, 4] + 5 * base) / (totals[:, 3] + 5)
         without = (totals[:, 5] + 5 * base) / (totals[:, 0] - totals[:, 3] + 5)
-        last = self.customer_last[safe] if len(self.customer_last) else np.full(n, -np.inf)
         abandoned = np.asarray(rows["abandoned_at"], dtype=float)
+        if history_only:
+            last, known = previous, np.isfinite(previous)
+        else:
+            last = self.customer_last[safe] if len(self.customer_last) else np.full(n, -np.inf)
         gap = np.where(known & np.isfinite(last), (abandoned - last) / 86400.0, 365.0)
-        gap = np.where(gap <= 0, 365.0, gap)  # the row itself (training): no earlier cart
+        gap = np.where(gap <= 0, 365.0, gap)
         channel = np.asarray(rows["channel"]).astype(str)
         device = np.asarray(rows["device"]).astype(str)
         hod = how % 24
@@ -345,10 +346,70 @@ class FeatureSpace:
             ),
         }
 
-    def matrix(self, rows: dict, names, *, leave_one_out: bool = False) -> np.ndarray:
+    def matrix(self, rows: dict, names, *, history_only: bool = False) -> np.ndarray:
         """The features ``names`` of ``rows`` as a float matrix (columns in that order)."""
-        cols = self.columns(rows, leave_one_out=leave_one_out)
+        cols = self.columns(rows, history_only=history_only)
         return np.column_stack([cols[name] for name in names])
+
+
+def _prior_history(rows: dict, how: np.ndarray):
+    """Per row, from the same customer's strictly earlier rows (by ``abandoned_at``): the
+    kernel-smoothed sends and clicks at the row's day bucket, the six history totals of
+    :attr:`FeatureSpace.customer_totals`, and the previous cart's ``abandoned_at``."""
+    n = len(how)
+    clicked = np.asarray(rows["clicked"], dtype=float)
+    recovered = np.asarray(rows["recovered"], dtype=float)
+    coded = (np.asarray(rows["discount_rate"], dtype=float) > 0).astype(float)
+    frame = pl.DataFrame(
+        {
+            "row": np.arange(n),
+            "customer": np.asarray(rows["customer_key"]).astype(str),
+            "t": np.asarray(rows["abandoned_at"], dtype=np.int64),
+            "bucket": _day_bucket(how),
+            "clicked": clicked,
+            "recovered": recovered,
+            "coded": coded,
+        }
+    ).sort("customer", "t", "row")
+    own = ["one", "clicked", "recovered", "coded", "rc", "rn"]
+    frame = frame.with_columns(
+        one=pl.lit(1.0),
+        rc=pl.col("recovered") * pl.col("coded"),
+        rn=pl.col("recovered") * (1 - pl.col("coded")),
+    )
+    # Exclusive cumulative sums per customer: everything before this row.
+    totals = frame.select(
+        "row",
+        *[(pl.col(c).cum_sum() - pl.col(c)).over("customer").alias(c) for c in own],
+        pl.col("t").shift(1).over("customer").alias("previous"),
+    ).sort("row")
+    events = frame.select(
+        "customer",
+        "bucket",
+        "t",
+        pl.col("one").cum_sum().over("customer", "bucket").alias("sends"),
+        pl.col("clicked").cum_sum().over("customer", "bucket").alias("clicks"),
+    ).sort("t")
+    half = len(KERNEL) // 2
+    sm_s, sm_c = np.zeros(n), np.zeros(n)
+    queries = frame.select("row", "customer", "t", "bucket")
+    for offset, weight in zip(range(-half, half + 1), KERNEL, strict=True):
+        target = queries.with_columns(
+            bucket=pl.col("bucket") - pl.col("bucket") % 24 + (pl.col("bucket") + offset) % 24
+        ).sort("t")
+        with warnings.catch_warnings():  # sorted by t above; polars cannot see it per group
+            warnings.simplefilter("ignore", UserWarning)
+            found = target.join_asof(
+                events,
+                on="t",
+                by=["customer", "bucket"],
+                strategy="backward",
+                allow_exact_matches=False,
+            ).sort("row")
+        sm_s += weight * found["sends"].fill_null(0).to_numpy()
+        sm_c += weight * found["clicks"].fill_null(0).to_numpy()
+    previous = totals["previous"].cast(pl.Float64).fill_null(float("-inf")).to_numpy()
+    return sm_s, sm_c, totals.select(own).to_numpy().astype(float), previous
 
 
 def _smooth_at(table: np.ndarray, rows: np.ndarray, bucket: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ class SendTimeModel:
     def train(cls, log: pl.DataFrame, explore: float = DEFAULT_EXPLORE) -> SendTimeModel:
         space = FeatureSpace.fit(log)
         rows = rows_of(log)
-        x = space.matrix(rows, SEND_TIME_FEATURES, leave_one_out=True)
+        x = space.matrix(rows, SEND_TIME_FEATURES, history_only=True)
         return cls(
             space,
             _fit(x, rows["clicked"].astype(int)),

@@ -30,6 +30,7 @@ DEVICES = ("mobile", "desktop")
 # A step's send window in the simulation: the fixed instant plus up to this many hours.
 WINDOW_HOURS = 24
 FIXED_DELAY_HOURS = 1.0
+QUIET_CHANNELS = ("sms", "push")
 GROSS_MARGIN = 0.4
 
 # Hidden archetypes: when in the (local) week a customer reads messages. Weights by device
@@ -226,13 +227,29 @@ def simulate_messages(
     """
     rng = np.random.default_rng(seed)
     n = cart_set.size
-    fixed = cart_set.abandoned_at + int(FIXED_DELAY_HOURS * 3600)
+    k = WINDOW_HOURS + 1
+    candidates = (
+        cart_set.abandoned_at[:, None]
+        + int(FIXED_DELAY_HOURS * 3600)
+        + np.arange(k, dtype=np.int64)[None, :] * 3600
+    )
+    # SMS and push wait for 08:00-21:00 local (the default quiet hours), as the gate makes
+    # them; the fixed policy sends at the first allowed hour, exploration at any allowed one.
+    zones = np.repeat(pop.timezone[cart_set.customer], k)
+    hour = local_hour_of_week(candidates.ravel(), zones).reshape(n, k) % 24
+    quiet = np.isin(cart_set.channel, QUIET_CHANNELS)[:, None]
+    allowed = ~quiet | ((hour >= 8) & (hour < 21))
+    fixed_index = np.argmax(allowed, axis=1)
     explored = rng.random(n) < explore
-    offset = rng.integers(0, WINDOW_HOURS + 1, n) * 3600
-    send_at = np.where(explored, fixed + offset, fixed)
-    # Probability that this policy picks the instant it picked, among WINDOW_HOURS+1 hours.
-    uniform = explore / (WINDOW_HOURS + 1)
-    propensity = np.where(send_at == fixed, (1 - explore) + uniform, uniform)
+    counts = allowed.sum(1)
+    pick = np.minimum((rng.random(n) * counts).astype(int), counts - 1)
+    # The pick-th allowed candidate of each row.
+    ranks = np.cumsum(allowed, axis=1) - 1
+    explore_index = np.argmax(allowed & (ranks == pick[:, None]), axis=1)
+    index = np.where(explored, explore_index, fixed_index)
+    send_at = candidates[np.arange(n), index]
+    # Probability that this policy picks the instant it picked.
+    propensity = explore / counts + (1 - explore) * (index == fixed_index)
     offered = rng.random(n) < discount_share
     discount = np.where(offered, discount_rate, 0.0)
     p_click, p_recovery = true_probabilities(
