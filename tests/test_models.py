@@ -20,7 +20,7 @@ from cartrecovery.campaigns import SequenceStep
 from cartrecovery.consents import record_consent
 from cartrecovery.org_settings import update_settings
 from delivery import enrollment, gate, smart
-from ml import evaluation, scoring, tracking, training
+from ml import evaluation, overview, scoring, tracking, training
 from ml.content import NAME as CONTENT
 from ml.send_time import NAME as SEND_TIME
 from ml.send_time import SendTimeModel
@@ -159,6 +159,9 @@ def test_promotion_only_when_the_challenger_is_better(mlflow_home, sim_log):
     assert tracking.champion_version(client, SEND_TIME, tracking.CHALLENGER) == "3"
     assert client.get_model_version(SEND_TIME, "3").tags["promoted"] == "false"
     assert champion.get()[1] == "2"
+    listed = {r["alias"]: r for r in overview.registry_overview(mlflow_home)}
+    assert (listed["champion"]["version"], listed["challenger"]["version"]) == ("2", "3")
+    assert listed["champion"]["value"] == pytest.approx(good_metrics["heldout_auc_recovery"])
 
 
 # --- delivery -----------------------------------------------------------------------------
@@ -219,6 +222,12 @@ def test_a_control_share_keeps_the_fixed_delay(db, org, mlflow_home, sim_log):
         if row["send_time_decision"] == "control":
             assert row["due_at"] == cart["abandoned_at"] + timedelta(seconds=3600)
     assert "control" in decisions and {"model", "explore"} & set(decisions)
+    with db.tenant(org.org_id) as conn:
+        shares = overview.scored_shares(conn, org.org_id)
+    assert {r["decision"] for r in shares} == set(decisions)
+    assert sum(r["messages"] for r in shares) == 12
+    assert sum(r["share"] for r in shares) == pytest.approx(1.0)
+    assert {r["version"] for r in shares if r["decision"] != "control"} == {"1"}
 
 
 def test_a_broken_model_file_falls_back_instead_of_failing(db, org, mlflow_home, sim_log):
