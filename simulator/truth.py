@@ -235,8 +235,10 @@ def simulate_messages(
     )
     # SMS and push wait for 08:00-21:00 local (the default quiet hours), as the gate makes
     # them; the fixed policy sends at the first allowed hour, exploration at any allowed one.
-    zones = np.repeat(pop.timezone[cart_set.customer], k)
-    hour = local_hour_of_week(candidates.ravel(), zones).reshape(n, k) % 24
+    # Local hours of the window from its first hour's (a DST change inside one window is
+    # ignored: it moves one hour on two days a year).
+    first = local_hour_of_week(candidates[:, 0], pop.timezone[cart_set.customer])
+    hour = (first[:, None] + np.arange(k)[None, :]) % 24
     quiet = np.isin(cart_set.channel, QUIET_CHANNELS)[:, None]
     allowed = ~quiet | ((hour >= 8) & (hour < 21))
     fixed_index = np.argmax(allowed, axis=1)
