@@ -152,8 +152,8 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
         "",
         "| recipients per store | stores pooled | messages trained on | recovery fixed | "
         "recovery model | gain (goal +10%) | oracle | margin always-code | margin "
-        "uplift-gated | gain (goal +10%) | code offered to |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "uplift-gated | gain (goal +10%) | code offered to | oracle margin gain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for q in results["quality"]:
         s, c = q["send_time"], q["content"]
@@ -170,7 +170,7 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
             f"{_pct(s['relative_gain'])}{' MISSED' if 'send time' in flags else ''} | "
             f"{s['recovery_oracle']:.4f} | {c['margin_always']:,.0f} | {c['margin_model']:,.0f} "
             f"| {_pct(c['relative_gain_vs_always'])}{' MISSED' if 'discount' in flags else ''} "
-            f"| {c['offer_share']:.0%} |"
+            f"| {c['offer_share']:.0%} | {_pct(c['margin_oracle'] / c['margin_always'] - 1)} |"
         )
     lat = results["latency"]
     if lat["p99_ms"] >= GOAL_P99_MS:

@@ -128,10 +128,24 @@ def content_value(model, pop, cart_set, discount_rate: float = 0.15, margin: flo
     offer = model.offer(rows, np.full(n, discount_rate), margin)
     value = cart_set.cart_value.astype(float)
     margins = {}
+    true_p = {}
+    for d in (0.0, discount_rate):
+        true_p[d] = truth.true_probabilities(
+            pop,
+            cart_set.customer,
+            sent,
+            cart_set.channel,
+            np.full(n, d),
+            abandoned_at=cart_set.abandoned_at,
+            cart_value=cart_set.cart_value.astype(float),
+        )[1]
+    # What knowing each customer's hidden sensitivity would allow: the ceiling.
+    oracle = true_p[discount_rate] * (margin - discount_rate) > true_p[0.0] * margin
     for name, code in (
         ("always", np.ones(n, bool)),
         ("never", np.zeros(n, bool)),
         ("model", offer),
+        ("oracle", oracle),
     ):
         d = np.where(code, discount_rate, 0.0)
         _, p = truth.true_probabilities(
@@ -149,6 +163,7 @@ def content_value(model, pop, cart_set, discount_rate: float = 0.15, margin: flo
         "margin_always": margins["always"],
         "margin_never": margins["never"],
         "margin_model": margins["model"],
+        "margin_oracle": margins["oracle"],
         "offer_share": float(offer.mean()),
         "relative_gain_vs_always": margins["model"] / margins["always"] - 1
         if margins["always"]

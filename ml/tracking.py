@@ -40,6 +40,11 @@ def tracking_uri(home: Path | None = None) -> str:
             # SQLAlchemy maps plain postgresql:// to psycopg 3, which MLflow's store accepts.
             return "postgresql+psycopg://" + uri[len("postgresql://") :]
         return uri
+    return local_uri(home)
+
+
+def local_uri(home: Path | None = None) -> str:
+    """The SQLite store under ``home``/mlflow (created)."""
     folder = (home or default_home()) / "mlflow"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
