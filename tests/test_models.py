@@ -269,6 +269,56 @@ def test_smart_discount_withholds_the_code_when_it_does_not_pay(db, org, mlflow_
     )
 
 
+def test_a_message_without_the_code_is_sent_without_creating_one(
+    db, org, settings, mlflow_home, sim_log
+):
+    from cartrecovery.runtime import Runtime
+    from cartrecovery.settings import with_overrides
+    from delivery import jobs
+
+    _register("content", sim_log, mlflow_home)
+    step = {
+        **EMAIL_STEP,
+        "template": "cart_reminder_discount",
+        "discount": {"type": "percentage", "value": 15},
+        "smart_discount": True,
+        "smart_control_share": 0,
+        "smart_discount_margin": 0.16,
+    }
+    _campaign(db, org.org_id, [step])
+    cart = _cart(db, org.org_id)
+    row = _enroll(db, org.org_id, cart)
+    assert row["discount_offered"] is False
+    with db.tenant(org.org_id) as conn:
+        record_consent(
+            conn,
+            org.org_id,
+            channel="email",
+            address=cart["email"],
+            status="granted",
+            source="checkout",
+        )
+    with db.system() as conn:
+        conn.execute(
+            "UPDATE app.outbox SET status = 'enqueued', due_at = now() WHERE message_id = %s",
+            (row["message_id"],),
+        )
+    jobs.configure(Runtime(with_overrides(settings, sendgrid_api_key=None)))
+    try:
+        assert jobs.send_message(str(org.org_id), str(row["message_id"])) == "sent"
+    finally:
+        jobs.configure(None)
+    with db.system() as conn:
+        coupons = conn.execute(
+            "SELECT count(*) AS n FROM app.coupons WHERE message_id = %s", (row["message_id"],)
+        ).fetchone()["n"]
+        body = conn.execute(
+            "SELECT body_html FROM app.local_mailbox WHERE message_id = %s", (row["message_id"],)
+        ).fetchone()["body_html"]
+    assert coupons == 0
+    assert "SAVE-" not in body
+
+
 def test_smart_discount_needs_a_priced_discount():
     with pytest.raises(ValidationError, match="smart_discount"):
         SequenceStep.model_validate({**EMAIL_STEP, "smart_discount": True})
