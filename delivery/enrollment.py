@@ -378,7 +378,9 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
     Each step becomes a row due at ``abandoned_at + delay_seconds`` with the step's channel,
     recipient and variant (its subject/template replace the step's). A push step without a
     subscription is written as held 'no_push_subscription'. A cart already enrolled, from an
-    inactive connection, or with no matching campaign writes nothing.
+    inactive connection, or with no matching campaign writes nothing. A step with
+    ``smart_send_time``/``smart_discount`` gets its due time, template and scoring columns
+    from the champion models (delivery/smart.py; the fixed rules when there is none).
     """
     if not connection_active(conn, cart):
         return 0
