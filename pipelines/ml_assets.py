@@ -51,6 +51,12 @@ def ml_message_log(config: MessageLogConfig, database: PostgresDatabase) -> pl.D
 
 
 def _train(context, model: str, log: pl.DataFrame, store: MlflowStore, source: str) -> dict:
+    if log.height < training.MIN_MESSAGES:
+        # A young install: nothing to learn yet. Not a failure; the asset check shows that
+        # no challenger exists.
+        reason = f"{log.height} logged messages, {training.MIN_MESSAGES} needed"
+        context.add_output_metadata({"skipped": reason})
+        return {"model": model, "skipped": reason}
     summary = training.train(model, log, source=source, home=store.path())
     context.add_output_metadata(
         {
