@@ -38,6 +38,16 @@ from .rendering import TEMPLATES
 CHANNELS = ("email", "sms", "push")
 DELIVERABLE_CHANNELS = CHANNELS
 MAX_DELAY_SECONDS = 90 * 24 * 3600
+SMART_WINDOW_SECONDS = 24 * 3600
+# Step fields left out of the stored step while they hold their default (older readers and
+# stored campaigns see the same shape as before).
+SMART_DEFAULTS = {
+    "smart_send_time": False,
+    "smart_send_window_seconds": SMART_WINDOW_SECONDS,
+    "smart_discount": False,
+    "smart_discount_margin": 0.4,
+    "smart_control_share": 0.1,
+}
 MAX_COOLDOWN_SECONDS = 365 * 24 * 3600
 MAX_LIST = 500
 # A bare name refers to a built-in template (``cart_reminder``); anything else is inline HTML.
@@ -281,6 +291,74 @@ class SequenceStep(BaseModel):
     discount: Discount | None = Field(
         default=None, description="Offer a unique discount code with this message."
     )
+    # Model-driven choices (docs/models.md). Off by default; a control share keeps the fixed
+    # behaviour so the analytics can compare.
+    smart_send_time: bool = Field(
+        default=False,
+        description="Let the send-time model pick the instant within smart_send_window_seconds "
+        "after delay_seconds (quiet hours and caps still apply); without a model, the fixed "
+        "delay.",
+    )
+    smart_send_window_seconds: int = Field(
+        default=SMART_WINDOW_SECONDS,
+        ge=3600,
+        le=7 * 24 * 3600,
+        description="How far after delay_seconds the send-time model may move the message.",
+    )
+    smart_discount: bool = Field(
+        default=False,
+        description="Offer the step's discount only when the content model predicts that it "
+        "pays for its cost (needs a percentage or fixed_amount discount); without a model, "
+        "everyone gets the code.",
+    )
+    smart_discount_margin: float = Field(
+        default=0.4,
+        gt=0,
+        lt=1,
+        description="Gross margin of the store's products (share of the cart value), used to "
+        "weigh a discount's cost against its predicted uplift.",
+    )
+    no_discount_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200_000,
+        description="Template of the message when smart_discount withholds the code (default: "
+        "the channel's built-in reminder without a code).",
+    )
+    smart_control_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="Share of carts that keep the fixed delay and the full discount rule, "
+        "to compare against.",
+    )
+
+    @model_validator(mode="after")
+    def _smart_discount(self) -> SequenceStep:
+        if self.smart_discount and (
+            self.discount is None or self.discount.type not in ("percentage", "fixed_amount")
+        ):
+            raise PydanticCustomError(
+                "smart_discount",
+                "smart_discount needs a percentage or fixed_amount discount on the step",
+            )
+        if self.no_discount_template is not None:
+            _check_template(self.no_discount_template)
+            try:
+                template_variables.check_step(
+                    self.channel,
+                    self.subject,
+                    self.no_discount_template,
+                    has_discount=False,
+                    where="no_discount_template ",
+                )
+            except template_variables.UnknownVariable as exc:
+                raise PydanticCustomError(
+                    "unknown_variable",
+                    "{problem}",
+                    {"problem": str(exc), "variable": exc.name, "available": exc.available},
+                ) from None
+        return self
 
     @field_validator("subject")
     @classmethod
@@ -416,8 +494,16 @@ def _dump_conditions(conditions: TriggerConditions) -> dict:
     return conditions.model_dump(mode="json", exclude_none=True)
 
 
+def _dump_step(step: SequenceStep) -> dict:
+    dumped = step.model_dump(mode="json", exclude_none=True)
+    for key, default in SMART_DEFAULTS.items():
+        if dumped.get(key) == default:
+            dumped.pop(key)
+    return dumped
+
+
 def _dump_steps(steps: list[SequenceStep]) -> list[dict]:
-    return [step.model_dump(mode="json", exclude_none=True) for step in steps]
+    return [_dump_step(step) for step in steps]
 
 
 def create_campaign(

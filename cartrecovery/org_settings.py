@@ -6,10 +6,11 @@ lives in the ``app.orgs.settings`` jsonb under its own key.
 
 Compliance settings (read by the delivery gate at send time): ``quiet_hours`` (allowed local
 sending window, default 08:00-21:00, plus stricter ``regions`` keyed by ISO country "FR" or
-subdivision "US-FL"), ``frequency_caps`` (seconds per channel), ``email_consent_policy``
-(``opt_in``: a granted email consent or accepts_marketing; ``soft_opt_in``: also an existing
-customer with an earlier order, unless withdrawn), ``store_timezone`` (the zone used when the
-recipient's is unknown), ``sender_identities`` and ``sms_help_text``.
+subdivision "US-FL", applied to the ``channels`` listed, default SMS and push),
+``frequency_caps`` (seconds per channel), ``email_consent_policy`` (``opt_in``: a granted email
+consent or accepts_marketing; ``soft_opt_in``: also an existing customer with an earlier order,
+unless withdrawn), ``store_timezone`` (the zone used when the recipient's is unknown),
+``sender_identities`` and ``sms_help_text``.
 
 Attribution settings (read by the dbt marts when the warehouse is rebuilt, see
 docs/analytics.md): ``attribution_windows_seconds`` per channel (email, sms, push; a channel
@@ -46,6 +47,9 @@ MAX_ATTRIBUTION_WINDOW_SECONDS = 90 * 24 * 3600
 # Settings stored as columns of app.orgs; their defaults are also the columns' SQL defaults.
 COLUMNS = ("abandonment_timeout_seconds", "attribution_window_seconds")
 
+# Channels that quiet hours hold unless the org lists others (quiet_hours.channels).
+QUIET_HOURS_CHANNELS = ("sms", "push")
+
 DEFAULT_SMS_HELP_TEXT = (
     "{store}: cart reminders. Msg&data rates may apply. Reply STOP to unsubscribe, "
     "START to resubscribe."
@@ -54,7 +58,12 @@ DEFAULT_SMS_HELP_TEXT = (
 DEFAULTS: dict[str, Any] = {
     "abandonment_timeout_seconds": 1800,
     "attribution_window_seconds": 5 * 24 * 3600,
-    "quiet_hours": {"start": "08:00", "end": "21:00", "regions": {}},
+    "quiet_hours": {
+        "start": "08:00",
+        "end": "21:00",
+        "regions": {},
+        "channels": ["sms", "push"],
+    },
     "frequency_caps": {"email": 16 * 3600, "sms": 24 * 3600, "push": 24 * 3600},
     "email_consent_policy": "opt_in",
     "store_timezone": "UTC",
@@ -117,6 +126,20 @@ class QuietHours(SendingWindow):
     start: str = "08:00"
     end: str = "21:00"
     regions: dict[str, SendingWindow] = Field(default_factory=dict)
+    # TCPA-style quiet hours are law for SMS and sensible for push; for email they only
+    # delay recoveries, so email is left to the send-time model unless listed here.
+    channels: list[Literal["email", "sms", "push"]] = Field(
+        default_factory=lambda: list(QUIET_HOURS_CHANNELS),
+        max_length=3,
+        description="Channels held by quiet hours (default sms and push).",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("duplicate_channel", "channels must not repeat")
+        return value
 
     @field_validator("regions")
     @classmethod
@@ -212,7 +235,8 @@ class OrgSettingsPatch(BaseModel):
     quiet_hours: QuietHours | None = Field(
         default=None,
         description="Allowed sending window in the recipient's local time (default "
-        "08:00-21:00) and stricter per-region windows; messages outside are deferred.",
+        "08:00-21:00) and stricter per-region windows, for the channels listed (default sms "
+        "and push; email is not held unless listed); messages outside are deferred.",
     )
     frequency_caps: FrequencyCaps | None = Field(
         default=None,

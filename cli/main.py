@@ -932,16 +932,20 @@ def wait_healthy(url: str, supervisor, timeout: float = 60.0) -> bool:
 
 
 def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
-    from cartrecovery.migrate import sqlalchemy_url
+    from ml import tracking
 
-    mlflow_db = embedded.ensure_database(svc.database_url, "mlflow")
+    # The store `cartrecovery ml train` writes to: MLFLOW_TRACKING_URI when it names a
+    # database (its own Postgres database), else the SQLite store under the data folder.
+    backend = tracking.tracking_uri(svc.home)
+    if backend.startswith(("http://", "https://")):  # a server cannot serve another server
+        backend = tracking.local_uri(svc.home)
     artifacts = svc.home / "mlflow" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     return [
         str(BIN / "mlflow"),
         "server",
         "--backend-store-uri",
-        sqlalchemy_url(mlflow_db),
+        backend,
         "--artifacts-destination",
         str(artifacts),
         "--host",
@@ -960,6 +964,7 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
 
 from pipelines.commands import warehouse  # noqa: E402
 
+from .ml import ml  # noqa: E402
 from .shopify import shopify  # noqa: E402
 from .stats import stats  # noqa: E402
 from .users import users  # noqa: E402
@@ -968,7 +973,7 @@ main.add_command(users)
 main.add_command(stats)
 main.add_command(warehouse)
 main.add_command(shopify)
-
+main.add_command(ml)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from cartrecovery.canonical import normalize_email
 from cartrecovery.consents import InvalidAddress, to_e164
@@ -376,7 +378,9 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
     Each step becomes a row due at ``abandoned_at + delay_seconds`` with the step's channel,
     recipient and variant (its subject/template replace the step's). A push step without a
     subscription is written as held 'no_push_subscription'. A cart already enrolled, from an
-    inactive connection, or with no matching campaign writes nothing.
+    inactive connection, or with no matching campaign writes nothing. A step with
+    ``smart_send_time``/``smart_discount`` gets its due time, template and scoring columns
+    from the champion models (delivery/smart.py; the fixed rules when there is none).
     """
     if not connection_active(conn, cart):
         return 0
@@ -409,6 +413,13 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
         variant = choose_variant(step, f"{cart['cart_id']}:{campaign['campaign_id']}:{index}")
         recipient = recipient_for(conn, cart, channel, customer)
         held = channel == "push" and recipient is None
+        due_at = cart["abandoned_at"] + timedelta(seconds=delay)
+        template = (variant or {}).get("template") or step.get("template")
+        scoring: dict = {}
+        if not held and smart_step(step):
+            due_at, template, scoring = _smart_plan(
+                conn, cart, campaign, index, step, channel, recipient, variant, template, due_at
+            )
         row = conn.execute(
             """
             INSERT INTO app.outbox (org_id, enrollment_id, cart_id, campaign_id, step_index,
@@ -428,13 +439,64 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
                 channel,
                 recipient,
                 (variant or {}).get("subject") or step.get("subject"),
-                (variant or {}).get("template") or step.get("template"),
+                template,
                 (variant or {}).get("name"),
-                cart["abandoned_at"] + timedelta(seconds=delay),
+                due_at,
                 "held" if held else "scheduled",
                 "no_push_subscription" if held else None,
                 held,
             ),
         ).fetchone()
+        if row is not None and scoring:
+            _record_scoring(conn, cart["org_id"], row["message_id"], scoring)
         written += row is not None
     return written
+
+
+# ---- smart send time / smart discount (delivery/smart.py decides) -------------------------
+
+
+def smart_step(step: dict) -> bool:
+    """Whether the step asks the models (``smart_send_time`` or ``smart_discount``)."""
+    return bool(step.get("smart_send_time") or step.get("smart_discount"))
+
+
+def _smart_plan(conn, cart, campaign, index, step, channel, recipient, variant, template, due):
+    """(due_at, template, scoring columns) as the champion models decide them."""
+    from cartrecovery.org_settings import get_settings
+
+    from . import smart  # imports the gate, which imports this module
+
+    customer = (
+        conn.execute(
+            "SELECT * FROM app.customers WHERE org_id = %s AND customer_id = %s",
+            (cart["org_id"], cart["customer_id"]),
+        ).fetchone()
+        if cart.get("customer_id")
+        else None
+    ) or {}
+    decided = smart.plan(
+        conn,
+        cart=cart,
+        campaign_id=campaign["campaign_id"],
+        index=index,
+        step=step,
+        channel=channel,
+        recipient=recipient,
+        variant=(variant or {}).get("name"),
+        template=template,
+        fixed_due=due,
+        settings=get_settings(conn, cart["org_id"]),
+        customer=customer,
+    )
+    return decided.due_at, decided.template, decided.columns
+
+
+def _record_scoring(conn: psycopg.Connection, org_id, message_id, scoring: dict) -> None:
+    """The scoring columns of migration 0014 on the row just written."""
+    conn.execute(
+        sql.SQL("UPDATE app.outbox SET {} WHERE org_id = %s AND message_id = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in scoring)
+        ),
+        (*(Jsonb(v) if isinstance(v, dict) else v for v in scoring.values()), org_id, message_id),
+    )

@@ -24,6 +24,9 @@ frequency cap not expired               deferred    deferred:frequency_cap
 outside quiet hours (recipient's time)  deferred    deferred:quiet_hours
 ======================================  ==========  ===========================================
 
+Quiet hours hold only the channels in the org's ``quiet_hours.channels`` (SMS and push by
+default: law for SMS, sensible for push; email timing is left to the send-time model).
+
 Deferred messages go back to 'scheduled' with ``due_at`` at the first allowed instant; when it
 comes, the whole gate runs again (so a deferral past the SMS window turns into a cancel).
 
@@ -43,7 +46,7 @@ import psycopg
 
 from cartrecovery import consents, suppressions
 from cartrecovery.canonical import normalize_email
-from cartrecovery.org_settings import get_settings
+from cartrecovery.org_settings import QUIET_HOURS_CHANNELS, get_settings
 
 from . import caps, quiet_hours
 from .enrollment import customer_facts, subscription_live
@@ -237,21 +240,28 @@ def _timing(conn, message, cart, customer, settings, address, now) -> Decision |
     if expires is not None:
         reasons.append("frequency_cap")
         at = expires
-    location = recipient_location(conn, message, cart, customer, settings)
+    details = {}
     hours = settings.get("quiet_hours") or {}
-    rules = quiet_hours.region_rules(hours.get("regions"), location)
-    allowed = quiet_hours.next_allowed(at, location.zones, hours, rules)
-    if allowed > at:
-        reasons.append("quiet_hours")
-        at = allowed
+    if quiet_hours_apply(hours, message["channel"]):
+        location = recipient_location(conn, message, cart, customer, settings)
+        rules = quiet_hours.region_rules(hours.get("regions"), location)
+        allowed = quiet_hours.next_allowed(at, location.zones, hours, rules)
+        if allowed > at:
+            reasons.append("quiet_hours")
+            at = allowed
+        details = {"zones": list(location.zones), "location_source": location.source}
     if not reasons:
         return None
-    return Decision(
-        "deferred",
-        "deferred:" + ",".join(reasons),
-        at,
-        {"zones": list(location.zones), "location_source": location.source},
-    )
+    return Decision("deferred", "deferred:" + ",".join(reasons), at, details)
+
+
+def quiet_hours_apply(hours: dict, channel: str) -> bool:
+    """Whether the org's quiet hours hold ``channel`` (``quiet_hours.channels``; SMS and push
+    by default, and for settings stored before the setting existed)."""
+    channels = hours.get("channels")
+    if channels is None:
+        channels = QUIET_HOURS_CHANNELS
+    return channel in channels
 
 
 def recipient_location(conn, message, cart, customer, settings) -> quiet_hours.Location:

@@ -191,7 +191,11 @@ def send_message(org_id: str, message_id: str) -> str:
 
         coupon = None
         try:
-            if discounts.offer_of(step) is not None:
+            # discount_offered false: smart discount withheld the code (delivery/smart.py).
+            if (
+                discounts.offer_of(step) is not None
+                and message.get("discount_offered") is not False
+            ):
                 # A dry run with a placeholder code first: a broken template must not leave a
                 # real, unused code behind in the store.
                 rendered_with(discounts.preview_coupon(step))

@@ -20,13 +20,21 @@ from pipelines.analytics import (
     nightly_full_build_schedule,
 )
 from pipelines.checks import warehouse_checks
+from pipelines.ml_assets import (
+    ml_assets,
+    ml_checks,
+    ml_new_data_sensor,
+    ml_resources,
+    ml_training_job,
+    ml_weekly_schedule,
+)
 from pipelines.resources import resources_for
 
 defs = dg.Definitions(
-    assets=[analytics_dbt_assets],
-    asset_checks=warehouse_checks,
-    jobs=[analytics_job, analytics_full_refresh_job],
-    schedules=[analytics_schedule, nightly_full_build_schedule],
-    sensors=[new_raw_events_sensor],
-    resources=resources_for(os.environ.get("CARTRECOVERY_ENV", "local")),
+    assets=[analytics_dbt_assets, *ml_assets],
+    asset_checks=[*warehouse_checks, *ml_checks],
+    jobs=[analytics_job, analytics_full_refresh_job, ml_training_job],
+    schedules=[analytics_schedule, nightly_full_build_schedule, ml_weekly_schedule],
+    sensors=[new_raw_events_sensor, ml_new_data_sensor],
+    resources=resources_for(os.environ.get("CARTRECOVERY_ENV", "local")) | ml_resources(),
 )

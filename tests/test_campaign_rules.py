@@ -420,7 +420,12 @@ def test_settings_api_compliance_fields(client, org):
         "sms": {"from_number": "+12125550100"},
     }
     reset = client.patch("/api/v1/settings", headers=org.headers, json={"quiet_hours": None})
-    assert reset.get_json()["quiet_hours"] == {"start": "08:00", "end": "21:00", "regions": {}}
+    assert reset.get_json()["quiet_hours"] == {
+        "start": "08:00",
+        "end": "21:00",
+        "regions": {},
+        "channels": ["sms", "push"],
+    }
 
 
 @pytest.mark.parametrize(

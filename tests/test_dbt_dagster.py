@@ -608,3 +608,32 @@ def test_attribution_credit_check_fails_on_bad_credits(built, database_url):
             conn.commit()
     assert result.passed is False
     assert result.metadata["order_models_off"].value >= 1
+
+
+def test_definitions_hold_the_model_training(built):
+    defs, _, _ = built
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert {"ml_message_log", "send_time_model", "content_model"} <= keys
+    assert defs.resolve_schedule_def("ml_weekly_training").job_name == "ml_training_job"
+    assert defs.resolve_sensor_def("ml_new_data_sensor").job_name == "ml_training_job"
+    check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert {"send_time_metric_is_finite", "content_metric_is_finite"} <= check_names
+
+
+def test_the_model_features_read_the_marts(built, database_url):
+    import polars as pl
+
+    from ml.features import MESSAGE_COLUMNS, load_messages
+
+    _, store, result = built
+    assert result.success
+    log = load_messages(database_url)
+    assert log.columns == list(MESSAGE_COLUMNS)
+    mine = log.filter(pl.col("cart_key") == str(store.carts["recovered"]))
+    assert mine.height == 1
+    message = mine.row(0, named=True)
+    assert message["clicked"] and message["recovered"]
+    assert message["sent_at"] == int(store.sent_at.timestamp())
+    assert message["abandoned_at"] == int(store.abandoned_at.timestamp())
+    assert message["cart_value"] == pytest.approx(71.82)
+    assert message["propensity"] is None  # sent before any model scored it

@@ -73,11 +73,18 @@ final as (
         channel,
         coalesce(variant, 'default') as variant,
         status,
+        -- Smart send time / discount against their control share: the arm is the decision
+        -- without its details (model, explore, control, fallback), null when not used.
+        split_part(send_time_decision, ':', 1) as send_time_arm,
+        send_time_model_version,
+        split_part(discount_decision, ':', 1) as discount_arm,
+        content_model_version,
 
         ---------- numerics
         step_number as step_index,
         coalesce(open_count, 0) as open_count,
         coalesce(click_count, 0) as click_count,
+        send_time_propensity,
 
         ---------- booleans
         is_sent,
@@ -86,6 +93,8 @@ final as (
         is_sent and first_opened_at is not null as is_opened,
         is_sent and first_clicked_at is not null as is_clicked,
         coalesce(has_failed, false) as has_failed,
+        is_send_time_explored,
+        is_discount_offered,
 
         ---------- timestamps
         due_at,

@@ -25,18 +25,27 @@ renamed as (
         status,
         reason,
         provider,
+        -- How the models decided (migration 0014; docs/models.md): model, explore, control,
+        -- fallback:<why>; null when the step does not use them.
+        send_time_decision,
+        send_time_model_version,
+        discount_decision,
+        content_model_version,
 
         ---------- numerics
         step_index,
         -- Campaign steps as people count them (the outbox's step_index starts at 0).
         step_index + 1 as step_number,
         attempts,
+        send_time_propensity,
 
         ---------- booleans
         -- "sent" means a provider accepted it; the same definition as the live tiles.
         status = 'sent' as is_sent,
         -- A holdout cart is enrolled and tracked, but its message is never sent.
         status = 'held_out' as is_held_out,
+        send_time_explored as is_send_time_explored,
+        discount_offered as is_discount_offered,
 
         ---------- timestamps
         due_at,

@@ -1,0 +1,93 @@
+"""The content model: recovery probability of each variant of a step, with and without the
+discount code, and the code's uplift (docs/models.md, "Content model").
+
+A two-model ("T-learner") uplift estimator: one logistic regression fitted on messages
+that carried a code, one on messages that did not (the history must randomise the code, as
+the step's control share and the simulator's log do). The code is offered only when the
+expected margin with it beats the margin without::
+
+    P(recover | code) * value * (margin - discount)  >  P(recover | no code) * value * margin
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .evaluation import qini_coefficient
+from .features import CONTENT_FEATURES, FeatureSpace, rows_of
+
+NAME = "cartrecovery-content"
+METRIC = "heldout_qini"  # higher is better; the promotion rule compares it
+DEFAULT_MARGIN = 0.4
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed: int):
+    # Logistic rather than boosted trees: recoveries are rare, and the difference of two
+    # flexible models is mostly noise at these sizes (gradient boosting was measured worse on
+    # the simulator's truth; docs/models.md).
+    if len(np.unique(y)) < 2:
+        raise ValueError("an arm of the training data has a single outcome: nothing to learn")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+    return model.fit(x, y)
+
+
+@dataclass
+class ContentModel:
+    output_names: ClassVar[tuple[str, str]] = ("p_recovery_code", "p_recovery_no_code")
+
+    space: FeatureSpace
+    treated: object  # P(recovery | code)
+    control: object  # P(recovery | no code)
+
+    @classmethod
+    def train(cls, log: pl.DataFrame, seed: int = 0) -> ContentModel:
+        space = FeatureSpace.fit(log)
+        rows = rows_of(log)
+        x = space.matrix(rows, CONTENT_FEATURES, history_only=True)
+        y = rows["recovered"].astype(int)
+        coded = rows["discount_rate"] > 0
+        if coded.all() or not coded.any():
+            raise ValueError("the history has no randomised discount: uplift cannot be learned")
+        return cls(space, _fit(x[coded], y[coded], seed), _fit(x[~coded], y[~coded], seed))
+
+    def predict(self, rows: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(P(recovery | code), P(recovery | no code)) per row."""
+        x = self.space.matrix(rows, CONTENT_FEATURES)
+        return _proba(self.treated, x), _proba(self.control, x)
+
+    def uplift(self, rows: dict) -> np.ndarray:
+        p1, p0 = self.predict(rows)
+        return p1 - p0
+
+    def variant_probabilities(self, rows: dict, variants: list[str]) -> dict[str, np.ndarray]:
+        """P(recovery | no code) of each variant for the same rows."""
+        return {
+            v: self.predict(rows | {"variant": np.repeat(v, len(rows["sent_at"]))})[1]
+            for v in variants
+        }
+
+    def offer(self, rows: dict, discount_rate: np.ndarray, margin: float) -> np.ndarray:
+        """Whether to offer the code: when the predicted uplift pays for its cost."""
+        p1, p0 = self.predict(rows)
+        return p1 * (margin - np.asarray(discount_rate)) > p0 * margin
+
+
+def _proba(model, x: np.ndarray) -> np.ndarray:
+    scaler, logistic = model[0], model[-1]
+    z = ((x - scaler.mean_) / scaler.scale_) @ logistic.coef_[0] + logistic.intercept_[0]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def heldout_metrics(model: ContentModel, heldout: pl.DataFrame) -> dict[str, float]:
+    """Qini coefficient and AUUC of the predicted uplift on held-out messages."""
+    rows = rows_of(heldout)
+    uplift = model.uplift(rows)
+    qini, auuc = qini_coefficient(uplift, rows["discount_rate"] > 0, rows["recovered"])
+    return {"heldout_qini": qini, "heldout_auuc": auuc}
