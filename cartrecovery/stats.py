@@ -552,6 +552,9 @@ def _units_per_arm(
     engine: str,
     sequential_tuning_parameter: float,
 ) -> int:
+    if not (math.isfinite(var_sum) and math.isfinite(delta)):
+        # e.g. a baseline of 1e300 times a relative effect overflows: no n answers that
+        raise StatsInputError("the numbers are too extreme for a sample size")
     two_sided = test == "two_sided"
     z_b = float(sps.norm.ppf(pw))
     if engine == "frequentist":

@@ -773,3 +773,11 @@ def test_result_view_with_bh_and_with_the_bayesian_engine():
 
     with pytest.raises(stats.StatsInputError, match="no statistics for"):
         stats.analyze_experiment(variations, [*metrics, stats.MetricSpec("clicks", "proportion")])
+
+
+def test_sample_size_refuses_numbers_whose_effect_overflows():
+    # A mean metric's relative effect on a huge baseline is infinite: no n answers it.
+    with pytest.raises(stats.StatsInputError, match="too extreme"):
+        stats.sample_size(1e308, 1e308, metric="mean", baseline_stddev=1e308)
+    with pytest.raises(stats.StatsInputError, match="too extreme"):
+        stats.sample_size(1e200, 1e200, metric="mean", baseline_stddev=1.0)
