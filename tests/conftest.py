@@ -142,10 +142,25 @@ def db(database_url) -> Database:
 
 @pytest.fixture()
 def app(settings):
+    from flask.testing import FlaskClient
+
+    from cartrecovery.applier import apply_pending
     from ingest.app import create_app
 
     app = create_app(settings)
     app.config.update(TESTING=True)
+    runtime = app.extensions["cartrecovery"]
+
+    class ApplyingClient(FlaskClient):
+        """Drives the applier after each request, as the serve process's applier thread
+        would within its lag: deterministic (no sleeps), so tests see the state at once."""
+
+        def open(self, *args, **kwargs):
+            response = super().open(*args, **kwargs)
+            apply_pending(runtime.db)
+            return response
+
+    app.test_client_class = ApplyingClient
     return app
 
 
