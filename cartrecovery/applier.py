@@ -286,23 +286,23 @@ class ApplierThread(threading.Thread):
         self.poll = poll
         self.gather = gather
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._rounds = 0
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         self.join(timeout)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             if self._wake.wait(self.poll) and self.gather:
-                self._stop.wait(self.gather)
+                self._stopping.wait(self.gather)
             self._wake.clear()
-            if self._stop.is_set():
+            if self._stopping.is_set():
                 break
             try:
                 apply_pending(self.db)
@@ -311,7 +311,7 @@ class ApplierThread(threading.Thread):
                     purge_batch_log(self.db)
             except Exception:
                 log.exception("applying pending changes failed; retrying")
-                self._stop.wait(self.poll)
+                self._stopping.wait(self.poll)
 
 
 _thread: ApplierThread | None = None
