@@ -502,6 +502,7 @@ def gunicorn(
     label: str,
     pythonpath: Path | None = None,
     config: str | None = None,
+    threads: int = GUNICORN_THREADS,
 ):
     """gunicorn on a free 127.0.0.1 port: the same worker flags for every app; ``config``
     adds the product's hooks (its applier thread), not other settings."""
@@ -515,7 +516,7 @@ def gunicorn(
         "--worker-class",
         GUNICORN_WORKER_CLASS,
         "--threads",
-        str(GUNICORN_THREADS),
+        str(threads),
         "--workers",
         str(GUNICORN_WORKERS),
         "--bind",
@@ -1109,6 +1110,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="baseline INSERTs in autocommit mode (one round trip instead of BEGIN, INSERT, "
         "COMMIT): a stricter baseline",
     )
+    parser.add_argument(
+        "--webhooks-only", action="store_true", help="(a) only: skip (b) and the redelivery row"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=GUNICORN_THREADS,
+        help="gunicorn threads per worker, every side (default: the product's setting)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs file")
     parser.add_argument("--docs", type=Path, default=DOCS)
     return parser.parse_args(argv)
@@ -1152,16 +1162,37 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         "CARTRECOVERY_HOME": str(workdir / "home"),
     }
     product_port, product_cmd, product_pid = stack.enter_context(
-        gunicorn("ingest.app:create_app()", env, workdir, "product", config=PRODUCT_CONFIG)
+        gunicorn(
+            "ingest.app:create_app()",
+            env,
+            workdir,
+            "product",
+            config=PRODUCT_CONFIG,
+            threads=args.threads,
+        )
     )
     base_env = {**env, "DATABASE_URL": base_url, "BENCH_BASELINE_TABLE": BASELINE_TABLE}
     if args.baseline_autocommit:
         base_env["BENCH_BASELINE_AUTOCOMMIT"] = "1"
     base_port, base_cmd, base_pid = stack.enter_context(
-        gunicorn("baseline_app:app", base_env, workdir, "baseline", pythonpath=REPO / "bench")
+        gunicorn(
+            "baseline_app:app",
+            base_env,
+            workdir,
+            "baseline",
+            pythonpath=REPO / "bench",
+            threads=args.threads,
+        )
     )
     ceiling_port, ceiling_cmd, ceiling_pid = stack.enter_context(
-        gunicorn("ceiling_app:app", {}, workdir, "ceiling", pythonpath=REPO / "bench")
+        gunicorn(
+            "ceiling_app:app",
+            {},
+            workdir,
+            "ceiling",
+            pythonpath=REPO / "bench",
+            threads=args.threads,
+        )
     )
     probes = {
         product_port: CpuProbe(product_pid, urlsplit(url).path.lstrip("/")),
@@ -1268,7 +1299,7 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         rows.append(hook)
 
     batch, copies = None, []
-    batch_ok = _probe_ok(
+    batch_ok = not args.webhooks_only and _probe_ok(
         "batch",
         product_port,
         BATCH_PATH,
@@ -1307,7 +1338,7 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         copies = [chunk, bulk]
         rows += [batch, *copies]
 
-    if hook_ok:
+    if hook_ok and not args.webhooks_only:
         # Deliver a set of webhooks, then the very same again: the dedup path (nothing may
         # be stored twice). Python client: its requests are reproducible by tag.
         print("  (a) delivering 2,000 webhooks twice ...", flush=True)

@@ -73,7 +73,7 @@ def write_script(workdir: Path, requests: list[tuple[dict, bytes]]) -> Path:
     items = []
     for headers, body in requests:
         kept = {k: v for k, v in headers.items() if k.lower() != "x-shopify-webhook-id"}
-        head = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in kept.items())
+        head = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in kept.items())
         items.append(f"{{headers = {{{head}}}, body = {_lua_string(body.decode())}}}")
     pool = workdir / "wrk_pool.lua"
     pool.write_text("return {\n" + ",\n".join(items) + "\n}\n")

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # After a wake-up, wait this long so one transaction serves the requests of that interval
 # (fewer, larger batches); bounds part of the apply lag.
-GATHER_SECONDS = 0.05
+GATHER_SECONDS = 0.2
 # Without a wake-up (events acknowledged by another process), look this often.
 POLL_SECONDS = 0.25
 BATCH_LOG_KEEP = "1 day"
@@ -77,23 +77,29 @@ class Deferred:
 
 # Claims the keys, appends the raw events and the pending changes of the new ones; returns
 # the new keys with their event ids (a key missing from the answer was stored before). The
-# caller passes each key once.
+# caller passes each key once. A raw event whose cart exists already is linked to it now
+# (the applier then has no raw event to update). With a guard (``{guard}``: a query that
+# returns a row while the store's cached connection is unchanged), nothing is written unless
+# it holds, and the one row ``(NULL, NULL)`` says it failed.
 _DEFER = """
-WITH t AS (
+WITH ok AS ({guard}
+), t AS (
     SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::uuid[], %b::timestamptz[],
                          %b::text[], %b::text[], %b::text[], %b::text[], %b::bytea[])
          AS t(dedup_key, source, topic, connection_id, occurred_at, payload, headers,
               platform, external_id, change)
 ), claim AS (
     INSERT INTO raw.event_keys (org_id, dedup_key, event_id)
-    SELECT %b, dedup_key, gen_random_uuid() FROM t
+    SELECT %b, dedup_key, gen_random_uuid() FROM t WHERE EXISTS (SELECT 1 FROM ok)
     ON CONFLICT DO NOTHING
     RETURNING dedup_key, event_id
 ), ev AS (
-    INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, dedup_key,
-                            occurred_at, payload, headers)
-    SELECT %b, c.event_id, t.source, t.topic, t.connection_id, t.dedup_key, t.occurred_at,
-           t.payload::jsonb, t.headers::jsonb
+    INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
+                            dedup_key, occurred_at, payload, headers)
+    SELECT %b, c.event_id, t.source, t.topic, t.connection_id,
+           (SELECT k.cart_id FROM app.carts k WHERE k.org_id = %b AND k.platform = t.platform
+              AND k.external_id = t.external_id),
+           t.dedup_key, t.occurred_at, t.payload::jsonb, t.headers::jsonb
     FROM claim c JOIN t USING (dedup_key)
 ), pc AS (
     INSERT INTO raw.pending_changes (org_id, event_id, platform, external_id, change)
@@ -102,13 +108,21 @@ WITH t AS (
     WHERE t.change IS NOT NULL
 )
 SELECT dedup_key, event_id FROM claim
+UNION ALL
+SELECT NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM ok)
 """
+_NO_GUARD = "SELECT 1"
 
 
-def defer_query(org_id: UUID, events: Sequence[Deferred]) -> tuple[str, tuple]:
+def defer_query(
+    org_id: UUID, events: Sequence[Deferred], guard: tuple[str, tuple] | None = None
+) -> tuple[str, tuple]:
     """(sql, params) storing ``events`` (distinct keys) of one org, run in its tenant
-    transaction; rows: ``dedup_key, event_id`` of the new ones."""
-    return _DEFER, (
+    transaction, if ``guard`` ((sql, params) returning a row while it holds) holds; rows:
+    ``dedup_key, event_id`` of the new ones, or one row of NULLs when the guard failed."""
+    guard_sql, guard_params = guard or (_NO_GUARD, ())
+    return _DEFER.format(guard=guard_sql), (
+        *guard_params,
         [e.dedup_key for e in events],
         [e.source for e in events],
         [e.topic for e in events],
@@ -119,6 +133,7 @@ def defer_query(org_id: UUID, events: Sequence[Deferred]) -> tuple[str, tuple]:
         [e.platform for e in events],
         [e.external_id for e in events],
         [e.change for e in events],
+        org_id,
         org_id,
         org_id,
         org_id,
@@ -211,6 +226,7 @@ def _apply(conn: psycopg.Connection, org_id: UUID, rows: list[dict]) -> None:
         UPDATE raw.events e SET cart_id = u.cart_id
         FROM unnest(%b::uuid[], %b::timestamptz[], %b::uuid[]) AS u(event_id, received_at, cart_id)
         WHERE e.org_id = %b AND e.event_id = u.event_id AND e.received_at = u.received_at
+          AND e.cart_id IS DISTINCT FROM u.cart_id
         """,
         (
             [r["event_id"] for r, _ in changes],

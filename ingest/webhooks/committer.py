@@ -95,35 +95,35 @@ class GroupCommitter:
         with self.db.pool.connection() as conn, conn.transaction():
             for org_id in sorted(by_org, key=str):
                 self.db.scope(conn, org_id)
-                items = by_org[org_id]
-                # Requests of one store carry equal checks (a list in the params: compare
-                # their text): each distinct one runs once.
-                checks = {_check_key(it.check): it.check for it in items if it.check}
-                stale = {
-                    key for key, check in checks.items() if not conn.execute(*check).fetchall()
-                }
-                first: dict[str, _Item] = {}
-                for it in items:
-                    if it.check and _check_key(it.check) in stale:
-                        it.error = StaleConnection()
-                    else:
-                        first.setdefault(it.event.dedup_key, it)
-                if not first:
-                    continue
-                rows = conn.execute(
-                    *applier.defer_query(org_id, [it.event for it in first.values()])
-                ).fetchall()
-                ids = {r["dedup_key"]: r["event_id"] for r in rows}
-                for it in items:
-                    if it.error is None and first.get(it.event.dedup_key) is it:
-                        it.result = ids.get(it.event.dedup_key)
-                stored = stored or any(
-                    ids.get(k) and it.event.change is not None for k, it in first.items()
-                )
+                # Requests of one store carry equal checks (their params hold a list:
+                # compare their text): one statement per distinct check, which guards it.
+                groups: dict[tuple | None, list[_Item]] = {}
+                for it in by_org[org_id]:
+                    groups.setdefault(it.check and _check_key(it.check), []).append(it)
+                for items in groups.values():
+                    stored = self._write_group(conn, org_id, items) or stored
         self.batches += 1
         self.events += len(batch)
         if stored:
             self.on_commit()
+
+    @staticmethod
+    def _write_group(conn, org_id: UUID, items: list[_Item]) -> bool:
+        """One statement for ``items`` (one org, one check); whether it stored a change."""
+        first: dict[str, _Item] = {}
+        for it in items:
+            first.setdefault(it.event.dedup_key, it)
+        query = applier.defer_query(org_id, [it.event for it in first.values()], items[0].check)
+        rows = conn.execute(*query).fetchall()
+        if rows and rows[-1]["dedup_key"] is None:
+            for it in items:
+                it.error = StaleConnection()
+            return False
+        ids = {r["dedup_key"]: r["event_id"] for r in rows}
+        for it in items:
+            if first.get(it.event.dedup_key) is it:
+                it.result = ids.get(it.event.dedup_key)
+        return any(ids.get(k) and it.event.change is not None for k, it in first.items())
 
 
 def _check_key(check: tuple) -> tuple[str, str]:
