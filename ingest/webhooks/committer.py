@@ -12,6 +12,7 @@ A request is answered only after the commit that made its event durable.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from uuid import UUID
 from cartrecovery import applier
 from cartrecovery.applier import Deferred
 from cartrecovery.db import Database
+
+# Batches written at once per process (see GroupCommitter).
+LEADERS = int(os.environ.get("_CR_COMMIT_LEADERS", "2"))
 
 
 class StaleConnection(Exception):
@@ -31,8 +35,9 @@ class _Item:
     org_id: UUID
     check: tuple | None  # (sql, params) confirming a cached connection, or None
     event: Deferred
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    promoted: bool = False  # this item's thread is to lead the next batch
+    finished: bool = False
     result: UUID | None = None
     error: BaseException | None = None
 
@@ -43,14 +48,22 @@ class _Item:
 
 
 class GroupCommitter:
-    """One per process and database (see :func:`committer`)."""
+    """One per process and database (see :func:`committer`). At most ``leaders`` batches
+    are written at once: one keeps every batch as large as possible; a few more overlap
+    one batch's round trips with the next one's (the database is shared and busy)."""
 
-    def __init__(self, db: Database, on_commit: Callable[[], None] = applier.wake):
+    def __init__(
+        self,
+        db: Database,
+        on_commit: Callable[[], None] = applier.wake,
+        leaders: int = LEADERS,
+    ):
         self.db = db
         self.on_commit = on_commit
+        self.max_leaders = leaders
         self._lock = threading.Lock()
         self._queue: list[_Item] = []
-        self._busy = False
+        self._leaders = 0
         self.batches = 0  # for tests and the benchmark's curiosity
         self.events = 0
 
@@ -60,32 +73,43 @@ class GroupCommitter:
         item = _Item(org_id, check, event)
         with self._lock:
             self._queue.append(item)
-            lead = not self._busy
-            self._busy = True
-        if not lead:
-            item.done.wait()
-            if not item.lead:
-                return item.outcome()
+            if self._leaders < self.max_leaders:
+                self._leaders += 1
+                item.promoted = True
+        while True:
+            with self._lock:
+                if item.finished:
+                    return item.outcome()
+                lead, item.promoted = item.promoted, False
+                item.wake.clear()
+            if lead:
+                self._lead()
+            else:
+                item.wake.wait()
+
+    def _lead(self) -> None:
+        """Write what is queued as one batch, then pass the lead to a waiting request (or
+        give it up when none waits)."""
         with self._lock:
             batch, self._queue = self._queue, []
         try:
-            self._write(batch)
+            if batch:
+                self._write(batch)
         except BaseException as exc:
             for it in batch:
                 it.error = it.error or exc
         finally:
             with self._lock:
-                successor = self._queue[0] if self._queue else None
+                for it in batch:
+                    it.finished = True
+                    it.wake.set()
+                # Queued requests already promoted hold a lead of their own.
+                successor = next((it for it in self._queue if not it.promoted), None)
                 if successor is None:
-                    self._busy = False
+                    self._leaders -= 1
                 else:
-                    successor.lead = True
-            for it in batch:
-                if it is not item:
-                    it.done.set()
-            if successor is not None:
-                successor.done.set()
-        return item.outcome()
+                    successor.promoted = True
+                    successor.wake.set()
 
     def _write(self, batch: list[_Item]) -> None:
         by_org: dict[UUID, list[_Item]] = {}
