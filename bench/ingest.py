@@ -972,28 +972,47 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
         f"- Load average (1/5/15 min) before: {_load(ctx['load'][0])}, after: "
         f"{_load(ctx['load'][1])}. Other work on the machine during the run shows up there; "
         "it is why the sides alternate in rounds.",
-        f"- Servers: `{ctx['product_cmd']}` for the product and `{ctx['baseline_cmd']}` for "
-        "the baseline: the same flags (2 sync workers, 127.0.0.1).",
-        f"- Load generator: a separate process (multiprocessing, spawn), closed loop, "
-        f"{c.concurrency} threads, each with its own `http.client` connection (sync workers "
-        "close the connection after each response, so every request opens a TCP connection, "
-        f"for the product and the baseline alike); {c.warmup:g} s warm-up discarded, then "
-        f"{c.duration:g} s measured per side, in {c.rounds} rounds in which product and "
-        "baseline alternate. Bodies are built and HMAC-signed before the clock starts; "
-        "latency is from sending the request to reading the whole response. Every webhook has "
-        "a unique `X-Shopify-Webhook-Id` and every event a unique `event_id`, so deduplication "
-        "never short-circuits (except in the redelivery row).",
+        f"- Servers: `{ctx['product_cmd']}` for the product, `{ctx['baseline_cmd']}` for "
+        f"the baseline and `{ctx['ceiling_cmd']}` for the ceiling: the same flags "
+        f"({GUNICORN_WORKERS} gthread workers x {c.threads} threads, 127.0.0.1, keep-alive); "
+        "the product's `-c python:ingest.gunicorn_conf` (what `cartrecovery serve` uses) adds "
+        "only its hooks: the applier thread in each worker.",
+        (
+            f"- (a) load: wrk 4.1 (`wrk -t{wrk_load.WRK_THREADS} -c{c.connections} -d<round> "
+            "-s <script of bench/wrk_load.py>`), closed loop, keep-alive connections; "
+            f"{c.warmup:g} s warm-up per side discarded, then {c.duration:g} s measured per side "
+            f"in {c.rounds} rounds in which ceiling, baseline and product take turns (the order "
+            f"rotating). wrk cycles through {c.checkouts:,} checkouts built and signed by "
+            "`simulator/store.py` (`StoreSimulator.new_checkout`, `shopify_headers`, about 3.5 kB "
+            "each) before the run, each request with a fresh `X-Shopify-Webhook-Id`: every "
+            "request is a new event for deduplication, updating one of those checkouts. "
+            "Latency: wrk's, from sending to the whole response; pooled p50/p99 from each "
+            "round's 1,000 quantiles."
+            if ctx["wrk"]
+            else f"- (a) load: wrk was not installed; a separate Python process, closed loop, "
+            f"{c.connections} threads each with its own `http.client` connection (it costs "
+            "far more CPU than wrk on the same cores)."
+        ),
+        f"- (b) and the redelivery row: a separate Python process (multiprocessing, spawn), "
+        f"closed loop, {c.concurrency} threads with `http.client` connections; bodies built "
+        "before the clock starts; every event has a unique `event_id`. The redelivery row sends "
+        "2,000 webhooks, then the very same 2,000 again (measured): nothing may be stored.",
+        "- Apply lag: the product's applier records each event's time from receipt (the start "
+        "of the transaction that stored it, so a little before the acknowledgement) to the "
+        "commit of its apply (`raw.applier_batches`); after (a), the bench waits for the "
+        "pending changes to drain and reads the lag of every event of the run, and counts raw "
+        "events linked to their cart (applied) against those stored.",
         "- (a) baseline: `bench/baseline_app.py`, a bare Flask handler doing one INSERT of the "
-        "raw body (bytea) and one commit per request, one persistent psycopg connection per "
-        "worker"
+        "raw body (bytea) and one commit per request, one persistent psycopg connection "
+        "per request thread"
         + (
             " in autocommit mode (`--baseline-autocommit`: the INSERT is its own transaction, "
             "one round trip)"
             if c.baseline_autocommit
             else " (psycopg's default transaction: BEGIN, INSERT, COMMIT)"
         )
-        + ". Both sides receive signed checkouts/create deliveries built by `simulator/store.py` "
-        "(`StoreSimulator.new_checkout`, `shopify_headers`), about 3.5 kB each.",
+        + ". The ceiling: `bench/ceiling_app.py`, a Flask "
+        'handler that answers `{"ok": true}` at once.',
         "- (b) after each product round, the very event documents that round sent are COPY'd "
         f"by psycopg `cursor.copy()` into `{COPY_TABLE} (org_id, event_id, received_at, "
         "payload jsonb, primary key (org_id, event_id))`: first with the same concurrency in "
@@ -1001,7 +1020,8 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
         "rows in one COPY and one transaction. Documents are serialised before timing.",
         "- commits/req and rows inserted/req are the product database's `pg_stat_database` "
         "deltas over the run (warm-up included) divided by its requests: what one request "
-        "costs the database (the baseline: 1 and 1). `stored` counts raw.events rows written. "
+        "costs the database (the baseline: 1 and 1; the product's include its applier's). "
+        "`stored` counts raw.events rows written (for (a): and how many were applied). "
         "CPU ms/req: CPU time (/proc) of the side's gunicorn master and workers, and of the "
         "PostgreSQL backends connected to its database, over the run divided by its requests "
         "(warm-up included); with every CPU busy, throughput follows their sum.",
@@ -1087,11 +1107,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--duration",
         type=float,
-        default=12.0,
+        default=24.0,
         help="measured seconds per run, split over the rounds",
     )
     parser.add_argument(
-        "--rounds", type=int, default=6, help="product and baseline alternate this many times"
+        "--rounds", type=int, default=6, help="the sides take turns this many times"
     )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="warm-up seconds before a run's first round"
