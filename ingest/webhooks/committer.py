@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -154,14 +155,14 @@ def _check_key(check: tuple) -> tuple[str, str]:
     return check[0], repr(check[1])
 
 
-_committers: dict[str, GroupCommitter] = {}
+_committers: weakref.WeakKeyDictionary[Database, GroupCommitter] = weakref.WeakKeyDictionary()
 _committers_lock = threading.Lock()
 
 
 def committer(db: Database) -> GroupCommitter:
-    """This process's committer for ``db``."""
+    """This process's committer for ``db`` (one per Database object: its pool)."""
     with _committers_lock:
-        found = _committers.get(db.url)
+        found = _committers.get(db)
         if found is None:
-            found = _committers[db.url] = GroupCommitter(db)
+            found = _committers[db] = GroupCommitter(db)
         return found
