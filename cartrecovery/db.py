@@ -23,7 +23,7 @@ APP_ROLE = "cartrecovery_app"
 
 # The tenant scope in one statement: set_config('role', …, true) is SET LOCAL ROLE (the same
 # setting, checked the same way: the session user must be a member of the role).
-_SCOPE = SCOPE_SQL = "SELECT set_config('role', %s, true), set_config('app.org_id', %s, true)"
+_SCOPE = "SELECT set_config('role', %s, true), set_config('app.org_id', %s, true)"
 # A signed-in user's own scope (their user row, memberships and orgs; no org's data).
 _USER_SCOPE = "SELECT set_config('role', %s, true), set_config('app.user_id', %s, true)"
 
@@ -102,6 +102,12 @@ class Database:
                 conn.execute(_SCOPE, (APP_ROLE, str(org_id)))
                 cursors = [conn.execute(sql, params) for sql, params in queries]
                 yield conn, [cur.fetchall() if cur.description else [] for cur in cursors]
+
+    @staticmethod
+    def scope(conn: psycopg.Connection, org_id: UUID | str) -> None:
+        """Switch the current transaction to ``cartrecovery_app`` for ``org_id`` (one
+        transaction may serve several orgs in turn: the ingest group commit)."""
+        conn.execute(_SCOPE, (APP_ROLE, str(org_id)))
 
     @contextmanager
     def user(self, user_id: UUID | str | None) -> Iterator[psycopg.Connection]:

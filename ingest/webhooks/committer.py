@@ -19,13 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import psycopg
-from psycopg import ClientCursor
-from psycopg.rows import dict_row
-
 from cartrecovery import applier
 from cartrecovery.applier import Deferred
-from cartrecovery.db import APP_ROLE, SCOPE_SQL, Database
+from cartrecovery.db import Database
 
 # Batches written at once per process (see GroupCommitter).
 LEADERS = int(os.environ.get("_CR_COMMIT_LEADERS", "2"))
@@ -69,7 +65,6 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._queue: list[_Item] = []
         self._leaders = 0
-        self._idle: list[psycopg.Connection] = []  # the leaders' connections (autocommit)
         self.batches = 0  # for tests and the benchmark's curiosity
         self.events = 0
 
@@ -121,87 +116,39 @@ class GroupCommitter:
         by_org: dict[UUID, list[_Item]] = {}
         for it in batch:
             by_org.setdefault(it.org_id, []).append(it)
-        # Requests of one store carry equal checks (their params hold a list: compare their
-        # text): one statement per org and distinct check, which guards it.
-        plan: list[tuple[UUID, list[_Item], dict[str, _Item]]] = []
-        for org_id in sorted(by_org, key=str):
-            groups: dict[tuple | None, list[_Item]] = {}
-            for it in by_org[org_id]:
-                groups.setdefault(it.check and _check_key(it.check), []).append(it)
-            for items in groups.values():
-                first: dict[str, _Item] = {}
-                for it in items:
-                    first.setdefault(it.event.dedup_key, it)
-                plan.append((org_id, items, first))
-        results = self._execute(plan)
         stored = False
-        for (_, items, first), rows in zip(plan, results, strict=True):
-            stored = _settle(items, first, rows) or stored
+        with self.db.pool.connection() as conn, conn.transaction():
+            for org_id in sorted(by_org, key=str):
+                self.db.scope(conn, org_id)
+                # Requests of one store carry equal checks (their params hold a list:
+                # compare their text): one statement per distinct check, which guards it.
+                groups: dict[tuple | None, list[_Item]] = {}
+                for it in by_org[org_id]:
+                    groups.setdefault(it.check and _check_key(it.check), []).append(it)
+                for items in groups.values():
+                    stored = self._write_group(conn, org_id, items) or stored
         self.batches += 1
         self.events += len(batch)
         if stored:
             self.on_commit()
 
-    def _execute(self, plan) -> list[list[dict]]:
-        """The whole transaction in ONE round trip: BEGIN, each org's scope and statements,
-        COMMIT, sent as one simple query (parameters bound client-side); on a busy, shared
-        machine every round trip costs a wake-up of this process and of the server."""
-        parts, params = ["BEGIN"], []
-        scoped = None
-        for org_id, items, first in plan:
-            if org_id != scoped:
-                parts.append(SCOPE_SQL)
-                params += [APP_ROLE, str(org_id)]
-                scoped = org_id
-            sql, args = applier.defer_query(
-                org_id, [it.event for it in first.values()], items[0].check
-            )
-            parts.append(sql.replace("%b", "%s"))
-            params += args
-        parts.append("COMMIT")
-        conn = self._connection()
-        try:
-            with ClientCursor(conn, row_factory=dict_row) as cur:
-                cur.execute(";\n".join(parts), params)
-                results = []
-                while True:
-                    if cur.description and cur.description[0].name == "dedup_key":
-                        results.append(cur.fetchall())
-                    if not cur.nextset():
-                        break
-        except BaseException:
-            conn.close()  # maybe mid-transaction: never reused
-            raise
-        with self._lock:
-            self._idle.append(conn)
-        return results
-
-    def _connection(self) -> psycopg.Connection:
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-        return psycopg.connect(self.db.url, autocommit=True)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _settle(items: list[_Item], first: dict[str, _Item], rows: list[dict]) -> bool:
-    """Give each request of one statement its answer; whether a change was stored."""
-    if rows and rows[-1]["dedup_key"] is None:
+    @staticmethod
+    def _write_group(conn, org_id: UUID, items: list[_Item]) -> bool:
+        """One statement for ``items`` (one org, one check); whether it stored a change."""
+        first: dict[str, _Item] = {}
         for it in items:
-            it.error = StaleConnection()
-        return False
-    ids = {r["dedup_key"]: r["event_id"] for r in rows}
-    for it in items:
-        if first.get(it.event.dedup_key) is it:
-            it.result = ids.get(it.event.dedup_key)
-    return any(ids.get(k) and it.event.change is not None for k, it in first.items())
+            first.setdefault(it.event.dedup_key, it)
+        query = applier.defer_query(org_id, [it.event for it in first.values()], items[0].check)
+        rows = conn.execute(*query).fetchall()
+        if rows and rows[-1]["dedup_key"] is None:
+            for it in items:
+                it.error = StaleConnection()
+            return False
+        ids = {r["dedup_key"]: r["event_id"] for r in rows}
+        for it in items:
+            if first.get(it.event.dedup_key) is it:
+                it.result = ids.get(it.event.dedup_key)
+        return any(ids.get(k) and it.event.change is not None for k, it in first.items())
 
 
 def _check_key(check: tuple) -> tuple[str, str]:
