@@ -790,7 +790,9 @@ class Goal:
 
     @property
     def verdict(self) -> str:
-        return "not measured" if self.met is None else ("met" if self.met else "MISSED")
+        if self.met is None:
+            return "(no goal)" if self.note == "info" else "not measured"
+        return "met" if self.met else "MISSED"
 
 
 def evaluate(
@@ -835,6 +837,7 @@ def evaluate(
                     f"handler that returns at once (median round; pooled "
                     f"{ceiling.result.rps:,.0f} req/s)",
                     None,
+                    "info",
                 )
             )
         if lag:
