@@ -4,7 +4,8 @@ A request thread whose delivery can be applied later (``cartrecovery.applier``) 
 raw event to this process's committer and waits. The first waiting thread becomes the
 leader: it takes every event queued so far, writes them with one statement per org (claim,
 raw event, pending change: ``applier.defer_query``) in one transaction, commits, and
-releases the others; events queued meanwhile go to the next leader. So under load one commit
+releases the others; events queued meanwhile go to the next leader (up to ``LEADERS``
+batches are written at once). So under load one commit
 serves many requests (gunicorn ``gthread`` workers: several request threads per process),
 and a lone request is written at once by its own thread (no hand-off to another thread).
 A request is answered only after the commit that made its event durable.
@@ -12,7 +13,6 @@ A request is answered only after the commit that made its event durable.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -23,8 +23,9 @@ from cartrecovery import applier
 from cartrecovery.applier import Deferred
 from cartrecovery.db import Database
 
-# Batches written at once per process (see GroupCommitter).
-LEADERS = int(os.environ.get("_CR_COMMIT_LEADERS", "2"))
+# Batches written at once per process (see GroupCommitter); 1, 2 and 4 measured alike here
+# (docs/BENCHMARKS.md, "Ingest: analysis").
+LEADERS = 2
 
 
 class StaleConnection(Exception):
