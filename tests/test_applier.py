@@ -339,3 +339,14 @@ def test_the_applier_thread_applies_after_a_wake(db, shop, raw_client):
     finally:
         applier._thread = applier_wake
         thread.stop()
+
+
+def test_completed_checkout_is_applied_before_the_answer(db, shop, raw_client):
+    """Completion cancels pending messages: it must not wait for the applier."""
+    deliver(raw_client, checkout("completed"))
+    apply_pending(db)
+    payload = json.loads(checkout("completed", T0 + timedelta(minutes=2)))
+    payload["completed_at"] = (T0 + timedelta(minutes=2)).isoformat()
+    deliver(raw_client, json.dumps(payload).encode())
+    assert pending(db, shop.org_id) == 0
+    assert cart(db, shop.org_id, "completed")["status"] == "converted"

@@ -1,10 +1,11 @@
 """The one request path every store webhook takes: locate → verify → parse → store.
 
-A delivery whose change is a cart upsert (``carts.CartChange``) or nothing is acknowledged
-once its raw event is durable and deduplicated: the dedup key, the raw event and the pending
-change are written by this process's group committer (``committer.py``: one transaction for
-the requests of that moment), and ``cartrecovery.applier`` applies the cart state shortly
-after. Any other change (orders, deletions, privacy requests: they answer with or act on
+A delivery whose change is a cart upsert (``carts.CartChange`` without a completion) or
+nothing is acknowledged once its raw event is durable and deduplicated: the dedup key, the
+raw event and the pending change are written by this process's group committer
+(``committer.py``: one transaction for the requests of that moment), and
+``cartrecovery.applier`` applies the cart state shortly after. Any other change (completed
+checkouts, orders, deletions, privacy requests: they cancel messages, answer with or act on
 state) is applied inline: one tenant transaction claims the key, applies the pending changes
 of the org first, then the change, and appends the raw event.
 
@@ -146,7 +147,9 @@ def _store(
     dedup_key = delivery.dedup_key or body_hash(req.body)
     headers = delivery.headers or kept_headers(req)
     change = delivery.apply
-    if change is None or isinstance(change, CartChange):
+    # A completed checkout (converted_at) is applied inline: it cancels pending messages,
+    # which must not wait for the applier (a send in between would follow a purchase).
+    if change is None or (isinstance(change, CartChange) and change.converted_at is None):
         cart = change.cart if change is not None else None
         event = Deferred(
             source=adapter.platform,
