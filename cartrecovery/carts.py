@@ -15,7 +15,6 @@ Rules that make redelivery and out-of-order arrival harmless:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,18 +22,14 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from psycopg.types.json import Jsonb
 
 from .canonical import CanonicalCart, LineItem, merge_carts, sum_items
 from .customers import (
     CUSTOMER_FIELDS,
     customer_fields,
-    customer_params,
-    customers_sql,
     upsert_customer,
     upsert_customers_by_email,
 )
-from .events import EventRow, namespaced_key
 from .sql_rows import rows_from
 
 PENDING_OUTBOX = ("scheduled", "enqueued")
@@ -223,100 +218,25 @@ def upsert_carts(
     return [ids[(c.platform, c.external_id)] for c in carts]
 
 
-# --- one cart event in one statement ---------------------------------------------------------
+# --- a cart change the applier can defer -----------------------------------------------------
 
 
 @dataclass
 class CartChange:
     """An adapter's ``apply`` that upserts one cart and, with ``converted_at``, marks it
     converted (a completed checkout). Callable like any apply; the webhook path recognises
-    it and runs claim, customer, cart and raw event as one statement
-    (:func:`cart_event_query`)."""
+    it and defers it to the applier (``cartrecovery.applier``), which upserts many in one
+    statement."""
 
     cart: CanonicalCart
     converted_at: datetime | None = None
 
     def __call__(self, conn: psycopg.Connection, org_id: UUID) -> UUID:
         cart_id = upsert_cart(conn, org_id, self.cart)
-        self.after(conn, org_id, cart_id, orphans=False)
-        return cart_id
-
-    def after(self, conn: psycopg.Connection, org_id: UUID, cart_id: UUID, orphans: bool) -> None:
-        """What follows the upsert: link orders that waited for this cart (``orphans``, as
-        the fused statement found), then the completed checkout's conversion."""
-        if orphans:
-            _convert_carts_with_orphan_orders(conn, org_id, [cart_id])
         if self.converted_at is not None:
             # The order event does the attribution; this only stops pending messages early.
             mark_cart_converted(conn, org_id, cart_id, self.converted_at)
-
-    @property
-    def fusable(self) -> bool:
-        # A customer without email is looked up by phone/external id: several statements.
-        return bool(self.cart.email) or not (self.cart.phone or self.cart.customer_external_id)
-
-
-_CLAIMED = "WHERE EXISTS (SELECT 1 FROM claim)"
-
-# The webhook write path as one statement (each CTE as the separate statements would do it:
-# claim_event, upsert_customers_by_email, upsert_carts, append_event). Nothing is written
-# when the key was claimed before. Returns one row: the new event id (NULL for a duplicate),
-# the cart id and whether orders wait for that cart.
-_CART_EVENT = f"""
-WITH claim AS (
-    INSERT INTO raw.event_keys (org_id, dedup_key, event_id)
-    VALUES (%b, %b, gen_random_uuid())
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
-), cust AS ({customers_sql(_CLAIMED + " AND t.email IS NOT NULL", many=False)}
-), up AS ({_upsert_sql(True, "(SELECT customer_id FROM cust)", _CLAIMED)}
-), ev AS (
-    INSERT INTO raw.events (org_id, event_id, source, topic, connection_id, cart_id,
-                            dedup_key, occurred_at, payload, headers)
-    SELECT %b::uuid, claim.event_id, %b::text, %b::text, %b::uuid, (SELECT cart_id FROM up),
-           %b::text, %b::timestamptz, %b::jsonb, %b::jsonb
-    FROM claim
-)
-SELECT (SELECT event_id FROM claim) AS event_id, up.cart_id, {_ORPHANS} AS orphans
-FROM (SELECT 1) AS one LEFT JOIN up ON true
-"""
-
-
-# Compacted (no string literal holds these characters): psycopg caches the parsing of
-# statements up to 4 kB only, and this one runs for every webhook.
-_CART_EVENT = re.sub(r"\s*([,()=])\s*", r"\1", " ".join(_CART_EVENT.split()))
-
-
-def cart_event_query(org_id: UUID, change: CartChange, event: EventRow) -> tuple[str, tuple]:
-    """(sql, params) storing ``event`` once and, when it is new, applying ``change`` (which
-    must be :attr:`CartChange.fusable`), in one statement; run it in the org's tenant
-    transaction, then :meth:`CartChange.after` with its row unless ``event_id`` is NULL."""
-    cart = change.cart
-    customers = {cart.email: customer_fields(cart)} if cart.email else {None: {}}
-    key = namespaced_key(event.source, event.dedup_key)
-    cart_row = _first(_cart_columns(org_id, [cart], [None]))
-    customer_at = 1 + [name for name, _ in _CART_ROW].index("customer_id")
-    return _CART_EVENT, (
-        org_id,
-        key,
-        *_first(customer_params(org_id, customers)),
-        *cart_row[:customer_at],
-        *cart_row[customer_at + 1 :],  # the customer comes from cust
-        org_id,
-        event.source,
-        event.topic,
-        event.connection_id,
-        key,
-        event.occurred_at,
-        Jsonb(event.payload),
-        Jsonb(event.headers or {}),
-        org_id,
-    )
-
-
-def _first(params: tuple) -> tuple:
-    # (org_id, column arrays...) -> (org_id, first row's values...)
-    return (params[0], *(column[0] for column in params[1:]))
+        return cart_id
 
 
 _LINE_ITEMS_JSON = msgspec.json.Encoder()

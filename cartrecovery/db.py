@@ -103,6 +103,12 @@ class Database:
                 cursors = [conn.execute(sql, params) for sql, params in queries]
                 yield conn, [cur.fetchall() if cur.description else [] for cur in cursors]
 
+    @staticmethod
+    def scope(conn: psycopg.Connection, org_id: UUID | str) -> None:
+        """Switch the current transaction to ``cartrecovery_app`` for ``org_id`` (one
+        transaction may serve several orgs in turn: the ingest group commit)."""
+        conn.execute(_SCOPE, (APP_ROLE, str(org_id)))
+
     @contextmanager
     def user(self, user_id: UUID | str | None) -> Iterator[psycopg.Connection]:
         """A transaction as ``cartrecovery_app`` that sees no org's data, only what the

@@ -750,6 +750,8 @@ def _ingest_argv(host: str, port: int, workers: int = 2) -> list[str]:
         "-m",
         "gunicorn",
         "--no-control-socket",
+        "-c",
+        "python:ingest.gunicorn_conf",
         "-w",
         str(workers),
         "-b",

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from cartrecovery.applier import pending_carts_condition
 from cartrecovery.canonical import normalize_email
 from cartrecovery.consents import InvalidAddress, to_e164
 
@@ -81,7 +82,8 @@ def subscription_live(conn: psycopg.Connection, org_id, subscription_id: str | N
 def mark_abandoned(conn: psycopg.Connection, limit: int) -> list[dict]:
     """Active carts someone can be reached about (an email, a phone or a push subscription),
     idle past their org's timeout → 'abandoned' (returned). Carts the platform closed
-    (``closed_at``, e.g. Shopify checkouts/delete) are left alone."""
+    (``closed_at``, e.g. Shopify checkouts/delete) are left alone, and so are carts with
+    acknowledged changes the applier has not applied yet (``cartrecovery.applier``)."""
     push = (
         f"OR EXISTS (SELECT 1 FROM app.push_subscriptions s WHERE {_PUSH_MATCH.format(c='c')})"
         if push_table_exists(conn)
@@ -96,6 +98,7 @@ def mark_abandoned(conn: psycopg.Connection, limit: int) -> list[dict]:
             AND c.closed_at IS NULL
             AND (NULLIF(c.email, '') IS NOT NULL OR NULLIF(c.phone, '') IS NOT NULL {push})
             AND c.last_activity_at < now() - make_interval(secs => o.abandonment_timeout_seconds)
+            AND NOT {pending_carts_condition("c")}
           ORDER BY c.last_activity_at
           LIMIT %s
           FOR UPDATE OF c SKIP LOCKED

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import applier, outgoing_webhooks
 from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
@@ -112,9 +112,13 @@ def tick(
     runtime: Runtime, *, batch_size: int = BATCH_SIZE, stale_after: timedelta = STALE_AFTER
 ) -> dict:
     """One scheduler pass; returns counts: abandoned, enrolled, scheduled (outbox rows
-    written), enqueued, requeued, partitions_checked."""
+    written), enqueued, requeued, partitions_checked; first, the webhook changes acknowledged
+    so far are applied (``applied``), so the tick sees carts as the stores last described
+    them (carts with changes still pending are skipped by the abandonment query)."""
+    applied = applier.apply_pending(runtime.db)
     abandoned, enrolled, scheduled = abandon_and_enroll(runtime, batch_size)
     return {
+        "applied": applied,
         "abandoned": abandoned,
         "enrolled": enrolled,
         "scheduled": scheduled,
@@ -143,6 +147,10 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
         settings.scheduler_interval_seconds,
         settings.queue_name,
     )
+    # The applier thread: state of webhooks acknowledged by any process is applied even
+    # when no ingest process is left to do it (cartrecovery/applier.py).
+    thread = applier.ApplierThread(runtime.db)
+    thread.start()
     try:
         while not stop.is_set():
             try:
@@ -153,6 +161,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 log.exception("scheduler tick failed")
             stop.wait(settings.scheduler_interval_seconds)
     finally:
+        thread.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("scheduler stopped")

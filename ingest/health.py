@@ -5,9 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from rq import Queue
 
+from cartrecovery import applier
+
 from .runtime import runtime
 
 bp = Blueprint("health", __name__, url_prefix="/api/health")
+
+# Acknowledged webhooks older than this and still not applied: the applier is not keeping up
+# (or no process runs it), and /api/health/applier answers 503.
+APPLIER_LAG_LIMIT_MS = 30_000.0
 
 
 @bp.get("")
@@ -52,3 +58,17 @@ def health_queues():
     except Exception as exc:  # noqa: BLE001
         return jsonify({"status": "error", "error": str(exc)}), 503
     return jsonify(body)
+
+
+@bp.get("/applier")
+def health_applier():
+    """The applier's watermark and lag (cartrecovery/applier.py): events acknowledged but not
+    applied yet, the oldest one's age, and the lag of the last minute's applied events."""
+    try:
+        with runtime().db.system() as conn:
+            body = applier.status(conn)
+    except Exception as exc:  # noqa: BLE001
+        return jsonify({"status": "error", "error": str(exc)}), 503
+    if body["oldest_pending_ms"] > APPLIER_LAG_LIMIT_MS:
+        return jsonify({"status": "lagging", **body}), 503
+    return jsonify({"status": "ok", **body})

@@ -15,9 +15,12 @@ and answers three questions in this order, each before anything is written:
    Fetching a full object from the platform's API (where webhooks carry only ids) happens in
    ``parse``, before the transaction opens. Bad payloads raise ``BadPayload`` (400).
 
-The dispatcher (``ingest.webhooks.dispatch``) claims the dedup key, runs ``apply`` and
-appends the raw event in ONE transaction, so every delivery is stored once and either fully
-applied or not at all.
+The dispatcher (``ingest.webhooks.dispatch``) stores every delivery once. An ``apply`` that
+is a ``carts.CartChange`` (or none) is deferred: the raw event and the encoded change commit
+together and ``cartrecovery.applier`` applies the change shortly after, in a batch. Any other
+``apply`` runs inline: the dedup key, the state change and the raw event commit in one
+transaction, so such a delivery is either fully applied or not at all. Adapters that can
+express their change as a ``CartChange`` should: it is the fast path.
 """
 
 from __future__ import annotations

@@ -24,8 +24,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis as redis_lib
+from flask import Flask
+from flask.testing import FlaskClient
 
 from cartrecovery import tenancy
+from cartrecovery.applier import apply_pending
 from cartrecovery.db import Database, close_pools
 from cartrecovery.migrate import upgrade
 from cartrecovery.settings import Settings
@@ -139,6 +142,26 @@ def settings(database_url, redis_url, queue_name) -> Settings:
 @pytest.fixture(scope="session")
 def db(database_url) -> Database:
     return Database(database_url)
+
+
+class ApplyingClient(FlaskClient):
+    """Drives the applier (cartrecovery/applier.py) after each request, as the serve
+    process's applier thread would within its lag: deterministic (no sleeps), so tests of
+    the product's state see it at once. tests/test_applier.py uses the plain client."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        rt = self.application.extensions.get("cartrecovery")
+        if rt is not None:
+            apply_pending(rt.db)
+        return response
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_clients_drive_the_applier():
+    previous, Flask.test_client_class = Flask.test_client_class, ApplyingClient
+    yield
+    Flask.test_client_class = previous
 
 
 @pytest.fixture()

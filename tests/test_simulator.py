@@ -18,6 +18,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from werkzeug.serving import make_server
 
 from cartrecovery import tenancy
+from cartrecovery.applier import apply_pending
 from cartrecovery.settings import with_overrides
 from simulator.store import (
     EMAIL_DOMAINS,
@@ -158,7 +159,17 @@ def served():
     servers = []
 
     def serve(app):
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        rt = app.extensions.get("cartrecovery")
+
+        def applying(environ, start_response):
+            # As ApplyingClient (conftest): the applier runs before the answer goes out,
+            # where `serve` has its applier thread do it within its lag.
+            body = b"".join(app(environ, start_response))
+            if rt is not None:
+                apply_pending(rt.db)
+            return [body]
+
+        server = make_server("127.0.0.1", 0, applying, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         servers.append(server)

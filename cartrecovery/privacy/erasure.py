@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .. import suppressions
+from .. import applier, suppressions
 from ..canonical import normalize_email, normalize_phone
 from ..privacy_salts import org_salt
 from .schema import (
@@ -250,6 +250,9 @@ def erase_subject(
     org, in the caller's tenant transaction; record the erasure (no PII) in
     ``app.erasure_requests``. Returns ``{"erasure_id", "counts": {table: rows changed}}``.
     Raises ValueError when neither email nor phone is given."""
+    # Acknowledged changes not applied yet hold the subject's data too: apply them first, so
+    # the erasure below finds every row they create (and no pending row is left).
+    applier.drain(conn, org_id)
     subject = resolve_subject(conn, org_id, email=email, phone=phone)
     _enable_erasure(conn)
     hashed = subject_hash(conn, org_id, email=email, phone=phone)
@@ -295,6 +298,7 @@ def erase_connection_data(
     (consents, data requests…) and any mention of their addresses elsewhere (scrubbed as in
     :func:`erase_subject`; their suppressions are kept as hashes). The org and the connection
     row stay (the caller decides its status). Returns ``{"erasure_id", "counts"}``."""
+    applier.drain(conn, org_id)  # as in erase_subject
     _enable_erasure(conn)
     all_tables = {t.qualified: t for t in tables(conn)}
     counts: dict[str, int] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -90,6 +91,26 @@ class QueueCounts(Answer):
 class QueueHealth(Answer):
     status: Literal["ok"]
     queues: dict[str, QueueCounts]
+
+
+class ApplierLag(Answer):
+    p50: float | None = Field(description="ms from acknowledgement to applied state, median")
+    p99: float | None = Field(description="99th percentile, ms")
+    max: float | None = Field(description="largest, ms")
+
+
+class ApplierHealth(Answer):
+    status: Literal["ok", "lagging"] = Field(
+        description="lagging: the oldest unapplied event is older than 30 s"
+    )
+    pending_events: int = Field(description="acknowledged webhooks whose state is not applied")
+    watermark: datetime | None = Field(
+        description="receipt time of the oldest unapplied event (None: all applied); the "
+        "scheduler leaves carts with unapplied events alone"
+    )
+    oldest_pending_ms: float = Field(description="age of the oldest unapplied event, ms")
+    applied_last_minute: int = Field(description="events applied in the last minute")
+    lag_ms: ApplierLag = Field(description="lag of the events applied in the last minute")
 
 
 class OpenApiDocument(Answer):

@@ -115,6 +115,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth="none",
         summary="Delivery queue depth",
     ),
+    ("GET", "/api/health/applier"): Operation(
+        {
+            **ok(inbound.ApplierHealth, "Lag of the applier (webhook state after the ack)"),
+            503: Reply(
+                "The applier lags by over 30 s (body as for 200, status lagging), or "
+                "PostgreSQL does not answer",
+                inbound.ApplierHealth | inbound.HealthDown,
+            ),
+        },
+        auth="none",
+        summary="Applier lag and watermark",
+    ),
     ("GET", "/api/openapi.json"): Operation(
         ok(inbound.OpenApiDocument, "This document"), auth="none"
     ),

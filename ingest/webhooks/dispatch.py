@@ -1,20 +1,31 @@
-"""The one request path every store webhook takes: locate → verify → parse → one
-transaction that claims the dedup key, applies the state change and appends the raw event.
+"""The one request path every store webhook takes: locate → verify → parse → store.
+
+A delivery whose change is a cart upsert (``carts.CartChange`` without a completion) or
+nothing is acknowledged once its raw event is durable and deduplicated: the dedup key, the
+raw event and the pending change are written by this process's group committer
+(``committer.py``: one transaction for the requests of that moment), and
+``cartrecovery.applier`` applies the cart state shortly after. Any other change (completed
+checkouts, orders, deletions, privacy requests: they cancel messages, answer with or act on
+state) is applied inline: one tenant transaction claims the key, applies the pending changes
+of the org first, then the change, and appends the raw event.
 
 Hot path: the store's connection comes from a per-process cache (``CONNECTION_CACHE_SECONDS``)
 and is confirmed by the first statement of the request's own transaction; a connection changed
 since (disconnected, secret rotated or replaced, grace period ended) rolls that transaction
 back and the request starts over with a fresh lookup, as does a signature that the cached
-secrets do not verify. A delivery that upserts one cart (``carts.CartChange``) is claimed,
-applied and stored by one statement.
+secrets do not verify (for a deferred delivery, the committer runs that confirmation in its
+transaction).
 """
 
 from __future__ import annotations
 
+import msgspec
 from flask import request
 
-from cartrecovery.carts import CartChange, cart_event_query
-from cartrecovery.events import EventRow, append_event, body_hash, claim_query
+from cartrecovery import applier
+from cartrecovery.applier import Deferred, encode_change
+from cartrecovery.carts import CartChange
+from cartrecovery.events import append_event, body_hash, claim_query, namespaced_key
 from cartrecovery.tenancy import (
     Connection,
     connection_unchanged,
@@ -26,6 +37,9 @@ from integrations.headers import EnvironHeaderView
 
 from ..errors import ApiError
 from ..runtime import runtime
+from .committer import StaleConnection, committer
+
+_JSON = msgspec.json.Encoder()
 
 # Headers never kept with a raw event: they carry credentials, not facts about the event.
 _SECRET_HEADERS = {
@@ -125,52 +139,59 @@ def _store(
     delivery: Delivery,
     check: tuple | None,
 ):
-    """Claim, apply and append in one tenant transaction (see the module docstring)."""
-    db = runtime().db
+    """Store the delivery once: deferred (raw event now, state by the applier) when its
+    change is a cart upsert or nothing, else claimed, applied and appended in one tenant
+    transaction (see the module docstring)."""
+    rt = runtime()
     org_id = connection.org_id
-    checks = (check,) if check else ()
-    event = EventRow(
-        source=adapter.platform,
-        topic=delivery.topic,
-        dedup_key=delivery.dedup_key or body_hash(req.body),
-        payload=delivery.payload,
-        headers=delivery.headers or kept_headers(req),
-        connection_id=connection.connection_id,
-        occurred_at=delivery.occurred_at,
-    )
+    dedup_key = delivery.dedup_key or body_hash(req.body)
+    headers = delivery.headers or kept_headers(req)
     change = delivery.apply
-    if isinstance(change, CartChange) and change.fusable:
-        with db.tenant_with(org_id, *checks, cart_event_query(org_id, change, event)) as (
+    # A completed checkout (converted_at) is applied inline: it cancels pending messages,
+    # which must not wait for the applier (a send in between would follow a purchase).
+    if change is None or (isinstance(change, CartChange) and change.converted_at is None):
+        cart = change.cart if change is not None else None
+        event = Deferred(
+            source=adapter.platform,
+            topic=delivery.topic,
+            dedup_key=namespaced_key(adapter.platform, dedup_key),
+            payload_json=_JSON.encode(delivery.payload).decode(),
+            headers_json=_JSON.encode(headers).decode(),
+            connection_id=connection.connection_id,
+            occurred_at=delivery.occurred_at,
+            platform=cart.platform if cart else None,
+            external_id=cart.external_id if cart else None,
+            change=encode_change(cart, change.converted_at) if cart else None,
+        )
+        try:
+            event_id = committer(rt.db).store(org_id, event, check)
+        except StaleConnection:
+            raise _StaleConnection from None
+        if event_id is None:
+            return {"status": "duplicate"}, 200
+        return {"status": "ok", "event_id": str(event_id), **(delivery.response or {})}, 200
+    checks = (check,) if check else ()
+    claim = claim_query(org_id, adapter.platform, dedup_key)
+    with rt.db.tenant_with(org_id, *checks, claim) as (conn, rows):
+        if checks and not rows[0]:
+            raise _StaleConnection
+        if not rows[-1]:
+            return {"status": "duplicate"}, 200
+        event_id = rows[-1][0]["event_id"]
+        # Changes acknowledged before this one are applied first (event order per cart).
+        applier.drain(conn, org_id)
+        cart_id = change(conn, org_id)
+        append_event(
             conn,
-            rows,
-        ):
-            if checks and not rows[0]:
-                raise _StaleConnection  # rolls the statement's writes back
-            row = rows[-1][0]
-            if row["event_id"] is None:
-                return {"status": "duplicate"}, 200
-            change.after(conn, org_id, row["cart_id"], row["orphans"])
-        event_id = row["event_id"]
-    else:
-        claim = claim_query(org_id, event.source, event.dedup_key)
-        with db.tenant_with(org_id, *checks, claim) as (conn, rows):
-            if checks and not rows[0]:
-                raise _StaleConnection
-            if not rows[-1]:
-                return {"status": "duplicate"}, 200
-            event_id = rows[-1][0]["event_id"]
-            cart_id = change(conn, org_id) if change else None
-            append_event(
-                conn,
-                event_id,
-                org_id=org_id,
-                source=event.source,
-                topic=event.topic,
-                dedup_key=event.dedup_key,
-                payload=event.payload,
-                headers=event.headers,
-                connection_id=event.connection_id,
-                cart_id=cart_id,
-                occurred_at=event.occurred_at,
-            )
+            event_id,
+            org_id=org_id,
+            source=adapter.platform,
+            topic=delivery.topic,
+            dedup_key=dedup_key,
+            payload=delivery.payload,
+            headers=headers,
+            connection_id=connection.connection_id,
+            cart_id=cart_id,
+            occurred_at=delivery.occurred_at,
+        )
     return {"status": "ok", "event_id": str(event_id), **(delivery.response or {})}, 200

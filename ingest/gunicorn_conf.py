@@ -1,0 +1,28 @@
+"""gunicorn settings of ``cartrecovery serve`` (``-c python:ingest.gunicorn_conf``).
+
+``gthread`` workers: each process serves several requests at once on threads, and keeps
+connections alive, so the webhook group commit (``ingest/webhooks/committer.py``) has
+requests to gather into one transaction; sync workers serve one request at a time, so every
+webhook would pay its own commit. Each worker process also runs the applier thread
+(``cartrecovery/applier.py``), woken by its committer, so state follows the acknowledgement
+within milliseconds. See docs/BENCHMARKS.md ("Ingest") for the measurements behind the choice.
+"""
+
+from __future__ import annotations
+
+worker_class = "gthread"
+# Requests in flight per process: enough for the group commit to gather several while one
+# transaction commits; more only adds context switches on a small machine.
+threads = 8
+
+
+def post_worker_init(worker) -> None:
+    from cartrecovery import applier
+
+    applier.start_thread(worker.wsgi.extensions["cartrecovery"].db)
+
+
+def worker_exit(server, worker) -> None:
+    from cartrecovery import applier
+
+    applier.stop_thread()
