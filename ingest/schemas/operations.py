@@ -166,6 +166,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "with 1 to 1,000 events is a 400 `invalid_batch`.",
     ),
     ("GET", "/api/v1/analytics/dashboard"): Operation(ok(rest.Dashboard)),
+    ("GET", "/api/v1/experiments/{id}/results"): Operation(
+        ok(rest.ExperimentResults),
+        errors=(404,),
+        notes="`{id}` is `<campaign_id>:step:<n>` (step n from 1, with two or more variants) "
+        "or `<campaign_id>:holdout`. Counts are read live from the operational tables; the "
+        "engine is the org setting `experiment_engine` (sequential by default). See "
+        "docs/statistics.md.",
+    ),
     # --- connections -----------------------------------------------------------------------
     ("POST", "/api/v1/connections"): Operation(
         created(

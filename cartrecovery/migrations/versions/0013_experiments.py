@@ -36,7 +36,8 @@ CREATE TABLE app.bandit_allocations (
   allocation_id uuid NOT NULL DEFAULT gen_random_uuid(),
   campaign_id uuid NOT NULL,
   step_index integer NOT NULL,
-  allocated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  -- The transaction time, as app.outbox.created_at: the rows written with a share match it.
+  allocated_at timestamptz NOT NULL DEFAULT now(),
   min_share double precision NOT NULL,
   shares jsonb NOT NULL,
   probability_best jsonb NOT NULL,
