@@ -135,7 +135,7 @@ measured AS (
            SELECT CASE
                     WHEN upper(r.currency) IS DISTINCT FROM %(currency)s THEN 0
                     WHEN k.type = 'fixed_amount' THEN k.value
-                    -- the order total is after the discount: v% of the price before it
+                    -- the order total is after the discount: v percent of the price before it
                     WHEN k.type = 'percentage' AND k.value < 100
                       THEN r.total_price * k.value / (100 - k.value)
                     ELSE 0
