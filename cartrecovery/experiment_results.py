@@ -85,24 +85,34 @@ _CART_CUSTOMER = (
     "'phone:' || nullif(c.phone, ''))"
 )
 
-_MEASURES = """
-  LEFT JOIN LATERAL (
-    SELECT r.order_id, r.total_price, upper(r.currency) AS currency
-    FROM app.orders r
-    WHERE r.org_id = u.org_id
-      AND (r.cart_id = u.cart_id
-           OR coalesce('email:' || nullif(lower(r.email), ''),
-                       'customer:' || r.customer_id::text) = u.customer_key)
-      AND r.ordered_at >= u.abandoned_at
-      AND r.ordered_at <= u.abandoned_at + make_interval(secs => %(window)s)
-    ORDER BY r.ordered_at, r.order_id
-    LIMIT 1
-  ) o1 ON true
+# The first order of each unit's cart or customer within the window: two equi-joins (hash
+# joins over the org's orders) rather than one join on an OR, as the warehouse does.
+_FIRST_ORDERS = """
+org_orders AS (
+  SELECT r.order_id, r.cart_id, r.total_price, upper(r.currency) AS currency, r.ordered_at,
+         coalesce('email:' || nullif(lower(r.email), ''),
+                  'customer:' || r.customer_id::text) AS customer_key
+  FROM app.orders r WHERE r.org_id = %(org)s
+),
+matches AS (
+  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  FROM units u JOIN org_orders r ON r.cart_id = u.cart_id
+  UNION
+  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  FROM units u JOIN org_orders r ON r.customer_key = u.customer_key
+),
+first_orders AS (
+  SELECT DISTINCT ON (unit_id) unit_id, order_id, total_price, currency
+  FROM matches
+  WHERE ordered_at >= abandoned_at
+    AND ordered_at <= abandoned_at + make_interval(secs => %(window)s)
+  ORDER BY unit_id, ordered_at, order_id
+)
 """
 
 _STEP_UNITS = f"""
 WITH units AS (
-  SELECT o.org_id, o.message_id, o.cart_id, o.created_at,
+  SELECT o.org_id, o.message_id AS unit_id, o.message_id, o.cart_id, o.created_at,
          coalesce(o.variant, 'default') AS arm, c.abandoned_at,
          {_CART_CUSTOMER} AS customer_key
   FROM app.outbox o
@@ -110,6 +120,7 @@ WITH units AS (
   WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s AND o.step_index = %(step)s
     AND o.status = 'sent'
 ),
+{_FIRST_ORDERS},
 measured AS (
   SELECT u.arm, u.created_at, o1.order_id IS NOT NULL AS converted_flag,
          o1.currency AS order_currency, o1.total_price AS order_total,
@@ -145,7 +156,7 @@ measured AS (
            WHERE k.org_id = u.org_id AND k.message_id = u.message_id
          ), 0) AS discount
   FROM units u
-  {_MEASURES}
+  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
 )
 """
 
@@ -159,9 +170,11 @@ WITH groups AS (
   GROUP BY o.org_id, o.cart_id
 ),
 units AS (
-  SELECT g.org_id, g.cart_id, g.arm, c.abandoned_at, {_CART_CUSTOMER} AS customer_key
+  SELECT g.org_id, g.cart_id AS unit_id, g.cart_id, g.arm, c.abandoned_at,
+         {_CART_CUSTOMER} AS customer_key
   FROM groups g JOIN app.carts c ON c.org_id = g.org_id AND c.cart_id = g.cart_id
 ),
+{_FIRST_ORDERS},
 measured AS (
   SELECT u.arm, o1.order_id IS NOT NULL AS converted_flag,
          o1.currency AS order_currency, o1.total_price AS order_total,
@@ -169,7 +182,7 @@ measured AS (
          false AS clicked, false AS unsubscribed, false AS complained, false AS bounced,
          0 AS discount
   FROM units u
-  {_MEASURES}
+  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
 )
 """
 
