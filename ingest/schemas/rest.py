@@ -8,7 +8,12 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from cartrecovery.campaigns import Experiment, SequenceStep, TriggerConditions
-from cartrecovery.org_settings import FrequencyCaps, QuietHours, SenderIdentities
+from cartrecovery.org_settings import (
+    AttributionWindows,
+    FrequencyCaps,
+    QuietHours,
+    SenderIdentities,
+)
 from cartrecovery.outgoing_webhooks import EVENT_TYPES
 
 from .common import Answer
@@ -36,6 +41,12 @@ class OrgSettings(Answer):
     support_email: str | None
     logo_url: str | None
     locale: str = Field(examples=["en_US"])
+    attribution_windows_seconds: AttributionWindows
+    attribution_touch: Literal["click", "open_or_click"]
+    attribution_half_life_seconds: int = Field(examples=[86400])
+    reporting_currency: str | None = Field(
+        description="null: the currency of most of the org's orders.", examples=["USD"]
+    )
     experiment_engine: Literal["sequential", "frequentist", "bayesian"] = Field(
         examples=["sequential"]
     )
