@@ -206,7 +206,7 @@ def test_held_out_carts_get_no_message_and_appear_in_the_holdout_mart(
 ):
     open_all_day(db, org.org_id)
     second = {**STEP, "delay_seconds": 3600, "subject": "Again"}  # not due yet
-    campaign_id = make_campaign(db, org.org_id, [STEP, second], {"holdout_percent": 50})
+    campaign_id = make_campaign(db, org.org_id, [AB_STEP, second], {"holdout_percent": 50})
     emails = [f"h{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(24)]
     carts = {email: idle_cart(db, org.org_id, email) for email in emails}
     campaign = {"campaign_id": campaign_id, "experiment": {"holdout_percent": 50}}
@@ -236,10 +236,33 @@ def test_held_out_carts_get_no_message_and_appear_in_the_holdout_mart(
     assert sorted(sent_to) == sorted(e for e in emails if e not in expected_out)
     assert not expected_out & set(sent_to)
 
+    # One messaged cart is clicked and ordered (the results and the mart must count it).
+    (first,) = rows_of(
+        db,
+        "SELECT o.message_id, o.cart_id, c.email FROM app.outbox o JOIN app.carts c "
+        "ON c.org_id = o.org_id AND c.cart_id = o.cart_id WHERE o.org_id = %s "
+        "AND o.campaign_id = %s AND o.status = 'sent' ORDER BY o.message_id LIMIT 1",
+        (org.org_id, campaign_id),
+    )
+    with db.system() as conn:
+        conn.execute(
+            "INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,"
+            " url, occurred_at) VALUES (%s, 'click-1', %s, %s, 'click', "
+            "'https://shop.example.com/p', now())",
+            (org.org_id, first["message_id"], first["cart_id"]),
+        )
+        conn.execute(
+            "INSERT INTO app.orders (org_id, platform, external_id, cart_id, email, total_price,"
+            " currency, ordered_at) VALUES (%s, 'custom', 'o-1', %s, %s, 40, 'USD', now())",
+            (org.org_id, first["cart_id"], first["email"]),
+        )
+
     # The holdout experiment's results count carts, as the mart does.
-    body = results(rt_client(rt), org.headers, f"{campaign_id}:holdout").get_json()
+    client = rt_client(rt)
+    body = results(client, org.headers, f"{campaign_id}:holdout").get_json()
     units = {v["name"]: v["units"] for v in body["variations"]}
     assert units == {"holdout": len(expected_out), "messaged": len(emails) - len(expected_out)}
+    step = results(client, org.headers, f"{campaign_id}:step:1").get_json()
 
     from pipelines.dbt_build import prepare_manifest, run_dbt_build
 
@@ -253,16 +276,35 @@ def test_held_out_carts_get_no_message_and_appear_in_the_holdout_mart(
     )
     by_cart = {r["cart_id"]: r["lift_group"] for r in groups}
     assert by_cart == {carts[e]: ("held_out" if e in expected_out else "messaged") for e in emails}
-    counts = rows_of(
-        db,
-        "SELECT variant, n FROM analytics_marts.fct_experiment_counts "
-        "WHERE org_id = %s AND campaign_id = %s AND step_index = 1 AND metric = 'converted'",
-        (org.org_id, campaign_id),
-    )
-    assert {r["variant"]: r["n"] for r in counts} == {
-        "holdout": len(expected_out),
-        "default": len(emails) - len(expected_out),
+    counts = {
+        (r["variant"], r["metric"]): r
+        for r in rows_of(
+            db,
+            "SELECT * FROM analytics_marts.fct_experiment_counts "
+            "WHERE org_id = %s AND campaign_id = %s AND step_index = 1",
+            (org.org_id, campaign_id),
+        )
     }
+    assert counts[("holdout", "converted")]["n"] == len(expected_out)
+    # The live results and the warehouse count the same (docs/statistics.md).
+    metric_of = {
+        "clicked": "click_rate",
+        "converted": "recovery_rate",
+        "revenue": "revenue_per_recipient",
+    }
+    compared = 0
+    for variation in step["variations"]:
+        for mart_metric, key in metric_of.items():
+            row = counts.get((variation["name"], mart_metric))
+            live = variation["metrics"][key]
+            if row is None:
+                assert live["n"] == 0
+                continue
+            assert (live["n"], live["sum"]) == (row["n"], float(row["sum"])), key
+            compared += 1
+    assert compared >= 3
+    assert sum(v["metrics"]["recovery_rate"]["sum"] for v in step["variations"]) == 1
+    assert sum(v["metrics"]["click_rate"]["sum"] for v in step["variations"]) == 1
 
 
 def rt_client(rt):
