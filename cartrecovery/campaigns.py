@@ -291,6 +291,20 @@ class SequenceStep(BaseModel):
     discount: Discount | None = Field(
         default=None, description="Offer a unique discount code with this message."
     )
+    allocation: Literal["fixed", "thompson"] | None = Field(
+        default=None,
+        description="How carts are split between the variants: fixed (default: by weight) or "
+        "thompson (Thompson sampling on each variant's clicks and recoveries so far, with "
+        "min_share; see docs/statistics.md). thompson needs at least two variants.",
+    )
+    min_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=0.5,
+        description="With allocation thompson: the share of carts every variant keeps "
+        "(default 0.05; at most 1 / number of variants).",
+    )
+
     # Model-driven choices (docs/models.md). Off by default; a control share keeps the fixed
     # behaviour so the analytics can compare.
     smart_send_time: bool = Field(
@@ -408,6 +422,26 @@ class SequenceStep(BaseModel):
     def _template(cls, value: str) -> str:
         return _check_template(value)
 
+    @model_validator(mode="after")
+    def _allocation(self) -> SequenceStep:
+        arms = len(self.variants or ())
+        if self.allocation == "thompson" and arms < 2:
+            raise PydanticCustomError(
+                "allocation_needs_variants", "allocation thompson needs at least two variants"
+            )
+        if self.min_share is not None:
+            if self.allocation != "thompson":
+                raise PydanticCustomError(
+                    "min_share_without_bandit", "min_share applies only to allocation thompson"
+                )
+            if self.min_share > 1 / arms:
+                raise PydanticCustomError(
+                    "min_share_too_large",
+                    "min_share is at most 1 / {arms} with {arms} variants",
+                    {"arms": arms},
+                )
+        return self
+
     @field_validator("variants")
     @classmethod
     def _unique_variant_names(cls, value: list[StepVariant] | None):
@@ -417,7 +451,11 @@ class SequenceStep(BaseModel):
 
 
 class Experiment(BaseModel):
-    """A holdout group: this share of matching carts gets no message, to measure lift."""
+    """A holdout group: this share of matching carts gets no message, to measure lift.
+
+    Assignment is by customer (email, else phone, else cart), so a customer stays in or out
+    across carts; held-out carts are enrolled and tracked, their outbox rows have status
+    ``held_out`` and nothing is sent (see docs/statistics.md)."""
 
     model_config = _MODEL_CONFIG
 

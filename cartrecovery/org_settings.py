@@ -19,6 +19,9 @@ makes a message a touch: ``click`` or ``open_or_click``), ``attribution_half_lif
 the time-decay model) and ``reporting_currency`` (the currency of single-number revenue
 figures; unset means the currency of most of the org's orders).
 
+``experiment_engine`` (``sequential`` by default, ``frequentist`` or ``bayesian``): the
+statistics engine experiment results are judged by (docs/statistics.md).
+
 Adding a setting: add an optional field to :class:`OrgSettingsPatch` and its default to
 :data:`DEFAULTS`. Nothing else: fields that are not columns are merged into the jsonb
 (top-level keys; a nested object is replaced as a whole), and ``get_settings`` returns it with
@@ -80,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "attribution_half_life_seconds": 86400,
     # None: the currency of most of the org's orders (see reporting_currency()).
     "reporting_currency": None,
+    "experiment_engine": "sequential",
 }
 
 _CLOCK = re.compile(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
@@ -306,6 +310,13 @@ class OrgSettingsPatch(BaseModel):
         pattern=r"^[A-Z]{3}$",
         description="ISO 4217 currency of single-number revenue figures; only orders in it "
         "are counted there (default: the currency of most of the org's orders).",
+    )
+
+    experiment_engine: Literal["sequential", "frequentist", "bayesian"] | None = Field(
+        default=None,
+        description="How experiment results are judged: sequential (default; safe to look "
+        "at any time), frequentist (fixed-horizon Welch test: read once, at the planned "
+        "sample size) or bayesian (chance to win, risk).",
     )
 
     @field_validator("store_timezone")

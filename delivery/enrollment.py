@@ -8,12 +8,13 @@ Matching: the highest-priority active campaign whose trigger conditions hold and
 re-entry cooldown does not exclude the customer. Carts of a store connection that is no longer
 active are abandoned (the fact stays true) but never enrolled. Each step becomes one outbox
 row with the step's channel, the recipient's address on that channel and the variant chosen
-for the cart (deterministic: a hash of cart, campaign and step, weighted).
+for the customer (``cartrecovery.assignment``: deterministic on org, step and customer, by
+weight, or by a Thompson-sampling share for ``allocation: "thompson"``). A customer in the
+campaign's holdout group gets the same rows with status ``held_out``: tracked, never sent.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from cartrecovery import assignment, bandits
 from cartrecovery.applier import pending_carts_condition
 from cartrecovery.canonical import normalize_email
 from cartrecovery.consents import InvalidAddress, to_e164
@@ -306,7 +308,8 @@ def choose_campaign(conn: psycopg.Connection, cart: dict) -> dict | None:
     re-entry cooldown lets the customer in; None if there is none."""
     campaigns = conn.execute(
         """
-        SELECT campaign_id, trigger_conditions, sequence_steps, reentry_cooldown_seconds
+        SELECT campaign_id, trigger_conditions, sequence_steps, reentry_cooldown_seconds,
+               experiment
         FROM app.campaigns
         WHERE org_id = %s AND status = 'active'
         ORDER BY priority DESC, created_at, campaign_id
@@ -323,23 +326,35 @@ def choose_campaign(conn: psycopg.Connection, cart: dict) -> dict | None:
     return None
 
 
-def choose_variant(step: dict, key: str) -> dict | None:
-    """The variant of ``step`` for ``key`` (cart/campaign/step), by weight; None without
-    variants. Deterministic: the same key always gets the same variant."""
-    variants = [v for v in (step.get("variants") or []) if isinstance(v, dict)]
-    if not variants:
+def choose_variant(
+    conn: psycopg.Connection, cart: dict, campaign: dict, index: int, step: dict, customer: str
+) -> dict | None:
+    """The variant of step ``index`` for the cart's ``customer`` (an assignment unit); None
+    for a step without variants. Fixed allocation splits by the variants' weights; Thompson
+    allocation keeps a customer's earlier variant, else splits by the bandit's shares."""
+    if not assignment.step_variants(step):
         return None
-    weights = [max(0.0, float(_decimal(v.get("weight", 1)) or 0)) for v in variants]
-    total = sum(weights)
-    if total <= 0:
-        return variants[0]
-    digest = hashlib.sha256(key.encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * total
-    for variant, weight in zip(variants, weights, strict=True):
-        if point < weight:
-            return variant
-        point -= weight
-    return variants[-1]
+    org_id, campaign_id = cart["org_id"], campaign["campaign_id"]
+    weights = None
+    if step.get("allocation") == "thompson":
+        earlier = bandits.earlier_variant(
+            conn, org_id, campaign_id, index, cart["cart_id"], customer
+        )
+        for variant in assignment.step_variants(step):
+            if variant.get("name") == earlier:
+                return variant
+        weights = bandits.current_weights(conn, org_id, campaign_id, index, step)
+    return assignment.choose_variant(org_id, campaign_id, index, step, customer, weights)
+
+
+def initial_status(held_out: bool, channel: str, recipient: str | None) -> tuple[str, str | None]:
+    """An outbox row's first status and reason: ``held_out`` for the holdout group, ``held``
+    for a push step without a subscription, else ``scheduled``."""
+    if held_out:
+        return "held_out", "holdout"
+    if channel == "push" and recipient is None:
+        return "held", "no_push_subscription"
+    return "scheduled", None
 
 
 def _customer(conn: psycopg.Connection, cart: dict) -> dict:
@@ -380,10 +395,11 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
 
     Each step becomes a row due at ``abandoned_at + delay_seconds`` with the step's channel,
     recipient and variant (its subject/template replace the step's). A push step without a
-    subscription is written as held 'no_push_subscription'. A cart already enrolled, from an
-    inactive connection, or with no matching campaign writes nothing. A step with
-    ``smart_send_time``/``smart_discount`` gets its due time, template and scoring columns
-    from the champion models (delivery/smart.py; the fixed rules when there is none).
+    subscription is written as held 'no_push_subscription'; every step of a held-out cart as
+    'held_out' without a variant. A cart already enrolled, from an inactive connection, or
+    with no matching campaign writes nothing. A step with ``smart_send_time``/``smart_discount``
+    gets its due time, template and scoring columns from the champion models
+    (delivery/smart.py; the fixed rules when there is none).
     """
     if not connection_active(conn, cart):
         return 0
@@ -402,6 +418,8 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
         return 0
     steps = campaign["sequence_steps"] if isinstance(campaign["sequence_steps"], list) else []
     customer = _customer(conn, cart)
+    unit = assignment.customer_key(cart, customer)
+    held_out = assignment.is_held_out(cart["org_id"], campaign, unit)
     written = 0
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
@@ -413,13 +431,13 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
             delay = max(0, int(step.get("delay_seconds") or 0))
         except (TypeError, ValueError):
             continue
-        variant = choose_variant(step, f"{cart['cart_id']}:{campaign['campaign_id']}:{index}")
+        variant = None if held_out else choose_variant(conn, cart, campaign, index, step, unit)
         recipient = recipient_for(conn, cart, channel, customer)
-        held = channel == "push" and recipient is None
+        status, reason = initial_status(held_out, channel, recipient)
         due_at = cart["abandoned_at"] + timedelta(seconds=delay)
         template = (variant or {}).get("template") or step.get("template")
         scoring: dict = {}
-        if not held and smart_step(step):
+        if status == "scheduled" and smart_step(step):
             due_at, template, scoring = _smart_plan(
                 conn, cart, campaign, index, step, channel, recipient, variant, template, due_at
             )
@@ -445,9 +463,9 @@ def enroll(conn: psycopg.Connection, cart: dict) -> int:
                 template,
                 (variant or {}).get("name"),
                 due_at,
-                "held" if held else "scheduled",
-                "no_push_subscription" if held else None,
-                held,
+                status,
+                reason,
+                status != "scheduled",
             ),
         ).fetchone()
         if row is not None and scoring:

@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from psycopg.types.json import Jsonb
 
+from cartrecovery.assignment import choose_variant
 from delivery import enrollment
-from delivery.enrollment import campaign_matches, choose_variant
+from delivery.enrollment import campaign_matches
 
 STEP = {"channel": "email", "delay_seconds": 0, "subject": "Hi", "template": "cart_reminder"}
 ITEMS = [
@@ -85,10 +86,15 @@ def test_customer_conditions(conditions, facts, expected):
 
 def test_variants_are_deterministic_and_weighted():
     step = {**STEP, "variants": [{"name": "a", "weight": 3}, {"name": "b", "weight": 1}]}
-    picks = Counter(choose_variant(step, f"cart-{i}")["name"] for i in range(4000))
+    org, campaign = uuid.uuid4(), uuid.uuid4()
+    picks = Counter(
+        choose_variant(org, campaign, 0, step, f"cart:{i}")["name"] for i in range(4000)
+    )
     assert 2800 < picks["a"] < 3200 and picks["a"] + picks["b"] == 4000
-    assert choose_variant(step, "cart-7") == choose_variant(step, "cart-7")
-    assert choose_variant(STEP, "cart-7") is None
+    assert choose_variant(org, campaign, 0, step, "cart:7") == choose_variant(
+        org, campaign, 0, step, "cart:7"
+    )
+    assert choose_variant(org, campaign, 0, STEP, "cart:7") is None
 
 
 @pytest.fixture(autouse=True)
@@ -266,7 +272,8 @@ def test_outbox_rows_carry_channel_recipient_and_variant(db, org):
         ("email", "jane.v@example.com"),
         ("sms", "+12125550123"),
     ]
-    expected = choose_variant(steps[0], f"{cart['cart_id']}:{campaign_id}:0")
+    # Assigned by customer (the cart's email), not by cart: see tests/test_experiments.py.
+    expected = choose_variant(org.org_id, campaign_id, 0, steps[0], "email:jane.v@example.com")
     assert rows[0]["variant"] == expected["name"] and rows[0]["subject"] == expected["subject"]
     assert rows[1]["variant"] is None and rows[1]["subject"] is None
     assert rows[1]["due_at"] - rows[0]["due_at"] == timedelta(hours=1)

@@ -160,6 +160,14 @@ def test_answers_of_every_rest_operation_match_their_schemas(api, db, org):
         preview = api.post(f"/api/v1/campaigns/{cid}/preview", headers=h, json={"step": index})
         assert preview.status_code == 200
     assert api.delete(f"/api/v1/campaigns/{cid}", headers=h).status_code == 200
+
+    # experiments: a step with two variants (no units yet) and a holdout
+    ab = {**step, "variants": [{"name": "a"}, {"name": "b"}], "allocation": "thompson"}
+    body = {"name": "ab", "sequence_steps": [ab], "experiment": {"holdout_percent": 10}}
+    ab_id = api.post("/api/v1/campaigns", headers=h, json=body).get_json()["campaign_id"]
+    for experiment in (f"{ab_id}:step:1", f"{ab_id}:holdout"):
+        answer = api.get(f"/api/v1/experiments/{experiment}/results", headers=h)
+        assert answer.status_code == 200, answer.get_json()
     assert api.patch(f"/api/v1/campaigns/{cid}", headers=h, json={"priority": 1}).status_code == 409
 
     # connections, and a signed webhook through the connection

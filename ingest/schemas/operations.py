@@ -206,6 +206,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "warehouse build. Without period or from/to an export holds all time "
         "(experiment_counts is all time only).",
     ),
+    ("GET", "/api/v1/experiments/{id}/results"): Operation(
+        ok(rest.ExperimentResults),
+        errors=(404,),
+        notes="`{id}` is `<campaign_id>:step:<n>` (step n from 1, with two or more variants) "
+        "or `<campaign_id>:holdout`. Counts are read live from the operational tables; the "
+        "engine is the org setting `experiment_engine` (sequential by default). See "
+        "docs/statistics.md.",
+    ),
     # --- connections -----------------------------------------------------------------------
     ("POST", "/api/v1/connections"): Operation(
         created(

@@ -48,6 +48,9 @@ class OrgSettings(Answer):
         examples=["USD"],
         description="null: the currency of most of the org's orders (docs/analytics.md).",
     )
+    experiment_engine: Literal["sequential", "frequentist", "bayesian"] = Field(
+        examples=["sequential"]
+    )
 
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -370,6 +373,98 @@ class CartTimeline(Answer):
     abandoned_at: datetime | None
     items: list[TimelineItem]
     truncated: bool = Field(description="More than 1,000 items: the first 1,000 are shown.")
+
+
+# --- experiments ---------------------------------------------------------------------------
+
+
+class ArmCounts(Answer):
+    """Sufficient statistics of one metric in one variant (docs/statistics.md)."""
+
+    n: int = Field(description="Units: messages sent with the variant, or carts of the group.")
+    sum: float = Field(description="Converted units for a rate; the total for a mean.")
+    sum_squares: float | None = Field(default=None, description="For means only.")
+
+
+class ExperimentVariation(Answer):
+    name: str
+    weight: float = Field(
+        description="The expected share SRM is judged against: the configured weight, the "
+        "holdout share, or for a Thompson step the shares in force when its units came."
+    )
+    units: int
+    metrics: dict[str, ArmCounts]
+    revenue_by_currency: dict[str, str] = Field(
+        description="Revenue of the converted units' orders per currency (decimal strings); "
+        "revenue_per_recipient counts only the reporting currency."
+    )
+
+
+class ExperimentMetric(Answer):
+    key: str = Field(examples=["recovery_rate"])
+    type: Literal["proportion", "mean"]
+    role: Literal["goal", "guardrail"]
+    inverse: bool = Field(description="Lower is better (guardrails).")
+
+
+class ExperimentComparison(Answer):
+    """One variant against control on one metric: the engine's output."""
+
+    variation: str
+    metric: str
+    role: Literal["goal", "guardrail"]
+    expected: float
+    ci: list[float | None] = Field(description="[lower, upper]; an open end is null.")
+    uplift_stddev: float
+    p_value: float | None = Field(default=None, description="Frequentist and sequential.")
+    chance_to_win: float | None = Field(default=None, description="Bayesian.")
+    risk: list[float] | None = Field(
+        default=None, description="Bayesian: expected loss of shipping control, of the variant."
+    )
+    error: str | None = Field(default=None, description="Why the result is neutral.")
+    adjusted_p_value: float | None = Field(default=None, description="Goals, after correction.")
+    breached: bool | None = Field(default=None, description="Guardrails: significantly worse.")
+
+
+class SrmCheck(Answer):
+    p_value: float
+    mismatch: bool = Field(description="p < 0.001: the split does not match the weights.")
+
+
+class BanditAllocationEntry(Answer):
+    allocated_at: datetime
+    min_share: float
+    shares: dict[str, float]
+    probability_best: dict[str, float]
+    successes: dict[str, int]
+    trials: dict[str, int]
+
+
+class ExperimentResults(Answer):
+    experiment_id: str = Field(examples=["5f0c…:step:1", "5f0c…:holdout"])
+    campaign_id: str
+    campaign_name: str
+    kind: Literal["step", "holdout"]
+    step: int | None = Field(description="The step, counted from 1 (null for a holdout).")
+    allocation: Literal["fixed", "thompson"] | None
+    engine: Literal["sequential", "frequentist", "bayesian"]
+    method: str = Field(description="The method, in words.")
+    difference_type: Literal["relative", "absolute"]
+    correction: Literal["holm", "bh"] | None
+    reporting_currency: str | None
+    control: str = Field(description="The variation the others are compared with.")
+    variations: list[ExperimentVariation]
+    metrics: list[ExperimentMetric]
+    srm: SrmCheck
+    comparisons: list[ExperimentComparison]
+    decision: str = Field(
+        examples=["keep_running", "ship b", "stop_no_difference", "check_setup"],
+    )
+    variant: str | None = Field(description="The variant to ship, when the decision is ship.")
+    reason: str
+    allocation_history: list[BanditAllocationEntry] = Field(
+        description="Thompson steps: every split used, with the counts it came from."
+    )
 
 
 # --- connections ---------------------------------------------------------------------------

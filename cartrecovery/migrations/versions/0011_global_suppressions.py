@@ -14,7 +14,7 @@ These tables are not tenant data (no org_id, no row-level security; only hashes 
 ids): the application role may read them and write suppressions and keys, never the salt.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06
 """
 

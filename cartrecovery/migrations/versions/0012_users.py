@@ -13,7 +13,7 @@
   email at a time and that only the app role may call.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-06
 """
 

@@ -13,7 +13,7 @@
   recovery at each, the uplift, the discount rate, the device).
 
 Revision ID: 0014
-Revises: 0013 (0012 on this branch; the integrator re-chains)
+Revises: 0013
 Create Date: 2026-12-06
 """
 

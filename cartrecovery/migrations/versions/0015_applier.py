@@ -10,14 +10,14 @@
   to apply), for ``/api/health/applier`` and the benchmark. Not tenant data (no org, no
   content); rows older than a day are purged by the applier.
 
-Revision ID: 0017
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
-revision = "0017"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,379 @@
+"""What ``GET /api/v1/experiments/{id}/results`` shows: per variant and metric the sufficient
+statistics, the org's engine's verdict (``stats.analyze_experiment``), SRM, corrections and
+the plain-words decision.
+
+The counts come from the operational tables (``app.outbox``, ``app.message_events``,
+``app.orders``, ``app.coupons``), not from the warehouse marts: marketers watch a running
+test live, and the marts are only as fresh as the last warehouse build. The definitions are
+those of the mart ``fct_experiment_counts`` (docs/statistics.md, "Experiment results"), so
+both give the same numbers after a build:
+
+- a unit of a step experiment is a message of that step that was sent (its exposure: the
+  variant actually sent); of a holdout experiment, a cart of the campaign that was held out
+  or got at least one message;
+- converted: the first order of the cart, or of its customer (email, else customer id),
+  within the org's longest attribution window after the abandonment, touched or not;
+- revenue: that order's total when it is in the reporting currency, else 0 (the other
+  currencies are listed per currency, never added);
+- clicked: a tracked click on the message (not on its unsubscribe link); guardrails:
+  unsubscribed, spam complaint, bounced (bounce, dropped, undelivered, failed), and the
+  discount cost of a redeemed code in the reporting currency.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from uuid import UUID
+
+import psycopg
+
+from . import bandits, org_settings, stats
+from .assignment import ExperimentId, configured_weights, holdout_share, step_variants
+
+STEP_METRICS = (
+    stats.MetricSpec("recovery_rate", "proportion"),
+    stats.MetricSpec("revenue_per_recipient", "mean"),
+    stats.MetricSpec("click_rate", "proportion"),
+    stats.MetricSpec("unsubscribe_rate", "proportion", role="guardrail"),
+    stats.MetricSpec("spam_complaint_rate", "proportion", role="guardrail"),
+    stats.MetricSpec("bounce_rate", "proportion", role="guardrail"),
+    stats.MetricSpec("discount_cost", "mean", role="guardrail"),
+)
+HOLDOUT_METRICS = (
+    stats.MetricSpec("recovery_rate", "proportion"),
+    stats.MetricSpec("revenue_per_recipient", "mean"),
+)
+# metric key → (column of the count query holding the sum, and its sum of squares)
+COLUMNS = {
+    "recovery_rate": ("converted", None),
+    "revenue_per_recipient": ("revenue", "revenue_squares"),
+    "click_rate": ("clicked", None),
+    "unsubscribe_rate": ("unsubscribed", None),
+    "spam_complaint_rate": ("complained", None),
+    "bounce_rate": ("bounced", None),
+    "discount_cost": ("discount", "discount_squares"),
+}
+
+METHODS = {
+    "sequential": "Sequential test (asymptotic confidence sequences, N* = {n:g}): its "
+    "p-values and intervals stay valid however often the results are looked at.",
+    "frequentist": "Fixed-horizon Welch t-test: valid when read once, at the planned sample "
+    "size; looking repeatedly inflates false winners.",
+    "bayesian": "Bayesian normal model with a flat prior: chance to beat control, credible "
+    "interval and risk; a variant ships at a 95% chance to win.",
+}
+
+
+class ExperimentNotFound(LookupError):
+    """No such campaign, or the campaign step (or holdout) is not an experiment."""
+
+
+def longest_window_seconds(settings: dict) -> int:
+    """The org's longest attribution window: conversions are counted within it (as the
+    warehouse's ``int_org_attribution_settings`` does)."""
+    windows = {
+        **org_settings.DEFAULTS["attribution_windows_seconds"],
+        **(settings.get("attribution_windows_seconds") or {}),
+    }
+    return max([int(settings["attribution_window_seconds"]), *map(int, windows.values())])
+
+
+# The cart's customer, as the warehouse's customer_key macro writes it.
+_CART_CUSTOMER = (
+    "coalesce('email:' || nullif(lower(c.email), ''), 'customer:' || c.customer_id::text, "
+    "'phone:' || nullif(c.phone, ''))"
+)
+
+# The first order of each unit's cart or customer within the window: two equi-joins (hash
+# joins over the org's orders) rather than one join on an OR, as the warehouse does.
+_FIRST_ORDERS = """
+org_orders AS (
+  SELECT r.order_id, r.cart_id, r.total_price, upper(r.currency) AS currency, r.ordered_at,
+         coalesce('email:' || nullif(lower(r.email), ''),
+                  'customer:' || r.customer_id::text) AS customer_key
+  FROM app.orders r WHERE r.org_id = %(org)s
+),
+matches AS (
+  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  FROM units u JOIN org_orders r ON r.cart_id = u.cart_id
+  UNION
+  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  FROM units u JOIN org_orders r ON r.customer_key = u.customer_key
+),
+first_orders AS (
+  SELECT DISTINCT ON (unit_id) unit_id, order_id, total_price, currency
+  FROM matches
+  WHERE ordered_at >= abandoned_at
+    AND ordered_at <= abandoned_at + make_interval(secs => %(window)s)
+  ORDER BY unit_id, ordered_at, order_id
+)
+"""
+
+_STEP_UNITS = f"""
+WITH units AS (
+  SELECT o.org_id, o.message_id AS unit_id, o.message_id, o.cart_id, o.created_at,
+         coalesce(o.variant, 'default') AS arm, c.abandoned_at,
+         {_CART_CUSTOMER} AS customer_key
+  FROM app.outbox o
+  JOIN app.carts c ON c.org_id = o.org_id AND c.cart_id = o.cart_id
+  WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s AND o.step_index = %(step)s
+    AND o.status = 'sent'
+),
+{_FIRST_ORDERS},
+measured AS (
+  SELECT u.arm, u.created_at, o1.order_id IS NOT NULL AS converted_flag,
+         o1.currency AS order_currency, o1.total_price AS order_total,
+         CASE WHEN o1.currency = %(currency)s THEN o1.total_price ELSE 0 END AS revenue,
+         EXISTS (SELECT 1 FROM app.message_events e
+                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
+                   AND e.message_id = u.message_id AND e.event_type = 'click'
+                   AND NOT coalesce(e.url ~ '^https?://[^/]+/u/', false)) AS clicked,
+         EXISTS (SELECT 1 FROM app.message_events e
+                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
+                   AND e.message_id = u.message_id
+                   AND e.event_type IN ('unsubscribe', 'group_unsubscribe')) AS unsubscribed,
+         EXISTS (SELECT 1 FROM app.message_events e
+                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
+                   AND e.message_id = u.message_id
+                   AND e.event_type = 'spamreport') AS complained,
+         EXISTS (SELECT 1 FROM app.message_events e
+                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
+                   AND e.message_id = u.message_id
+                   AND e.event_type IN ('bounce', 'dropped', 'undelivered', 'failed'))
+           AS bounced,
+         coalesce((
+           SELECT CASE
+                    WHEN upper(r.currency) IS DISTINCT FROM %(currency)s THEN 0
+                    WHEN k.type = 'fixed_amount' THEN k.value
+                    -- the order total is after the discount: v percent of the price before it
+                    WHEN k.type = 'percentage' AND k.value < 100
+                      THEN r.total_price * k.value / (100 - k.value)
+                    ELSE 0
+                  END
+           FROM app.coupons k
+           JOIN app.orders r ON r.org_id = k.org_id AND r.order_id = k.order_id
+           WHERE k.org_id = u.org_id AND k.message_id = u.message_id
+         ), 0) AS discount
+  FROM units u
+  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
+)
+"""
+
+_HOLDOUT_UNITS = f"""
+WITH groups AS (
+  SELECT o.org_id, o.cart_id,
+         CASE WHEN bool_or(o.status = 'held_out') THEN 'holdout' ELSE 'messaged' END AS arm
+  FROM app.outbox o
+  WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s
+    AND o.status IN ('sent', 'held_out')
+  GROUP BY o.org_id, o.cart_id
+),
+units AS (
+  SELECT g.org_id, g.cart_id AS unit_id, g.cart_id, g.arm, c.abandoned_at,
+         {_CART_CUSTOMER} AS customer_key
+  FROM groups g JOIN app.carts c ON c.org_id = g.org_id AND c.cart_id = g.cart_id
+),
+{_FIRST_ORDERS},
+measured AS (
+  SELECT u.arm, o1.order_id IS NOT NULL AS converted_flag,
+         o1.currency AS order_currency, o1.total_price AS order_total,
+         CASE WHEN o1.currency = %(currency)s THEN o1.total_price ELSE 0 END AS revenue,
+         false AS clicked, false AS unsubscribed, false AS complained, false AS bounced,
+         0 AS discount
+  FROM units u
+  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
+)
+"""
+
+_AGGREGATE = """
+SELECT arm, count(*) AS n,
+       count(*) FILTER (WHERE converted_flag) AS converted,
+       coalesce(sum(revenue), 0) AS revenue,
+       coalesce(sum(revenue * revenue), 0) AS revenue_squares,
+       count(*) FILTER (WHERE clicked) AS clicked,
+       count(*) FILTER (WHERE unsubscribed) AS unsubscribed,
+       count(*) FILTER (WHERE complained) AS complained,
+       count(*) FILTER (WHERE bounced) AS bounced,
+       coalesce(sum(discount), 0) AS discount,
+       coalesce(sum(discount * discount), 0) AS discount_squares
+FROM measured GROUP BY arm
+"""
+
+_BY_CURRENCY = """
+SELECT arm, order_currency AS currency, sum(order_total) AS revenue
+FROM measured WHERE converted_flag AND order_currency IS NOT NULL
+GROUP BY arm, order_currency
+"""
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, Decimal) else float(value or 0)
+
+
+def _load_campaign(conn: psycopg.Connection, org_id, campaign_id: UUID) -> dict:
+    campaign = conn.execute(
+        "SELECT campaign_id, name, sequence_steps, experiment FROM app.campaigns "
+        "WHERE org_id = %s AND campaign_id = %s",
+        (org_id, campaign_id),
+    ).fetchone()
+    if campaign is None:
+        raise ExperimentNotFound("campaign not found")
+    return campaign
+
+
+def _expected_shares(
+    conn: psycopg.Connection, params: dict, names: list[str], fixed: list[float]
+) -> list[float]:
+    """A Thompson step's expected split: per sent message, the share in force when its cart
+    was enrolled (the configured weights before the first allocation), summed. SRM is
+    judged against this, not against the initial weights."""
+    rows = conn.execute(
+        _STEP_UNITS
+        + """
+        SELECT a.shares, count(*) AS units
+        FROM measured m
+        LEFT JOIN LATERAL (
+          SELECT b.shares FROM app.bandit_allocations b
+          WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
+            AND b.step_index = %(step)s AND b.allocated_at <= m.created_at
+          ORDER BY b.allocated_at DESC LIMIT 1
+        ) a ON true
+        GROUP BY a.shares
+        """,
+        params,
+    ).fetchall()
+    total_fixed = sum(fixed) or 1.0
+    expected = [0.0] * len(names)
+    for row in rows:
+        shares = row["shares"] or {}
+        for i, name in enumerate(names):
+            share = shares.get(name) if shares else fixed[i] / total_fixed
+            expected[i] += row["units"] * float(share or 0)
+    return expected if sum(expected) > 0 else fixed
+
+
+def experiment_results(
+    conn: psycopg.Connection,
+    org_id,
+    experiment: ExperimentId,
+    *,
+    correction: str = "holm",
+    difference_type: str = "relative",
+    practical_effect: float | None = None,
+) -> dict:
+    """The result view of one experiment; ExperimentNotFound when there is none."""
+    campaign = _load_campaign(conn, org_id, experiment.campaign_id)
+    settings = org_settings.get_settings(conn, org_id)
+    engine = settings.get("experiment_engine") or "sequential"
+    currency = org_settings.reporting_currency(conn, org_id)
+    params = {
+        "org": org_id,
+        "campaign": experiment.campaign_id,
+        "step": experiment.step_index,
+        "window": longest_window_seconds(settings),
+        "currency": currency,
+    }
+    allocation = None
+    history: list[dict] = []
+    if experiment.step_index is None:
+        share = holdout_share(campaign)
+        if share <= 0:
+            raise ExperimentNotFound("this campaign has no holdout group")
+        names, weights, metrics = ["holdout", "messaged"], [share, 1 - share], HOLDOUT_METRICS
+        units_sql = _HOLDOUT_UNITS
+    else:
+        steps = campaign["sequence_steps"] if isinstance(campaign["sequence_steps"], list) else []
+        if experiment.step_index >= len(steps) or not isinstance(
+            steps[experiment.step_index], dict
+        ):
+            raise ExperimentNotFound("the campaign has no such step")
+        step = steps[experiment.step_index]
+        variants = step_variants(step)
+        if len(variants) < 2:
+            raise ExperimentNotFound("this step has fewer than two variants")
+        names = [v["name"] for v in variants]
+        weights = configured_weights(variants)
+        metrics = STEP_METRICS
+        units_sql = _STEP_UNITS
+        allocation = step.get("allocation") or "fixed"
+        if allocation == "thompson":
+            weights = _expected_shares(conn, params, names, weights)
+            history = [
+                {**row, "allocated_at": row["allocated_at"].isoformat()}
+                for row in bandits.history(
+                    conn, org_id, experiment.campaign_id, experiment.step_index
+                )
+            ]
+
+    counts = {r["arm"]: r for r in conn.execute(units_sql + _AGGREGATE, params).fetchall()}
+    by_currency: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in conn.execute(units_sql + _BY_CURRENCY, params).fetchall():
+        by_currency[r["arm"]][r["currency"]] = str(r["revenue"])
+
+    variations = []
+    for name, weight in zip(names, weights, strict=True):
+        row = counts.get(name) or {}
+        n = int(row.get("n") or 0)
+        arm_metrics = {}
+        for spec in metrics:
+            total, squares = COLUMNS[spec.key]
+            arm_metrics[spec.key] = stats.ArmStats(
+                n,
+                _number(row.get(total)),
+                _number(row.get(squares)) if squares else None,
+            )
+        variations.append(stats.Variation(name, float(weight), n, arm_metrics))
+
+    compare = stats.CompareSettings(engine=engine, difference_type=difference_type)
+    used_correction = None if engine == "bayesian" else correction
+    analysis = stats.analyze_experiment(
+        variations,
+        metrics,
+        compare,
+        correction=used_correction,
+        practical_effect=practical_effect,
+    )
+    method = METHODS[engine].format(n=compare.sequential_tuning_parameter)
+    if used_correction:
+        method += (
+            " P-values are corrected over variants × goal metrics ("
+            + ("Holm–Bonferroni" if used_correction == "holm" else "Benjamini–Hochberg")
+            + ")."
+        )
+    body = analysis.to_dict()
+    return {
+        "experiment_id": str(experiment),
+        "campaign_id": str(experiment.campaign_id),
+        "campaign_name": campaign["name"],
+        "kind": experiment.kind,
+        "step": None if experiment.step_index is None else experiment.step_index + 1,
+        "allocation": allocation,
+        "method": method,
+        "difference_type": difference_type,
+        "reporting_currency": currency,
+        "control": names[0],
+        "variations": [
+            {
+                "name": v.name,
+                "weight": v.weight,
+                "units": v.units,
+                "metrics": {
+                    key: {
+                        "n": s.n,
+                        "sum": s.sum,
+                        **({"sum_squares": s.sum_squares} if s.sum_squares is not None else {}),
+                    }
+                    for key, s in v.metrics.items()
+                },
+                "revenue_by_currency": by_currency.get(v.name, {}),
+            }
+            for v in variations
+        ],
+        "metrics": [
+            {"key": m.key, "type": m.metric, "role": m.role, "inverse": m.role == "guardrail"}
+            for m in metrics
+        ],
+        "allocation_history": history,
+        **body,
+    }
