@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from . import template_variables
 from .json_rows import json_ready
-from .rendering import TEMPLATES
+from .rendering import DEFAULT_TEMPLATES, TEMPLATES
 
 CHANNELS = ("email", "sms", "push")
 DELIVERABLE_CHANNELS = CHANNELS
@@ -272,15 +272,30 @@ class SequenceStep(BaseModel):
         description="Jinja2 template for the subject line (email, required; push: the "
         "notification title; not allowed for SMS).",
     )
-    template: str = Field(
+    # Never None once validated: ``_channel_default_template`` fills it in.
+    template: str | None = Field(
+        default=None,
         min_length=1,
         max_length=200_000,
-        description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML.",
+        description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML; "
+        "when left out, the channel's built-in template (email: cart_reminder, sms: "
+        "sms_reminder, push: push_reminder) is stored.",
     )
     variants: list[StepVariant] | None = Field(default=None, min_length=1, max_length=10)
     discount: Discount | None = Field(
         default=None, description="Offer a unique discount code with this message."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_default_template(cls, data: Any) -> Any:
+        # A step without a template gets its channel's built-in one, stored explicitly so the
+        # scheduler and the API read the same step (docs/templates.md).
+        if isinstance(data, dict) and data.get("template") is None:
+            default = DEFAULT_TEMPLATES.get(data.get("channel"))  # type: ignore[arg-type]
+            if default is not None:
+                data = {**data, "template": default}
+        return data
 
     @field_validator("subject")
     @classmethod
@@ -327,8 +342,8 @@ class SequenceStep(BaseModel):
 
     @field_validator("template")
     @classmethod
-    def _template(cls, value: str) -> str:
-        return _check_template(value)
+    def _template(cls, value: str | None) -> str | None:
+        return _check_template(value) if value else value
 
     @field_validator("variants")
     @classmethod
