@@ -17,7 +17,7 @@ from uuid import UUID
 import redis
 import streamlit as st
 
-from cartrecovery import access, audit, campaigns, metrics, users
+from cartrecovery import access, audit, campaigns, live_tiles, metrics, users
 from cartrecovery.db import Database
 from cartrecovery.settings import Settings
 
@@ -27,7 +27,6 @@ LIST_TTL = 2
 ORG_TTL = 30
 # Short: a membership removed or changed takes effect within seconds.
 MEMBERSHIP_TTL = 5
-DEFAULT_CURRENCY = "USD"
 
 
 def database_url() -> str | None:
@@ -59,42 +58,18 @@ def user_orgs(url: str, user_id: str) -> list[dict]:
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
-def live_metrics(url: str, org_id: str, period: str) -> dict:
-    """``metrics.dashboard_metrics`` for the org over ``period`` (``24h``, ``7d``, ``30d``)."""
+def live_snapshot(url: str, org_id: str, period: str) -> dict:
+    """Tiles and chart series of the Live page for the last ``period``, from one statement
+    (``cartrecovery.live_tiles``): the tiles and charts of one screen always agree."""
     with database(url).tenant(org_id) as conn:
-        return metrics.dashboard_metrics(conn, UUID(org_id), metrics.since(period))
+        return live_tiles.live_snapshot(conn, org_id, metrics.parse_period(period))
 
 
-@st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def breakdowns(url: str, org_id: str, period: str) -> dict:
-    """``{"by_day": [...], "by_channel": [...], "by_campaign": [...]}`` from ``metrics``."""
-    start = metrics.since(period)
-    org = UUID(org_id)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def latest_events(url: str, org_id: str, limit: int = 15) -> list[dict]:
+    """The org's newest inbound events, newest first."""
     with database(url).tenant(org_id) as conn:
-        return {
-            "by_day": metrics.by_day(conn, org, start),
-            "by_channel": metrics.by_channel(conn, org, start),
-            "by_campaign": metrics.by_campaign(conn, org, start),
-        }
-
-
-@st.cache_data(ttl=ORG_TTL, show_spinner=False)
-def display_currency(url: str, org_id: str) -> str:
-    """The currency to show money in: the org's most used one in recoveries, else in carts."""
-    with database(url).tenant(org_id) as conn:
-        row = conn.execute(
-            """
-            SELECT coalesce(
-              (SELECT currency FROM app.recoveries
-                 WHERE org_id = %(org)s AND currency IS NOT NULL
-                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1),
-              (SELECT currency FROM app.carts
-                 WHERE org_id = %(org)s AND currency IS NOT NULL
-                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1)) AS currency
-            """,
-            {"org": org_id},
-        ).fetchone()
-    return (row["currency"] or DEFAULT_CURRENCY).upper()
+        return live_tiles.latest_events(conn, org_id, limit)
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)

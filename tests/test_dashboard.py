@@ -119,8 +119,8 @@ def test_live_tiles_show_the_selected_orgs_metrics(dashboard, db, make_org):
     assert not at.exception
     assert at.session_state["org_id"] == str(shop.org_id)
     assert tiles(at) == {
-        "Carts tracked": "4",
-        "Carts abandoned": "4",
+        "Active carts": "0",
+        "Abandoned in the last hour": "4",
         "Messages sent": "2",
         "Carts recovered": "1",
         "Revenue recovered": "$120.50",
@@ -158,8 +158,8 @@ def test_empty_org_shows_zeros_and_no_other_orgs_data(dashboard, db, make_org):
 
     assert not at.exception
     assert tiles(at) == {
-        "Carts tracked": "0",
-        "Carts abandoned": "0",
+        "Active carts": "0",
+        "Abandoned in the last hour": "0",
         "Messages sent": "0",
         "Carts recovered": "0",
         "Revenue recovered": "$0.00",
@@ -178,7 +178,7 @@ def test_switching_org_in_the_sidebar_switches_the_tiles(dashboard, db, make_org
     empty = make_org("dash-switch-empty")
 
     at = dashboard(empty.org_id, also=[busy.org_id])
-    assert tiles(at)["Carts tracked"] == "0"
+    assert tiles(at)["Abandoned in the last hour"] == "0"
 
     at.sidebar.selectbox(key="org_id").set_value(str(busy.org_id)).run(timeout=30)
 
@@ -225,7 +225,9 @@ def test_a_user_of_org_b_sees_nothing_of_org_a(dashboard, db, make_org):
     at = dashboard(org_b.org_id, role="marketer")
 
     assert not at.exception
-    assert tiles(at)["Carts tracked"] == "0" and tiles(at)["Revenue recovered"] == "$0.00"
+    assert (
+        tiles(at)["Abandoned in the last hour"] == "0" and tiles(at)["Revenue recovered"] == "$0.00"
+    )
     assert not at.sidebar.selectbox  # one org: no selector
     with db.system() as conn:
         name_a = conn.execute(
@@ -237,7 +239,7 @@ def test_a_user_of_org_b_sees_nothing_of_org_a(dashboard, db, make_org):
     at.session_state["org_id"] = str(org_a.org_id)
     at.run(timeout=30)
     assert at.session_state["org_id"] == str(org_b.org_id)
-    assert tiles(at)["Carts tracked"] == "0"
+    assert tiles(at)["Abandoned in the last hour"] == "0"
     at.switch_page("views/outbox.py").run(timeout=30)
     assert any("No messages stored yet" in i.value for i in at.info)
     at.switch_page("views/campaigns.py").run(timeout=30)
