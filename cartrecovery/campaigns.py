@@ -362,6 +362,12 @@ class Experiment(BaseModel):
     holdout_percent: float = Field(default=0, ge=0, le=100)
 
 
+class ExperimentChange(Experiment):
+    """A PATCH's holdout group: it replaces the stored one, so the share must be given."""
+
+    holdout_percent: float = Field(ge=0, le=100)
+
+
 MAX_STEPS = 20
 
 
@@ -407,6 +413,11 @@ class CampaignPatch(BaseModel):
     )
     reentry_cooldown_seconds: int | None = Field(
         default=None, ge=0, le=MAX_COOLDOWN_SECONDS, description="0 turns the cooldown off."
+    )
+    experiment: ExperimentChange | None = Field(
+        default=None,
+        description="Replace the holdout group (e.g. change holdout_percent); "
+        "holdout_percent 0 stops holding carts out.",
     )
 
     @model_validator(mode="before")
@@ -521,6 +532,9 @@ def update_campaign(
         "sequence_steps": Jsonb(_dump_steps(patch.sequence_steps))
         if patch.sequence_steps is not None
         else None,
+        "experiment": Jsonb(patch.experiment.model_dump(mode="json", exclude_none=True))
+        if patch.experiment is not None
+        else None,
         "cooldown_set": "reentry_cooldown_seconds" in fields,
         "cooldown": patch.reentry_cooldown_seconds or None,
     }
@@ -534,6 +548,7 @@ def update_campaign(
             priority = COALESCE(%(priority)s, priority),
             trigger_conditions = COALESCE(%(trigger_conditions)s, trigger_conditions),
             sequence_steps = COALESCE(%(sequence_steps)s, sequence_steps),
+            experiment = COALESCE(%(experiment)s, experiment),
             reentry_cooldown_seconds = CASE WHEN %(cooldown_set)s THEN %(cooldown)s::integer
                                             ELSE reentry_cooldown_seconds END,
             updated_at = CASE WHEN %(changed)s THEN now() ELSE updated_at END

@@ -705,3 +705,26 @@ def test_campaign_step_without_template_gets_its_channels_builtin(client, org):
         json={"name": "bad", "sequence_steps": [{**steps[0], "template": "no_such_template"}]},
     )
     assert refused.status_code == 400
+
+
+def test_campaign_patch_changes_the_holdout_share(client, org):
+    step = {"channel": "email", "delay_seconds": 0, "subject": "Your cart"}
+    created = client.post(
+        "/api/v1/campaigns", headers=org.headers, json={"name": "hold", "sequence_steps": [step]}
+    ).get_json()
+    assert created["experiment"] is None
+    patched = client.patch(
+        f"/api/v1/campaigns/{created['campaign_id']}",
+        headers=org.headers,
+        json={"experiment": {"holdout_percent": 12.5}},
+    )
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["experiment"] == {"holdout_percent": 12.5}
+    refused = client.patch(
+        f"/api/v1/campaigns/{created['campaign_id']}",
+        headers=org.headers,
+        json={"experiment": {"holdout_percent": 120}},
+    )
+    assert refused.status_code == 400
+    again = client.get(f"/api/v1/campaigns/{created['campaign_id']}", headers=org.headers)
+    assert again.get_json()["experiment"] == {"holdout_percent": 12.5}
