@@ -17,8 +17,9 @@ from uuid import UUID
 import redis
 import streamlit as st
 
-from cartrecovery import access, audit, campaigns, live_tiles, metrics, users
+from cartrecovery import access, audit, campaigns, live_tiles, metrics, previews, users
 from cartrecovery.db import Database
+from cartrecovery.rendering import TEMPLATES
 from cartrecovery.settings import Settings
 
 LIVE_TTL = 1
@@ -125,13 +126,18 @@ def campaign_list(url: str, org_id: str) -> list[dict]:
     ]
 
 
+def _require_writer(db: Database, org_id: str, user_id: str) -> None:
+    # Checked here, against the user's current role, not only by hiding controls.
+    role = users.role_in(db, org_id, user_id)
+    if role is None or not access.allows(role, "write", user=True):
+        raise PermissionError("your role cannot change campaigns")
+
+
 def set_campaign_status(url: str, org_id: str, user_id: str, campaign_id: str, status: str):
     """Activate or pause a campaign as ``user_id``, audited; PermissionError unless the
     user's current role in the org may write (checked here, not only by hiding controls)."""
     db = database(url)
-    role = users.role_in(db, org_id, user_id)
-    if role is None or not access.allows(role, "write", user=True):
-        raise PermissionError("your role cannot change campaigns")
+    _require_writer(db, org_id, user_id)
     patch = campaigns.CampaignPatch(status=status)
     with db.tenant(org_id) as conn:
         changed = campaigns.update_campaign(conn, UUID(org_id), UUID(campaign_id), patch)
@@ -146,3 +152,71 @@ def set_campaign_status(url: str, org_id: str, user_id: str, campaign_id: str, s
             )
     campaign_list.clear()
     return changed
+
+
+def campaign(url: str, org_id: str, campaign_id: str) -> dict | None:
+    """One campaign as the API shows it (read fresh: the editor starts from it)."""
+    with database(url).tenant(org_id) as conn:
+        return campaigns.get_campaign(conn, UUID(org_id), UUID(campaign_id))
+
+
+def save_campaign(url: str, org_id: str, user_id: str, campaign_id: str | None, body: dict) -> dict:
+    """Create (``campaign_id`` None) or change a campaign as ``user_id``, audited, with the
+    API's validation: pydantic.ValidationError for an invalid body, PermissionError unless
+    the user may write, LookupError if the campaign is gone."""
+    db = database(url)
+    _require_writer(db, org_id, user_id)
+    with db.tenant(org_id) as conn:
+        if campaign_id is None:
+            saved = campaigns.create_campaign(conn, UUID(org_id), body)
+            action = "dashboard.campaigns.create"
+        else:
+            saved = campaigns.update_campaign(conn, UUID(org_id), UUID(campaign_id), body)
+            if saved is None:
+                raise LookupError(campaign_id)
+            action = "dashboard.campaigns.update"
+        audit.insert(
+            conn,
+            org_id,
+            f"user:{user_id}",
+            action,
+            str(saved["campaign_id"]),
+            {"name": body.get("name")},
+        )
+    campaign_list.clear()
+    return saved
+
+
+def templates_by_channel() -> dict[str, list[str]]:
+    """The built-in templates a step of each channel may use: email templates are .html,
+    push templates .json, SMS templates a .txt without an .html beside it."""
+    html = sorted(f.stem for f in TEMPLATES.glob("*.html"))
+    return {
+        "email": html,
+        "sms": sorted(f.stem for f in TEMPLATES.glob("*.txt") if f.stem not in html),
+        "push": sorted(f.stem for f in TEMPLATES.glob("*.json")),
+    }
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def preview_carts(url: str, org_id: str) -> list[dict]:
+    """Recent carts of the org with items, for rendering a preview on a real cart."""
+    with database(url).tenant(org_id) as conn:
+        rows = previews.recent_carts(conn, org_id)
+    return [{**r, "cart_id": str(r["cart_id"])} for r in rows]
+
+
+def preview_step(url: str, org_id: str, step: dict, cart_id: str | None) -> dict:
+    """``step`` rendered for the cart (or a sample cart) as a send would render it:
+    ``{channel, subject, html, text, data}``; RenderError if it does not render."""
+    with database(url).tenant(org_id) as conn:
+        rendered = previews.render_step(
+            conn, org_id, step, Settings.from_env().app_url, UUID(cart_id) if cart_id else None
+        )
+    return {
+        "channel": step.get("channel") or "email",
+        "subject": rendered.subject,
+        "html": rendered.html,
+        "text": rendered.text,
+        "data": rendered.data,
+    }
