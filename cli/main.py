@@ -647,6 +647,9 @@ def _dashboard_argv(host: str, port: int) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # No "Deploy" button or developer menu for the marketers using it.
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 

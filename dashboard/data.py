@@ -17,10 +17,20 @@ from uuid import UUID
 import redis
 import streamlit as st
 
-from cartrecovery import access, audit, campaigns, live_tiles, metrics, previews, users
+from cartrecovery import (
+    access,
+    audit,
+    campaigns,
+    compliance,
+    live_tiles,
+    metrics,
+    previews,
+    users,
+)
 from cartrecovery.db import Database
 from cartrecovery.rendering import TEMPLATES
 from cartrecovery.settings import Settings
+from dashboard import marts
 
 LIVE_TTL = 1
 CHART_TTL = 10
@@ -220,3 +230,89 @@ def preview_step(url: str, org_id: str, step: dict, cart_id: str | None) -> dict
         "text": rendered.text,
         "data": rendered.data,
     }
+
+
+# --- the marts (Attribution, Journeys, Insights); docs/analytics.md defines every number ---
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def marts_built_at(url: str, org_id: str):
+    """When the org's marts were last built, or None (mart pages are then not shown)."""
+    with database(url).tenant(org_id) as conn:
+        return marts.built_at(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def attribution(url: str, org_id: str, model: str, group_by: str, period: str) -> list[dict]:
+    """Recovered revenue per time bucket, group and currency under one attribution model."""
+    window = metrics.parse_period(period)
+    bucket = "hour" if window <= live_tiles.BUCKETS[1][0] else "day"
+    with database(url).tenant(org_id) as conn:
+        return marts.attribution(conn, org_id, model, group_by, metrics.since(period), bucket)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def holdout_lift(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.holdout_lift(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def journey_paths(url: str, org_id: str, period: str, limit: int = 15) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.journey_paths(conn, org_id, metrics.since(period), limit)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def journeys(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.journeys(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def cart_timeline(url: str, org_id: str, cart_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.cart_timeline(conn, org_id, cart_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def step_performance(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.step_performance(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def recovery_hours(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.recovery_hours(conn, org_id)
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def discount_steps(url: str, org_id: str) -> list[dict]:
+    """The (campaign, step) pairs of the org's campaigns that offer a discount."""
+    with database(url).tenant(org_id) as conn:
+        found = campaigns.list_campaigns(conn, UUID(org_id), True)
+    return [
+        {"campaign_id": str(c["campaign_id"]), "step_index": i + 1, "discount": s["discount"]}
+        for c in found
+        for i, s in enumerate(c["sequence_steps"] or [])
+        if s.get("discount")
+    ]
+
+
+# --- compliance ------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def compliance_overview(url: str, org_id: str) -> dict:
+    """Consent and suppression counts, privacy requests and the latest audit rows."""
+    with database(url).tenant(org_id) as conn:
+        return {
+            "consents": compliance.consent_counts(conn, org_id),
+            "suppressions": compliance.suppression_counts(conn, org_id),
+            "requests": compliance.privacy_requests(conn, org_id),
+            "audit": [
+                {**r, "audit_id": str(r["audit_id"]), "details": str(r["details"] or "")}
+                for r in audit.entries(conn, org_id, limit=200)
+            ],
+        }
