@@ -97,6 +97,7 @@ def live_snapshot(
     return {
         "start": start,
         "end": end,
+        "bucket": bucket_for(window),
         "active_carts": row["active_carts"],
         "abandoned_last_hour": row["abandoned_last_hour"],
         "carts_abandoned": abandoned,

@@ -12,6 +12,7 @@ second and many open browser tabs cost one query per second, not one per tab.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import redis
@@ -243,12 +244,20 @@ def marts_built_at(url: str, org_id: str):
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def attribution(url: str, org_id: str, model: str, group_by: str, period: str) -> list[dict]:
-    """Recovered revenue per time bucket, group and currency under one attribution model."""
+def attribution(url: str, org_id: str, model: str, group_by: str, period: str) -> dict:
+    """Recovered revenue per time bucket, group and currency under one attribution model:
+    ``{"rows", "start", "end", "bucket"}`` (bucket an hour up to a week, else a day)."""
     window = metrics.parse_period(period)
-    bucket = "hour" if window <= live_tiles.BUCKETS[1][0] else "day"
+    bucket = "hour" if window <= live_tiles.BUCKETS[2][0] else "day"
+    end = datetime.now(UTC)
     with database(url).tenant(org_id) as conn:
-        return marts.attribution(conn, org_id, model, group_by, metrics.since(period), bucket)
+        rows = marts.attribution(conn, org_id, model, group_by, end - window, bucket)
+    return {
+        "rows": rows,
+        "start": end - window,
+        "end": end,
+        "bucket": timedelta(hours=1) if bucket == "hour" else timedelta(days=1),
+    }
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)

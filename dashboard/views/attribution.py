@@ -20,9 +20,12 @@ MODELS = {
 }
 GROUPS = {"channel": "Channel", "campaign": "Campaign", "step": "Step"}
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "90 days"}
+# The marts are rebuilt every few minutes, not every second: a week shows a demo's first
+# hours (hourly bars) and a shop's recent days alike.
+DEFAULT_PERIOD = "7d"
 
 
-def revenue_chart(rows: list[dict], currency: str) -> None:
+def revenue_chart(rows: list[dict], currency: str, found: dict) -> None:
     groups = sorted({r["group"] for r in rows})
     values = [float(r["revenue"]) for r in rows]
     fig = go.Figure(
@@ -37,7 +40,12 @@ def revenue_chart(rows: list[dict], currency: str) -> None:
         ]
     )
     st.plotly_chart(
-        charts.layout(fig, values, barmode="stack", yaxis_title=currency),
+        charts.time_axis(
+            charts.layout(fig, values, barmode="stack", yaxis_title=currency),
+            found["start"],
+            found["end"],
+            found["bucket"],
+        ),
         width="stretch",
         key=f"attribution_{currency}",
     )
@@ -89,9 +97,14 @@ model = cols[0].radio(
 )
 group_by = cols[1].radio("By", list(GROUPS), format_func=GROUPS.__getitem__, key="attr_group")
 period = cols[2].selectbox(
-    "Period", list(PERIODS), format_func=PERIODS.__getitem__, key="attr_period"
+    "Period",
+    list(PERIODS),
+    index=list(PERIODS).index(DEFAULT_PERIOD),
+    format_func=PERIODS.__getitem__,
+    key="attr_period",
 )
-rows = data.attribution(url, org_id, model, group_by, period)
+found = data.attribution(url, org_id, model, group_by, period)
+rows = found["rows"]
 st.subheader(f"Recovered revenue by {GROUPS[group_by].lower()} ({MODELS[model].lower()})")
 if not rows:
     st.caption("No recovered orders in this period (as of the last warehouse build).")
@@ -99,5 +112,5 @@ for currency in sorted({r["currency"] for r in rows}):
     of_currency = [r for r in rows if r["currency"] == currency]
     total = sum(r["revenue"] for r in of_currency)
     st.metric(f"Recovered revenue ({currency})", money(total, currency))
-    revenue_chart(of_currency, currency)
+    revenue_chart(of_currency, currency, found)
 lift_section(url, org_id)

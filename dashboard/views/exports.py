@@ -57,7 +57,7 @@ if data.marts_built_at(url, org_id) is not None:
     DATASETS |= {
         f"attribution_{model}": (
             f"Attribution: {model.replace('_', ' ')}, by channel, last 30 days",
-            lambda model=model: data.attribution(url, org_id, model, "channel", "30d"),
+            lambda model=model: data.attribution(url, org_id, model, "channel", "30d")["rows"],
         )
         for model in ("last_touch", "first_touch", "linear", "time_decay")
     }

@@ -91,7 +91,9 @@ org_id = st.session_state["org_id"]
 st.title("Journeys")
 built = data.marts_built_at(url, org_id)
 st.caption(f"From the warehouse, built {built:%Y-%m-%d %H:%M} UTC.")
-period = st.selectbox("Period", list(PERIODS), format_func=PERIODS.__getitem__, key="jr_period")
+period = st.selectbox(
+    "Period", list(PERIODS), index=1, format_func=PERIODS.__getitem__, key="jr_period"
+)
 paths = data.journey_paths(url, org_id, period)
 st.subheader("Touchpoint paths")
 if paths:

@@ -72,7 +72,12 @@ def live(url: str, org_id: str, period: str) -> None:
             ]
         )
         st.plotly_chart(
-            charts.layout(fig, abandoned + recovered, barmode="group"),
+            charts.time_axis(
+                charts.layout(fig, abandoned + recovered, barmode="group"),
+                snap["start"],
+                snap["end"],
+                snap["bucket"],
+            ),
             width="stretch",
             key="live_carts_chart",
         )
@@ -93,7 +98,12 @@ def live(url: str, org_id: str, period: str) -> None:
         values = [float(v) for b in series for v in b["revenue"].values()]
         st.plotly_chart(
             # Grouped, not stacked: a stack would add currencies together.
-            charts.layout(fig, values, barmode="group", yaxis_title=" / ".join(currencies)),
+            charts.time_axis(
+                charts.layout(fig, values, barmode="group", yaxis_title=" / ".join(currencies)),
+                snap["start"],
+                snap["end"],
+                snap["bucket"],
+            ),
             width="stretch",
             key="live_revenue_chart",
         )
