@@ -30,6 +30,7 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ingest.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/adapters.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/delivery.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/dashboard.py
 
 # The API reference is generated from the OpenAPI document (tests/test_docs.py checks it).
 docs: $(STAMP)
