@@ -33,41 +33,42 @@ UNKNOWN_CURRENCY = "unknown"
 
 _SQL = """
 WITH rec AS (
-  SELECT recovered_at, revenue, coalesce(upper(currency), %(unknown)s) AS currency
+  SELECT date_bin(%(bucket)s, recovered_at, %(start)s) AS at,
+         coalesce(upper(currency), %(unknown)s) AS currency,
+         count(*) AS recovered, sum(revenue) AS revenue
   FROM app.recoveries
   WHERE org_id = %(org)s AND recovered_at >= %(start)s AND recovered_at < %(end)s
+  GROUP BY 1, 2
 ), abandoned AS (
-  SELECT abandoned_at FROM app.carts
+  SELECT date_bin(%(bucket)s, abandoned_at, %(start)s) AS at, count(*) AS abandoned
+  FROM app.carts
   WHERE org_id = %(org)s AND abandoned_at >= %(start)s AND abandoned_at < %(end)s
-), buckets AS (
-  SELECT date_bin(%(bucket)s, recovered_at, %(start)s) AS at, currency,
-         count(*) AS recovered, sum(revenue) AS revenue
-  FROM rec GROUP BY 1, 2
-  UNION ALL
-  SELECT date_bin(%(bucket)s, abandoned_at, %(start)s), NULL, 0, 0 FROM abandoned
+  GROUP BY 1
+), times AS (
+  SELECT at FROM abandoned UNION SELECT at FROM rec
 )
 SELECT
   (SELECT count(*) FROM app.carts WHERE org_id = %(org)s AND status = 'active') AS active_carts,
   (SELECT count(*) FROM app.carts
      WHERE org_id = %(org)s AND abandoned_at >= %(end)s - interval '1 hour'
        AND abandoned_at < %(end)s) AS abandoned_last_hour,
-  (SELECT count(*) FROM abandoned) AS carts_abandoned,
+  (SELECT coalesce(sum(abandoned), 0) FROM abandoned)::bigint AS carts_abandoned,
   (SELECT count(*) FROM app.outbox
      WHERE org_id = %(org)s AND status = 'sent' AND sent_at >= %(start)s
        AND sent_at < %(end)s) AS messages_sent,
-  (SELECT count(*) FROM rec) AS carts_recovered,
+  (SELECT coalesce(sum(recovered), 0) FROM rec)::bigint AS carts_recovered,
   (SELECT coalesce(jsonb_object_agg(currency, revenue::text), '{}'::jsonb)
      FROM (SELECT currency, sum(revenue) AS revenue FROM rec GROUP BY currency) r)
      AS revenue_by_currency,
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
-            'at', at, 'abandoned', abandoned, 'recovered', recovered, 'revenue', revenue)
-          ORDER BY at), '[]'::jsonb)
-     FROM (SELECT at,
-                  count(*) FILTER (WHERE currency IS NULL) AS abandoned,
-                  sum(recovered) AS recovered,
-                  coalesce(jsonb_object_agg(currency, revenue::text)
-                           FILTER (WHERE currency IS NOT NULL), '{}'::jsonb) AS revenue
-           FROM buckets GROUP BY at) b) AS series
+            'at', t.at,
+            'abandoned', coalesce(a.abandoned, 0),
+            'recovered', (SELECT coalesce(sum(r.recovered), 0) FROM rec r WHERE r.at = t.at),
+            'revenue', (SELECT coalesce(jsonb_object_agg(r.currency, r.revenue::text),
+                                        '{}'::jsonb)
+                        FROM rec r WHERE r.at = t.at))
+          ORDER BY t.at), '[]'::jsonb)
+     FROM times t LEFT JOIN abandoned a ON a.at = t.at) AS series
 """
 
 
