@@ -109,3 +109,16 @@ def test_the_live_page_shows_revenue_per_currency(dashboard, db, make_org):
     assert shown["Revenue recovered"] == "€40.00 · $120.50"
     assert shown["Carts recovered"] == "2" and shown["Active carts"] == "2"
     assert shown["Recovery rate"] == "66.7%"
+
+
+def test_zero_revenue_charts_start_at_zero(dashboard, make_org):
+    import json
+
+    shop = make_org("live-zero")
+    at = dashboard(shop.org_id)
+    assert not at.exception
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 2
+    for spec in charts:
+        assert spec["layout"]["yaxis"]["range"] == [0, 1]
+        assert spec["layout"]["yaxis"]["rangemode"] == "nonnegative"
