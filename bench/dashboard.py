@@ -85,7 +85,7 @@ INSERT INTO app.carts (org_id, cart_id, platform, external_id, email, currency, 
                        item_count, status, created_at, last_activity_at, abandoned_at,
                        converted_at)
 SELECT %(org)s, cart_id, 'api', 'bench-' || i, 'shopper' || i || '@example.com',
-       CASE WHEN i %% 10 = 0 THEN 'EUR' ELSE 'USD' END, 20 + (i %% 200), 1 + i %% 4, status,
+       CASE WHEN i %% 7 = 0 THEN 'EUR' ELSE 'USD' END, 20 + (i %% 200), 1 + i %% 4, status,
        seen_at - interval '5 minutes', seen_at,
        CASE WHEN status IN ('abandoned', 'recovered') THEN seen_at + interval '30 minutes' END,
        CASE WHEN status IN ('converted', 'recovered') THEN seen_at + interval '2 hours' END
@@ -109,7 +109,7 @@ FROM bench_carts WHERE status IN ('abandoned', 'recovered');
 INSERT INTO app.recoveries (org_id, cart_id, order_id, campaign_id, channel, revenue, currency,
                             clicked_at, recovered_at)
 SELECT %(org)s, cart_id, gen_random_uuid(), %(campaign)s, 'email', 20 + (i %% 200),
-       CASE WHEN i %% 10 = 0 THEN 'EUR' ELSE 'USD' END, seen_at + interval '1 hour',
+       CASE WHEN i %% 7 = 0 THEN 'EUR' ELSE 'USD' END, seen_at + interval '1 hour',
        seen_at + interval '2 hours'
 FROM bench_carts WHERE status = 'recovered';
 """
