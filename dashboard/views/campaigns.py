@@ -100,6 +100,8 @@ def _load(choice: str, current: dict | None) -> None:
         discount = step.get("discount") or {}
         state[f"ed_{i}_discount"] = discount.get("type", "none")
         state[f"ed_{i}_discount_value"] = float(discount.get("value") or 10)
+        if "expires_in_hours" in discount:  # not edited here, but kept
+            state[f"ed_{i}_discount_expires"] = discount["expires_in_hours"]
         state[f"ed_{i}_variants_init"] = pd.DataFrame(
             [{c: v.get(c) for c in VARIANT_COLUMNS} for v in step.get("variants") or []],
             columns=VARIANT_COLUMNS,
@@ -154,6 +156,8 @@ def _step_editor(i: int) -> dict:
         step["subject"] = subject.strip()
     if discount != "none":
         step["discount"] = {"type": discount, **({"value": value} if value else {})}
+        if f"ed_{i}_discount_expires" in state:
+            step["discount"]["expires_in_hours"] = state[f"ed_{i}_discount_expires"]
     rows = [
         {k: v for k, v in r.items() if v is not None and v == v and v != ""}
         for r in variants.to_dict("records")
