@@ -225,7 +225,8 @@ def warehouse_builds(
                 if first:
                     say(
                         f"warehouse: first build done in {time.monotonic() - began:.0f}s; "
-                        "the Attribution, Journeys and Insights pages are on"
+                        "the Attribution, Journeys and Insights pages show once a build "
+                        "holds the demo's abandoned carts"
                     )
             first = False
             if every is None or stop.wait(every):

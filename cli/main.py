@@ -805,7 +805,8 @@ def _stack(
     return code
 
 
-WAREHOUSE_EVERY = 180.0
+# The demo's marts catch up every minute (a build takes 10-20 s here).
+WAREHOUSE_EVERY = 60.0
 
 
 def announce_when_up(name: str, url: str, probe: str, say, stopping, timeout: float = 300.0):
