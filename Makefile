@@ -32,6 +32,7 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/delivery.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/calibration.py --write
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/models.py --write
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/dashboard.py
 
 # Long (1,000,000 events: generation, dbt builds); not part of `make bench`.
 bench-warehouse: $(STAMP)

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from . import template_variables
 from .json_rows import json_ready
-from .rendering import TEMPLATES
+from .rendering import DEFAULT_TEMPLATES, TEMPLATES
 
 CHANNELS = ("email", "sms", "push")
 DELIVERABLE_CHANNELS = CHANNELS
@@ -282,10 +282,14 @@ class SequenceStep(BaseModel):
         description="Jinja2 template for the subject line (email, required; push: the "
         "notification title; not allowed for SMS).",
     )
-    template: str = Field(
+    # Never None once validated: ``_channel_default_template`` fills it in.
+    template: str | None = Field(
+        default=None,
         min_length=1,
         max_length=200_000,
-        description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML.",
+        description="Name of a built-in template (e.g. cart_reminder) or inline Jinja2 HTML; "
+        "when left out, the channel's built-in template (email: cart_reminder, sms: "
+        "sms_reminder, push: push_reminder) is stored.",
     )
     variants: list[StepVariant] | None = Field(default=None, min_length=1, max_length=10)
     discount: Discount | None = Field(
@@ -374,6 +378,17 @@ class SequenceStep(BaseModel):
                 ) from None
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_default_template(cls, data: Any) -> Any:
+        # A step without a template gets its channel's built-in one, stored explicitly so the
+        # scheduler and the API read the same step (docs/templates.md).
+        if isinstance(data, dict) and data.get("template") is None:
+            default = DEFAULT_TEMPLATES.get(data.get("channel"))  # type: ignore[arg-type]
+            if default is not None:
+                data = {**data, "template": default}
+        return data
+
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str | None) -> str | None:
@@ -419,8 +434,8 @@ class SequenceStep(BaseModel):
 
     @field_validator("template")
     @classmethod
-    def _template(cls, value: str) -> str:
-        return _check_template(value)
+    def _template(cls, value: str | None) -> str | None:
+        return _check_template(value) if value else value
 
     @model_validator(mode="after")
     def _allocation(self) -> SequenceStep:
@@ -461,6 +476,12 @@ class Experiment(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     holdout_percent: float = Field(default=0, ge=0, le=100)
+
+
+class ExperimentChange(Experiment):
+    """A PATCH's holdout group: it replaces the stored one, so the share must be given."""
+
+    holdout_percent: float = Field(ge=0, le=100)
 
 
 MAX_STEPS = 20
@@ -508,6 +529,11 @@ class CampaignPatch(BaseModel):
     )
     reentry_cooldown_seconds: int | None = Field(
         default=None, ge=0, le=MAX_COOLDOWN_SECONDS, description="0 turns the cooldown off."
+    )
+    experiment: ExperimentChange | None = Field(
+        default=None,
+        description="Replace the holdout group (e.g. change holdout_percent); "
+        "holdout_percent 0 stops holding carts out.",
     )
 
     @model_validator(mode="before")
@@ -630,6 +656,9 @@ def update_campaign(
         "sequence_steps": Jsonb(_dump_steps(patch.sequence_steps))
         if patch.sequence_steps is not None
         else None,
+        "experiment": Jsonb(patch.experiment.model_dump(mode="json", exclude_none=True))
+        if patch.experiment is not None
+        else None,
         "cooldown_set": "reentry_cooldown_seconds" in fields,
         "cooldown": patch.reentry_cooldown_seconds or None,
     }
@@ -643,6 +672,7 @@ def update_campaign(
             priority = COALESCE(%(priority)s, priority),
             trigger_conditions = COALESCE(%(trigger_conditions)s, trigger_conditions),
             sequence_steps = COALESCE(%(sequence_steps)s, sequence_steps),
+            experiment = COALESCE(%(experiment)s, experiment),
             reentry_cooldown_seconds = CASE WHEN %(cooldown_set)s THEN %(cooldown)s::integer
                                             ELSE reentry_cooldown_seconds END,
             updated_at = CASE WHEN %(changed)s THEN now() ELSE updated_at END

@@ -9,6 +9,7 @@ managed services by setting variables.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -154,6 +155,9 @@ def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
     sends in flight finish)."""
     from delivery.worker import run_worker
 
+    # One line per message (delivery.jobs) and the worker's start, at INFO, readable beside
+    # the other processes' logs.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     with services(need_redis=True) as svc:
         run_worker(svc.settings(), burst=burst, concurrency=concurrency, simple=simple)
 
@@ -775,6 +779,9 @@ def _dashboard_argv(host: str, port: int) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # No "Deploy" button or developer menu for the marketers using it.
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 
@@ -828,7 +835,13 @@ def _stack(
             "ingest API": local_url,
             "health": f"{local_url}/api/health",
             "OpenAPI": f"{local_url}/api/openapi.json",
-            "dashboard": f"http://{host}:{dashboard_port}",
+        }
+        # Servers whose URL is printed only once they answer: (url, the address polled).
+        later = {
+            "dashboard": (
+                f"http://{host}:{dashboard_port}",
+                f"http://{host}:{dashboard_port}/_stcore/health",
+            )
         }
         store = private_key = None
         if demo:
@@ -852,7 +865,7 @@ def _stack(
                 # would only ever stop by SIGKILL after the grace period.
                 mlflow_env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
                 supervisor.start("mlflow", _mlflow_argv(svc, host, mlflow_port), mlflow_env, REPO)
-                urls["MLflow"] = mlflow_url
+                later["MLflow"] = (mlflow_url, f"{mlflow_url}/health")
             supervisor.start("ingest", _ingest_argv(host, port), env, REPO)
             supervisor.start("worker", _cli_argv("worker"), env, REPO)
             supervisor.start("scheduler", _cli_argv("scheduler"), env, REPO)
@@ -881,7 +894,8 @@ def _stack(
                     env,
                     REPO,
                 )
-                urls["Dagster"] = f"http://{host}:{dagster_port}"
+                dagster_url = f"http://{host}:{dagster_port}"
+                later["Dagster"] = (dagster_url, f"{dagster_url}/server_info")
 
             if not wait_healthy(f"{local_url}/api/health", supervisor, timeout=90):
                 if not stopping.is_set():
@@ -896,12 +910,21 @@ def _stack(
                     )
                 for name, url in urls.items():
                     say(f"{name:<11} {url}")
+                for name, (url, probe) in later.items():
+                    announce_when_up(name, url, probe, say, stopping)
                 if demo:
+                    email, password = demo_store.demo_user(svc, store)
                     say(f"demo org    {store.org_id}")
                     say(f"demo key    {store.api_key}")
+                    say(f"dashboard sign-in: {email} / {password}")
                     say(
                         f"try: curl -H 'Authorization: Bearer {store.api_key}' "
                         f"{local_url}/api/v1/analytics/dashboard"
+                    )
+                    # Dagster's sensor and schedule rebuild the marts when it runs; without
+                    # it the demo rebuilds them every few minutes itself.
+                    demo_store.warehouse_builds(
+                        svc, say, stopping, None if with_dagster else WAREHOUSE_EVERY
                     )
                 say("running; Ctrl-C stops everything")
                 exited = supervisor.watch(tick=tick, interval=0.25)
@@ -913,6 +936,35 @@ def _stack(
             codes = supervisor.stop()
             say("stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
     return code
+
+
+# The demo's marts catch up every minute (a build takes 10-20 s here).
+WAREHOUSE_EVERY = 60.0
+
+
+def announce_when_up(name: str, url: str, probe: str, say, stopping, timeout: float = 300.0):
+    """Say ``name url`` once ``probe`` answers 200 (in a thread: the stack keeps running);
+    say that it did not if ``timeout`` passes first."""
+    import threading
+
+    import requests
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while not stopping.is_set() and time.monotonic() < deadline:
+            try:
+                if requests.get(probe, timeout=2).status_code == 200:
+                    say(f"{name:<11} {url}")
+                    return
+            except requests.RequestException:
+                pass
+            stopping.wait(0.5)
+        if not stopping.is_set():
+            say(f"{name} did not answer at {probe} within {timeout:.0f}s")
+
+    thread = threading.Thread(target=wait, name=f"announce-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_healthy(url: str, supervisor, timeout: float = 60.0) -> bool:

@@ -62,11 +62,23 @@ st.session_state["role"] = known[st.session_state["org_id"]]["role"]
 st.sidebar.caption(f"Signed in as `{user['email']}` ({st.session_state['role']})")
 st.sidebar.button("Sign out", on_click=session.sign_out, key="sign_out")
 
-st.navigation(
-    [
-        st.Page("views/live.py", title="Live", icon=":material/monitoring:", default=True),
-        st.Page("views/campaigns.py", title="Campaigns", icon=":material/campaign:"),
-        st.Page("views/outbox.py", title="Outbox", icon=":material/outbox:"),
-        st.Page("views/stores.py", title="Stores", icon=":material/storefront:"),
+# Pages over the warehouse marts show once the org's marts have been built: a page whose
+# data does not exist yet is left out rather than shown empty.
+warehouse = data.marts_built_at(url, st.session_state["org_id"]) is not None
+pages = [
+    st.Page("views/live.py", title="Live", icon=":material/monitoring:", default=True),
+    st.Page("views/campaigns.py", title="Campaigns", icon=":material/campaign:"),
+]
+if warehouse:
+    pages += [
+        st.Page("views/attribution.py", title="Attribution", icon=":material/paid:"),
+        st.Page("views/journeys.py", title="Journeys", icon=":material/route:"),
+        st.Page("views/insights.py", title="Insights", icon=":material/lightbulb:"),
     ]
-).run()
+pages += [
+    st.Page("views/compliance.py", title="Compliance", icon=":material/policy:"),
+    st.Page("views/exports.py", title="Exports", icon=":material/download:"),
+    st.Page("views/outbox.py", title="Outbox", icon=":material/outbox:"),
+    st.Page("views/stores.py", title="Stores", icon=":material/storefront:"),
+]
+st.navigation(pages).run()

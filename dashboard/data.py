@@ -12,14 +12,26 @@ second and many open browser tabs cost one query per second, not one per tab.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import redis
 import streamlit as st
 
-from cartrecovery import access, audit, campaigns, metrics, users
+from cartrecovery import (
+    access,
+    audit,
+    campaigns,
+    compliance,
+    live_tiles,
+    metrics,
+    previews,
+    users,
+)
 from cartrecovery.db import Database
+from cartrecovery.rendering import TEMPLATES
 from cartrecovery.settings import Settings
+from dashboard import marts
 
 LIVE_TTL = 1
 CHART_TTL = 10
@@ -27,7 +39,6 @@ LIST_TTL = 2
 ORG_TTL = 30
 # Short: a membership removed or changed takes effect within seconds.
 MEMBERSHIP_TTL = 5
-DEFAULT_CURRENCY = "USD"
 
 
 def database_url() -> str | None:
@@ -59,42 +70,18 @@ def user_orgs(url: str, user_id: str) -> list[dict]:
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
-def live_metrics(url: str, org_id: str, period: str) -> dict:
-    """``metrics.dashboard_metrics`` for the org over ``period`` (``24h``, ``7d``, ``30d``)."""
+def live_snapshot(url: str, org_id: str, period: str) -> dict:
+    """Tiles and chart series of the Live page for the last ``period``, from one statement
+    (``cartrecovery.live_tiles``): the tiles and charts of one screen always agree."""
     with database(url).tenant(org_id) as conn:
-        return metrics.dashboard_metrics(conn, UUID(org_id), metrics.since(period))
+        return live_tiles.live_snapshot(conn, org_id, metrics.parse_period(period))
 
 
-@st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def breakdowns(url: str, org_id: str, period: str) -> dict:
-    """``{"by_day": [...], "by_channel": [...], "by_campaign": [...]}`` from ``metrics``."""
-    start = metrics.since(period)
-    org = UUID(org_id)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def latest_events(url: str, org_id: str, limit: int = 15) -> list[dict]:
+    """The org's newest inbound events, newest first."""
     with database(url).tenant(org_id) as conn:
-        return {
-            "by_day": metrics.by_day(conn, org, start),
-            "by_channel": metrics.by_channel(conn, org, start),
-            "by_campaign": metrics.by_campaign(conn, org, start),
-        }
-
-
-@st.cache_data(ttl=ORG_TTL, show_spinner=False)
-def display_currency(url: str, org_id: str) -> str:
-    """The currency to show money in: the org's most used one in recoveries, else in carts."""
-    with database(url).tenant(org_id) as conn:
-        row = conn.execute(
-            """
-            SELECT coalesce(
-              (SELECT currency FROM app.recoveries
-                 WHERE org_id = %(org)s AND currency IS NOT NULL
-                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1),
-              (SELECT currency FROM app.carts
-                 WHERE org_id = %(org)s AND currency IS NOT NULL
-                 GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1)) AS currency
-            """,
-            {"org": org_id},
-        ).fetchone()
-    return (row["currency"] or DEFAULT_CURRENCY).upper()
+        return live_tiles.latest_events(conn, org_id, limit)
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
@@ -150,13 +137,18 @@ def campaign_list(url: str, org_id: str) -> list[dict]:
     ]
 
 
+def _require_writer(db: Database, org_id: str, user_id: str) -> None:
+    # Checked here, against the user's current role, not only by hiding controls.
+    role = users.role_in(db, org_id, user_id)
+    if role is None or not access.allows(role, "write", user=True):
+        raise PermissionError("your role cannot change campaigns")
+
+
 def set_campaign_status(url: str, org_id: str, user_id: str, campaign_id: str, status: str):
     """Activate or pause a campaign as ``user_id``, audited; PermissionError unless the
     user's current role in the org may write (checked here, not only by hiding controls)."""
     db = database(url)
-    role = users.role_in(db, org_id, user_id)
-    if role is None or not access.allows(role, "write", user=True):
-        raise PermissionError("your role cannot change campaigns")
+    _require_writer(db, org_id, user_id)
     patch = campaigns.CampaignPatch(status=status)
     with db.tenant(org_id) as conn:
         changed = campaigns.update_campaign(conn, UUID(org_id), UUID(campaign_id), patch)
@@ -206,3 +198,165 @@ def store_webhooks(url: str, org_id: str, connection_id: str) -> dict:
         return {"managed": True, **webhooks.status(registrar).as_dict()}
     except (webhooks.WebhookError, ValueError) as exc:
         return {"managed": True, "ok": False, "error": str(exc)[:300]}
+
+
+def campaign(url: str, org_id: str, campaign_id: str) -> dict | None:
+    """One campaign as the API shows it (read fresh: the editor starts from it)."""
+    with database(url).tenant(org_id) as conn:
+        return campaigns.get_campaign(conn, UUID(org_id), UUID(campaign_id))
+
+
+def save_campaign(url: str, org_id: str, user_id: str, campaign_id: str | None, body: dict) -> dict:
+    """Create (``campaign_id`` None) or change a campaign as ``user_id``, audited, with the
+    API's validation: pydantic.ValidationError for an invalid body, PermissionError unless
+    the user may write, LookupError if the campaign is gone."""
+    db = database(url)
+    _require_writer(db, org_id, user_id)
+    with db.tenant(org_id) as conn:
+        if campaign_id is None:
+            saved = campaigns.create_campaign(conn, UUID(org_id), body)
+            action = "dashboard.campaigns.create"
+        else:
+            saved = campaigns.update_campaign(conn, UUID(org_id), UUID(campaign_id), body)
+            if saved is None:
+                raise LookupError(campaign_id)
+            action = "dashboard.campaigns.update"
+        audit.insert(
+            conn,
+            org_id,
+            f"user:{user_id}",
+            action,
+            str(saved["campaign_id"]),
+            {"name": body.get("name")},
+        )
+    campaign_list.clear()
+    return saved
+
+
+def templates_by_channel() -> dict[str, list[str]]:
+    """The built-in templates a step of each channel may use: email templates are .html,
+    push templates .json, SMS templates a .txt without an .html beside it."""
+    html = sorted(f.stem for f in TEMPLATES.glob("*.html"))
+    return {
+        "email": html,
+        "sms": sorted(f.stem for f in TEMPLATES.glob("*.txt") if f.stem not in html),
+        "push": sorted(f.stem for f in TEMPLATES.glob("*.json")),
+    }
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def preview_carts(url: str, org_id: str) -> list[dict]:
+    """Recent carts of the org with items, for rendering a preview on a real cart."""
+    with database(url).tenant(org_id) as conn:
+        rows = previews.recent_carts(conn, org_id)
+    return [{**r, "cart_id": str(r["cart_id"])} for r in rows]
+
+
+def preview_step(url: str, org_id: str, step: dict, cart_id: str | None) -> dict:
+    """``step`` rendered for the cart (or a sample cart) as a send would render it:
+    ``{channel, subject, html, text, data}``; RenderError if it does not render."""
+    with database(url).tenant(org_id) as conn:
+        rendered = previews.render_step(
+            conn, org_id, step, Settings.from_env().app_url, UUID(cart_id) if cart_id else None
+        )
+    return {
+        "channel": step.get("channel") or "email",
+        "subject": rendered.subject,
+        "html": rendered.html,
+        "text": rendered.text,
+        "data": rendered.data,
+    }
+
+
+# --- the marts (Attribution, Journeys, Insights); docs/analytics.md defines every number ---
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def marts_built_at(url: str, org_id: str):
+    """When the org's marts were last built, or None (mart pages are then not shown)."""
+    with database(url).tenant(org_id) as conn:
+        return marts.built_at(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def attribution(url: str, org_id: str, model: str, group_by: str, period: str) -> dict:
+    """Recovered revenue per time bucket, group and currency under one attribution model:
+    ``{"rows", "start", "end", "bucket"}`` (bucket an hour up to a week, else a day)."""
+    window = metrics.parse_period(period)
+    bucket = "hour" if window <= live_tiles.BUCKETS[2][0] else "day"
+    end = datetime.now(UTC)
+    with database(url).tenant(org_id) as conn:
+        rows = marts.attribution(conn, org_id, model, group_by, end - window, bucket)
+    return {
+        "rows": rows,
+        "start": end - window,
+        "end": end,
+        "bucket": timedelta(hours=1) if bucket == "hour" else timedelta(days=1),
+    }
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def holdout_lift(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.holdout_lift(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def journey_paths(url: str, org_id: str, period: str, limit: int = 15) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.journey_paths(conn, org_id, metrics.since(period), limit)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def journeys(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.journeys(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def cart_timeline(url: str, org_id: str, cart_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.cart_timeline(conn, org_id, cart_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def step_performance(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.step_performance(conn, org_id)
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def recovery_hours(url: str, org_id: str) -> list[dict]:
+    with database(url).tenant(org_id) as conn:
+        return marts.recovery_hours(conn, org_id)
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def discount_steps(url: str, org_id: str) -> list[dict]:
+    """The (campaign, step) pairs of the org's campaigns that offer a discount."""
+    with database(url).tenant(org_id) as conn:
+        found = campaigns.list_campaigns(conn, UUID(org_id), True)
+    return [
+        {"campaign_id": str(c["campaign_id"]), "step_index": i + 1, "discount": s["discount"]}
+        for c in found
+        for i, s in enumerate(c["sequence_steps"] or [])
+        if s.get("discount")
+    ]
+
+
+# --- compliance ------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def compliance_overview(url: str, org_id: str) -> dict:
+    """Consent and suppression counts, privacy requests and the latest audit rows."""
+    with database(url).tenant(org_id) as conn:
+        return {
+            "consents": compliance.consent_counts(conn, org_id),
+            "suppressions": compliance.suppression_counts(conn, org_id),
+            "requests": compliance.privacy_requests(conn, org_id),
+            "audit": [
+                {**r, "audit_id": str(r["audit_id"]), "details": str(r["details"] or "")}
+                for r in audit.entries(conn, org_id, limit=200)
+            ],
+        }

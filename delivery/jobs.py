@@ -287,4 +287,12 @@ def send_message(org_id: str, message_id: str) -> str:
         outgoing_webhooks.emit(
             conn, org_id, "message.sent", outgoing_webhooks.message_data(sent or message)
         )
+    # The worker's one line per message sent (RQ's own per-job lines are off, see worker.py).
+    log.info(
+        "message %s sent: %s step %s via %s",
+        message_id,
+        message["channel"],
+        message["step_index"],
+        result.provider,
+    )
     return "sent"

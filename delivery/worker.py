@@ -47,7 +47,9 @@ def run_worker(
     any job ran.
     """
     runtime = Runtime(settings)
-    level = logging_level or ("WARNING" if burst else "INFO")
+    # RQ writes three INFO lines per job (started, OK, result kept); the jobs log one line per
+    # message themselves, so RQ's own logger only shows warnings unless asked otherwise.
+    level = logging_level or "WARNING"
     if simple:
         jobs.configure(runtime)
         worker = SimpleWorker([jobs.queue(runtime)], connection=runtime.redis)

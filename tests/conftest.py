@@ -27,7 +27,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cartrecovery import tenancy
+from cartrecovery import tenancy, users
 from cartrecovery.applier import apply_pending
 from cartrecovery.db import Database, close_pools
 from cartrecovery.migrate import upgrade
@@ -328,3 +328,49 @@ def remove_queue(rt) -> None:
     if keys:
         rt.redis.delete(*keys)
     rt.redis.srem("rq:queues", q.key)
+
+
+# --- the Streamlit dashboard (AppTest) --------------------------------------------------------
+
+DASHBOARD_APP = REPO / "dashboard" / "app.py"
+DASHBOARD_PASSWORD = "dashboard password"
+
+
+@pytest.fixture()
+def app_test(monkeypatch, database_url, redis_url):
+    """A fresh, signed-out AppTest for the dashboard with DATABASE_URL and REDIS_URL set."""
+
+    def make(preselect=None):
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        if preselect is None:
+            monkeypatch.delenv("CARTRECOVERY_ORG", raising=False)
+        else:
+            monkeypatch.setenv("CARTRECOVERY_ORG", str(preselect))
+        from streamlit.testing.v1 import AppTest  # only the dashboard tests pay for Streamlit
+
+        return AppTest.from_file(str(DASHBOARD_APP), default_timeout=30)
+
+    return make
+
+
+@pytest.fixture()
+def dashboard(app_test, db):
+    """The dashboard signed in as a new user with ``role`` in ``org_id`` (and in the orgs
+    ``also``), ``org_id`` preselected; already run."""
+
+    def make(org_id, role: str = "admin", also=()):
+        email = f"dash-{uuid.uuid4().hex[:8]}@example.com"
+        for org in (org_id, *also):
+            users.create_user(db, email, org, role, DASHBOARD_PASSWORD)
+        at = app_test(org_id).run(timeout=30)
+        return dashboard_sign_in(at, email)
+
+    return make
+
+
+def dashboard_sign_in(at, email: str, password: str = DASHBOARD_PASSWORD):
+    """Fill and submit the dashboard's sign-in form; returns the AppTest, run."""
+    at.text_input(key="sign_in_email").input(email)
+    at.text_input(key="sign_in_password").input(password)
+    return at.button[0].click().run(timeout=30)

@@ -38,3 +38,74 @@ def test_demo_setup_is_idempotent(database_url, db, monkeypatch, tmp_path):
     with db.tenant(first.org_id) as conn:
         names = [c["name"] for c in campaigns.list_campaigns(conn, first.org_id)]
     assert names.count(demo.CAMPAIGN) == 1
+
+
+def test_demo_user_signs_in_with_the_printed_credentials(database_url, db, monkeypatch, tmp_path):
+    from cartrecovery import users
+
+    monkeypatch.setenv("SECRET_KEY", "demo-test-secret")
+    svc = Services(home=tmp_path, database_url=database_url, redis_url=None)
+    store = demo.prepare(svc)
+    email, password = demo.demo_user(svc, store)
+    assert demo.demo_user(svc, store) == (email, password)  # the same on every run
+    user = users.authenticate(db, email, password)
+    assert user is not None and user.membership(store.org_id).role == "admin"
+
+
+def test_first_recovery_is_announced_once_it_is_recorded(database_url, db, make_org):
+    import time as clock
+
+    shop = make_org("demo-first")
+    watch = demo.FirstRecovery(db, shop.org_id, clock.monotonic())
+    assert watch.check(clock.monotonic()) is None and watch.seen is None
+    with db.tenant(shop.org_id) as conn:
+        cart = conn.execute(
+            "INSERT INTO app.carts (org_id, platform, external_id, status) "
+            "VALUES (%s, 'api', 'c1', 'recovered') RETURNING cart_id",
+            (shop.org_id,),
+        ).fetchone()["cart_id"]
+        order = conn.execute(
+            "INSERT INTO app.orders (org_id, platform, external_id, cart_id, total_price, "
+            "currency) VALUES (%s, 'api', 'o1', %s, 42.00, 'USD') RETURNING order_id",
+            (shop.org_id, cart),
+        ).fetchone()["order_id"]
+        conn.execute(
+            "INSERT INTO app.recoveries (org_id, cart_id, order_id, revenue, currency) "
+            "VALUES (%s, %s, %s, 42.00, 'USD')",
+            (shop.org_id, cart, order),
+        )
+    line = watch.check(clock.monotonic() + 5)
+    assert line is not None and "first recovery" in line and "42.00 USD" in line
+    assert watch.seen is not None
+
+
+def test_a_url_is_announced_only_when_its_server_answers():
+    import threading
+
+    from conftest import wait_for
+    from werkzeug.serving import make_server
+
+    from cli.main import announce_when_up
+
+    said: list[str] = []
+    stopping = threading.Event()
+
+    # A port that is reserved but not served yet.
+    def healthy(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = make_server("127.0.0.1", 0, healthy)
+    url = f"http://127.0.0.1:{server.server_port}"
+    thread = announce_when_up("thing", url, f"{url}/health", said.append, stopping)
+    try:
+        wait_for(lambda: thread.is_alive(), timeout=5)
+        assert said == []  # the socket listens but nothing answers: not announced
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        wait_for(lambda: said, timeout=30, message="never announced")
+        assert said == [f"thing       {url}"]
+    finally:
+        stopping.set()
+        server.shutdown()
+        server.server_close()

@@ -673,3 +673,64 @@ def test_campaign_accepts_sendgrid_dynamic_templates_on_email_steps_only(client,
     )
     assert refused.status_code == 400
     assert "dynamic templates" in str(refused.get_json())
+
+
+def test_campaign_step_without_template_gets_its_channels_builtin(client, org):
+    steps = [
+        {"channel": "email", "delay_seconds": 0, "subject": "Your cart"},
+        {"channel": "sms", "delay_seconds": 60},
+        {"channel": "push", "delay_seconds": 120, "template": None},
+    ]
+    created = client.post(
+        "/api/v1/campaigns", headers=org.headers, json={"name": "defaults", "sequence_steps": steps}
+    )
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert [s["template"] for s in body["sequence_steps"]] == [
+        "cart_reminder",
+        "sms_reminder",
+        "push_reminder",
+    ]
+    stored = client.get(f"/api/v1/campaigns/{body['campaign_id']}", headers=org.headers)
+    assert [s["template"] for s in stored.get_json()["sequence_steps"]] == [
+        "cart_reminder",
+        "sms_reminder",
+        "push_reminder",
+    ]
+    patched = client.patch(
+        f"/api/v1/campaigns/{body['campaign_id']}",
+        headers=org.headers,
+        json={"sequence_steps": [{"channel": "sms", "delay_seconds": 5}]},
+    )
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["sequence_steps"][0]["template"] == "sms_reminder"
+    # A template that is given is still checked: an unknown name is refused.
+    refused = client.post(
+        "/api/v1/campaigns",
+        headers=org.headers,
+        json={"name": "bad", "sequence_steps": [{**steps[0], "template": "no_such_template"}]},
+    )
+    assert refused.status_code == 400
+
+
+def test_campaign_patch_changes_the_holdout_share(client, org):
+    step = {"channel": "email", "delay_seconds": 0, "subject": "Your cart"}
+    created = client.post(
+        "/api/v1/campaigns", headers=org.headers, json={"name": "hold", "sequence_steps": [step]}
+    ).get_json()
+    assert created["experiment"] is None
+    patched = client.patch(
+        f"/api/v1/campaigns/{created['campaign_id']}",
+        headers=org.headers,
+        json={"experiment": {"holdout_percent": 12.5}},
+    )
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["experiment"] == {"holdout_percent": 12.5}
+    refused = client.patch(
+        f"/api/v1/campaigns/{created['campaign_id']}",
+        headers=org.headers,
+        json={"experiment": {"holdout_percent": 120}},
+    )
+    assert refused.status_code == 400
+    again = client.get(f"/api/v1/campaigns/{created['campaign_id']}", headers=org.headers)
+    assert again.get_json()["experiment"] == {"holdout_percent": 12.5}

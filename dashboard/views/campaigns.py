@@ -1,33 +1,49 @@
-"""Campaigns page: the org's campaigns with their status; marketers and admins can activate
-or pause one (viewers see the list only)."""
+"""Campaigns page: the org's campaigns; marketers and admins activate or pause them, and create
+or edit one with the step builder (delay, channel, built-in template with a live preview on a
+real cart, subject, variants, discount) and its holdout share. Viewers see the list only.
+
+Saving goes through the same validation as ``POST``/``PATCH /api/v1/campaigns``
+(``cartrecovery.campaigns``); a step left on "channel default" gets its channel's built-in
+template.
+"""
 
 from __future__ import annotations
 
+import pandas as pd
+import pydantic
 import streamlit as st
 
+from cartrecovery.campaigns import MAX_STEPS
+from cartrecovery.rendering import DEFAULT_TEMPLATES, RenderError
 from dashboard import data, session
-from dashboard.formatting import table
+from dashboard.formatting import money, table
 
 NEXT = {
     "active": ("paused", "Pause"),
     "paused": ("active", "Activate"),
     "draft": ("active", "Activate"),
 }
+NEW = "new"
+CHANNELS = ["email", "sms", "push"]
+CHANNEL_DEFAULT = "(channel default)"
+CUSTOM = "(inline template, kept as is)"
+DISCOUNTS = ["none", "percentage", "fixed_amount", "free_shipping"]
+UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+VARIANT_COLUMNS = ["name", "subject", "template", "weight"]
 
 
-@st.fragment
-def campaign_list(url: str, org_id: str) -> None:
+def campaign_list(url: str, org_id: str) -> list[dict]:
     rows = data.campaign_list(url, org_id)
     if not rows:
-        st.info("No campaigns yet. Create one with `POST /api/v1/campaigns`.")
-        return
+        st.info("No campaigns yet." + (" Create one below." if session.can_edit() else ""))
+        return rows
     st.dataframe(
         table([{k: r[k] for k in ("name", "status", "priority", "steps")} for r in rows]),
         hide_index=True,
         width="stretch",
     )
     if not session.can_edit():
-        return
+        return rows
     st.subheader("Change status")
     for row in rows:
         status, label = NEXT[row["status"]]
@@ -40,9 +56,240 @@ def campaign_list(url: str, org_id: str) -> None:
                 )
             except PermissionError as exc:
                 st.error(str(exc))
-                return
+                return rows
             st.rerun()
+    return rows
 
 
+# --- the editor ----------------------------------------------------------------------------
+
+
+def _unit_of(seconds: int) -> tuple[int, str]:
+    for unit in ("days", "hours", "minutes"):
+        if seconds and seconds % UNITS[unit] == 0:
+            return seconds // UNITS[unit], unit
+    return seconds, "seconds"
+
+
+def _load(choice: str, current: dict | None) -> None:
+    """Put the chosen campaign (or a new one) into the editor's widgets."""
+    for key in [k for k in st.session_state if str(k).startswith("ed_") and k != "ed_choice"]:
+        del st.session_state[key]
+    state = st.session_state
+    state["ed_loaded"] = choice
+    steps = (current or {}).get("sequence_steps") or [
+        {"channel": "email", "delay_seconds": 3600, "subject": "You left something behind"}
+    ]
+    state["ed_name"] = (current or {}).get("name", "")
+    state["ed_priority"] = (current or {}).get("priority", 0)
+    state["ed_holdout"] = float(((current or {}).get("experiment") or {}).get("holdout_percent", 0))
+    state["ed_nsteps"] = len(steps)
+    builtins = data.templates_by_channel()
+    for i, step in enumerate(steps):
+        amount, unit = _unit_of(step.get("delay_seconds", 0))
+        state[f"ed_{i}_delay"] = amount
+        state[f"ed_{i}_unit"] = unit
+        state[f"ed_{i}_channel"] = step.get("channel", "email")
+        template = step.get("template")
+        if template in builtins.get(step.get("channel", "email"), []):
+            state[f"ed_{i}_template"] = template
+        elif template:
+            state[f"ed_{i}_template"] = CUSTOM
+            state[f"ed_{i}_custom"] = template
+        state[f"ed_{i}_subject"] = step.get("subject") or ""
+        discount = step.get("discount") or {}
+        state[f"ed_{i}_discount"] = discount.get("type", "none")
+        state[f"ed_{i}_discount_value"] = float(discount.get("value") or 10)
+        if "expires_in_hours" in discount:  # not edited here, but kept
+            state[f"ed_{i}_discount_expires"] = discount["expires_in_hours"]
+        state[f"ed_{i}_variants_init"] = pd.DataFrame(
+            [{c: v.get(c) for c in VARIANT_COLUMNS} for v in step.get("variants") or []],
+            columns=VARIANT_COLUMNS,
+        )
+
+
+def _step_editor(i: int) -> dict:
+    """The widgets of step ``i``; returns the step as the API takes it."""
+    state = st.session_state
+    builtins = data.templates_by_channel()
+    with st.expander(f"Step {i + 1}", expanded=i == 0):
+        cols = st.columns([1, 1, 1])
+        delay = cols[0].number_input("Delay after abandonment", min_value=0, key=f"ed_{i}_delay")
+        unit = cols[1].selectbox("Unit", list(UNITS), key=f"ed_{i}_unit")
+        channel = cols[2].selectbox("Channel", CHANNELS, key=f"ed_{i}_channel")
+        options = [CHANNEL_DEFAULT, *builtins[channel]]
+        if f"ed_{i}_custom" in state:
+            options.append(CUSTOM)
+        if state.get(f"ed_{i}_template") not in options:
+            state[f"ed_{i}_template"] = CHANNEL_DEFAULT
+        template = st.selectbox("Template", options, key=f"ed_{i}_template")
+        subject = ""
+        if channel != "sms":
+            subject = st.text_input(
+                "Subject" if channel == "email" else "Title (optional)",
+                key=f"ed_{i}_subject",
+                help="Jinja2, e.g. `You left {{ cart.item_count }} items`",
+            )
+        dcols = st.columns(2)
+        discount = dcols[0].selectbox("Discount", DISCOUNTS, key=f"ed_{i}_discount")
+        value = None
+        if discount in ("percentage", "fixed_amount"):
+            value = dcols[1].number_input(
+                "Percent" if discount == "percentage" else "Amount",
+                min_value=0.01,
+                key=f"ed_{i}_discount_value",
+            )
+        st.caption("Variants (optional): carts are split between them by weight.")
+        variants = st.data_editor(
+            state.get(f"ed_{i}_variants_init", pd.DataFrame(columns=VARIANT_COLUMNS)),
+            num_rows="dynamic",
+            key=f"ed_{i}_variants",
+            width="stretch",
+            column_config={"weight": st.column_config.NumberColumn(min_value=0.001)},
+        )
+    step: dict = {"channel": channel, "delay_seconds": int(delay) * UNITS[unit]}
+    if template == CUSTOM:
+        step["template"] = state[f"ed_{i}_custom"]
+    elif template != CHANNEL_DEFAULT:
+        step["template"] = template
+    if subject.strip():
+        step["subject"] = subject.strip()
+    if discount != "none":
+        step["discount"] = {"type": discount, **({"value": value} if value else {})}
+        if f"ed_{i}_discount_expires" in state:
+            step["discount"]["expires_in_hours"] = state[f"ed_{i}_discount_expires"]
+    rows = [
+        {k: v for k, v in r.items() if v is not None and v == v and v != ""}
+        for r in variants.to_dict("records")
+    ]
+    rows = [r for r in rows if r.get("name")]
+    if rows:
+        step["variants"] = [
+            {**r, "weight": float(r["weight"])} if "weight" in r else r for r in rows
+        ]
+    return step
+
+
+def _cart_label(cart: dict | None) -> str:
+    if cart is None:
+        return "Sample cart"
+    return f"{cart['email'] or 'anonymous'} · {money(cart['total_price'], cart['currency'])}"
+
+
+def _cart_label(cart: dict | None) -> str:
+    if cart is None:
+        return "Sample cart"
+    return f"{cart['email'] or 'anonymous'} · {money(cart['total_price'], cart['currency'])}"
+
+
+def _preview(url: str, org_id: str, steps: list[dict]) -> None:
+    st.subheader("Preview")
+    carts = data.preview_carts(url, org_id)
+    by_id = {c["cart_id"]: c for c in carts}
+    cols = st.columns(2)
+    index = cols[0].selectbox(
+        "Step", range(len(steps)), format_func=lambda i: f"Step {i + 1}", key="ed_preview_step"
+    )
+    cart_id = cols[1].selectbox(
+        "Cart",
+        [None, *by_id],
+        format_func=lambda c: _cart_label(by_id.get(c)),
+        key="ed_preview_cart",
+    )
+    step = dict(steps[min(index, len(steps) - 1)])
+    variants = step.get("variants") or []
+    if variants:
+        name = st.selectbox(
+            "Variant", ["(step)", *(v["name"] for v in variants)], key="ed_preview_variant"
+        )
+        chosen = next((v for v in variants if v["name"] == name), None)
+        if chosen:
+            step.update({k: chosen[k] for k in ("subject", "template") if chosen.get(k)})
+    # Previewed as saved: a step left on "channel default" gets its channel's template.
+    step.setdefault("template", DEFAULT_TEMPLATES[step["channel"]])
+    try:
+        shown = data.preview_step(url, org_id, step, cart_id)
+    except RenderError as exc:
+        st.warning(f"This step does not render yet: {exc}")
+        return
+    with st.container(border=True):
+        if shown["channel"] == "email":
+            st.markdown(f"**Subject:** {shown['subject']}")
+            st.html(shown["html"])
+        elif shown["channel"] == "push":
+            payload = shown["data"] or {}
+            st.markdown(f"**{payload.get('title', shown['subject'])}**")
+            st.text(payload.get("body", shown["text"]))
+        else:
+            st.text(shown["text"])
+
+
+def _errors(exc: pydantic.ValidationError) -> str:
+    return "\n".join(
+        f"- `{'.'.join(str(p) for p in e['loc']) or 'campaign'}`: {e['msg']}" for e in exc.errors()
+    )
+
+
+def editor(url: str, org_id: str, rows: list[dict]) -> None:
+    st.subheader("Create or edit")
+    names = {r["campaign_id"]: r["name"] for r in rows}
+    choice = st.selectbox(
+        "Campaign",
+        [NEW, *names],
+        format_func=lambda c: "New campaign" if c == NEW else names[c],
+        key="ed_choice",
+    )
+    current = data.campaign(url, org_id, choice) if choice != NEW else None
+    if st.session_state.get("ed_loaded") != choice:
+        _load(choice, current)
+    left, right = st.columns([3, 2])
+    with left:
+        name = st.text_input("Name", key="ed_name")
+        cols = st.columns(3)
+        priority = cols[0].number_input(
+            "Priority", min_value=-1000, max_value=1000, key="ed_priority"
+        )
+        holdout = cols[1].number_input(
+            "Holdout share (%)",
+            min_value=0.0,
+            max_value=100.0,
+            key="ed_holdout",
+            help="This share of matching carts gets no message, to measure lift.",
+        )
+        count = cols[2].number_input("Steps", min_value=1, max_value=MAX_STEPS, key="ed_nsteps")
+        steps = [_step_editor(i) for i in range(int(count))]
+    with right:
+        _preview(url, org_id, steps)
+    if not st.button("Save campaign", type="primary", key="ed_save"):
+        return
+    experiment = {**((current or {}).get("experiment") or {}), "holdout_percent": float(holdout)}
+    body: dict = {"name": name.strip(), "priority": int(priority), "sequence_steps": steps}
+    if current is not None or holdout:
+        body["experiment"] = experiment
+    try:
+        saved = data.save_campaign(
+            url,
+            org_id,
+            session.current_user()["user_id"],
+            None if choice == NEW else choice,
+            body,
+        )
+    except pydantic.ValidationError as exc:
+        st.error("The campaign was not saved:\n" + _errors(exc))
+        return
+    except (PermissionError, LookupError) as exc:
+        st.error(f"The campaign was not saved: {exc}")
+        return
+    st.session_state.pop("ed_loaded", None)
+    st.session_state["ed_saved"] = saved["name"]
+    st.rerun()
+
+
+url = data.database_url()
+org_id = st.session_state["org_id"]
 st.title("Campaigns")
-campaign_list(data.database_url(), st.session_state["org_id"])
+if saved := st.session_state.pop("ed_saved", None):
+    st.success(f"Saved {saved!r}.")
+rows = campaign_list(url, org_id)
+if session.can_edit():
+    editor(url, org_id, rows)

@@ -12,15 +12,13 @@ campaign or cart is a 404.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from uuid import UUID
 
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cartrecovery import campaigns
-from cartrecovery.discounts import preview_coupon
-from cartrecovery.rendering import RenderError, build_context, render
+from cartrecovery import campaigns, previews
+from cartrecovery.rendering import RenderError
 
 from ..auth import require_key
 from ..errors import ApiError
@@ -28,24 +26,6 @@ from ..openapi import register_schema
 from ..runtime import runtime
 
 bp = Blueprint("preview", __name__, url_prefix="/api/v1/campaigns")
-
-SAMPLE_ITEMS = [
-    {
-        "title": "Merino Wool Beanie",
-        "variant_title": "Charcoal",
-        "quantity": 2,
-        "price": "24.00",
-        "image_url": "https://placehold.co/160x160/png?text=Beanie",
-    },
-    {
-        "title": "Trail Running Socks",
-        "variant_title": "M",
-        "quantity": 1,
-        "price": "18.50",
-        "image_url": "https://placehold.co/160x160/png?text=Socks",
-    },
-]
-SAMPLE_CUSTOMER = {"first_name": "Alex", "last_name": "Sample", "email": "alex@example.com"}
 
 
 class PreviewRequest(BaseModel):
@@ -67,22 +47,6 @@ register_schema("/api/v1/campaigns/<id>/preview", "POST", PreviewRequest)
 
 def _not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
-
-
-def _sample_cart(org_id, campaign: dict) -> dict:
-    currency = (campaign.get("trigger_conditions") or {}).get("currency") or "USD"
-    total = sum(Decimal(i["price"]) * i["quantity"] for i in SAMPLE_ITEMS)
-    return {
-        "org_id": org_id,
-        "cart_id": None,
-        "platform": "preview",
-        "currency": currency,
-        "total_price": total,
-        "item_count": sum(i["quantity"] for i in SAMPLE_ITEMS),
-        "line_items": SAMPLE_ITEMS,
-        "email": SAMPLE_CUSTOMER["email"],
-        "restore_url": None,
-    }
 
 
 def _step(campaign: dict, index: int, variant: str | None) -> dict:
@@ -125,53 +89,16 @@ def preview(id: str):
         if campaign is None:
             raise _not_found("campaign")
         step = _step(campaign, body.step, body.variant)
-        org = (
-            conn.execute(
-                "SELECT name, settings FROM app.orgs WHERE org_id = %s", (g.org_id,)
-            ).fetchone()
-            or {}
-        )
-        if body.cart_id is not None:
-            cart = conn.execute(
-                "SELECT * FROM app.carts WHERE org_id = %s AND cart_id = %s",
-                (g.org_id, body.cart_id),
-            ).fetchone()
-            if cart is None:
-                raise _not_found("cart")
-            customer = (
-                conn.execute(
-                    "SELECT first_name, last_name, email FROM app.customers "
-                    "WHERE org_id = %s AND customer_id = %s",
-                    (g.org_id, cart["customer_id"]),
-                ).fetchone()
-                if cart.get("customer_id")
-                else None
+        currency = (campaign.get("trigger_conditions") or {}).get("currency")
+        try:
+            rendered = previews.render_step(
+                conn, g.org_id, step, rt.settings.app_url, body.cart_id, currency
             )
-        else:
-            cart, customer = _sample_cart(g.org_id, campaign), SAMPLE_CUSTOMER
-
+        except previews.CartNotFound:
+            raise _not_found("cart") from None
+        except RenderError as exc:
+            raise ApiError(422, "render_error", str(exc), {"step": body.step}) from None
     channel = step.get("channel") or "email"
-    app_url = rt.settings.app_url.rstrip("/")
-    context = build_context(
-        cart,
-        org,
-        customer,
-        cart.get("email") or (customer or {}).get("email"),
-        message={
-            "org_id": g.org_id,
-            "message_id": None,
-            "cart_id": cart.get("cart_id"),
-            "channel": channel,
-        },
-        coupon=preview_coupon(step),
-        # A link that cannot count a click: previews must not look like recovery traffic.
-        restore_url=f"{app_url}/r/preview",
-        unsubscribe_url=f"{app_url}/unsubscribe/preview",
-    )
-    try:
-        rendered = render(step.get("template"), step.get("subject"), context, channel)
-    except RenderError as exc:
-        raise ApiError(422, "render_error", str(exc), {"step": body.step}) from None
     if channel == "push":
         data = rendered.data or {}
         return jsonify(

@@ -1,0 +1,116 @@
+"""Attribution page: recovered revenue by channel, campaign or step over time under one of the
+four attribution models (``fct_attribution``), and incremental revenue against the holdout
+(``fct_holdout_lift``). Definitions: docs/analytics.md. Money is per currency: one chart per
+currency, never a sum across them.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.formatting import money, percent, table
+
+MODELS = {
+    "last_touch": "Last touch",
+    "first_touch": "First touch",
+    "linear": "Linear",
+    "time_decay": "Time decay",
+}
+GROUPS = {"channel": "Channel", "campaign": "Campaign", "step": "Step"}
+PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "90 days"}
+# The marts are rebuilt every few minutes, not every second: a week shows a demo's first
+# hours (hourly bars) and a shop's recent days alike.
+DEFAULT_PERIOD = "7d"
+
+
+def revenue_chart(rows: list[dict], currency: str, found: dict) -> None:
+    groups = sorted({r["group"] for r in rows})
+    values = [float(r["revenue"]) for r in rows]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=g,
+                x=[r["at"] for r in rows if r["group"] == g],
+                y=[float(r["revenue"]) for r in rows if r["group"] == g],
+                hovertemplate="%{x}: %{y:,.2f} " + currency + "<extra>" + g + "</extra>",
+            )
+            for g in groups
+        ]
+    )
+    st.plotly_chart(
+        charts.time_axis(
+            charts.layout(fig, values, barmode="stack", yaxis_title=currency),
+            found["start"],
+            found["end"],
+            found["bucket"],
+        ),
+        width="stretch",
+        key=f"attribution_{currency}",
+    )
+
+
+def lift_section(url: str, org_id: str) -> None:
+    st.subheader("Incremental revenue against the holdout")
+    rows = data.holdout_lift(url, org_id)
+    if not rows:
+        st.caption(
+            "No campaign holds carts out yet: set a holdout share on a campaign to measure "
+            "what the messages add."
+        )
+        return
+    shown = []
+    for r in rows:
+        meaningful = r["is_meaningful"]
+        currency = r["reporting_currency"]
+        shown.append(
+            {
+                "campaign": r["campaign"],
+                "messaged carts": r["messaged_carts"],
+                "held-out carts": r["held_out_carts"],
+                "messaged rate": percent(r["messaged_rate"]),
+                "held-out rate": percent(r["held_out_rate"]),
+                "incremental recoveries": round(r["incremental_recoveries"], 1)
+                if meaningful and r["incremental_recoveries"] is not None
+                else None,
+                "incremental revenue": money(r["incremental_revenue"], currency)
+                if meaningful and r["incremental_revenue"] is not None
+                else "not yet meaningful (under 30 held-out carts)",
+                "95% interval": f"{money(r['incremental_revenue_low'], currency)} to "
+                f"{money(r['incremental_revenue_high'], currency)}"
+                if meaningful and r["incremental_revenue_low"] is not None
+                else "",
+            }
+        )
+    st.dataframe(table(shown), hide_index=True, width="stretch")
+
+
+url = data.database_url()
+org_id = st.session_state["org_id"]
+st.title("Attribution")
+built = data.marts_built_at(url, org_id)
+st.caption(f"From the warehouse, built {built:%Y-%m-%d %H:%M} UTC. Definitions: docs/analytics.md.")
+cols = st.columns(3)
+model = cols[0].radio(
+    "Attribution model", list(MODELS), format_func=MODELS.__getitem__, key="attr_model"
+)
+group_by = cols[1].radio("By", list(GROUPS), format_func=GROUPS.__getitem__, key="attr_group")
+period = cols[2].selectbox(
+    "Period",
+    list(PERIODS),
+    index=list(PERIODS).index(DEFAULT_PERIOD),
+    format_func=PERIODS.__getitem__,
+    key="attr_period",
+)
+found = data.attribution(url, org_id, model, group_by, period)
+rows = found["rows"]
+st.subheader(f"Recovered revenue by {GROUPS[group_by].lower()} ({MODELS[model].lower()})")
+if not rows:
+    st.caption("No recovered orders in this period (as of the last warehouse build).")
+for currency in sorted({r["currency"] for r in rows}):
+    of_currency = [r for r in rows if r["currency"] == currency]
+    total = sum(r["revenue"] for r in of_currency)
+    st.metric(f"Recovered revenue ({currency})", money(total, currency))
+    revenue_chart(of_currency, currency, found)
+lift_section(url, org_id)

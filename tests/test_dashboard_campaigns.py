@@ -1,0 +1,123 @@
+"""The Campaigns page's step builder, run with AppTest against the test database: a marketer
+creates a campaign whose step takes its channel's built-in template, edits a campaign's step
+and holdout share, and previews a step on a real cart; a viewer gets no editor."""
+
+from __future__ import annotations
+
+from test_dashboard import seed
+
+
+def _campaigns(db, org_id) -> dict[str, dict]:
+    with db.tenant(org_id) as conn:
+        rows = conn.execute(
+            "SELECT name, status, sequence_steps, experiment FROM app.campaigns"
+        ).fetchall()
+    return {r["name"]: r for r in rows}
+
+
+def test_a_marketer_creates_a_campaign_with_a_channel_default_template(dashboard, db, make_org):
+    shop = make_org("dash-create")
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    assert not at.exception
+
+    at.text_input(key="ed_name").input("Winback SMS")
+    at.selectbox(key="ed_0_channel").set_value("sms").run(timeout=30)
+    assert at.selectbox(key="ed_0_template").value == "(channel default)"
+    assert not [t for t in at.text_input if t.key == "ed_0_subject"]  # SMS: no subject
+    at.number_input(key="ed_0_delay").set_value(2)
+    at.selectbox(key="ed_0_unit").set_value("hours")
+    at.number_input(key="ed_holdout").set_value(10.0)
+    at.button(key="ed_save").click().run(timeout=30)
+
+    assert not at.exception and not at.error
+    stored = _campaigns(db, shop.org_id)["Winback SMS"]
+    assert stored["status"] == "draft"
+    assert stored["sequence_steps"] == [
+        {"channel": "sms", "delay_seconds": 7200, "template": "sms_reminder"}
+    ]
+    assert stored["experiment"] == {"holdout_percent": 10.0}
+    assert any("Saved 'Winback SMS'" in s.value for s in at.success)
+    with db.tenant(shop.org_id) as conn:
+        actions = [r["action"] for r in conn.execute("SELECT action FROM app.audit_log").fetchall()]
+    assert "dashboard.campaigns.create" in actions
+
+
+def test_an_invalid_campaign_is_refused_with_the_apis_reason(dashboard, db, make_org):
+    shop = make_org("dash-invalid")
+    at = dashboard(shop.org_id, role="admin")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+
+    at.text_input(key="ed_name").input("No subject")
+    at.text_input(key="ed_0_subject").input("")
+    at.button(key="ed_save").click().run(timeout=30)
+
+    assert not at.exception
+    assert any("an email step needs a subject" in e.value for e in at.error)
+    assert _campaigns(db, shop.org_id) == {}
+
+
+def test_a_marketer_edits_a_step_and_the_holdout_and_previews_a_real_cart(dashboard, db, make_org):
+    shop = make_org("dash-edit")
+    seed(db, shop.org_id)
+    with db.tenant(shop.org_id) as conn:
+        conn.execute(
+            "UPDATE app.campaigns SET sequence_steps = %s::jsonb",
+            (
+                '[{"channel": "email", "delay_seconds": 600, "subject": "Hi", '
+                '"template": "cart_reminder"}]',
+            ),
+        )
+        conn.execute(
+            'UPDATE app.carts SET line_items = \'[{"title": "Blue Kettle", "quantity": 1,'
+            ' "price": "40.00"}]\'::jsonb WHERE external_id = \'cart-0\''
+        )
+        cart_id = conn.execute(
+            "SELECT cart_id::text FROM app.carts WHERE external_id = 'cart-0'"
+        ).fetchone()["cart_id"]
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    campaign_id = at.selectbox(key="ed_choice").options[1]
+    at.selectbox(key="ed_choice").select_index(1).run(timeout=30)
+    assert at.text_input(key="ed_name").value == "Cart reminder"
+    assert at.number_input(key="ed_0_delay").value == 10
+    assert at.selectbox(key="ed_0_unit").value == "minutes"
+
+    at.selectbox(key="ed_preview_cart").set_value(cart_id).run(timeout=30)
+    assert not at.exception
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert "Blue Kettle" in html
+    assert any("**Subject:** Hi" in m.value for m in at.markdown)
+
+    at.text_input(key="ed_0_subject").input("Your {{ cart.item_count }} items are waiting")
+    at.selectbox(key="ed_0_discount").set_value("percentage").run(timeout=30)
+    at.number_input(key="ed_0_discount_value").set_value(15.0)
+    at.selectbox(key="ed_0_template").set_value("cart_reminder_discount")
+    at.number_input(key="ed_holdout").set_value(20.0)
+    at.button(key="ed_save").click().run(timeout=30)
+
+    assert not at.exception and not at.error
+    stored = _campaigns(db, shop.org_id)["Cart reminder"]
+    assert stored["sequence_steps"] == [
+        {
+            "channel": "email",
+            "delay_seconds": 600,
+            "subject": "Your {{ cart.item_count }} items are waiting",
+            "template": "cart_reminder_discount",
+            "discount": {"type": "percentage", "value": 15.0, "expires_in_hours": 72},
+        }
+    ]
+    assert stored["experiment"] == {"holdout_percent": 20.0}
+    assert stored["status"] == "active"
+    assert campaign_id
+
+
+def test_a_viewer_gets_no_editor(dashboard, db, make_org):
+    shop = make_org("dash-view-ed")
+    seed(db, shop.org_id)
+    at = dashboard(shop.org_id, role="viewer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    assert not at.exception
+    assert not [w for w in at.selectbox if (w.key or "").startswith("ed_")]
+    assert not [w for w in at.text_input if (w.key or "").startswith("ed_")]
+    assert [b.label for b in at.button] == ["Sign out"]
