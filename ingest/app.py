@@ -19,7 +19,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)
 
-    from . import audit, health, openapi, restore, snippet, tracking, unsubscribe
+    from . import (
+        audit,
+        health,
+        http_headers,
+        openapi,
+        rate_limiting,
+        restore,
+        snippet,
+        tracking,
+        unsubscribe,
+    )
     from .api import (
         analytics,
         campaigns,
@@ -58,4 +68,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         app.register_blueprint(module.bp)
     audit.init_app(app)
+    rate_limiting.init_app(app)
+    http_headers.init_app(app, settings)
     return app
