@@ -44,6 +44,14 @@ def register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 400, code, exc.description or exc.name)
 
+    # The json module decodes recursively: a body nested deeper than Python's recursion limit
+    # (a few kB of brackets) ends in RecursionError while it is parsed. The body's fault.
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError):
+        if "decoding a JSON" not in str(exc):
+            return _unexpected(exc)
+        return error_response(400, "invalid_json", "JSON body is nested too deeply")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")

@@ -1,5 +1,6 @@
-"""Headers on every response: security headers, and CORS for the REST API limited to the
-origins an operator configured (``CORS_ORIGINS``, docs/api.md).
+"""Headers: request headers no part of the app can store are refused; every response gets
+security headers, and CORS for the REST API is limited to the origins an operator configured
+(``CORS_ORIGINS``, docs/api.md).
 
 The tracking endpoints answer CORS themselves, per publishable key's allowed origins
 (``ingest/snippet.py``), so they are left out of the configured-origins rule.
@@ -14,6 +15,7 @@ from flask_cors import CORS
 
 from cartrecovery.settings import Settings
 
+from .errors import ApiError
 from .snippet import BROWSER_PATHS
 
 # JSON and small server-rendered pages (restore, unsubscribe) only: nothing may be framed,
@@ -38,8 +40,20 @@ def _api_resources() -> str:
     return rf"^/api/v1/(?!{excluded}).*"
 
 
+def refuse_unstorable_headers():
+    """A NUL in a header value is invalid HTTP and cannot reach PostgreSQL (a text value
+    never holds one): refused here, once, instead of failing wherever a header is looked up
+    (shop domains, event ids, signatures)."""
+    for name, value in request.headers.items():
+        if "\x00" in value:
+            raise ApiError(
+                400, "invalid_header", "a header value contains a NUL byte", {"header": name}
+            )
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     https = settings.app_url.startswith("https://")
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_unstorable_headers)
 
     @app.after_request
     def add_security_headers(response):
