@@ -84,6 +84,8 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     dagster_home: str | None = None
     max_body_bytes: int = 1_048_576
+    # How long a send waits for SendGrid, Twilio or a push service to answer.
+    provider_timeout_seconds: float = 10.0
     scheduler_interval_seconds: float = 2.0
     queue_name: str = "cartrecovery-messages"
     # Per API key (or access token) and per client IP on /api/v1; None: no limit.
@@ -121,6 +123,7 @@ class Settings:
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
             dagster_home=_env("DAGSTER_HOME"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),
+            provider_timeout_seconds=float(_env("PROVIDER_TIMEOUT_SECONDS", "10")),
             scheduler_interval_seconds=float(_env("SCHEDULER_INTERVAL_SECONDS", "2")),
             queue_name=_env("CARTRECOVERY_QUEUE", "cartrecovery-messages"),
             api_rate_limit_per_key=_rate("API_RATE_LIMIT_PER_KEY", API_RATE_PER_KEY),

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 RETRY_DELAYS = (timedelta(seconds=60), timedelta(seconds=300))
 JOB_TIMEOUT = 120
+# The reason of a message whose send may or may not have reached the provider.
+UNKNOWN_OUTCOME = "unknown_outcome"
 RESULT_TTL = 0  # nothing reads results; finished jobs are deleted at once
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -253,8 +255,18 @@ def send_message(org_id: str, message_id: str) -> str:
         result = provider.send(outgoing)
     except ProviderError as exc:
         with runtime.db.tenant(org_id) as conn:
+            if exc.outcome_unknown:
+                # Sent but unanswered: as for a send a dead worker interrupted, a duplicate
+                # is worse than a missing message (see outbox.fail_interrupted).
+                outbox.record_provider_answer(conn, message, getattr(provider, "name", None), None)
+                outbox.set_status(conn, message, "failed", f"{UNKNOWN_OUTCOME}: {exc}"[:1000])
+                log.error("message %s: outcome unknown, not re-sent: %s", message_id, exc)
+                return "failed"
             if exc.retryable and attempt < MAX_ATTEMPTS:
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
+                if exc.retry_after is not None:
+                    # Never sooner than the provider asked.
+                    delay = max(delay, timedelta(seconds=exc.retry_after))
                 outbox.reschedule(conn, message, delay, f"retry {attempt}: {exc}"[:1000])
                 log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt, exc)
                 return "scheduled"
