@@ -84,6 +84,9 @@ class ProviderStandIn:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.seen: collections.Counter = collections.Counter()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_flight = 0
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,8 +115,13 @@ class ProviderStandIn:
                     stand_in.requests.append(record)
                 answer = stand_in.script(kind, message_id, nth)
                 record["status"] = answer.status
+                with stand_in.lock:
+                    stand_in.in_flight += 1
+                stand_in.gate.wait(60)
                 if answer.delay:
                     time.sleep(answer.delay)
+                with stand_in.lock:
+                    stand_in.in_flight -= 1
                 try:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
@@ -134,6 +142,13 @@ class ProviderStandIn:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def hold(self) -> None:
+        """Requests from now on wait (up to 60 s) for ``release()`` before they are answered."""
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
     def received(self) -> collections.Counter:
         """Requests received per message id."""
         with self.lock:
@@ -147,6 +162,7 @@ class ProviderStandIn:
             )
 
     def close(self):
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 
