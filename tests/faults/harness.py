@@ -206,6 +206,9 @@ class OwnPostgres:
         if env is not None:
             kwargs["env"] = env
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.server.pgdata, timeout=60, **kwargs)
+        # This process's pooled connections were cut: start a new pool.
+        close_pool(self.url)
+        self.db = Database(self.url)
 
     def stop(self) -> None:
         from pgserver._commands import pg_ctl
