@@ -16,8 +16,10 @@ Tests poll conditions with deadlines (``wait_for``) and never assert timings.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -44,14 +46,19 @@ TWILIO_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 SECRET_KEY = "fault-secret-key"
 
 
-def wait_for(condition, timeout: float = 60.0, interval: float = 0.1, message: str = ""):
+def wait_for(
+    condition, timeout: float = 60.0, interval: float = 0.1, message: str = "", describe=None
+):
+    """Poll ``condition`` until truthy; on timeout fail with ``message`` and what
+    ``describe()`` says about the state."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {message}")
+            state = f"; state: {describe()}" if describe else ""
+            raise AssertionError(f"condition not met within {timeout}s: {message}{state}")
         time.sleep(interval)
 
 
@@ -196,6 +203,7 @@ class OwnPostgres:
         self.url = self.server.get_uri(name)
         upgrade(self.url)
         self.db = Database(self.url)
+        self.dropped = False
 
     def restart(self, env: dict | None = None) -> None:
         """Stop PostgreSQL (fast: open connections are cut) and start it again, with
@@ -208,7 +216,8 @@ class OwnPostgres:
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.server.pgdata, timeout=60, **kwargs)
         # This process's pooled connections were cut: start a new pool.
         close_pool(self.url)
-        self.db = Database(self.url)
+        if not self.dropped:
+            self.db = Database(self.url)
 
     def stop(self) -> None:
         from pgserver._commands import pg_ctl
@@ -234,6 +243,7 @@ class OwnPostgres:
         )
 
     def drop(self) -> None:
+        self.dropped = True
         close_pool(self.url)
         with psycopg.connect(self.server.get_uri("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -385,6 +395,11 @@ EMAIL_STEP = {
 SMS_STEP = {"channel": "sms", "delay_seconds": 0, "template": "sms_reminder"}
 
 
+# One customer per cart: numbers are never reused within a process (a shared number would
+# make two carts one customer, whose frequency caps then defer messages).
+_PHONES = itertools.count(random.randrange(10000))
+
+
 class Store:
     """A store using the product's REST API in process (the real ingest app, on the fault
     test's own database and Redis): carts, consents, purchases. Keeps what was acknowledged."""
@@ -460,7 +475,7 @@ class Store:
         carts = []
         for n in range(count):
             external = f"{tag}-{n}"
-            email, phone = f"buyer-{tag}-{n}@example.com", f"+1503555{n % 10000:04d}"
+            email, phone = f"buyer-{tag}-{n}@example.com", f"+1503555{next(_PHONES) % 10000:04d}"
             self.consent("email", email)
             self.consent("sms", phone)
             self.track(

@@ -28,6 +28,8 @@ from simulator.store import StoreSimulator, shopify_headers
 DELIVERIES = 60
 SHOP_SECRET = "shpss_fault_secret"
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture()
 def stack():

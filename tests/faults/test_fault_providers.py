@@ -33,6 +33,8 @@ RETRY_AFTER = 600  # longer than the worker's own first retry delay (60 s): it m
 PROVIDER_TIMEOUT = 1.0
 FAULTS = ("ok", "500", "429", "timeout")
 
+pytestmark = pytest.mark.faults
+
 
 def fault_of(message_id: str) -> str:
     return FAULTS[hashlib.sha256(message_id.encode()).digest()[0] % len(FAULTS)]

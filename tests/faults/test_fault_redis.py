@@ -25,6 +25,8 @@ from harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture()
 def stack():

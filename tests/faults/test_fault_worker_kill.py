@@ -25,6 +25,8 @@ from harness import (
 CARTS = 30
 CONCURRENCY = 4
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture()
 def stack():
