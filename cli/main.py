@@ -134,6 +134,7 @@ def serve(host: str, port: int, workers: int) -> None:
     with services(need_redis=True) as svc:
         env = svc.child_env()
         env.setdefault("APP_URL", f"http://{host}:{port}")
+        _fresh_metrics_dir(env, svc.home)
         sys.exit(_run_children([("ingest", _ingest_argv(host, port, workers), env)]))
 
 
@@ -152,8 +153,10 @@ def serve(host: str, port: int, workers: int) -> None:
 def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
     """Run a delivery worker (sends due messages from the queue; SIGINT/SIGTERM lets the
     sends in flight finish)."""
+    from cartrecovery import logs
     from delivery.worker import run_worker
 
+    logs.configure()
     with services(need_redis=True) as svc:
         run_worker(svc.settings(), burst=burst, concurrency=concurrency, simple=simple)
 
@@ -161,8 +164,10 @@ def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduler tick (abandonment, campaign matching, due messages)."""
+    from cartrecovery import logs
     from delivery.scheduler import run_forever
 
+    logs.configure()
     with services(need_redis=True) as svc:
         run_forever(svc.settings())
 
@@ -618,12 +623,25 @@ def _find_org(db, org: str) -> UUID:
 # ---------------------------------------------------------------------------------------
 
 
+def _fresh_metrics_dir(env: dict[str, str], home: Path) -> None:
+    """One Prometheus multiprocess folder for the processes this command starts (gunicorn's
+    workers; with ``up`` also the worker and scheduler), emptied first: samples left by an
+    earlier run would be summed with this one's (docs/operations.md)."""
+    import shutil
+
+    folder = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(home / "prometheus")))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _ingest_argv(host: str, port: int, workers: int = 2) -> list[str]:
     return [
         sys.executable,
         "-m",
         "gunicorn",
         "--no-control-socket",
+        "-c",
+        "python:cli.gunicorn_conf",
         "-w",
         str(workers),
         "-b",
@@ -696,6 +714,7 @@ def _stack(
         env = svc.child_env()
         local_url = f"http://{host}:{port}"
         env.setdefault("APP_URL", local_url)
+        _fresh_metrics_dir(env, svc.home)
         urls = {
             "ingest API": local_url,
             "health": f"{local_url}/api/health",

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from rq import Queue
+from rq import Queue, get_current_job
 
-from cartrecovery import discounts, outgoing_webhooks
+from cartrecovery import discounts, logs, outgoing_webhooks, telemetry
 from cartrecovery.org_settings import get_settings
 from cartrecovery.rendering import RenderError, build_context, render
 from cartrecovery.runtime import Runtime
@@ -78,6 +78,8 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"send message {r['message_id']}",
+                # The request or tick that enqueued it, for the job's log lines.
+                meta={"request_id": logs.REQUEST_ID.get() or logs.new_request_id("job-")},
             )
             for r in rows
         ]
@@ -146,6 +148,15 @@ def send_message(org_id: str, message_id: str) -> str:
 
     Returns 'skipped' when the row is gone, already handled, or not yet due.
     """
+    job = get_current_job()
+    token = logs.REQUEST_ID.set((job.meta.get("request_id") if job else None) or None)
+    try:
+        return _send_message(org_id, message_id)
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
+def _send_message(org_id: str, message_id: str) -> str:
     runtime = current_runtime()
     with runtime.db.tenant(org_id) as conn:
         message = outbox.lock(conn, message_id)
@@ -254,6 +265,14 @@ def send_message(org_id: str, message_id: str) -> str:
     try:
         result = provider.send(outgoing)
     except ProviderError as exc:
+        telemetry.PROVIDER_ERRORS.labels(
+            getattr(provider, "name", "") or "",
+            "unknown_outcome"
+            if exc.outcome_unknown
+            else "retryable"
+            if exc.retryable
+            else "permanent",
+        ).inc()
         with runtime.db.tenant(org_id) as conn:
             if exc.outcome_unknown:
                 # Sent but unanswered: as for a send a dead worker interrupted, a duplicate

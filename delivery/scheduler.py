@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import outgoing_webhooks
+from cartrecovery import logs, outgoing_webhooks
 from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
@@ -112,7 +112,16 @@ def tick(
     runtime: Runtime, *, batch_size: int = BATCH_SIZE, stale_after: timedelta = STALE_AFTER
 ) -> dict:
     """One scheduler pass; returns counts: abandoned, enrolled, scheduled (outbox rows
-    written), enqueued, requeued, partitions_checked."""
+    written), enqueued, requeued, partitions_checked. The pass has an id of its own on its log
+    lines and on the jobs it enqueues."""
+    token = logs.REQUEST_ID.set(logs.new_request_id("tick-"))
+    try:
+        return _tick(runtime, batch_size, stale_after)
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
+def _tick(runtime: Runtime, batch_size: int, stale_after: timedelta) -> dict:
     abandoned, enrolled, scheduled = abandon_and_enroll(runtime, batch_size)
     return {
         "abandoned": abandoned,

@@ -23,8 +23,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit,
         health,
         http_headers,
+        metrics,
         openapi,
         rate_limiting,
+        request_ids,
         restore,
         snippet,
         tracking,
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for module in (
         health,
+        metrics,
         openapi,
         tracking,
         snippet,
@@ -68,6 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         app.register_blueprint(module.bp)
     audit.init_app(app)
+    metrics.init_app(app)
     rate_limiting.init_app(app)
     http_headers.init_app(app, settings)
+    request_ids.init_app(app)  # last: it binds the id before everything else runs
     return app

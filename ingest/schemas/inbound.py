@@ -93,6 +93,20 @@ class HealthDown(Answer):
     error: str
 
 
+class ApplierHealth(Answer):
+    status: Literal["ok"]
+    lag_seconds: float = Field(
+        description="Age of the oldest acknowledged event not yet applied to cart, customer "
+        "and order state (0 while events are applied as they are acknowledged)."
+    )
+
+
+class ApplierBehind(Answer):
+    status: Literal["error"]
+    error: str
+    lag_seconds: float | None = None
+
+
 class QueueCounts(Answer):
     queued: int
     failed: int

@@ -113,6 +113,24 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth="none",
         summary="Delivery queue depth",
     ),
+    ("GET", "/api/health/applier"): Operation(
+        {
+            **ok(inbound.ApplierHealth, "Events are applied to state"),
+            503: Reply(
+                "The applier is behind (lag over 60 s) or the database does not answer",
+                inbound.ApplierBehind,
+            ),
+        },
+        auth="none",
+        summary="Applier lag",
+    ),
+    ("GET", "/metrics"): Operation(
+        {200: Reply("Prometheus text exposition format 0.0.4", str, media_type="text/plain")},
+        auth="none",
+        summary="Prometheus metrics",
+        notes="Request latency by route, events received and applied, applier lag, queue "
+        "depth, messages by status and reason, provider errors. See docs/operations.md.",
+    ),
     ("GET", "/api/openapi.json"): Operation(
         ok(inbound.OpenApiDocument, "This document"), auth="none"
     ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flask import request
 
+from cartrecovery import telemetry
 from cartrecovery.carts import CartChange, cart_event_query
 from cartrecovery.events import EventRow, append_event, body_hash, claim_query
 from cartrecovery.tenancy import (
@@ -73,9 +74,16 @@ def unknown_store(code: str = "unknown_store") -> ApiError:
 def receive(adapter: Adapter, req: InboundRequest, connection: Connection | None = None):
     """Handle one webhook for ``adapter``; returns a Flask (body, status) pair."""
     try:
-        return _receive(adapter, req, connection, CONNECTION_CACHE_SECONDS)
+        body, status = _receive(adapter, req, connection, CONNECTION_CACHE_SECONDS)
     except _StaleConnection:
-        return _receive(adapter, req, connection, 0.0)
+        body, status = _receive(adapter, req, connection, 0.0)
+    if isinstance(body, dict):
+        telemetry.count_events(
+            adapter.platform,
+            accepted=int("event_id" in body),
+            duplicates=int(body.get("status") == "duplicate"),
+        )
+    return body, status
 
 
 def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | None, max_age: float):
