@@ -625,13 +625,19 @@ def _find_org(db, org: str) -> UUID:
 
 def _fresh_metrics_dir(env: dict[str, str], home: Path) -> None:
     """One Prometheus multiprocess folder for the processes this command starts (gunicorn's
-    workers; with ``up`` also the worker and scheduler), emptied first: samples left by an
-    earlier run would be summed with this one's (docs/operations.md)."""
+    workers; with ``up`` also the worker and scheduler). The default one, under the data
+    folder, is emptied first: samples left by an earlier run would be summed with this one's.
+    A folder the operator set is left as it is: other processes may be writing to it (its
+    owner empties it before they start; docs/operations.md)."""
     import shutil
 
-    folder = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(home / "prometheus")))
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+        return
+    folder = home / "prometheus"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def _ingest_argv(host: str, port: int, workers: int = 2) -> list[str]:

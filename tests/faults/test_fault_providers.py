@@ -11,6 +11,10 @@ says so); no message of a cart that bought reached any provider.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import shutil
+import tempfile
 from datetime import timedelta
 
 import pytest
@@ -24,6 +28,7 @@ from harness import (
     ProviderStandIn,
     Store,
     accept,
+    free_port,
     outbox,
     statuses,
     wait_for,
@@ -32,6 +37,7 @@ from harness import (
 RETRY_AFTER = 600  # longer than the worker's own first retry delay (60 s): it must win
 PROVIDER_TIMEOUT = 1.0
 FAULTS = ("ok", "500", "429", "timeout")
+RECIPIENTS: dict[str, str] = {}  # message id → email or phone, filled once rows exist
 
 pytestmark = pytest.mark.faults
 
@@ -43,7 +49,12 @@ def fault_of(message_id: str) -> str:
 def script(kind: str, message_id: str, nth: int) -> Answer:
     fault = fault_of(message_id)
     if nth == 1 and fault == "500":
-        return Answer(500, {"Content-Type": "application/json"}, {"errors": [{"message": "boom"}]})
+        # Providers echo the recipient in errors: the worker's logs must not.
+        return Answer(
+            500,
+            {"Content-Type": "application/json"},
+            {"errors": [{"message": "boom", "field": "to", "help": RECIPIENTS.get(message_id)}]},
+        )
     if nth == 1 and fault == "429":
         body = (
             {"code": 20429, "message": "Too Many Requests", "status": 429}
@@ -64,9 +75,18 @@ def script(kind: str, message_id: str, nth: int) -> Answer:
 def stack():
     pg, redis = OwnPostgres(), OwnRedis()
     stand_in = ProviderStandIn(script)
-    product = Product(pg.url, redis.url, stand_in.url, PROVIDER_TIMEOUT_SECONDS=PROVIDER_TIMEOUT)
+    metrics_dir = tempfile.mkdtemp(prefix="cr-faults-metrics-")
+    product = Product(
+        pg.url,
+        redis.url,
+        stand_in.url,
+        PROVIDER_TIMEOUT_SECONDS=PROVIDER_TIMEOUT,
+        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+        LOG_LEVEL="DEBUG",
+    )
     yield pg, redis, stand_in, product
     product.stop_all()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     stand_in.close()
     redis.close()
     pg.drop()
@@ -88,6 +108,8 @@ def test_provider_errors_rate_limits_and_timeouts(stack):
         ),
         message="all messages enqueued",
     )
+    for row in outbox(pg.db, store.org_id):
+        RECIPIENTS[str(row["message_id"])] = row["recipient"]
     for cart in buyers:
         store.purchase(cart)
     product.start("worker", "worker", "--concurrency", "8")
@@ -121,8 +143,12 @@ def test_provider_errors_rate_limits_and_timeouts(stack):
         timeout=120,
         message="every message settled",
     )
+    port = free_port()
+    product.start("serve", "serve", "--port", str(port), "--workers", "2")
+    scraped = wait_for(lambda: _scrape(f"http://127.0.0.1:{port}/metrics"), message="metrics")
     product.stop("worker")
     product.stop("scheduler")
+    product.stop("serve")
 
     received, accepted = stand_in.received(), stand_in.accepted()
     by_fault = {f: [r for r in rows if fault_of(str(r["message_id"])) == f] for f in FAULTS}
@@ -153,3 +179,42 @@ def test_provider_errors_rate_limits_and_timeouts(stack):
     assert all(r["external_id"] not in buyers for r in rows if r["status"] == "sent")
     # Every acknowledged event is stored.
     assert set(store.acknowledged) <= store.stored_event_ids()
+
+    # The worker's counts, read through the ingest server's /metrics (multiprocess mode).
+    def sample(name, **labels):
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in scraped.splitlines()
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
+        )
+
+    sent = sum(r["status"] == "sent" for r in rows)
+    unknown = sum(r["status"] == "failed" for r in rows)
+    assert sample("cartrecovery_messages_total", status="sent") == sent
+    assert sample("cartrecovery_provider_errors_total", kind="unknown_outcome") == unknown
+    retried = (
+        len(by_fault["500"])
+        + len(by_fault["429"])
+        - sum(r["external_id"] in buyers for r in by_fault["500"] + by_fault["429"])
+    )
+    assert sample("cartrecovery_provider_errors_total", kind="retryable") == retried
+    print(f"metrics: sent {sent}, unknown_outcome {unknown}, retryable errors {retried}")
+
+    # The processes' logs (JSON, DEBUG) hold no recipient, key or token in clear.
+    text = product.log("worker") + product.log("scheduler") + product.log("serve")
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(line.get("request_id", "") for line in lines if "message" in line)
+    for needle in [*RECIPIENTS.values(), "SG.fault-key", "fault-token", "fault-secret-key"]:
+        assert needle not in text, needle
+    assert not re.search(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", text)
+    print(f"log lines scanned: {len(lines)}")
+
+
+def _scrape(url: str) -> str | None:
+    import requests
+
+    try:
+        response = requests.get(url, timeout=5)
+    except requests.RequestException:
+        return None
+    return response.text if response.status_code == 200 else None
