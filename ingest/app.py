@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     from .api import (
         analytics,
+        api_keys,
         campaigns,
         carts,
         connections,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         privacy,
         tokens,
         webhook_subscriptions,
+        api_keys,
     ):
         app.register_blueprint(module.bp)
     audit.init_app(app)

@@ -227,6 +227,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/api/v1/privacy/data-requests"): Operation(ok(rest.DataRequestList)),
     ("GET", "/api/v1/privacy/data-requests/{id}"): Operation(ok(rest.DataRequestDetail)),
+    # --- API keys -------------------------------------------------------------------------
+    ("GET", "/api/v1/api-keys"): Operation(ok(rest.ApiKeyList)),
+    ("POST", "/api/v1/api-keys"): Operation(
+        created(
+            rest.ApiKeyCreated,
+            **by_id("/api/v1/api-keys/{key_id}/rotate", "key_id", "key_id", "POST"),
+        )
+    ),
+    ("POST", "/api/v1/api-keys/{key_id}/rotate"): Operation(
+        {201: Reply("The new key; the old one expires after the grace period", rest.ApiKeyRotated)},
+        errors=(404,),
+    ),
+    ("DELETE", "/api/v1/api-keys/{key_id}"): Operation(ok(rest.ApiKeyRevoked), errors=(404,)),
     # --- snippet: publishable keys, push ---------------------------------------------------
     ("POST", "/api/v1/publishable-keys"): Operation(
         created(
