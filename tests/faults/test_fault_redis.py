@@ -58,7 +58,11 @@ def test_redis_flushed_and_restarted(stack):
     product.stop("worker")
     queued = store.abandon_carts(12)
     wait_for(lambda: _count(pg, store, "enqueued") == 12, message="second carts enqueued")
-    assert redis.client().llen(f"rq:queue:{product.queue}") == 12
+    # (Rows are marked first, jobs pushed right after the commit.)
+    wait_for(
+        lambda: redis.client().llen(f"rq:queue:{product.queue}") == 12,
+        message="their jobs in Redis",
+    )
     buyers = set(queued[:3])
     for cart in buyers:
         store.purchase(cart)
