@@ -343,11 +343,12 @@ def write(args, one, two, ratio, statuses, received, failures, in_flight) -> Non
         f"Messages: {dict(statuses)}; provider requests "
         f"{sum(len(t) for t in received.values())} for {len(received)} messages. Checks: "
         + (
-            "no duplicate, no lost message, none after a purchase."
+            "no webhook stored twice, no duplicate, no lost message."
             if not failures
             else "; ".join(failures)
         )
-        + "\nBoth servers share the same two cores with PostgreSQL, the workers and the "
+        + f" Messages already past the send-time gate when their cart's purchase arrived: "
+        f"{in_flight}.\nBoth servers share the same two cores with PostgreSQL, the workers and the "
         "senders, so a second server adds processes, not capacity: the figure shows that "
         "nothing breaks when ingest runs twice, not the gain of a second host.\n"
     )
