@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-warehouse docs clean
+.PHONY: install demo test lint bench bench-warehouse scale docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 # Long (1,000,000 events: generation, dbt builds); not part of `make bench`.
 bench-warehouse: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/warehouse.py
+
+# The scale-out rehearsal (docs/scaling.md): a few minutes; figures in docs/BENCHMARKS.md.
+scale: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scale_out.py --write
 
 # The API reference is generated from the OpenAPI document (tests/test_docs.py checks it).
 docs: $(STAMP)

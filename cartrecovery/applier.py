@@ -30,6 +30,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 
+from . import telemetry
 from .canonical import CanonicalCart
 from .carts import mark_cart_converted, upsert_carts
 
@@ -196,6 +197,7 @@ def apply_batch(conn: psycopg.Connection, org_id: UUID | None = None, limit: int
     for org, group in groupby(rows, key=lambda r: r["org_id"]):
         lags += _apply_org(conn, org, list(group))
     conn.execute("INSERT INTO raw.applier_batches (lags_ms) VALUES (%s)", (lags,))
+    telemetry.EVENTS_APPLIED.labels("webhook").inc(len(rows))
     return len(rows)
 
 

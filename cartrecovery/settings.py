@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .rate_limits import RateLimit
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
@@ -26,6 +28,35 @@ def _flag(name: str, default: bool = False) -> bool:
     if value.strip().lower() in _FALSE:
         return False
     raise ValueError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {value!r}")
+
+
+def _rate(name: str, default: RateLimit | None) -> RateLimit | None:
+    """``N/SECONDS`` (N requests per SECONDS), or ``off``/``0`` for no limit."""
+    value = _env(name)
+    if value is None:
+        return default
+    if value.strip().lower() in ("off", "0"):
+        return None
+    limit, sep, window = value.strip().partition("/")
+    try:
+        rate = RateLimit(int(limit), int(window) if sep else 60)
+    except ValueError:
+        raise ValueError(f"{name} must look like 600/60 (requests/seconds) or off") from None
+    if rate.limit < 1 or rate.window_seconds < 1:
+        raise ValueError(f"{name} must be positive, not {value!r}")
+    return rate
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    """A comma-separated list of origins (scheme://host[:port]), without trailing slashes."""
+    value = _env(name) or ""
+    return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+
+
+# REST API limits (docs/api.md, "Rate limits"): generous for a store's server-side tracking,
+# low enough that one leaked key or one client cannot monopolise the API.
+API_RATE_PER_KEY = RateLimit(limit=6000, window_seconds=60)
+API_RATE_PER_IP = RateLimit(limit=12000, window_seconds=60)
 
 
 @dataclass(frozen=True)
@@ -61,8 +92,15 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     dagster_home: str | None = None
     max_body_bytes: int = 1_048_576
+    # How long a send waits for SendGrid, Twilio or a push service to answer.
+    provider_timeout_seconds: float = 10.0
     scheduler_interval_seconds: float = 2.0
     queue_name: str = "cartrecovery-messages"
+    # Per API key (or access token) and per client IP on /api/v1; None: no limit.
+    api_rate_limit_per_key: RateLimit | None = API_RATE_PER_KEY
+    api_rate_limit_per_ip: RateLimit | None = API_RATE_PER_IP
+    # Browser origins allowed to call the REST API with credentials (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,8 +135,12 @@ class Settings:
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
             dagster_home=_env("DAGSTER_HOME"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),
+            provider_timeout_seconds=float(_env("PROVIDER_TIMEOUT_SECONDS", "10")),
             scheduler_interval_seconds=float(_env("SCHEDULER_INTERVAL_SECONDS", "2")),
             queue_name=_env("CARTRECOVERY_QUEUE", "cartrecovery-messages"),
+            api_rate_limit_per_key=_rate("API_RATE_LIMIT_PER_KEY", API_RATE_PER_KEY),
+            api_rate_limit_per_ip=_rate("API_RATE_LIMIT_PER_IP", API_RATE_PER_IP),
+            cors_origins=_origins("CORS_ORIGINS"),
         )
 
 

@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -70,6 +71,10 @@ STATUSES = ("active", "disabled", "removed")
 DEFAULT_GRACE_SECONDS = 3600  # Shopify: HMACs can take up to 1 h to switch to a new secret
 
 
+# A key works until revoked or past its expiry (migration 0016).
+_LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+
+
 def create_org(db: Database, name: str, settings: dict | None = None) -> UUID:
     with db.system() as conn:
         row = conn.execute(
@@ -79,18 +84,59 @@ def create_org(db: Database, name: str, settings: dict | None = None) -> UUID:
     return row["org_id"]
 
 
-def create_api_key(db: Database, org_id: UUID, role: str = "admin", name: str | None = None) -> str:
-    """Create a key and return it in clear: the only time it is ever visible."""
+def create_api_key(
+    db: Database,
+    org_id: UUID,
+    role: str = "admin",
+    name: str | None = None,
+    expires_in: timedelta | None = None,
+) -> str:
+    """Create a key and return it in clear: the only time it is ever visible. With
+    ``expires_in`` it stops working that long from now."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    key = f"cr_{UUID(str(org_id)).hex}_{new_secret(32)}"
     with db.tenant(org_id) as conn:
-        conn.execute(
-            "INSERT INTO app.api_keys (org_id, key_hash, prefix, role, name) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (org_id, hash_api_key(key), key[:11], role, name),
-        )
+        key, _ = insert_api_key(conn, org_id, role, name, expires_in)
     return key
+
+
+def insert_api_key(
+    conn, org_id: UUID, role: str, name: str | None, expires_in: timedelta | None
+) -> tuple[str, dict]:
+    """``create_api_key`` inside the caller's tenant transaction; returns the key in clear
+    and its row (key_id, prefix, role, name, created_at, expires_at)."""
+    key = f"cr_{UUID(str(org_id)).hex}_{new_secret(32)}"
+    row = conn.execute(
+        "INSERT INTO app.api_keys (org_id, key_hash, prefix, role, name, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s, now() + %s) "
+        "RETURNING key_id, prefix, role, name, created_at, expires_at, revoked_at",
+        (org_id, hash_api_key(key), key[:11], role, name, expires_in),
+    ).fetchone()
+    return key, row
+
+
+def rotate_api_key(
+    conn, org_id: UUID, key_id: UUID, grace: timedelta, expires_in: timedelta | None = None
+) -> tuple[str, dict] | None:
+    """Replace a live key by a new one with the same role and name; the old key keeps working
+    for ``grace`` (0: stops now) so its users can switch. Returns (new key in clear, its row),
+    or None when ``key_id`` is not a live key of the org."""
+    old = conn.execute(
+        f"SELECT role, name FROM app.api_keys WHERE org_id = %s AND key_id = %s AND {_LIVE} "
+        "FOR UPDATE",
+        (org_id, key_id),
+    ).fetchone()
+    if old is None:
+        return None
+    key, row = insert_api_key(conn, org_id, old["role"], old["name"], expires_in)
+    conn.execute(
+        "UPDATE app.api_keys SET replaced_by = %s, "
+        "expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + %s) "
+        "WHERE org_id = %s AND key_id = %s",
+        (row["key_id"], grace, org_id, key_id),
+    )
+    _KEYS.clear()  # this process forgets cached keys at once (others within KEY_CACHE_SECONDS)
+    return key, row
 
 
 def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | None:
@@ -113,7 +159,7 @@ def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | Non
     with db.tenant(org_id) as conn:
         row = conn.execute(
             "SELECT org_id, key_id, role FROM app.api_keys "
-            "WHERE org_id = %s AND key_hash = %s AND revoked_at IS NULL",
+            f"WHERE org_id = %s AND key_hash = %s AND {_LIVE}",
             (org_id, digest),
         ).fetchone()
     if row is None:
@@ -126,7 +172,7 @@ def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | Non
 
 # Confirms a cached ApiKey inside a tenant transaction of its org (one row while it is live):
 # params (org_id, key_id).
-API_KEY_LIVE = "SELECT 1 FROM app.api_keys WHERE org_id = %s AND key_id = %s AND revoked_at IS NULL"
+API_KEY_LIVE = f"SELECT 1 FROM app.api_keys WHERE org_id = %s AND key_id = %s AND {_LIVE}"
 
 
 def add_connection(

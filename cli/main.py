@@ -9,7 +9,6 @@ managed services by setting variables.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -135,6 +134,7 @@ def serve(host: str, port: int, workers: int) -> None:
     with services(need_redis=True) as svc:
         env = svc.child_env()
         env.setdefault("APP_URL", f"http://{host}:{port}")
+        _fresh_metrics_dir(env, svc.home)
         sys.exit(_run_children([("ingest", _ingest_argv(host, port, workers), env)]))
 
 
@@ -153,11 +153,10 @@ def serve(host: str, port: int, workers: int) -> None:
 def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
     """Run a delivery worker (sends due messages from the queue; SIGINT/SIGTERM lets the
     sends in flight finish)."""
+    from cartrecovery import logs
     from delivery.worker import run_worker
 
-    # One line per message (delivery.jobs) and the worker's start, at INFO, readable beside
-    # the other processes' logs.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logs.configure()
     with services(need_redis=True) as svc:
         run_worker(svc.settings(), burst=burst, concurrency=concurrency, simple=simple)
 
@@ -165,8 +164,10 @@ def worker(burst: bool, concurrency: int | None, simple: bool) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduler tick (abandonment, campaign matching, due messages)."""
+    from cartrecovery import logs
     from delivery.scheduler import run_forever
 
+    logs.configure()
     with services(need_redis=True) as svc:
         run_forever(svc.settings())
 
@@ -748,6 +749,23 @@ def _find_org(db, org: str) -> UUID:
 # ---------------------------------------------------------------------------------------
 
 
+def _fresh_metrics_dir(env: dict[str, str], home: Path) -> None:
+    """One Prometheus multiprocess folder for the processes this command starts (gunicorn's
+    workers; with ``up`` also the worker and scheduler). The default one, under the data
+    folder, is emptied first: samples left by an earlier run would be summed with this one's.
+    A folder the operator set is left as it is: other processes may be writing to it (its
+    owner empties it before they start; docs/operations.md)."""
+    import shutil
+
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+        return
+    folder = home / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 def _ingest_argv(host: str, port: int, workers: int = 2) -> list[str]:
     return [
         sys.executable,
@@ -831,6 +849,7 @@ def _stack(
         env = svc.child_env()
         local_url = f"http://{host}:{port}"
         env.setdefault("APP_URL", local_url)
+        _fresh_metrics_dir(env, svc.home)
         urls = {
             "ingest API": local_url,
             "health": f"{local_url}/api/health",

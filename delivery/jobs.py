@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from rq import Queue
+from rq import Queue, get_current_job
 
-from cartrecovery import discounts, outgoing_webhooks
+from cartrecovery import discounts, logs, outgoing_webhooks, telemetry
 from cartrecovery.org_settings import get_settings
 from cartrecovery.rendering import RenderError, build_context, render
 from cartrecovery.runtime import Runtime
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 RETRY_DELAYS = (timedelta(seconds=60), timedelta(seconds=300))
 JOB_TIMEOUT = 120
+# The reason of a message whose send may or may not have reached the provider.
+UNKNOWN_OUTCOME = "unknown_outcome"
 RESULT_TTL = 0  # nothing reads results; finished jobs are deleted at once
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -76,6 +78,8 @@ def enqueue(runtime: Runtime, rows: list[dict]) -> int:
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"send message {r['message_id']}",
+                # The request or tick that enqueued it, for the job's log lines.
+                meta={"request_id": logs.REQUEST_ID.get() or logs.new_request_id("job-")},
             )
             for r in rows
         ]
@@ -144,6 +148,15 @@ def send_message(org_id: str, message_id: str) -> str:
 
     Returns 'skipped' when the row is gone, already handled, or not yet due.
     """
+    job = get_current_job()
+    token = logs.REQUEST_ID.set((job.meta.get("request_id") if job else None) or None)
+    try:
+        return _send_message(org_id, message_id)
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
+def _send_message(org_id: str, message_id: str) -> str:
     runtime = current_runtime()
     with runtime.db.tenant(org_id) as conn:
         message = outbox.lock(conn, message_id)
@@ -256,9 +269,27 @@ def send_message(org_id: str, message_id: str) -> str:
     try:
         result = provider.send(outgoing)
     except ProviderError as exc:
+        telemetry.PROVIDER_ERRORS.labels(
+            getattr(provider, "name", "") or "",
+            "unknown_outcome"
+            if exc.outcome_unknown
+            else "retryable"
+            if exc.retryable
+            else "permanent",
+        ).inc()
         with runtime.db.tenant(org_id) as conn:
+            if exc.outcome_unknown:
+                # Sent but unanswered: as for a send a dead worker interrupted, a duplicate
+                # is worse than a missing message (see outbox.fail_interrupted).
+                outbox.record_provider_answer(conn, message, getattr(provider, "name", None), None)
+                outbox.set_status(conn, message, "failed", f"{UNKNOWN_OUTCOME}: {exc}"[:1000])
+                log.error("message %s: outcome unknown, not re-sent: %s", message_id, exc)
+                return "failed"
             if exc.retryable and attempt < MAX_ATTEMPTS:
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
+                if exc.retry_after is not None:
+                    # Never sooner than the provider asked.
+                    delay = max(delay, timedelta(seconds=exc.retry_after))
                 outbox.reschedule(conn, message, delay, f"retry {attempt}: {exc}"[:1000])
                 log.warning("message %s attempt %s failed, retrying: %s", message_id, attempt, exc)
                 return "scheduled"

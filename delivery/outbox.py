@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from cartrecovery import telemetry
+
 PENDING = ("scheduled", "enqueued")
 
 
@@ -62,7 +64,7 @@ def fail_interrupted(conn: psycopg.Connection, older_than: timedelta, limit: int
     """Rows left 'sending' for longer than ``older_than`` (a worker died or timed out during
     the provider call) become 'failed' with reason ``unknown_outcome``. Never re-sent: the
     provider may have accepted the message, and a duplicate is worse than a missing one."""
-    return conn.execute(
+    rows = conn.execute(
         """
         WITH stuck AS (
           SELECT org_id, message_id FROM app.outbox
@@ -76,9 +78,13 @@ def fail_interrupted(conn: psycopg.Connection, older_than: timedelta, limit: int
             reason = 'unknown_outcome: the send was interrupted; not re-sent'
         FROM stuck
         WHERE o.org_id = stuck.org_id AND o.message_id = stuck.message_id
+        RETURNING o.channel
         """,
         (older_than, limit),
-    ).rowcount
+    ).fetchall()
+    for row in rows:
+        telemetry.count_message(row["channel"], "failed", "unknown_outcome")
+    return len(rows)
 
 
 def lock(conn: psycopg.Connection, message_id: str) -> dict | None:
@@ -99,6 +105,7 @@ def set_status(
         "updated_at = now() WHERE org_id = %s AND message_id = %s",
         (status, reason, message["org_id"], message["message_id"]),
     )
+    telemetry.count_message(message.get("channel"), status, reason)
 
 
 def defer(conn: psycopg.Connection, message: dict, due_at: datetime, reason: str) -> None:
@@ -109,6 +116,7 @@ def defer(conn: psycopg.Connection, message: dict, due_at: datetime, reason: str
         "WHERE org_id = %s AND message_id = %s",
         (reason, due_at, message["org_id"], message["message_id"]),
     )
+    telemetry.count_message(message.get("channel"), "scheduled", reason)
 
 
 def start_sending(conn: psycopg.Connection, message: dict) -> int:
@@ -125,12 +133,14 @@ def mark_sent(
     conn: psycopg.Connection, message: dict, provider: str, provider_message_id: str | None
 ) -> dict:
     """Record the send; returns the row as stored (what ``message.sent`` reports)."""
-    return conn.execute(
+    row = conn.execute(
         "UPDATE app.outbox SET status = 'sent', reason = NULL, sent_at = now(), provider = %s, "
         "provider_message_id = %s, updated_at = now() WHERE org_id = %s AND message_id = %s "
         "RETURNING *",
         (provider, provider_message_id, message["org_id"], message["message_id"]),
     ).fetchone()
+    telemetry.count_message(message.get("channel"), "sent")
+    return row
 
 
 def record_provider_answer(
@@ -160,3 +170,4 @@ def reschedule(conn: psycopg.Connection, message: dict, delay: timedelta, reason
         "enqueued_at = NULL, updated_at = now() WHERE org_id = %s AND message_id = %s",
         (reason, delay, message["org_id"], message["message_id"]),
     )
+    telemetry.count_message(message.get("channel"), "scheduled", reason)

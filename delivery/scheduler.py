@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import applier, outgoing_webhooks
+from cartrecovery import applier, logs, outgoing_webhooks
 from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
@@ -114,7 +114,16 @@ def tick(
     """One scheduler pass; returns counts: abandoned, enrolled, scheduled (outbox rows
     written), enqueued, requeued, partitions_checked; first, the webhook changes acknowledged
     so far are applied (``applied``), so the tick sees carts as the stores last described
-    them (carts with changes still pending are skipped by the abandonment query)."""
+    them (carts with changes still pending are skipped by the abandonment query). The pass
+    has an id of its own on its log lines and on the jobs it enqueues."""
+    token = logs.REQUEST_ID.set(logs.new_request_id("tick-"))
+    try:
+        return _tick(runtime, batch_size, stale_after)
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
+def _tick(runtime: Runtime, batch_size: int, stale_after: timedelta) -> dict:
     applied = applier.apply_pending(runtime.db)
     abandoned, enrolled, scheduled = abandon_and_enroll(runtime, batch_size)
     return {

@@ -19,9 +19,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cartrecovery"] = Runtime(settings)
     register_error_handlers(app)
 
-    from . import audit, health, openapi, restore, shopify_install, snippet, tracking, unsubscribe
+    from . import (
+        audit,
+        health,
+        http_headers,
+        metrics,
+        openapi,
+        rate_limiting,
+        request_ids,
+        restore,
+        shopify_install,
+        snippet,
+        tracking,
+        unsubscribe,
+    )
     from .api import (
         analytics,
+        api_keys,
         campaigns,
         carts,
         connections,
@@ -38,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for module in (
         health,
+        metrics,
         openapi,
         tracking,
         snippet,
@@ -60,7 +75,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         privacy,
         tokens,
         webhook_subscriptions,
+        api_keys,
     ):
         app.register_blueprint(module.bp)
     audit.init_app(app)
+    metrics.init_app(app)
+    rate_limiting.init_app(app)
+    http_headers.init_app(app, settings)
+    request_ids.init_app(app)  # last: it binds the id before everything else runs
     return app

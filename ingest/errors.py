@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from flask import Flask, jsonify
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -43,6 +45,27 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 400, code, exc.description or exc.name)
+
+    # The json module decodes recursively: a body nested deeper than Python's recursion limit
+    # (a few kB of brackets) ends in RecursionError while it is parsed. The body's fault.
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError):
+        if "decoding a JSON" not in str(exc):
+            return _unexpected(exc)
+        return error_response(400, "invalid_json", "JSON body is nested too deeply")
+
+    # PostgreSQL unreachable or restarting (or every pooled connection busy): nothing was
+    # stored and nothing was acknowledged, so the sender may simply try again. Platforms retry
+    # any non-2xx; 503 with Retry-After says that is all it takes.
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def _unavailable(exc: Exception):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        response, status = error_response(
+            503, "unavailable", "the database is unavailable; retry shortly", {"retry_after": 1}
+        )
+        response.headers["Retry-After"] = "1"
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -1,4 +1,5 @@
-"""gunicorn settings of ``cartrecovery serve`` (``-c python:ingest.gunicorn_conf``).
+"""gunicorn settings of ``cartrecovery serve`` and ``up`` (``-c python:ingest.gunicorn_conf``).
+Command-line flags and ``GUNICORN_CMD_ARGS`` (e.g. ``--timeout``) still apply on top.
 
 ``gthread`` workers: each process serves several requests at once on threads, and keeps
 connections alive, so the webhook group commit (``ingest/webhooks/committer.py``) has
@@ -6,9 +7,13 @@ requests to gather into one transaction; sync workers serve one request at a tim
 webhook would pay its own commit. Each worker process also runs the applier thread
 (``cartrecovery/applier.py``), woken by its committer, so state follows the acknowledgement
 within milliseconds. See docs/BENCHMARKS.md ("Ingest") for the measurements behind the choice.
+Every worker writes structured logs, and a dead worker's Prometheus samples are released
+(multiprocess mode, ``cartrecovery/telemetry.py``).
 """
 
 from __future__ import annotations
+
+from cartrecovery import logs, telemetry
 
 worker_class = "gthread"
 # Requests in flight per process: enough for the group commit to gather several while one
@@ -19,6 +24,7 @@ threads = 8
 def post_worker_init(worker) -> None:
     from cartrecovery import applier
 
+    logs.configure()
     applier.start_thread(worker.wsgi.extensions["cartrecovery"].db)
 
 
@@ -26,3 +32,7 @@ def worker_exit(server, worker) -> None:
     from cartrecovery import applier
 
     applier.stop_thread()
+
+
+def child_exit(server, worker) -> None:
+    telemetry.mark_process_dead(worker.pid)

@@ -1,13 +1,21 @@
-"""Health endpoints for load balancers and operators."""
+"""Health endpoints for load balancers and operators.
+
+A failing dependency answers 503 with a fixed error word; the exception itself (which may
+name hosts, users or paths) goes to the log only.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, jsonify
 from rq import Queue
 
-from cartrecovery import applier
+from cartrecovery import applier, telemetry
 
 from .runtime import runtime
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__, url_prefix="/api/health")
 
@@ -26,8 +34,8 @@ def health_db():
     try:
         with runtime().db.system() as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - the health check reports any failure
-        return jsonify({"status": "error", "error": str(exc)}), 503
+    except Exception:  # noqa: BLE001 - the health check reports any failure
+        return _down("database unreachable")
     return jsonify({"status": "ok"})
 
 
@@ -35,8 +43,8 @@ def health_db():
 def health_redis():
     try:
         runtime().redis.ping()
-    except Exception as exc:  # noqa: BLE001
-        return jsonify({"status": "error", "error": str(exc)}), 503
+    except Exception:  # noqa: BLE001
+        return _down("redis unreachable")
     return jsonify({"status": "ok"})
 
 
@@ -55,8 +63,8 @@ def health_queues():
                 }
             },
         }
-    except Exception as exc:  # noqa: BLE001
-        return jsonify({"status": "error", "error": str(exc)}), 503
+    except Exception:  # noqa: BLE001
+        return _down("redis unreachable")
     return jsonify(body)
 
 
@@ -67,8 +75,14 @@ def health_applier():
     try:
         with runtime().db.system() as conn:
             body = applier.status(conn)
-    except Exception as exc:  # noqa: BLE001
-        return jsonify({"status": "error", "error": str(exc)}), 503
+    except Exception:  # noqa: BLE001
+        return _down("database unreachable")
+    telemetry.APPLIER_LAG.set(body["oldest_pending_ms"] / 1000)
     if body["oldest_pending_ms"] > APPLIER_LAG_LIMIT_MS:
         return jsonify({"status": "lagging", **body}), 503
     return jsonify({"status": "ok", **body})
+
+
+def _down(error: str):
+    log.warning("health check failed: %s", error, exc_info=True)
+    return jsonify({"status": "error", "error": error}), 503

@@ -178,7 +178,10 @@ def guard_browser_requests():
             return _preflight()
         key = _publishable_key(_bearer())
         # Other keys, and bad ones, go on to the view, whose require_key answers them.
-        return _guard_publishable(key) if key else None
+        if key is None:
+            return None
+        g.publishable_key = key  # limited here per key and IP, not by the REST API's limits
+        return _guard_publishable(key)
     if path in PUBLISHABLE_REFUSED and request.method != "OPTIONS":
         if _publishable_key(_bearer()):
             raise ApiError(403, "forbidden", "a publishable key cannot do this")

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from cartrecovery import telemetry
 from cartrecovery.carts import find_cart, upsert_carts
 from cartrecovery.events import (
     EventRow,
@@ -115,6 +116,11 @@ def track():
             result["event_id"] = existing_event_id(conn, g.org_id, SOURCE, item.dedup_key)
             cart = find_cart(conn, g.org_id, SOURCE, external_ids=[item.event.cart_data.cart_id])
             result["cart_id"] = cart["cart_id"] if cart else None
+    telemetry.count_events(
+        SOURCE,
+        accepted=int(result["status"] == "accepted"),
+        duplicates=int(result["status"] == "duplicate"),
+    )
     return {
         "status": result["status"],
         "event_id": _str(result.get("event_id")),
@@ -169,6 +175,7 @@ def batch():
         s: sum(1 for r in results if r["status"] == s)
         for s in ("accepted", "duplicate", "rejected")
     }
+    telemetry.count_events(SOURCE, accepted=counts["accepted"], duplicates=counts["duplicate"])
     return {
         "results": results,
         "accepted": counts["accepted"],

@@ -227,6 +227,16 @@ def test_answers_of_every_rest_operation_match_their_schemas(api, db, org):
     gone = api.delete(f"/api/v1/webhook-subscriptions/{sub['subscription_id']}", headers=h)
     assert gone.status_code == 204
 
+    # API keys: create with an expiry, list, rotate, revoke
+    made = api.post(
+        "/api/v1/api-keys", headers=h, json={"role": "read", "expires_in_seconds": 3600}
+    ).get_json()
+    assert api.get("/api/v1/api-keys", headers=h).status_code == 200
+    rotated = api.post(
+        f"/api/v1/api-keys/{made['key_id']}/rotate", headers=h, json={"grace_seconds": 0}
+    ).get_json()
+    assert api.delete(f"/api/v1/api-keys/{rotated['key_id']}", headers=h).status_code == 200
+
     # privacy
     with db.tenant(org.org_id) as conn:
         request_id = conn.execute(

@@ -28,7 +28,10 @@ def _build(runtime: Runtime, channel: str) -> Provider | None:
     if channel == "email":
         if settings.sendgrid_api_key:
             return SendGridProvider(
-                settings.sendgrid_api_key, settings.from_email, settings.sendgrid_base_url
+                settings.sendgrid_api_key,
+                settings.from_email,
+                settings.sendgrid_base_url,
+                timeout=settings.provider_timeout_seconds,
             )
         return LocalProvider(runtime.db)
     if channel == "sms":
@@ -41,12 +44,18 @@ def _build(runtime: Runtime, channel: str) -> Provider | None:
                 messaging_service_sid=settings.twilio_messaging_service_sid,
                 base_url=settings.twilio_base_url,
                 db=runtime.db,
+                timeout=settings.provider_timeout_seconds,
             )
         return LocalProvider(runtime.db)
     if channel == "push":
         if settings.vapid_private_key:
             subject = settings.vapid_subject or f"mailto:{settings.from_email}"
-            return WebPushProvider(runtime.db, settings.vapid_private_key, subject)
+            return WebPushProvider(
+                runtime.db,
+                settings.vapid_private_key,
+                subject,
+                timeout=settings.provider_timeout_seconds,
+            )
         return LocalProvider(runtime.db)
     return None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 
@@ -61,6 +63,10 @@ class ProviderError(Exception):
     answered 404/410 and it was deleted now; without, it was deleted before and nothing was
     sent),
     ``'not_configured'``. ``code`` is the provider's own error code or HTTP status.
+
+    ``retry_after``: seconds the provider asked us to wait (its ``Retry-After``), if any.
+    ``outcome_unknown``: the request was sent but no answer came (a read timeout): the
+    provider may have accepted it, so it must not be sent again (see delivery/jobs.py).
     """
 
     def __init__(
@@ -70,11 +76,39 @@ class ProviderError(Exception):
         retryable: bool,
         reason: str | None = None,
         code: int | str | None = None,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ):
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable and not outcome_unknown
         self.reason = reason
         self.code = code
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+
+# Longest wait a provider's Retry-After may impose before a retry (beyond it, the header is
+# more likely wrong than meant).
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delay-seconds or an HTTP date (RFC 9110 10.2.3);
+    None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 class Provider(Protocol):

@@ -42,7 +42,7 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from .base import OutgoingMessage, ProviderError, SendResult
+from .base import OutgoingMessage, ProviderError, SendResult, parse_retry_after
 
 TIMEOUT_SECONDS = 10.0
 MESSAGE_ID_HEADER = "X-Cartrecovery-Message-Id"
@@ -143,11 +143,19 @@ class KeepAliveTransport:
         headers["Connection"] = "keep-alive"
         try:
             conn.request(request.get_method(), request.selector, request.data, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard(key, conn)
+            raise URLError(exc) from exc
+        try:
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._discard(key, conn)
-            raise URLError(exc) from exc
+            error = URLError(exc)
+            # The whole request was written and the server did not answer in time: it may
+            # have accepted it. (A connection it closed or reset is told apart: it refused.)
+            error.after_send = isinstance(exc, TimeoutError)
+            raise error from exc
         if response.will_close:
             self._discard(key, conn)
         else:
@@ -302,8 +310,17 @@ class SendGridProvider:
             if isinstance(body, bytes):
                 body = body.decode("utf-8", "replace")
             retryable = status == 429 or status >= 500
-            raise ProviderError(f"sendgrid {status}: {body[:300]}", retryable=retryable) from exc
+            headers = getattr(exc, "headers", None)
+            raise ProviderError(
+                f"sendgrid {status}: {body[:300]}",
+                retryable=retryable,
+                retry_after=parse_retry_after(headers.get("Retry-After") if headers else None),
+            ) from exc
         except (URLError, TimeoutError, ConnectionError) as exc:
+            if getattr(exc, "after_send", False):
+                raise ProviderError(
+                    f"sendgrid did not answer: {exc}", retryable=False, outcome_unknown=True
+                ) from exc
             raise ProviderError(f"sendgrid unreachable: {exc}", retryable=True) from exc
         headers = response.headers
         provider_id = headers.get("X-Message-Id") if headers is not None else None

@@ -12,6 +12,7 @@ by an HTTP client that rewrites ``https://api.twilio.com`` before each request.
 from __future__ import annotations
 
 import logging
+import threading
 from urllib.parse import urlencode
 
 import requests
@@ -22,7 +23,7 @@ from twilio.rest import Client
 from cartrecovery import suppressions
 from cartrecovery.db import Database
 
-from .base import OutgoingMessage, ProviderError, SendResult
+from .base import OutgoingMessage, ProviderError, SendResult, parse_retry_after
 from .sms_segments import count_segments
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,24 @@ class BaseUrlHttpClient(TwilioHttpClient):
     def request(self, method, url, *args, **kwargs):
         if self.base_url and url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API) :]
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        # Per thread: one provider serves a worker's threads, and an error's Retry-After is
+        # read from the answer that raised it.
+        self._answers.last = response
+        return response
+
+    @property
+    def _answers(self) -> threading.local:
+        answers = self.__dict__.get("_answers_local")
+        if answers is None:
+            answers = self.__dict__.setdefault("_answers_local", threading.local())
+        return answers
+
+    def last_retry_after(self) -> float | None:
+        """The Retry-After of the last answer this thread received, in seconds."""
+        response = getattr(self._answers, "last", None)
+        headers = getattr(response, "headers", None) or {}
+        return parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
 
 
 def sms_body(text: str) -> str:
@@ -163,6 +181,11 @@ class TwilioSmsProvider:
             )
         except TwilioRestException as exc:
             raise self._error(message, exc) from exc
+        except requests.ReadTimeout as exc:
+            # Sent, unanswered: Twilio may have created the message; never send it twice.
+            raise ProviderError(
+                f"twilio did not answer: {exc}", retryable=False, outcome_unknown=True
+            ) from exc
         except (requests.RequestException, TwilioException) as exc:
             raise ProviderError(f"twilio unreachable: {exc}", retryable=True) from exc
         return SendResult(provider=self.name, provider_message_id=created.sid, segments=segments)
@@ -183,4 +206,8 @@ class TwilioSmsProvider:
                     )
             return ProviderError(text, retryable=False, reason=reason, code=code)
         retryable = status == 429 or status >= 500 or code in RATE_LIMITED_CODES
-        return ProviderError(text, retryable=retryable, code=code)
+        http_client = getattr(self.client, "http_client", None)
+        retry_after = (
+            http_client.last_retry_after() if isinstance(http_client, BaseUrlHttpClient) else None
+        )
+        return ProviderError(text, retryable=retryable, code=code, retry_after=retry_after)

@@ -28,6 +28,12 @@ class Tracked(Answer):
     )
     event_id: str | None = Field(description="The stored raw event.")
     cart_id: str | None = Field(description="The cart the event applied to.")
+    timestamp_clamped: bool | None = Field(
+        default=None,
+        description="true when the event's timestamp was more than 5 minutes ahead of the "
+        "server clock and the time of receipt was used instead (see `warning`).",
+    )
+    warning: str | None = Field(default=None, description="Why the timestamp was not used.")
 
 
 class FieldError(Answer):
@@ -40,6 +46,12 @@ class BatchItem(Answer):
     status: Literal["accepted", "duplicate", "rejected"]
     cart_id: str | None = None
     error: list[FieldError] | None = Field(default=None, description="Why it was rejected.")
+    timestamp_clamped: bool | None = Field(
+        default=None,
+        description="true when the event's timestamp was more than 5 minutes ahead of the "
+        "server clock and the time of receipt was used instead (see `warning`).",
+    )
+    warning: str | None = Field(default=None, description="Why the timestamp was not used.")
 
 
 class BatchTracked(Answer):

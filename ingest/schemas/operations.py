@@ -127,6 +127,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth="none",
         summary="Applier lag and watermark",
     ),
+    ("GET", "/metrics"): Operation(
+        {200: Reply("Prometheus text exposition format 0.0.4", str, media_type="text/plain")},
+        auth="none",
+        summary="Prometheus metrics",
+        notes="Request latency by route, events received and applied, applier lag, queue "
+        "depth, messages by status and reason, provider errors. See docs/operations.md.",
+    ),
     ("GET", "/api/openapi.json"): Operation(
         ok(inbound.OpenApiDocument, "This document"), auth="none"
     ),
@@ -257,6 +264,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/api/v1/privacy/data-requests"): Operation(ok(rest.DataRequestList)),
     ("GET", "/api/v1/privacy/data-requests/{id}"): Operation(ok(rest.DataRequestDetail)),
+    # --- API keys -------------------------------------------------------------------------
+    ("GET", "/api/v1/api-keys"): Operation(ok(rest.ApiKeyList)),
+    ("POST", "/api/v1/api-keys"): Operation(
+        created(
+            rest.ApiKeyCreated,
+            **by_id("/api/v1/api-keys/{key_id}/rotate", "key_id", "key_id", "POST"),
+        )
+    ),
+    ("POST", "/api/v1/api-keys/{key_id}/rotate"): Operation(
+        {201: Reply("The new key; the old one expires after the grace period", rest.ApiKeyRotated)},
+        errors=(404,),
+    ),
+    ("DELETE", "/api/v1/api-keys/{key_id}"): Operation(ok(rest.ApiKeyRevoked), errors=(404,)),
     # --- snippet: publishable keys, push ---------------------------------------------------
     ("POST", "/api/v1/publishable-keys"): Operation(
         created(

@@ -614,6 +614,33 @@ class PublishableKeyRevoked(Answer):
     status: Literal["revoked"]
 
 
+class ApiKeyInfo(Answer):
+    key_id: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    role: Literal["admin", "write", "read"]
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None = Field(description="When it stops working (null: never).")
+    revoked_at: datetime | None
+
+
+class ApiKeyList(Answer):
+    api_keys: list[ApiKeyInfo]
+
+
+class ApiKeyCreated(ApiKeyInfo):
+    api_key: str = Field(description="The key in clear, shown this once.")
+
+
+class ApiKeyRotated(ApiKeyCreated):
+    replaces: str = Field(description="The old key's id; it works until its `expires_at`.")
+
+
+class ApiKeyRevoked(Answer):
+    key_id: str
+    status: Literal["revoked"]
+
+
 class PushSubscriptionSaved(Answer):
     subscription_id: str
     status: Literal["created", "updated"]

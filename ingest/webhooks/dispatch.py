@@ -22,7 +22,7 @@ from __future__ import annotations
 import msgspec
 from flask import request
 
-from cartrecovery import applier
+from cartrecovery import applier, telemetry
 from cartrecovery.applier import Deferred, encode_change
 from cartrecovery.carts import CartChange
 from cartrecovery.events import append_event, body_hash, claim_query, namespaced_key
@@ -87,9 +87,17 @@ def unknown_store(code: str = "unknown_store") -> ApiError:
 def receive(adapter: Adapter, req: InboundRequest, connection: Connection | None = None):
     """Handle one webhook for ``adapter``; returns a Flask (body, status) pair."""
     try:
-        return _receive(adapter, req, connection, CONNECTION_CACHE_SECONDS)
+        body, status = _receive(adapter, req, connection, CONNECTION_CACHE_SECONDS)
     except _StaleConnection:
-        return _receive(adapter, req, connection, 0.0)
+        body, status = _receive(adapter, req, connection, 0.0)
+    if isinstance(body, dict):
+        telemetry.count_events(
+            adapter.platform,
+            accepted=int("event_id" in body),
+            duplicates=int(body.get("status") == "duplicate"),
+            applied=0,  # counted where applied: inline below, else by the applier
+        )
+    return body, status
 
 
 def _receive(adapter: Adapter, req: InboundRequest, connection: Connection | None, max_age: float):
@@ -194,4 +202,5 @@ def _store(
             cart_id=cart_id,
             occurred_at=delivery.occurred_at,
         )
+    telemetry.EVENTS_APPLIED.labels(adapter.platform).inc()
     return {"status": "ok", "event_id": str(event_id), **(delivery.response or {})}, 200
