@@ -223,6 +223,9 @@ def up(**options) -> None:
 )
 def demo(seed: int | None, rate: float, **options) -> None:
     """`up` plus a simulated store sending signed webhooks, opens, clicks and orders."""
+    # The demo is read by a person in one terminal: plain log lines unless LOG_FORMAT says
+    # otherwise (a deployment's `up` keeps the JSON lines, docs/operations.md).
+    os.environ.setdefault("LOG_FORMAT", "text")
     sys.exit(_stack(**options, demo=True, seed=seed, rate=rate))
 
 
