@@ -398,7 +398,16 @@ def test_cart_list_filters(client, db, org):
 
 
 @pytest.mark.parametrize(
-    "query", ["status=lost", "limit=0", "limit=abc", "limit=501", "offset=-1", "email="]
+    "query",
+    [
+        "status=lost",
+        "limit=0",
+        "limit=abc",
+        "limit=501",
+        "offset=-1",
+        "offset=1508677971156238849802240",
+        "email=",
+    ],
 )
 def test_cart_list_rejects_bad_query(client, org, query):
     assert_error(client.get(f"/api/v1/carts?{query}", headers=org.headers), 400, "validation_error")

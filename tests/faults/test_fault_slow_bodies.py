@@ -1,12 +1,10 @@
-"""Slow bodies (slowloris) against ``cartrecovery serve``: a client that sends its body a
-byte at a time holds a sync gunicorn worker only until gunicorn's worker timeout, which
-then replaces the worker. With as many slow clients as workers, other requests wait for that
-timeout (measured here, not asserted), then the server answers everyone again; nothing
-half-read is stored, and the slow clients get no 5xx page, only a closed connection.
-
-The timeout is shortened here with ``GUNICORN_CMD_ARGS=--timeout 3`` (the default is 30 s);
-in production a reverse proxy that buffers request bodies keeps slow clients off the
-workers altogether (docs/scaling.md).
+"""Slow bodies (slowloris) against ``cartrecovery serve``: clients that send their body a
+byte at a time. ``serve`` runs gunicorn's gthread workers (ingest/gunicorn_conf.py): a slow
+client holds one of a worker's threads, not the worker, so every other request is answered
+meanwhile; nothing half-read is stored, and the slow clients get no 5xx page. gunicorn's
+worker timeout does not cut a gthread request short: a slow client holds its thread until it
+gives up (measured and printed here), which is why production puts a reverse proxy that
+buffers request bodies in front (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -71,7 +69,7 @@ def test_slow_bodies_do_not_take_the_server_down(stack):
     ]
     for thread in slow:
         thread.start()
-    # Others while both sync workers are held, and after gunicorn replaced them.
+    # Others while the slow clients hold a thread of each worker.
     statuses = []
     deadline = time.monotonic() + 25
     while any(t.is_alive() for t in slow) and time.monotonic() < deadline:
@@ -89,9 +87,9 @@ def test_slow_bodies_do_not_take_the_server_down(stack):
         f"answers to the slow clients {[o.get('answer', b'')[:12] for o in outcomes]}"
     )
     assert after == [200] * 5
+    assert statuses and set(statuses) == {200}  # nobody waited on the slow clients
     for outcome in outcomes:
         assert not outcome["answer"].startswith(b"HTTP/1.1 5")
-        assert outcome["seconds"] < 30  # cut off by the worker timeout, not left hanging
     with pg.db.system() as conn:
         stored = conn.execute(
             "SELECT count(*) AS n FROM raw.events WHERE org_id = %s", (store.org_id,)
