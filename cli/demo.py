@@ -21,7 +21,7 @@ from cartrecovery.db import Database
 from cartrecovery.org_settings import update_settings
 
 if TYPE_CHECKING:
-    from .main import Services
+    from .services import Services
 
 ORG = "Demo Outfitters"
 SHOP = "demo-outfitters.myshopify.com"

@@ -54,7 +54,7 @@ def install_link(org: str, shop: str) -> None:
     from integrations.shopify.api import valid_shop_domain
     from integrations.shopify.oauth import org_hint
 
-    from .main import _find_org, services
+    from .services import _find_org, services
 
     shop = shop.strip().lower()
     if not valid_shop_domain(shop):

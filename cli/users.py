@@ -40,7 +40,7 @@ def users_create(email: str, org: str, role: str, password_stdin: bool, as_json:
     from cartrecovery import audit
     from cartrecovery.db import Database
 
-    from .main import _find_org, services
+    from .services import _find_org, services
 
     password = None
     if password_stdin:

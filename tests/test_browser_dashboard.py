@@ -48,7 +48,7 @@ def free_port() -> int:
 @pytest.fixture()
 def dashboard_url(database_url, redis_url, tmp_path):
     """`cartrecovery dashboard`'s Streamlit command on a free port; its base URL."""
-    from cli.main import _dashboard_argv
+    from cli.stack import _dashboard_argv
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}

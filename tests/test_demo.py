@@ -5,7 +5,7 @@ from __future__ import annotations
 from cartrecovery import campaigns, tenancy
 from cartrecovery.org_settings import get_settings
 from cli import demo
-from cli.main import Services
+from cli.services import Services
 
 
 def test_demo_setup_is_idempotent(database_url, db, monkeypatch, tmp_path):
@@ -85,7 +85,7 @@ def test_a_url_is_announced_only_when_its_server_answers():
     from conftest import wait_for
     from werkzeug.serving import make_server
 
-    from cli.main import announce_when_up
+    from cli.stack import announce_when_up
 
     said: list[str] = []
     stopping = threading.Event()
