@@ -19,6 +19,10 @@ worker_class = "gthread"
 # Requests in flight per process: enough for the group commit to gather several while one
 # transaction commits; more only adds context switches on a small machine.
 threads = 8
+# On a stop, in-flight requests (webhook acks take milliseconds) get this long; gthread workers
+# would otherwise wait the default 30 s on idle keep-alive connections, past the 10 s after
+# which `up` and `demo` kill what is left (cli/supervisor.py).
+graceful_timeout = 8
 
 
 def post_worker_init(worker) -> None:
