@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import logging
 import os
 import random
 import shutil
@@ -179,16 +180,33 @@ class ProviderStandIn:
 _postgres = None
 
 
+log = logging.getLogger(__name__)
+
+
 def own_postgres():
-    """One pgserver for the fault tests of this process (started once, stopped at exit by
-    pgserver itself); each test takes a database of its own on it."""
+    """One pgserver for the fault tests of this process (started once, stopped and removed at
+    exit: pgserver's own cleanup misses a server the tests restarted, whose pid changed); each
+    test takes a database of its own on it."""
     global _postgres
     if _postgres is None:
+        import atexit
+
         import pgserver
 
         folder = tempfile.mkdtemp(prefix="cr-faults-pg-")
         _postgres = pgserver.get_server(folder, cleanup_mode="stop")
+        atexit.register(_stop_own_postgres, _postgres, folder)
     return _postgres
+
+
+def _stop_own_postgres(server, folder: str) -> None:
+    from pgserver._commands import pg_ctl
+
+    try:
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+    except Exception:  # noqa: BLE001  (already stopped by pgserver's own cleanup)
+        log.debug("own PostgreSQL already stopped", exc_info=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class OwnPostgres:
