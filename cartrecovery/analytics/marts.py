@@ -19,11 +19,9 @@ import psycopg
 from psycopg import sql
 
 from cartrecovery import org_settings
+from cartrecovery.metrics import NO_CURRENCY
 
 COMMENT_PREFIX = "built_at "
-# Single-number money needs a currency code; an order stored without one is reported under
-# ISO 4217's "no currency" code.
-NO_CURRENCY = "XXX"
 
 
 def schema() -> str:
