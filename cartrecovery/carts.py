@@ -11,6 +11,9 @@ Rules that make redelivery and out-of-order arrival harmless:
   active again (the shopper is back), ``abandoned_at`` is kept;
 - an order that arrived before its cart is linked, and converts the cart, when the cart
   arrives (orders themselves are ``cartrecovery.orders``).
+- a cart stored under the platform's checkout id (a Shopify checkout the historical sync
+  imported before its webhook) is the cart of the first change naming that checkout id with
+  its token: it is re-keyed to the token, not duplicated.
 """
 
 from __future__ import annotations
@@ -193,6 +196,8 @@ def upsert_carts(
         else:
             customer_ids.append(None)
 
+    _adopt_carts_stored_by_checkout_id(conn, org_id, rows)
+
     ids: dict[tuple[str, str], UUID] = {}
     waited_for: list[UUID] = []
     for sql, group in (
@@ -216,6 +221,43 @@ def upsert_carts(
     if waited_for:
         _convert_carts_with_orphan_orders(conn, org_id, waited_for)
     return [ids[(c.platform, c.external_id)] for c in carts]
+
+
+# A cart stored under its platform's checkout id (external_id = checkout_id: Shopify's
+# historical sync imports a checkout that way when GraphQL gives no token, see
+# integrations/shopify/sync.py) takes the external id of the first change that names the
+# same checkout with its token, so the upsert that follows updates it instead of adding a
+# second cart: one cart with both identities. Only carts with a checkout id other than
+# their external id take part, so other changes pay nothing; each row is two index probes.
+_ADOPT = """
+UPDATE app.carts c SET external_id = u.external_id, updated_at = now()
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::uuid[])
+     AS u(platform, external_id, checkout_id, connection_id)
+WHERE c.org_id = %b AND c.platform = u.platform AND c.external_id = u.checkout_id
+  AND c.checkout_id = u.checkout_id
+  AND c.connection_id IS NOT DISTINCT FROM u.connection_id
+  AND NOT EXISTS (SELECT 1 FROM app.carts k WHERE k.org_id = %b AND k.platform = u.platform
+                  AND k.external_id = u.external_id)
+"""
+
+
+def _adopt_carts_stored_by_checkout_id(
+    conn: psycopg.Connection, org_id: UUID, rows: Sequence[CanonicalCart]
+) -> None:
+    named = [c for c in rows if c.checkout_id and c.checkout_id != c.external_id]
+    if not named:
+        return
+    conn.execute(
+        _ADOPT,
+        (
+            [c.platform for c in named],
+            [c.external_id for c in named],
+            [c.checkout_id for c in named],
+            [c.connection_id for c in named],
+            org_id,
+            org_id,
+        ),
+    )
 
 
 # --- a cart change the applier can defer -----------------------------------------------------

@@ -46,6 +46,7 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 
+from cartrecovery.applier import drain
 from cartrecovery.cart_activity import settle_imported_cart
 from cartrecovery.db import Database
 from cartrecovery.events import append_event, claim_event
@@ -304,6 +305,9 @@ def _apply_page(
     platform = connection.platform
     imported = 0
     with db.tenant(org_id) as conn:
+        # Webhooks acknowledged before this page are applied first, so the page updates the
+        # carts they made (the same object seen twice is one cart, see the Shopify sync).
+        drain(conn, org_id)
         for change in changes:
             event_id = claim_event(conn, org_id, platform, change.key)
             if event_id is None:

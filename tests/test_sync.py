@@ -637,3 +637,140 @@ def test_graphql_objects_map_to_the_webhooks_canonical_records():
     graphql = msgspec.structs.asdict(order_to_canonical(ShopifyOrder.model_validate(synced), cid))
     assert webhook.pop("checkout_external_id") and graphql.pop("checkout_external_id") is None
     assert graphql == webhook
+
+
+# --- one checkout, two identities: GraphQL's checkout id and the webhook's token -------------
+
+
+def post_checkout(client, shop, checkout: dict, route: str = "checkout-update") -> None:
+    body = json.dumps(checkout).encode()
+    res = client.post(
+        f"/api/webhooks/shopify/{route}",
+        data=body,
+        headers={
+            "X-Shopify-Shop-Domain": shop.shop,
+            "X-Shopify-Hmac-Sha256": shopify_hmac(shop.secret, body),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    )
+    assert res.status_code == 200, res.get_json()
+
+
+def sync_only(db, shop, checkout: dict, waits, restart=False) -> None:
+    """A sync whose one abandoned checkout is ``checkout`` (as GraphQL gives it)."""
+    shop.standin.pages["abandonedCheckouts"] = [[graphql_checkout(checkout)]]
+    shop.standin.pages["orders"] = [[]]
+    shop.standin.throttle_once.clear()
+    history.sync(db, shop.connection, SINCE, sleep=waits.append, restart=restart)
+
+
+def modern_checkout(shop, n: int, updated_ago: int, items: int = 2) -> dict:
+    """A checkout whose recovery URL names only its cart token (GraphQL gives no token)."""
+    checkout = copy.deepcopy(shop.checkouts["recent"])
+    checkout.update(
+        id=n,
+        token=f"tok-{n}",
+        cart_token=f"ct-{n}",
+        email=f"shopper-{n}@example.com",
+        updated_at=iso(datetime.now(UTC) - timedelta(seconds=updated_ago)),
+    )
+    checkout["line_items"] = [dict(item) for item in checkout["line_items"][:items]]
+    checkout["total_price"] = str(
+        sum(Decimal(i["price"]) * i["quantity"] for i in checkout["line_items"])
+    )
+    checkout["abandoned_checkout_url"] = f"https://shop.example/1/checkouts/ac/ct-{n}/recover?k=1"
+    return checkout
+
+
+def enroll_idle(db, runtime, org_id) -> int:
+    """Let the org's carts go idle past the timeout, run the scheduler's pass, and count the
+    org's enrollments (the pass serves every org of the test database; counted for ours)."""
+    with db.tenant(org_id) as conn:
+        conn.execute(
+            "UPDATE app.carts SET last_activity_at = now() - interval '2 hours' WHERE org_id = %s",
+            (org_id,),
+        )
+    abandon_and_enroll(runtime)
+    return count(db, org_id, "app.enrollments")
+
+
+def one_cart(db, org_id) -> dict:
+    carts = carts_by_id(db, org_id, "shopify")
+    assert len(carts) == 1, sorted(carts)
+    return next(iter(carts.values()))
+
+
+def assert_events_linked(db, org_id, cart_id, expected: int) -> None:
+    assert count(db, org_id, "raw.events", "cart_id = %s", (cart_id,)) == expected
+    assert count(db, org_id, "raw.events", "cart_id IS DISTINCT FROM %s", (cart_id,)) == 0
+
+
+def test_synced_checkout_then_its_webhook_is_one_cart_under_both_identities(
+    db, runtime, client, shopify, waits
+):
+    """The sync stores a checkout it has no token for under its checkout id (GraphQL
+    ``gid://shopify/AbandonedCheckout/<n>``); its webhooks (token and the same ``id``),
+    applied by the applier, update that cart under the token: one cart, one enrollment, and
+    the state of the later ``updated_at`` wins."""
+    add_campaign(db, shopify.org_id)
+    synced = modern_checkout(shopify, 3001, updated_ago=60, items=2)
+    sync_only(db, shopify, synced, waits)
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"]) == ("3001", "3001")
+    assert len(cart["line_items"]) == 2
+
+    older = modern_checkout(shopify, 3001, updated_ago=120, items=1)  # delivered late
+    post_checkout(client, shopify, older, "checkout-create")
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"], cart["cart_token"]) == (
+        "tok-3001",
+        "3001",
+        "ct-3001",
+    )
+    assert len(cart["line_items"]) == 2  # the synced state is newer: kept
+
+    newer = modern_checkout(shopify, 3001, updated_ago=10, items=1)
+    post_checkout(client, shopify, newer)
+    after = one_cart(db, shopify.org_id)
+    assert after["cart_id"] == cart["cart_id"] and len(after["line_items"]) == 1
+    assert after["total_price"] == Decimal(newer["total_price"])
+    assert_events_linked(db, shopify.org_id, cart["cart_id"], 3)
+
+    assert enroll_idle(db, runtime, shopify.org_id) == 1
+    # A later sync of the same checkout finds the cart by its checkout id: still one.
+    sync_only(db, shopify, modern_checkout(shopify, 3001, updated_ago=5), waits, restart=True)
+    assert one_cart(db, shopify.org_id)["cart_id"] == cart["cart_id"]
+    assert enroll_idle(db, runtime, shopify.org_id) == 1
+
+
+def test_webhook_then_sync_of_the_same_checkout_is_one_cart_even_before_the_applier_ran(
+    db, runtime, app, shopify, waits
+):
+    """A webhook acknowledged but not applied yet (raw.pending_changes), then a sync of the
+    same checkout: the sync applies the pending change first and updates the webhook's cart
+    (found by checkout id), with the later ``updated_at`` winning either way."""
+    from flask.testing import FlaskClient
+
+    raw_client = FlaskClient(app, app.response_class, use_cookies=False)  # no applier run
+    add_campaign(db, shopify.org_id)
+    post_checkout(raw_client, shopify, modern_checkout(shopify, 3101, updated_ago=60, items=1))
+    assert count(db, shopify.org_id, "raw.pending_changes") == 1
+    assert carts_by_id(db, shopify.org_id, "shopify") == {}
+
+    sync_only(db, shopify, modern_checkout(shopify, 3101, updated_ago=90, items=2), waits)
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"], cart["cart_token"]) == (
+        "tok-3101",
+        "3101",
+        "ct-3101",
+    )
+    assert len(cart["line_items"]) == 1  # the webhook's state is newer than the synced one
+    assert count(db, shopify.org_id, "raw.pending_changes") == 0
+
+    newer = modern_checkout(shopify, 3101, updated_ago=5, items=2)
+    sync_only(db, shopify, newer, waits, restart=True)
+    after = one_cart(db, shopify.org_id)
+    assert after["cart_id"] == cart["cart_id"] and len(after["line_items"]) == 2
+    assert_events_linked(db, shopify.org_id, cart["cart_id"], 3)
+    assert enroll_idle(db, runtime, shopify.org_id) == 1
