@@ -47,20 +47,17 @@ def app_toml_command(client_id: str | None, name: str, output: Path | None) -> N
 @click.option("--shop", required=True, help="e.g. my-store.myshopify.com")
 def install_link(org: str, shop: str) -> None:
     """Print an install URL that connects SHOP to ORG (valid 24 hours). Without such a link
-    an install joins the org the shop had before, else a new org named after the shop."""
-    from urllib.parse import urlencode
-
+    an install joins the org the shop had before, else a new org named after the shop.
+    (An org admin gets the same link on the dashboard's Stores page.)"""
     from cartrecovery.db import Database
     from integrations.shopify.api import valid_shop_domain
-    from integrations.shopify.oauth import org_hint
+    from integrations.shopify.oauth import install_link as make_link
 
     from .services import _find_org, services
 
-    shop = shop.strip().lower()
-    if not valid_shop_domain(shop):
+    if not valid_shop_domain(shop.strip().lower()):
         raise click.BadParameter("must be a <name>.myshopify.com domain", param_hint="--shop")
     with services(need_redis=False) as svc:
         settings = svc.settings()
         org_id = _find_org(Database(svc.database_url), org)
-    query = urlencode({"shop": shop, "org": org_hint(settings.secret_key, org_id)})
-    click.echo(f"{settings.app_url}/auth/shopify/install?{query}")
+    click.echo(make_link(settings.app_url, settings.secret_key, org_id, shop))

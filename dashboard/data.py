@@ -173,6 +173,33 @@ def stores(url: str, org_id: str) -> list[dict]:
     return [{**r, "connection_id": str(r["connection_id"])} for r in rows]
 
 
+def shopify_install_link(url: str, org_id: str, user_id: str, shop: str) -> str:
+    """An install link that connects ``shop`` to this org (``integrations.shopify.oauth``,
+    the link ``cartrecovery shopify install-link`` prints), audited. PermissionError unless
+    the user's current role in the org is admin (checked here, not only by hiding the
+    control: the link binds a store to the org); ValueError for a shop domain that is not
+    ``<name>.myshopify.com``."""
+    from integrations.shopify.oauth import install_link
+
+    db = database(url)
+    role = users.role_in(db, org_id, user_id)
+    if role is None or not access.allows(role, "admin", user=True):
+        raise PermissionError("only an admin of the org can make install links")
+    settings = Settings.from_env()
+    link = install_link(settings.app_url, settings.secret_key, org_id, shop)
+    audit.record(
+        db, org_id, f"user:{user_id}", "dashboard.shopify.install_link", shop.strip().lower()
+    )
+    return link
+
+
+def shopify_app_configured() -> bool:
+    """Whether this process has the Shopify app's credentials (the install route needs them
+    in the ingest process; usually the same environment)."""
+    settings = Settings.from_env()
+    return bool(settings.shopify_api_key and settings.shopify_api_secret)
+
+
 def store_webhooks(url: str, org_id: str, connection_id: str) -> dict:
     """What the store's platform has registered against what the product expects (asks the
     platform's API: not cached, run on demand). ``{"managed": False, "reason"}`` when the

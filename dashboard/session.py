@@ -62,3 +62,9 @@ def can_edit() -> bool:
     """Whether pages may show edit controls: marketers and admins, not viewers."""
     current = role()
     return current is not None and access.allows(current, "write", user=True)
+
+
+def can_administer() -> bool:
+    """Whether pages may show admin controls (store install links): admins only."""
+    current = role()
+    return current is not None and access.allows(current, "admin", user=True)

@@ -343,3 +343,83 @@ def test_refused_token_exchange_or_subscriptions_answer_502(install_app, standin
     [row] = connections_of(db, shop)
     assert error["details"]["connection_id"] == str(row["connection_id"])
     assert queued(install_app) == []
+
+
+def _stores_page(dashboard, monkeypatch, settings, org_id, role: str):
+    # The dashboard makes links with the APP_URL and SECRET_KEY the install route checks.
+    monkeypatch.setenv("APP_URL", settings.app_url)
+    monkeypatch.setenv("SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
+    monkeypatch.setenv("SHOPIFY_API_SECRET", API_SECRET)
+    at = dashboard(org_id, role)
+    at.switch_page("views/stores.py").run(timeout=30)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_dashboard_admin_makes_an_install_link_bound_to_the_org(
+    install_app, standin, db, shop, org, dashboard, monkeypatch, settings
+):
+    """An admin enters a shop domain on the Stores page and gets the link the CLI makes; the
+    install route accepts it, its state names the org, and the install connects the shop to
+    that org. A foreign domain gets an error and no link."""
+    at = _stores_page(dashboard, monkeypatch, settings, org.org_id, "admin")
+    assert "No store connected yet" in at.info[0].value
+    at.text_input(key="install_shop").input("evil.example")
+    at.button(key="make_install_link").click().run(timeout=30)
+    assert [e.value for e in at.error] == ["shop must be a <name>.myshopify.com domain"]
+    assert len(at.code) == 0
+
+    at.text_input(key="install_shop").input(f"  {shop.upper()} ")
+    at.button(key="make_install_link").click().run(timeout=30)
+    assert not at.exception and not at.error and not at.warning
+    [code] = at.code
+    link = urlsplit(code.value)
+    assert f"{link.scheme}://{link.netloc}" == settings.app_url
+    assert link.path == "/auth/shopify/install"
+    query = {k: v[0] for k, v in parse_qs(link.query).items()}
+    assert query["shop"] == shop
+
+    client = install_app.test_client()
+    state = start(client, shop, org=query["org"])["state"]
+    rt = install_app.extensions["cartrecovery"]
+    assert json.loads(rt.redis.get(f"cartrecovery:shopify-oauth:{state}")) == {
+        "shop": shop,
+        "org_id": str(org.org_id),
+    }
+    assert callback(client, shop, state).status_code == 302
+    [row] = connections_of(db, shop)
+    assert (row["org_id"], row["status"]) == (org.org_id, "active")
+    with db.tenant(org.org_id) as conn:
+        audited = conn.execute(
+            "SELECT actor, target FROM app.audit_log WHERE org_id = %s "
+            "AND action = 'dashboard.shopify.install_link'",
+            (org.org_id,),
+        ).fetchall()
+    assert [a["target"] for a in audited] == [shop]
+    assert audited[0]["actor"].startswith("user:")
+
+    # Without the app's credentials the link is still made, with a warning beside it.
+    monkeypatch.delenv("SHOPIFY_API_SECRET")
+    at.button(key="make_install_link").click().run(timeout=30)
+    assert len(at.code) == 1 and "SHOPIFY_API_SECRET" in at.warning[0].value
+
+
+@pytest.mark.parametrize("role", ["viewer", "marketer"])
+def test_dashboard_shows_no_install_link_control_to_viewers_and_marketers(
+    db, org, dashboard, monkeypatch, settings, role
+):
+    at = _stores_page(dashboard, monkeypatch, settings, org.org_id, role)
+    assert [t for t in at.text_input if t.key == "install_shop"] == []
+    assert len(at.expander) == 0
+    assert [b.key for b in at.button] == ["sign_out"]
+    assert "No store connected yet" in at.info[0].value
+
+    # The link is refused below the page too, by the user's role in the database.
+    from dashboard import data
+
+    user_id = at.session_state["user"]["user_id"]
+    with pytest.raises(PermissionError):
+        data.shopify_install_link(
+            settings.database_url, str(org.org_id), user_id, "x.myshopify.com"
+        )

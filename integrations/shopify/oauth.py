@@ -113,6 +113,20 @@ def org_hint(secret_key: str, org_id) -> str:
     return URLSafeTimedSerializer(secret_key, salt=ORG_HINT_SALT).dumps(str(org_id))
 
 
+INSTALL_PATH = "/auth/shopify/install"
+
+
+def install_link(app_url: str, secret_key: str, org_id, shop: str) -> str:
+    """The install URL that connects ``shop`` to ``org_id`` (valid ``ORG_HINT_MAX_AGE``):
+    what ``cartrecovery shopify install-link`` prints and the dashboard's Stores page shows.
+    ValueError for a shop domain that is not ``<name>.myshopify.com``."""
+    shop = shop.strip().lower()
+    if not valid_shop_domain(shop):
+        raise ValueError("shop must be a <name>.myshopify.com domain")
+    query = urlencode({"shop": shop, "org": org_hint(secret_key, org_id)})
+    return f"{app_url.rstrip('/')}{INSTALL_PATH}?{query}"
+
+
 def read_org_hint(secret_key: str, token: str) -> str | None:
     """The org id of a genuine, unexpired hint, else None."""
     from itsdangerous import BadData, URLSafeTimedSerializer
