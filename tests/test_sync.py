@@ -774,3 +774,27 @@ def test_webhook_then_sync_of_the_same_checkout_is_one_cart_even_before_the_appl
     assert after["cart_id"] == cart["cart_id"] and len(after["line_items"]) == 2
     assert_events_linked(db, shopify.org_id, cart["cart_id"], 3)
     assert enroll_idle(db, runtime, shopify.org_id) == 1
+
+
+def test_completed_webhook_of_a_synced_checkout_converts_that_cart_and_stops_its_messages(
+    db, runtime, client, shopify, waits
+):
+    """A completed checkout is applied inline (not by the applier): it too takes over the
+    cart the sync stored under the checkout id, so the messages already scheduled for that
+    cart are cancelled instead of going out to a shopper who bought."""
+    add_campaign(db, shopify.org_id)
+    sync_only(db, shopify, modern_checkout(shopify, 3201, updated_ago=60), waits)
+    assert enroll_idle(db, runtime, shopify.org_id) == 1
+    assert count(db, shopify.org_id, "app.outbox", "status = 'scheduled'") == 1
+
+    completed = modern_checkout(shopify, 3201, updated_ago=1)
+    completed["completed_at"] = completed["updated_at"]
+    post_checkout(client, shopify, completed)
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"], cart["status"]) == (
+        "tok-3201",
+        "3201",
+        "converted",
+    )
+    assert count(db, shopify.org_id, "app.outbox", "status = 'scheduled'") == 0
+    assert count(db, shopify.org_id, "app.outbox", "reason = 'cart_converted'") == 1
