@@ -23,7 +23,9 @@ committed. Running it again with the same ``since`` after it finished does nothi
 delivery keeps its own key (the platform's delivery id), so the raw event of a webhook and
 of a sync of the same version may both exist; the canonical state cannot diverge, because
 carts are upserted by (platform, external id) with the older-never-wins rule on the
-platform's ``updated_at``, and orders are recorded once by (platform, order id).
+platform's ``updated_at``, and orders are recorded once by (platform, order id). Each page
+first applies the org's acknowledged webhooks the applier has not reached yet
+(``applier.drain``), so it sees the carts they make.
 
 **No sends for old abandonments.** An imported cart whose last platform activity is older
 than the org's abandonment timeout is marked ``abandoned`` directly (``abandoned_at`` = that

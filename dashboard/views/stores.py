@@ -31,9 +31,7 @@ def connect_shopify() -> None:
             user_id = st.session_state["user"]["user_id"]
             try:
                 link = data.shopify_install_link(url, org_id, user_id, shop)
-            except ValueError as exc:
-                st.error(str(exc))
-            except PermissionError as exc:
+            except (ValueError, PermissionError) as exc:
                 st.error(str(exc))
             else:
                 st.code(link, language=None)
