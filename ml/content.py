@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .evaluation import qini_coefficient
 from .features import CONTENT_FEATURES, FeatureSpace, rows_of
+from .linear import linear_of
 
 NAME = "cartrecovery-content"
 METRIC = "heldout_qini"  # higher is better; the promotion rule compares it
@@ -61,6 +62,16 @@ class ContentModel:
         """(P(recovery | code), P(recovery | no code)) per row."""
         x = self.space.matrix(rows, CONTENT_FEATURES)
         return _proba(self.treated, x), _proba(self.control, x)
+
+    def predict_one(self, cart: dict, sent_at: int) -> tuple[float, float]:
+        """(P(recovery | code), P(recovery | no code)) of one cart sent at ``sent_at``: the
+        :meth:`predict` of its row, computed the way delivery can afford per message."""
+        columns = self.space.cart_columns(cart, np.asarray([sent_at], dtype=np.int64))
+        columns = {k: v if type(v) is float else float(v[0]) for k, v in columns.items()}
+        return (
+            linear_of(self, "treated", CONTENT_FEATURES).proba(columns),
+            linear_of(self, "control", CONTENT_FEATURES).proba(columns),
+        )
 
     def uplift(self, rows: dict) -> np.ndarray:
         p1, p0 = self.predict(rows)

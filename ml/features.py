@@ -19,6 +19,7 @@ global rate; the prior strengths are estimated from the data by the method of mo
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,8 +108,8 @@ def customer_key(customer_id, email, cart_id) -> str:
     return str(cart_id)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
+def _logit(p):
+    p = np.minimum(np.maximum(p, 1e-4), 1 - 1e-4)
     return np.log(p / (1 - p))
 
 
@@ -121,6 +122,10 @@ def _smooth(counts: np.ndarray, period: int) -> np.ndarray:
     for offset, weight in zip(range(-half, half + 1), KERNEL, strict=True):
         out += weight * np.roll(days, offset, axis=-1)
     return out.reshape(shape)
+
+
+# _smooth over the day buckets as a matrix (row @ _SMOOTHING): one product per cart.
+_SMOOTHING = _smooth(np.eye(DAY_BUCKETS), 24)
 
 
 def prior_strength(sends: np.ndarray, clicks: np.ndarray, minimum: int = 5) -> float:
@@ -159,6 +164,22 @@ def local_hour_of_week(instants, timezones) -> np.ndarray:
             (local.dt.weekday().cast(pl.Int64) - 1) * 24 + local.dt.hour().cast(pl.Int64)
         ).to_numpy()
     return out
+
+
+def _hours_of_week_one_zone(instants: np.ndarray, timezone: str) -> np.ndarray:
+    """:func:`local_hour_of_week` of instants in one zone: when the zone's UTC offset is the
+    same at the first and the last instant (no daylight-saving change between them: a
+    scoring window is a day or so), one offset serves them all; else each is converted."""
+    if not len(instants):
+        return np.zeros(0, dtype=np.int64)
+    zone = _zone(str(timezone))
+    first = datetime.fromtimestamp(int(instants.min()), zone).utcoffset()
+    last = datetime.fromtimestamp(int(instants.max()), zone).utcoffset()
+    if first != last:
+        return local_hour_of_week(instants, np.repeat(str(timezone), len(instants)))
+    # The epoch began on a Thursday: hour 72 of its week counted from Monday 00h.
+    local = instants + int(first.total_seconds())
+    return (local // 3600 + 72) % HOURS_OF_WEEK
 
 
 _ZONES: dict[str, ZoneInfo] = {}
@@ -346,6 +367,78 @@ class FeatureSpace:
             ),
         }
 
+    # -- one cart at scoring time ------------------------------------------------------
+    def cart_columns(self, cart: dict, sent_at: np.ndarray) -> dict[str, float | np.ndarray]:
+        """The features of one cart (a message-log row without ``sent_at``) at each instant
+        of ``sent_at``: the same values as :meth:`columns` gives for those rows
+        (tests/test_models.py checks it), computed for delivery's per-message budget. The
+        features that do not depend on the instant are Python floats, computed once; those
+        that do are arrays over ``sent_at``."""
+        sent_at = np.asarray(sent_at, dtype=np.int64)
+        how = _hours_of_week_one_zone(sent_at, cart["timezone"])
+        bucket = _day_bucket(how)
+        g = self.global_rate[how]
+        seg = self._segment_lookup().get(str(cart["device"]), -1)
+        seg_rate = self.segment_rate[seg, bucket] if seg >= 0 else g
+        cust = self.customer_index.get(str(cart["customer_key"]), -1)
+        base = self.overall_recovery
+        if cust >= 0 and len(self.customer_sends):
+            at = _SMOOTHING[:, bucket]
+            sm_s = self.customer_sends[cust].astype(float) @ at
+            sm_c = self.customer_clicks[cust].astype(float) @ at
+            sends, clicks, recoveries, coded, rec_code, rec_none = (
+                float(v) for v in self.customer_totals[cust]
+            )
+            last = float(self.customer_last[cust])
+        else:
+            sm_s = sm_c = 0.0
+            sends = clicks = recoveries = coded = rec_code = rec_none = 0.0
+            last = -math.inf
+        k = self.customer_strength
+        cust_rate = (sm_c + k * seg_rate) / (sm_s + k)
+        with_code = (rec_code + 5 * base) / (coded + 5)
+        without = (rec_none + 5 * base) / (sends - coded + 5)
+        abandoned = float(cart["abandoned_at"])
+        gap = (abandoned - last) / 86400.0 if cust >= 0 and math.isfinite(last) else 365.0
+        gap = 365.0 if gap <= 0 else gap
+        channel, device = str(cart["channel"]), str(cart["device"])
+        hod = how % 24
+        log_value = math.log1p(max(float(cart["cart_value"]), 0.0))
+        mobile = float(device == "mobile")
+        return {
+            "eng_customer": _logit(cust_rate),
+            "eng_segment": _logit(seg_rate),
+            "eng_global": _logit(g),
+            "customer_sends": math.log1p(sends),
+            "hod_sin": np.sin(2 * np.pi * hod / 24),
+            "hod_cos": np.cos(2 * np.pi * hod / 24),
+            "weekend": (how >= 120).astype(float),
+            "hours_late": np.maximum(0.0, (sent_at - abandoned) / 3600.0),
+            "channel_email": float(channel == "email"),
+            "channel_sms": float(channel == "sms"),
+            "channel_push": float(channel == "push"),
+            "device_mobile": mobile,
+            "device_desktop": float(device == "desktop"),
+            "log_cart_value": log_value,
+            "mobile_x_value": mobile * log_value,
+            "code_lift_x_value": (with_code - without) * log_value,
+            "item_count": float(cart["item_count"]),
+            "customer_clicks": math.log1p(clicks),
+            "customer_recoveries": math.log1p(recoveries),
+            "customer_code_lift": with_code - without,
+            "recency_days": math.log1p(min(gap, 365.0)),
+            "store_rate": self.stores.get(str(cart["store_key"]), base),
+            "discount_rate": float(cart["discount_rate"]),
+            "variant_b": float(str(cart.get("variant", "A")) == "B"),
+        }
+
+    def _segment_lookup(self) -> dict[str, int]:
+        lookup = self.__dict__.get("_segments_at")
+        if lookup is None:
+            lookup = {s: i for i, s in enumerate(self.segments)}
+            self.__dict__["_segments_at"] = lookup
+        return lookup
+
     def matrix(self, rows: dict, names, *, history_only: bool = False) -> np.ndarray:
         """The features ``names`` of ``rows`` as a float matrix (columns in that order)."""
         cols = self.columns(rows, history_only=history_only)
@@ -444,8 +537,8 @@ _MARTS_QUERIES = {
                c.customer_id::text AS customer_id, c.email,
                c.cart_value::float8 AS cart_value, coalesce(c.item_count, 0)::bigint AS item_count,
                extract(epoch FROM a.abandoned_at)::bigint AS abandoned_at,
-               cu.timezone
-        FROM {staging}.stg_app__carts c
+               cu.timezone, c.device
+        FROM {marts}.fct_carts c
         JOIN {marts}.fct_abandoned_carts a ON a.org_id = c.org_id AND a.cart_id = c.cart_id
         LEFT JOIN {staging}.stg_app__customers cu
           ON cu.org_id = c.org_id AND cu.customer_id = c.customer_id
@@ -491,7 +584,8 @@ def load_messages(database_url: str, schema_prefix: str = "analytics") -> pl.Dat
         """
         SELECT m.org_id AS store_key,
                coalesce(c.customer_id, lower(c.email), m.cart_id) AS customer_key,
-               m.cart_id AS cart_key, m.channel, coalesce(s.device, 'unknown') AS device,
+               m.cart_id AS cart_key, m.channel,
+               coalesce(nullif(c.device, 'unknown'), s.device, 'unknown') AS device,
                coalesce(c.timezone, 'UTC') AS timezone, m.variant,
                coalesce(c.cart_value, 0) AS cart_value, c.item_count,
                c.abandoned_at, m.sent_at,
