@@ -32,6 +32,8 @@ HOURS_OF_WEEK = 168
 DAY_BUCKETS = 48  # customer level: local hour of day x (weekday, weekend)
 CHANNELS = ("email", "sms", "push")
 DEVICES = ("mobile", "desktop")
+# Cart value in hundreds, capped: an outlier cart must not set the code's modelled effect.
+MAX_VALUE_HUNDREDS = 5.0
 # Circular smoothing over neighbouring local hours: a click at 19:00 says something about 18h.
 KERNEL = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
 
@@ -93,9 +95,12 @@ CONTENT_FEATURES = (
     "store_rate",
     "hours_late",
     "variant_b",
-    "mobile_x_value",
-    "code_lift_x_value",
+    "value_hundreds",
+    "mobile_x_value_hundreds",
 )
+# What the code's effect may depend on in the content model (ml/content.py): a code is worth
+# more money on a bigger cart, and deal seekers are more often on phones.
+UPLIFT_FEATURES = ("device_mobile", "value_hundreds", "mobile_x_value_hundreds")
 
 
 def customer_key(customer_id, email, cart_id) -> str:
@@ -334,7 +339,9 @@ class FeatureSpace:
         device = np.asarray(rows["device"]).astype(str)
         hod = how % 24
         store = np.asarray(rows["store_key"]).astype(str)
-        log_value = np.log1p(np.maximum(np.asarray(rows["cart_value"], float), 0))
+        value = np.maximum(np.asarray(rows["cart_value"], float), 0)
+        log_value = np.log1p(value)
+        hundreds = np.minimum(value / 100.0, MAX_VALUE_HUNDREDS)
         mobile = (device == "mobile").astype(float)
         return {
             "eng_customer": _logit(cust_rate),
@@ -352,9 +359,9 @@ class FeatureSpace:
             "device_desktop": (device == "desktop").astype(float),
             "log_cart_value": log_value,
             # A code's effect grows with the cart for price-sensitive people: the uplift
-            # learner is linear, so it gets the interactions.
-            "mobile_x_value": mobile * log_value,
-            "code_lift_x_value": (with_code - without) * log_value,
+            # learner is linear, so it gets the interaction.
+            "value_hundreds": hundreds,
+            "mobile_x_value_hundreds": mobile * hundreds,
             "item_count": np.asarray(rows["item_count"], dtype=float),
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
@@ -377,42 +384,52 @@ class FeatureSpace:
         sent_at = np.asarray(sent_at, dtype=np.int64)
         how = _hours_of_week_one_zone(sent_at, cart["timezone"])
         bucket = _day_bucket(how)
-        g = self.global_rate[how]
-        seg = self._segment_lookup().get(str(cart["device"]), -1)
-        seg_rate = self.segment_rate[seg, bucket] if seg >= 0 else g
+        tables = self._scoring_tables()
+        seg = tables["segments"].get(str(cart["device"]), -1)
         cust = self.customer_index.get(str(cart["customer_key"]), -1)
         base = self.overall_recovery
+        k = self.customer_strength
         if cust >= 0 and len(self.customer_sends):
-            at = _SMOOTHING[:, bucket]
-            sm_s = self.customer_sends[cust].astype(float) @ at
-            sm_c = self.customer_clicks[cust].astype(float) @ at
+            # The customer's smoothed sends and clicks per day bucket (48 values), pooled
+            # toward the segment's bucket rates where the segment is known.
+            sm_s = self.customer_sends[cust].astype(float) @ _SMOOTHING
+            sm_c = self.customer_clicks[cust].astype(float) @ _SMOOTHING
+            if seg >= 0:
+                eng_customer = _logit((sm_c + k * self.segment_rate[seg]) / (sm_s + k))[bucket]
+            else:
+                g = self.global_rate[how]
+                eng_customer = _logit((sm_c[bucket] + k * g) / (sm_s[bucket] + k))
             sends, clicks, recoveries, coded, rec_code, rec_none = (
                 float(v) for v in self.customer_totals[cust]
             )
             last = float(self.customer_last[cust])
-        else:
-            sm_s = sm_c = 0.0
+        else:  # no history: the customer's rate is the segment's (or the global one)
+            eng_customer = None
             sends = clicks = recoveries = coded = rec_code = rec_none = 0.0
             last = -math.inf
-        k = self.customer_strength
-        cust_rate = (sm_c + k * seg_rate) / (sm_s + k)
+        eng_global = tables["eng_global"][how]
+        eng_segment = tables["eng_segment"][seg, bucket] if seg >= 0 else eng_global
+        if eng_customer is None:
+            rate = self.segment_rate[seg, bucket] if seg >= 0 else self.global_rate[how]
+            eng_customer = _logit((k * rate) / k)
         with_code = (rec_code + 5 * base) / (coded + 5)
         without = (rec_none + 5 * base) / (sends - coded + 5)
         abandoned = float(cart["abandoned_at"])
         gap = (abandoned - last) / 86400.0 if cust >= 0 and math.isfinite(last) else 365.0
         gap = 365.0 if gap <= 0 else gap
         channel, device = str(cart["channel"]), str(cart["device"])
-        hod = how % 24
-        log_value = math.log1p(max(float(cart["cart_value"]), 0.0))
+        value = max(float(cart["cart_value"]), 0.0)
+        log_value = math.log1p(value)
+        hundreds = min(value / 100.0, MAX_VALUE_HUNDREDS)
         mobile = float(device == "mobile")
         return {
-            "eng_customer": _logit(cust_rate),
-            "eng_segment": _logit(seg_rate),
-            "eng_global": _logit(g),
+            "eng_customer": eng_customer,
+            "eng_segment": eng_segment,
+            "eng_global": eng_global,
             "customer_sends": math.log1p(sends),
-            "hod_sin": np.sin(2 * np.pi * hod / 24),
-            "hod_cos": np.cos(2 * np.pi * hod / 24),
-            "weekend": (how >= 120).astype(float),
+            "hod_sin": tables["hod_sin"][how],
+            "hod_cos": tables["hod_cos"][how],
+            "weekend": tables["weekend"][how],
             "hours_late": np.maximum(0.0, (sent_at - abandoned) / 3600.0),
             "channel_email": float(channel == "email"),
             "channel_sms": float(channel == "sms"),
@@ -420,8 +437,8 @@ class FeatureSpace:
             "device_mobile": mobile,
             "device_desktop": float(device == "desktop"),
             "log_cart_value": log_value,
-            "mobile_x_value": mobile * log_value,
-            "code_lift_x_value": (with_code - without) * log_value,
+            "value_hundreds": hundreds,
+            "mobile_x_value_hundreds": mobile * hundreds,
             "item_count": float(cart["item_count"]),
             "customer_clicks": math.log1p(clicks),
             "customer_recoveries": math.log1p(recoveries),
@@ -432,12 +449,23 @@ class FeatureSpace:
             "variant_b": float(str(cart.get("variant", "A")) == "B"),
         }
 
-    def _segment_lookup(self) -> dict[str, int]:
-        lookup = self.__dict__.get("_segments_at")
-        if lookup is None:
-            lookup = {s: i for i, s in enumerate(self.segments)}
-            self.__dict__["_segments_at"] = lookup
-        return lookup
+    def _scoring_tables(self) -> dict:
+        """What :meth:`cart_columns` looks up by local hour of week or segment bucket, made
+        once per fitted space (the same expressions as :meth:`columns`, over every hour)."""
+        tables = self.__dict__.get("_tables")
+        if tables is None:
+            how = np.arange(HOURS_OF_WEEK)
+            hod = how % 24
+            tables = {
+                "segments": {s: i for i, s in enumerate(self.segments)},
+                "eng_global": _logit(self.global_rate),
+                "eng_segment": _logit(self.segment_rate),
+                "hod_sin": np.sin(2 * np.pi * hod / 24),
+                "hod_cos": np.cos(2 * np.pi * hod / 24),
+                "weekend": (how >= 120).astype(float),
+            }
+            self.__dict__["_tables"] = tables
+        return tables
 
     def matrix(self, rows: dict, names, *, history_only: bool = False) -> np.ndarray:
         """The features ``names`` of ``rows`` as a float matrix (columns in that order)."""
