@@ -74,6 +74,7 @@ def latency(seed: int, n: int = 3000) -> dict:
     test = truth.carts(pop, n, seed=seed + 3)
     rng = np.random.default_rng(seed)
     times, cpu = [], []
+    load = os.getloadavg()[0]
     for i in range(n):
         row = {
             "store_key": "s0",
@@ -90,13 +91,13 @@ def latency(seed: int, n: int = 3000) -> dict:
         started, started_cpu = time.perf_counter(), time.thread_time()
         candidates = truth.window_instants(row["abandoned_at"])
         choice = send.choose(row, candidates, np.ones(len(candidates), bool), *rng.random(2))
-        one = {k: np.asarray([v]) for k, v in row.items()}
-        one["sent_at"] = np.asarray([int(candidates[choice.index])])
-        content.offer(one, np.asarray([0.15]), 0.4)
+        p_code, p_none = content.predict_one(row, int(candidates[choice.index]))
+        bool(p_code * (0.4 - 0.15) > p_none * 0.4)  # the decision delivery takes
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.thread_time() - started_cpu) * 1000)
     times, cpu = np.asarray(times[100:]), np.asarray(cpu[100:])  # after warm-up
     return {
+        "load": load,
         "messages": len(times),
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
@@ -152,8 +153,9 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
         "",
         "| recipients per store | stores pooled | messages trained on | recovery fixed | "
         "recovery model | gain (goal +10%) | oracle | margin always-code | margin "
-        "uplift-gated | gain (goal +10%) | code offered to | oracle margin gain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "uplift-gated | gain (goal +10%) | code offered to | best visible rule | oracle margin "
+        "gain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for q in results["quality"]:
         s, c = q["send_time"], q["content"]
@@ -170,7 +172,8 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
             f"{_pct(s['relative_gain'])}{' MISSED' if 'send time' in flags else ''} | "
             f"{s['recovery_oracle']:.4f} | {c['margin_always']:,.0f} | {c['margin_model']:,.0f} "
             f"| {_pct(c['relative_gain_vs_always'])}{' MISSED' if 'discount' in flags else ''} "
-            f"| {c['offer_share']:.0%} | {_pct(c['margin_oracle'] / c['margin_always'] - 1)} |"
+            f"| {c['offer_share']:.0%} | {_pct(c['margin_visible_rule'] / c['margin_always'] - 1)} "
+            f"| {_pct(c['margin_oracle'] / c['margin_always'] - 1)} |"
         )
     lat = results["latency"]
     if lat["p99_ms"] >= GOAL_P99_MS:
@@ -184,7 +187,7 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
         f"{', MISSED' if lat['p99_ms'] >= GOAL_P99_MS else ''}), max {lat['max_ms']:.2f} ms; "
         f"CPU time of the scoring thread p50 {lat['cpu_p50_ms']:.3f} ms, p99 "
         f"{lat['cpu_p99_ms']:.3f} ms (wall minus CPU is time the two shared cores gave to "
-        "other processes).",
+        f"other processes; load average {lat['load']:.2f} when it started).",
         f"- Training at {tr['events']:,} message events: send-time model "
         f"{tr['send_time_s']:.1f} s, content model {tr['content_s']:.1f} s (features "
         f"included; simulating the log took {tr['simulate_s']:.1f} s).",
@@ -193,11 +196,14 @@ def report(results: dict, args, wall: float) -> tuple[str, list[str]]:
         "offered exactly where it pays, under the truth (hidden sensitivity known): ceilings.",
         "- Reading the discount rows: most of a code's uplift comes from a customer's hidden "
         "sensitivity; what the models see of it (device, cart value, the customer's own "
-        "history with codes) is a weak proxy: on this truth the best rule on visible "
-        "attributes alone (mobile and cart over 100) gains about +11%, and uplift gating "
-        "mostly gains by not giving codes to customers who buy anyway.",
-        "- Reading the latency: the goal is met in CPU time; wall-clock p99 includes time "
-        "the two shared cores gave to other processes (see the load average).",
+        "history with codes) is a weak proxy. `best visible rule`: the best rule on device "
+        "and cart value alone (offer to phones, or to all, above a cart value), chosen on the "
+        "truth of the evaluated carts: the ceiling of any model that cannot see the hidden "
+        "sensitivity. Uplift gating gains mostly by not giving codes to customers who buy "
+        "anyway; where that ceiling is near +10%, the estimate from a few thousand messages "
+        "(a few hundred recoveries) cannot reach it.",
+        "- Reading the latency: the wall-clock figures include time the two shared cores gave "
+        "to other processes (see the load average); the CPU time is the scoring's own.",
     ]
     if missed:
         lines += ["", "Goals missed: " + "; ".join(missed) + "."]

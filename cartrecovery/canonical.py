@@ -18,6 +18,7 @@ from uuid import UUID
 import msgspec
 
 from . import phones
+from .devices import DEVICE_CLASSES
 
 MAX_MONEY = Decimal("1e12")  # app.carts/orders hold numeric(14, 2)
 MAX_ITEMS = 2**31  # app.carts.item_count (the sum of the quantities) is an integer
@@ -188,12 +189,16 @@ class CanonicalCart(_Canonical, kw_only=True):
     restore_url: str | None = None
     source_created_at: datetime | None = None
     source_updated_at: datetime | None = None
+    # The shopper's device class (cartrecovery.devices); None: unknown.
+    device: str | None = None
 
     def __post_init__(self) -> None:
         # Written for speed (it runs for every cart event): one test per field in the
         # common case, the slow paths only for values that need them.
         if type(self.platform) is not str or not self.platform:
             raise InvalidCanonical("platform must be a name")
+        if self.device is not None and self.device not in DEVICE_CLASSES:
+            raise InvalidCanonical(f"device must be one of {', '.join(DEVICE_CLASSES)}")
         ext = self.external_id
         if type(ext) is not str or not ext or ext[0].isspace() or ext[-1].isspace():
             self.external_id = _external_id(ext)
@@ -333,6 +338,7 @@ def merge_carts(old: CanonicalCart, new: CanonicalCart) -> CanonicalCart:
         "timezone",
         "accepts_marketing",
         "customer_external_id",
+        "device",
     ):
         if getattr(winner, name) is None:
             data[name] = getattr(loser, name)

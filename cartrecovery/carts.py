@@ -77,6 +77,7 @@ _CART_ROW = (
     ("source_created_at", "timestamptz"),
     ("source_updated_at", "timestamptz"),
     ("checkout_id", "text"),
+    ("device", "text"),
 )
 
 
@@ -110,7 +111,7 @@ def _upsert_sql(with_content: bool, customer: str | None = None, where: str = ""
 INSERT INTO app.carts AS c
     (org_id, platform, external_id, cart_token, connection_id, customer_id, email, phone,
      currency, total_price, item_count, line_items, restore_url, source_created_at,
-     source_updated_at, checkout_id, last_activity_at)
+     source_updated_at, checkout_id, device, last_activity_at)
 {_cart_source(customer)}
 {where}
 ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
@@ -121,7 +122,8 @@ ON CONFLICT (org_id, platform, external_id) DO UPDATE SET
     {_keep_known("email")},
     {_keep_known("phone")},
     {_keep_known("currency")},
-    {_keep_known("restore_url")},{content}
+    {_keep_known("restore_url")},
+    {_keep_known("device")},{content}
     source_created_at = LEAST(c.source_created_at, EXCLUDED.source_created_at),
     source_updated_at = GREATEST(c.source_updated_at, EXCLUDED.source_updated_at),
     last_activity_at = CASE WHEN {_FRESH} THEN now() ELSE c.last_activity_at END,
@@ -312,6 +314,7 @@ def _cart_columns(org_id: UUID, rows: list[CanonicalCart], customer_ids: list) -
         [c.source_created_at for c in rows],
         [c.source_updated_at for c in rows],
         [c.checkout_id for c in rows],
+        [c.device for c in rows],
     )
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from . import client_clock, phones
 from .canonical import MAX_MONEY, CanonicalCart, CanonicalOrder, LineItem, sum_items
+from .devices import MAX_USER_AGENT, device_class
 
 SOURCE = "api"
 MAX_BATCH = 1000
@@ -89,6 +90,10 @@ class CartData(_Body):
     line_items: list[TrackLineItem] | None = Field(default=None, max_length=500)
     restore_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     order: TrackOrder | None = None
+    # The shopper's device class, or their browser's User-Agent for us to classify (a store
+    # server relaying the event); neither: the request's own User-Agent (the JS snippet).
+    device: Literal["desktop", "mobile", "tablet"] | None = None
+    user_agent: str | None = Field(default=None, max_length=MAX_USER_AGENT)
 
     @field_validator("email")
     @classmethod
@@ -156,11 +161,18 @@ class TrackEvent(_Body):
 
 
 def to_cart(
-    event: TrackEvent, platform: str = SOURCE, connection_id: UUID | None = None
+    event: TrackEvent,
+    platform: str = SOURCE,
+    connection_id: UUID | None = None,
+    request_device: str | None = None,
 ) -> CanonicalCart:
     """The validated event as a canonical cart (its values are validated already; the
-    canonical cart lowers the email and uppers the currency)."""
+    canonical cart lowers the email and uppers the currency).
+
+    The device is the event's ``device``, else its ``user_agent`` classified, else
+    ``request_device`` (the class of the request's own User-Agent, when a browser sent it)."""
     data, customer = event.cart_data, event.cart_data.customer
+    device = data.device or device_class(data.user_agent) or request_device
     lines = (
         None
         if data.line_items is None
@@ -200,6 +212,7 @@ def to_cart(
         restore_url=data.restore_url,
         source_created_at=event.timestamp,
         source_updated_at=event.timestamp,
+        device=device,
         **who,
     )
 

@@ -188,20 +188,18 @@ def _discount(result, details, step, row, rate, channel, control) -> None:
         cols["discount_decision"] = "fallback:no_discount_rate"
         return
     try:
-        rows = {k: np.asarray([v]) for k, v in row.items()}
-        rows["sent_at"] = np.asarray([int(result.due_at.timestamp())])
-        p_code, p_none = model.predict(rows)
+        p_code, p_none = model.predict_one(row, int(result.due_at.timestamp()))
         margin = float(_setting(step, "smart_discount_margin"))
-        offer = bool(p_code[0] * (margin - rate) > p_none[0] * margin)
+        offer = bool(p_code * (margin - rate) > p_none * margin)
     except Exception as exc:
         log.warning("content scoring failed, the step's discount applies: %s", exc)
         cols["discount_decision"] = f"fallback:error: {type(exc).__name__}: {exc}"[:300]
         return
     cols |= {"discount_decision": "model", "discount_offered": offer}
     details |= {
-        "p_recovery_code": float(p_code[0]),
-        "p_recovery_no_code": float(p_none[0]),
-        "uplift": float(p_code[0] - p_none[0]),
+        "p_recovery_code": float(p_code),
+        "p_recovery_no_code": float(p_none),
+        "uplift": float(p_code - p_none),
         "margin": margin,
     }
     if not offer:

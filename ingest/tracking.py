@@ -25,6 +25,7 @@ from pydantic import (
 
 from cartrecovery import telemetry
 from cartrecovery.carts import find_cart, upsert_carts
+from cartrecovery.devices import device_class
 from cartrecovery.events import (
     EventRow,
     append_events,
@@ -58,10 +59,13 @@ class Accepted:
         self.dedup_key = event.event_id or body_hash(canonical_json(raw))
 
 
-def ingest(conn: psycopg.Connection, org_id: UUID, items: list[Accepted]) -> dict[int, dict]:
+def ingest(
+    conn: psycopg.Connection, org_id: UUID, items: list[Accepted], device: str | None = None
+) -> dict[int, dict]:
     """Apply validated events in one transaction, set-based. Returns per index
     ``{"status": "accepted"|"duplicate", "event_id"?, "cart_id"?}``; an event whose key was
-    seen before, or earlier in ``items``, is a duplicate and changes nothing."""
+    seen before, or earlier in ``items``, is a duplicate and changes nothing. ``device``: the
+    class of the request's User-Agent, for events that name none (tracking_events.to_cart)."""
     claimed = claim_events(conn, org_id, [(SOURCE, i.dedup_key) for i in items])
     fresh: list[Accepted] = []
     results: dict[int, dict] = {}
@@ -77,7 +81,7 @@ def ingest(conn: psycopg.Connection, org_id: UUID, items: list[Accepted]) -> dic
 
     # Source time order, so a batch's own updates fold the way separate calls would.
     fresh.sort(key=lambda i: (i.event.timestamp, i.index))
-    cart_ids = upsert_carts(conn, org_id, [to_cart(i.event) for i in fresh])
+    cart_ids = upsert_carts(conn, org_id, [to_cart(i.event, request_device=device) for i in fresh])
     for item, cart_id in zip(fresh, cart_ids, strict=True):
         results[item.index]["cart_id"] = cart_id
         if item.event.event == "order_completed":
@@ -111,7 +115,7 @@ def track():
         _reject_nul(raw)
     item = Accepted(0, TrackEvent.model_validate(raw), raw)  # ValidationError → 400
     with tenant_transaction() as (conn, _):
-        result = ingest(conn, g.org_id, [item])[0]
+        result = ingest(conn, g.org_id, [item], _request_device())[0]
         if result["status"] == "duplicate":
             result["event_id"] = existing_event_id(conn, g.org_id, SOURCE, item.dedup_key)
             cart = find_cart(conn, g.org_id, SOURCE, external_ids=[item.event.cart_data.cart_id])
@@ -161,7 +165,7 @@ def batch():
     outcome: dict[int, dict] = {}
     if accepted:
         with tenant_transaction() as (conn, _):
-            outcome = ingest(conn, g.org_id, accepted)
+            outcome = ingest(conn, g.org_id, accepted, _request_device())
     results = []
     for index in range(len(events)):
         if index in rejected:
@@ -182,6 +186,12 @@ def batch():
         "duplicates": counts["duplicate"],
         "rejected": counts["rejected"],
     }, 202
+
+
+def _request_device() -> str | None:
+    # The JS snippet posts from the shopper's browser: its User-Agent is theirs. A store
+    # server's HTTP client classifies as unknown (None), so it never overwrites a device.
+    return device_class(request.headers.get("User-Agent"))
 
 
 def _json_body() -> Any:

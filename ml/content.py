@@ -1,10 +1,15 @@
 """The content model: recovery probability of each variant of a step, with and without the
 discount code, and the code's uplift (docs/models.md, "Content model").
 
-A two-model ("T-learner") uplift estimator: one logistic regression fitted on messages
-that carried a code, one on messages that did not (the history must randomise the code, as
-the step's control share and the simulator's log do). The code is offered only when the
-expected margin with it beats the margin without::
+One logistic regression of recovery on the cart's features, the code (0/1), and the code
+times a few features it may act through (:data:`ml.features.UPLIFT_FEATURES`: device and
+cart value): an "S-learner" with treatment interactions. The outcome's dependence on
+everything else is learned once from all messages, with and without a code, so the uplift
+is estimated from the interaction terms alone; two separate models ("T-learner", the first
+version) each spent half the data relearning the shared part and their difference was
+noisier (docs/models.md). The history must randomise the code, as the step's control share
+and the simulator's log do. The code is offered only when the expected margin with it beats
+the margin without::
 
     P(recover | code) * value * (margin - discount)  >  P(recover | no code) * value * margin
 """
@@ -21,21 +26,24 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .evaluation import qini_coefficient
-from .features import CONTENT_FEATURES, FeatureSpace, rows_of
+from .features import CONTENT_FEATURES, UPLIFT_FEATURES, FeatureSpace, rows_of
+from .linear import linear_of
 
 NAME = "cartrecovery-content"
 METRIC = "heldout_qini"  # higher is better; the promotion rule compares it
 DEFAULT_MARGIN = 0.4
+# The model's inputs: the features, the code, the code times each uplift feature.
+DESIGN = (*CONTENT_FEATURES, "code", *(f"code_x_{f}" for f in UPLIFT_FEATURES))
 
 
-def _fit(x: np.ndarray, y: np.ndarray, seed: int):
-    # Logistic rather than boosted trees: recoveries are rare, and the difference of two
-    # flexible models is mostly noise at these sizes (gradient boosting was measured worse on
-    # the simulator's truth; docs/models.md).
-    if len(np.unique(y)) < 2:
-        raise ValueError("an arm of the training data has a single outcome: nothing to learn")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
-    return model.fit(x, y)
+def _design(columns: dict, code) -> dict:
+    """``columns`` with the code (1.0/0.0, or an array) and its interactions added."""
+    return columns | {"code": code} | {f"code_x_{f}": code * columns[f] for f in UPLIFT_FEATURES}
+
+
+def _matrix(columns: dict, code: np.ndarray) -> np.ndarray:
+    design = _design(columns, code)
+    return np.column_stack([design[name] for name in DESIGN])
 
 
 @dataclass
@@ -43,24 +51,40 @@ class ContentModel:
     output_names: ClassVar[tuple[str, str]] = ("p_recovery_code", "p_recovery_no_code")
 
     space: FeatureSpace
-    treated: object  # P(recovery | code)
-    control: object  # P(recovery | no code)
+    outcome: object  # P(recovery | features, code)
 
     @classmethod
     def train(cls, log: pl.DataFrame, seed: int = 0) -> ContentModel:
         space = FeatureSpace.fit(log)
         rows = rows_of(log)
-        x = space.matrix(rows, CONTENT_FEATURES, history_only=True)
+        columns = space.columns(rows, history_only=True)
         y = rows["recovered"].astype(int)
         coded = rows["discount_rate"] > 0
         if coded.all() or not coded.any():
             raise ValueError("the history has no randomised discount: uplift cannot be learned")
-        return cls(space, _fit(x[coded], y[coded], seed), _fit(x[~coded], y[~coded], seed))
+        if len(np.unique(y)) < 2:
+            raise ValueError("the training data has a single outcome: nothing to learn")
+        # Logistic rather than boosted trees: recoveries are rare, and a flexible model's
+        # uplift is mostly noise at these sizes (docs/models.md).
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        return cls(space, model.fit(_matrix(columns, coded.astype(float)), y))
 
     def predict(self, rows: dict) -> tuple[np.ndarray, np.ndarray]:
         """(P(recovery | code), P(recovery | no code)) per row."""
-        x = self.space.matrix(rows, CONTENT_FEATURES)
-        return _proba(self.treated, x), _proba(self.control, x)
+        columns = self.space.columns(rows)
+        n = len(rows["sent_at"])
+        return (
+            _proba(self.outcome, _matrix(columns, np.ones(n))),
+            _proba(self.outcome, _matrix(columns, np.zeros(n))),
+        )
+
+    def predict_one(self, cart: dict, sent_at: int) -> tuple[float, float]:
+        """(P(recovery | code), P(recovery | no code)) of one cart sent at ``sent_at``: the
+        :meth:`predict` of its row, computed the way delivery can afford per message."""
+        columns = self.space.cart_columns(cart, np.asarray([sent_at], dtype=np.int64))
+        columns = {k: v if type(v) is float else float(v[0]) for k, v in columns.items()}
+        linear = linear_of(self, "outcome", DESIGN)
+        return linear.proba(_design(columns, 1.0)), linear.proba(_design(columns, 0.0))
 
     def uplift(self, rows: dict) -> np.ndarray:
         p1, p0 = self.predict(rows)

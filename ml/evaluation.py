@@ -158,12 +158,25 @@ def content_value(model, pop, cart_set, discount_rate: float = 0.15, margin: flo
             cart_value=value,
         )
         margins[name] = float(np.sum(p * value * (margin - d)))
+    # The best rule on what a model can see that matters here (device and cart value: offer
+    # to phones, or to everyone, above a cart value), chosen on the truth: the ceiling of
+    # any model without the hidden sensitivity.
+    with_code = true_p[discount_rate] * value * (margin - discount_rate)
+    without = true_p[0.0] * value * margin
+    mobile = np.asarray(pop.device[cart_set.customer]) == "mobile"
+    visible = margins["never"]
+    for floor in np.quantile(value, np.linspace(0, 1, 51)):
+        for who in (mobile, np.ones(n, bool)):
+            code = who & (value >= floor)
+            visible = max(visible, float(np.sum(np.where(code, with_code, without))))
+    margins["visible_rule"] = visible
     return {
         "carts": n,
         "margin_always": margins["always"],
         "margin_never": margins["never"],
         "margin_model": margins["model"],
         "margin_oracle": margins["oracle"],
+        "margin_visible_rule": margins["visible_rule"],
         "offer_share": float(offer.mean()),
         "relative_gain_vs_always": margins["model"] / margins["always"] - 1
         if margins["always"]

@@ -19,6 +19,7 @@ global rate; the prior strengths are estimated from the data by the method of mo
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,8 @@ HOURS_OF_WEEK = 168
 DAY_BUCKETS = 48  # customer level: local hour of day x (weekday, weekend)
 CHANNELS = ("email", "sms", "push")
 DEVICES = ("mobile", "desktop")
+# Cart value in hundreds, capped: an outlier cart must not set the code's modelled effect.
+MAX_VALUE_HUNDREDS = 5.0
 # Circular smoothing over neighbouring local hours: a click at 19:00 says something about 18h.
 KERNEL = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
 
@@ -92,9 +95,12 @@ CONTENT_FEATURES = (
     "store_rate",
     "hours_late",
     "variant_b",
-    "mobile_x_value",
-    "code_lift_x_value",
+    "value_hundreds",
+    "mobile_x_value_hundreds",
 )
+# What the code's effect may depend on in the content model (ml/content.py): a code is worth
+# more money on a bigger cart, and deal seekers are more often on phones.
+UPLIFT_FEATURES = ("device_mobile", "value_hundreds", "mobile_x_value_hundreds")
 
 
 def customer_key(customer_id, email, cart_id) -> str:
@@ -107,8 +113,8 @@ def customer_key(customer_id, email, cart_id) -> str:
     return str(cart_id)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
+def _logit(p):
+    p = np.minimum(np.maximum(p, 1e-4), 1 - 1e-4)
     return np.log(p / (1 - p))
 
 
@@ -121,6 +127,10 @@ def _smooth(counts: np.ndarray, period: int) -> np.ndarray:
     for offset, weight in zip(range(-half, half + 1), KERNEL, strict=True):
         out += weight * np.roll(days, offset, axis=-1)
     return out.reshape(shape)
+
+
+# _smooth over the day buckets as a matrix (row @ _SMOOTHING): one product per cart.
+_SMOOTHING = _smooth(np.eye(DAY_BUCKETS), 24)
 
 
 def prior_strength(sends: np.ndarray, clicks: np.ndarray, minimum: int = 5) -> float:
@@ -159,6 +169,22 @@ def local_hour_of_week(instants, timezones) -> np.ndarray:
             (local.dt.weekday().cast(pl.Int64) - 1) * 24 + local.dt.hour().cast(pl.Int64)
         ).to_numpy()
     return out
+
+
+def _hours_of_week_one_zone(instants: np.ndarray, timezone: str) -> np.ndarray:
+    """:func:`local_hour_of_week` of instants in one zone: when the zone's UTC offset is the
+    same at the first and the last instant (no daylight-saving change between them: a
+    scoring window is a day or so), one offset serves them all; else each is converted."""
+    if not len(instants):
+        return np.zeros(0, dtype=np.int64)
+    zone = _zone(str(timezone))
+    first = datetime.fromtimestamp(int(instants.min()), zone).utcoffset()
+    last = datetime.fromtimestamp(int(instants.max()), zone).utcoffset()
+    if first != last:
+        return local_hour_of_week(instants, np.repeat(str(timezone), len(instants)))
+    # The epoch began on a Thursday: hour 72 of its week counted from Monday 00h.
+    local = instants + int(first.total_seconds())
+    return (local // 3600 + 72) % HOURS_OF_WEEK
 
 
 _ZONES: dict[str, ZoneInfo] = {}
@@ -313,7 +339,9 @@ class FeatureSpace:
         device = np.asarray(rows["device"]).astype(str)
         hod = how % 24
         store = np.asarray(rows["store_key"]).astype(str)
-        log_value = np.log1p(np.maximum(np.asarray(rows["cart_value"], float), 0))
+        value = np.maximum(np.asarray(rows["cart_value"], float), 0)
+        log_value = np.log1p(value)
+        hundreds = np.minimum(value / 100.0, MAX_VALUE_HUNDREDS)
         mobile = (device == "mobile").astype(float)
         return {
             "eng_customer": _logit(cust_rate),
@@ -331,9 +359,9 @@ class FeatureSpace:
             "device_desktop": (device == "desktop").astype(float),
             "log_cart_value": log_value,
             # A code's effect grows with the cart for price-sensitive people: the uplift
-            # learner is linear, so it gets the interactions.
-            "mobile_x_value": mobile * log_value,
-            "code_lift_x_value": (with_code - without) * log_value,
+            # learner is linear, so it gets the interaction.
+            "value_hundreds": hundreds,
+            "mobile_x_value_hundreds": mobile * hundreds,
             "item_count": np.asarray(rows["item_count"], dtype=float),
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
@@ -345,6 +373,99 @@ class FeatureSpace:
                 float
             ),
         }
+
+    # -- one cart at scoring time ------------------------------------------------------
+    def cart_columns(self, cart: dict, sent_at: np.ndarray) -> dict[str, float | np.ndarray]:
+        """The features of one cart (a message-log row without ``sent_at``) at each instant
+        of ``sent_at``: the same values as :meth:`columns` gives for those rows
+        (tests/test_models.py checks it), computed for delivery's per-message budget. The
+        features that do not depend on the instant are Python floats, computed once; those
+        that do are arrays over ``sent_at``."""
+        sent_at = np.asarray(sent_at, dtype=np.int64)
+        how = _hours_of_week_one_zone(sent_at, cart["timezone"])
+        bucket = _day_bucket(how)
+        tables = self._scoring_tables()
+        seg = tables["segments"].get(str(cart["device"]), -1)
+        cust = self.customer_index.get(str(cart["customer_key"]), -1)
+        base = self.overall_recovery
+        k = self.customer_strength
+        if cust >= 0 and len(self.customer_sends):
+            # The customer's smoothed sends and clicks per day bucket (48 values), pooled
+            # toward the segment's bucket rates where the segment is known.
+            sm_s = self.customer_sends[cust].astype(float) @ _SMOOTHING
+            sm_c = self.customer_clicks[cust].astype(float) @ _SMOOTHING
+            if seg >= 0:
+                eng_customer = _logit((sm_c + k * self.segment_rate[seg]) / (sm_s + k))[bucket]
+            else:
+                g = self.global_rate[how]
+                eng_customer = _logit((sm_c[bucket] + k * g) / (sm_s[bucket] + k))
+            sends, clicks, recoveries, coded, rec_code, rec_none = (
+                float(v) for v in self.customer_totals[cust]
+            )
+            last = float(self.customer_last[cust])
+        else:  # no history: the customer's rate is the segment's (or the global one)
+            eng_customer = None
+            sends = clicks = recoveries = coded = rec_code = rec_none = 0.0
+            last = -math.inf
+        eng_global = tables["eng_global"][how]
+        eng_segment = tables["eng_segment"][seg, bucket] if seg >= 0 else eng_global
+        if eng_customer is None:
+            rate = self.segment_rate[seg, bucket] if seg >= 0 else self.global_rate[how]
+            eng_customer = _logit((k * rate) / k)
+        with_code = (rec_code + 5 * base) / (coded + 5)
+        without = (rec_none + 5 * base) / (sends - coded + 5)
+        abandoned = float(cart["abandoned_at"])
+        gap = (abandoned - last) / 86400.0 if cust >= 0 and math.isfinite(last) else 365.0
+        gap = 365.0 if gap <= 0 else gap
+        channel, device = str(cart["channel"]), str(cart["device"])
+        value = max(float(cart["cart_value"]), 0.0)
+        log_value = math.log1p(value)
+        hundreds = min(value / 100.0, MAX_VALUE_HUNDREDS)
+        mobile = float(device == "mobile")
+        return {
+            "eng_customer": eng_customer,
+            "eng_segment": eng_segment,
+            "eng_global": eng_global,
+            "customer_sends": math.log1p(sends),
+            "hod_sin": tables["hod_sin"][how],
+            "hod_cos": tables["hod_cos"][how],
+            "weekend": tables["weekend"][how],
+            "hours_late": np.maximum(0.0, (sent_at - abandoned) / 3600.0),
+            "channel_email": float(channel == "email"),
+            "channel_sms": float(channel == "sms"),
+            "channel_push": float(channel == "push"),
+            "device_mobile": mobile,
+            "device_desktop": float(device == "desktop"),
+            "log_cart_value": log_value,
+            "value_hundreds": hundreds,
+            "mobile_x_value_hundreds": mobile * hundreds,
+            "item_count": float(cart["item_count"]),
+            "customer_clicks": math.log1p(clicks),
+            "customer_recoveries": math.log1p(recoveries),
+            "customer_code_lift": with_code - without,
+            "recency_days": math.log1p(min(gap, 365.0)),
+            "store_rate": self.stores.get(str(cart["store_key"]), base),
+            "discount_rate": float(cart["discount_rate"]),
+            "variant_b": float(str(cart.get("variant", "A")) == "B"),
+        }
+
+    def _scoring_tables(self) -> dict:
+        """What :meth:`cart_columns` looks up by local hour of week or segment bucket, made
+        once per fitted space (the same expressions as :meth:`columns`, over every hour)."""
+        tables = self.__dict__.get("_tables")
+        if tables is None:
+            how = np.arange(HOURS_OF_WEEK)
+            hod = how % 24
+            tables = {
+                "segments": {s: i for i, s in enumerate(self.segments)},
+                "eng_global": _logit(self.global_rate),
+                "eng_segment": _logit(self.segment_rate),
+                "hod_sin": np.sin(2 * np.pi * hod / 24),
+                "hod_cos": np.cos(2 * np.pi * hod / 24),
+                "weekend": (how >= 120).astype(float),
+            }
+            self.__dict__["_tables"] = tables
+        return tables
 
     def matrix(self, rows: dict, names, *, history_only: bool = False) -> np.ndarray:
         """The features ``names`` of ``rows`` as a float matrix (columns in that order)."""
@@ -444,8 +565,8 @@ _MARTS_QUERIES = {
                c.customer_id::text AS customer_id, c.email,
                c.cart_value::float8 AS cart_value, coalesce(c.item_count, 0)::bigint AS item_count,
                extract(epoch FROM a.abandoned_at)::bigint AS abandoned_at,
-               cu.timezone
-        FROM {staging}.stg_app__carts c
+               cu.timezone, c.device
+        FROM {marts}.fct_carts c
         JOIN {marts}.fct_abandoned_carts a ON a.org_id = c.org_id AND a.cart_id = c.cart_id
         LEFT JOIN {staging}.stg_app__customers cu
           ON cu.org_id = c.org_id AND cu.customer_id = c.customer_id
@@ -491,7 +612,8 @@ def load_messages(database_url: str, schema_prefix: str = "analytics") -> pl.Dat
         """
         SELECT m.org_id AS store_key,
                coalesce(c.customer_id, lower(c.email), m.cart_id) AS customer_key,
-               m.cart_id AS cart_key, m.channel, coalesce(s.device, 'unknown') AS device,
+               m.cart_id AS cart_key, m.channel,
+               coalesce(nullif(c.device, 'unknown'), s.device, 'unknown') AS device,
                coalesce(c.timezone, 'UTC') AS timezone, m.variant,
                coalesce(c.cart_value, 0) AS cart_value, c.item_count,
                c.abandoned_at, m.sent_at,

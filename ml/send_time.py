@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .features import SEND_TIME_FEATURES, FeatureSpace, rows_of
+from .linear import linear_of
 
 NAME = "cartrecovery-send-time"
 METRIC = "heldout_auc_recovery"  # higher is better; the promotion rule compares it
@@ -73,6 +74,13 @@ class SendTimeModel:
         x = self.space.matrix(rows, SEND_TIME_FEATURES)
         return _proba(self.click, x), _proba(self.recovery, x)
 
+    def recovery_at(self, cart: dict, candidates: np.ndarray) -> np.ndarray:
+        """P(recovery) of one cart sent at each of ``candidates``: :meth:`predict` of
+        :meth:`candidate_rows`, computed the way delivery can afford per message."""
+        columns = self.space.cart_columns(cart, candidates)
+        p = linear_of(self, "recovery", SEND_TIME_FEATURES).proba(columns)
+        return np.broadcast_to(p, np.shape(candidates)).astype(float)
+
     def candidate_rows(self, cart: dict, candidates: np.ndarray) -> dict:
         """One cart's features repeated over its candidate instants (UTC epoch seconds)."""
         n = len(candidates)
@@ -103,7 +111,7 @@ class SendTimeModel:
         options = np.flatnonzero(allowed)
         if not len(options):
             raise ValueError("no candidate instant is allowed")
-        _, q = self.predict(self.candidate_rows(cart, candidates))
+        q = self.recovery_at(cart, candidates)
         greedy = int(options[np.argmax(q[options])])
         explored = draw < self.explore
         index = (

@@ -153,6 +153,11 @@ class Store:
                         converted,
                     ),
                 )
+            # The shopper's browser said mobile (tracking request; tests/test_device.py).
+            conn.execute(
+                "UPDATE app.carts SET device = 'mobile' WHERE org_id = %s AND cart_id = %s",
+                (self.org_id, self.carts["recovered"]),
+            )
             enrollment_id = conn.execute(
                 "INSERT INTO app.enrollments (org_id, cart_id, campaign_id) VALUES (%s, %s, %s)"
                 " RETURNING enrollment_id",
@@ -637,3 +642,4 @@ def test_the_model_features_read_the_marts(built, database_url):
     assert message["abandoned_at"] == int(store.abandoned_at.timestamp())
     assert message["cart_value"] == pytest.approx(71.82)
     assert message["propensity"] is None  # sent before any model scored it
+    assert message["device"] == "mobile"  # app.carts.device through staging and fct_carts

@@ -432,6 +432,37 @@ def test_send_time_model_beats_the_fixed_delay_on_the_truth():
     assert value["recovery_oracle"] >= value["recovery_model"]
 
 
+def test_one_cart_scoring_equals_the_batch_features_and_models(sim_log):
+    """Delivery's per-message path (FeatureSpace.cart_columns, folded linear models) gives
+    what the one feature definition and the fitted pipelines give for the same rows."""
+    from ml.content import ContentModel
+    from ml.features import CONTENT_FEATURES, SEND_TIME_FEATURES, rows_of
+
+    train, heldout = training.split(sim_log)
+    send, content = SendTimeModel.train(train), ContentModel.train(train)
+    rows = {
+        k: np.array(v, dtype=object if v.dtype.kind in "OU" else v.dtype)
+        for k, v in rows_of(heldout.head(60)).items()
+    }
+    # Unknown customer, store, device and zone; a window across a daylight-saving change
+    # (Europe/Berlin, 2026-10-25 01:00 UTC; abandoned the evening before).
+    rows["customer_key"][0], rows["store_key"][1], rows["device"][2] = "new", "new", "tablet"
+    rows["timezone"][3], rows["abandoned_at"][3] = "Europe/Berlin", 1792872000
+    rows["timezone"][4] = "Nowhere/Unknown"
+    for i in range(len(rows["sent_at"])):
+        cart = {k: v[i] for k, v in rows.items() if k != "sent_at"}
+        candidates = truth.window_instants(int(cart["abandoned_at"]))
+        batch = send.candidate_rows(cart, candidates)
+        expected = send.space.columns(batch)
+        got = send.space.cart_columns(cart, candidates)
+        for name in set(SEND_TIME_FEATURES) | set(CONTENT_FEATURES):
+            assert np.allclose(np.broadcast_to(got[name], len(candidates)), expected[name]), name
+        assert np.allclose(send.recovery_at(cart, candidates), send.predict(batch)[1])
+        one = {k: np.asarray([v]) for k, v in cart.items()} | {"sent_at": candidates[:1]}
+        p_code, p_none = content.predict(one)
+        assert np.allclose(content.predict_one(cart, int(candidates[0])), (p_code[0], p_none[0]))
+
+
 def test_qini_ranks_true_uplift_above_chance():
     pop = truth.population(1000, seed=5)
     cart_set = truth.carts(pop, 8000, seed=6)

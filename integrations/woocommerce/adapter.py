@@ -41,6 +41,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from cartrecovery.canonical import MAX_MONEY, CanonicalCart, CanonicalOrder, LineItem
 from cartrecovery.carts import upsert_cart
+from cartrecovery.devices import device_class
 from cartrecovery.orders import record_order
 from cartrecovery.tenancy import Connection
 
@@ -156,6 +157,8 @@ class WooOrder(_Payload):
     date_paid_gmt: UtcDatetime = None
     coupon_lines: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
     meta_data: list[Any] = Field(default_factory=list)
+    # The shopper's browser at checkout: only its device class is kept (cartrecovery.devices).
+    customer_user_agent: str | None = None
 
 
 _OPTED_IN = frozenset({"yes", "1", "true", "on"})
@@ -220,6 +223,7 @@ def to_cart(order: WooOrder, connection: Connection, source: str | None) -> Cano
         restore_url=_web_url(order.payment_url) or _site_cart_url(source),
         source_created_at=order.date_created_gmt,
         source_updated_at=order.date_modified_gmt,
+        device=device_class(order.customer_user_agent),
     )
 
 

@@ -64,6 +64,7 @@ joined as (
         carts.email,
         carts.currency,
         carts.status,
+        carts.device,
 
         ---------- numerics
         carts.cart_value,

@@ -24,6 +24,8 @@ renamed as (
         upper(currency) as currency,
         restore_url,
         status,
+        -- the shopper's device class (migration 0019); unknown where nothing told it
+        coalesce(device, 'unknown') as device,
 
         ---------- numerics
         total_price as cart_value,
