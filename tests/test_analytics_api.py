@@ -443,17 +443,40 @@ def test_tenant_b_sees_none_of_tenant_a(client, history):
     assert attribution["total_revenue_by_currency"] == {"USD": 200.0}
     journeys = _get(client, "/api/v1/analytics/journeys", b.headers)
     assert [p["path"] for p in journeys["paths"]] == [["email:step1:click", "recovered"]]
-    lift = _get(client, f"/api/v1/analytics/lift?campaign_id={history['h']}", b.headers)
-    assert lift["messaged"]["carts"] == lift["held_out"]["carts"] == 0
     for url in (
+        # Every analytics answer about one campaign: A's campaign is unknown to B.
+        f"/api/v1/analytics/lift?campaign_id={history['h']}",
+        f"/api/v1/analytics/lift?campaign_id={a.campaign_id}&period=7d",
         f"/api/v1/analytics/campaigns/{a.campaign_id}/performance",
+        f"/api/v1/analytics/campaigns/{history['h']}/performance",
         f"/api/v1/carts/{history['x']}/timeline",
     ):
-        assert client.get(url, headers=b.headers).status_code == 404
+        response = client.get(url, headers=b.headers)
+        assert response.status_code == 404, url
+        assert response.get_json()["error"]["code"] == "not_found"
+    # B's own campaign still answers (zero carts in its holdout, not meaningful).
+    own = _get(client, f"/api/v1/analytics/lift?campaign_id={b.campaign_id}", b.headers)
+    assert own["campaign_id"] == str(b.campaign_id) and own["held_out"]["carts"] == 0
     exported = client.get("/api/v1/exports/messages.parquet", headers=b.headers)
     assert pl.read_parquet(io.BytesIO(exported.get_data()))["message_id"].to_list() == [
         str(history["m5"])
     ]
+
+
+def test_an_unknown_campaign_is_404(client, history):
+    h = history["a"].headers
+    unknown = uuid.uuid4()
+    for url in (
+        f"/api/v1/analytics/lift?campaign_id={unknown}",
+        f"/api/v1/analytics/campaigns/{unknown}/performance",
+        "/api/v1/analytics/campaigns/not-a-uuid/performance",
+    ):
+        response = client.get(url, headers=h)
+        assert response.status_code == 404, url
+        assert response.get_json()["error"]["code"] == "not_found"
+    # A malformed campaign_id in the query is a validation error, as for any parameter.
+    response = client.get("/api/v1/analytics/lift?campaign_id=nope", headers=h)
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize(
