@@ -48,10 +48,12 @@ analytics_job = dg.define_asset_job(
 
 analytics_full_refresh_job = dg.define_asset_job(
     name="analytics_full_refresh_job",
-    selection=dg.AssetSelection.assets(analytics_dbt_assets),
+    # The export files (pipelines/export_assets.py, group "exports") follow the nightly build.
+    selection=dg.AssetSelection.assets(analytics_dbt_assets) | dg.AssetSelection.groups("exports"),
     config={"ops": {DBT_OP: {"config": {"full_refresh": True}}}},
     tags={WAREHOUSE_RUN_TAG: "build"},
-    description="dbt build --full-refresh: every incremental model rebuilt from scratch.",
+    description="dbt build --full-refresh: every incremental model rebuilt from scratch, then "
+    "the export files written from the new marts.",
 )
 
 # The sensor below builds as soon as events arrive; this fixed-interval schedule stays for

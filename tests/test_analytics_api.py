@@ -390,6 +390,51 @@ def test_exports_open_and_match_row_counts(client, db, history, dataset):
         assert frames_read["csv"]["revenue"].sum() == pytest.approx(USD + EUR)
 
 
+def test_export_assets_write_the_api_exports_per_org(client, database_url, history, tmp_path):
+    """The Dagster export assets, materialized in process for orgs A and B, write one Parquet
+    file per dataset (and per model for recoveries) under each org's folder, row for row the
+    API's export; neither org's file holds the other's rows."""
+    import dagster as dg
+
+    from pipelines.export_assets import ExportStore, export_assets
+    from pipelines.resources import PostgresDatabase
+
+    a, b = history["a"], history["b"]
+    orgs = [str(a.org_id), str(b.org_id)]
+    result = dg.materialize(
+        export_assets,
+        resources={
+            "database": PostgresDatabase(database_url=database_url),
+            "export_store": ExportStore(home=str(tmp_path)),
+        },
+        run_config={"ops": {f"exports__{name}": {"config": {"org_ids": orgs}} for name in MART_OF}},
+    )
+    assert result.success
+    for store in (a, b):
+        folder = tmp_path / "exports" / str(store.org_id)
+        written = sorted(p.name for p in folder.iterdir())
+        assert written == sorted(
+            [f"{d}.parquet" for d in MART_OF if d != "recoveries"]
+            + [f"recoveries_{m}.parquet" for m in MODELS]
+        )
+        for dataset in MART_OF:
+            for model in MODELS if dataset == "recoveries" else (None,):
+                name = f"recoveries_{model}" if model else dataset
+                frame = pl.read_parquet(folder / f"{name}.parquet")
+                query = f"?model={model}" if model else ""
+                response = client.get(
+                    f"/api/v1/exports/{dataset}.parquet{query}", headers=store.headers
+                )
+                api = pl.read_parquet(io.BytesIO(response.get_data()))
+                assert frame.height == api.height, (store.org_id, name)
+                assert frame.columns == api.columns
+                assert frame.equals(api), (store.org_id, name)
+    a_messages = pl.read_parquet(tmp_path / "exports" / str(a.org_id) / "messages.parquet")
+    assert a_messages.height > 1 and str(history["m5"]) not in a_messages["message_id"]
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {f"exports/{d}" for d in MART_OF}
+
+
 def test_export_requests_that_cannot_be_served(client, history):
     h = history["a"].headers
     cases = {
