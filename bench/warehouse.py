@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -204,10 +205,16 @@ def generate(
             "total": total,
             "span": 60 * 86400,
         }
-        # One statement per execute (bound parameters allow no more), one transaction.
+        # One statement per execute (bound parameters allow no more), one transaction. Each
+        # table written is analysed before the next statement reads it: without statistics
+        # the planner takes the fresh rows for none and the orders' per-cart subquery can
+        # scan the whole outbox per cart.
         for statement in GENERATE.split(";\n\n"):
             if statement.strip():
                 conn.execute(statement, params)
+                written = re.search(r"^(?:INSERT INTO|CREATE TEMP TABLE) (\S+)", statement, re.M)
+                if written:
+                    conn.execute(f"ANALYZE {written.group(1)}")
         conn.commit()
         conn.autocommit = True
         conn.execute("ANALYZE")

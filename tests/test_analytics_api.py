@@ -589,3 +589,134 @@ def test_as_of_is_the_build_time(client, db, history):
     )
     assert datetime.fromisoformat(body["as_of"]) == mart["built_at"]
     assert mart["built_at"] > datetime.now(UTC) - timedelta(hours=1)
+
+
+# --- whole days from the day-grain marts, edge days from the detail marts --------------------
+
+
+def test_split_cuts_a_period_into_edges_and_whole_days():
+    from cartrecovery.analytics.buckets import split
+    from cartrecovery.analytics.periods import Period
+
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    parts = split(Period("p", day + timedelta(hours=5), day + timedelta(days=3, hours=2)))
+    assert (parts["edge1_end"], parts["days_start"]) == (day + timedelta(days=1),) * 2
+    assert (parts["days_end"], parts["edge2_start"]) == (day + timedelta(days=3),) * 2
+    aligned = split(Period("p", day, day + timedelta(days=2)))
+    assert aligned["edge1_end"] == aligned["start"] == aligned["days_start"] == day
+    assert aligned["edge2_start"] == aligned["end"] == aligned["days_end"]
+    # Within one day, or across one midnight only: the detail mart alone.
+    for start, end in (
+        (day + timedelta(hours=1), day + timedelta(hours=9)),
+        (day + timedelta(hours=20), day + timedelta(days=1, hours=3)),
+    ):
+        inside = split(Period("p", start, end))
+        assert (inside["start"], inside["edge1_end"]) == (start, end)
+        assert inside["days_start"] == inside["days_end"]
+        assert inside["edge2_start"] == inside["end"] == end
+
+
+def _edges(history) -> list:
+    """Periods whose ends fall inside days that hold org A's orders, clicks and
+    abandonments, so edge days and whole days both carry rows."""
+    from cartrecovery.analytics.periods import Period
+
+    now = datetime.now(UTC)
+    return [
+        Period("a", T0 - timedelta(hours=1), now),
+        Period("b", T0 + timedelta(hours=2, minutes=30), now),
+        Period("c", T0 - timedelta(days=2), T0 + timedelta(hours=36, minutes=30)),
+        Period("d", T0 + timedelta(minutes=5), T0 + timedelta(hours=3)),
+        Period("e", T0 - timedelta(days=1, hours=7), T0 + timedelta(days=1, hours=14)),
+    ]
+
+
+def test_day_grain_answers_equal_the_detail_marts(db, history):
+    """For periods cut anywhere, attribution, journeys and lift (whole days from the
+    day-grain marts, edge days from the detail marts) equal sums over the detail marts."""
+    from cartrecovery.analytics import attribution, journeys, lift
+
+    a = history["a"]
+    for period in _edges(history):
+        bounds = (a.org_id, period.start, period.end)
+        with db.tenant(a.org_id) as conn:
+            for model in MODELS:
+                body = attribution.attribution(conn, a.org_id, model, "step", period)
+                rows = _marts(
+                    db,
+                    "SELECT step_index, currency, sum(credit) AS credit, sum(revenue) AS revenue"
+                    " FROM analytics_marts.fct_attribution WHERE org_id = %s AND model = %s"
+                    " AND credit > 0 AND ordered_at >= %s AND ordered_at < %s GROUP BY 1, 2",
+                    a.org_id,
+                    model,
+                    period.start,
+                    period.end,
+                )
+                expected: dict = {}
+                for row in rows:
+                    group = expected.setdefault(row["step_index"], [0.0, {}])
+                    group[0] += row["credit"]
+                    group[1][row["currency"]] = float(row["revenue"])
+                got = {r["step"]: r for r in body["rows"]}
+                assert set(got) == set(expected), (period.label, model)
+                for step, (credit, money) in expected.items():
+                    assert got[step]["recoveries"] == pytest.approx(credit), (period.label, model)
+                    assert got[step]["revenue_by_currency"] == pytest.approx(money)
+            paths = journeys.journeys(conn, a.org_id, period, 500)["paths"]
+            mart = _marts(
+                db,
+                "SELECT path, count(*) AS carts, count(*) FILTER (WHERE is_recovered) AS rec"
+                " FROM analytics_marts.fct_journeys WHERE org_id = %s AND abandoned_at >= %s"
+                " AND abandoned_at < %s GROUP BY path",
+                *bounds,
+            )
+            assert {" > ".join(p["path"]): (p["carts"], p["recovered"]) for p in paths} == {
+                r["path"]: (r["carts"], r["rec"]) for r in mart
+            }, period.label
+            body = lift.lift(conn, a.org_id, period, history["h"])
+            mart = _marts(
+                db,
+                "SELECT lift_group, count(*) AS carts, count(*) FILTER (WHERE is_converted)"
+                " AS rec FROM analytics_marts.fct_holdout_carts WHERE org_id = %s"
+                " AND abandoned_at >= %s AND abandoned_at < %s AND campaign_id = %s"
+                " GROUP BY 1",
+                *bounds,
+                history["h"],
+            )
+            counts = {r["lift_group"]: (r["carts"], r["rec"]) for r in mart}
+            for group in ("messaged", "held_out"):
+                assert (body[group]["carts"], body[group]["recoveries"]) == counts.get(
+                    group, (0, 0)
+                ), (period.label, group)
+
+
+def test_campaign_funnel_equals_the_messages_mart(db, history):
+    from cartrecovery.analytics import performance
+
+    a = history["a"]
+    for campaign in (a.campaign_id, history["h"]):
+        for period in _edges(history):
+            with db.tenant(a.org_id) as conn:
+                body = performance.campaign_performance(conn, a.org_id, campaign, period)
+            mart = _marts(
+                db,
+                "SELECT step_index, variant, count(*) FILTER (WHERE is_sent) AS sent,"
+                " count(*) FILTER (WHERE is_clicked) AS clicked,"
+                " count(*) FILTER (WHERE is_held_out) AS held_out"
+                " FROM analytics_marts.fct_messages WHERE org_id = %s AND campaign_id = %s"
+                " AND (is_sent OR is_held_out) AND coalesce(sent_at, due_at) >= %s"
+                " AND coalesce(sent_at, due_at) < %s GROUP BY 1, 2",
+                a.org_id,
+                campaign,
+                period.start,
+                period.end,
+            )
+            funnel = {
+                (r["step"], r["variant"]): (r["sent"], r["clicked"], r["held_out"])
+                for r in body["steps"]
+                if r["sent"] or r["held_out"]
+            }
+            assert funnel == {
+                (r["step_index"], r["variant"]): (r["sent"], r["clicked"], r["held_out"])
+                for r in mart
+            }, (campaign, period.label)
