@@ -134,14 +134,16 @@ def prepare_manifest() -> Path:
 def project_fingerprint() -> str:
     """A hash of every dbt project file (models, macros, tests, dbt_project.yml): when it is
     unchanged since the views were last created, their definitions are current."""
+    paths = []
+    # Pruning dirs in place only works while walking (not over a materialised walk): dbt's
+    # own output (target/, logs/) changes with every run and must not count.
+    for root, dirs, files in os.walk(DBT_PROJECT_DIR):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        paths += [Path(root, n) for n in files if Path(n).suffix in _PROJECT_SUFFIXES]
     digest = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(DBT_PROJECT_DIR)):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root, name)
-            if path.suffix in _PROJECT_SUFFIXES:
-                digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
-                digest.update(path.read_bytes())
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
