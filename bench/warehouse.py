@@ -460,23 +460,25 @@ def markdown(ctx: dict) -> str:
     return "\n".join(lines)
 
 
-ANALYSIS = """Why goals are missed, and what would meet them:
+ANALYSIS = """What the figures come from, and why goals are missed:
 
-- **Incremental build.** Only the event-sized models `fct_cart_events` and `fct_messages`
-  are incremental; every other mart (attribution, journeys, lift, funnel, customers) is a
-  table rebuilt from its inputs on each build, and `dbt build` re-runs every data and unit
-  test. Attribution and journeys depend on orders that arrive days after a touch and on
-  settings that rewrite history, so making them incremental needs a lookback by order time
-  and a full refresh on settings changes (the nightly full build already runs).
-- **Endpoint latency and speed-up.** The endpoints aggregate detail marts at request time
-  (one row per abandonment, message or credited touch: tens of thousands of rows in 30 days
-  at this size), with indexes on `org_id` and the period column. That is a constant factor
-  over the baselines, not an order of magnitude where the baseline is itself cheap: the
-  attribution baseline joins 16k orders to indexed clicks; the performance baseline reads
-  one campaign, while the endpoint also computes that campaign's attribution and lift.
-  Meeting 100 ms at 1M events on this machine needs day-grain marts (`fct_message_funnel`
-  already is one) read for whole days plus the detail marts for the two edge days of a
-  period ending now.
+- **Endpoints.** Each answer reads a period's whole UTC days from day-grain marts
+  (`fct_attribution_daily`, `fct_journeys_daily`, `fct_holdout_carts_daily`,
+  `fct_message_funnel`) and only its two partial edge days from the detail marts
+  (docs/analytics.md), with the marts analysed right after the build: a few hundred summed
+  rows plus up to two days of detail rows, instead of every row of the period. Campaign
+  performance stays under 20x: its baseline is itself cheap (one campaign's messages), while
+  the endpoint answers three questions (funnel, last-touch recoveries and the campaign's
+  lift: about eight short queries) and reads two edge days of detail for each. An hour-grain
+  mart for the edge days would cut the detail it reads to two partial hours.
+- **Incremental build.** It runs the models only (data and unit tests run in full builds)
+  and leaves the views alone while the dbt project is unchanged, but of the marts only the
+  event-sized `fct_cart_events` and `fct_messages` are incremental: attribution, journeys,
+  holdout carts, experiment counts, carts, orders and customers are tables rebuilt from all
+  their inputs on every build, and they are most of its time. Meeting 1/10 needs those marts
+  incremental too, with a lookback by order and abandonment time (orders arrive days after
+  a touch) and a full refresh when attribution settings change (each build reads them today
+  because it rebuilds those marts; the nightly full build already runs).
 - **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
   bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
   Python per request)."""
