@@ -7,6 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from pipelines.dagster_instance import WAREHOUSE_RUN_TAG
+from pipelines.dbt_build import incremental_exclusions, record_views_built
 from pipelines.dbt_env import dbt_environment
 from pipelines.dbt_project import dbt_project
 from pipelines.resources import PostgresDatabase
@@ -15,9 +16,12 @@ DBT_OP = "analytics_dbt"
 
 
 class DbtBuildConfig(dg.Config):
-    """``full_refresh`` rebuilds incremental models from scratch (the nightly job does)."""
+    """``full_refresh`` rebuilds incremental models from scratch (the nightly job does).
+    ``run_tests`` false skips the data and unit tests and, when the project is unchanged
+    since the views were created, the views (the sensor's incremental builds)."""
 
     full_refresh: bool = False
+    run_tests: bool = True
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, name=DBT_OP)
@@ -31,11 +35,20 @@ def analytics_dbt_assets(
     (event-sized ones incremental), with their data tests and unit tests (reported as asset
     checks)."""
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    if not config.full_refresh and not config.run_tests:
+        args += incremental_exclusions(database.database_url, tests=False)
     # The subprocess and dbt's in-process adapter take their environment when cli() starts
     # them, so the connection variables only need to be set around that call.
     with dbt_environment(database.database_url):
         invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
+    # stream() raised if dbt failed; a whole build re-created the views of this project.
+    if "config.materialized:view" not in args and _whole_build(context):
+        record_views_built(database.database_url)
+
+
+def _whole_build(context: dg.AssetExecutionContext) -> bool:
+    return set(context.selected_asset_keys) == set(analytics_dbt_assets.keys)
 
 
 analytics_job = dg.define_asset_job(
@@ -48,10 +61,12 @@ analytics_job = dg.define_asset_job(
 
 analytics_full_refresh_job = dg.define_asset_job(
     name="analytics_full_refresh_job",
-    selection=dg.AssetSelection.assets(analytics_dbt_assets),
+    # The export files (pipelines/export_assets.py, group "exports") follow the nightly build.
+    selection=dg.AssetSelection.assets(analytics_dbt_assets) | dg.AssetSelection.groups("exports"),
     config={"ops": {DBT_OP: {"config": {"full_refresh": True}}}},
     tags={WAREHOUSE_RUN_TAG: "build"},
-    description="dbt build --full-refresh: every incremental model rebuilt from scratch.",
+    description="dbt build --full-refresh: every incremental model rebuilt from scratch, then "
+    "the export files written from the new marts.",
 )
 
 # The sensor below builds as soon as events arrive; this fixed-interval schedule stays for
@@ -91,4 +106,8 @@ def new_raw_events_sensor(context: dg.SensorEvaluationContext, database: Postgre
     if context.cursor == cursor:
         return dg.SkipReason(f"no inbound events since {cursor}")
     context.update_cursor(cursor)
-    return dg.RunRequest(run_key=f"raw-events-{cursor}")
+    # Models only: the data and unit tests run in the nightly full build.
+    return dg.RunRequest(
+        run_key=f"raw-events-{cursor}",
+        run_config={"ops": {DBT_OP: {"config": {"run_tests": False}}}},
+    )

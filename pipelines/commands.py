@@ -55,8 +55,16 @@ def warehouse() -> None:
     metavar="SELECTOR",
     help="dbt selection (repeatable), e.g. fct_attribution+; default: everything.",
 )
-def build(full_refresh: bool, select: tuple[str, ...]) -> None:
-    """Run dbt build once: models, data tests and unit tests, printing dbt's progress.
+@click.option(
+    "--tests",
+    "tests",
+    is_flag=True,
+    help="Run the data and unit tests in an incremental build too (full and selected "
+    "builds always run them).",
+)
+def build(full_refresh: bool, select: tuple[str, ...], tests: bool) -> None:
+    """Run dbt build once, printing dbt's progress: a full or selected build with the data
+    and unit tests; a plain incremental build runs the models only (see dbt/README.md).
 
     Exits 0 when every model and error-severity test passed, 1 otherwise."""
     with _database_url() as database_url:
@@ -67,6 +75,8 @@ def build(full_refresh: bool, select: tuple[str, ...]) -> None:
                 database_url,
                 list(select) or None,
                 full_refresh=full_refresh,
+                # None: run_dbt_build's default (tests in full and selected builds).
+                tests=True if tests else None,
                 on_line=click.echo,
             )
         except DbtError as exc:

@@ -6,6 +6,7 @@ processes (tests, the scheduler, a developer's shell) can run dbt on one checkou
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,12 +15,18 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
+
 from pipelines.dbt_env import dbt_env
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 _PROJECT_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md"}
 _SKIP_DIRS = {"target", "logs", "dbt_packages"}
+# Schemas (<target schema>_<layer>) of the view layers, and the prefix of their stamp.
+VIEW_LAYERS = ("staging", "intermediate")
+VIEWS_STAMP = "views of dbt project "
 
 
 class DbtError(RuntimeError):
@@ -124,21 +131,92 @@ def prepare_manifest() -> Path:
     return MANIFEST_PATH
 
 
+def project_fingerprint() -> str:
+    """A hash of every dbt project file (models, macros, tests, dbt_project.yml): when it is
+    unchanged since the views were last created, their definitions are current."""
+    paths = []
+    # Pruning dirs in place only works while walking (not over a materialised walk): dbt's
+    # own output (target/, logs/) changes with every run and must not count.
+    for root, dirs, files in os.walk(DBT_PROJECT_DIR):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        paths += [Path(root, n) for n in files if Path(n).suffix in _PROJECT_SUFFIXES]
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _view_schemas() -> list[str]:
+    base = os.environ.get("DBT_POSTGRES_SCHEMA", "analytics")
+    return [f"{base}_{layer}" for layer in VIEW_LAYERS]
+
+
+def views_are_current(database_url: str) -> bool:
+    """True when the staging and intermediate views were created by a successful build of
+    this very project (:func:`record_views_built` stamped its fingerprint on their schemas).
+    Views read their sources live, so an incremental build need not re-create them."""
+    expected = VIEWS_STAMP + project_fingerprint()
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT n, obj_description(to_regnamespace(n), 'pg_namespace') AS stamp"
+                " FROM unnest(%s::text[]) AS n",
+                (_view_schemas(),),
+            ).fetchall()
+    except psycopg.Error:
+        return False
+    return all(stamp == expected for _, stamp in rows)
+
+
+def record_views_built(database_url: str) -> None:
+    """Stamp the view schemas with the project's fingerprint after a build that created the
+    views (see :func:`views_are_current`)."""
+    stamp = VIEWS_STAMP + project_fingerprint()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for schema in _view_schemas():
+            if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (schema,)).fetchone()[0]:
+                conn.execute(
+                    psycopg.sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                        psycopg.sql.Identifier(schema), psycopg.sql.Literal(stamp)
+                    )
+                )
+
+
+def incremental_exclusions(database_url: str, *, tests: bool) -> list[str]:
+    """dbt arguments that trim an incremental build to what changed: without ``tests`` no
+    data or unit tests (full builds run them); with the views current (the project is
+    unchanged since they were created) the views are left as they are."""
+    args: list[str] = []
+    if not tests:
+        args += ["--exclude-resource-type", "unit_test", "test"]
+    if views_are_current(database_url):
+        args += ["--exclude", "config.materialized:view"]
+    return args
+
+
 def run_dbt_build(
     database_url: str,
     select: list[str] | None = None,
     *,
     full_refresh: bool = False,
+    tests: bool | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> str:
-    """Run ``dbt build`` (models, data tests, unit tests) against ``database_url``.
+    """Run ``dbt build`` against ``database_url``.
 
     ``select`` is passed to ``--select`` (dbt selection syntax, e.g. ``["fct_carts+"]``);
     None builds everything. ``full_refresh`` rebuilds incremental models from scratch.
-    ``on_line`` receives each line dbt prints, as it prints it (progress). Returns dbt's
-    output when it succeeded; raises DbtError carrying that output when any model or
-    error-severity test failed, or dbt could not connect.
+    ``tests`` runs the data and unit tests; None (the default) runs them in full builds and
+    in selected builds, not in a plain incremental build, which also leaves the views alone
+    when the project did not change since they were created (docs/analytics.md,
+    "Incremental builds"). ``on_line`` receives each line dbt prints, as it prints it
+    (progress). Returns dbt's output when it succeeded; raises DbtError carrying that output
+    when any model or error-severity test failed, or dbt could not connect.
     """
+    incremental = not full_refresh and not select
+    if tests is None:
+        tests = not incremental
     args = ["build"]
     if select:
         # cautious: a relationships test of an unselected model (whose view may not exist
@@ -146,9 +224,16 @@ def run_dbt_build(
         args += ["--select", *select, "--indirect-selection", "cautious"]
     if full_refresh:
         args.append("--full-refresh")
+    if incremental:
+        args += incremental_exclusions(database_url, tests=tests)
+    elif not tests:
+        args += ["--exclude-resource-type", "unit_test", "test"]
     with tempfile.TemporaryDirectory(prefix="cartrecovery-dbt-") as tmp:
         # Reuse the last parse so a build does not re-parse unchanged files.
         partial = MANIFEST_PATH.parent / "partial_parse.msgpack"
         if partial.exists():
             shutil.copy2(partial, Path(tmp) / "partial_parse.msgpack")
-        return _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)
+        output = _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)
+    if not select and "config.materialized:view" not in args:
+        record_views_built(database_url)
+    return output

@@ -20,6 +20,7 @@ from pipelines.analytics import (
     nightly_full_build_schedule,
 )
 from pipelines.checks import warehouse_checks
+from pipelines.export_assets import export_assets, export_resources, exports_job
 from pipelines.ml_assets import (
     ml_assets,
     ml_checks,
@@ -31,10 +32,12 @@ from pipelines.ml_assets import (
 from pipelines.resources import resources_for
 
 defs = dg.Definitions(
-    assets=[analytics_dbt_assets, *ml_assets],
+    assets=[analytics_dbt_assets, *export_assets, *ml_assets],
     asset_checks=[*warehouse_checks, *ml_checks],
-    jobs=[analytics_job, analytics_full_refresh_job, ml_training_job],
+    jobs=[analytics_job, analytics_full_refresh_job, exports_job, ml_training_job],
     schedules=[analytics_schedule, nightly_full_build_schedule, ml_weekly_schedule],
     sensors=[new_raw_events_sensor, ml_new_data_sensor],
-    resources=resources_for(os.environ.get("CARTRECOVERY_ENV", "local")) | ml_resources(),
+    resources=resources_for(os.environ.get("CARTRECOVERY_ENV", "local"))
+    | ml_resources()
+    | export_resources(),
 )

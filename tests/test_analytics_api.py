@@ -390,6 +390,51 @@ def test_exports_open_and_match_row_counts(client, db, history, dataset):
         assert frames_read["csv"]["revenue"].sum() == pytest.approx(USD + EUR)
 
 
+def test_export_assets_write_the_api_exports_per_org(client, database_url, history, tmp_path):
+    """The Dagster export assets, materialized in process for orgs A and B, write one Parquet
+    file per dataset (and per model for recoveries) under each org's folder, row for row the
+    API's export; neither org's file holds the other's rows."""
+    import dagster as dg
+
+    from pipelines.export_assets import ExportStore, export_assets
+    from pipelines.resources import PostgresDatabase
+
+    a, b = history["a"], history["b"]
+    orgs = [str(a.org_id), str(b.org_id)]
+    result = dg.materialize(
+        export_assets,
+        resources={
+            "database": PostgresDatabase(database_url=database_url),
+            "export_store": ExportStore(home=str(tmp_path)),
+        },
+        run_config={"ops": {f"exports__{name}": {"config": {"org_ids": orgs}} for name in MART_OF}},
+    )
+    assert result.success
+    for store in (a, b):
+        folder = tmp_path / "exports" / str(store.org_id)
+        written = sorted(p.name for p in folder.iterdir())
+        assert written == sorted(
+            [f"{d}.parquet" for d in MART_OF if d != "recoveries"]
+            + [f"recoveries_{m}.parquet" for m in MODELS]
+        )
+        for dataset in MART_OF:
+            for model in MODELS if dataset == "recoveries" else (None,):
+                name = f"recoveries_{model}" if model else dataset
+                frame = pl.read_parquet(folder / f"{name}.parquet")
+                query = f"?model={model}" if model else ""
+                response = client.get(
+                    f"/api/v1/exports/{dataset}.parquet{query}", headers=store.headers
+                )
+                api = pl.read_parquet(io.BytesIO(response.get_data()))
+                assert frame.height == api.height, (store.org_id, name)
+                assert frame.columns == api.columns
+                assert frame.equals(api), (store.org_id, name)
+    a_messages = pl.read_parquet(tmp_path / "exports" / str(a.org_id) / "messages.parquet")
+    assert a_messages.height > 1 and str(history["m5"]) not in a_messages["message_id"]
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {f"exports/{d}" for d in MART_OF}
+
+
 def test_export_requests_that_cannot_be_served(client, history):
     h = history["a"].headers
     cases = {
@@ -443,17 +488,40 @@ def test_tenant_b_sees_none_of_tenant_a(client, history):
     assert attribution["total_revenue_by_currency"] == {"USD": 200.0}
     journeys = _get(client, "/api/v1/analytics/journeys", b.headers)
     assert [p["path"] for p in journeys["paths"]] == [["email:step1:click", "recovered"]]
-    lift = _get(client, f"/api/v1/analytics/lift?campaign_id={history['h']}", b.headers)
-    assert lift["messaged"]["carts"] == lift["held_out"]["carts"] == 0
     for url in (
+        # Every analytics answer about one campaign: A's campaign is unknown to B.
+        f"/api/v1/analytics/lift?campaign_id={history['h']}",
+        f"/api/v1/analytics/lift?campaign_id={a.campaign_id}&period=7d",
         f"/api/v1/analytics/campaigns/{a.campaign_id}/performance",
+        f"/api/v1/analytics/campaigns/{history['h']}/performance",
         f"/api/v1/carts/{history['x']}/timeline",
     ):
-        assert client.get(url, headers=b.headers).status_code == 404
+        response = client.get(url, headers=b.headers)
+        assert response.status_code == 404, url
+        assert response.get_json()["error"]["code"] == "not_found"
+    # B's own campaign still answers (zero carts in its holdout, not meaningful).
+    own = _get(client, f"/api/v1/analytics/lift?campaign_id={b.campaign_id}", b.headers)
+    assert own["campaign_id"] == str(b.campaign_id) and own["held_out"]["carts"] == 0
     exported = client.get("/api/v1/exports/messages.parquet", headers=b.headers)
     assert pl.read_parquet(io.BytesIO(exported.get_data()))["message_id"].to_list() == [
         str(history["m5"])
     ]
+
+
+def test_an_unknown_campaign_is_404(client, history):
+    h = history["a"].headers
+    unknown = uuid.uuid4()
+    for url in (
+        f"/api/v1/analytics/lift?campaign_id={unknown}",
+        f"/api/v1/analytics/campaigns/{unknown}/performance",
+        "/api/v1/analytics/campaigns/not-a-uuid/performance",
+    ):
+        response = client.get(url, headers=h)
+        assert response.status_code == 404, url
+        assert response.get_json()["error"]["code"] == "not_found"
+    # A malformed campaign_id in the query is a validation error, as for any parameter.
+    response = client.get("/api/v1/analytics/lift?campaign_id=nope", headers=h)
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -521,3 +589,134 @@ def test_as_of_is_the_build_time(client, db, history):
     )
     assert datetime.fromisoformat(body["as_of"]) == mart["built_at"]
     assert mart["built_at"] > datetime.now(UTC) - timedelta(hours=1)
+
+
+# --- whole days from the day-grain marts, edge days from the detail marts --------------------
+
+
+def test_split_cuts_a_period_into_edges_and_whole_days():
+    from cartrecovery.analytics.buckets import split
+    from cartrecovery.analytics.periods import Period
+
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    parts = split(Period("p", day + timedelta(hours=5), day + timedelta(days=3, hours=2)))
+    assert (parts["edge1_end"], parts["days_start"]) == (day + timedelta(days=1),) * 2
+    assert (parts["days_end"], parts["edge2_start"]) == (day + timedelta(days=3),) * 2
+    aligned = split(Period("p", day, day + timedelta(days=2)))
+    assert aligned["edge1_end"] == aligned["start"] == aligned["days_start"] == day
+    assert aligned["edge2_start"] == aligned["end"] == aligned["days_end"]
+    # Within one day, or across one midnight only: the detail mart alone.
+    for start, end in (
+        (day + timedelta(hours=1), day + timedelta(hours=9)),
+        (day + timedelta(hours=20), day + timedelta(days=1, hours=3)),
+    ):
+        inside = split(Period("p", start, end))
+        assert (inside["start"], inside["edge1_end"]) == (start, end)
+        assert inside["days_start"] == inside["days_end"]
+        assert inside["edge2_start"] == inside["end"] == end
+
+
+def _edges(history) -> list:
+    """Periods whose ends fall inside days that hold org A's orders, clicks and
+    abandonments, so edge days and whole days both carry rows."""
+    from cartrecovery.analytics.periods import Period
+
+    now = datetime.now(UTC)
+    return [
+        Period("a", T0 - timedelta(hours=1), now),
+        Period("b", T0 + timedelta(hours=2, minutes=30), now),
+        Period("c", T0 - timedelta(days=2), T0 + timedelta(hours=36, minutes=30)),
+        Period("d", T0 + timedelta(minutes=5), T0 + timedelta(hours=3)),
+        Period("e", T0 - timedelta(days=1, hours=7), T0 + timedelta(days=1, hours=14)),
+    ]
+
+
+def test_day_grain_answers_equal_the_detail_marts(db, history):
+    """For periods cut anywhere, attribution, journeys and lift (whole days from the
+    day-grain marts, edge days from the detail marts) equal sums over the detail marts."""
+    from cartrecovery.analytics import attribution, journeys, lift
+
+    a = history["a"]
+    for period in _edges(history):
+        bounds = (a.org_id, period.start, period.end)
+        with db.tenant(a.org_id) as conn:
+            for model in MODELS:
+                body = attribution.attribution(conn, a.org_id, model, "step", period)
+                rows = _marts(
+                    db,
+                    "SELECT step_index, currency, sum(credit) AS credit, sum(revenue) AS revenue"
+                    " FROM analytics_marts.fct_attribution WHERE org_id = %s AND model = %s"
+                    " AND credit > 0 AND ordered_at >= %s AND ordered_at < %s GROUP BY 1, 2",
+                    a.org_id,
+                    model,
+                    period.start,
+                    period.end,
+                )
+                expected: dict = {}
+                for row in rows:
+                    group = expected.setdefault(row["step_index"], [0.0, {}])
+                    group[0] += row["credit"]
+                    group[1][row["currency"]] = float(row["revenue"])
+                got = {r["step"]: r for r in body["rows"]}
+                assert set(got) == set(expected), (period.label, model)
+                for step, (credit, money) in expected.items():
+                    assert got[step]["recoveries"] == pytest.approx(credit), (period.label, model)
+                    assert got[step]["revenue_by_currency"] == pytest.approx(money)
+            paths = journeys.journeys(conn, a.org_id, period, 500)["paths"]
+            mart = _marts(
+                db,
+                "SELECT path, count(*) AS carts, count(*) FILTER (WHERE is_recovered) AS rec"
+                " FROM analytics_marts.fct_journeys WHERE org_id = %s AND abandoned_at >= %s"
+                " AND abandoned_at < %s GROUP BY path",
+                *bounds,
+            )
+            assert {" > ".join(p["path"]): (p["carts"], p["recovered"]) for p in paths} == {
+                r["path"]: (r["carts"], r["rec"]) for r in mart
+            }, period.label
+            body = lift.lift(conn, a.org_id, period, history["h"])
+            mart = _marts(
+                db,
+                "SELECT lift_group, count(*) AS carts, count(*) FILTER (WHERE is_converted)"
+                " AS rec FROM analytics_marts.fct_holdout_carts WHERE org_id = %s"
+                " AND abandoned_at >= %s AND abandoned_at < %s AND campaign_id = %s"
+                " GROUP BY 1",
+                *bounds,
+                history["h"],
+            )
+            counts = {r["lift_group"]: (r["carts"], r["rec"]) for r in mart}
+            for group in ("messaged", "held_out"):
+                assert (body[group]["carts"], body[group]["recoveries"]) == counts.get(
+                    group, (0, 0)
+                ), (period.label, group)
+
+
+def test_campaign_funnel_equals_the_messages_mart(db, history):
+    from cartrecovery.analytics import performance
+
+    a = history["a"]
+    for campaign in (a.campaign_id, history["h"]):
+        for period in _edges(history):
+            with db.tenant(a.org_id) as conn:
+                body = performance.campaign_performance(conn, a.org_id, campaign, period)
+            mart = _marts(
+                db,
+                "SELECT step_index, variant, count(*) FILTER (WHERE is_sent) AS sent,"
+                " count(*) FILTER (WHERE is_clicked) AS clicked,"
+                " count(*) FILTER (WHERE is_held_out) AS held_out"
+                " FROM analytics_marts.fct_messages WHERE org_id = %s AND campaign_id = %s"
+                " AND (is_sent OR is_held_out) AND coalesce(sent_at, due_at) >= %s"
+                " AND coalesce(sent_at, due_at) < %s GROUP BY 1, 2",
+                a.org_id,
+                campaign,
+                period.start,
+                period.end,
+            )
+            funnel = {
+                (r["step"], r["variant"]): (r["sent"], r["clicked"], r["held_out"])
+                for r in body["steps"]
+                if r["sent"] or r["held_out"]
+            }
+            assert funnel == {
+                (r["step_index"], r["variant"]): (r["sent"], r["clicked"], r["held_out"])
+                for r in mart
+            }, (campaign, period.label)

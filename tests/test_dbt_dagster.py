@@ -643,3 +643,28 @@ def test_the_model_features_read_the_marts(built, database_url):
     assert message["cart_value"] == pytest.approx(71.82)
     assert message["propensity"] is None  # sent before any model scored it
     assert message["device"] == "mobile"  # app.carts.device through staging and fct_carts
+
+
+def test_the_sensors_build_runs_the_models_without_tests(built, database_url):
+    """The sensor asks for models only: no dbt data or unit test runs, and the views,
+    created by the whole build before from this very project, are left as they are."""
+    from pipelines.analytics import analytics_dbt_assets, new_raw_events_sensor
+    from pipelines.dbt_build import views_are_current
+    from pipelines.resources import PostgresDatabase, dbt_cli
+
+    database = PostgresDatabase(database_url=database_url)
+    with dg.build_sensor_context(resources={"database": database}) as context:
+        request = new_raw_events_sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    assert views_are_current(database_url)
+    result = dg.materialize(
+        [analytics_dbt_assets],
+        resources={"dbt": dbt_cli(), "database": database},
+        run_config=request.run_config,
+        raise_on_error=False,
+    )
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"marts/fct_carts", "marts/fct_attribution_daily"} <= materialized
+    assert not any(key.startswith("staging/") for key in materialized)
+    assert result.get_asset_check_evaluations() == []

@@ -32,6 +32,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(days=3)  # when the carts were abandoned
 MARTS = (
     "fct_attribution",
+    "fct_attribution_daily",
     "fct_touches",
     "fct_messages",
     "fct_message_funnel",
@@ -39,9 +40,11 @@ MARTS = (
     "fct_orders",
     "fct_recoveries",
     "fct_journeys",
+    "fct_journeys_daily",
     "fct_journey_paths",
     "fct_holdout_lift",
     "fct_holdout_carts",
+    "fct_holdout_carts_daily",
     "fct_experiment_counts",
     "dim_customers",
     "dim_campaigns",

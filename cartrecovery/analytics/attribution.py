@@ -1,5 +1,6 @@
 """Recovered revenue per channel, campaign, step or variant under one attribution model,
-read from ``fct_attribution`` (one row per order × eligible touch × model; docs/analytics.md).
+read from ``fct_attribution`` (one row per order × eligible touch × model; docs/analytics.md)
+and, for the whole days of a period, its day-grain sums ``fct_attribution_daily``.
 
 An order counts in the period when it was placed in it; a group appears when the model gives
 it some credit. ``recoveries`` of a group is the sum
@@ -16,7 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from . import marts
+from . import buckets, marts
 from .periods import Period
 
 MODELS = ("last_touch", "first_touch", "linear", "time_decay")
@@ -28,6 +29,7 @@ GROUPS = {
     "variant": "variant",
 }
 MART = "fct_attribution"
+DAILY = "fct_attribution_daily"
 
 
 def attribution(
@@ -47,7 +49,7 @@ def attribution(
         "model": model,
         "group_by": group_by,
         "period": period.to_dict(),
-        "as_of": marts.as_of_text(conn, MART),
+        "as_of": marts.as_of_text(conn, MART, DAILY),
         "reporting_currency": currency,
         "rows": [],
         "total_recoveries": 0.0,
@@ -57,14 +59,26 @@ def attribution(
     if answer["as_of"] is None:
         return answer
     column = sql.Identifier(GROUPS[group_by])
+    # Whole UTC days from the day-grain mart, the period's partial edge days from the detail
+    # mart (buckets.py): the same sums as over every credited touch.
     query = sql.SQL(
         """
-        WITH credited AS (
-          SELECT {column} AS key, currency, sum(credit) AS recoveries, sum(revenue) AS revenue
-          FROM {mart}
+        WITH parts AS (
+          SELECT {column} AS key, currency, credit, revenue FROM {mart}
           WHERE org_id = %(org)s AND model = %(model)s AND credit > 0
-            AND ordered_at >= %(start)s AND ordered_at < %(end)s
-          GROUP BY {column}, currency
+            AND ordered_at >= %(start)s AND ordered_at < %(edge1_end)s
+          UNION ALL
+          SELECT {column}, currency, credit, revenue FROM {daily}
+          WHERE org_id = %(org)s AND model = %(model)s
+            AND day_start >= %(days_start)s AND day_start < %(days_end)s
+          UNION ALL
+          SELECT {column}, currency, credit, revenue FROM {mart}
+          WHERE org_id = %(org)s AND model = %(model)s AND credit > 0
+            AND ordered_at >= %(edge2_start)s AND ordered_at < %(end)s
+        ),
+        credited AS (
+          SELECT key, currency, sum(credit) AS recoveries, sum(revenue) AS revenue
+          FROM parts GROUP BY key, currency
         )
         SELECT key, sum(recoveries) AS recoveries,
                coalesce(sum(revenue) FILTER (WHERE currency IS NOT DISTINCT FROM %(cur)s), 0)
@@ -74,14 +88,13 @@ def attribution(
         FROM credited GROUP BY key
         ORDER BY recovered_revenue DESC, key NULLS LAST
         """
-    ).format(column=column, mart=marts.table(MART))
+    ).format(column=column, mart=marts.table(MART), daily=marts.table(DAILY))
     rows = conn.execute(
         query,
         {
             "org": org_id,
             "model": model,
-            "start": period.start,
-            "end": period.end,
+            **buckets.split(period),
             "cur": currency,
             "none": marts.NO_CURRENCY,
         },

@@ -293,16 +293,26 @@ def xlsx_stream(db: Database, org_id: UUID | str, query: str) -> Iterator[bytes]
     return _file_chunks(path)
 
 
+def write_parquet(
+    database_url: str, org_id: UUID | str, query: str, path: str | os.PathLike
+) -> int:
+    """Write the export to the Parquet file ``path``, Arrow record batch (ADBC) after record
+    batch as row groups, so memory holds one batch; return the number of rows."""
+    rows = 0
+    with frames.record_batches(database_url, org_id, query) as reader:
+        with pq.ParquetWriter(path, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
 def parquet_stream(database_url: str, org_id: UUID | str, query: str) -> Iterator[bytes]:
-    """The export as Parquet: Arrow record batches (ADBC) written as row groups to a
-    temporary file, then streamed."""
+    """The export as Parquet (:func:`write_parquet`) to a temporary file, then streamed."""
     fd, path = tempfile.mkstemp(prefix="cartrecovery-export-", suffix=".parquet")
     os.close(fd)
     try:
-        with frames.record_batches(database_url, org_id, query) as reader:
-            with pq.ParquetWriter(path, reader.schema) as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
+        write_parquet(database_url, org_id, query, path)
     except BaseException:
         os.unlink(path)
         raise

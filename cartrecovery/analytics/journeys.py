@@ -10,10 +10,11 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from . import marts
+from . import buckets, marts
 from .periods import Period
 
 MART = "fct_journeys"
+DAILY = "fct_journeys_daily"
 MAX_LIMIT = 500
 # fct_journeys.path joins the touchpoints and the outcome with this.
 PATH_SEPARATOR = " > "
@@ -22,24 +23,47 @@ PATH_SEPARATOR = " > "
 def journeys(conn: psycopg.Connection, org_id: UUID | str, period: Period, limit: int) -> dict:
     """``{period, as_of, paths: [{path: [...], carts, recovered, revenue_by_currency}]}``,
     at most ``limit`` paths, by carts then path."""
-    answer = {"period": period.to_dict(), "as_of": marts.as_of_text(conn, MART), "paths": []}
+    answer = {"period": period.to_dict(), "as_of": marts.as_of_text(conn, MART, DAILY), "paths": []}
     if answer["as_of"] is None:
         return answer
-    # One pass: (path, currency) groups over the period's abandonments, folded per path here
-    # (grouping on the mart's path text, not on arrays, keeps it cheap at 100k carts).
+    # (path, currency) groups over the period's abandonments, folded per path here (grouping
+    # on the mart's path text, not on arrays, keeps it cheap): whole UTC days from the
+    # day-grain mart, the partial edge days from the detail mart (buckets.py).
+    detail = sql.SQL(
+        """
+          SELECT path, currency, count(*) AS carts,
+                 count(*) FILTER (WHERE is_recovered) AS recovered,
+                 sum(revenue) FILTER (WHERE is_recovered) AS revenue
+          FROM {mart}
+          WHERE org_id = %(org)s AND abandoned_at >= {low} AND abandoned_at < {high}
+          GROUP BY path, currency
+        """
+    )
     query = sql.SQL(
         """
-        SELECT path, currency, count(*) AS carts, count(*) FILTER (WHERE is_recovered)
-                 AS recovered, sum(revenue) FILTER (WHERE is_recovered) AS revenue
-        FROM {mart}
-        WHERE org_id = %(org)s AND abandoned_at >= %(start)s AND abandoned_at < %(end)s
-        GROUP BY path, currency
+        WITH parts AS (
+          {edge1}
+          UNION ALL
+          SELECT path, currency, carts, recovered, revenue FROM {daily}
+          WHERE org_id = %(org)s AND day_start >= %(days_start)s AND day_start < %(days_end)s
+          UNION ALL
+          {edge2}
+        )
+        SELECT path, currency, sum(carts)::bigint AS carts,
+               sum(recovered)::bigint AS recovered, sum(revenue) AS revenue
+        FROM parts GROUP BY path, currency
         """
-    ).format(mart=marts.table(MART))
+    ).format(
+        edge1=detail.format(
+            mart=marts.table(MART), low=sql.SQL("%(start)s"), high=sql.SQL("%(edge1_end)s")
+        ),
+        edge2=detail.format(
+            mart=marts.table(MART), low=sql.SQL("%(edge2_start)s"), high=sql.SQL("%(end)s")
+        ),
+        daily=marts.table(DAILY),
+    )
     paths: dict[str, dict] = {}
-    for row in conn.execute(
-        query, {"org": org_id, "start": period.start, "end": period.end}
-    ).fetchall():
+    for row in conn.execute(query, {"org": org_id, **buckets.split(period)}).fetchall():
         entry = paths.setdefault(
             row["path"], {"carts": 0, "recovered": 0, "revenue_by_currency": {}}
         )

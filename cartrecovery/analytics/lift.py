@@ -1,6 +1,7 @@
 """Holdout lift for a period: messaged carts against held-out carts (outbox status
 ``held_out``) of one campaign or of the whole org, from ``fct_holdout_carts`` (abandonments
-in the period). Semantics in docs/analytics.md ("Holdout and lift"):
+in the period; whole days from its day-grain sums ``fct_holdout_carts_daily``). Semantics
+in docs/analytics.md ("Holdout and lift"):
 
 - recovery rate = carts with an order within the longest window after abandonment (touched
   or not) / carts; lift = messaged − held out, 95% normal interval;
@@ -24,10 +25,11 @@ from scipy.stats import norm
 
 from cartrecovery import stats
 
-from . import marts
+from . import buckets, marts
 from .periods import Period
 
 MART = "fct_holdout_carts"
+DAILY = "fct_holdout_carts_daily"
 MIN_HELD_OUT = 30
 CONFIDENCE = 0.95
 _ESTIMATES = (
@@ -53,28 +55,58 @@ def lift(
     incremental_revenue(+_ci)}``. ``messaged``/``held_out`` are ``{carts, recoveries, rate,
     revenue, revenue_per_cart}``. ``status``: ``ok``, ``not_meaningful`` (fewer than 30
     held-out carts, estimates null) or ``not_built`` (no warehouse yet)."""
-    as_of = marts.as_of_text(conn, MART)
+    as_of = marts.as_of_text(conn, MART, DAILY)
     sums = {
         group: {"carts": 0, "recoveries": 0, "revenue": 0.0, "revenue_squares": 0.0}
         for group in ("messaged", "held_out")
     }
     currency = marts.reporting_currency(conn, org_id)
     if as_of is not None:
+        # Whole UTC days from the day-grain mart, the partial edge days from the detail
+        # mart (buckets.py): the same sums as over every cart.
+        detail = sql.SQL(
+            """
+              SELECT lift_group, count(*) AS carts,
+                     count(*) FILTER (WHERE is_converted) AS conversions,
+                     coalesce(sum(revenue), 0) AS revenue,
+                     coalesce(sum(revenue * revenue), 0) AS revenue_squares,
+                     max(reporting_currency) AS currency
+              FROM {mart}
+              WHERE org_id = %(org)s AND abandoned_at >= {low} AND abandoned_at < {high}
+                AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
+              GROUP BY lift_group
+            """
+        )
+        query = sql.SQL(
+            """
+            WITH parts AS (
+              {edge1}
+              UNION ALL
+              SELECT lift_group, carts, conversions, revenue, revenue_squares,
+                     reporting_currency
+              FROM {daily}
+              WHERE org_id = %(org)s AND day_start >= %(days_start)s
+                AND day_start < %(days_end)s
+                AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
+              UNION ALL
+              {edge2}
+            )
+            SELECT lift_group, sum(carts)::bigint AS carts,
+                   sum(conversions)::bigint AS recoveries, sum(revenue) AS revenue,
+                   sum(revenue_squares) AS revenue_squares, max(currency) AS currency
+            FROM parts GROUP BY lift_group
+            """
+        ).format(
+            edge1=detail.format(
+                mart=marts.table(MART), low=sql.SQL("%(start)s"), high=sql.SQL("%(edge1_end)s")
+            ),
+            edge2=detail.format(
+                mart=marts.table(MART), low=sql.SQL("%(edge2_start)s"), high=sql.SQL("%(end)s")
+            ),
+            daily=marts.table(DAILY),
+        )
         rows = conn.execute(
-            sql.SQL(
-                """
-                SELECT lift_group, count(*) AS carts,
-                       count(*) FILTER (WHERE is_converted) AS recoveries,
-                       coalesce(sum(revenue), 0) AS revenue,
-                       coalesce(sum(revenue * revenue), 0) AS revenue_squares,
-                       max(reporting_currency) AS currency
-                FROM {mart}
-                WHERE org_id = %(org)s AND abandoned_at >= %(start)s AND abandoned_at < %(end)s
-                  AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
-                GROUP BY lift_group
-                """
-            ).format(mart=marts.table(MART)),
-            {"org": org_id, "start": period.start, "end": period.end, "campaign": campaign_id},
+            query, {"org": org_id, "campaign": campaign_id, **buckets.split(period)}
         ).fetchall()
         for row in rows:
             sums[row["lift_group"]] = {k: marts.number(row[k]) for k in sums["messaged"]}

@@ -1,7 +1,9 @@
 """One campaign's performance for a period: the message funnel per step (1-based) and
 variant (sent → delivered → opened → clicked, held out apart) from ``fct_messages``, the
 recoveries the ``last_touch`` model credits to each step and variant from
-``fct_attribution``, and the campaign's holdout lift (:func:`..lift.lift`)."""
+``fct_attribution``, and the campaign's holdout lift (:func:`..lift.lift`). Whole UTC days
+of the period come from the day-grain marts ``fct_message_funnel`` and
+``fct_attribution_daily``, its partial edge days from the detail marts (buckets.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,52 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from . import marts
+from . import buckets, marts
 from .lift import lift
 from .periods import Period
 
-MARTS = ("fct_messages", "fct_attribution")
+MARTS = ("fct_messages", "fct_message_funnel", "fct_attribution", "fct_attribution_daily")
+
+# The detail rows of one partial edge day of the period (buckets.py): each edge is its own
+# index range scan (an OR of both ranges would not use the time column of the index). A
+# message counts at coalesce(sent_at, due_at): a sent_at range, or no sent_at and a due_at
+# range, each a range of the (org_id, campaign_id, sent_at, due_at) index.
+_EDGE1 = (sql.SQL("%(start)s"), sql.SQL("%(edge1_end)s"))
+_EDGE2 = (sql.SQL("%(edge2_start)s"), sql.SQL("%(end)s"))
+
+
+def _messages_edge(low: sql.SQL, high: sql.SQL) -> sql.Composed:
+    return sql.SQL(
+        """
+        SELECT step_index, variant, channel,
+               count(*) FILTER (WHERE is_sent) AS sent,
+               count(*) FILTER (WHERE is_delivered) AS delivered,
+               count(*) FILTER (WHERE is_opened) AS opened,
+               count(*) FILTER (WHERE is_clicked) AS clicked,
+               count(*) FILTER (WHERE is_held_out) AS held_out
+        FROM (
+          SELECT * FROM {messages}
+          WHERE org_id = %(org)s AND campaign_id = %(campaign)s
+            AND sent_at >= {low} AND sent_at < {high}
+          UNION ALL
+          SELECT * FROM {messages}
+          WHERE org_id = %(org)s AND campaign_id = %(campaign)s
+            AND sent_at IS NULL AND due_at >= {low} AND due_at < {high}
+        ) m
+        WHERE is_sent OR is_held_out
+        GROUP BY step_index, variant, channel
+        """
+    ).format(messages=marts.table("fct_messages"), low=low, high=high)
+
+
+def _attribution_edge(low: sql.SQL, high: sql.SQL) -> sql.Composed:
+    return sql.SQL(
+        """
+        SELECT step_index, variant, currency, credit, revenue FROM {attribution}
+        WHERE org_id = %(org)s AND campaign_id = %(campaign)s AND model = 'last_touch'
+          AND credit > 0 AND ordered_at >= {low} AND ordered_at < {high}
+        """
+    ).format(attribution=marts.table("fct_attribution"), low=low, high=high)
 
 
 def campaign_performance(
@@ -46,27 +89,39 @@ def campaign_performance(
     rows = conn.execute(
         sql.SQL(
             """
-            WITH funnel AS (
-              SELECT step_index, variant, min(channel) AS channel,
-                     count(*) FILTER (WHERE is_sent) AS sent,
-                     count(*) FILTER (WHERE is_delivered) AS delivered,
-                     count(*) FILTER (WHERE is_opened) AS opened,
-                     count(*) FILTER (WHERE is_clicked) AS clicked,
-                     count(*) FILTER (WHERE is_held_out) AS held_out
-              FROM {messages}
+            WITH funnel_parts AS (
+              {messages_edge1}
+              UNION ALL
+              SELECT step_index, variant, channel, messages_sent, messages_delivered,
+                     messages_opened, messages_clicked, messages_held_out
+              FROM {funnel}
               WHERE org_id = %(org)s AND campaign_id = %(campaign)s
-                AND (is_sent OR is_held_out)
-                AND coalesce(sent_at, due_at) >= %(start)s AND coalesce(sent_at, due_at) < %(end)s
+                AND period_start >= %(days_start)s AND period_start < %(days_end)s
+              UNION ALL
+              {messages_edge2}
+            ),
+            funnel AS (
+              SELECT step_index, variant, min(channel) AS channel,
+                     sum(sent)::bigint AS sent, sum(delivered)::bigint AS delivered,
+                     sum(opened)::bigint AS opened, sum(clicked)::bigint AS clicked,
+                     sum(held_out)::bigint AS held_out
+              FROM funnel_parts
               GROUP BY step_index, variant
+            ),
+            credited_parts AS (
+              {attribution_edge1}
+              UNION ALL
+              SELECT step_index, variant, currency, credit, revenue FROM {attribution_daily}
+              WHERE org_id = %(org)s AND campaign_id = %(campaign)s AND model = 'last_touch'
+                AND day_start >= %(days_start)s AND day_start < %(days_end)s
+              UNION ALL
+              {attribution_edge2}
             ),
             credited AS (
               SELECT step_index, variant, coalesce(currency, %(none)s) AS currency,
                      sum(credit) AS recoveries, sum(revenue) AS revenue,
                      bool_or(currency IS NOT DISTINCT FROM %(cur)s) AS is_reporting
-              FROM {attribution}
-              WHERE org_id = %(org)s AND campaign_id = %(campaign)s AND model = 'last_touch'
-                AND credit > 0
-                AND ordered_at >= %(start)s AND ordered_at < %(end)s
+              FROM credited_parts
               GROUP BY 1, 2, 3
             ),
             recovered AS (
@@ -87,12 +142,18 @@ def campaign_performance(
               ON r.step_index = f.step_index AND r.variant = f.variant
             ORDER BY step, variant
             """
-        ).format(messages=marts.table("fct_messages"), attribution=marts.table("fct_attribution")),
+        ).format(
+            messages_edge1=_messages_edge(*_EDGE1),
+            messages_edge2=_messages_edge(*_EDGE2),
+            funnel=marts.table("fct_message_funnel"),
+            attribution_edge1=_attribution_edge(*_EDGE1),
+            attribution_edge2=_attribution_edge(*_EDGE2),
+            attribution_daily=marts.table("fct_attribution_daily"),
+        ),
         {
             "org": org_id,
             "campaign": campaign_id,
-            "start": period.start,
-            "end": period.end,
+            **buckets.split(period),
             "cur": currency,
             "none": marts.NO_CURRENCY,
         },

@@ -11,7 +11,7 @@ from uuid import UUID
 from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cartrecovery import metrics, org_settings
+from cartrecovery import campaigns, metrics, org_settings
 from cartrecovery.analytics import attribution, journeys, lift, performance
 from cartrecovery.analytics.periods import PRESETS, Period, parse_period
 
@@ -131,8 +131,15 @@ def journey_paths(query: JourneysQuery):
 @require_key("read")
 @request_query(LiftQuery)
 def holdout_lift(query: LiftQuery):
-    """Messaged against held-out carts: recovery rate and revenue lift with 95% intervals."""
+    """Messaged against held-out carts: recovery rate and revenue lift with 95% intervals.
+
+    With ``campaign_id``, one campaign of the org: another org's campaign or an unknown id
+    is a 404, not a lift of zero carts."""
     with runtime().db.tenant(g.org_id) as conn:
+        if query.campaign_id is not None and not campaigns.get_campaign(
+            conn, g.org_id, query.campaign_id
+        ):
+            raise ApiError(404, "not_found", "campaign not found")
         period = query.resolve(conn, g.org_id)
         body = lift.lift(conn, g.org_id, period, query.campaign_id)
     return jsonify(body)

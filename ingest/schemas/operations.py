@@ -191,7 +191,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/analytics/dashboard"): Operation(ok(rest.Dashboard)),
     ("GET", "/api/v1/analytics/attribution"): Operation(ok(rest.Attribution)),
     ("GET", "/api/v1/analytics/journeys"): Operation(ok(rest.Journeys)),
-    ("GET", "/api/v1/analytics/lift"): Operation(ok(rest.Lift)),
+    ("GET", "/api/v1/analytics/lift"): Operation(
+        ok(rest.Lift), errors=(404,), notes="A `campaign_id` the org does not have is a 404."
+    ),
     ("GET", "/api/v1/analytics/campaigns/{id}/performance"): Operation(
         ok(rest.CampaignPerformance)
     ),

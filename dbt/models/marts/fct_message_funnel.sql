@@ -1,5 +1,9 @@
 -- The message funnel per day, campaign, step (1-based), variant and channel: messages sent,
 -- delivered, opened and clicked. Held-out messages are counted apart, never as sent.
+-- Campaign performance reads whole days of a period here and its partial edge days from
+-- fct_messages (cartrecovery/analytics/buckets.py).
+
+{{ config(indexes=[{'columns': ['org_id', 'campaign_id', 'period_start']}]) }}
 
 with
 

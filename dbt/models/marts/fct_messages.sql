@@ -4,6 +4,10 @@
 -- Incremental: a build re-reads the messages whose outbox row changed, or that got a
 -- callback, since the newest change already here minus the lookback; late callbacks for old
 -- messages arrive with a new received_at and so are picked up.
+-- The index serves campaign performance's partial edge days: its period filter is on
+-- coalesce(sent_at, due_at), asked as a sent_at range, or sent_at null and a due_at range
+-- (row-level security keeps an index on the coalesce expression from being used). dbt
+-- creates indexes with the table (first or full build).
 
 {{
     config(
@@ -11,7 +15,7 @@
         unique_key=['org_id', 'message_id'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['org_id', 'campaign_id']}],
+        indexes=[{'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']}],
     )
 }}
 

@@ -1,0 +1,43 @@
+-- fct_journeys counted per UTC day of abandonment (day_start), path and currency: carts,
+-- recovered carts and the revenue of the recovered ones. The analytics API reads whole days
+-- here and the partial edge days of a period from fct_journeys
+-- (cartrecovery/analytics/buckets.py).
+
+{{ config(indexes=[{'columns': ['org_id', 'day_start']}]) }}
+
+with
+
+journeys as (
+
+    select * from {{ ref('fct_journeys') }}
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        org_id,
+
+        ---------- strings
+        path,
+        currency,
+
+        ---------- numerics
+        count(*) as carts,
+        count(*) filter (where is_recovered) as recovered,
+        -- null when no cart of the group was recovered, as the API's sum over carts is.
+        sum(revenue) filter (where is_recovered) as revenue,
+
+        ---------- timestamps
+        date_trunc('day', abandoned_at, 'UTC') as day_start
+
+    from journeys
+    group by org_id, path, currency, date_trunc('day', abandoned_at, 'UTC')
+
+)
+
+select
+    *,
+    {{ built_at() }} as built_at
+from final
