@@ -24,7 +24,6 @@ on the next batch.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -194,14 +193,25 @@ def _check_key(check: tuple) -> tuple[str, str]:
     return check[0], repr(check[1])
 
 
-_committers: weakref.WeakKeyDictionary[Database, GroupCommitter] = weakref.WeakKeyDictionary()
+# One per process and database URL, like the pools (``cartrecovery.db.get_pool``): its
+# leaders' connections are then bounded by LEADERS per URL, however many Database objects
+# (apps, tests) the process makes.
+_committers: dict[str, GroupCommitter] = {}
 _committers_lock = threading.Lock()
 
 
 def committer(db: Database) -> GroupCommitter:
-    """This process's committer for ``db`` (one per Database object: its pool)."""
+    """This process's committer for ``db``'s database."""
     with _committers_lock:
-        found = _committers.get(db)
+        found = _committers.get(db.url)
         if found is None:
-            found = _committers[db] = GroupCommitter(db)
+            found = _committers[db.url] = GroupCommitter(db)
         return found
+
+
+def close_all() -> None:
+    """Close the committers' connections (a process stopping, a test dropping databases)."""
+    with _committers_lock:
+        found = list(_committers.values())
+    for it in found:
+        it.close()
