@@ -15,6 +15,7 @@ it. Numbers must be in international form (``+`` and the country code).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -31,6 +32,13 @@ def to_e164(value: Any, default_region: str | None = None) -> str:
     text = str(value if value is not None else "").strip()
     if not text:
         raise InvalidPhone("empty phone number")
+    return _to_e164(text, default_region)
+
+
+# A cart's updates carry the same number again and again, and parsing one is most of the cost
+# of building a canonical cart from a webhook: answers are remembered (refusals, rare, are not).
+@lru_cache(maxsize=4096)
+def _to_e164(text: str, default_region: str | None) -> str:
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException:

@@ -92,6 +92,9 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     dagster_home: str | None = None
     max_body_bytes: int = 1_048_576
+    # Longest a request body may take to arrive, in seconds (0: no deadline); a slow client
+    # would otherwise hold a server thread (ingest/body_deadline.py).
+    body_timeout_seconds: float = 10.0
     # How long a send waits for SendGrid, Twilio or a push service to answer.
     provider_timeout_seconds: float = 10.0
     scheduler_interval_seconds: float = 2.0
@@ -135,6 +138,7 @@ class Settings:
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
             dagster_home=_env("DAGSTER_HOME"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", "1048576")),
+            body_timeout_seconds=float(_env("BODY_TIMEOUT_SECONDS", "10")),
             provider_timeout_seconds=float(_env("PROVIDER_TIMEOUT_SECONDS", "10")),
             scheduler_interval_seconds=float(_env("SCHEDULER_INTERVAL_SECONDS", "2")),
             queue_name=_env("CARTRECOVERY_QUEUE", "cartrecovery-messages"),

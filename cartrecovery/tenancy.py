@@ -139,6 +139,28 @@ def rotate_api_key(
     return key, row
 
 
+def list_api_keys(conn, org_id: UUID) -> list[dict]:
+    """The org's secret API keys (their prefix, never the key), newest first: key_id, prefix,
+    role, name, created_at, expires_at, revoked_at. Publishable keys are listed elsewhere."""
+    return conn.execute(
+        "SELECT key_id, prefix, role, name, created_at, expires_at, revoked_at "
+        "FROM app.api_keys WHERE org_id = %s AND role <> 'publishable' "
+        "ORDER BY created_at DESC",
+        (org_id,),
+    ).fetchall()
+
+
+def revoke_api_key(conn, org_id: UUID, key_id: UUID) -> bool:
+    """Revoke a secret key at once; False when ``key_id`` is not an unrevoked key of the org."""
+    row = conn.execute(
+        "UPDATE app.api_keys SET revoked_at = now() WHERE org_id = %s AND key_id = %s "
+        "AND role <> 'publishable' AND revoked_at IS NULL RETURNING key_id",
+        (org_id, key_id),
+    ).fetchone()
+    _KEYS.clear()  # this process forgets cached keys at once (others within KEY_CACHE_SECONDS)
+    return row is not None
+
+
 def verify_api_key(db: Database, key: str, max_age: float = 0.0) -> ApiKey | None:
     """The live key ``key``, or None (malformed, unknown or revoked).
 

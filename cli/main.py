@@ -191,6 +191,7 @@ def orgs_create(name: str, role: str, as_json: bool) -> None:
 
 from pipelines.commands import warehouse  # noqa: E402
 
+from .api_keys import api_keys  # noqa: E402
 from .connections import connections, sync_command  # noqa: E402
 from .ml import ml  # noqa: E402
 from .shopify import shopify  # noqa: E402
@@ -200,6 +201,7 @@ from .users import users  # noqa: E402
 main.add_command(connections)
 main.add_command(sync_command)
 main.add_command(users)
+main.add_command(api_keys)
 main.add_command(stats)
 main.add_command(warehouse)
 main.add_command(shopify)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
 
-from .errors import register_error_handlers
+from .body_deadline import TIMED_OUT, BodyDeadline
+from .errors import ApiError, register_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -82,5 +83,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.init_app(app)
     rate_limiting.init_app(app)
     http_headers.init_app(app, settings)
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_timed_out_body)
+    app.wsgi_app = BodyDeadline(
+        app.wsgi_app, settings.body_timeout_seconds, settings.max_body_bytes
+    )
     request_ids.init_app(app)  # last: it binds the id before everything else runs
     return app
+
+
+def _refuse_timed_out_body() -> None:
+    if request.environ.get(TIMED_OUT):
+        raise ApiError(
+            408, "request_timeout", "the request body did not arrive in time; send it again"
+        )

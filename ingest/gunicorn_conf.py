@@ -34,8 +34,10 @@ def post_worker_init(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     from cartrecovery import applier
+    from ingest.webhooks import committer
 
     applier.stop_thread()
+    committer.close_all()
 
 
 def child_exit(server, worker) -> None:

@@ -55,5 +55,16 @@ class EnvironHeaderView(Mapping[str, str]):
             elif key in _UNPREFIXED and value:
                 yield key.replace("_", "-").title()
 
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        # One pass over the environ (the Mapping default looks every name up again): the
+        # webhook path reads all headers twice per request (kept headers, adapters).
+        out = []
+        for key, value in self._environ.items():
+            if key.startswith("HTTP_") and key not in _PREFIXED_DUPLICATES:
+                out.append((key[5:].replace("_", "-").title(), value))
+            elif key in _UNPREFIXED and value:
+                out.append((key.replace("_", "-").title(), value))
+        return out
+
     def __len__(self) -> int:
         return sum(1 for _ in self)

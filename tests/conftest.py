@@ -32,6 +32,7 @@ from cartrecovery.applier import apply_pending
 from cartrecovery.db import Database, close_pools
 from cartrecovery.migrate import upgrade
 from cartrecovery.settings import Settings
+from ingest.webhooks import committer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -98,6 +99,7 @@ def database_url(server_url):
     upgrade(url)
     yield url
     close_pools()
+    committer.close_all()
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

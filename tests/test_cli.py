@@ -283,3 +283,95 @@ def test_sigterm_to_the_supervising_process_stops_its_children(tmp_path):
     assert "codes" in rest
     for pid in pids:
         wait_for(lambda pid=pid: _gone(pid), message=f"child {pid} still running")
+
+
+def _org_with_key(cli_env) -> dict:
+    result = invoke(["orgs", "create", f"Keys {uuid.uuid4().hex[:6]}", "--json"], cli_env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_api_keys_create_list_rotate_revoke(cli_env, db):
+    made = _org_with_key(cli_env)
+    org = made["org_id"]
+    created = invoke(
+        ["api-keys", "create", "--org", org, "--role", "read", "--name", "ci"]
+        + ["--expires-in", "90d", "--json"],
+        cli_env,
+    )
+    assert created.exit_code == 0, created.output
+    key = json.loads(created.stdout)
+    assert key["role"] == "read" and key["name"] == "ci" and key["expires_at"]
+    verified = tenancy.verify_api_key(db, key["api_key"])
+    assert verified is not None and verified.role == "read" and str(verified.org_id) == org
+
+    listed = json.loads(invoke(["api-keys", "list", "--org", org, "--json"], cli_env).stdout)
+    ids = [k["key_id"] for k in listed["api_keys"]]
+    assert key["key_id"] in ids and len(ids) == 2  # the org's first key and this one
+    assert all("api_key" not in k for k in listed["api_keys"])  # never shown again
+
+    # Rotation with no grace: the old key stops at once, the new one has its role and name.
+    rotated = invoke(
+        ["api-keys", "rotate", key["key_id"], "--org", org, "--grace", "0", "--json"], cli_env
+    )
+    assert rotated.exit_code == 0, rotated.output
+    new = json.loads(rotated.stdout)
+    assert new["replaces"] == key["key_id"] and new["role"] == "read" and new["name"] == "ci"
+    assert tenancy.verify_api_key(db, key["api_key"]) is None
+    assert tenancy.verify_api_key(db, new["api_key"]) is not None
+
+    revoked = invoke(["api-keys", "revoke", new["key_id"], "--org", org, "--json"], cli_env)
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout) == {"key_id": new["key_id"], "status": "revoked"}
+    assert tenancy.verify_api_key(db, new["api_key"]) is None
+    again = invoke(["api-keys", "revoke", new["key_id"], "--org", org], cli_env)
+    assert again.exit_code == 1 and "no live API key" in again.output
+
+    with db.system() as conn:
+        actions = [
+            r["action"]
+            for r in conn.execute(
+                "SELECT action FROM app.audit_log WHERE org_id = %s ORDER BY created_at", (org,)
+            ).fetchall()
+        ]
+    assert actions.count("api-keys.create") == 1 and "api-keys.rotate" in actions
+    assert "api-keys.revoke" in actions
+
+
+def test_api_keys_rotate_keeps_the_old_key_for_the_grace(cli_env, db):
+    made = _org_with_key(cli_env)
+    org, old = made["org_id"], tenancy.verify_api_key(db, made["api_key"])
+    rotated = invoke(
+        ["api-keys", "rotate", str(old.key_id), "--org", org, "--grace", "2h", "--json"], cli_env
+    )
+    assert rotated.exit_code == 0, rotated.output
+    assert tenancy.verify_api_key(db, made["api_key"]) is not None  # still working, for 2 h
+    with db.system() as conn:
+        row = conn.execute(
+            "SELECT expires_at - now() AS left FROM app.api_keys WHERE key_id = %s",
+            (old.key_id,),
+        ).fetchone()
+    assert 7000 < row["left"].total_seconds() <= 7200
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["create", "--role", "read", "--expires-in", "10s"], "--expires-in"),  # under 60 s
+        (["create", "--role", "read", "--expires-in", "soon"], "--expires-in"),
+        (["create", "--role", "publishable"], "--role"),
+        (["rotate", "not-a-uuid"], "KEY_ID"),
+        (["rotate", str(uuid.uuid4()), "--grace", "31d"], "--grace"),  # over 30 days
+    ],
+)
+def test_api_keys_refuse_what_the_api_refuses(cli_env, args, hint):
+    org = _org_with_key(cli_env)["org_id"]
+    result = CliRunner().invoke(main, ["api-keys", *args, "--org", org], env=cli_env)
+    assert result.exit_code == 2, result.output
+    assert hint in result.output
+
+
+def test_api_keys_unknown_key_is_an_error(cli_env):
+    org = _org_with_key(cli_env)["org_id"]
+    result = invoke(["api-keys", "rotate", str(uuid.uuid4()), "--org", org], cli_env)
+    assert result.exit_code == 1 and "no live API key" in result.output

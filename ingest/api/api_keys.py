@@ -50,7 +50,7 @@ class ApiKeyRotate(BaseModel):
     )
 
 
-def _json(row: dict, key: str | None = None) -> dict:
+def key_json(row: dict, key: str | None = None) -> dict:
     out = {
         "key_id": str(row["key_id"]),
         "prefix": row["prefix"],
@@ -74,13 +74,8 @@ def _seconds(value: int | None) -> timedelta | None:
 def list_keys():
     """The org's API keys (never the keys themselves: their prefix), newest first."""
     with runtime().db.tenant(g.org_id) as conn:
-        rows = conn.execute(
-            "SELECT key_id, prefix, role, name, created_at, expires_at, revoked_at "
-            "FROM app.api_keys WHERE org_id = %s AND role <> 'publishable' "
-            "ORDER BY created_at DESC",
-            (g.org_id,),
-        ).fetchall()
-    return jsonify({"api_keys": [_json(r) for r in rows]})
+        rows = tenancy.list_api_keys(conn, g.org_id)
+    return jsonify({"api_keys": [key_json(r) for r in rows]})
 
 
 @bp.post("")
@@ -92,7 +87,7 @@ def create(body: ApiKeyCreate):
         key, row = tenancy.insert_api_key(
             conn, g.org_id, body.role, body.name, _seconds(body.expires_in_seconds)
         )
-    return jsonify(_json(row, key)), 201
+    return jsonify(key_json(row, key)), 201
 
 
 @bp.post("/<key_id>/rotate")
@@ -114,22 +109,18 @@ def rotate(body: ApiKeyRotate, key_id: str):
     if found is None:
         raise ApiError(404, "not_found", "no live API key with this id")
     key, row = found
-    return jsonify({**_json(row, key), "replaces": key_id}), 201
+    return jsonify({**key_json(row, key), "replaces": key_id}), 201
 
 
 @bp.delete("/<key_id>")
 @require_key("admin")
 def revoke(key_id: str):
     """Revoke a key at once."""
-    row = None
+    revoked = False
     with runtime().db.tenant(g.org_id) as conn:
         if (parsed := _uuid(key_id)) is not None:
-            row = conn.execute(
-                "UPDATE app.api_keys SET revoked_at = now() WHERE org_id = %s AND key_id = %s "
-                "AND role <> 'publishable' AND revoked_at IS NULL RETURNING key_id",
-                (g.org_id, parsed),
-            ).fetchone()
-    if row is None:
+            revoked = tenancy.revoke_api_key(conn, g.org_id, parsed)
+    if not revoked:
         raise ApiError(404, "not_found", "no live API key with this id")
     return jsonify({"key_id": key_id, "status": "revoked"})
 

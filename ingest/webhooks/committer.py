@@ -9,15 +9,27 @@ batches are written at once). So under load one commit
 serves many requests (gunicorn ``gthread`` workers: several request threads per process),
 and a lone request is written at once by its own thread (no hand-off to another thread).
 A request is answered only after the commit that made its event durable.
+
+The common batch (one store's requests: one org, one connection check) is one statement on
+an autocommit connection: the statement is its own transaction, so there is no BEGIN,
+tenant scope or COMMIT round trip. It runs as the owning role, the org id bound in every row
+it writes and reads (``applier.defer_query``), so it needs no row-level-security scope. A
+batch of several orgs or checks is one transaction with each org's tenant scope in turn.
+Each leader holds a connection of its own (at most ``LEADERS`` per process) rather than
+taking one from the pool per batch, which cost as much CPU as the statement's own round trip
+(docs/BENCHMARKS.md, "Ingest: analysis"); a connection that failed is closed and replaced
+on the next batch.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
 
 from cartrecovery import applier
 from cartrecovery.applier import Deferred
@@ -66,6 +78,7 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._queue: list[_Item] = []
         self._leaders = 0
+        self._idle: list[psycopg.Connection] = []  # leaders' connections between batches
         self.batches = 0  # for tests and the benchmark's curiosity
         self.events = 0
 
@@ -114,24 +127,48 @@ class GroupCommitter:
                     successor.wake.set()
 
     def _write(self, batch: list[_Item]) -> None:
-        by_org: dict[UUID, list[_Item]] = {}
+        by_org: dict[UUID, dict[tuple | None, list[_Item]]] = {}
         for it in batch:
-            by_org.setdefault(it.org_id, []).append(it)
-        stored = False
-        with self.db.pool.connection() as conn, conn.transaction():
-            for org_id in sorted(by_org, key=str):
-                self.db.scope(conn, org_id)
-                # Requests of one store carry equal checks (their params hold a list:
-                # compare their text): one statement per distinct check, which guards it.
-                groups: dict[tuple | None, list[_Item]] = {}
-                for it in by_org[org_id]:
-                    groups.setdefault(it.check and _check_key(it.check), []).append(it)
-                for items in groups.values():
-                    stored = self._write_group(conn, org_id, items) or stored
+            # Requests of one store carry equal checks (their params hold a list: compare
+            # their text): one statement per distinct check, which guards it.
+            by_org.setdefault(it.org_id, {}).setdefault(
+                it.check and _check_key(it.check), []
+            ).append(it)
+        conn = self._connection()
+        try:
+            if len(by_org) == 1 and len(groups := next(iter(by_org.values()))) == 1:
+                # One statement, its own transaction (autocommit): see the module docstring.
+                stored = self._write_group(conn, batch[0].org_id, next(iter(groups.values())))
+            else:
+                stored = False
+                with conn.transaction():
+                    for org_id in sorted(by_org, key=str):
+                        self.db.scope(conn, org_id)
+                        for items in by_org[org_id].values():
+                            stored = self._write_group(conn, org_id, items) or stored
+        except BaseException:
+            conn.close()  # in doubt (a lost server, an interrupted statement): a fresh one
+            raise
+        with self._lock:
+            self._idle.append(conn)
         self.batches += 1
         self.events += len(batch)
         if stored:
             self.on_commit()
+
+    def _connection(self) -> psycopg.Connection:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+        return psycopg.connect(self.db.url, autocommit=True, row_factory=dict_row)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     @staticmethod
     def _write_group(conn, org_id: UUID, items: list[_Item]) -> bool:
@@ -156,14 +193,25 @@ def _check_key(check: tuple) -> tuple[str, str]:
     return check[0], repr(check[1])
 
 
-_committers: weakref.WeakKeyDictionary[Database, GroupCommitter] = weakref.WeakKeyDictionary()
+# One per process and database URL, like the pools (``cartrecovery.db.get_pool``): its
+# leaders' connections are then bounded by LEADERS per URL, however many Database objects
+# (apps, tests) the process makes.
+_committers: dict[str, GroupCommitter] = {}
 _committers_lock = threading.Lock()
 
 
 def committer(db: Database) -> GroupCommitter:
-    """This process's committer for ``db`` (one per Database object: its pool)."""
+    """This process's committer for ``db``'s database."""
     with _committers_lock:
-        found = _committers.get(db)
+        found = _committers.get(db.url)
         if found is None:
-            found = _committers[db] = GroupCommitter(db)
+            found = _committers[db.url] = GroupCommitter(db)
         return found
+
+
+def close_all() -> None:
+    """Close the committers' connections (a process stopping, a test dropping databases)."""
+    with _committers_lock:
+        found = list(_committers.values())
+    for it in found:
+        it.close()
