@@ -32,6 +32,7 @@ from cartrecovery.analytics import attribution as analytics_attribution
 from cartrecovery.analytics import journeys as journeys_mart
 from cartrecovery.analytics import lift, performance, periods, timeline
 from cartrecovery.analytics import marts as analytics_marts
+from cartrecovery.analytics import smart as smart_mart
 from cartrecovery.db import Database
 from cartrecovery.rendering import TEMPLATES
 from cartrecovery.settings import Settings
@@ -406,6 +407,14 @@ def recovery_hours(url: str, org_id: str, period: str) -> list[dict]:
         return analytics_attribution.recoveries_by_hour(conn, org_id, periods.parse_period(period))[
             "hours"
         ]
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def smart(url: str, org_id: str, period: str) -> dict:
+    """Smart send time and smart discount against their control share, per campaign step:
+    the API's answer (``GET /api/v1/analytics/smart``)."""
+    with database(url).tenant(org_id) as conn:
+        return smart_mart.smart(conn, org_id, periods.parse_period(period))
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)

@@ -86,6 +86,68 @@ def lift_section(url: str, org_id: str, period: str) -> None:
     st.dataframe(table(shown), hide_index=True, width="stretch")
 
 
+FEATURES = {"send_time": "Smart send time", "discount": "Smart discount"}
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
+
+
+def _amounts(by_currency: dict | None) -> str:
+    return " · ".join(money(v, k) for k, v in sorted((by_currency or {}).items())) or "-"
+
+
+def smart_row(s: dict) -> dict:
+    """One step and feature of the smart answer as a table row."""
+    ok = s["status"] == "ok"
+    smart, control = s["smart"], s["control"]
+    ci = s["recovery_rate_difference_ci"]
+    row = {
+        "campaign": s["campaign_name"] or s["campaign_id"],
+        "step": s["step"],
+        "feature": FEATURES[s["feature"]],
+        "smart messages": smart["messages"],
+        "control messages": control["messages"],
+        "smart recovery rate": percent(smart["recovery_rate"]),
+        "control recovery rate": percent(control["recovery_rate"]),
+        "difference": _points(s["recovery_rate_difference"]) if ok else s["reason"],
+        "95% interval": f"{_points(ci[0])} to {_points(ci[1])}" if ok and ci else "",
+        "smart revenue": _amounts(smart["revenue_by_currency"]),
+        "control revenue": _amounts(control["revenue_by_currency"]),
+        "model decided": f"{sum(smart['decisions'].get(d, 0) for d in ('model', 'explore'))}"
+        f" of {smart['messages']}",
+    }
+    # Every row has every column (the table takes its columns from the first row).
+    discount = s["feature"] == "discount"
+    row |= {
+        "smart discount cost": _amounts(smart["discount_cost_by_currency"]) if discount else "",
+        "control discount cost": _amounts(control["discount_cost_by_currency"]) if discount else "",
+    }
+    return row
+
+
+def smart_section(url: str, org_id: str, period: str) -> None:
+    st.subheader("Smart send time and smart discount vs control")
+    found = data.smart(url, org_id, period)
+    if not found["steps"]:
+        st.caption(
+            "No step used smart send time or smart discount in this period. Turn them on per "
+            "step in Campaigns; a control share keeps the fixed behaviour for comparison."
+        )
+        return
+    st.caption(
+        "Smart: every message the model was asked about (fallbacks included); control: the "
+        "share that keeps the step's fixed delay and discount. Recovery: the cart converted "
+        "within the attribution window, clicked or not. Definitions: docs/analytics.md."
+    )
+    st.dataframe(
+        table([smart_row(s) for s in found["steps"]]),
+        hide_index=True,
+        width="stretch",
+        key="smart_table",
+    )
+
+
 url = data.database_url()
 org_id = st.session_state["org_id"]
 st.title("Attribution")
@@ -113,3 +175,4 @@ for currency, total in totals["total_revenue_by_currency"].items():
     st.metric(f"Recovered revenue ({currency})", money(total, currency))
     revenue_chart([r for r in rows if r["currency"] == currency], currency, found)
 lift_section(url, org_id, period)
+smart_section(url, org_id, period)
