@@ -206,11 +206,16 @@ def demo_user(svc: Services, store: DemoStore) -> tuple[str, str]:
 
 
 def warehouse_builds(
-    svc: Services, say: Callable[[str], None], stop, every: float | None
+    svc: Services,
+    say: Callable[[str], None],
+    stop,
+    every: float | None,
+    after_first: Callable[[], None] | None = None,
 ) -> threading.Thread:
     """Build the warehouse in the background now (the Attribution, Journeys and Insights
     pages appear once the org's marts exist), then every ``every`` seconds if given (when
-    Dagster is not running its own sensor and schedule), until ``stop`` is set."""
+    Dagster is not running its own sensor and schedule), until ``stop`` is set.
+    ``after_first`` runs once, after the first build (done or failed)."""
     from pipelines.dbt_build import DbtError, run_dbt_build
 
     def run() -> None:
@@ -228,10 +233,116 @@ def warehouse_builds(
                         "the Attribution, Journeys and Insights pages show once a build "
                         "holds the demo's abandoned carts"
                     )
+            if first and after_first is not None and not stop.is_set():
+                after_first()
             first = False
             if every is None or stop.wait(every):
                 return
 
     thread = threading.Thread(target=run, name="warehouse-builds", daemon=True)
+    thread.start()
+    return thread
+
+
+# The first models learn from the simulator's ground truth: at start the demo's own warehouse
+# holds no messages yet (training needs ml.training.MIN_MESSAGES), and the simulator is the
+# same kind of store. `cartrecovery ml train` (or Dagster's weekly job) retrains on the
+# warehouse later; the promotion rule keeps whichever is better.
+FIRST_MODELS_ARGV = ("ml", "train", "--source", "simulated", "--json")
+# Lower priority than the stack: training must not slow the demo's first recovery.
+TRAINING_NICENESS = 10
+
+
+def first_models(
+    env: dict[str, str],
+    say: Callable[[str], None],
+    stop,
+    mlflow_probe: str | None = None,
+    timeout: float = 900.0,
+) -> threading.Thread:
+    """Train the send-time and content models once, in the background, with the same code as
+    `cartrecovery ml train` (a niced child process, so the GIL and the CPU stay with the
+    demo), registering them in the MLflow store ``env`` names (MLFLOW_TRACKING_URI, else the
+    SQLite store under CARTRECOVERY_HOME). With ``mlflow_probe`` it first waits for that
+    MLflow server to answer. Says one line when done (or why not)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from .services import REPO
+
+    def wait_for_mlflow() -> bool:
+        import requests
+
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                if requests.get(mlflow_probe, timeout=2).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass
+            stop.wait(1)
+        return False
+
+    def run() -> None:
+        if mlflow_probe and not wait_for_mlflow():
+            if not stop.is_set():
+                say(f"models: not trained, MLflow did not answer at {mlflow_probe}")
+            return
+        began = time.monotonic()
+        # `nice` rather than preexec_fn, which is unsafe in a process with threads.
+        nice = ["nice", "-n", str(TRAINING_NICENESS)] if shutil.which("nice") else []
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            try:
+                # Its own session: Ctrl-C reaches the demo, which stops it here.
+                child = subprocess.Popen(
+                    [*nice, sys.executable, "-m", "cli.main", *FIRST_MODELS_ARGV],
+                    env=env,
+                    cwd=REPO,
+                    stdout=out,
+                    stderr=err,
+                    text=True,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                say(f"models: training could not start: {exc}")
+                return
+            deadline = time.monotonic() + timeout
+            while child.poll() is None:
+                if stop.wait(0.5) or time.monotonic() > deadline:
+                    child.terminate()
+                    try:
+                        child.wait(10)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+                    if not stop.is_set():
+                        say(f"models: training stopped after {timeout:.0f}s")
+                    return
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if child.returncode != 0:
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            say(f"models: training failed (exit {child.returncode}): {last[:200]}")
+            return
+        try:
+            rows = json.loads(stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            say("models: trained, but the summary could not be read")
+            return
+        said = ", ".join(
+            f"{r['name']} v{r['version']} ({r['metric']} {r['value']:.3f}"
+            f"{', champion' if r['promoted'] else ''})"
+            for r in rows
+        )
+        say(
+            f"models: first models trained on the simulator's truth in "
+            f"{time.monotonic() - began:.0f}s: {said}"
+        )
+
+    thread = threading.Thread(target=run, name="first-models", daemon=True)
     thread.start()
     return thread

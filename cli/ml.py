@@ -52,8 +52,9 @@ def _simulation_options(command):
     help="warehouse: the marts (build them first: cartrecovery warehouse build); simulated: "
     "the simulator's ground truth.",
 )
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of summaries on stdout.")
 @_simulation_options
-def train(which: str, source: str, customers: int, seed: int) -> None:
+def train(which: str, source: str, customers: int, seed: int, as_json: bool) -> None:
     """Train, evaluate on held-out carts, register and promote (champion only if better)."""
     from ml import training
 
@@ -65,6 +66,10 @@ def train(which: str, source: str, customers: int, seed: int) -> None:
             rows.append(training.train(model, log, source=source))
         except ValueError as exc:
             raise click.ClickException(f"{model}: {exc}") from None
+    if as_json:
+        json.dump([training.summary_dict(r) for r in rows], sys.stdout, default=str)
+        sys.stdout.write("\n")
+        return
     header = ("model", "version", "metric", "value", "champion before", "its value", "promoted")
     table = [
         (

@@ -211,8 +211,17 @@ def _stack(
                     )
                     # Dagster's sensor and schedule rebuild the marts when it runs; without
                     # it the demo rebuilds them every few minutes itself.
+                    # After the first build (not before: both want the CPU), the first
+                    # models, so MLflow and the Models page have something from the start.
+                    mlflow_probe = later["MLflow"][1] if with_mlflow else None
                     demo_store.warehouse_builds(
-                        svc, say, stopping, None if with_dagster else WAREHOUSE_EVERY
+                        svc,
+                        say,
+                        stopping,
+                        None if with_dagster else WAREHOUSE_EVERY,
+                        after_first=lambda: demo_store.first_models(
+                            env, say, stopping, mlflow_probe
+                        ),
                     )
                 say("running; Ctrl-C stops everything")
                 exited = supervisor.watch(tick=tick, interval=0.25)
@@ -296,4 +305,8 @@ def _mlflow_argv(svc: Services, host: str, port: int) -> list[str]:
         str(port),
         "--workers",
         "1",
+        # One access-log line per tracking call would bury the demo's own lines while the
+        # first models are logged (dozens of calls per run).
+        "--uvicorn-opts",
+        "--no-access-log",
     ]

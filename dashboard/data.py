@@ -12,7 +12,7 @@ second and many open browser tabs cost one query per second, not one per tab.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import redis
@@ -28,10 +28,14 @@ from cartrecovery import (
     previews,
     users,
 )
+from cartrecovery.analytics import attribution as analytics_attribution
+from cartrecovery.analytics import journeys as journeys_mart
+from cartrecovery.analytics import lift, performance, periods, timeline
+from cartrecovery.analytics import marts as analytics_marts
+from cartrecovery.analytics import smart as smart_mart
 from cartrecovery.db import Database
 from cartrecovery.rendering import TEMPLATES
 from cartrecovery.settings import Settings
-from dashboard import marts
 
 LIVE_TTL = 1
 CHART_TTL = 10
@@ -295,67 +299,149 @@ def preview_step(url: str, org_id: str, step: dict, cart_id: str | None) -> dict
     }
 
 
-# --- the marts (Attribution, Journeys, Insights); docs/analytics.md defines every number ---
+# --- the marts (Attribution, Journeys, Insights) ----------------------------------------------
+# Every number comes from cartrecovery.analytics, the functions the analytics API answers
+# with (docs/analytics.md), so the pages and the API give one answer for the same data.
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def marts_built_at(url: str, org_id: str):
-    """When the org's marts were last built, or None (mart pages are then not shown)."""
+def marts_built_at(url: str, org_id: str) -> datetime | None:
+    """When the marts holding the org's carts were built, or None (mart pages not shown)."""
     with database(url).tenant(org_id) as conn:
-        return marts.built_at(conn, org_id)
+        return analytics_marts.org_as_of(conn, org_id)
+
+
+def _campaign_names(conn, org_id: str) -> dict[str, str]:
+    return {
+        str(c["campaign_id"]): c["name"] for c in campaigns.list_campaigns(conn, UUID(org_id), True)
+    }
+
+
+def _group_label(group_by: str, key, names: dict[str, str]) -> str:
+    if key is None:
+        return f"unknown {group_by}"
+    if group_by == "campaign":
+        return names.get(str(key), "unknown campaign")
+    if group_by == "step":
+        return f"step {key}"
+    return str(key)
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
 def attribution(url: str, org_id: str, model: str, group_by: str, period: str) -> dict:
-    """Recovered revenue per time bucket, group and currency under one attribution model:
-    ``{"rows", "start", "end", "bucket"}`` (bucket an hour up to a week, else a day)."""
-    window = metrics.parse_period(period)
-    bucket = "hour" if window <= live_tiles.BUCKETS[2][0] else "day"
-    end = datetime.now(UTC)
+    """Recovered revenue under one attribution model for a preset period: the API's answer
+    (``totals``: ``GET /api/v1/analytics/attribution``) and the same orders per time bucket,
+    group and currency (``rows``: ``{at, group, currency, revenue, recoveries}``; bucket an
+    hour up to a week, else a day), with ``start``, ``end`` and ``bucket`` for the axis."""
+    window = periods.parse_period(period)
+    hourly = window.end - window.start <= timedelta(days=7)
     with database(url).tenant(org_id) as conn:
-        rows = marts.attribution(conn, org_id, model, group_by, end - window, bucket)
+        totals = analytics_attribution.attribution(conn, org_id, model, group_by, window)
+        series = analytics_attribution.attribution_series(
+            conn, org_id, model, group_by, window, "hour" if hourly else "day"
+        )
+        names = _campaign_names(conn, org_id) if group_by == "campaign" else {}
+    for row in totals["rows"]:
+        row["group"] = _group_label(group_by, row[group_by], names)
     return {
-        "rows": rows,
-        "start": end - window,
-        "end": end,
-        "bucket": timedelta(hours=1) if bucket == "hour" else timedelta(days=1),
+        "totals": totals,
+        "rows": [
+            {
+                "at": datetime.fromisoformat(r["at"]),
+                "group": _group_label(group_by, r[group_by], names),
+                "currency": r["currency"],
+                "revenue": r["revenue"],
+                "recoveries": r["recoveries"],
+            }
+            for r in series["rows"]
+        ],
+        "start": window.start,
+        "end": window.end,
+        "bucket": timedelta(hours=1) if hourly else timedelta(days=1),
     }
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def holdout_lift(url: str, org_id: str) -> list[dict]:
+def holdout_lift(url: str, org_id: str, period: str) -> list[dict]:
+    """The API's lift answer (``GET /api/v1/analytics/lift``) for the org, then for each
+    campaign that messaged or held out carts in the period, each with ``campaign`` (a name)."""
+    window = periods.parse_period(period)
     with database(url).tenant(org_id) as conn:
-        return marts.holdout_lift(conn, org_id)
+        found = [{"campaign": "All campaigns", **lift.lift(conn, org_id, window)}]
+        for campaign_id, name in sorted(_campaign_names(conn, org_id).items(), key=lambda c: c[1]):
+            answer = lift.lift(conn, org_id, window, UUID(campaign_id))
+            if answer["messaged"]["carts"] or answer["held_out"]["carts"]:
+                found.append({"campaign": name, **answer})
+    if len(found) == 1 and not (found[0]["messaged"]["carts"] or found[0]["held_out"]["carts"]):
+        return []
+    return found
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
 def journey_paths(url: str, org_id: str, period: str, limit: int = 15) -> list[dict]:
+    """The API's touchpoint paths (``GET /api/v1/analytics/journeys``): ``{path: [...],
+    carts, recovered, revenue_by_currency}``, most common first."""
     with database(url).tenant(org_id) as conn:
-        return marts.journey_paths(conn, org_id, metrics.since(period), limit)
+        return journeys_mart.journeys(conn, org_id, periods.parse_period(period), limit)["paths"]
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
 def journeys(url: str, org_id: str) -> list[dict]:
+    """The latest abandonments with their path and outcome (to pick one cart's timeline)."""
     with database(url).tenant(org_id) as conn:
-        return marts.journeys(conn, org_id)
+        return journeys_mart.recent_abandonments(conn, org_id)["carts"]
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
 def cart_timeline(url: str, org_id: str, cart_id: str) -> list[dict]:
+    """One cart's history as the API gives it (``GET /api/v1/carts/{id}/timeline``)."""
     with database(url).tenant(org_id) as conn:
-        return marts.cart_timeline(conn, org_id, cart_id)
+        found = timeline.cart_timeline(conn, UUID(org_id), UUID(cart_id))
+    return found["items"] if found else []
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def step_performance(url: str, org_id: str) -> list[dict]:
+def step_performance(url: str, org_id: str, period: str) -> list[dict]:
+    """Per campaign, step and variant: messages sent, opened, clicked and last-touch
+    recoveries, from each campaign's performance answer
+    (``GET /api/v1/analytics/campaigns/{id}/performance``) for the period."""
+    window = periods.parse_period(period)
+    rows = []
     with database(url).tenant(org_id) as conn:
-        return marts.step_performance(conn, org_id)
+        for campaign_id, name in sorted(_campaign_names(conn, org_id).items(), key=lambda c: c[1]):
+            answer = performance.campaign_performance(conn, org_id, UUID(campaign_id), window)
+            for s in answer["steps"] if answer else ():
+                rows.append(
+                    {
+                        "campaign_id": campaign_id,
+                        "campaign": name,
+                        "step_index": s["step"],
+                        "variant": s["variant"],
+                        "channel": s["channel"],
+                        "sent": s["sent"],
+                        "opened": s["opened"],
+                        "clicked": s["clicked"],
+                        "recoveries": s["recoveries"],
+                    }
+                )
+    return rows
 
 
 @st.cache_data(ttl=CHART_TTL, show_spinner=False)
-def recovery_hours(url: str, org_id: str) -> list[dict]:
+def recovery_hours(url: str, org_id: str, period: str) -> list[dict]:
+    """Recoveries per hour of day (UTC) of the order: ``{hour, recoveries}``."""
     with database(url).tenant(org_id) as conn:
-        return marts.recovery_hours(conn, org_id)
+        return analytics_attribution.recoveries_by_hour(conn, org_id, periods.parse_period(period))[
+            "hours"
+        ]
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def smart(url: str, org_id: str, period: str) -> dict:
+    """Smart send time and smart discount against their control share, per campaign step:
+    the API's answer (``GET /api/v1/analytics/smart``)."""
+    with database(url).tenant(org_id) as conn:
+        return smart_mart.smart(conn, org_id, periods.parse_period(period))
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)

@@ -1,8 +1,9 @@
 """Recommendations computed from the marts' rows, each with the number behind it.
 
-Pure functions over the rows ``dashboard.marts`` returns (so they are unit-tested without a
-database). A recommendation needs enough messages behind it (:data:`MIN_MESSAGES` per arm);
-below that it is not made, rather than made on noise.
+Pure functions over the rows ``dashboard.data.step_performance`` and ``recovery_hours`` return
+(so they are unit-tested without a database). Recoveries are last-touch credits: whole
+numbers, carried as floats. A recommendation needs enough messages behind it
+(:data:`MIN_MESSAGES` per arm); below that it is not made, rather than made on noise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ class Insight:
     title: str
     number: str
     detail: str
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def _rate(recoveries: int, sent: int) -> float:
@@ -45,7 +50,7 @@ def best_step(rows: list[dict]) -> Insight | None:
     return Insight(
         "Best step: recoveries per message",
         f"{rate:.1%}",
-        f"{campaign}, step {step}: {s['recoveries']} recoveries from {s['sent']} messages. "
+        f"{campaign}, step {step}: {_count(s['recoveries'])} recoveries from {s['sent']} messages. "
         "Give it more of the traffic, or copy what it does into the weaker steps.",
     )
 
@@ -61,7 +66,7 @@ def peak_hours(rows: list[dict], top: int = 3) -> Insight | None:
     return Insight(
         "When recoveries happen",
         f"{share:.0%}",
-        f"of {total} recoveries came in the hours starting {hours} (UTC). "
+        f"of {_count(total)} recoveries came in the hours starting {hours} (UTC). "
         "Time reminders to land shortly before them.",
     )
 
@@ -89,7 +94,7 @@ def variant_to_retire(rows: list[dict]) -> Insight | None:
                     "A variant to retire",
                     f"{_rate(worst['recoveries'], worst['sent']):.1%}",
                     f"{campaign}, step {step}: variant {worst['variant']!r} recovers "
-                    f"{worst['recoveries']} of {worst['sent']} messages, against "
+                    f"{_count(worst['recoveries'])} of {worst['sent']} messages, against "
                     f"{_rate(best['recoveries'], best['sent']):.1%} for {best['variant']!r}. "
                     "Read the experiment's verdict before retiring it.",
                 ),

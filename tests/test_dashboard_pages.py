@@ -84,6 +84,14 @@ def _mart_revenue(db, org_id, model: str) -> dict[str, Decimal]:
     return {r["currency"]: r["revenue"] for r in rows}
 
 
+def _api(client, db, org_id, path: str) -> dict:
+    """``GET path`` with a fresh read key of the org: what the API answers for the same data."""
+    key = tenancy.create_api_key(db, org_id, "read")
+    response = client.get(path, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
 def _page(at, page: str):
     return at.switch_page(page).run(timeout=60)
 
@@ -96,7 +104,7 @@ def test_every_page_renders(dashboard, shop):
         assert at.title, page
 
 
-def test_attribution_equals_the_marts_under_each_model(dashboard, db, shop):
+def test_attribution_equals_the_marts_and_the_api_under_each_model(dashboard, db, shop, client):
     at = _page(dashboard(shop.org_id), "views/attribution.py")
     at.selectbox(key="attr_period").set_value("7d").run(timeout=60)
     for model in ("last_touch", "first_touch", "linear", "time_decay"):
@@ -109,6 +117,10 @@ def test_attribution_equals_the_marts_under_each_model(dashboard, db, shop):
             "Recovered revenue (EUR)": "€50.00",
             "Recovered revenue (USD)": "$120.00",
         }
+        api = _api(
+            client, db, shop.org_id, f"/api/v1/analytics/attribution?model={model}&period=7d"
+        )
+        assert api["total_revenue_by_currency"] == {"EUR": 50.0, "USD": 120.0}
     # By step, linear: the USD order splits between steps 1 and 2 (60 each).
     at.radio(key="attr_group").set_value("step").run(timeout=60)
     usd = next(c for c in at.get("plotly_chart") if "USD" in c.proto.spec)
@@ -119,7 +131,7 @@ def test_attribution_equals_the_marts_under_each_model(dashboard, db, shop):
     )
 
 
-def test_journeys_show_the_marts_paths_and_one_carts_timeline(dashboard, db, shop):
+def test_journeys_show_the_api_paths_and_one_carts_timeline(dashboard, db, shop, client):
     at = _page(dashboard(shop.org_id), "views/journeys.py")
     at.selectbox(key="jr_period").set_value("7d").run(timeout=60)
     assert not at.exception
@@ -128,15 +140,20 @@ def test_journeys_show_the_marts_paths_and_one_carts_timeline(dashboard, db, sho
             "SELECT path, carts FROM analytics_marts.fct_journey_paths WHERE org_id = %s",
             (shop.org_id,),
         ).fetchall()
+    api = _api(client, db, shop.org_id, "/api/v1/analytics/journeys?period=7d&limit=15")
     table = at.dataframe[0].value
-    assert dict(zip(table["path"], table["carts"], strict=True)) == {
-        r["path"]: r["carts"] for r in paths
-    }
+    shown = dict(zip(table["path"], table["carts"], strict=True))
+    assert shown == {r["path"]: r["carts"] for r in paths}
+    assert shown == {" > ".join(p["path"]): p["carts"] for p in api["paths"]}
     assert len(paths) >= 1
     assert at.get("plotly_chart")  # the Sankey
+    # The chosen cart's timeline is the API's, item for item.
+    cart_id = at.selectbox(key="journey_cart").value
+    items = _api(client, db, shop.org_id, f"/api/v1/carts/{cart_id}/timeline")["items"]
     timeline = at.dataframe[1].value
-    assert set(timeline["kind"]) == {"cart", "message"} or set(timeline["kind"]) == {"message"}
-    assert any("clicked" in d for d in timeline["detail"])
+    assert list(timeline["kind"]) == [i["kind"] for i in items]
+    assert {"message", "message_event", "order"} <= set(timeline["kind"])
+    assert any(d.endswith(" click") for d in timeline["detail"])
 
 
 def test_compliance_counts_and_audit_log(dashboard, shop):
@@ -275,3 +292,13 @@ def test_insights_from_rows():
     ]
     assert insights.peak_hours(hours, top=1).number == "60%"
     assert insights.best_step([{**rows[0], "sent": 5}]) is None  # too few messages
+
+
+def test_insights_count_the_apis_recoveries(dashboard, db, shop, client):
+    at = _page(dashboard(shop.org_id), "views/insights.py")
+    assert not at.exception
+    api = _api(client, db, shop.org_id, "/api/v1/analytics/attribution?model=last_touch&period=90d")
+    assert api["total_recoveries"] == 2
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["When recoveries happen"] == "100%"  # 2 orders, at most 3 distinct hours
+    assert any("of 2 recoveries" in str(m.value) for m in at.markdown)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cartrecovery import campaigns, tenancy
 from cartrecovery.org_settings import get_settings
 from cli import demo
@@ -109,3 +111,64 @@ def test_a_url_is_announced_only_when_its_server_answers():
         stopping.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.slow
+def test_the_demo_trains_first_models_after_its_first_warehouse_build(
+    database_url, monkeypatch, tmp_path
+):
+    """What `demo` runs at start: the first warehouse build, then (once) the training, in a
+    child process, into the MLflow store under the data folder; bounded by joins."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from ml import tracking
+    from ml.content import NAME as CONTENT
+    from ml.send_time import NAME as SEND_TIME
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    svc = Services(home=tmp_path, database_url=database_url, redis_url=None)
+    env = svc.child_env()
+    said: list[str] = []
+    stop = threading.Event()
+    trainers: list[threading.Thread] = []
+    builds = demo.warehouse_builds(
+        svc,
+        said.append,
+        stop,
+        None,
+        after_first=lambda: trainers.append(demo.first_models(env, said.append, stop)),
+    )
+    try:
+        builds.join(timeout=600)
+        assert not builds.is_alive(), said
+        assert len(trainers) == 1, said
+        trainers[0].join(timeout=600)
+        assert not trainers[0].is_alive(), said
+    finally:
+        stop.set()
+    assert said[0].startswith("warehouse: first build done"), said
+    (line,) = [s for s in said if s.startswith("models:")]
+    assert line.startswith("models: first models trained on the simulator's truth"), line
+    assert f"{SEND_TIME} v1" in line and f"{CONTENT} v1" in line
+    client = MlflowClient(tracking_uri=tracking.local_uri(tmp_path))
+    for name in (SEND_TIME, CONTENT):
+        assert tracking.champion_version(client, name) == "1"
+
+
+def test_stopping_the_demo_stops_the_training(database_url, monkeypatch, tmp_path):
+    import threading
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env = Services(home=tmp_path, database_url=database_url, redis_url=None).child_env()
+    said: list[str] = []
+    stop = threading.Event()
+    trainer = demo.first_models(env, said.append, stop)
+    stop.set()
+    trainer.join(timeout=60)
+    assert not trainer.is_alive()
+    assert said == []  # a stop is not a failure worth a line
+    assert not (tmp_path / "mlflow" / "artifacts").exists() or not any(
+        (tmp_path / "mlflow" / "artifacts").iterdir()
+    )

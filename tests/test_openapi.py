@@ -133,6 +133,7 @@ def test_answers_of_every_rest_operation_match_their_schemas(api, db, org):
         "/api/v1/analytics/attribution?model=linear&group_by=campaign&period=7d",
         "/api/v1/analytics/journeys?from=2026-01-01&to=2026-01-31&limit=5",
         "/api/v1/analytics/lift?period=90d",
+        "/api/v1/analytics/smart?period=30d",
     ):
         assert api.get(path, headers=h).status_code == 200
     for fmt in ("csv", "xlsx", "parquet"):

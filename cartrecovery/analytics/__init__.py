@@ -10,6 +10,7 @@ time of the marts it read (null before the first ``cartrecovery warehouse build`
 - :func:`journeys.journeys` — touchpoint paths with counts
 - :func:`lift.lift` — messaged vs held-out carts, with 95% intervals
 - :func:`performance.campaign_performance` — one campaign's funnel per step and variant
+- :func:`smart.smart` — smart send time and smart discount against their control share
 - :func:`timeline.cart_timeline` — one cart's history (operational tables, not marts)
 - :mod:`exports` — streamed CSV / Excel / Parquet exports of the marts
 - :mod:`frames` — marts into Arrow (ADBC) for DuckDB and Polars

@@ -116,3 +116,96 @@ def attribution(
     answer["total_recovered_revenue"] = sum(r["recovered_revenue"] for r in answer["rows"])
     answer["total_revenue_by_currency"] = dict(sorted(totals.items()))
     return answer
+
+
+BUCKETS = ("hour", "day")
+
+
+def attribution_series(
+    conn: psycopg.Connection,
+    org_id: UUID | str,
+    model: str,
+    group_by: str,
+    period: Period,
+    bucket: str,
+) -> dict:
+    """:func:`attribution` spread over time: the same orders (placed in the period, credit >
+    0) and groups, per ``bucket`` (``hour`` or ``day``, UTC) of the order time. ``{model,
+    group_by, period, bucket, as_of, rows: [{at, <group_by>, currency, recoveries,
+    revenue}]}``, by time then group then currency; summed over ``at`` and ``currency`` a
+    group's figures are those :func:`attribution` answers. Raises ValueError as it does."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}")
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
+    answer = {
+        "model": model,
+        "group_by": group_by,
+        "period": period.to_dict(),
+        "bucket": bucket,
+        "as_of": marts.as_of_text(conn, MART),
+        "rows": [],
+    }
+    if answer["as_of"] is None:
+        return answer
+    column = sql.Identifier(GROUPS[group_by])
+    query = sql.SQL(
+        """
+        SELECT date_trunc(%(bucket)s, ordered_at, 'UTC') AS at, {column} AS key,
+               coalesce(currency, %(none)s) AS currency, sum(credit) AS recoveries,
+               sum(revenue) AS revenue
+        FROM {mart}
+        WHERE org_id = %(org)s AND model = %(model)s AND credit > 0
+          AND ordered_at >= %(start)s AND ordered_at < %(end)s
+        GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS LAST, 3
+        """
+    ).format(column=column, mart=marts.table(MART))
+    rows = conn.execute(
+        query,
+        {
+            "org": org_id,
+            "model": model,
+            "start": period.start,
+            "end": period.end,
+            "bucket": bucket,
+            "none": marts.NO_CURRENCY,
+        },
+    ).fetchall()
+    answer["rows"] = [
+        {
+            "at": row["at"].isoformat(),
+            group_by: str(row["key"]) if isinstance(row["key"], UUID) else row["key"],
+            "currency": row["currency"],
+            "recoveries": float(row["recoveries"]),
+            "revenue": float(row["revenue"]),
+        }
+        for row in rows
+    ]
+    return answer
+
+
+def recoveries_by_hour(conn: psycopg.Connection, org_id: UUID | str, period: Period) -> dict:
+    """Recovered orders placed in the period per hour of day (UTC) of the order:
+    ``{period, as_of, hours: [{hour, recoveries}]}``, hours with none left out. A recovery
+    is an order with an eligible touch (every order with a ``last_touch`` credit), so the
+    total equals :func:`attribution`'s ``total_recoveries`` under ``last_touch``."""
+    answer = {"period": period.to_dict(), "as_of": marts.as_of_text(conn, MART), "hours": []}
+    if answer["as_of"] is None:
+        return answer
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT extract(hour FROM ordered_at AT TIME ZONE 'UTC')::int AS hour,
+                   count(DISTINCT order_id) AS recoveries
+            FROM {mart}
+            WHERE org_id = %(org)s AND model = 'last_touch' AND credit > 0
+              AND ordered_at >= %(start)s AND ordered_at < %(end)s
+            GROUP BY 1 ORDER BY 1
+            """
+        ).format(mart=marts.table(MART)),
+        {"org": org_id, "start": period.start, "end": period.end},
+    ).fetchall()
+    answer["hours"] = [{"hour": r["hour"], "recoveries": r["recoveries"]} for r in rows]
+    return answer

@@ -83,3 +83,37 @@ def journeys(conn: psycopg.Connection, org_id: UUID | str, period: Period, limit
         for path, entry in ranked
     ]
     return answer
+
+
+def recent_abandonments(conn: psycopg.Connection, org_id: UUID | str, limit: int = 200) -> dict:
+    """The org's latest abandonments with their path and outcome, newest first (to choose
+    one cart's timeline): ``{as_of, carts: [{cart_id, email, path: [...], outcome,
+    abandoned_at, revenue, currency}]}``."""
+    answer = {"as_of": marts.as_of_text(conn, MART, "fct_carts"), "carts": []}
+    if answer["as_of"] is None:
+        return answer
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT j.cart_id, c.email, j.path, j.outcome, j.abandoned_at, j.revenue, j.currency
+            FROM {journeys} j
+            LEFT JOIN {carts} c ON c.org_id = j.org_id AND c.cart_id = j.cart_id
+            WHERE j.org_id = %(org)s
+            ORDER BY j.abandoned_at DESC NULLS LAST, j.cart_id LIMIT %(limit)s
+            """
+        ).format(journeys=marts.table(MART), carts=marts.table("fct_carts")),
+        {"org": org_id, "limit": limit},
+    ).fetchall()
+    answer["carts"] = [
+        {
+            "cart_id": str(r["cart_id"]),
+            "email": r["email"],
+            "path": r["path"].split(PATH_SEPARATOR),
+            "outcome": r["outcome"],
+            "abandoned_at": r["abandoned_at"].isoformat() if r["abandoned_at"] else None,
+            "revenue": marts.number(r["revenue"]),
+            "currency": r["currency"],
+        }
+        for r in rows
+    ]
+    return answer

@@ -80,3 +80,18 @@ def number(value: Any) -> Any:
 def by_currency(pairs: dict | None) -> dict[str, float]:
     """``{currency: amount}`` with amounts as floats and a missing currency as ``XXX``."""
     return {(k or NO_CURRENCY): float(v) for k, v in sorted((pairs or {}).items())}
+
+
+def org_as_of(conn: psycopg.Connection, org_id: UUID | str) -> datetime | None:
+    """The marts' build time if the last build holds any abandonment of the org, else None
+    (the dashboard then leaves the warehouse pages out rather than showing them empty)."""
+    stamp = as_of(conn, "fct_journeys")
+    if stamp is None:
+        return None
+    row = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE org_id = %s) AS found").format(
+            table("fct_journeys")
+        ),
+        (org_id,),
+    ).fetchone()
+    return stamp if row["found"] else None

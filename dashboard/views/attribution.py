@@ -1,7 +1,8 @@
-"""Attribution page: recovered revenue by channel, campaign or step over time under one of the
-four attribution models (``fct_attribution``), and incremental revenue against the holdout
-(``fct_holdout_lift``). Definitions: docs/analytics.md. Money is per currency: one chart per
-currency, never a sum across them.
+"""Attribution page: recovered revenue by channel, campaign, step or variant over time under
+one of the four attribution models, and incremental revenue against the holdout, for a
+period. The numbers are the analytics API's (``dashboard.data`` calls the functions behind
+``/api/v1/analytics/attribution`` and ``/lift``). Definitions: docs/analytics.md. Money is per
+currency: one chart per currency, never a sum across them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ MODELS = {
     "linear": "Linear",
     "time_decay": "Time decay",
 }
-GROUPS = {"channel": "Channel", "campaign": "Campaign", "step": "Step"}
+GROUPS = {"channel": "Channel", "campaign": "Campaign", "step": "Step", "variant": "Variant"}
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "90 days"}
 # The marts are rebuilt every few minutes, not every second: a week shows a demo's first
 # hours (hourly bars) and a shop's recent days alike.
@@ -51,39 +52,100 @@ def revenue_chart(rows: list[dict], currency: str, found: dict) -> None:
     )
 
 
-def lift_section(url: str, org_id: str) -> None:
+def _interval(bounds: list | None, currency: str | None) -> str:
+    return f"{money(bounds[0], currency)} to {money(bounds[1], currency)}" if bounds else ""
+
+
+def lift_section(url: str, org_id: str, period: str) -> None:
     st.subheader("Incremental revenue against the holdout")
-    rows = data.holdout_lift(url, org_id)
+    rows = data.holdout_lift(url, org_id, period)
     if not rows:
         st.caption(
-            "No campaign holds carts out yet: set a holdout share on a campaign to measure "
-            "what the messages add."
+            "No campaign messaged or held out carts in this period: set a holdout share on a "
+            "campaign to measure what the messages add."
         )
         return
     shown = []
     for r in rows:
-        meaningful = r["is_meaningful"]
+        ok = r["status"] == "ok"
         currency = r["reporting_currency"]
         shown.append(
             {
                 "campaign": r["campaign"],
-                "messaged carts": r["messaged_carts"],
-                "held-out carts": r["held_out_carts"],
-                "messaged rate": percent(r["messaged_rate"]),
-                "held-out rate": percent(r["held_out_rate"]),
-                "incremental recoveries": round(r["incremental_recoveries"], 1)
-                if meaningful and r["incremental_recoveries"] is not None
-                else None,
+                "messaged carts": r["messaged"]["carts"],
+                "held-out carts": r["held_out"]["carts"],
+                "messaged rate": percent(r["messaged"]["rate"]),
+                "held-out rate": percent(r["held_out"]["rate"]),
+                "incremental recoveries": round(r["incremental_recoveries"], 1) if ok else None,
                 "incremental revenue": money(r["incremental_revenue"], currency)
-                if meaningful and r["incremental_revenue"] is not None
-                else "not yet meaningful (under 30 held-out carts)",
-                "95% interval": f"{money(r['incremental_revenue_low'], currency)} to "
-                f"{money(r['incremental_revenue_high'], currency)}"
-                if meaningful and r["incremental_revenue_low"] is not None
-                else "",
+                if ok
+                else r["reason"],
+                "95% interval": _interval(r["incremental_revenue_ci"], currency) if ok else "",
             }
         )
     st.dataframe(table(shown), hide_index=True, width="stretch")
+
+
+FEATURES = {"send_time": "Smart send time", "discount": "Smart discount"}
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
+
+
+def _amounts(by_currency: dict | None) -> str:
+    return " · ".join(money(v, k) for k, v in sorted((by_currency or {}).items())) or "-"
+
+
+def smart_row(s: dict) -> dict:
+    """One step and feature of the smart answer as a table row."""
+    ok = s["status"] == "ok"
+    smart, control = s["smart"], s["control"]
+    ci = s["recovery_rate_difference_ci"]
+    row = {
+        "campaign": s["campaign_name"] or s["campaign_id"],
+        "step": s["step"],
+        "feature": FEATURES[s["feature"]],
+        "smart messages": smart["messages"],
+        "control messages": control["messages"],
+        "smart recovery rate": percent(smart["recovery_rate"]),
+        "control recovery rate": percent(control["recovery_rate"]),
+        "difference": _points(s["recovery_rate_difference"]) if ok else s["reason"],
+        "95% interval": f"{_points(ci[0])} to {_points(ci[1])}" if ok and ci else "",
+        "smart revenue": _amounts(smart["revenue_by_currency"]),
+        "control revenue": _amounts(control["revenue_by_currency"]),
+        "model decided": f"{sum(smart['decisions'].get(d, 0) for d in ('model', 'explore'))}"
+        f" of {smart['messages']}",
+    }
+    # Every row has every column (the table takes its columns from the first row).
+    discount = s["feature"] == "discount"
+    row |= {
+        "smart discount cost": _amounts(smart["discount_cost_by_currency"]) if discount else "",
+        "control discount cost": _amounts(control["discount_cost_by_currency"]) if discount else "",
+    }
+    return row
+
+
+def smart_section(url: str, org_id: str, period: str) -> None:
+    st.subheader("Smart send time and smart discount vs control")
+    found = data.smart(url, org_id, period)
+    if not found["steps"]:
+        st.caption(
+            "No step used smart send time or smart discount in this period. Turn them on per "
+            "step in Campaigns; a control share keeps the fixed behaviour for comparison."
+        )
+        return
+    st.caption(
+        "Smart: every message the model was asked about (fallbacks included); control: the "
+        "share that keeps the step's fixed delay and discount. Recovery: the cart converted "
+        "within the attribution window, clicked or not. Definitions: docs/analytics.md."
+    )
+    st.dataframe(
+        table([smart_row(s) for s in found["steps"]]),
+        hide_index=True,
+        width="stretch",
+        key="smart_table",
+    )
 
 
 url = data.database_url()
@@ -105,12 +167,12 @@ period = cols[2].selectbox(
 )
 found = data.attribution(url, org_id, model, group_by, period)
 rows = found["rows"]
+totals = found["totals"]
 st.subheader(f"Recovered revenue by {GROUPS[group_by].lower()} ({MODELS[model].lower()})")
 if not rows:
     st.caption("No recovered orders in this period (as of the last warehouse build).")
-for currency in sorted({r["currency"] for r in rows}):
-    of_currency = [r for r in rows if r["currency"] == currency]
-    total = sum(r["revenue"] for r in of_currency)
+for currency, total in totals["total_revenue_by_currency"].items():
     st.metric(f"Recovered revenue ({currency})", money(total, currency))
-    revenue_chart(of_currency, currency, found)
-lift_section(url, org_id)
+    revenue_chart([r for r in rows if r["currency"] == currency], currency, found)
+lift_section(url, org_id, period)
+smart_section(url, org_id, period)

@@ -28,6 +28,15 @@ def _live() -> list[dict]:
     ]
 
 
+def _lift_row(r: dict) -> dict:
+    """One lift answer as a flat row (the file formats want columns, not nesting)."""
+    flat = {"campaign": r["campaign"], "campaign_id": r["campaign_id"]}
+    for group in ("messaged", "held_out"):
+        flat |= {f"{group}_{k}": v for k, v in r[group].items()}
+    keep = ("reporting_currency", "status", "rate_lift", "incremental_recoveries")
+    return flat | {k: r[k] for k in keep} | {"incremental_revenue": r["incremental_revenue"]}
+
+
 DATASETS = {
     "live_series": ("Live: abandoned, recovered and revenue per bucket", _live),
     "latest_events": ("Live: latest events", lambda: data.latest_events(url, org_id, 500)),
@@ -63,21 +72,27 @@ if data.marts_built_at(url, org_id) is not None:
     }
     DATASETS |= {
         "holdout_lift": (
-            "Attribution: lift against the holdout",
-            lambda: data.holdout_lift(url, org_id),
+            "Attribution: lift against the holdout, last 30 days",
+            lambda: [_lift_row(r) for r in data.holdout_lift(url, org_id, "30d")],
         ),
         "journey_paths": (
             "Journeys: touchpoint paths, last 30 days",
-            lambda: data.journey_paths(url, org_id, "30d", 1000),
+            lambda: [
+                {**p, "path": " > ".join(p["path"])}
+                for p in data.journey_paths(url, org_id, "30d", 500)
+            ],
         ),
-        "journeys": ("Journeys: latest carts", lambda: data.journeys(url, org_id)),
+        "journeys": (
+            "Journeys: latest carts",
+            lambda: [{**c, "path": " > ".join(c["path"])} for c in data.journeys(url, org_id)],
+        ),
         "step_performance": (
-            "Insights: steps and variants",
-            lambda: data.step_performance(url, org_id),
+            "Insights: steps and variants, last 90 days",
+            lambda: data.step_performance(url, org_id, "90d"),
         ),
         "recovery_hours": (
-            "Insights: recoveries by hour",
-            lambda: data.recovery_hours(url, org_id),
+            "Insights: recoveries by hour, last 90 days",
+            lambda: data.recovery_hours(url, org_id, "90d"),
         ),
     }
 

@@ -1,6 +1,7 @@
-"""Insights page: recommendations from the marts, each with the number behind it
-(``dashboard.insights`` computes them from ``fct_message_funnel``, ``fct_recoveries`` and the
-campaigns' discount steps)."""
+"""Insights page: recommendations from the marts, each with the number behind it, for a
+period (``dashboard.insights`` computes them from each campaign's performance answer, the
+recoveries per hour of day and the campaigns' discount steps; the numbers are the analytics
+API's, through the same ``cartrecovery.analytics`` functions)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, data, insights
+
+PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "90 days"}
 
 url = data.database_url()
 org_id = st.session_state["org_id"]
@@ -17,8 +20,11 @@ st.caption(
     f"From the warehouse, built {built:%Y-%m-%d %H:%M} UTC. A recommendation needs at least "
     f"{insights.MIN_MESSAGES} messages behind each side of it."
 )
-steps = data.step_performance(url, org_id)
-hours = data.recovery_hours(url, org_id)
+period = st.selectbox(
+    "Period", list(PERIODS), index=3, format_func=PERIODS.__getitem__, key="ins_period"
+)
+steps = data.step_performance(url, org_id, period)
+hours = data.recovery_hours(url, org_id, period)
 found = [
     insights.best_step(steps),
     insights.peak_hours(hours),

@@ -1,9 +1,12 @@
-"""Journeys page: a Sankey of the touchpoint paths abandoned carts took (``fct_journey_paths``)
-and one cart's timeline (its events and messages, from the marts). Definitions:
-docs/analytics.md ("Journeys").
+"""Journeys page: a Sankey of the touchpoint paths abandoned carts took in a period, and one
+cart's timeline (its events, messages, their callbacks and its order). The numbers are the
+API's (``/api/v1/analytics/journeys`` and ``/api/v1/carts/{id}/timeline``, through the same
+``cartrecovery.analytics`` functions). Definitions: docs/analytics.md ("Journeys").
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -25,7 +28,7 @@ def sankey(paths: list[dict]) -> go.Figure:
         return nodes.setdefault((position, label), len(nodes))
 
     for p in paths:
-        steps = ["abandoned", *p["path"].split(SEPARATOR)]
+        steps = ["abandoned", *p["path"]]
         for i in range(len(steps) - 1):
             key = (node(i, steps[i]), node(i + 1, steps[i + 1]))
             links[key] = links.get(key, 0) + p["carts"]
@@ -48,6 +51,18 @@ def revenue_text(by_currency: dict | None) -> str:
     return " · ".join(money(v, k) for k, v in sorted((by_currency or {}).items())) or "-"
 
 
+def describe(item: dict) -> str:
+    """One timeline item in words."""
+    kind = item["kind"]
+    if kind == "event":
+        return f"{item['source']} {item['topic']}"
+    if kind == "message":
+        return f"{item['channel']} step {item['step']} message {item['status']}"
+    if kind == "message_event":
+        return f"{item['channel']} step {item['step']} {item['type']}"
+    return f"order {money(item['total'], item['currency'])}"
+
+
 def timeline(url: str, org_id: str) -> None:
     st.subheader("One cart's timeline")
     carts = data.journeys(url, org_id)
@@ -60,13 +75,20 @@ def timeline(url: str, org_id: str) -> None:
         list(by_id),
         format_func=lambda c: (
             f"{by_id[c]['email'] or 'anonymous'} · {by_id[c]['outcome']} · "
-            f"{by_id[c]['abandoned_at']:%Y-%m-%d %H:%M}"
+            f"{datetime.fromisoformat(by_id[c]['abandoned_at']):%Y-%m-%d %H:%M}"
         ),
         key="journey_cart",
     )
     cart = by_id[chosen]
-    st.caption(f"Path: {cart['path']}")
-    events = data.cart_timeline(url, org_id, chosen)
+    st.caption(f"Path: {SEPARATOR.join(cart['path'])}")
+    events = [
+        {
+            "at": datetime.fromisoformat(i["at"]) if i["at"] else None,
+            "kind": i["kind"],
+            "detail": describe(i),
+        }
+        for i in data.cart_timeline(url, org_id, chosen)
+    ]
     if not events:
         st.caption("No events recorded for this cart.")
         return
@@ -102,7 +124,7 @@ if paths:
         table(
             [
                 {
-                    "path": p["path"],
+                    "path": SEPARATOR.join(p["path"]),
                     "carts": p["carts"],
                     "recovered": p["recovered"],
                     "revenue": revenue_text(p["revenue_by_currency"]),

@@ -1,6 +1,7 @@
 """``/api/v1/analytics``: the dashboard's live numbers (cartrecovery.metrics) and the
 warehouse answers (cartrecovery.analytics: attribution, journeys, lift, campaign
-performance), each a thin translation of HTTP to one core function."""
+performance, smart send time and discount against control), each a thin translation of
+HTTP to one core function."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from flask import Blueprint, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cartrecovery import campaigns, metrics, org_settings
-from cartrecovery.analytics import attribution, journeys, lift, performance
+from cartrecovery.analytics import attribution, journeys, lift, performance, smart
 from cartrecovery.analytics.periods import PRESETS, Period, parse_period
 
 from ..auth import require_key
@@ -79,6 +80,12 @@ class JourneysQuery(PeriodQuery):
 
 class LiftQuery(PeriodQuery):
     campaign_id: UUID | None = Field(default=None, description="One campaign (else the org)")
+
+
+class SmartQuery(PeriodQuery):
+    campaign_id: UUID | None = Field(
+        default=None, description="One campaign (else every campaign of the org)"
+    )
 
 
 @bp.get("/dashboard")
@@ -157,6 +164,20 @@ def campaign_performance(id: str, query: PeriodQuery):
     with runtime().db.tenant(g.org_id) as conn:
         period = query.resolve(conn, g.org_id)
         body = performance.campaign_performance(conn, g.org_id, campaign_id, period)
+    if body is None:
+        raise ApiError(404, "not_found", "campaign not found")
+    return jsonify(body)
+
+
+@bp.get("/smart")
+@require_key("read")
+@request_query(SmartQuery)
+def smart_report(query: SmartQuery):
+    """What smart send time and smart discount changed, per campaign step, against the
+    control share that keeps the fixed behaviour (docs/analytics.md)."""
+    with runtime().db.tenant(g.org_id) as conn:
+        period = query.resolve(conn, g.org_id)
+        body = smart.smart(conn, g.org_id, period, query.campaign_id)
     if body is None:
         raise ApiError(404, "not_found", "campaign not found")
     return jsonify(body)

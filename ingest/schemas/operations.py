@@ -197,6 +197,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/analytics/campaigns/{id}/performance"): Operation(
         ok(rest.CampaignPerformance)
     ),
+    ("GET", "/api/v1/analytics/smart"): Operation(
+        ok(rest.Smart),
+        errors=(404,),
+        notes="404 `not_found` when `campaign_id` is not one of the org's campaigns.",
+    ),
     ("GET", "/api/v1/exports/{dataset}.{format}"): Operation(
         {
             200: Reply(

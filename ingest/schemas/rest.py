@@ -343,6 +343,56 @@ class CampaignPerformance(Answer):
     lift: Lift
 
 
+class SmartArm(Answer):
+    messages: int = Field(
+        description="Messages of the arm whose cart was abandoned in the period, sent or not."
+    )
+    sent: int
+    clicks: int
+    click_rate: float | None = Field(description="clicks / sent")
+    recoveries: int = Field(
+        description="Carts converted within the longest window after abandonment, as in lift."
+    )
+    recovery_rate: float | None = Field(description="recoveries / messages")
+    revenue_by_currency: Money = Field(description=_PER_CURRENCY)
+    revenue: float = Field(description=_IN_REPORTING)
+    decisions: dict[str, int] = Field(
+        description="How many the model decided (model, explore), fell back, or kept control."
+    )
+    discounts_offered: int | None = Field(description="Sent with the code (discount only).")
+    discounts_redeemed: int | None
+    discount_cost_by_currency: Money | None = Field(
+        description="Cost of the redeemed codes whose cost is known, per currency."
+    )
+    discount_cost_unknown: int | None = Field(description="Redeemed codes of unknown cost.")
+
+
+class SmartStep(Answer):
+    campaign_id: str
+    campaign_name: str | None
+    step: int = Field(description="1-based")
+    feature: Literal["send_time", "discount"]
+    status: Literal["ok", "not_meaningful"] = Field(
+        description="not_meaningful below min_per_arm messages in either arm: estimates null."
+    )
+    reason: str | None
+    smart: SmartArm = Field(description="Model, explore and fallback (intention to treat).")
+    control: SmartArm = Field(description="The control share: the step's fixed behaviour.")
+    recovery_rate_difference: float | None = Field(description="Smart − control.")
+    recovery_rate_difference_ci: Interval = Field(description="95% Welch interval.")
+    revenue_per_message_difference: float | None = Field(description=_IN_REPORTING)
+    revenue_per_message_difference_ci: Interval = Field(description="95% Welch interval.")
+
+
+class Smart(Answer):
+    period: AnalyticsPeriod
+    as_of: datetime | None = Field(description=_AS_OF)
+    campaign_id: str | None = Field(description="null: every campaign of the org")
+    reporting_currency: str | None
+    min_per_arm: int
+    steps: list[SmartStep]
+
+
 class TimelineItem(Answer):
     """One entry; the fields beside `at` and `kind` depend on the kind."""
 

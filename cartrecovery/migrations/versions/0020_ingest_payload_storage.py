@@ -11,15 +11,15 @@ to rows written from now on; existing rows stay as they are (both read alike). P
 created later take the parent's column settings. A server built without lz4 (the embedded
 pgserver) keeps PostgreSQL's defaults: pglz with storage ``main`` costs as much as without.
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
