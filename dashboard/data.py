@@ -463,13 +463,26 @@ def scored_shares(url: str, org_id: str) -> list[dict]:
 
 @st.cache_data(ttl=ORG_TTL, show_spinner=False)
 def has_scored_messages(url: str, org_id: str) -> bool:
-    """Whether a model (or its control share or fallback) decided any of the org's
-    messages of the last 30 days (the window of :func:`scored_shares`): the Models page is
-    shown when one did, or when a model is registered."""
+    """Whether a model (or its control share or fallback) decided a message of the last 30
+    days (the window of :func:`scored_shares`) of one of the org's campaigns with a smart
+    step: the Models page is shown then, or when a model is registered. Only such campaigns'
+    messages are looked at (an index range each), never a scan of the org's whole outbox."""
     with database(url).tenant(org_id) as conn:
         return conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM app.outbox WHERE org_id = %s "
-            "AND (send_time_decision IS NOT NULL OR discount_decision IS NOT NULL) "
-            "AND created_at > now() - interval '30 days')",
-            (org_id,),
+            """
+            SELECT EXISTS (
+              SELECT 1 FROM app.campaigns c
+              CROSS JOIN LATERAL jsonb_array_elements(
+                CASE WHEN jsonb_typeof(c.sequence_steps) = 'array' THEN c.sequence_steps
+                     ELSE '[]'::jsonb END) WITH ORDINALITY AS s(step, number)
+              WHERE c.org_id = %(org)s
+                AND (s.step @> '{"smart_send_time": true}' OR s.step @> '{"smart_discount": true}')
+                AND EXISTS (
+                  SELECT 1 FROM app.outbox o
+                  WHERE o.org_id = c.org_id AND o.campaign_id = c.campaign_id
+                    AND o.step_index = s.number - 1
+                    AND (o.send_time_decision IS NOT NULL OR o.discount_decision IS NOT NULL)
+                    AND o.created_at > now() - interval '30 days'))
+            """,
+            {"org": org_id},
         ).fetchone()["exists"]

@@ -226,21 +226,22 @@ def _register(kind: str, log, home, *, invert: bool = False):
 
 
 def _scored(db, org_id, decisions: list[tuple[str, str | None]]) -> None:
-    """One outbox row per (send-time decision, model version), as delivery records them."""
+    """One cart and outbox row per (send-time decision, model version) of a campaign whose
+    step has smart send time on, as delivery records them."""
     campaign_id = make_campaign(db, org_id, [{**STEP, "smart_send_time": True}])
     with db.system() as conn:
-        cart_id = conn.execute(
-            "INSERT INTO app.carts (org_id, platform, external_id, email, currency, total_price,"
-            " status, last_activity_at, abandoned_at) VALUES (%s, 'api', %s, 'm@example.com',"
-            " 'USD', 50, 'abandoned', now(), now()) RETURNING cart_id",
-            (org_id, uuid.uuid4().hex),
-        ).fetchone()["cart_id"]
-        for i, (decision, version) in enumerate(decisions):
+        for decision, version in decisions:
+            cart_id = conn.execute(
+                "INSERT INTO app.carts (org_id, platform, external_id, email, currency,"
+                " total_price, status, last_activity_at, abandoned_at) VALUES (%s, 'api', %s,"
+                " 'm@example.com', 'USD', 50, 'abandoned', now(), now()) RETURNING cart_id",
+                (org_id, uuid.uuid4().hex),
+            ).fetchone()["cart_id"]
             conn.execute(
                 "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel,"
                 " recipient, due_at, status, send_time_decision, send_time_model_version)"
-                " VALUES (%s, %s, %s, %s, 'email', 'm@example.com', now(), 'scheduled', %s, %s)",
-                (org_id, cart_id, campaign_id, i, decision, version),
+                " VALUES (%s, %s, %s, 0, 'email', 'm@example.com', now(), 'scheduled', %s, %s)",
+                (org_id, cart_id, campaign_id, decision, version),
             )
 
 
@@ -282,8 +283,8 @@ def test_the_models_page_shows_the_registry_and_the_orgs_scored_shares(
     assert any("No message of this organization" in c.value for c in at.caption)
 
 
-def test_without_models_or_scored_messages_there_is_no_models_page(
-    dashboard, make_org, mlflow_home
+def test_without_models_the_page_shows_only_when_messages_were_scored(
+    dashboard, db, make_org, mlflow_home
 ):
     org = make_org("dash-no-models")
     at = dashboard(org.org_id)
@@ -291,3 +292,13 @@ def test_without_models_or_scored_messages_there_is_no_models_page(
     at.run(timeout=30)
     with pytest.raises(Exception):  # noqa: B017, PT011 (AppTest raises for unknown pages)
         at.switch_page(MODELS).run(timeout=60)
+
+    # A smart step without a model: its messages fall back to the fixed rule, recorded.
+    scored = make_org("dash-fallback")
+    _scored(db, scored.org_id, [("fallback", None)] * 2)
+    at = _page(dashboard(scored.org_id), MODELS)
+    assert not at.exception
+    assert any("No model is registered" in c.value for c in at.caption)
+    assert [(r["messages"], r["share"]) for r in _frame(at, "decision").to_dict("records")] == [
+        (2, "100.0%")
+    ]
