@@ -302,3 +302,20 @@ def test_without_models_the_page_shows_only_when_messages_were_scored(
     assert [(r["messages"], r["share"]) for r in _frame(at, "decision").to_dict("records")] == [
         (2, "100.0%")
     ]
+
+
+def test_the_exports_page_offers_each_experiments_table(dashboard, ab_test):
+    at = _page(dashboard(ab_test.org_id), "views/exports.py")
+    options = at.selectbox(key="export_dataset").options
+    (listed,) = data.experiments.__wrapped__(data.database_url(), str(ab_test.org_id))
+    assert [o for o in options if o.startswith("Experiments:")] == [
+        f"Experiments: {listed['label']}"
+    ]
+    key = f"experiment_{ab_test.campaign_id}_step_1"
+    at.selectbox(key="export_dataset").set_value(key).run(timeout=60)
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert sorted(zip(shown["variant"], shown["sent"], shown["recovered"], strict=True)) == [
+        ("a", 400, 20),
+        ("b", 400, 44),
+    ]
