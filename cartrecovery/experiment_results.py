@@ -263,6 +263,11 @@ def experiment_results(
     practical_effect: float | None = None,
 ) -> dict:
     """The result view of one experiment; ExperimentNotFound when there is none."""
+    # The count queries' correlated subqueries push the planner's estimate past
+    # jit_above_cost, and compiling them costs far more than running them: the count query
+    # over 2 × 5,000 messages took 5.8 s with JIT and 0.15 s without, over 2 × 20,000 5.0 s
+    # and 0.64 s (same run, load average ~8).
+    conn.execute("SET LOCAL jit = off")
     campaign = _load_campaign(conn, org_id, experiment.campaign_id)
     settings = org_settings.get_settings(conn, org_id)
     engine = settings.get("experiment_engine") or "sequential"
