@@ -462,6 +462,7 @@ def funnel(conn: psycopg.Connection, org_id, results: dict) -> list[dict]:
     A holdout experiment's units are carts: only ``units`` and ``recovered`` apply."""
     experiment = ExperimentId(UUID(results["campaign_id"]), None)
     if results["kind"] == "step":
+        conn.execute("SET LOCAL jit = off")  # as in experiment_results
         experiment = ExperimentId(experiment.campaign_id, results["step"] - 1)
         params = {
             "org": org_id,
