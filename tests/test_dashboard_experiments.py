@@ -319,3 +319,59 @@ def test_the_exports_page_offers_each_experiments_table(dashboard, ab_test):
         ("a", 400, 20),
         ("b", 400, 44),
     ]
+
+
+def _view(engine: str, a: tuple[int, int], b: tuple[int, int]) -> dict:
+    """The parts of a result view ``summary`` reads, from the engine on two arms."""
+    from cartrecovery.experiment_results import HOLDOUT_METRICS
+
+    arms = [("a", *a), ("b", *b)]
+    variations = [
+        stats.Variation(
+            name,
+            1.0,
+            n,
+            {
+                "recovery_rate": stats.ArmStats(n, converted),
+                "revenue_per_recipient": stats.ArmStats(n, 0.0, 0.0),
+            },
+        )
+        for name, n, converted in arms
+    ]
+    analysis = stats.analyze_experiment(
+        variations, HOLDOUT_METRICS, stats.CompareSettings(engine=engine)
+    )
+    return {
+        "engine": engine,
+        "control": "a",
+        "difference_type": "relative",
+        "metrics": [{"key": m.key, "role": m.role} for m in HOLDOUT_METRICS],
+        "variations": [
+            {"name": v.name, "metrics": {"recovery_rate": {"n": v.units, "sum": c}}}
+            for v, (_, _, c) in zip(variations, arms, strict=True)
+        ],
+        **analysis.to_dict(),
+    }
+
+
+def test_the_summary_names_the_sequential_status_and_the_chance_to_win():
+    from cartrecovery.experiment_results import summary
+
+    (row,) = summary(_view("sequential", (2500, 125), (2500, 250)))
+    assert row["status"] == "stopped: crossed the boundary, better than control"
+    assert row["p_value"] < 0.05 and row["ci_low"] > 0
+    (row,) = summary(_view("sequential", (2500, 250), (2500, 125)))
+    assert row["status"] == "stopped: crossed the boundary, worse than control"
+    (row,) = summary(_view("sequential", (2500, 125), (2500, 130)))
+    assert row["status"] == "continue: inside the boundary, look again later"
+    (row,) = summary(_view("sequential", (300, 15), (300, 40)))
+    assert row["status"].startswith("continue: 300 of the 2,000")
+    (row,) = summary(_view("frequentist", (2500, 125), (2500, 250)))
+    assert row["status"].startswith("fixed horizon")
+    # The bayesian engine's own chance to win, and the same number computed for the others.
+    bayes = summary(_view("bayesian", (2500, 125), (2500, 250)))[0]
+    assert bayes["p_value"] is None
+    assert bayes["chance_to_win"] == pytest.approx(
+        summary(_view("sequential", (2500, 125), (2500, 250)))[0]["chance_to_win"]
+    )
+    assert bayes["chance_to_win"] > 0.99
