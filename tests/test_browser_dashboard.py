@@ -228,8 +228,11 @@ def test_a_marketer_watches_live_edits_a_campaign_and_reads_experiments_and_mart
     find(browser, '[data-testid="stCaptionContainer"]', "Sequential test")
     find(browser, '[data-testid="stAlertContentInfo"]', "Keep running")
     find(browser, ".js-plotly-plot")
-    find(browser, "button", "Download CSV")
     shot(browser, "experiments")
+    browser.execute_script(  # down to the lift chart and the download button
+        "arguments[0].scrollIntoView({block: 'end'});", find(browser, "button", "Download CSV")
+    )
+    shot(browser, "experiments_lift")
 
     open_page(browser, "Attribution")
     find(browser, '[data-testid="stMetric"]', "Recovered revenue")
