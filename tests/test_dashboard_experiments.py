@@ -226,8 +226,9 @@ def _register(kind: str, log, home, *, invert: bool = False):
 
 
 def _scored(db, org_id, decisions: list[tuple[str, str | None]]) -> None:
-    """One cart and outbox row per (send-time decision, model version) of a campaign whose
-    step has smart send time on, as delivery records them."""
+    """One cart and sent message per (send-time decision, model version) of a campaign whose
+    step has smart send time on, as delivery records them (sent: a scheduled row would be
+    enqueued by other tests' scheduler ticks, which serve every org)."""
     campaign_id = make_campaign(db, org_id, [{**STEP, "smart_send_time": True}])
     with db.system() as conn:
         for decision, version in decisions:
@@ -239,8 +240,9 @@ def _scored(db, org_id, decisions: list[tuple[str, str | None]]) -> None:
             ).fetchone()["cart_id"]
             conn.execute(
                 "INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel,"
-                " recipient, due_at, status, send_time_decision, send_time_model_version)"
-                " VALUES (%s, %s, %s, 0, 'email', 'm@example.com', now(), 'scheduled', %s, %s)",
+                " recipient, due_at, status, sent_at, send_time_decision,"
+                " send_time_model_version) VALUES (%s, %s, %s, 0, 'email', 'm@example.com',"
+                " now(), 'sent', now(), %s, %s)",
                 (org_id, cart_id, campaign_id, decision, version),
             )
 
