@@ -75,6 +75,13 @@ if warehouse:
         st.Page("views/journeys.py", title="Journeys", icon=":material/route:"),
         st.Page("views/insights.py", title="Insights", icon=":material/lightbulb:"),
     ]
+# Experiments: once a step with variants (or a holdout) has sent something. Models: once a
+# model is registered (read in the background: MLflow loads slowly) or the org's messages
+# were scored.
+if data.experiments(url, st.session_state["org_id"]):
+    pages.append(st.Page("views/experiments.py", title="Experiments", icon=":material/science:"))
+if data.model_registry() or data.has_scored_messages(url, st.session_state["org_id"]):
+    pages.append(st.Page("views/models.py", title="Models", icon=":material/model_training:"))
 pages += [
     st.Page("views/compliance.py", title="Compliance", icon=":material/policy:"),
     st.Page("views/exports.py", title="Exports", icon=":material/download:"),

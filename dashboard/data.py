@@ -12,6 +12,11 @@ second and many open browser tabs cost one query per second, not one per tab.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -23,6 +28,7 @@ from cartrecovery import (
     audit,
     campaigns,
     compliance,
+    experiment_results,
     live_tiles,
     metrics,
     previews,
@@ -43,6 +49,10 @@ LIST_TTL = 2
 ORG_TTL = 30
 # Short: a membership removed or changed takes effect within seconds.
 MEMBERSHIP_TTL = 5
+# The model registry changes when a model is trained (hours apart).
+REGISTRY_TTL = 60
+
+log = logging.getLogger(__name__)
 
 
 def database_url() -> str | None:
@@ -473,3 +483,119 @@ def compliance_overview(url: str, org_id: str) -> dict:
                 for r in audit.entries(conn, org_id, limit=200)
             ],
         }
+
+
+# --- experiments (the same core function as GET /api/v1/experiments/{id}/results) -----------
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def experiments(url: str, org_id: str) -> list[dict]:
+    """The org's experiments that have data (the page is shown only when there is one)."""
+    with database(url).tenant(org_id) as conn:
+        return experiment_results.list_experiments(conn, org_id)
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def experiment(url: str, org_id: str, experiment_id: str) -> dict | None:
+    """``{"results", "funnel", "summary"}`` of one experiment: ``results`` is exactly what
+    ``GET /api/v1/experiments/{id}/results`` answers (default query), ``funnel`` and
+    ``summary`` are derived from it (``cartrecovery.experiment_results``). None when the
+    id is not an experiment of the org."""
+    from cartrecovery.assignment import parse_experiment_id
+
+    parsed = parse_experiment_id(experiment_id)
+    if parsed is None:
+        return None
+    with database(url).tenant(org_id) as conn:
+        try:
+            results = experiment_results.experiment_results(conn, org_id, parsed)
+        except experiment_results.ExperimentNotFound:
+            return None
+        found = experiment_results.funnel(conn, org_id, results)
+    return {"results": results, "funnel": found, "summary": experiment_results.summary(results)}
+
+
+# --- models (ml.overview) --------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _registry_reader() -> dict:
+    """One background reader of the model registry per Streamlit server."""
+    return {
+        "lock": threading.Lock(),
+        "pool": ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-registry"),
+        "future": None,
+        "started": 0.0,
+        "rows": None,
+    }
+
+
+def _read_registry() -> list[dict]:
+    from ml import overview, tracking
+
+    if (
+        not os.environ.get("MLFLOW_TRACKING_URI")
+        and not (tracking.default_home() / "mlflow" / "mlflow.db").exists()
+    ):
+        return []  # no store: nothing was ever registered, and no need to load MLflow
+    return overview.registry_overview()
+
+
+def model_registry(wait: bool = False) -> list[dict] | None:
+    """Champion and challenger of each registered model (``ml.overview.registry_overview``;
+    one registry serves every org). Read in a background thread and again every
+    ``REGISTRY_TTL`` seconds: the first read loads MLflow, which takes seconds and must not
+    hold up the first render of a page. None until the first read ends, unless ``wait``."""
+    state = _registry_reader()
+    with state["lock"]:
+        future: Future | None = state["future"]
+        stale = time.monotonic() - state["started"] > REGISTRY_TTL
+        if future is None or (future.done() and stale):
+            future = state["future"] = state["pool"].submit(_read_registry)
+            state["started"] = time.monotonic()
+    if wait:
+        future.exception()  # waits
+    if future.done():
+        try:
+            state["rows"] = future.result()
+        except Exception:  # noqa: BLE001 (a broken store must not break the dashboard)
+            log.exception("reading the model registry failed")
+            state["rows"] = state["rows"] or []
+    return state["rows"]
+
+
+@st.cache_data(ttl=CHART_TTL, show_spinner=False)
+def scored_shares(url: str, org_id: str) -> list[dict]:
+    """Per model and version (or decision: control, fallback, explore) the org's messages
+    of the last 30 days it decided, and their share (``ml.overview.scored_shares``)."""
+    from ml import overview
+
+    with database(url).tenant(org_id) as conn:
+        return overview.scored_shares(conn, org_id)
+
+
+@st.cache_data(ttl=ORG_TTL, show_spinner=False)
+def has_scored_messages(url: str, org_id: str) -> bool:
+    """Whether a model (or its control share or fallback) decided a message of the last 30
+    days (the window of :func:`scored_shares`) of one of the org's campaigns with a smart
+    step: the Models page is shown then, or when a model is registered. Only such campaigns'
+    messages are looked at (an index range each), never a scan of the org's whole outbox."""
+    with database(url).tenant(org_id) as conn:
+        return conn.execute(
+            """
+            SELECT EXISTS (
+              SELECT 1 FROM app.campaigns c
+              CROSS JOIN LATERAL jsonb_array_elements(
+                CASE WHEN jsonb_typeof(c.sequence_steps) = 'array' THEN c.sequence_steps
+                     ELSE '[]'::jsonb END) WITH ORDINALITY AS s(step, number)
+              WHERE c.org_id = %(org)s
+                AND (s.step @> '{"smart_send_time": true}' OR s.step @> '{"smart_discount": true}')
+                AND EXISTS (
+                  SELECT 1 FROM app.outbox o
+                  WHERE o.org_id = c.org_id AND o.campaign_id = c.campaign_id
+                    AND o.step_index = s.number - 1
+                    AND (o.send_time_decision IS NOT NULL OR o.discount_decision IS NOT NULL)
+                    AND o.created_at > now() - interval '30 days'))
+            """,
+            {"org": org_id},
+        ).fetchone()["exists"]

@@ -3,7 +3,8 @@ server on free ports over the test database, headless Chromium driven by Seleniu
 
 A marketer signs in, watches the Live page while a signed Shopify webhook arrives and sees the
 "Active carts" tile move (waiting on the condition, up to ``TILE_WAIT`` seconds after the
-webhook was acknowledged), edits a campaign, and opens Attribution and Journeys. Screenshots
+webhook was acknowledged), edits a campaign, opens Experiments (a step with two variants) and
+reads its decision, and opens Attribution and Journeys. Screenshots
 go to tests/artifacts/ (git-ignored) for a person to look at.
 """
 
@@ -21,6 +22,7 @@ import pytest
 import requests
 from conftest import fixture_bytes, fixture_headers, shopify_hmac, wait_for
 from test_browser_snippet import CHROMIUM, browser, serving  # noqa: F401 (fixture)
+from test_experiments import AB_STEP, make_campaign, seed_arm
 from test_ingest_shopify import SECRET, connect_shop
 from test_warehouse_marts import T0, History
 
@@ -81,13 +83,17 @@ def dashboard_url(database_url, redis_url, tmp_path):
 @pytest.fixture()
 def store(db, runtime, database_url):
     """An org with history (two recovered carts, so the marts have journeys and
-    attribution), a Shopify connection, a campaign, a marketer; marts built once."""
+    attribution), a Shopify connection, a campaign, an A/B test of a step (120 messages per
+    variant), a marketer; marts built once."""
     history = History(db, "browser-dash")
     x = history.cart("x@example.com", "USD", "120.00")
     m1 = history.message(x, 0, "email", T0)
     history.event(m1, x, "click", T0 + timedelta(hours=1))
     history.order(x, "x@example.com", "120.00", "USD", T0 + timedelta(hours=2))
     connect_shop(db, runtime.encryption_key, history.org_id)
+    ab_test = make_campaign(db, history.org_id, [AB_STEP])  # active: its button is "Pause"
+    seed_arm(db, history.org_id, ab_test, "a", 120, conversions=6, clicks=20)
+    seed_arm(db, history.org_id, ab_test, "b", 120, conversions=12, clicks=30)
     email = f"marketer-{uuid.uuid4().hex[:8]}@example.com"
     users.create_user(db, email, history.org_id, "marketer", PASSWORD)
     prepare_manifest()
@@ -163,7 +169,7 @@ def post_checkout(app_url: str) -> requests.Response:
     )
 
 
-def test_a_marketer_watches_live_edits_a_campaign_and_reads_the_marts(
+def test_a_marketer_watches_live_edits_a_campaign_and_reads_experiments_and_marts(
     browser,  # noqa: F811 (the fixture imported above)
     app,
     db,
@@ -217,6 +223,16 @@ def test_a_marketer_watches_live_edits_a_campaign_and_reads_the_marts(
         lambda: _status(db, history.org_id, "Browser winback") == "active",
         message="the campaign was not activated",
     )
+
+    open_page(browser, "Experiments")
+    find(browser, '[data-testid="stCaptionContainer"]', "Sequential test")
+    find(browser, '[data-testid="stAlertContentInfo"]', "Keep running")
+    find(browser, ".js-plotly-plot")
+    shot(browser, "experiments")
+    browser.execute_script(  # down to the lift chart and the download button
+        "arguments[0].scrollIntoView({block: 'end'});", find(browser, "button", "Download CSV")
+    )
+    shot(browser, "experiments_lift")
 
     open_page(browser, "Attribution")
     find(browser, '[data-testid="stMetric"]', "Recovered revenue")

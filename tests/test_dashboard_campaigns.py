@@ -120,4 +120,87 @@ def test_a_viewer_gets_no_editor(dashboard, db, make_org):
     assert not at.exception
     assert not [w for w in at.selectbox if (w.key or "").startswith("ed_")]
     assert not [w for w in at.text_input if (w.key or "").startswith("ed_")]
+    assert not at.toggle and not at.number_input
     assert [b.label for b in at.button] == ["Sign out"]
+
+
+def test_a_marketer_switches_smart_send_time_and_smart_discount_on_and_reads_them_back(
+    dashboard, db, make_org
+):
+    shop = make_org("dash-smart")
+    seed(db, shop.org_id)
+    with db.tenant(shop.org_id) as conn:
+        conn.execute(
+            "UPDATE app.campaigns SET sequence_steps = %s::jsonb",
+            (
+                '[{"channel": "email", "delay_seconds": 3600, "subject": "Hi", '
+                '"template": "cart_reminder_discount", '
+                '"discount": {"type": "percentage", "value": 10}}]',
+            ),
+        )
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    at.selectbox(key="ed_choice").select_index(1).run(timeout=30)
+    assert at.toggle(key="ed_0_smart_send").value is False
+    assert at.toggle(key="ed_0_smart_discount").value is False
+    at.toggle(key="ed_0_smart_send").set_value(True).run(timeout=30)
+    at.toggle(key="ed_0_smart_discount").set_value(True).run(timeout=30)
+    at.number_input(key="ed_0_smart_window").set_value(12)
+    at.number_input(key="ed_0_smart_margin").set_value(0.3)
+    at.number_input(key="ed_0_smart_control").set_value(20.0)
+    at.button(key="ed_save").click().run(timeout=30)
+
+    assert not at.exception and not at.error
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert {k: v for k, v in step.items() if k.startswith("smart_")} == {
+        "smart_send_time": True,
+        "smart_send_window_seconds": 12 * 3600,
+        "smart_discount": True,
+        "smart_discount_margin": 0.3,
+        "smart_control_share": 0.2,
+    }
+
+    # Read back when editing, in a new session.
+    at = dashboard(shop.org_id, role="admin")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    at.selectbox(key="ed_choice").select_index(1).run(timeout=30)
+    assert at.toggle(key="ed_0_smart_send").value is True
+    assert at.toggle(key="ed_0_smart_discount").value is True
+    assert at.number_input(key="ed_0_smart_window").value == 12
+    assert at.number_input(key="ed_0_smart_margin").value == 0.3
+    assert at.number_input(key="ed_0_smart_control").value == 20.0
+
+    # Without a discount that can be withheld, smart discount cannot be switched on.
+    at.selectbox(key="ed_0_discount").set_value("free_shipping").run(timeout=30)
+    assert at.toggle(key="ed_0_smart_discount").disabled
+    at.toggle(key="ed_0_smart_send").set_value(False).run(timeout=30)
+    assert not [w for w in at.number_input if (w.key or "").startswith("ed_0_smart")]
+    at.button(key="ed_save").click().run(timeout=30)
+    assert not at.exception and not at.error
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert not [k for k in step if k.startswith("smart_")]
+    assert step["discount"]["type"] == "free_shipping"
+
+
+def test_editing_a_step_keeps_the_fields_the_builder_does_not_show(dashboard, db, make_org):
+    shop = make_org("dash-kept")
+    seed(db, shop.org_id)
+    with db.tenant(shop.org_id) as conn:
+        conn.execute(
+            "UPDATE app.campaigns SET sequence_steps = %s::jsonb",
+            (
+                '[{"channel": "email", "delay_seconds": 3600, "subject": "Hi", '
+                '"template": "cart_reminder", "allocation": "thompson", "min_share": 0.1, '
+                '"variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}]',
+            ),
+        )
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    at.selectbox(key="ed_choice").select_index(1).run(timeout=30)
+    at.text_input(key="ed_0_subject").input("Still there?")
+    at.button(key="ed_save").click().run(timeout=30)
+    assert not at.exception and not at.error
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert step["subject"] == "Still there?"
+    assert (step["allocation"], step["min_share"]) == ("thompson", 0.1)
+    assert [v["name"] for v in step["variants"]] == ["a", "b"]

@@ -1,6 +1,7 @@
 """Campaigns page: the org's campaigns; marketers and admins activate or pause them, and create
 or edit one with the step builder (delay, channel, built-in template with a live preview on a
-real cart, subject, variants, discount) and its holdout share. Viewers see the list only.
+real cart, subject, variants, discount, the smart send time and smart discount switches with
+their control share) and its holdout share. Viewers see the list only.
 
 Saving goes through the same validation as ``POST``/``PATCH /api/v1/campaigns``
 (``cartrecovery.campaigns``); a step left on "channel default" gets its channel's built-in
@@ -13,7 +14,7 @@ import pandas as pd
 import pydantic
 import streamlit as st
 
-from cartrecovery.campaigns import MAX_STEPS
+from cartrecovery.campaigns import MAX_STEPS, SMART_DEFAULTS
 from cartrecovery.rendering import DEFAULT_TEMPLATES, RenderError
 from dashboard import data, session
 from dashboard.formatting import money, table
@@ -30,6 +31,9 @@ CUSTOM = "(inline template, kept as is)"
 DISCOUNTS = ["none", "percentage", "fixed_amount", "free_shipping"]
 UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 VARIANT_COLUMNS = ["name", "subject", "template", "weight"]
+# Step fields the builder has no widget for: kept as loaded, so saving does not drop them.
+KEPT = ("allocation", "min_share", "no_discount_template")
+SMART_DISCOUNTS = ("percentage", "fixed_amount")
 
 
 def campaign_list(url: str, org_id: str) -> list[dict]:
@@ -102,10 +106,74 @@ def _load(choice: str, current: dict | None) -> None:
         state[f"ed_{i}_discount_value"] = float(discount.get("value") or 10)
         if "expires_in_hours" in discount:  # not edited here, but kept
             state[f"ed_{i}_discount_expires"] = discount["expires_in_hours"]
+        state[f"ed_{i}_smart_send"] = bool(step.get("smart_send_time", False))
+        state[f"ed_{i}_smart_window"] = (
+            int(step.get("smart_send_window_seconds", SMART_DEFAULTS["smart_send_window_seconds"]))
+            // 3600
+        )
+        state[f"ed_{i}_smart_discount"] = bool(step.get("smart_discount", False))
+        state[f"ed_{i}_smart_margin"] = float(
+            step.get("smart_discount_margin", SMART_DEFAULTS["smart_discount_margin"])
+        )
+        state[f"ed_{i}_smart_control"] = 100 * float(
+            step.get("smart_control_share", SMART_DEFAULTS["smart_control_share"])
+        )
+        state[f"ed_{i}_kept"] = {k: step[k] for k in KEPT if step.get(k) is not None}
         state[f"ed_{i}_variants_init"] = pd.DataFrame(
             [{c: v.get(c) for c in VARIANT_COLUMNS} for v in step.get("variants") or []],
             columns=VARIANT_COLUMNS,
         )
+
+
+def _smart_editor(i: int, discount: str) -> dict:
+    """The step's model-driven switches (docs/models.md); returns the fields to store."""
+    state = st.session_state
+    state.setdefault(f"ed_{i}_smart_window", SMART_DEFAULTS["smart_send_window_seconds"] // 3600)
+    state.setdefault(f"ed_{i}_smart_margin", SMART_DEFAULTS["smart_discount_margin"])
+    state.setdefault(f"ed_{i}_smart_control", 100 * SMART_DEFAULTS["smart_control_share"])
+    cols = st.columns(2)
+    send = cols[0].toggle(
+        "Smart send time",
+        key=f"ed_{i}_smart_send",
+        help="The send-time model picks the moment within the window after the delay "
+        "(quiet hours and caps still apply); without a model, the fixed delay.",
+    )
+    can_discount = discount in SMART_DISCOUNTS
+    if not can_discount:
+        state[f"ed_{i}_smart_discount"] = False
+    smart_discount = cols[1].toggle(
+        "Smart discount",
+        key=f"ed_{i}_smart_discount",
+        disabled=not can_discount,
+        help="Offer the discount only when the content model predicts it pays for its cost "
+        "(needs a percentage or fixed amount discount); without a model, everyone gets it.",
+    )
+    fields: dict = {}
+    if send:
+        window = cols[0].number_input(
+            "Send-time window (hours)", min_value=1, max_value=168, key=f"ed_{i}_smart_window"
+        )
+        fields |= {"smart_send_time": True, "smart_send_window_seconds": int(window) * 3600}
+    if smart_discount:
+        margin = cols[1].number_input(
+            "Gross margin (share of the cart value)",
+            min_value=0.01,
+            max_value=0.99,
+            step=0.05,
+            key=f"ed_{i}_smart_margin",
+        )
+        fields |= {"smart_discount": True, "smart_discount_margin": float(margin)}
+    if fields:
+        control = st.number_input(
+            "Control share (%)",
+            min_value=0.0,
+            max_value=50.0,
+            key=f"ed_{i}_smart_control",
+            help="This share of carts keeps the fixed delay and the full discount rule, so "
+            "the analytics can compare.",
+        )
+        fields["smart_control_share"] = round(float(control) / 100, 4)
+    return fields
 
 
 def _step_editor(i: int) -> dict:
@@ -139,6 +207,7 @@ def _step_editor(i: int) -> dict:
                 min_value=0.01,
                 key=f"ed_{i}_discount_value",
             )
+        smart = _smart_editor(i, discount)
         st.caption("Variants (optional): carts are split between them by weight.")
         variants = st.data_editor(
             state.get(f"ed_{i}_variants_init", pd.DataFrame(columns=VARIANT_COLUMNS)),
@@ -158,6 +227,8 @@ def _step_editor(i: int) -> dict:
         step["discount"] = {"type": discount, **({"value": value} if value else {})}
         if f"ed_{i}_discount_expires" in state:
             step["discount"]["expires_in_hours"] = state[f"ed_{i}_discount_expires"]
+    step |= smart
+    step |= state.get(f"ed_{i}_kept", {})
     rows = [
         {k: v for k, v in r.items() if v is not None and v == v and v != ""}
         for r in variants.to_dict("records")
@@ -168,12 +239,6 @@ def _step_editor(i: int) -> dict:
             {**r, "weight": float(r["weight"])} if "weight" in r else r for r in rows
         ]
     return step
-
-
-def _cart_label(cart: dict | None) -> str:
-    if cart is None:
-        return "Sample cart"
-    return f"{cart['email'] or 'anonymous'} · {money(cart['total_price'], cart['currency'])}"
 
 
 def _cart_label(cart: dict | None) -> str:

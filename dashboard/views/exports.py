@@ -1,11 +1,13 @@
 """Exports page: the dataset behind each page as CSV, Excel or Parquet (``dashboard.exports``).
-Warehouse datasets are offered once the org's marts are built."""
+Warehouse datasets are offered once the org's marts are built, an experiment's once it has
+data, the models' scored shares once the org's messages were scored."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import data, exports
+from dashboard.experiments import export_rows
 from dashboard.formatting import table
 
 url = data.database_url()
@@ -95,6 +97,27 @@ if data.marts_built_at(url, org_id) is not None:
             lambda: data.recovery_hours(url, org_id, "90d"),
         ),
     }
+
+
+def _experiment(experiment_id: str) -> list[dict]:
+    found = data.experiment(url, org_id, experiment_id)
+    if found is None:
+        return []
+    return export_rows(found["results"], found["funnel"], found["summary"])
+
+
+DATASETS |= {
+    f"experiment_{e['experiment_id'].replace(':', '_')}": (
+        f"Experiments: {e['label']}",
+        lambda experiment_id=e["experiment_id"]: _experiment(experiment_id),
+    )
+    for e in data.experiments(url, org_id)
+}
+if data.has_scored_messages(url, org_id):
+    DATASETS["models_scored_shares"] = (
+        "Models: messages each version decided, last 30 days",
+        lambda: data.scored_shares(url, org_id),
+    )
 
 st.title("Exports")
 st.caption("Every dataset the pages draw, for your own tools. Times are UTC.")
