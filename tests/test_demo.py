@@ -152,9 +152,12 @@ def test_the_demo_trains_first_models_after_its_first_warehouse_build(
     (line,) = [s for s in said if s.startswith("models:")]
     assert line.startswith("models: first models trained on the simulator's truth"), line
     assert f"{SEND_TIME} v1" in line and f"{CONTENT} v1" in line
-    client = MlflowClient(tracking_uri=tracking.local_uri(tmp_path))
+    # The registry too: MlflowClient otherwise reads the process-wide registry URI, which an
+    # earlier test's ml.tracking.client() may have pointed at its own store.
+    store = tracking.local_uri(tmp_path)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     for name in (SEND_TIME, CONTENT):
-        assert tracking.champion_version(client, name) == "1"
+        assert tracking.champion_version(client, name) == "1", (name, said)
 
 
 def test_stopping_the_demo_stops_the_training(database_url, monkeypatch, tmp_path):
