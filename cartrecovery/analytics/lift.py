@@ -49,18 +49,25 @@ def lift(
     org_id: UUID | str,
     period: Period,
     campaign_id: UUID | None = None,
+    *,
+    known: dict | None = None,
 ) -> dict:
     """``{period, as_of, campaign_id, reporting_currency, status, reason, messaged, held_out,
     rate_lift(+_ci), incremental_recoveries(+_ci), revenue_per_cart_lift(+_ci),
     incremental_revenue(+_ci)}``. ``messaged``/``held_out`` are ``{carts, recoveries, rate,
     revenue, revenue_per_cart}``. ``status``: ``ok``, ``not_meaningful`` (fewer than 30
-    held-out carts, estimates null) or ``not_built`` (no warehouse yet)."""
-    as_of = marts.as_of_text(conn, MART, DAILY)
+    held-out carts, estimates null) or ``not_built`` (no warehouse yet). ``known``: the
+    ``as_of`` (ISO text or None) and ``reporting_currency`` a caller that read them already
+    passes, saving their queries (campaign performance)."""
+    if known is not None:
+        as_of, currency = known["as_of"], known["reporting_currency"]
+    else:
+        as_of = marts.as_of_text(conn, MART, DAILY)
+        currency = marts.reporting_currency(conn, org_id)
     sums = {
         group: {"carts": 0, "recoveries": 0, "revenue": 0.0, "revenue_squares": 0.0}
         for group in ("messaged", "held_out")
     }
-    currency = marts.reporting_currency(conn, org_id)
     if as_of is not None:
         # Whole UTC days from the day-grain mart, the partial edge days from the detail
         # mart (buckets.py): the same sums as over every cart.
