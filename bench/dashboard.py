@@ -8,17 +8,23 @@ reading indexed operational tables (migration 0015), never scanning raw events.
 Data: one org; ``--carts`` carts (default 1,000,000) over 30 days, written with
 ``generate_series`` in the shape the platform writes them (0.1% active: the last half hour's
 carts of a shop seeing a million a month; 60% abandoned, 30% converted, 8% recovered), one
-raw event per cart (``raw.events``), one sent email per abandoned or recovered cart
-(``app.outbox``) and a recovery with its revenue per recovered cart (USD and EUR). The marts
-are not built (a full dbt build at this size is a separate measurement), so the pages over
-them are not offered and not timed here.
+raw event per cart (``raw.events``), an order per converted or recovered cart
+(``app.orders``, USD and EUR) and a recovery per recovered cart. One campaign: step 1 in
+variants a/b with a 10% holdout (abandoned carts get a sent message of their variant, or an
+outbox row ``held_out``), step 2 with smart send time for a third of the messaged abandoned
+carts, scored as delivery records it (model version, ``model``/``explore``/``control``
+decisions); provider callbacks (delivered, opened, clicked) on step 1's messages; a small
+send-time model registered in a temporary MLflow store. Then a full dbt build (``--no-marts``
+skips it), after which the warehouse pages (Attribution, Journeys, Insights) are offered.
 
 Tile queries, each timed ``--runs`` times under the tenant role and row-level security:
 the one-statement snapshot the Live page runs (``cartrecovery.live_tiles.live_snapshot``),
 each of its parts alone, and the latest-events feed. Baselines from raw events: a cart's
 state derived from its events (active = last event in the last 30 min and no order event;
 abandoned in the last hour = last event between 90 and 30 minutes ago, no order), i.e. what
-the tiles would cost without the operational tables.
+the tiles would cost without the operational tables. Each experiment's results
+(``cartrecovery.experiment_results``, what the Experiments page and the API compute) and the
+page's funnel are timed too.
 
 Run: ``.venv/bin/python bench/dashboard.py`` (DATABASE_URL: a server, a fresh database is
 created and dropped; else an embedded pgserver). Rewrites the "## Dashboard" section of
@@ -48,12 +54,19 @@ HEADING = "## Dashboard"
 RENDER_GOAL_S = 2.0
 TILE_GOAL_MS = 50.0
 PASSWORD = "bench dashboard password"
+WAREHOUSE_PAGES = ("views/attribution.py", "views/journeys.py", "views/insights.py")
 PAGES = (
     "views/live.py",
     "views/campaigns.py",
+    "views/attribution.py",
+    "views/journeys.py",
+    "views/insights.py",
+    "views/experiments.py",
+    "views/models.py",
     "views/compliance.py",
     "views/exports.py",
     "views/outbox.py",
+    "views/stores.py",
 )
 
 
@@ -67,20 +80,31 @@ def _bench_ingest():
 
 
 SEED_SQL = """
-INSERT INTO app.campaigns (org_id, campaign_id, name, status, sequence_steps)
+INSERT INTO app.campaigns (org_id, campaign_id, name, status, sequence_steps, experiment)
 VALUES (%(org)s, %(campaign)s, 'Bench reminder', 'active',
         '[{"channel": "email", "delay_seconds": 600, "subject": "Hi",
-           "template": "cart_reminder"}]'::jsonb);
+           "template": "cart_reminder",
+           "variants": [{"name": "a", "subject": "Still yours", "weight": 1},
+                        {"name": "b", "subject": "Come back", "weight": 1}]},
+          {"channel": "email", "delay_seconds": 86400, "subject": "Last call",
+           "template": "cart_reminder", "smart_send_time": true}]'::jsonb,
+        '{"holdout_percent": 10}'::jsonb);
 
 CREATE TEMP TABLE bench_carts ON COMMIT DROP AS
-SELECT gen_random_uuid() AS cart_id, i,
-       CASE WHEN i %% 1000 = 0 THEN 'active'
-            WHEN i %% 100 < 60 THEN 'abandoned'
-            WHEN i %% 100 < 92 THEN 'converted'
-            ELSE 'recovered' END AS status,
-       CASE WHEN i %% 1000 = 0 THEN now() - random() * interval '30 minutes'
-            ELSE now() - interval '35 minutes' - random() * interval '30 days' END AS seen_at
-FROM generate_series(1, %(carts)s) AS i;
+SELECT cart_id, i, status, seen_at,
+       -- Holdout and variant drawn independently of the cart's outcome, as assignment does.
+       abs(hashtext(cart_id::text || ':holdout')) %% 10 = 0 AS held_out,
+       CASE WHEN abs(hashtext(cart_id::text)) %% 2 = 0 THEN 'a' ELSE 'b' END AS variant
+FROM (
+  SELECT gen_random_uuid() AS cart_id, i,
+         CASE WHEN i %% 1000 = 0 THEN 'active'
+              WHEN i %% 100 < 60 THEN 'abandoned'
+              WHEN i %% 100 < 92 THEN 'converted'
+              ELSE 'recovered' END AS status,
+         CASE WHEN i %% 1000 = 0 THEN now() - random() * interval '30 minutes'
+              ELSE now() - interval '35 minutes' - random() * interval '30 days' END AS seen_at
+  FROM generate_series(1, %(carts)s) AS i
+) c;
 
 INSERT INTO app.carts (org_id, cart_id, platform, external_id, email, currency, total_price,
                        item_count, status, created_at, last_activity_at, abandoned_at,
@@ -100,19 +124,58 @@ SELECT %(org)s, gen_random_uuid(), seen_at, 'api',
        cart_id, 'bench:' || i, seen_at, '{"event": "cart_updated"}'::jsonb
 FROM bench_carts;
 
+INSERT INTO app.orders (org_id, platform, external_id, cart_id, email, total_price, currency,
+                        ordered_at)
+SELECT %(org)s, 'api', 'bench-order-' || i, cart_id, 'shopper' || i || '@example.com',
+       20 + (i %% 200), CASE WHEN i %% 7 = 0 THEN 'EUR' ELSE 'USD' END,
+       seen_at + interval '2 hours'
+FROM bench_carts WHERE status IN ('converted', 'recovered');
+
+-- Step 1 of every abandoned or recovered cart: variant a or b, or held out (an outbox row
+-- with status held_out, no variant, never sent), as enrollment writes them.
 INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, recipient, subject,
-                        due_at, status, provider, sent_at, created_at)
+                        variant, due_at, status, provider, sent_at, created_at)
 SELECT %(org)s, cart_id, %(campaign)s, 0, 'email', 'shopper' || i || '@example.com', 'Hi',
-       seen_at + interval '40 minutes', 'sent', 'local', seen_at + interval '40 minutes',
+       CASE WHEN NOT held_out THEN variant END, seen_at + interval '40 minutes',
+       CASE WHEN held_out THEN 'held_out' ELSE 'sent' END, 'local',
+       CASE WHEN NOT held_out THEN seen_at + interval '40 minutes' END,
        seen_at + interval '30 minutes'
 FROM bench_carts WHERE status IN ('abandoned', 'recovered');
 
+-- Step 2 (smart send time) of a third of the messaged abandoned carts, scored as delivery
+-- records it: 10%% control share, 10%% exploration, the rest the champion's choice.
+INSERT INTO app.outbox (org_id, cart_id, campaign_id, step_index, channel, recipient, subject,
+                        due_at, status, provider, sent_at, created_at, send_time_model,
+                        send_time_model_version, send_time_decision)
+SELECT %(org)s, cart_id, %(campaign)s, 1, 'email', 'shopper' || i || '@example.com',
+       'Last call', seen_at + interval '1 day', 'sent', 'local', seen_at + interval '1 day',
+       seen_at + interval '30 minutes', 'cartrecovery-send-time',
+       CASE WHEN i %% 10 <> 0 THEN '1' END,
+       CASE i %% 10 WHEN 0 THEN 'control' WHEN 1 THEN 'explore' ELSE 'model' END
+FROM bench_carts WHERE status = 'abandoned' AND NOT held_out AND i %% 3 = 0;
+
+-- Provider callbacks on step 1's sent messages: every one delivered, 30%% opened, 8%% of
+-- a's and 10%% of b's clicked.
+INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type, url,
+                                occurred_at)
+SELECT o.org_id, e.event_type || ':' || o.message_id, o.message_id, o.cart_id, e.event_type,
+       CASE WHEN e.event_type = 'click' THEN 'https://shop.example.com/products/mug' END,
+       o.sent_at + e.after
+FROM app.outbox o
+CROSS JOIN LATERAL (VALUES ('delivered', interval '1 minute', 100),
+                           ('open', interval '10 minutes', 30),
+                           ('click', interval '15 minutes',
+                            CASE WHEN o.variant = 'a' THEN 8 ELSE 10 END))
+  AS e(event_type, after, percent)
+WHERE o.org_id = %(org)s AND o.step_index = 0 AND o.status = 'sent'
+  AND abs(hashtext(o.message_id::text)) %% 100 < e.percent;
+
 INSERT INTO app.recoveries (org_id, cart_id, order_id, campaign_id, channel, revenue, currency,
                             clicked_at, recovered_at)
-SELECT %(org)s, cart_id, gen_random_uuid(), %(campaign)s, 'email', 20 + (i %% 200),
-       CASE WHEN i %% 7 = 0 THEN 'EUR' ELSE 'USD' END, seen_at + interval '1 hour',
-       seen_at + interval '2 hours'
-FROM bench_carts WHERE status = 'recovered';
+SELECT %(org)s, b.cart_id, r.order_id, %(campaign)s, 'email', r.total_price, r.currency,
+       b.seen_at + interval '1 hour', b.seen_at + interval '2 hours'
+FROM bench_carts b JOIN app.orders r ON r.org_id = %(org)s AND r.cart_id = b.cart_id
+WHERE b.status = 'recovered';
 """
 
 # Each part of the Live snapshot alone, as the snapshot runs it (same predicates, indexes).
@@ -182,7 +245,7 @@ def time_snapshot(db, org_id, runs: int) -> tuple[list[float], list[float]]:
     return snapshot, feed
 
 
-def first_renders(database_url: str, org_id) -> dict[str, float]:
+def first_renders(database_url: str, org_id, pages) -> dict[str, float]:
     """Each page's first render (caches cleared) in a signed-in AppTest session."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -195,21 +258,70 @@ def first_renders(database_url: str, org_id) -> dict[str, float]:
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("REDIS_URL", None)
     os.environ["CARTRECOVERY_ORG"] = str(org_id)
-    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=600).run()
     at.text_input(key="sign_in_email").input(email)
     at.text_input(key="sign_in_password").input(PASSWORD)
     st.cache_data.clear()
     began = time.perf_counter()
     at.button[0].click().run()  # signs in and renders the default page, Live
     times = {"sign-in, then Live (argon2 check, first imports)": time.perf_counter() - began}
-    for page in PAGES:
+    for page in pages:
         st.cache_data.clear()
         began = time.perf_counter()
         at.switch_page(page).run()
         times[page] = time.perf_counter() - began
         if at.exception:
             raise RuntimeError(f"{page}: {at.exception[0].message}")
+        # A page left out of the navigation (its data missing) would not be timed at all.
+        wanted = Path(page).stem.capitalize()
+        if [t.value for t in at.title] != [wanted]:
+            raise RuntimeError(f"{page} did not render (titles {[t.value for t in at.title]})")
     return times
+
+
+def time_experiments(db, org_id, runs: int) -> dict[str, list[float]]:
+    """Each experiment's results as the Experiments page (and ``GET
+    /api/v1/experiments/{id}/results``) computes them: the statistics over every unit, plus
+    the page's delivered/opened funnel."""
+    from cartrecovery import experiment_results
+    from cartrecovery.assignment import parse_experiment_id
+
+    with db.tenant(org_id) as conn:
+        listed = experiment_results.list_experiments(conn, org_id)
+    timings = {}
+    for found in listed:
+        experiment = parse_experiment_id(found["experiment_id"])
+        results, funnel = [], []
+        for _ in range(runs):
+            with db.tenant(org_id) as conn:
+                began = time.perf_counter()
+                answer = experiment_results.experiment_results(conn, org_id, experiment)
+                results.append((time.perf_counter() - began) * 1000)
+                began = time.perf_counter()
+                experiment_results.funnel(conn, org_id, answer)
+                funnel.append((time.perf_counter() - began) * 1000)
+        timings[f"experiment results: {found['label']}"] = results
+        if found["kind"] == "step":  # a holdout's funnel is its results' counts
+            timings[f"experiment funnel: {found['label']}"] = funnel
+    return timings
+
+
+def register_model(home: Path) -> str:
+    """A small send-time model registered (champion) in a temporary MLflow store under
+    ``home``, as tests/test_dashboard_experiments.py does: the Models page then reads a real
+    registry (loading MLflow is part of its first render)."""
+    from ml import training
+
+    os.environ["CARTRECOVERY_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    log = training.simulated_log(customers=300, carts_per_customer=4, seed=7)
+    train, heldout = training.split(log)
+    fitted = training.fit("send_time", train)
+    metrics = training.evaluate("send_time", fitted, heldout)
+    registered = training.register(
+        "send_time", fitted, train, heldout, metrics, source="bench", home=home
+    )
+    return registered.version
 
 
 def explain(db, org_id, sql: str, params: dict) -> str:
@@ -225,8 +337,12 @@ def markdown(ctx: dict) -> str:
         "",
         f"`bench/dashboard.py` ({ctx['when']}, revision {ctx['revision']}): "
         f"{ctx['carts']:,} carts in one org, {ctx['events']:,} raw events, "
-        f"{ctx['messages']:,} sent messages, {ctx['recoveries']:,} recoveries "
-        f"(seeded and vacuumed in {ctx['seed_s']:.0f} s). Command: `{ctx['command']}`.",
+        f"{ctx['messages']:,} sent messages ({ctx['scored']:,} of them scored by the smart "
+        f"send-time step), {ctx['held_out']:,} held out, {ctx['callbacks']:,} provider "
+        f"callbacks, {ctx['orders']:,} orders, {ctx['recoveries']:,} recoveries "
+        f"(seeded and vacuumed in {ctx['seed_s']:.0f} s); a send-time model "
+        f"(v{ctx['model_version']}) registered in a temporary MLflow store. "
+        f"Command: `{ctx['command']}`.",
         "",
         f"Machine: {ctx['machine']}; PostgreSQL: {ctx['pg_desc']}; load average before/after "
         f"{ctx['load_before']} / {ctx['load_after']} (the machine is shared).",
@@ -244,6 +360,29 @@ def markdown(ctx: dict) -> str:
             f"{'met' if row['p95'] < TILE_GOAL_MS else '**MISSED**'} | "
             + (f"{raw:.0f} | {raw / row['p95']:.0f}x |" if raw else "- | - |")
         )
+    lines += [
+        "",
+        f"### Experiment results ({ctx['experiment_runs']} runs each, tenant role with "
+        "row-level security)",
+        "",
+        "What the Experiments page and `GET /api/v1/experiments/{id}/results` compute: the "
+        "statistics over every unit of the experiment from the operational tables (outbox, "
+        "carts, orders, callbacks, coupons), then the page's delivered/opened funnel.",
+        "",
+        "| query | median ms | p95 ms |",
+        "| --- | --- | --- |",
+    ]
+    for name, row in ctx["experiments"].items():
+        lines.append(f"| {name} | {row['median']:.0f} | {row['p95']:.0f} |")
+    lines += [
+        "",
+        "No goal is set for them, but the Experiments page's first render waits for both. "
+        "They read live operational rows on purpose (cartrecovery/experiment_results.py: a "
+        "running test is watched live, the marts are as fresh as the last build), so their "
+        "cost grows with the experiment's units: per unit, index probes of its callbacks and "
+        "coupon, and hash joins over all the org's orders. Answering from "
+        "`fct_experiment_counts` plus the rows since the last build would bound it.",
+    ]
     lines += [
         "",
         f"### First render of each page (AppTest run time, caches cleared; goal for Live "
@@ -265,9 +404,17 @@ def markdown(ctx: dict) -> str:
         "pages: run-to-run spread of the count tiles most likely comes from there.",
         "",
         "The Attribution, Journeys and Insights pages read the dbt marts and are offered once "
-        "the org's marts are built; they are not timed here (a full build at this size is its "
-        "own measurement). AppTest runs the script in process without a browser: the time is "
-        "the server side of a render (queries, Plotly figures, protobuf), not the paint.",
+        "the org's marts are built: "
+        + (
+            f"a full `dbt build` ran first ({ctx['build_s']:.0f} s, models and tests). "
+            if ctx["build_s"] is not None
+            else "the build was skipped (`--no-marts`), so they are not timed. "
+        )
+        + "The Models page reads the registry in a background thread that the app starts on "
+        "every run (MLflow loads slowly): by the time the page is opened the read has ended, "
+        "so its first render is the org's scored shares and the table. AppTest runs the "
+        "script in process without a browser: the time is the server side of a render "
+        "(queries, Plotly figures, protobuf), not the paint.",
         "",
     ]
     return "\n".join(lines)
@@ -277,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--carts", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--no-marts",
+        action="store_true",
+        help="skip the dbt build: the Attribution, Journeys and Insights pages are not timed",
+    )
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args(argv)
@@ -310,12 +462,24 @@ def main(argv: list[str] | None = None) -> int:
             import psycopg
 
             with psycopg.connect(database_url, autocommit=True) as conn:
-                for table in ("app.carts", "app.outbox", "app.recoveries", "raw.events"):
+                for table in (
+                    "app.carts",
+                    "app.orders",
+                    "app.outbox",
+                    "app.message_events",
+                    "app.recoveries",
+                    "raw.events",
+                ):
                     conn.execute(f"VACUUM (ANALYZE) {table}")
             with db.system() as conn:
                 counts = conn.execute(
                     "SELECT (SELECT count(*) FROM raw.events) AS events, "
-                    "(SELECT count(*) FROM app.outbox) AS messages, "
+                    "(SELECT count(*) FROM app.outbox WHERE status = 'sent') AS messages, "
+                    "(SELECT count(*) FROM app.outbox WHERE status = 'held_out') AS held_out, "
+                    "(SELECT count(*) FROM app.outbox WHERE send_time_decision IS NOT NULL)"
+                    " AS scored, "
+                    "(SELECT count(*) FROM app.message_events) AS callbacks, "
+                    "(SELECT count(*) FROM app.orders) AS orders, "
                     "(SELECT count(*) FROM app.recoveries) AS recoveries"
                 ).fetchone()
             ctx["seed_s"] = time.monotonic() - began
@@ -351,7 +515,34 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<55} median {row['median']:7.1f} ms  p95 {row['p95']:7.1f} ms")
             for name, ms in ctx["raw"].items():
                 print(f"from raw events: {name:<38} p95 {ms:9.1f} ms")
-            ctx["renders"] = first_renders(database_url, org_id)
+            experiment_runs = max(3, args.runs // 8)
+            ctx["experiment_runs"] = experiment_runs
+            ctx["experiments"] = {
+                name: {"median": statistics.median(samples), "p95": p95(samples)}
+                for name, samples in time_experiments(db, org_id, experiment_runs).items()
+            }
+            for name, row in ctx["experiments"].items():
+                print(f"{name:<55} median {row['median']:7.1f} ms  p95 {row['p95']:7.1f} ms")
+            began = time.monotonic()
+            ctx["model_version"] = register_model(workdir / "home")
+            print(
+                f"registered send-time model v{ctx['model_version']} in "
+                f"{time.monotonic() - began:.0f} s"
+            )
+            pages = PAGES
+            ctx["build_s"] = None
+            if args.no_marts:
+                pages = tuple(p for p in PAGES if p not in WAREHOUSE_PAGES)
+            else:
+                # The warehouse pages are offered once the org's marts are built.
+                from pipelines.dbt_build import prepare_manifest, run_dbt_build
+
+                prepare_manifest()
+                began = time.monotonic()
+                run_dbt_build(database_url, full_refresh=True)
+                ctx["build_s"] = time.monotonic() - began
+                print(f"full dbt build {ctx['build_s']:.0f} s", flush=True)
+            ctx["renders"] = first_renders(database_url, org_id, pages)
             for page, seconds in ctx["renders"].items():
                 print(f"first render {page:<40} {seconds:6.2f} s")
             ctx |= {

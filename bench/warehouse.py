@@ -469,7 +469,8 @@ ANALYSIS = """What the figures come from, and why goals are missed:
   rows plus up to two days of detail rows, instead of every row of the period. Campaign
   performance stays under 20x: its baseline is itself cheap (one campaign's messages), while
   the endpoint answers three questions (funnel, last-touch recoveries and the campaign's
-  lift: about eight short queries) and reads two edge days of detail for each. An hour-grain
+  lift: two queries, the campaign with the marts' build times, then one statement) and
+  reads two edge days of detail for each. An hour-grain
   mart for the edge days would cut the detail it reads to two partial hours.
 - **Incremental build.** It runs the models only (data and unit tests run in full builds)
   and leaves the views alone while the dbt project is unchanged, but of the marts only the

@@ -720,3 +720,38 @@ def test_campaign_funnel_equals_the_messages_mart(db, history):
                 (r["step_index"], r["variant"]): (r["sent"], r["clicked"], r["held_out"])
                 for r in mart
             }, (campaign, period.label)
+
+
+def test_campaign_performance_in_one_statement_equals_its_parts(db, history):
+    """Campaign performance reads its steps, its lift and the reporting currency in one
+    statement once every mart is built: the lift equals ``lift.lift``'s own queries and the
+    currency ``marts.reporting_currency``'s, for every edge case of the period."""
+    from cartrecovery.analytics import lift, marts, performance
+
+    a = history["a"]
+    for campaign in (a.campaign_id, history["h"]):
+        for period in _edges(history):
+            with db.tenant(a.org_id) as conn:
+                body = performance.campaign_performance(conn, a.org_id, campaign, period)
+                alone = lift.lift(conn, a.org_id, period, campaign)
+                currency = marts.reporting_currency(conn, a.org_id)
+            assert body["lift"] == alone, (period.label, campaign)
+            assert body["reporting_currency"] == currency == "USD"
+    assert body["lift"]["status"] == "ok"  # campaign H: 30 held-out carts
+
+
+def test_campaign_performance_of_an_org_the_build_holds_no_order_of(db, history):
+    """An org created after the build has no order flagged in its reporting currency: the
+    currency comes from its settings, as ``marts.reporting_currency`` reads it."""
+    from cartrecovery.analytics import performance
+
+    late = Store(db, "an-late")
+    campaign = late.campaign("After the build")
+    with db.system() as conn:
+        update_settings(conn, late.org_id, {"reporting_currency": "EUR"})
+    with db.tenant(late.org_id) as conn:
+        body = performance.campaign_performance(conn, late.org_id, campaign, _edges(history)[0])
+    assert body["as_of"] is not None and body["steps"] == []
+    assert body["reporting_currency"] == body["lift"]["reporting_currency"] == "EUR"
+    assert body["lift"]["status"] == "not_meaningful"
+    assert body["lift"]["messaged"]["carts"] == body["lift"]["held_out"]["carts"] == 0

@@ -49,70 +49,96 @@ def lift(
     org_id: UUID | str,
     period: Period,
     campaign_id: UUID | None = None,
+    *,
+    known: dict | None = None,
 ) -> dict:
     """``{period, as_of, campaign_id, reporting_currency, status, reason, messaged, held_out,
     rate_lift(+_ci), incremental_recoveries(+_ci), revenue_per_cart_lift(+_ci),
     incremental_revenue(+_ci)}``. ``messaged``/``held_out`` are ``{carts, recoveries, rate,
     revenue, revenue_per_cart}``. ``status``: ``ok``, ``not_meaningful`` (fewer than 30
-    held-out carts, estimates null) or ``not_built`` (no warehouse yet)."""
-    as_of = marts.as_of_text(conn, MART, DAILY)
+    held-out carts, estimates null) or ``not_built`` (no warehouse yet). ``known``: the
+    ``as_of`` (ISO text or None) and ``reporting_currency`` a caller that read them already
+    passes, saving their queries (campaign performance)."""
+    if known is not None:
+        as_of, currency = known["as_of"], known["reporting_currency"]
+    else:
+        as_of = marts.as_of_text(conn, MART, DAILY)
+        currency = marts.reporting_currency(conn, org_id)
+    rows = []
+    if as_of is not None:
+        rows = conn.execute(
+            sums_query(), {"org": org_id, "campaign": campaign_id, **buckets.split(period)}
+        ).fetchall()
+    return answer(period, as_of, campaign_id, currency, rows)
+
+
+def sums_query() -> sql.Composed:
+    """Per lift group (messaged, held_out) the period's ``carts``, ``recoveries``,
+    ``revenue``, ``revenue_squares`` and the build's reporting ``currency``; parameters
+    ``org``, ``campaign`` (None: the whole org) and :func:`buckets.split`'s. Whole UTC days
+    come from the day-grain mart, the partial edge days from the detail mart (buckets.py):
+    the same sums as over every cart."""
+    detail = sql.SQL(
+        """
+          SELECT lift_group, count(*) AS carts,
+                 count(*) FILTER (WHERE is_converted) AS conversions,
+                 coalesce(sum(revenue), 0) AS revenue,
+                 coalesce(sum(revenue * revenue), 0) AS revenue_squares,
+                 max(reporting_currency) AS currency
+          FROM {mart}
+          WHERE org_id = %(org)s AND abandoned_at >= {low} AND abandoned_at < {high}
+            AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
+          GROUP BY lift_group
+        """
+    )
+    return sql.SQL(
+        """
+        WITH parts AS (
+          {edge1}
+          UNION ALL
+          SELECT lift_group, carts, conversions, revenue, revenue_squares,
+                 reporting_currency
+          FROM {daily}
+          WHERE org_id = %(org)s AND day_start >= %(days_start)s
+            AND day_start < %(days_end)s
+            AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
+          UNION ALL
+          {edge2}
+        )
+        SELECT lift_group, sum(carts)::bigint AS carts,
+               sum(conversions)::bigint AS recoveries, sum(revenue) AS revenue,
+               sum(revenue_squares) AS revenue_squares, max(currency) AS currency
+        FROM parts GROUP BY lift_group
+        """
+    ).format(
+        edge1=detail.format(
+            mart=marts.table(MART), low=sql.SQL("%(start)s"), high=sql.SQL("%(edge1_end)s")
+        ),
+        edge2=detail.format(
+            mart=marts.table(MART), low=sql.SQL("%(edge2_start)s"), high=sql.SQL("%(end)s")
+        ),
+        daily=marts.table(DAILY),
+    )
+
+
+def answer(
+    period: Period,
+    as_of: str | None,
+    campaign_id: UUID | None,
+    currency: str | None,
+    rows: list[dict],
+) -> dict:
+    """The lift answer from :func:`sums_query`'s rows (none when not built); ``currency``
+    the reporting currency, unless the rows name the one the build used."""
     sums = {
         group: {"carts": 0, "recoveries": 0, "revenue": 0.0, "revenue_squares": 0.0}
         for group in ("messaged", "held_out")
     }
-    currency = marts.reporting_currency(conn, org_id)
-    if as_of is not None:
-        # Whole UTC days from the day-grain mart, the partial edge days from the detail
-        # mart (buckets.py): the same sums as over every cart.
-        detail = sql.SQL(
-            """
-              SELECT lift_group, count(*) AS carts,
-                     count(*) FILTER (WHERE is_converted) AS conversions,
-                     coalesce(sum(revenue), 0) AS revenue,
-                     coalesce(sum(revenue * revenue), 0) AS revenue_squares,
-                     max(reporting_currency) AS currency
-              FROM {mart}
-              WHERE org_id = %(org)s AND abandoned_at >= {low} AND abandoned_at < {high}
-                AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
-              GROUP BY lift_group
-            """
-        )
-        query = sql.SQL(
-            """
-            WITH parts AS (
-              {edge1}
-              UNION ALL
-              SELECT lift_group, carts, conversions, revenue, revenue_squares,
-                     reporting_currency
-              FROM {daily}
-              WHERE org_id = %(org)s AND day_start >= %(days_start)s
-                AND day_start < %(days_end)s
-                AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
-              UNION ALL
-              {edge2}
-            )
-            SELECT lift_group, sum(carts)::bigint AS carts,
-                   sum(conversions)::bigint AS recoveries, sum(revenue) AS revenue,
-                   sum(revenue_squares) AS revenue_squares, max(currency) AS currency
-            FROM parts GROUP BY lift_group
-            """
-        ).format(
-            edge1=detail.format(
-                mart=marts.table(MART), low=sql.SQL("%(start)s"), high=sql.SQL("%(edge1_end)s")
-            ),
-            edge2=detail.format(
-                mart=marts.table(MART), low=sql.SQL("%(edge2_start)s"), high=sql.SQL("%(end)s")
-            ),
-            daily=marts.table(DAILY),
-        )
-        rows = conn.execute(
-            query, {"org": org_id, "campaign": campaign_id, **buckets.split(period)}
-        ).fetchall()
-        for row in rows:
-            sums[row["lift_group"]] = {k: marts.number(row[k]) for k in sums["messaged"]}
-            # The revenue column was computed in the currency the build used.
-            currency = row["currency"] or currency
-    answer: dict = {
+    for row in rows:
+        sums[row["lift_group"]] = {k: marts.number(row[k]) for k in sums["messaged"]}
+        # The revenue column was computed in the currency the build used.
+        currency = row["currency"] or currency
+    found: dict = {
         "period": period.to_dict(),
         "as_of": as_of,
         "campaign_id": str(campaign_id) if campaign_id else None,
@@ -122,17 +148,17 @@ def lift(
         **dict.fromkeys(_ESTIMATES),
     }
     if as_of is None:
-        return {**answer, "status": "not_built", "reason": "the warehouse has not been built"}
+        return {**found, "status": "not_built", "reason": "the warehouse has not been built"}
     if sums["held_out"]["carts"] < MIN_HELD_OUT:
         return {
-            **answer,
+            **found,
             "status": "not_meaningful",
             "reason": f"{sums['held_out']['carts']} held-out carts; the estimate is not yet "
             f"meaningful below {MIN_HELD_OUT}",
         }
     if sums["messaged"]["carts"] == 0:
-        return {**answer, "status": "not_meaningful", "reason": "no messaged carts"}
-    return {**answer, **_estimates(sums), "status": "ok", "reason": None}
+        return {**found, "status": "not_meaningful", "reason": "no messaged carts"}
+    return {**found, **_estimates(sums), "status": "ok", "reason": None}
 
 
 def _group(s: dict) -> dict:

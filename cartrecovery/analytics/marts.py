@@ -35,18 +35,47 @@ def table(name: str) -> sql.Composed:
 
 def as_of(conn: psycopg.Connection, *names: str) -> datetime | None:
     """The build time of the oldest of the marts ``names``; None when any was never built."""
-    rows = conn.execute(
-        "SELECT obj_description(to_regclass(format('%%I.%%I', %s::text, n)), 'pg_class')"
-        " AS comment FROM unnest(%s::text[]) AS n",
-        (schema(), list(names)),
-    ).fetchall()
-    stamps = []
-    for row in rows:
-        comment = row["comment"] or ""
-        if not comment.startswith(COMMENT_PREFIX):
-            return None
-        stamps.append(datetime.fromisoformat(comment.removeprefix(COMMENT_PREFIX)))
-    return min(stamps) if stamps else None
+    return oldest(stamps(conn, *names), *names)
+
+
+def stamps(conn: psycopg.Connection, *names: str) -> dict[str, datetime | None]:
+    """Each mart's build time (None: never built), read in one query: an answer over
+    several groups of marts reads them all at once and takes :func:`oldest` of each group."""
+    row = conn.execute(
+        sql.SQL("SELECT {} AS comments").format(STAMPS_SQL),
+        {"schema": schema(), "marts": list(names)},
+    ).fetchone()
+    return parse_stamps(names, row["comments"])
+
+
+# The table comments of the marts ``%(marts)s`` in schema ``%(schema)s``, in their order: a
+# scalar subquery, so that a caller can add it to a query it runs anyway.
+STAMPS_SQL = sql.SQL(
+    "(SELECT array_agg(obj_description(to_regclass(format('%%I.%%I', %(schema)s::text, n)),"
+    " 'pg_class') ORDER BY i) FROM unnest(%(marts)s::text[]) WITH ORDINALITY AS t(n, i))"
+)
+
+
+def parse_stamps(names, comments: list[str | None] | None) -> dict[str, datetime | None]:
+    """:data:`STAMPS_SQL`'s comments as ``{mart: build time or None}``."""
+    found = {}
+    for name, comment in zip(names, comments or [], strict=True):
+        comment = comment or ""
+        found[name] = (
+            datetime.fromisoformat(comment.removeprefix(COMMENT_PREFIX))
+            if comment.startswith(COMMENT_PREFIX)
+            else None
+        )
+    return found
+
+
+def oldest(found: dict[str, datetime | None], *names: str) -> datetime | None:
+    """The oldest build time of ``names`` in :func:`stamps`' answer; None when any was never
+    built (or no name is given)."""
+    times = [found[name] for name in names]
+    if not times or any(t is None for t in times):
+        return None
+    return min(times)
 
 
 def as_of_text(conn: psycopg.Connection, *names: str) -> str | None:
@@ -55,12 +84,17 @@ def as_of_text(conn: psycopg.Connection, *names: str) -> str | None:
     return stamp.isoformat() if stamp else None
 
 
-def reporting_currency(conn: psycopg.Connection, org_id: UUID | str) -> str | None:
+def reporting_currency(
+    conn: psycopg.Connection, org_id: UUID | str, orders_built: bool | None = None
+) -> str | None:
     """The org's reporting currency as the last build applied it (``fct_orders``
     flags its orders in it), so single numbers match the marts; else (no build, or no order
     in it yet) ``org_settings.reporting_currency``: the setting, else the currency of most
-    of the org's orders. Reading the first flagged row is cheap; counting every order is not."""
-    if as_of(conn, "fct_orders") is not None:
+    of the org's orders. Reading the first flagged row is cheap; counting every order is not.
+    ``orders_built``: whether ``fct_orders`` was built, when the caller read it already."""
+    if orders_built is None:
+        orders_built = as_of(conn, "fct_orders") is not None
+    if orders_built:
         row = conn.execute(
             sql.SQL(
                 "SELECT currency FROM {} WHERE org_id = %s AND is_reporting_currency LIMIT 1"

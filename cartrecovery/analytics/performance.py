@@ -3,7 +3,11 @@ variant (sent → delivered → opened → clicked, held out apart) from ``fct_m
 recoveries the ``last_touch`` model credits to each step and variant from
 ``fct_attribution``, and the campaign's holdout lift (:func:`..lift.lift`). Whole UTC days
 of the period come from the day-grain marts ``fct_message_funnel`` and
-``fct_attribution_daily``, its partial edge days from the detail marts (buckets.py)."""
+``fct_attribution_daily``, its partial edge days from the detail marts (buckets.py).
+
+Two queries once the warehouse is built: the campaign with every mart's build time, then
+the steps, the lift sums and the reporting currency in one statement (each round trip and
+each statement's planning counts on an endpoint answering in milliseconds)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from . import buckets, marts
+from . import lift as lift_module
 from .lift import lift
 from .periods import Period
 
@@ -60,36 +65,11 @@ def _attribution_edge(low: sql.SQL, high: sql.SQL) -> sql.Composed:
     ).format(attribution=marts.table("fct_attribution"), low=low, high=high)
 
 
-def campaign_performance(
-    conn: psycopg.Connection, org_id: UUID | str, campaign_id: UUID, period: Period
-) -> dict | None:
-    """``{campaign_id, name, period, as_of, reporting_currency, steps: [{step, variant,
-    channel, sent, delivered, opened, clicked, held_out, click_rate, recoveries,
-    recovered_revenue, revenue_by_currency}], lift}``; messages count in the period by
-    send (or due) time, recoveries by order time. None when the org has no such campaign."""
-    campaign = conn.execute(
-        "SELECT campaign_id, name FROM app.campaigns WHERE org_id = %s AND campaign_id = %s",
-        (org_id, campaign_id),
-    ).fetchone()
-    if campaign is None:
-        return None
-    as_of = marts.as_of_text(conn, *MARTS)
-    currency = marts.reporting_currency(conn, org_id)
-    answer = {
-        "campaign_id": str(campaign_id),
-        "name": campaign["name"],
-        "period": period.to_dict(),
-        "as_of": as_of,
-        "reporting_currency": currency,
-        "steps": [],
-        "lift": lift(conn, org_id, period, campaign_id),
-    }
-    if as_of is None:
-        return answer
-    rows = conn.execute(
-        sql.SQL(
-            """
-            WITH funnel_parts AS (
+# The funnel and last-touch recoveries per step and variant: the CTEs (``{cur}``: the
+# reporting currency, a parameter or a subquery) and the select over them.
+_STEPS_CTES = """
+
+            funnel_parts AS (
               {messages_edge1}
               UNION ALL
               SELECT step_index, variant, channel, messages_sent, messages_delivered,
@@ -120,7 +100,7 @@ def campaign_performance(
             credited AS (
               SELECT step_index, variant, coalesce(currency, %(none)s) AS currency,
                      sum(credit) AS recoveries, sum(revenue) AS revenue,
-                     bool_or(currency IS NOT DISTINCT FROM %(cur)s) AS is_reporting
+                     bool_or(currency IS NOT DISTINCT FROM {cur}) AS is_reporting
               FROM credited_parts
               GROUP BY 1, 2, 3
             ),
@@ -130,6 +110,8 @@ def campaign_performance(
                      jsonb_object_agg(currency, revenue ORDER BY currency) AS revenue_by_currency
               FROM credited GROUP BY 1, 2
             )
+"""
+_STEPS_SELECT = """
             SELECT coalesce(f.step_index, r.step_index) AS step,
                    coalesce(f.variant, r.variant) AS variant, f.channel,
                    coalesce(f.sent, 0) AS sent, coalesce(f.delivered, 0) AS delivered,
@@ -140,24 +122,130 @@ def campaign_performance(
                    r.revenue_by_currency
             FROM funnel f FULL JOIN recovered r
               ON r.step_index = f.step_index AND r.variant = f.variant
-            ORDER BY step, variant
-            """
-        ).format(
-            messages_edge1=_messages_edge(*_EDGE1),
-            messages_edge2=_messages_edge(*_EDGE2),
-            funnel=marts.table("fct_message_funnel"),
-            attribution_edge1=_attribution_edge(*_EDGE1),
-            attribution_edge2=_attribution_edge(*_EDGE2),
-            attribution_daily=marts.table("fct_attribution_daily"),
-        ),
-        {
-            "org": org_id,
-            "campaign": campaign_id,
-            **buckets.split(period),
-            "cur": currency,
-            "none": marts.NO_CURRENCY,
-        },
-    ).fetchall()
+"""
+
+
+def _steps_parts(cur: sql.Composable) -> dict[str, sql.Composed]:
+    formats = {
+        "messages_edge1": _messages_edge(*_EDGE1),
+        "messages_edge2": _messages_edge(*_EDGE2),
+        "funnel": marts.table("fct_message_funnel"),
+        "attribution_edge1": _attribution_edge(*_EDGE1),
+        "attribution_edge2": _attribution_edge(*_EDGE2),
+        "attribution_daily": marts.table("fct_attribution_daily"),
+        "cur": cur,
+    }
+    return {
+        "ctes": sql.SQL(_STEPS_CTES).format(**formats),
+        "select": sql.SQL(_STEPS_SELECT).format(),
+    }
+
+
+# Everything in one statement once every mart is built: the reporting currency as the
+# build flagged it (a row of its own, so it comes back even with no step and no lift row),
+# the steps and the campaign's lift sums, told apart by ``part``. Columns one part lacks
+# are NULL (typed by the other part), so each keeps its own types.
+_ALL_IN_ONE = """
+WITH reporting AS (
+  SELECT nullif((SELECT currency FROM {orders}
+                 WHERE org_id = %(org)s AND is_reporting_currency LIMIT 1), '') AS cur
+),
+{ctes},
+steps AS ({select}),
+lift_sums AS ({lift_sums})
+SELECT 'step' AS part, step, variant, channel, sent, delivered, opened, clicked, held_out,
+       recoveries, recovered_revenue, revenue_by_currency, NULL AS lift_group,
+       NULL AS carts, NULL AS lift_recoveries, NULL AS revenue, NULL AS revenue_squares,
+       NULL AS currency
+FROM steps
+UNION ALL
+SELECT 'lift', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, lift_group,
+       carts, recoveries, revenue, revenue_squares, currency
+FROM lift_sums
+UNION ALL
+SELECT 'currency', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, cur
+FROM reporting
+ORDER BY part, step, variant
+"""
+
+
+def _text(stamp) -> str | None:
+    return stamp.isoformat() if stamp else None
+
+
+def campaign_performance(
+    conn: psycopg.Connection, org_id: UUID | str, campaign_id: UUID, period: Period
+) -> dict | None:
+    """``{campaign_id, name, period, as_of, reporting_currency, steps: [{step, variant,
+    channel, sent, delivered, opened, clicked, held_out, click_rate, recoveries,
+    recovered_revenue, revenue_by_currency}], lift}``; messages count in the period by
+    send (or due) time, recoveries by order time. None when the org has no such campaign."""
+    # One query for the campaign and the build time of every mart the answer reads (its
+    # own, the lift's, fct_orders for the reporting currency); the lift gets them passed.
+    names = (*MARTS, lift_module.MART, lift_module.DAILY, "fct_orders")
+    campaign = conn.execute(
+        sql.SQL(
+            "SELECT name, {stamps} AS comments FROM app.campaigns"
+            " WHERE org_id = %(org)s AND campaign_id = %(campaign)s"
+        ).format(stamps=marts.STAMPS_SQL),
+        {"org": org_id, "campaign": campaign_id, "schema": marts.schema(), "marts": list(names)},
+    ).fetchone()
+    if campaign is None:
+        return None
+    stamps = marts.parse_stamps(names, campaign["comments"])
+    as_of = _text(marts.oldest(stamps, *MARTS))
+    lift_as_of = _text(marts.oldest(stamps, lift_module.MART, lift_module.DAILY))
+    params = {"org": org_id, "campaign": campaign_id, **buckets.split(period)}
+    answer = {
+        "campaign_id": str(campaign_id),
+        "name": campaign["name"],
+        "period": period.to_dict(),
+        "as_of": as_of,
+        "reporting_currency": None,
+        "steps": [],
+        "lift": None,
+    }
+    rows = None
+    if as_of is not None and lift_as_of is not None and stamps["fct_orders"] is not None:
+        parts = _steps_parts(sql.SQL("(SELECT cur FROM reporting)"))
+        found = conn.execute(
+            sql.SQL(_ALL_IN_ONE).format(
+                orders=marts.table("fct_orders"),
+                lift_sums=lift_module.sums_query(),
+                **parts,
+            ),
+            {**params, "none": marts.NO_CURRENCY},
+        ).fetchall()
+        currency = next(r["currency"] for r in found if r["part"] == "currency")
+        # No order flagged (none in the reporting currency yet): the currency comes from
+        # the settings or every order (marts.reporting_currency), read below.
+        if currency is not None:
+            rows = [r for r in found if r["part"] == "step"]
+            lift_rows = [
+                {**r, "recoveries": r["lift_recoveries"]} for r in found if r["part"] == "lift"
+            ]
+            answer["lift"] = lift_module.answer(
+                period, lift_as_of, campaign_id, currency, lift_rows
+            )
+    if rows is None:
+        currency = marts.reporting_currency(conn, org_id, stamps["fct_orders"] is not None)
+        answer["lift"] = lift(
+            conn,
+            org_id,
+            period,
+            campaign_id,
+            known={"as_of": lift_as_of, "reporting_currency": currency},
+        )
+        if as_of is not None:
+            parts = _steps_parts(sql.SQL("%(cur)s"))
+            rows = conn.execute(
+                sql.SQL("WITH {ctes} {select} ORDER BY step, variant").format(**parts),
+                {**params, "cur": currency, "none": marts.NO_CURRENCY},
+            ).fetchall()
+    answer["reporting_currency"] = currency
+    if as_of is None:
+        return answer
     answer["steps"] = [
         {
             "step": row["step"],

@@ -61,7 +61,11 @@ class PeriodQuery(BaseModel):
         return self
 
     def resolve(self, conn, org_id) -> Period:
-        zone = org_settings.get_settings(conn, org_id).get("store_timezone")
+        # Only from/to name days in the org's time zone: a preset ends now, whatever the
+        # zone, so it costs no read of the settings.
+        zone = None
+        if self.from_date is not None or self.to_date is not None:
+            zone = org_settings.get_settings(conn, org_id).get("store_timezone")
         return parse_period(self.period, self.from_date, self.to_date, zone)
 
 
