@@ -14,7 +14,7 @@ one of them, and a process killed before its commit leaves the row for the next 
 Where it runs: a thread in every ``serve`` worker process (woken after each acknowledged
 batch) and in the ``scheduler`` (polling, and once before every tick). Code that must see a
 cart's latest state at once (orders, erasure, the scheduler) first calls :func:`drain` or
-checks :func:`pending_carts_condition`.
+checks :func:`no_pending_changes_condition`.
 
 **Historical sync pages exclude the org's changes.** A sync page (``integrations/sync.py``)
 looks a checkout's cart up and stores it in one transaction; a webhook of the same checkout
@@ -321,24 +321,32 @@ def _without_locked_orgs(conn: psycopg.Connection, rows: list[dict]) -> list[dic
 
 # --- the scheduler's view --------------------------------------------------------------------
 
-# SQL condition true for a cart (alias ``c``) that has acknowledged changes not yet applied:
-# the scheduler leaves such carts alone until the applier has caught up with them. A cart
+# A cart (alias ``c``) with acknowledged changes not yet applied: the scheduler leaves such
+# carts alone until the applier has caught up with them. Matched by external id, and a cart
 # stored under its checkout id (external id = checkout id, a Shopify checkout the sync
-# imported first) is also the cart of a pending change naming that checkout id under its
-# token (``carts._ADOPT`` re-keys it): for those carts only, the stored changes are read
-# (the checkout id is inside ``change``).
-PENDING_CART = (
-    "(EXISTS (SELECT 1 FROM raw.pending_changes p WHERE p.org_id = {c}.org_id "
-    "AND p.platform = {c}.platform AND p.external_id = {c}.external_id) "
-    "OR ({c}.external_id = {c}.checkout_id "
-    "AND EXISTS (SELECT 1 FROM raw.pending_changes p WHERE p.org_id = {c}.org_id "
-    "AND p.platform = {c}.platform "
-    "AND convert_from(p.change, 'UTF8')::jsonb #>> '{{cart,checkout_id}}' = {c}.checkout_id)))"
+# imported first) also by that checkout id: it is the cart of a pending change naming the
+# checkout id under its token (``carts._ADOPT`` re-keys it). That id is inside ``change``:
+# read once per query for every pending row (an uncorrelated IN, hashed), only if such a
+# cart is looked at.
+_PENDING_BY_EXTERNAL_ID = (
+    "EXISTS (SELECT 1 FROM raw.pending_changes p WHERE p.org_id = {c}.org_id "
+    "AND p.platform = {c}.platform AND p.external_id = {c}.external_id)"
+)
+# Never NULL (NOT of it must be true for carts without a checkout id): the IN is reached
+# only with a checkout id, and the subquery has no NULLs.
+_PENDING_BY_CHECKOUT_ID = (
+    "({c}.checkout_id IS NOT NULL AND {c}.external_id = {c}.checkout_id "
+    "AND ({c}.org_id, {c}.platform, {c}.checkout_id) IN (SELECT q.org_id, q.platform, "
+    "q.checkout_id FROM (SELECT p.org_id, p.platform, "
+    "convert_from(p.change, 'UTF8')::jsonb #>> '{{cart,checkout_id}}' AS checkout_id "
+    "FROM raw.pending_changes p OFFSET 0) q WHERE q.checkout_id IS NOT NULL))"
 )
 
 
-def pending_carts_condition(alias: str = "c") -> str:
-    return PENDING_CART.format(c=alias)
+def no_pending_changes_condition(alias: str = "c") -> str:
+    """SQL true for a cart (``alias``) without pending changes. Two NOTs ANDed, not NOT (…
+    OR …): PostgreSQL then runs the first as an anti-join (under an OR, once per cart)."""
+    return f"NOT {_PENDING_BY_EXTERNAL_ID} AND NOT {_PENDING_BY_CHECKOUT_ID}".format(c=alias)
 
 
 def status(conn: psycopg.Connection) -> dict:

@@ -988,17 +988,26 @@ def test_scheduler_skips_a_synced_cart_whose_first_webhook_is_pending(
 ):
     """A cart stored under its checkout id, idle past the timeout, whose first webhook (under
     the token) is acknowledged but not applied: the abandonment pass leaves it alone (its
-    pending change is matched by checkout id); once applied, the cart is abandoned once."""
+    pending change is matched by checkout id); once applied, the cart is abandoned once. A
+    cart without checkout id (another platform's) is not held back by those changes."""
     from cartrecovery.applier import apply_pending
+    from cartrecovery.canonical import CanonicalCart
+    from cartrecovery.carts import upsert_cart
 
     add_campaign(db, shopify.org_id)
     sync_only(db, shopify, modern_checkout(shopify, 3304, updated_ago=60), waits)
     post_checkout(no_applier_client(app), shopify, modern_checkout(shopify, 3304, 30, items=1))
+    with db.tenant(shopify.org_id) as conn:
+        upsert_cart(
+            conn,
+            shopify.org_id,
+            CanonicalCart(platform="woocommerce", external_id="wc-1", email="wc@example.com"),
+        )
     assert count(db, shopify.org_id, "raw.pending_changes") == 1
-    assert enroll_idle(db, runtime, shopify.org_id) == 0
+    assert enroll_idle(db, runtime, shopify.org_id) == 1  # the WooCommerce cart only
     assert one_cart(db, shopify.org_id)["status"] == "active"
 
     apply_pending(db)
-    assert enroll_idle(db, runtime, shopify.org_id) == 1
+    assert enroll_idle(db, runtime, shopify.org_id) == 2
     cart = one_cart(db, shopify.org_id)
     assert (cart["external_id"], cart["status"]) == ("tok-3304", "abandoned")
