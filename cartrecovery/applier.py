@@ -14,7 +14,19 @@ one of them, and a process killed before its commit leaves the row for the next 
 Where it runs: a thread in every ``serve`` worker process (woken after each acknowledged
 batch) and in the ``scheduler`` (polling, and once before every tick). Code that must see a
 cart's latest state at once (orders, erasure, the scheduler) first calls :func:`drain` or
-checks :func:`pending_carts_condition`.
+checks :func:`no_pending_changes_condition`.
+
+**Historical sync pages exclude the org's changes.** A sync page (``integrations/sync.py``)
+looks a checkout's cart up and stores it in one transaction; a webhook of the same checkout
+applied meanwhile in another transaction would not see that cart, nor the page its cart,
+and the checkout would become two carts (Shopify: one under the checkout id, one under the
+token). So a page holds the org's change lock (:func:`lock_org_changes`, a transaction-level
+advisory lock) exclusively, and every application of the org's changes holds it shared: the
+applier tries it per org and leaves an org's rows pending while a page holds it (the next
+batch applies them, after the page committed); :func:`drain` waits for it. Whoever comes
+second sees the other's committed cart. No deadlock: the lock is taken before the pending
+rows are claimed (drain) or without waiting (applier), and the page takes it first and then
+never waits for pending rows (:func:`drain_unclaimed`).
 """
 
 from __future__ import annotations
@@ -156,9 +168,22 @@ def defer_query(
 # --- applying --------------------------------------------------------------------------------
 
 
+# One advisory lock key per org (a hash: two orgs sharing a key only wait for each other).
+def _org_changes_key(org: str = "%s") -> str:
+    return f"hashtextextended('cartrecovery:org-changes:' || {org}::text, 0)"
+
+
+def lock_org_changes(conn: psycopg.Connection, org_id: UUID) -> None:
+    """Hold the org's change lock exclusively until the transaction ends: no change of the
+    org is applied by another transaction meanwhile (see module doc). Take it first in the
+    transaction, and wait for no pending row after it (use :func:`drain_unclaimed`)."""
+    conn.execute(f"SELECT pg_advisory_xact_lock({_org_changes_key()})", (org_id,))
+
+
 def apply_pending(db, limit: int = BATCH_SIZE) -> int:
     """Apply pending changes of every org, one transaction per batch of ``limit``, until
-    none is left that another applier has not claimed; returns how many were applied."""
+    none is left that another applier has not claimed (or that waits for a sync page);
+    returns how many were applied."""
     total = 0
     while True:
         with db.system() as conn:
@@ -170,24 +195,50 @@ def apply_pending(db, limit: int = BATCH_SIZE) -> int:
 
 def drain(conn: psycopg.Connection, org_id: UUID) -> int:
     """Apply every pending change of ``org_id`` in the caller's transaction (tenant or
-    system), waiting for rows another applier holds (they are gone once it commits). For
-    requests that act on carts at once: orders, erasure."""
+    system), waiting for a sync page of the org in progress and for rows another applier
+    holds (they are gone once it commits). For requests that act on carts at once: orders,
+    erasure. The org's change lock is held shared until the transaction ends."""
     return apply_batch(conn, org_id=org_id, limit=None)
 
 
-def apply_batch(conn: psycopg.Connection, org_id: UUID | None = None, limit: int | None = None):
-    """Claim up to ``limit`` pending rows (all orgs, skipping rows other appliers hold; or
-    all of ``org_id``'s, waiting for them) and apply them in the caller's transaction."""
+def drain_unclaimed(conn: psycopg.Connection, org_id: UUID) -> int:
+    """Apply the pending changes of ``org_id`` no other transaction holds, waiting for
+    nothing; for a caller holding :func:`lock_org_changes` (a sync page), which must not wait
+    for pending rows: a drain that claimed them may be waiting for its lock."""
+    return apply_batch(conn, org_id=org_id, limit=None, wait=False)
+
+
+def apply_batch(
+    conn: psycopg.Connection,
+    org_id: UUID | None = None,
+    limit: int | None = None,
+    *,
+    wait: bool = True,
+) -> int:
+    """Claim up to ``limit`` pending rows (all orgs, skipping rows other appliers hold and
+    orgs a sync page holds; or all of ``org_id``'s: with ``wait``, after the org's change
+    lock, waiting for rows others hold; without, skipping them) and apply them in the
+    caller's transaction; returns how many were applied."""
     if org_id is None:
         rows = conn.execute(
             "SELECT org_id, event_id, received_at, seq, change FROM raw.pending_changes "
             "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
-    else:
+        rows = _without_locked_orgs(conn, rows)
+    elif wait:
+        # The lock first: once rows are claimed, waiting for a sync page that waits for
+        # them would be a deadlock.
+        conn.execute(f"SELECT pg_advisory_xact_lock_shared({_org_changes_key()})", (org_id,))
         rows = conn.execute(
             "SELECT org_id, event_id, received_at, seq, change FROM raw.pending_changes "
             "WHERE org_id = %s ORDER BY seq FOR UPDATE",
+            (org_id,),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT org_id, event_id, received_at, seq, change FROM raw.pending_changes "
+            "WHERE org_id = %s ORDER BY seq FOR UPDATE SKIP LOCKED",
             (org_id,),
         ).fetchall()
     if not rows:
@@ -251,18 +302,51 @@ def _apply(conn: psycopg.Connection, org_id: UUID, rows: list[dict]) -> None:
     )
 
 
+def _without_locked_orgs(conn: psycopg.Connection, rows: list[dict]) -> list[dict]:
+    """``rows`` but those of orgs whose change lock a sync page holds (the lock is taken
+    shared, without waiting, for the others; their rows stay pending for the next batch)."""
+    orgs = sorted({r["org_id"] for r in rows}, key=str)
+    if not orgs:
+        return rows
+    locked = conn.execute(
+        f"SELECT o AS org_id FROM unnest(%s::uuid[]) AS o "
+        f"WHERE NOT pg_try_advisory_xact_lock_shared({_org_changes_key('o')})",
+        (orgs,),
+    ).fetchall()
+    if not locked:
+        return rows
+    skip = {r["org_id"] for r in locked}
+    return [r for r in rows if r["org_id"] not in skip]
+
+
 # --- the scheduler's view --------------------------------------------------------------------
 
-# SQL condition true for a cart (alias ``c``) that has acknowledged changes not yet applied:
-# the scheduler leaves such carts alone until the applier has caught up with them.
-PENDING_CART = (
+# A cart (alias ``c``) with acknowledged changes not yet applied: the scheduler leaves such
+# carts alone until the applier has caught up with them. Matched by external id, and a cart
+# stored under its checkout id (external id = checkout id, a Shopify checkout the sync
+# imported first) also by that checkout id: it is the cart of a pending change naming the
+# checkout id under its token (``carts._ADOPT`` re-keys it). That id is inside ``change``:
+# read once per query for every pending row (an uncorrelated IN, hashed), only if such a
+# cart is looked at.
+_PENDING_BY_EXTERNAL_ID = (
     "EXISTS (SELECT 1 FROM raw.pending_changes p WHERE p.org_id = {c}.org_id "
     "AND p.platform = {c}.platform AND p.external_id = {c}.external_id)"
 )
+# Never NULL (NOT of it must be true for carts without a checkout id): the IN is reached
+# only with a checkout id, and the subquery has no NULLs.
+_PENDING_BY_CHECKOUT_ID = (
+    "({c}.checkout_id IS NOT NULL AND {c}.external_id = {c}.checkout_id "
+    "AND ({c}.org_id, {c}.platform, {c}.checkout_id) IN (SELECT q.org_id, q.platform, "
+    "q.checkout_id FROM (SELECT p.org_id, p.platform, "
+    "convert_from(p.change, 'UTF8')::jsonb #>> '{{cart,checkout_id}}' AS checkout_id "
+    "FROM raw.pending_changes p OFFSET 0) q WHERE q.checkout_id IS NOT NULL))"
+)
 
 
-def pending_carts_condition(alias: str = "c") -> str:
-    return PENDING_CART.format(c=alias)
+def no_pending_changes_condition(alias: str = "c") -> str:
+    """SQL true for a cart (``alias``) without pending changes. Two NOTs ANDed, not NOT (…
+    OR …): PostgreSQL then runs the first as an anti-join (under an OR, once per cart)."""
+    return f"NOT {_PENDING_BY_EXTERNAL_ID} AND NOT {_PENDING_BY_CHECKOUT_ID}".format(c=alias)
 
 
 def status(conn: psycopg.Connection) -> dict:

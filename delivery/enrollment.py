@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from cartrecovery import assignment, bandits
-from cartrecovery.applier import pending_carts_condition
+from cartrecovery.applier import no_pending_changes_condition
 from cartrecovery.canonical import normalize_email
 from cartrecovery.consents import InvalidAddress, to_e164
 
@@ -100,7 +100,7 @@ def mark_abandoned(conn: psycopg.Connection, limit: int) -> list[dict]:
             AND c.closed_at IS NULL
             AND (NULLIF(c.email, '') IS NOT NULL OR NULLIF(c.phone, '') IS NOT NULL {push})
             AND c.last_activity_at < now() - make_interval(secs => o.abandonment_timeout_seconds)
-            AND NOT {pending_carts_condition("c")}
+            AND {no_pending_changes_condition("c")}
           ORDER BY c.last_activity_at
           LIMIT %s
           FOR UPDATE OF c SKIP LOCKED

@@ -24,8 +24,12 @@ delivery keeps its own key (the platform's delivery id), so the raw event of a w
 of a sync of the same version may both exist; the canonical state cannot diverge, because
 carts are upserted by (platform, external id) with the older-never-wins rule on the
 platform's ``updated_at``, and orders are recorded once by (platform, order id). Each page
-first applies the org's acknowledged webhooks the applier has not reached yet
-(``applier.drain``), so it sees the carts they make.
+holds the org's change lock (``applier.lock_org_changes``): no webhook change of the org is
+applied by another transaction while the page runs, and the page waits for one being
+applied, so each sees the other's carts (one checkout is one cart, see the Shopify sync).
+Then it applies the org's acknowledged webhooks the applier has not reached yet
+(``applier.drain_unclaimed``), so it sees the carts they make; webhooks acknowledged
+during the page are applied after it.
 
 **No sends for old abandonments.** An imported cart whose last platform activity is older
 than the org's abandonment timeout is marked ``abandoned`` directly (``abandoned_at`` = that
@@ -48,7 +52,7 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 
-from cartrecovery.applier import drain
+from cartrecovery.applier import drain_unclaimed, lock_org_changes
 from cartrecovery.cart_activity import settle_imported_cart
 from cartrecovery.db import Database
 from cartrecovery.events import append_event, claim_event
@@ -307,9 +311,12 @@ def _apply_page(
     platform = connection.platform
     imported = 0
     with db.tenant(org_id) as conn:
-        # Webhooks acknowledged before this page are applied first, so the page updates the
-        # carts they made (the same object seen twice is one cart, see the Shopify sync).
-        drain(conn, org_id)
+        # First, before any other lock: the org's webhook changes wait for this page (and it
+        # for one being applied); then those acknowledged before it are applied, so the page
+        # updates the carts they made (the same object seen twice is one cart, see the
+        # Shopify sync). The applier leaves the org's changes pending meanwhile.
+        lock_org_changes(conn, org_id)
+        drain_unclaimed(conn, org_id)
         for change in changes:
             event_id = claim_event(conn, org_id, platform, change.key)
             if event_id is None:

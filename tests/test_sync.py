@@ -798,3 +798,216 @@ def test_completed_webhook_of_a_synced_checkout_converts_that_cart_and_stops_its
     )
     assert count(db, shopify.org_id, "app.outbox", "status = 'scheduled'") == 0
     assert count(db, shopify.org_id, "app.outbox", "reason = 'cart_converted'") == 1
+
+
+# --- a sync page and the same checkout's first webhook at the same time ------------------------
+
+RACE_TIMEOUT = 30  # seconds; only reached when something hangs (then the test fails)
+
+
+def no_applier_client(app):
+    from flask.testing import FlaskClient
+
+    return FlaskClient(app, app.response_class, use_cookies=False)
+
+
+def in_thread(fn, *args):
+    """Run ``fn`` in a thread; ``join()`` returns its result (or raises its exception)."""
+    import threading
+
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = fn(*args)
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join():
+        thread.join(RACE_TIMEOUT)
+        assert not thread.is_alive(), f"{fn.__name__} did not finish (deadlock?)"
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")
+
+    return join
+
+
+def wait_until_blocked_by(database_url, blocker_pid: int) -> None:
+    """Return once some backend waits for a lock ``blocker_pid`` holds (read from
+    ``pg_blocking_pids``, so no timing is assumed); fail after RACE_TIMEOUT."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + RACE_TIMEOUT
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (blocker_pid,),
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.01)  # polling a state, not timing one
+    raise AssertionError(f"nothing waited for backend {blocker_pid}")
+
+
+@pytest.fixture()
+def held_sync_page(monkeypatch, shopify, db, waits):
+    """Start a sync of one checkout whose page stops right after its cart lookup (the page's
+    transaction open); returns (pid of that transaction's backend, release) where
+    ``release()`` lets it commit and returns once the sync finished."""
+    import threading
+
+    from integrations.shopify import sync as shopify_sync
+
+    looked_up, go = threading.Event(), threading.Event()
+    pids: list[int] = []
+    real = shopify_sync._known_token
+
+    def known_token_then_hold(conn, *args):
+        found = real(conn, *args)
+        pids.append(conn.info.backend_pid)
+        looked_up.set()
+        assert go.wait(RACE_TIMEOUT)
+        return found
+
+    monkeypatch.setattr(shopify_sync, "_known_token", known_token_then_hold)
+
+    def start(checkout: dict):
+        join = in_thread(sync_only, db, shopify, checkout, waits)
+        assert looked_up.wait(RACE_TIMEOUT), "the sync page never looked its cart up"
+
+        def release():
+            go.set()
+            return join()
+
+        return pids[0], release
+
+    yield start
+    go.set()
+
+
+def test_webhook_applied_while_the_sync_page_importing_its_checkout_is_open_is_one_cart(
+    db, runtime, app, shopify, held_sync_page, waits
+):
+    """The sync page has looked the checkout up (nothing) and stored it under its checkout
+    id, not committed; the checkout's first webhook is acknowledged meanwhile. The applier
+    does not apply it while the page holds the org's change lock (it stays pending, the
+    applier does not wait); after the page commits it applies it to the page's cart: one
+    cart, re-keyed to the token, with both events."""
+    from cartrecovery.applier import apply_pending
+
+    add_campaign(db, shopify.org_id)
+    pid, release = held_sync_page(modern_checkout(shopify, 3301, updated_ago=90, items=2))
+    post_checkout(no_applier_client(app), shopify, modern_checkout(shopify, 3301, 30, items=1))
+    assert count(db, shopify.org_id, "raw.pending_changes") == 1
+
+    in_thread(apply_pending, db)()  # returns at once: the org's rows are left pending
+    assert count(db, shopify.org_id, "raw.pending_changes") == 1
+    assert carts_by_id(db, shopify.org_id, "shopify") == {}  # the page has not committed
+
+    release()  # (the sync's orders page then applies the pending change, or the applier)
+    apply_pending(db)
+    assert count(db, shopify.org_id, "raw.pending_changes") == 0
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"], cart["cart_token"]) == (
+        "tok-3301",
+        "3301",
+        "ct-3301",
+    )
+    assert len(cart["line_items"]) == 1  # the webhook's state is the newer one
+    assert_events_linked(db, shopify.org_id, cart["cart_id"], 2)
+    assert enroll_idle(db, runtime, shopify.org_id) == 1
+
+
+def test_inline_webhook_during_an_open_sync_page_waits_for_it_and_is_one_cart(
+    db, app, client, shopify, held_sync_page, database_url
+):
+    """A completed checkout is applied inline, after draining the org's pending changes:
+    that drain waits for the sync page holding the same checkout (no deadlock: the page
+    waits for nothing the drain holds), then converts the page's cart."""
+    pid, release = held_sync_page(modern_checkout(shopify, 3302, updated_ago=90))
+    completed = modern_checkout(shopify, 3302, updated_ago=1)
+    completed["completed_at"] = completed["updated_at"]
+    posted = in_thread(post_checkout, client, shopify, completed)
+    wait_until_blocked_by(database_url, pid)  # the webhook's transaction waits for the page
+    release()
+    posted()
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"], cart["status"]) == (
+        "tok-3302",
+        "3302",
+        "converted",
+    )
+
+
+def test_sync_page_waits_for_a_webhook_being_applied_and_updates_its_cart(
+    db, app, shopify, waits, database_url
+):
+    """The applier has applied the checkout's first webhook (its cart under the token) and
+    not committed; a sync page of the same checkout waits for it, then finds that cart by
+    checkout id: one cart."""
+    import threading
+
+    from cartrecovery import applier
+
+    post_checkout(no_applier_client(app), shopify, modern_checkout(shopify, 3303, 30, items=1))
+    applied, go = threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    def apply_and_hold():
+        with db.system() as conn:
+            pids.append(conn.info.backend_pid)
+            count = applier.apply_batch(conn, limit=1000)
+            applied.set()
+            assert go.wait(RACE_TIMEOUT)
+            return count
+
+    applying = in_thread(apply_and_hold)
+    assert applied.wait(RACE_TIMEOUT)
+    syncing = in_thread(
+        sync_only, db, shopify, modern_checkout(shopify, 3303, updated_ago=90, items=2), waits
+    )
+    wait_until_blocked_by(database_url, pids[0])
+    go.set()
+    assert applying() >= 1
+    syncing()
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["checkout_id"]) == ("tok-3303", "3303")
+    assert len(cart["line_items"]) == 1  # the webhook's state is newer than the synced one
+    assert_events_linked(db, shopify.org_id, cart["cart_id"], 2)
+
+
+def test_scheduler_skips_a_synced_cart_whose_first_webhook_is_pending(
+    db, runtime, app, shopify, waits
+):
+    """A cart stored under its checkout id, idle past the timeout, whose first webhook (under
+    the token) is acknowledged but not applied: the abandonment pass leaves it alone (its
+    pending change is matched by checkout id); once applied, the cart is abandoned once. A
+    cart without checkout id (another platform's) is not held back by those changes."""
+    from cartrecovery.applier import apply_pending
+    from cartrecovery.canonical import CanonicalCart
+    from cartrecovery.carts import upsert_cart
+
+    add_campaign(db, shopify.org_id)
+    sync_only(db, shopify, modern_checkout(shopify, 3304, updated_ago=60), waits)
+    post_checkout(no_applier_client(app), shopify, modern_checkout(shopify, 3304, 30, items=1))
+    with db.tenant(shopify.org_id) as conn:
+        upsert_cart(
+            conn,
+            shopify.org_id,
+            CanonicalCart(platform="woocommerce", external_id="wc-1", email="wc@example.com"),
+        )
+    assert count(db, shopify.org_id, "raw.pending_changes") == 1
+    assert enroll_idle(db, runtime, shopify.org_id) == 1  # the WooCommerce cart only
+    assert one_cart(db, shopify.org_id)["status"] == "active"
+
+    apply_pending(db)
+    assert enroll_idle(db, runtime, shopify.org_id) == 2
+    cart = one_cart(db, shopify.org_id)
+    assert (cart["external_id"], cart["status"]) == ("tok-3304", "abandoned")

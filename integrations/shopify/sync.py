@@ -13,10 +13,11 @@ GraphQL ``AbandonedCheckout`` has no token field. The token is read from the rec
 when it has the classic form ``…/checkouts/<token>/recover``; otherwise the cart already
 stored for the same checkout id (a webhook came first) or the same cart token (the
 ``…/checkouts/ac/<cart token>/recover`` form) is updated (webhooks acknowledged before the
-page are applied first, see ``integrations/sync.py``); only a checkout never seen before is
-stored under its numeric checkout id, and its first webhook (token and the same ``id``)
-takes that cart over under the token (``cartrecovery.carts``: one cart with both
-identities, the later state by the store's ``updated_at``).
+page are applied first, and none is applied by another transaction while the page runs,
+see ``integrations/sync.py``); only a checkout never seen before is stored under its
+numeric checkout id, and its first webhook (token and the same ``id``) takes that cart over
+under the token (``cartrecovery.carts``: one cart with both identities, the later state by
+the store's ``updated_at``).
 """
 
 from __future__ import annotations
