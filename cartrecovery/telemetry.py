@@ -57,6 +57,13 @@ MESSAGES = Counter(
     "and reason kind.",
     ["channel", "status", "reason"],
 )
+# Completed scheduler passes: a scheduler that stopped ticking shows as a flat line, and tests
+# wait for a number of passes instead of sleeping (tests/faults/test_fault_clock.py).
+SCHEDULER_TICKS = Counter(
+    "cartrecovery_scheduler_ticks_total",
+    "Scheduler passes, by outcome (ok, failed).",
+    ["outcome"],
+)
 PROVIDER_ERRORS = Counter(
     "cartrecovery_provider_errors_total",
     "Sends a provider did not accept, by provider and kind (retryable, permanent, "

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from rq.job import Job, JobStatus
 
-from cartrecovery import applier, logs, outgoing_webhooks
+from cartrecovery import applier, logs, outgoing_webhooks, telemetry
 from cartrecovery.privacy import retention
 from cartrecovery.runtime import Runtime
 from cartrecovery.settings import Settings
@@ -166,8 +166,10 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 counts = tick(runtime)
                 if any(v for k, v in counts.items() if k != "partitions_checked"):
                     log.info("tick %s", counts)
+                telemetry.SCHEDULER_TICKS.labels("ok").inc()
             except Exception:
                 log.exception("scheduler tick failed")
+                telemetry.SCHEDULER_TICKS.labels("failed").inc()
             stop.wait(settings.scheduler_interval_seconds)
     finally:
         thread.stop()

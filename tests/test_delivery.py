@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import remove_queue, wait_for
+from prometheus_client import REGISTRY
 from psycopg.types.json import Jsonb
 from rq import Queue
 
@@ -597,6 +598,7 @@ def test_run_forever_ticks_until_stopped(db, org, make_runtime):
     make_campaign(db, org.org_id)
     cart_id = make_cart(db, org.org_id)
     stop = threading.Event()
+    before = _scheduler_passes()
     thread = threading.Thread(target=scheduler.run_forever, args=(rt.settings, stop))
     thread.start()
     try:
@@ -606,6 +608,12 @@ def test_run_forever_ticks_until_stopped(db, org, make_runtime):
         thread.join(timeout=30)
     assert not thread.is_alive()
     assert Queue(rt.settings.queue_name, connection=rt.redis).count == 1
+    assert _scheduler_passes() > before
+
+
+def _scheduler_passes() -> float:
+    sample = REGISTRY.get_sample_value("cartrecovery_scheduler_ticks_total", {"outcome": "ok"})
+    return sample or 0.0
 
 
 @pytest.mark.parametrize(

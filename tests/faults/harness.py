@@ -16,6 +16,7 @@ Tests poll conditions with deadlines (``wait_for``) and never assert timings.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import logging
@@ -525,6 +526,46 @@ class Store:
                 "SELECT event_id FROM raw.events WHERE org_id = %s", (self.org_id,)
             ).fetchall()
         return {str(r["event_id"]) for r in rows}
+
+
+@contextlib.contextmanager
+def fault_stack(script=accept, *, pg_env: dict | None = None, **product_env):
+    """A fresh database on the own PostgreSQL (restarted with ``pg_env`` for its processes when
+    given, e.g. a faked clock), an own Redis, the provider stand-in answering by ``script``, and
+    the product configured against them with ``product_env``; yields ``(pg, redis, stand_in,
+    product)`` and stops and removes all of it afterwards."""
+    pg, redis = OwnPostgres(), OwnRedis()
+    if pg_env is not None:
+        pg.restart(env={**os.environ, **pg_env})
+    stand_in = ProviderStandIn(script)
+    product = Product(pg.url, redis.url, stand_in.url, **product_env)
+    try:
+        yield pg, redis, stand_in, product
+    finally:
+        product.stop_all()
+        stand_in.close()
+        redis.close()
+        if pg_env is not None:
+            pg.restart(env=dict(os.environ))  # the next test's server runs without pg_env
+        pg.drop()
+
+
+def scheduler_ticks(metrics_dir: str) -> int:
+    """Scheduler passes completed so far, summed from the product's Prometheus multiprocess
+    files (the processes must have been started with ``PROMETHEUS_MULTIPROC_DIR=metrics_dir``)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=metrics_dir)
+    return int(
+        sum(
+            sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == "cartrecovery_scheduler_ticks_total"
+        )
+    )
 
 
 def outbox(db: Database, org_id: str) -> list[dict]:

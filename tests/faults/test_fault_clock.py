@@ -25,12 +25,10 @@ import pytest
 from harness import (
     EMAIL_STEP,
     SMS_STEP,
-    OwnPostgres,
-    OwnRedis,
-    Product,
-    ProviderStandIn,
     Store,
+    fault_stack,
     outbox,
+    scheduler_ticks,
     statuses,
     wait_for,
 )
@@ -54,6 +52,8 @@ def clock():
     offset = Path(folder) / "offset"
     offset.write_text("+0\n")
     offset.chmod(0o644)
+    metrics_dir = Path(folder) / "metrics"
+    metrics_dir.mkdir()
     env = {
         "LD_PRELOAD": str(LIBFAKETIME),
         "FAKETIME_TIMESTAMP_FILE": str(offset),
@@ -61,23 +61,15 @@ def clock():
         # Leave monotonic clocks alone: timeouts and sleeps keep real time.
         "DONT_FAKE_MONOTONIC": "1",
     }
-    yield offset, env
+    yield offset, env, str(metrics_dir)
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture()
 def stack(clock):
-    _, fake_env = clock
-    pg, redis = OwnPostgres(), OwnRedis()
-    pg.restart(env={**os.environ, **fake_env})
-    stand_in = ProviderStandIn()
-    product = Product(pg.url, redis.url, stand_in.url, **fake_env)
-    yield pg, redis, stand_in, product
-    product.stop_all()
-    stand_in.close()
-    redis.close()
-    pg.drop()
-    pg.restart(env=dict(os.environ))  # the real clock for the next test
+    _, fake_env, metrics_dir = clock
+    with fault_stack(pg_env=fake_env, PROMETHEUS_MULTIPROC_DIR=metrics_dir, **fake_env) as parts:
+        yield parts
 
 
 def _sql_offset(pg) -> float:
@@ -88,7 +80,7 @@ def _sql_offset(pg) -> float:
 
 def test_clock_jumps_forward_an_hour(stack, clock):
     pg, redis, stand_in, product = stack
-    offset_file, _ = clock
+    offset_file, _, metrics_dir = clock
     assert abs(_sql_offset(pg)) < 60
     store = Store(pg.url, redis.url)
     sms_later = {**SMS_STEP, "delay_seconds": 1800}
@@ -114,7 +106,9 @@ def test_clock_jumps_forward_an_hour(stack, clock):
 
     offset_file.write_text("+1h\n")
     wait_for(lambda: _sql_offset(pg) > 3000, message="PostgreSQL's clock jumped")
-    time.sleep(1.5)  # several scheduler ticks see the jumped clock before any worker runs
+    # Several scheduler passes see the jumped clock before any worker runs.
+    ticks = scheduler_ticks(metrics_dir)
+    wait_for(lambda: scheduler_ticks(metrics_dir) >= ticks + 3, message="3 scheduler passes")
     product.start("worker", "worker", "--concurrency", "4")
 
     carts = set(first) | set(waiting)
@@ -138,7 +132,9 @@ def test_clock_jumps_forward_an_hour(stack, clock):
             product.log("scheduler")[-2000:],
         ),
     )
-    time.sleep(1.5)  # and nothing more happens on later ticks
+    # And nothing more happens on later passes.
+    ticks = scheduler_ticks(metrics_dir)
+    wait_for(lambda: scheduler_ticks(metrics_dir) >= ticks + 3, message="3 more passes")
     product.stop("worker")
     product.stop("scheduler")
     rows = outbox(pg.db, store.org_id)

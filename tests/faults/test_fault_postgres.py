@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from harness import SECRET_KEY, OwnPostgres, OwnRedis, Product, ProviderStandIn, free_port, wait_for
+from harness import SECRET_KEY, fault_stack, free_port, wait_for
 
 from cartrecovery import tenancy
 from cartrecovery.runtime import Runtime
@@ -33,14 +33,8 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture()
 def stack():
-    pg, redis = OwnPostgres(), OwnRedis()
-    stand_in = ProviderStandIn()
-    product = Product(pg.url, redis.url, stand_in.url)
-    yield pg, redis, stand_in, product
-    product.stop_all()
-    stand_in.close()
-    redis.close()
-    pg.drop()
+    with fault_stack() as parts:
+        yield parts
 
 
 def test_postgres_restart_while_webhooks_arrive(stack):

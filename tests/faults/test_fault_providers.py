@@ -22,12 +22,9 @@ from harness import (
     EMAIL_STEP,
     SMS_STEP,
     Answer,
-    OwnPostgres,
-    OwnRedis,
-    Product,
-    ProviderStandIn,
     Store,
     accept,
+    fault_stack,
     free_port,
     outbox,
     statuses,
@@ -73,23 +70,15 @@ def script(kind: str, message_id: str, nth: int) -> Answer:
 
 @pytest.fixture()
 def stack():
-    pg, redis = OwnPostgres(), OwnRedis()
-    stand_in = ProviderStandIn(script)
     metrics_dir = tempfile.mkdtemp(prefix="cr-faults-metrics-")
-    product = Product(
-        pg.url,
-        redis.url,
-        stand_in.url,
+    with fault_stack(
+        script,
         PROVIDER_TIMEOUT_SECONDS=PROVIDER_TIMEOUT,
         PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         LOG_LEVEL="DEBUG",
-    )
-    yield pg, redis, stand_in, product
-    product.stop_all()
+    ) as parts:
+        yield parts
     shutil.rmtree(metrics_dir, ignore_errors=True)
-    stand_in.close()
-    redis.close()
-    pg.drop()
 
 
 def test_provider_errors_rate_limits_and_timeouts(stack):

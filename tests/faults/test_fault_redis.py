@@ -15,11 +15,8 @@ from __future__ import annotations
 import pytest
 from harness import (
     EMAIL_STEP,
-    OwnPostgres,
-    OwnRedis,
-    Product,
-    ProviderStandIn,
     Store,
+    fault_stack,
     outbox,
     statuses,
     wait_for,
@@ -30,14 +27,8 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture()
 def stack():
-    pg, redis = OwnPostgres(), OwnRedis()
-    stand_in = ProviderStandIn()
-    product = Product(pg.url, redis.url, stand_in.url)
-    yield pg, redis, stand_in, product
-    product.stop_all()
-    stand_in.close()
-    redis.close()
-    pg.drop()
+    with fault_stack() as parts:
+        yield parts
 
 
 def _count(pg, store, status: str) -> int:

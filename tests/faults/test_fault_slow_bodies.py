@@ -17,23 +17,15 @@ import time
 
 import pytest
 import requests
-from harness import OwnPostgres, OwnRedis, Product, ProviderStandIn, Store, free_port, wait_for
+from harness import Store, fault_stack, free_port, wait_for
 
 pytestmark = pytest.mark.faults
 
 
 @pytest.fixture()
 def stack():
-    pg, redis = OwnPostgres(), OwnRedis()
-    stand_in = ProviderStandIn()
-    product = Product(
-        pg.url, redis.url, stand_in.url, GUNICORN_CMD_ARGS="--threads 2", BODY_TIMEOUT_SECONDS="2"
-    )
-    yield pg, redis, stand_in, product
-    product.stop_all()
-    stand_in.close()
-    redis.close()
-    pg.drop()
+    with fault_stack(GUNICORN_CMD_ARGS="--threads 2", BODY_TIMEOUT_SECONDS="2") as parts:
+        yield parts
 
 
 def _slow_client(port: int, path: str, headers: dict, outcome: dict) -> None:
