@@ -118,7 +118,10 @@ def tick(
     has an id of its own on its log lines and on the jobs it enqueues."""
     token = logs.REQUEST_ID.set(logs.new_request_id("tick-"))
     try:
-        return _tick(runtime, batch_size, stale_after)
+        counts = _tick(runtime, batch_size, stale_after)
+        if any(v for k, v in counts.items() if k != "partitions_checked"):
+            log.info("tick %s", counts)  # inside the pass: the line carries its id
+        return counts
     finally:
         logs.REQUEST_ID.reset(token)
 
@@ -163,9 +166,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
     try:
         while not stop.is_set():
             try:
-                counts = tick(runtime)
-                if any(v for k, v in counts.items() if k != "partitions_checked"):
-                    log.info("tick %s", counts)
+                tick(runtime)
                 telemetry.SCHEDULER_TICKS.labels("ok").inc()
             except Exception:
                 log.exception("scheduler tick failed")
