@@ -8,14 +8,21 @@ everything else is learned once from all messages, with and without a code, so t
 is estimated from the interaction terms alone; two separate models ("T-learner", the first
 version) each spent half the data relearning the shared part and their difference was
 noisier (docs/models.md). The history must randomise the code, as the step's control share
-and the simulator's log do. The code is offered only when the expected margin with it beats
-the margin without::
+and the simulator's log do.
+
+The customer's own history with codes then moves P(recover | code): it is multiplied by
+``exp(customer_code_evidence)`` (:func:`ml.features.code_evidence`: their conversion after a
+click with a code against without, shrunk toward everyone's). A prior with a fixed weight,
+not a learned coefficient: a customer has a handful of messages, and the coefficient that
+a regression learns from so few was noise (docs/models.md). The code is offered only when
+the expected margin with it beats the margin without::
 
     P(recover | code) * value * (margin - discount)  >  P(recover | no code) * value * margin
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -73,8 +80,9 @@ class ContentModel:
         """(P(recovery | code), P(recovery | no code)) per row."""
         columns = self.space.columns(rows)
         n = len(rows["sent_at"])
+        p_code = _proba(self.outcome, _matrix(columns, np.ones(n)))
         return (
-            _proba(self.outcome, _matrix(columns, np.ones(n))),
+            np.minimum(p_code * np.exp(columns["customer_code_evidence"]), 1.0),
             _proba(self.outcome, _matrix(columns, np.zeros(n))),
         )
 
@@ -84,7 +92,9 @@ class ContentModel:
         columns = self.space.cart_columns(cart, np.asarray([sent_at], dtype=np.int64))
         columns = {k: v if type(v) is float else float(v[0]) for k, v in columns.items()}
         linear = linear_of(self, "outcome", DESIGN)
-        return linear.proba(_design(columns, 1.0)), linear.proba(_design(columns, 0.0))
+        p_code = linear.proba(_design(columns, 1.0))
+        p_code = min(p_code * math.exp(columns["customer_code_evidence"]), 1.0)
+        return p_code, linear.proba(_design(columns, 0.0))
 
     def uplift(self, rows: dict) -> np.ndarray:
         p1, p0 = self.predict(rows)

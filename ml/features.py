@@ -133,6 +133,28 @@ def _smooth(counts: np.ndarray, period: int) -> np.ndarray:
 _SMOOTHING = _smooth(np.eye(DAY_BUCKETS), 24)
 
 
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 else 0.0
+
+
+def code_evidence(clicks, code_clicks, rec_code, rec_none, conversion, strength):
+    """What a customer's own history says of how much a code moves them, beyond everyone:
+    the log ratio of their conversion after a click with a code to without, each rate shrunk
+    toward everyone's (empirical Bayes, worth ``strength`` clicks), minus everyone's log
+    ratio. 0 without history (or without conversions to compare); positive for someone who
+    bought after clicking coded messages and not after uncoded ones. Conditioning on the
+    click keeps out what a code does not change (when and on which channel they read)."""
+    with_code, without = conversion
+    if with_code <= 0 or without <= 0:
+        return np.zeros_like(np.asarray(clicks, dtype=float))
+    k = strength
+    code_clicks = np.asarray(code_clicks, dtype=float)
+    own_code = (np.asarray(rec_code) + k * with_code) / (code_clicks + k)
+    plain_clicks = np.maximum(np.asarray(clicks, dtype=float) - code_clicks, 0.0)
+    own_none = (np.asarray(rec_none) + k * without) / (plain_clicks + k)
+    return np.log(own_code / with_code) - np.log(own_none / without)
+
+
 def prior_strength(sends: np.ndarray, clicks: np.ndarray, minimum: int = 5) -> float:
     """Beta-binomial prior strength (alpha + beta) by the method of moments: how many
     messages a group's own rate is worth against the pooled rate."""
@@ -221,6 +243,13 @@ class FeatureSpace:
     customer_clicks: np.ndarray = field(default_factory=lambda: np.zeros((0, DAY_BUCKETS)))
     customer_totals: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
     customer_last: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Clicks on messages that carried a code, per customer (for `code_evidence`). A space
+    # pickled before it existed has none: the evidence is then 0 for everyone.
+    customer_code_clicks: np.ndarray | None = None
+    # Conversion after a click with and without a code over everyone, and how many clicks a
+    # customer's own conversion is worth against it.
+    code_conversion: tuple[float, float] = (0.0, 0.0)
+    conversion_strength: float = 5.0
     customer_strength: float = 20.0
     segment_strength: float = 200.0
     stores: dict[str, float] = field(default_factory=dict)
@@ -276,6 +305,13 @@ class FeatureSpace:
             ]
         )
         space.customer_totals = totals.astype(np.float32)
+        code_clicks = np.bincount(cust_idx, weights=clicked * coded, minlength=n)
+        space.customer_code_clicks = code_clicks.astype(np.float32)
+        space.code_conversion = (
+            _ratio((recovered * coded).sum(), (clicked * coded).sum()),
+            _ratio((recovered * ~coded).sum(), (clicked * ~coded).sum()),
+        )
+        space.conversion_strength = prior_strength(totals[:, 1], totals[:, 2], minimum=2)
         last = np.full(n, -np.inf)
         np.maximum.at(last, cust_idx, log["abandoned_at"].to_numpy().astype(float))
         space.customer_last = last
@@ -317,10 +353,16 @@ class FeatureSpace:
         else:
             sm_s = sm_c = np.zeros(n)
             totals = np.zeros((n, 6))
+        code_clicks = self.customer_code_clicks
+        if code_clicks is not None and len(code_clicks):
+            code_clicks = code_clicks[safe].astype(float)
+        else:
+            code_clicks = np.zeros(n)
         sm_s, sm_c = np.where(known, sm_s, 0.0), np.where(known, sm_c, 0.0)
         totals = np.where(known[:, None], totals, 0.0)
+        code_clicks = np.where(known, code_clicks, 0.0)
         if history_only:
-            sm_s, sm_c, totals, previous = _prior_history(rows, how)
+            sm_s, sm_c, totals, code_clicks, previous = _prior_history(rows, how)
         k = self.customer_strength
         cust_rate = (sm_c + k * seg_rate) / (sm_s + k)
 
@@ -343,6 +385,7 @@ class FeatureSpace:
         log_value = np.log1p(value)
         hundreds = np.minimum(value / 100.0, MAX_VALUE_HUNDREDS)
         mobile = (device == "mobile").astype(float)
+        evidence = self._code_evidence(totals[:, 1], code_clicks, totals[:, 4], totals[:, 5])
         return {
             "eng_customer": _logit(cust_rate),
             "eng_segment": _logit(seg_rate),
@@ -366,6 +409,7 @@ class FeatureSpace:
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
             "customer_code_lift": with_code - without,
+            "customer_code_evidence": evidence,
             "recency_days": np.log1p(np.minimum(gap, 365.0)),
             "store_rate": np.fromiter((self.stores.get(s, base) for s in store.tolist()), float, n),
             "discount_rate": np.asarray(rows["discount_rate"], dtype=float),
@@ -403,9 +447,11 @@ class FeatureSpace:
                 float(v) for v in self.customer_totals[cust]
             )
             last = float(self.customer_last[cust])
+            table = self.customer_code_clicks
+            code_clicks = float(table[cust]) if table is not None and len(table) else 0.0
         else:  # no history: the customer's rate is the segment's (or the global one)
             eng_customer = None
-            sends = clicks = recoveries = coded = rec_code = rec_none = 0.0
+            sends = clicks = recoveries = coded = rec_code = rec_none = code_clicks = 0.0
             last = -math.inf
         eng_global = tables["eng_global"][how]
         eng_segment = tables["eng_segment"][seg, bucket] if seg >= 0 else eng_global
@@ -422,6 +468,7 @@ class FeatureSpace:
         log_value = math.log1p(value)
         hundreds = min(value / 100.0, MAX_VALUE_HUNDREDS)
         mobile = float(device == "mobile")
+        evidence = float(self._code_evidence(clicks, code_clicks, rec_code, rec_none))
         return {
             "eng_customer": eng_customer,
             "eng_segment": eng_segment,
@@ -443,11 +490,19 @@ class FeatureSpace:
             "customer_clicks": math.log1p(clicks),
             "customer_recoveries": math.log1p(recoveries),
             "customer_code_lift": with_code - without,
+            "customer_code_evidence": evidence,
             "recency_days": math.log1p(min(gap, 365.0)),
             "store_rate": self.stores.get(str(cart["store_key"]), base),
             "discount_rate": float(cart["discount_rate"]),
             "variant_b": float(str(cart.get("variant", "A")) == "B"),
         }
+
+    def _code_evidence(self, clicks, code_clicks, rec_code, rec_none):
+        if self.customer_code_clicks is None:  # a space fitted before the feature existed
+            return np.zeros_like(np.asarray(clicks, dtype=float))
+        return code_evidence(
+            clicks, code_clicks, rec_code, rec_none, self.code_conversion, self.conversion_strength
+        )
 
     def _scoring_tables(self) -> dict:
         """What :meth:`cart_columns` looks up by local hour of week or segment bucket, made
@@ -476,7 +531,8 @@ class FeatureSpace:
 def _prior_history(rows: dict, how: np.ndarray):
     """Per row, from the same customer's strictly earlier rows (by ``abandoned_at``): the
     kernel-smoothed sends and clicks at the row's day bucket, the six history totals of
-    :attr:`FeatureSpace.customer_totals`, and the previous cart's ``abandoned_at``."""
+    :attr:`FeatureSpace.customer_totals`, the clicks on coded messages, and the previous
+    cart's ``abandoned_at``."""
     n = len(how)
     clicked = np.asarray(rows["clicked"], dtype=float)
     recovered = np.asarray(rows["recovered"], dtype=float)
@@ -492,11 +548,12 @@ def _prior_history(rows: dict, how: np.ndarray):
             "coded": coded,
         }
     ).sort("customer", "t", "row")
-    own = ["one", "clicked", "recovered", "coded", "rc", "rn"]
+    own = ["one", "clicked", "recovered", "coded", "rc", "rn", "kc"]
     frame = frame.with_columns(
         one=pl.lit(1.0),
         rc=pl.col("recovered") * pl.col("coded"),
         rn=pl.col("recovered") * (1 - pl.col("coded")),
+        kc=pl.col("clicked") * pl.col("coded"),
     )
     # Exclusive cumulative sums per customer: everything before this row.
     totals = frame.select(
@@ -530,7 +587,8 @@ def _prior_history(rows: dict, how: np.ndarray):
         sm_s += weight * found["sends"].fill_null(0).to_numpy()
         sm_c += weight * found["clicks"].fill_null(0).to_numpy()
     previous = totals["previous"].cast(pl.Float64).fill_null(float("-inf")).to_numpy()
-    return sm_s, sm_c, totals.select(own).to_numpy().astype(float), previous
+    history = totals.select(own).to_numpy().astype(float)
+    return sm_s, sm_c, history[:, :6], history[:, 6], previous
 
 
 def _smooth_at(table: np.ndarray, rows: np.ndarray, bucket: np.ndarray) -> np.ndarray:

@@ -455,12 +455,80 @@ def test_one_cart_scoring_equals_the_batch_features_and_models(sim_log):
         batch = send.candidate_rows(cart, candidates)
         expected = send.space.columns(batch)
         got = send.space.cart_columns(cart, candidates)
-        for name in set(SEND_TIME_FEATURES) | set(CONTENT_FEATURES):
+        for name in set(SEND_TIME_FEATURES) | set(CONTENT_FEATURES) | {"customer_code_evidence"}:
             assert np.allclose(np.broadcast_to(got[name], len(candidates)), expected[name]), name
         assert np.allclose(send.recovery_at(cart, candidates), send.predict(batch)[1])
         one = {k: np.asarray([v]) for k, v in cart.items()} | {"sent_at": candidates[:1]}
         p_code, p_none = content.predict(one)
         assert np.allclose(content.predict_one(cart, int(candidates[0])), (p_code[0], p_none[0]))
+
+
+def test_code_evidence_reads_conversions_after_clicks_with_and_without_a_code():
+    from ml.features import code_evidence
+
+    conversion, strength = (0.5, 0.4), 5.0
+    # Per customer: clicks, clicks on coded messages, recoveries with a code, without.
+    evidence = code_evidence(
+        np.array([0, 2, 2, 2, 6]),
+        np.array([0, 1, 1, 0, 3]),
+        np.array([0, 1, 0, 0, 3]),
+        np.array([0, 0, 1, 2, 0]),
+        conversion,
+        strength,
+    )
+    assert evidence[0] == 0  # no history: everyone's
+    assert evidence[1] > 0  # bought after the coded click, not after the plain one
+    assert evidence[2] < 0 and evidence[3] < 0  # bought without a code
+    assert evidence[4] > evidence[1]  # the same story told three times weighs more
+    assert np.all(code_evidence(np.ones(2), np.ones(2), np.ones(2), np.zeros(2), (0, 0.4), 5) == 0)
+
+
+def test_code_evidence_is_higher_for_customers_the_truth_makes_sensitive():
+    from ml.features import FeatureSpace
+
+    pop = truth.population(3000, seed=21)
+    log = truth.simulate_messages(pop, truth.carts(pop, 18000, seed=22), seed=23)
+    space = FeatureSpace.fit(log)
+    keys = np.array(list(space.customer_index))
+    customers = np.array([int(k[1:]) for k in keys])
+    totals = space.customer_totals
+    evidence = space._code_evidence(
+        totals[:, 1], space.customer_code_clicks, totals[:, 4], totals[:, 5]
+    )
+    sensitive = pop.discount_sensitivity[customers] > 0.5
+    assert evidence[sensitive].mean() > evidence[~sensitive].mean()
+
+
+def test_a_content_model_saved_before_the_code_evidence_still_scores(db, org, mlflow_home, sim_log):
+    """A registered content model whose feature space predates the customer's code evidence
+    (no clicks-on-coded-messages table) loads and scores as it did: evidence 0."""
+    from ml.content import DESIGN, _matrix, _proba
+    from ml.features import rows_of
+
+    train, heldout = training.split(sim_log)
+    fitted = training.fit("content", train)
+    for name in ("customer_code_clicks", "code_conversion", "conversion_strength"):
+        fitted.space.__dict__.pop(name, None)  # as unpickled from an older version
+    rows = rows_of(heldout)
+    n = heldout.height
+    columns = fitted.space.columns(rows)
+    assert not columns["customer_code_evidence"].any()
+    p_code, p_none = fitted.predict(rows)
+    assert np.allclose(p_code, _proba(fitted.outcome, _matrix(columns, np.ones(n))))
+    assert len(DESIGN) == _matrix(columns, np.ones(n)).shape[1]
+    metrics = training.evaluate("content", fitted, heldout)
+    training.register("content", fitted, train, heldout, metrics, source="test", home=mlflow_home)
+    step = {
+        **EMAIL_STEP,
+        "template": "cart_reminder_discount",
+        "discount": {"type": "percentage", "value": 15},
+        "smart_discount": True,
+        "smart_control_share": 0,
+    }
+    _campaign(db, org.org_id, [step])
+    row = _enroll(db, org.org_id, _cart(db, org.org_id))
+    assert row["discount_decision"] == "model"
+    assert row["discount_offered"] in (True, False)
 
 
 def test_qini_ranks_true_uplift_above_chance():
