@@ -2,8 +2,9 @@
 variant, the lift on the primary metric with its interval, the chance to win, where the
 sequential test stands, an SRM warning and the plain-words decision, with the method named.
 
-The numbers are those of ``GET /api/v1/experiments/{id}/results``: the page calls the same
-core function (``cartrecovery.experiment_results``) through ``dashboard.data.experiment``.
+The numbers are those of ``GET /api/v1/experiments/{id}/results`` for the query chosen under
+"Analysis options" (the API's options, its defaults preselected): the page calls the same core
+function (``cartrecovery.experiment_results``) through ``dashboard.data.experiment``.
 The page is in the navigation only when the org has an experiment with data (app.py).
 Reading a result: docs/statistics.md, "In plain words".
 """
