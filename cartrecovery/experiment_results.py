@@ -310,8 +310,8 @@ def experiment_results(
 #   spill to disk in batches, 64 MB keeps a million carts' units in memory;
 # - enable_mergejoin: the units are a CTE without statistics, so the planner over-estimates
 #   the order matches ~2,000-fold and picks sort-merge joins that sort every unit by text
-#   keys; the hash joins it otherwise takes cost ~20% less backend CPU at 1,000,000 carts
-#   (docs/BENCHMARKS.md, "Dashboard").
+#   keys; the hash joins it otherwise takes cost 10-20% less backend CPU (measured with
+#   bench/dashboard.py's data at 300,000 and 1,000,000 carts).
 _COUNT_SETTINGS = {"jit": "off", "work_mem": "64MB", "enable_mergejoin": "off"}
 
 
