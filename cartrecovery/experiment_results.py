@@ -307,7 +307,8 @@ def experiment_results(
 # - jit: their estimated cost passes jit_above_cost, and compiling costs more than running
 #   them (seconds of compilation seen for sub-second queries);
 # - work_mem: their hashes hold every unit of the experiment; with the default 4 MB they
-#   spill to disk in batches, 64 MB keeps a million carts' units in memory;
+#   spill to disk in batches; with 64 MB only the callbacks' aggregate spills a little at a
+#   million carts;
 # - enable_mergejoin: the units are a CTE without statistics, so the planner over-estimates
 #   the order matches ~2,000-fold and picks sort-merge joins that sort every unit by text
 #   keys; the hash joins it otherwise takes cost 10-20% less backend CPU (measured with
