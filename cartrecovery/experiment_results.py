@@ -23,6 +23,8 @@ both give the same numbers after a build:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from uuid import UUID
 
@@ -85,125 +87,153 @@ _CART_CUSTOMER = (
     "'phone:' || nullif(c.phone, ''))"
 )
 
+# The count queries are set-based: a few scans and hash joins, so their cost grows with the
+# org's rows, not with per-unit index probes (measured at 1,000,000 carts in
+# docs/BENCHMARKS.md, "Dashboard"). Every per-unit observation is 0 for most units, so each
+# metric is summed per arm where it is non-zero (a unit's first order, its callbacks, its
+# coupon) and the arms' sums are joined at the end, instead of joining every unit to each.
+
 # The first order of each unit's cart or customer within the window: two equi-joins (hash
 # joins over the org's orders) rather than one join on an OR, as the warehouse does.
 _FIRST_ORDERS = """
-org_orders AS (
+org_orders AS MATERIALIZED (
   SELECT r.order_id, r.cart_id, r.total_price, upper(r.currency) AS currency, r.ordered_at,
          coalesce('email:' || nullif(lower(r.email), ''),
                   'customer:' || r.customer_id::text) AS customer_key
   FROM app.orders r WHERE r.org_id = %(org)s
 ),
 matches AS (
-  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  SELECT u.unit_id, u.arm, r.order_id, r.total_price, r.currency, r.ordered_at
   FROM units u JOIN org_orders r ON r.cart_id = u.cart_id
-  UNION
-  SELECT u.unit_id, u.abandoned_at, r.order_id, r.total_price, r.currency, r.ordered_at
+  WHERE r.ordered_at >= u.abandoned_at
+    AND r.ordered_at <= u.abandoned_at + make_interval(secs => %(window)s)
+  UNION ALL
+  SELECT u.unit_id, u.arm, r.order_id, r.total_price, r.currency, r.ordered_at
   FROM units u JOIN org_orders r ON r.customer_key = u.customer_key
+  WHERE r.ordered_at >= u.abandoned_at
+    AND r.ordered_at <= u.abandoned_at + make_interval(secs => %(window)s)
 ),
 first_orders AS (
-  SELECT DISTINCT ON (unit_id) unit_id, order_id, total_price, currency
+  SELECT DISTINCT ON (unit_id) unit_id, arm, order_id, total_price, currency
   FROM matches
-  WHERE ordered_at >= abandoned_at
-    AND ordered_at <= abandoned_at + make_interval(secs => %(window)s)
   ORDER BY unit_id, ordered_at, order_id
-)
+),
+-- per arm, and per arm and order currency: converted units and their orders' revenue
+converted AS (
+  SELECT arm, currency, grouping(currency) = 1 AS whole_arm,
+         count(*) AS converted,
+         sum(CASE WHEN currency = %(currency)s THEN total_price ELSE 0 END) AS revenue,
+         sum(CASE WHEN currency = %(currency)s THEN total_price * total_price ELSE 0 END)
+           AS revenue_squares,
+         sum(total_price) AS currency_revenue
+  FROM first_orders
+  GROUP BY GROUPING SETS ((arm), (arm, currency))
+),
+arms AS (SELECT arm, count(*) AS n FROM units GROUP BY arm)
 """
 
 _STEP_UNITS = f"""
-WITH units AS (
-  SELECT o.org_id, o.message_id AS unit_id, o.message_id, o.cart_id, o.created_at,
+WITH units AS MATERIALIZED (
+  SELECT o.message_id AS unit_id, o.cart_id, o.created_at,
          coalesce(o.variant, 'default') AS arm, c.abandoned_at,
          {_CART_CUSTOMER} AS customer_key
   FROM app.outbox o
   JOIN app.carts c ON c.org_id = o.org_id AND c.cart_id = o.cart_id
   WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s AND o.step_index = %(step)s
     AND o.status = 'sent'
-),
-{_FIRST_ORDERS},
-measured AS (
-  SELECT u.arm, u.created_at, o1.order_id IS NOT NULL AS converted_flag,
-         o1.currency AS order_currency, o1.total_price AS order_total,
-         CASE WHEN o1.currency = %(currency)s THEN o1.total_price ELSE 0 END AS revenue,
-         EXISTS (SELECT 1 FROM app.message_events e
-                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
-                   AND e.message_id = u.message_id AND e.event_type = 'click'
-                   AND NOT coalesce(e.url ~ '^https?://[^/]+/u/', false)) AS clicked,
-         EXISTS (SELECT 1 FROM app.message_events e
-                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
-                   AND e.message_id = u.message_id
-                   AND e.event_type IN ('unsubscribe', 'group_unsubscribe')) AS unsubscribed,
-         EXISTS (SELECT 1 FROM app.message_events e
-                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
-                   AND e.message_id = u.message_id
-                   AND e.event_type = 'spamreport') AS complained,
-         EXISTS (SELECT 1 FROM app.message_events e
-                 WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id
-                   AND e.message_id = u.message_id
-                   AND e.event_type IN ('bounce', 'dropped', 'undelivered', 'failed'))
-           AS bounced,
-         coalesce((
-           SELECT CASE
-                    WHEN upper(r.currency) IS DISTINCT FROM %(currency)s THEN 0
-                    WHEN k.type = 'fixed_amount' THEN k.value
-                    -- the order total is after the discount: v percent of the price before it
-                    WHEN k.type = 'percentage' AND k.value < 100
-                      THEN r.total_price * k.value / (100 - k.value)
-                    ELSE 0
-                  END
-           FROM app.coupons k
-           JOIN app.orders r ON r.org_id = k.org_id AND r.order_id = k.order_id
-           WHERE k.org_id = u.org_id AND k.message_id = u.message_id
-         ), 0) AS discount
-  FROM units u
-  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
 )
 """
 
-_HOLDOUT_UNITS = f"""
+_STEP_COUNTS = f"""
+{_STEP_UNITS},
+{_FIRST_ORDERS},
+-- the callbacks of the org's messages, aggregated once per message (one hash aggregate over
+-- them costs less than first picking the units' callbacks out)
+callbacks AS (
+  SELECT e.message_id, e.cart_id,
+         bool_or(e.event_type = 'click'
+                 AND NOT coalesce(e.url ~ '^https?://[^/]+/u/', false)) AS clicked,
+         bool_or(e.event_type IN ('unsubscribe', 'group_unsubscribe')) AS unsubscribed,
+         bool_or(e.event_type = 'spamreport') AS complained,
+         bool_or(e.event_type IN ('bounce', 'dropped', 'undelivered', 'failed')) AS bounced,
+         bool_or(e.event_type = 'delivered') AS delivered,
+         bool_or(e.event_type = 'open') AS opened
+  FROM app.message_events e
+  WHERE e.org_id = %(org)s
+  GROUP BY e.message_id, e.cart_id
+),
+flags AS (
+  SELECT u.arm,
+         count(*) FILTER (WHERE clicked) AS clicked,
+         count(*) FILTER (WHERE unsubscribed) AS unsubscribed,
+         count(*) FILTER (WHERE complained) AS complained,
+         count(*) FILTER (WHERE bounced) AS bounced,
+         count(*) FILTER (WHERE delivered) AS delivered,
+         count(*) FILTER (WHERE opened) AS opened
+  FROM callbacks cb JOIN units u ON u.unit_id = cb.message_id AND u.cart_id = cb.cart_id
+  GROUP BY u.arm
+),
+-- the cost of each unit's redeemed coupon in the reporting currency
+discounts AS (
+  SELECT u.arm, sum(d.discount) AS discount, sum(d.discount * d.discount) AS discount_squares
+  FROM (
+    SELECT k.message_id,
+           CASE
+             WHEN upper(r.currency) IS DISTINCT FROM %(currency)s THEN 0
+             WHEN k.type = 'fixed_amount' THEN k.value
+             -- the order total is after the discount: v percent of the price before it
+             WHEN k.type = 'percentage' AND k.value < 100
+               THEN r.total_price * k.value / (100 - k.value)
+             ELSE 0
+           END AS discount
+    FROM app.coupons k
+    JOIN app.orders r ON r.org_id = k.org_id AND r.order_id = k.order_id
+    WHERE k.org_id = %(org)s AND k.message_id IS NOT NULL
+  ) d
+  JOIN units u ON u.unit_id = d.message_id
+  GROUP BY u.arm
+)
+SELECT a.arm, c.currency, c.whole_arm, a.n,
+       coalesce(c.converted, 0) AS converted,
+       coalesce(c.revenue, 0) AS revenue,
+       coalesce(c.revenue_squares, 0) AS revenue_squares,
+       coalesce(f.clicked, 0) AS clicked,
+       coalesce(f.unsubscribed, 0) AS unsubscribed,
+       coalesce(f.complained, 0) AS complained,
+       coalesce(f.bounced, 0) AS bounced,
+       coalesce(f.delivered, 0) AS delivered,
+       coalesce(f.opened, 0) AS opened,
+       coalesce(d.discount, 0) AS discount,
+       coalesce(d.discount_squares, 0) AS discount_squares,
+       c.currency_revenue
+FROM arms a
+LEFT JOIN converted c ON c.arm = a.arm
+LEFT JOIN flags f ON f.arm = a.arm
+LEFT JOIN discounts d ON d.arm = a.arm
+"""
+
+_HOLDOUT_COUNTS = f"""
 WITH groups AS (
-  SELECT o.org_id, o.cart_id,
+  SELECT o.cart_id,
          CASE WHEN bool_or(o.status = 'held_out') THEN 'holdout' ELSE 'messaged' END AS arm
   FROM app.outbox o
   WHERE o.org_id = %(org)s AND o.campaign_id = %(campaign)s
     AND o.status IN ('sent', 'held_out')
-  GROUP BY o.org_id, o.cart_id
+  GROUP BY o.cart_id
 ),
-units AS (
-  SELECT g.org_id, g.cart_id AS unit_id, g.cart_id, g.arm, c.abandoned_at,
+units AS MATERIALIZED (
+  SELECT g.cart_id AS unit_id, g.cart_id, g.arm, c.abandoned_at,
          {_CART_CUSTOMER} AS customer_key
-  FROM groups g JOIN app.carts c ON c.org_id = g.org_id AND c.cart_id = g.cart_id
+  FROM groups g JOIN app.carts c ON c.org_id = %(org)s AND c.cart_id = g.cart_id
 ),
-{_FIRST_ORDERS},
-measured AS (
-  SELECT u.arm, o1.order_id IS NOT NULL AS converted_flag,
-         o1.currency AS order_currency, o1.total_price AS order_total,
-         CASE WHEN o1.currency = %(currency)s THEN o1.total_price ELSE 0 END AS revenue,
-         false AS clicked, false AS unsubscribed, false AS complained, false AS bounced,
-         0 AS discount
-  FROM units u
-  LEFT JOIN first_orders o1 ON o1.unit_id = u.unit_id
-)
-"""
-
-_AGGREGATE = """
-SELECT arm, count(*) AS n,
-       count(*) FILTER (WHERE converted_flag) AS converted,
-       coalesce(sum(revenue), 0) AS revenue,
-       coalesce(sum(revenue * revenue), 0) AS revenue_squares,
-       count(*) FILTER (WHERE clicked) AS clicked,
-       count(*) FILTER (WHERE unsubscribed) AS unsubscribed,
-       count(*) FILTER (WHERE complained) AS complained,
-       count(*) FILTER (WHERE bounced) AS bounced,
-       coalesce(sum(discount), 0) AS discount,
-       coalesce(sum(discount * discount), 0) AS discount_squares
-FROM measured GROUP BY arm
-"""
-
-_BY_CURRENCY = """
-SELECT arm, order_currency AS currency, sum(order_total) AS revenue
-FROM measured WHERE converted_flag AND order_currency IS NOT NULL
-GROUP BY arm, order_currency
+{_FIRST_ORDERS}
+SELECT a.arm, c.currency, c.whole_arm, a.n,
+       coalesce(c.converted, 0) AS converted,
+       coalesce(c.revenue, 0) AS revenue,
+       coalesce(c.revenue_squares, 0) AS revenue_squares,
+       c.currency_revenue
+FROM arms a
+LEFT JOIN converted c ON c.arm = a.arm
 """
 
 
@@ -232,7 +262,7 @@ def _expected_shares(
         _STEP_UNITS
         + """
         SELECT a.shares, count(*) AS units
-        FROM measured m
+        FROM units m
         LEFT JOIN LATERAL (
           SELECT b.shares FROM app.bandit_allocations b
           WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
@@ -263,11 +293,58 @@ def experiment_results(
     practical_effect: float | None = None,
 ) -> dict:
     """The result view of one experiment; ExperimentNotFound when there is none."""
-    # The count queries' correlated subqueries push the planner's estimate past
-    # jit_above_cost, and compiling them costs far more than running them: the count query
-    # over 2 × 5,000 messages took 5.8 s with JIT and 0.15 s without, over 2 × 20,000 5.0 s
-    # and 0.64 s (same run, load average ~8).
-    conn.execute("SET LOCAL jit = off")
+    return experiment_view(
+        conn,
+        org_id,
+        experiment,
+        correction=correction,
+        difference_type=difference_type,
+        practical_effect=practical_effect,
+    )[0]
+
+
+# Planner settings for the count queries, for their statement only (restored after):
+# - jit: their estimated cost passes jit_above_cost, and compiling costs more than running
+#   them (seconds of compilation seen for sub-second queries);
+# - work_mem: their hashes hold every unit of the experiment; with the default 4 MB they
+#   spill to disk in batches; with 64 MB only the callbacks' aggregate spills a little at a
+#   million carts;
+# - enable_mergejoin: the units are a CTE without statistics, so the planner over-estimates
+#   the order matches ~2,000-fold and picks sort-merge joins that sort every unit by text
+#   keys; the hash joins it otherwise takes cost 10-20% less backend CPU (measured with
+#   bench/dashboard.py's data at 300,000 and 1,000,000 carts).
+_COUNT_SETTINGS = {"jit": "off", "work_mem": "64MB", "enable_mergejoin": "off"}
+
+
+@contextmanager
+def _count_settings(conn: psycopg.Connection) -> Iterator[None]:
+    previous = {
+        name: conn.execute("SELECT current_setting(%s) AS value", (name,)).fetchone()["value"]
+        for name in _COUNT_SETTINGS
+    }
+    for name, value in _COUNT_SETTINGS.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+def experiment_view(
+    conn: psycopg.Connection,
+    org_id,
+    experiment: ExperimentId,
+    *,
+    correction: str = "holm",
+    difference_type: str = "relative",
+    practical_effect: float | None = None,
+) -> tuple[dict, list[dict]]:
+    """The result view of one experiment (:func:`experiment_results`) and its funnel per
+    variant, from one pass over its units: sent (the units), delivered and opened (a
+    ``delivered``/``open`` callback, as ``fct_messages`` counts them), clicked and recovered
+    (the view's own counts). A holdout experiment's units are carts: only ``units`` and
+    ``recovered`` apply. ExperimentNotFound when there is none."""
     campaign = _load_campaign(conn, org_id, experiment.campaign_id)
     settings = org_settings.get_settings(conn, org_id)
     engine = settings.get("experiment_engine") or "sequential"
@@ -286,7 +363,7 @@ def experiment_results(
         if share <= 0:
             raise ExperimentNotFound("this campaign has no holdout group")
         names, weights, metrics = ["holdout", "messaged"], [share, 1 - share], HOLDOUT_METRICS
-        units_sql = _HOLDOUT_UNITS
+        units_sql = _HOLDOUT_COUNTS
     else:
         steps = campaign["sequence_steps"] if isinstance(campaign["sequence_steps"], list) else []
         if experiment.step_index >= len(steps) or not isinstance(
@@ -300,10 +377,11 @@ def experiment_results(
         names = [v["name"] for v in variants]
         weights = configured_weights(variants)
         metrics = STEP_METRICS
-        units_sql = _STEP_UNITS
+        units_sql = _STEP_COUNTS
         allocation = step.get("allocation") or "fixed"
         if allocation == "thompson":
-            weights = _expected_shares(conn, params, names, weights)
+            with _count_settings(conn):
+                weights = _expected_shares(conn, params, names, weights)
             history = [
                 {**row, "allocated_at": row["allocated_at"].isoformat()}
                 for row in bandits.history(
@@ -311,10 +389,16 @@ def experiment_results(
                 )
             ]
 
-    counts = {r["arm"]: r for r in conn.execute(units_sql + _AGGREGATE, params).fetchall()}
+    counts = {}
     by_currency: dict[str, dict[str, str]] = defaultdict(dict)
-    for r in conn.execute(units_sql + _BY_CURRENCY, params).fetchall():
-        by_currency[r["arm"]][r["currency"]] = str(r["revenue"])
+    with _count_settings(conn):
+        rows = conn.execute(units_sql, params).fetchall()
+    for r in rows:
+        # An arm without a converted unit has one row, with no currency grouping.
+        if r["whole_arm"] or r["whole_arm"] is None:
+            counts[r["arm"]] = r
+        elif r["currency"] is not None:
+            by_currency[r["arm"]][r["currency"]] = str(r["currency_revenue"])
 
     variations = []
     for name, weight in zip(names, weights, strict=True):
@@ -347,7 +431,7 @@ def experiment_results(
             + ")."
         )
     body = analysis.to_dict()
-    return {
+    results = {
         "experiment_id": str(experiment),
         "campaign_id": str(experiment.campaign_id),
         "campaign_name": campaign["name"],
@@ -382,6 +466,7 @@ def experiment_results(
         "allocation_history": history,
         **body,
     }
+    return results, _funnel(results, counts)
 
 
 # --- what the dashboard's Experiments page adds (docs/dashboard.md, "Experiments") ----------
@@ -441,50 +526,22 @@ def list_experiments(conn: psycopg.Connection, org_id) -> list[dict]:
     return found
 
 
-_DELIVERED_OPENED = """
-SELECT u.arm,
-       count(*) FILTER (WHERE EXISTS (
-         SELECT 1 FROM app.message_events e
-         WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id AND e.message_id = u.message_id
-           AND e.event_type = 'delivered')) AS delivered,
-       count(*) FILTER (WHERE EXISTS (
-         SELECT 1 FROM app.message_events e
-         WHERE e.org_id = u.org_id AND e.cart_id = u.cart_id AND e.message_id = u.message_id
-           AND e.event_type = 'open')) AS opened
-FROM units u GROUP BY u.arm
-"""
-
-
-def funnel(conn: psycopg.Connection, org_id, results: dict) -> list[dict]:
-    """Per variant of a result view (:func:`experiment_results`) its funnel: sent (the
-    units), delivered and opened (a ``delivered``/``open`` callback, as ``fct_messages``
-    counts them), clicked and recovered (the view's own counts, so they agree with it).
-    A holdout experiment's units are carts: only ``units`` and ``recovered`` apply."""
-    experiment = ExperimentId(UUID(results["campaign_id"]), None)
-    if results["kind"] == "step":
-        conn.execute("SET LOCAL jit = off")  # as in experiment_results
-        experiment = ExperimentId(experiment.campaign_id, results["step"] - 1)
-        params = {
-            "org": org_id,
-            "campaign": experiment.campaign_id,
-            "step": experiment.step_index,
-            "window": 0,
-            "currency": results["reporting_currency"],
-        }
-        rows = conn.execute(_STEP_UNITS + _DELIVERED_OPENED, params).fetchall()
-        seen = {r["arm"]: r for r in rows}
+def _funnel(results: dict, counts: dict[str, dict]) -> list[dict]:
+    """Per variant of a result view its funnel (:func:`experiment_view`); ``counts`` are the
+    count query's rows per arm."""
     rows = []
     for v in results["variations"]:
-        counts = v["metrics"]
+        metrics = v["metrics"]
         row = {"variant": v["name"], "units": v["units"]}
         if results["kind"] == "step":
+            seen = counts.get(v["name"]) or {}
             row.update(
                 sent=v["units"],
-                delivered=int((seen.get(v["name"]) or {}).get("delivered") or 0),
-                opened=int((seen.get(v["name"]) or {}).get("opened") or 0),
-                clicked=int(counts["click_rate"]["sum"]),
+                delivered=int(seen.get("delivered") or 0),
+                opened=int(seen.get("opened") or 0),
+                clicked=int(metrics["click_rate"]["sum"]),
             )
-        row["recovered"] = int(counts["recovery_rate"]["sum"])
+        row["recovered"] = int(metrics["recovery_rate"]["sum"])
         rows.append(row)
     return rows
 

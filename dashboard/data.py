@@ -496,11 +496,19 @@ def experiments(url: str, org_id: str) -> list[dict]:
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
-def experiment(url: str, org_id: str, experiment_id: str) -> dict | None:
+def experiment(
+    url: str,
+    org_id: str,
+    experiment_id: str,
+    correction: str = "holm",
+    difference_type: str = "relative",
+    practical_effect: float | None = None,
+) -> dict | None:
     """``{"results", "funnel", "summary"}`` of one experiment: ``results`` is exactly what
-    ``GET /api/v1/experiments/{id}/results`` answers (default query), ``funnel`` and
-    ``summary`` are derived from it (``cartrecovery.experiment_results``). None when the
-    id is not an experiment of the org."""
+    ``GET /api/v1/experiments/{id}/results`` answers for the same query (``correction``,
+    ``difference_type``, ``practical_effect``), ``funnel`` comes from the same count query
+    and ``summary`` is derived from ``results`` (``cartrecovery.experiment_results``). None
+    when the id is not an experiment of the org."""
     from cartrecovery.assignment import parse_experiment_id
 
     parsed = parse_experiment_id(experiment_id)
@@ -508,10 +516,16 @@ def experiment(url: str, org_id: str, experiment_id: str) -> dict | None:
         return None
     with database(url).tenant(org_id) as conn:
         try:
-            results = experiment_results.experiment_results(conn, org_id, parsed)
+            results, found = experiment_results.experiment_view(
+                conn,
+                org_id,
+                parsed,
+                correction=correction,
+                difference_type=difference_type,
+                practical_effect=practical_effect,
+            )
         except experiment_results.ExperimentNotFound:
             return None
-        found = experiment_results.funnel(conn, org_id, results)
     return {"results": results, "funnel": found, "summary": experiment_results.summary(results)}
 
 

@@ -4,6 +4,7 @@ and holdout share, and previews a step on a real cart; a viewer gets no editor."
 
 from __future__ import annotations
 
+import pytest
 from test_dashboard import seed
 
 
@@ -180,6 +181,55 @@ def test_a_marketer_switches_smart_send_time_and_smart_discount_on_and_reads_the
     (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
     assert not [k for k in step if k.startswith("smart_")]
     assert step["discount"]["type"] == "free_shipping"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(5400, (90, "minutes")), (3725, (3725, "seconds")), (36 * 3600, (36, "hours"))],
+)
+def test_the_send_time_window_reads_back_at_the_precision_the_api_stores(
+    dashboard, db, make_org, seconds, shown
+):
+    shop = make_org("dash-window")
+    seed(db, shop.org_id)
+    with db.tenant(shop.org_id) as conn:
+        conn.execute(
+            "UPDATE app.campaigns SET sequence_steps = jsonb_build_array(jsonb_build_object("
+            "'channel', 'email', 'delay_seconds', 3600, 'subject', 'Hi', "
+            "'template', 'cart_reminder', 'smart_send_time', true, "
+            "'smart_send_window_seconds', %s::int))",
+            (seconds,),
+        )
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    at.selectbox(key="ed_choice").select_index(1).run(timeout=30)
+    assert not at.exception
+    assert (
+        at.number_input(key="ed_0_smart_window").value,
+        at.selectbox(key="ed_0_smart_window_unit").value,
+    ) == shown
+
+    # Saved untouched, the window is the same number of seconds.
+    at.button(key="ed_save").click().run(timeout=30)
+    assert not at.exception and not at.error
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert step["smart_send_window_seconds"] == seconds
+
+    # A window in minutes is stored as such, not rounded to hours.
+    at.number_input(key="ed_0_smart_window").set_value(150)
+    at.selectbox(key="ed_0_smart_window_unit").set_value("minutes")
+    at.button(key="ed_save").click().run(timeout=30)
+    assert not at.exception and not at.error
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert step["smart_send_window_seconds"] == 150 * 60
+
+    # Outside the API's bounds (1 hour to 7 days), saving is refused with its reason.
+    at.number_input(key="ed_0_smart_window").set_value(30)
+    at.button(key="ed_save").click().run(timeout=30)
+    assert not at.exception
+    assert "smart_send_window_seconds" in " ".join(e.value for e in at.error)
+    (step,) = _campaigns(db, shop.org_id)["Cart reminder"]["sequence_steps"]
+    assert step["smart_send_window_seconds"] == 150 * 60
 
 
 def test_editing_a_step_keeps_the_fields_the_builder_does_not_show(dashboard, db, make_org):

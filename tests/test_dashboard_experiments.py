@@ -134,6 +134,52 @@ def _csv(org_id, experiment_id) -> str:
     ).decode()
 
 
+def test_the_pages_analysis_options_ask_what_the_api_answers(dashboard, client, ab_test):
+    """A non-default query (Benjamini–Hochberg, absolute effects, a practical effect) chosen
+    on the page gives the API's numbers for the same query string."""
+    experiment_id = f"{ab_test.campaign_id}:step:1"
+    api = client.get(
+        f"/api/v1/experiments/{experiment_id}/results"
+        "?correction=bh&difference_type=absolute&practical_effect=0.5",
+        headers=ab_test.headers,
+    )
+    assert api.status_code == 200
+    api = api.get_json()
+    assert api["difference_type"] == "absolute"
+    assert "Benjamini–Hochberg" in api["method"]
+
+    at = _page(dashboard(ab_test.org_id, role="viewer"), EXPERIMENTS)  # any role may ask
+    assert at.selectbox(key="exp_correction").value == "holm"
+    assert at.selectbox(key="exp_difference").value == "relative"
+    at.selectbox(key="exp_correction").set_value("bh")
+    at.selectbox(key="exp_difference").set_value("absolute")
+    at.toggle(key="exp_practical_on").set_value(True).run(timeout=60)
+    at.number_input(key="exp_practical_absolute").set_value(0.5).run(timeout=60)
+    assert not at.exception
+
+    assert api["method"] in " ".join(c.value for c in at.caption)
+    lift = _frame(at, "status").to_dict("records")
+    comparison = next(
+        c for c in api["comparisons"] if c["variation"] == "b" and c["metric"] == "recovery_rate"
+    )
+    assert lift[0]["lift"] == effect(comparison["expected"], False)
+    assert lift[0]["interval"] == (
+        f"{effect(comparison['ci'][0], False)} to {effect(comparison['ci'][1], False)}"
+    )
+    assert lift[0]["adjusted p-value"] == f"{comparison['adjusted_p_value']:.3g}"
+    boxes = [*at.info, *at.success, *at.error]
+    assert api["reason"] in " ".join(b.value for b in boxes)
+    found = data.experiment.__wrapped__(
+        data.database_url(),
+        str(ab_test.org_id),
+        experiment_id,
+        correction="bh",
+        difference_type="absolute",
+        practical_effect=0.5,
+    )
+    assert found["results"] == api
+
+
 def test_a_skewed_split_warns_and_the_decision_says_check_setup(dashboard, db, client, make_org):
     org = make_org("dash-exp-srm")
     campaign_id = make_campaign(db, org.org_id, [AB_STEP])

@@ -75,6 +75,15 @@ def _unit_of(seconds: int) -> tuple[int, str]:
     return seconds, "seconds"
 
 
+def _window_of(seconds: int) -> tuple[int, str]:
+    """A send-time window as the builder shows it: in hours when whole (as it is asked by
+    default), else in the largest unit that holds it exactly, so any stored value reads back
+    without loss."""
+    if seconds % UNITS["hours"] == 0:
+        return seconds // UNITS["hours"], "hours"
+    return _unit_of(seconds)
+
+
 def _load(choice: str, current: dict | None) -> None:
     """Put the chosen campaign (or a new one) into the editor's widgets."""
     for key in [k for k in st.session_state if str(k).startswith("ed_") and k != "ed_choice"]:
@@ -107,9 +116,8 @@ def _load(choice: str, current: dict | None) -> None:
         if "expires_in_hours" in discount:  # not edited here, but kept
             state[f"ed_{i}_discount_expires"] = discount["expires_in_hours"]
         state[f"ed_{i}_smart_send"] = bool(step.get("smart_send_time", False))
-        state[f"ed_{i}_smart_window"] = (
+        state[f"ed_{i}_smart_window"], state[f"ed_{i}_smart_window_unit"] = _window_of(
             int(step.get("smart_send_window_seconds", SMART_DEFAULTS["smart_send_window_seconds"]))
-            // 3600
         )
         state[f"ed_{i}_smart_discount"] = bool(step.get("smart_discount", False))
         state[f"ed_{i}_smart_margin"] = float(
@@ -128,7 +136,9 @@ def _load(choice: str, current: dict | None) -> None:
 def _smart_editor(i: int, discount: str) -> dict:
     """The step's model-driven switches (docs/models.md); returns the fields to store."""
     state = st.session_state
-    state.setdefault(f"ed_{i}_smart_window", SMART_DEFAULTS["smart_send_window_seconds"] // 3600)
+    window, window_unit = _window_of(SMART_DEFAULTS["smart_send_window_seconds"])
+    state.setdefault(f"ed_{i}_smart_window", window)
+    state.setdefault(f"ed_{i}_smart_window_unit", window_unit)
     state.setdefault(f"ed_{i}_smart_margin", SMART_DEFAULTS["smart_discount_margin"])
     state.setdefault(f"ed_{i}_smart_control", 100 * SMART_DEFAULTS["smart_control_share"])
     cols = st.columns(2)
@@ -150,10 +160,16 @@ def _smart_editor(i: int, discount: str) -> dict:
     )
     fields: dict = {}
     if send:
-        window = cols[0].number_input(
-            "Send-time window (hours)", min_value=1, max_value=168, key=f"ed_{i}_smart_window"
+        # Any whole number of seconds the API takes (1 hour to 7 days; saving checks it).
+        amount_col, unit_col = cols[0].columns(2)
+        window = amount_col.number_input(
+            "Send-time window", min_value=1, step=1, key=f"ed_{i}_smart_window"
         )
-        fields |= {"smart_send_time": True, "smart_send_window_seconds": int(window) * 3600}
+        unit = unit_col.selectbox("Window unit", list(UNITS), key=f"ed_{i}_smart_window_unit")
+        fields |= {
+            "smart_send_time": True,
+            "smart_send_window_seconds": int(window) * UNITS[unit],
+        }
     if smart_discount:
         margin = cols[1].number_input(
             "Gross margin (share of the cart value)",

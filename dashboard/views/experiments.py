@@ -2,8 +2,9 @@
 variant, the lift on the primary metric with its interval, the chance to win, where the
 sequential test stands, an SRM warning and the plain-words decision, with the method named.
 
-The numbers are those of ``GET /api/v1/experiments/{id}/results``: the page calls the same
-core function (``cartrecovery.experiment_results``) through ``dashboard.data.experiment``.
+The numbers are those of ``GET /api/v1/experiments/{id}/results`` for the query chosen under
+"Analysis options" (the API's options, its defaults preselected): the page calls the same core
+function (``cartrecovery.experiment_results``) through ``dashboard.data.experiment``.
 The page is in the navigation only when the org has an experiment with data (app.py).
 Reading a result: docs/statistics.md, "In plain words".
 """
@@ -32,6 +33,53 @@ METRIC_NAMES = {
     "bounce_rate": "bounce rate",
     "discount_cost": "discount cost",
 }
+
+
+CORRECTIONS = {
+    "holm": "Holm–Bonferroni",
+    "bh": "Benjamini–Hochberg",
+}
+DIFFERENCES = {"relative": "relative (B − A) / |A|", "absolute": "absolute B − A"}
+
+
+def query_options() -> dict:
+    """The options of ``GET /api/v1/experiments/{id}/results`` (docs/statistics.md), asked
+    here with the API's defaults preselected; reading them is open to every role."""
+    with st.expander("Analysis options"):
+        cols = st.columns(3)
+        correction = cols[0].selectbox(
+            "Multiple-comparison correction",
+            list(CORRECTIONS),
+            format_func=CORRECTIONS.__getitem__,
+            key="exp_correction",
+            help="Applied to the goal p-values over variants × goal metrics. The bayesian "
+            "engine has no p-values and applies none.",
+        )
+        difference = cols[1].selectbox(
+            "Effects as",
+            list(DIFFERENCES),
+            format_func=DIFFERENCES.__getitem__,
+            key="exp_difference",
+        )
+        relative = difference == "relative"
+        practical = None
+        if cols[2].toggle(
+            "Smallest effect worth acting on",
+            key="exp_practical_on",
+            help="When every variant's interval lies inside ± this effect the decision is "
+            "to stop: no difference worth acting on. Without it that decision is never made.",
+        ):
+            # The API takes a share (0.02 = ±2%) for relative effects: asked in percent here.
+            value = cols[2].number_input(
+                "± percent" if relative else "± absolute",
+                min_value=0.01 if relative else 0.0001,
+                max_value=1000.0 if relative else 10.0,
+                value=2.0 if relative else 0.01,
+                format="%.2f" if relative else "%.4f",
+                key=f"exp_practical_{difference}",
+            )
+            practical = float(value) / 100 if relative else float(value)
+    return {"correction": correction, "difference_type": difference, "practical_effect": practical}
 
 
 def decision_box(results: dict) -> None:
@@ -180,7 +228,8 @@ if not listed:
     st.stop()
 labels = {e["experiment_id"]: e["label"] for e in listed}
 chosen = st.selectbox("Experiment", list(labels), format_func=labels.__getitem__, key="exp_choice")
-found = data.experiment(url, org_id, chosen)
+options = query_options()
+found = data.experiment(url, org_id, chosen, **options)
 if found is None:
     st.warning("This experiment is gone (its campaign or step was changed).")
     st.stop()
