@@ -97,11 +97,13 @@ FROM generate_series(%(first)s::int, %(last)s::int) AS i;
 
 INSERT INTO app.carts (org_id, cart_id, platform, external_id, email, currency, total_price,
                        item_count, status, source_created_at, last_activity_at, abandoned_at,
-                       created_at)
+                       created_at, updated_at)
 SELECT %(org)s, cart_id, 'api', 'bench-' || i, email, currency, total, 1 + i %% 4,
        CASE WHEN is_abandoned THEN 'abandoned' ELSE 'active' END, started_at,
        started_at + interval '8 minutes',
-       CASE WHEN is_abandoned THEN started_at + interval '40 minutes' END, started_at
+       CASE WHEN is_abandoned THEN started_at + interval '40 minutes' END, started_at,
+       least(now(), started_at + CASE WHEN is_abandoned THEN interval '40 minutes'
+                                      ELSE interval '8 minutes' END)
 FROM bench_carts;
 
 INSERT INTO raw.events (org_id, event_id, received_at, source, topic, cart_id, dedup_key,
@@ -119,14 +121,17 @@ SELECT %(org)s, gen_random_uuid(), c.started_at + make_interval(mins => 2 * k), 
 FROM bench_carts c CROSS JOIN generate_series(0, 4) AS k;
 
 INSERT INTO app.outbox (org_id, message_id, cart_id, campaign_id, step_index, channel,
-                        recipient, due_at, status, sent_at, variant)
+                        recipient, due_at, status, sent_at, variant, created_at, updated_at)
 SELECT %(org)s, gen_random_uuid(), c.cart_id, (%(campaigns)s::uuid[])[c.campaign_no + 1],
        s.step, (ARRAY['email', 'email', 'sms'])[s.step + 1], c.email,
        c.started_at + interval '40 minutes' + s.delay,
        CASE WHEN c.is_held_out THEN 'held_out' ELSE 'sent' END,
        CASE WHEN NOT c.is_held_out THEN c.started_at + interval '40 minutes' + s.delay END,
        CASE WHEN s.step = 0 AND c.campaign_no = 0 AND NOT c.is_held_out
-            THEN (ARRAY['A', 'B'])[c.i %% 2 + 1] END
+            THEN (ARRAY['A', 'B'])[c.i %% 2 + 1] END,
+       c.started_at + interval '40 minutes',
+       least(now(), c.started_at + interval '40 minutes'
+                    + CASE WHEN c.is_held_out THEN interval '0' ELSE s.delay END)
 FROM bench_carts c
 CROSS JOIN (VALUES (0, interval '20 minutes'), (1, interval '1 day'), (2, interval '2 days'))
   AS s(step, delay)
@@ -166,6 +171,12 @@ WHERE c.is_abandoned
         WHERE e.org_id = %(org)s AND e.cart_id = c.cart_id AND e.event_type = 'click'
           AND o.step_index = 0 AND c.roll %% 3 = 0))
   AND c.started_at + interval '1 day 40 minutes' < now();
+
+-- Rows were stored when they happened, not when this script wrote them: change times
+-- (created_at, updated_at) are historic, as incremental builds see them in production.
+UPDATE app.orders r SET created_at = r.ordered_at
+FROM bench_carts c
+WHERE r.org_id = %(org)s AND r.cart_id = c.cart_id AND r.ordered_at < r.created_at;
 """
 
 

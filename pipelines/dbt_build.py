@@ -9,14 +9,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import psycopg.sql
+from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.manifest import Manifest
 
 from pipelines.dbt_env import dbt_env
 
@@ -42,22 +46,52 @@ class DbtError(RuntimeError):
 
 
 def dbt_executable() -> str:
-    """The dbt next to the running interpreter (the venv's), so PATH does not matter."""
+    """The dbt next to the running interpreter (the venv's), so PATH does not matter
+    (Dagster's ``DbtCliResource`` runs it as a subprocess)."""
     candidate = Path(sys.executable).parent / "dbt"
     if candidate.exists():
         return str(candidate)
     return shutil.which("dbt") or "dbt"
 
 
-def _run_dbt(
+# dbt runs in this process (``dbtRunner``): starting a dbt process and parsing the project
+# cost more than an incremental build's models (docs/analytics.md, "Incremental and full
+# builds"). One invocation at a time: dbt keeps global state (flags, adapters, environment).
+_dbt_lock = threading.RLock()
+# Parsed manifests by (project fingerprint, dbt connection variables): a node's database
+# and schema come from the profile, so a manifest only serves the database it was parsed for.
+_manifests: dict[tuple[str, tuple[tuple[str, str], ...]], Manifest] = {}
+
+
+def _profile_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    values = {k: v for k, v in os.environ.items() if k.startswith("DBT_")}
+    values.update(env)
+    return tuple(sorted(values.items()))
+
+
+def _partial_parse_file(key: tuple[tuple[str, str], ...]) -> Path:
+    """Where the last parse for this profile keeps dbt's partial-parse state: dbt discards
+    it when the profile differs, so each database gets its own."""
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    return MANIFEST_PATH.parent / f"partial_parse-{digest}.msgpack"
+
+
+def _invoke(
     args: Sequence[str],
-    env: dict[str, str],
     target_dir: Path,
-    on_line: Callable[[str], None] | None = None,
-) -> str:
-    command = [
-        dbt_executable(),
-        *args,
+    lines: list[str],
+    on_line: Callable[[str], None] | None,
+    manifest: Manifest | None = None,
+):
+    def collect(event) -> None:
+        if event.info.level == "debug":
+            return
+        line = f"{time.strftime('%H:%M:%S')}  {event.info.msg}"
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
+
+    common = [
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
@@ -67,32 +101,77 @@ def _run_dbt(
         "--log-path",
         str(target_dir),
     ]
-    full_env = {
-        **os.environ,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_USE_COLORS": "false",
-        **env,
-    }
-    # A DBT_LOG_FORMAT=json inherited from a Dagster-run parent would make errors unreadable.
-    full_env.pop("DBT_LOG_FORMAT", None)
+    # dbt's own console and file logs are off: its events reach ``collect``.
+    flags = ["--log-level", "none", "--log-level-file", "none", "--no-send-anonymous-usage-stats"]
+    return dbtRunner(manifest=manifest, callbacks=[collect]).invoke([*flags, *args, *common])
+
+
+def _run_dbt(
+    args: Sequence[str],
+    env: dict[str, str],
+    target_dir: Path,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
+    """Run one dbt command in this process with ``env`` (the connection variables) set,
+    reusing the manifest parsed for this project and profile, if any. Returns what dbt
+    printed; raises DbtError with it when the command failed."""
     lines: list[str] = []
-    with subprocess.Popen(
-        command,
-        cwd=DBT_PROJECT_DIR,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-    output = "".join(lines)
-    if proc.returncode != 0:
-        raise DbtError(args, proc.returncode, output)
+    with _dbt_lock, dbt_environment_overrides(env):
+        key = _profile_key(env)
+        cache_key = (project_fingerprint(), key)
+        manifest = _manifests.get(cache_key)
+        if manifest is None and args[0] != "parse":
+            manifest = _parse(key, target_dir, lines, on_line)
+            if manifest is not None:
+                _manifests.clear()  # one database at a time is the common case: keep memory flat
+                _manifests[cache_key] = manifest
+        if manifest is None and args[0] != "parse":
+            raise DbtError(["parse"], 2, "".join(f"{line}\n" for line in lines))
+        result = _invoke(args, target_dir, lines, on_line, manifest)
+    output = "".join(f"{line}\n" for line in lines)
+    if not result.success:
+        if result.exception is not None:
+            output += f"{result.exception}\n"
+        raise DbtError(args, 1 if result.exception is None else 2, output)
     return output
+
+
+def _parse(key, target_dir: Path, lines: list[str], on_line) -> Manifest | None:
+    """Parse the project (partially, from the last parse for this profile when there is one)."""
+    partial = _partial_parse_file(key)
+    if partial.exists():
+        shutil.copy2(partial, target_dir / "partial_parse.msgpack")
+    result = _invoke(["parse"], target_dir, lines, on_line)
+    if not result.success:
+        if result.exception is not None:
+            lines.append(str(result.exception))
+        return None
+    written = target_dir / "partial_parse.msgpack"
+    if written.exists():
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        tmp = partial.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copy2(written, tmp)
+        os.replace(tmp, partial)
+    return result.result
+
+
+@contextmanager
+def dbt_environment_overrides(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` (dbt's ``env_var()`` reads it) for the block."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    # A DBT_LOG_FORMAT=json inherited from a Dagster-run parent would make errors unreadable.
+    log_format = os.environ.pop("DBT_LOG_FORMAT", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if log_format is not None:
+            os.environ["DBT_LOG_FORMAT"] = log_format
 
 
 def _newest_project_mtime() -> float:
@@ -229,10 +308,6 @@ def run_dbt_build(
     elif not tests:
         args += ["--exclude-resource-type", "unit_test", "test"]
     with tempfile.TemporaryDirectory(prefix="cartrecovery-dbt-") as tmp:
-        # Reuse the last parse so a build does not re-parse unchanged files.
-        partial = MANIFEST_PATH.parent / "partial_parse.msgpack"
-        if partial.exists():
-            shutil.copy2(partial, Path(tmp) / "partial_parse.msgpack")
         output = _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)
     if not select and "config.materialized:view" not in args:
         record_views_built(database_url)
