@@ -101,14 +101,16 @@ INSERT INTO app.carts (org_id, cart_id, platform, external_id, email, currency, 
 SELECT %(org)s, cart_id, 'api', 'bench-' || i, email, currency, total, 1 + i %% 4,
        CASE WHEN is_abandoned THEN 'abandoned' ELSE 'active' END, started_at,
        started_at + interval '8 minutes',
-       CASE WHEN is_abandoned THEN started_at + interval '40 minutes' END, started_at,
-       least(now(), started_at + CASE WHEN is_abandoned THEN interval '40 minutes'
-                                      ELSE interval '8 minutes' END)
+       CASE WHEN is_abandoned THEN started_at + interval '40 minutes' END,
+       coalesce(%(stored_at)s, started_at),
+       coalesce(%(stored_at)s, least(now(), started_at + CASE WHEN is_abandoned
+                                 THEN interval '40 minutes' ELSE interval '8 minutes' END))
 FROM bench_carts;
 
 INSERT INTO raw.events (org_id, event_id, received_at, source, topic, cart_id, dedup_key,
                         occurred_at, payload)
-SELECT %(org)s, gen_random_uuid(), c.started_at + make_interval(mins => 2 * k), 'api',
+SELECT %(org)s, gen_random_uuid(),
+       coalesce(%(stored_at)s, c.started_at + make_interval(mins => 2 * k)), 'api',
        (ARRAY['cart_created', 'cart_updated', 'cart_updated', 'cart_updated',
               'checkout_started'])[k + 1],
        c.cart_id, 'bench:' || c.i || ':' || k, c.started_at + make_interval(mins => 2 * k),
@@ -129,9 +131,9 @@ SELECT %(org)s, gen_random_uuid(), c.cart_id, (%(campaigns)s::uuid[])[c.campaign
        CASE WHEN NOT c.is_held_out THEN c.started_at + interval '40 minutes' + s.delay END,
        CASE WHEN s.step = 0 AND c.campaign_no = 0 AND NOT c.is_held_out
             THEN (ARRAY['A', 'B'])[c.i %% 2 + 1] END,
-       c.started_at + interval '40 minutes',
-       least(now(), c.started_at + interval '40 minutes'
-                    + CASE WHEN c.is_held_out THEN interval '0' ELSE s.delay END)
+       coalesce(%(stored_at)s, c.started_at + interval '40 minutes'),
+       coalesce(%(stored_at)s, least(now(), c.started_at + interval '40 minutes'
+                    + CASE WHEN c.is_held_out THEN interval '0' ELSE s.delay END))
 FROM bench_carts c
 CROSS JOIN (VALUES (0, interval '20 minutes'), (1, interval '1 day'), (2, interval '2 days'))
   AS s(step, delay)
@@ -142,7 +144,7 @@ WHERE c.is_abandoned
 INSERT INTO app.message_events (org_id, event_key, message_id, cart_id, event_type,
                                 occurred_at, received_at)
 SELECT o.org_id, 'bench:' || o.message_id || ':' || e.kind, o.message_id, o.cart_id, e.kind,
-       o.sent_at + e.after, o.sent_at + e.after
+       o.sent_at + e.after, coalesce(%(stored_at)s, o.sent_at + e.after)
 FROM app.outbox o
 JOIN bench_carts c ON c.cart_id = o.cart_id
 CROSS JOIN (VALUES ('delivered', interval '1 minute', 95), ('open', interval '30 minutes', 40),
@@ -172,9 +174,10 @@ WHERE c.is_abandoned
           AND o.step_index = 0 AND c.roll %% 3 = 0))
   AND c.started_at + interval '1 day 40 minutes' < now();
 
--- Rows were stored when they happened, not when this script wrote them: change times
--- (created_at, updated_at) are historic, as incremental builds see them in production.
-UPDATE app.orders r SET created_at = r.ordered_at
+-- The history before the full build was stored when it happened, not when this script
+-- writes it: its change times (created_at, updated_at, received_at) are historic, as an
+-- incremental build sees them in production; the increment is stored now (stored_at).
+UPDATE app.orders r SET created_at = coalesce(%(stored_at)s, r.ordered_at)
 FROM bench_carts c
 WHERE r.org_id = %(org)s AND r.cart_id = c.cart_id AND r.ordered_at < r.created_at;
 """
@@ -204,8 +207,16 @@ def create_org(database_url: str) -> tuple[str, list[str], str]:
 
 
 def generate(
-    database_url: str, org_id: str, campaigns: list[str], first: int, last: int, total: int
+    database_url: str,
+    org_id: str,
+    campaigns: list[str],
+    first: int,
+    last: int,
+    total: int,
+    stored_at: datetime | None = None,
 ) -> float:
+    """Write carts first..last (of total) and what follows from them; ``stored_at`` None
+    stores them with historic change times (the history), else at that time (an increment)."""
     started = time.monotonic()
     with psycopg.connect(database_url) as conn:
         params = {
@@ -215,6 +226,7 @@ def generate(
             "last": last,
             "total": total,
             "span": 60 * 86400,
+            "stored_at": stored_at,
         }
         # One statement per execute (bound parameters allow no more), one transaction. Each
         # table written is analysed before the next statement reads it: without statistics
@@ -566,7 +578,7 @@ def run(url: str, args, ctx: dict) -> None:
     print(f"full build {ctx['full_s']:.1f} s", flush=True)
 
     before = ctx["counts"]
-    generate(url, org_id, campaigns, carts + 1, carts + extra, carts + extra)
+    generate(url, org_id, campaigns, carts + 1, carts + extra, carts + extra, datetime.now(UTC))
     after = counts(url, org_id)
     ctx["increment_counts"] = {k: after[k] - before[k] for k in after}
     started = time.monotonic()

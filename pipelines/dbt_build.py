@@ -7,6 +7,7 @@ processes (tests, the scheduler, a developer's shell) can run dbt on one checkou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -64,8 +65,7 @@ _manifests: dict[tuple[str, tuple[tuple[str, str], ...]], Manifest] = {}
 
 
 def _profile_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    values = {k: v for k, v in os.environ.items() if k.startswith("DBT_")}
-    values.update(env)
+    values = {k: v for k, v in {**os.environ, **env}.items() if k.startswith("DBT_")}
     return tuple(sorted(values.items()))
 
 
@@ -262,6 +262,84 @@ def record_views_built(database_url: str) -> None:
                 )
 
 
+# The marts schema's comment records what the last whole build applied (JSON after this
+# prefix): ``changes_until``, the database time it started, and ``settings``, a fingerprint
+# of the attribution settings in force (int_org_attribution_settings).
+CHANGES_STAMP = "changes applied by dbt build "
+CHANGES_SINCE = "CARTRECOVERY_CHANGES_SINCE"
+
+
+def _schema(layer: str) -> str:
+    return f"{os.environ.get('DBT_POSTGRES_SCHEMA', 'analytics')}_{layer}"
+
+
+def _settings_fingerprint(conn: psycopg.Connection) -> str | None:
+    view = f"{_schema('intermediate')}.int_org_attribution_settings"
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (view,)).fetchone()[0]:
+        return None
+    query = psycopg.sql.SQL(
+        "SELECT md5(coalesce(string_agg(s::text, '|' ORDER BY s.org_id), '')) FROM {} AS s"
+    ).format(psycopg.sql.Identifier(_schema("intermediate"), "int_org_attribution_settings"))
+    return conn.execute(query).fetchone()[0]
+
+
+class BuildPlan:
+    """How a build runs against what the marts already hold (docs/analytics.md,
+    "Incremental and full builds"). An incremental build recomputes what changed since the
+    last whole build started (``env`` passes that time to the models); it becomes a full
+    refresh when there is no record of one, or when the attribution settings (windows,
+    touch, half-life, reporting currency) differ from the ones it used. :meth:`record`
+    stores this build's start after it succeeded."""
+
+    def __init__(self, database_url: str, *, full_refresh: bool, whole: bool):
+        self.database_url = database_url
+        self.whole = whole
+        self.reason: str | None = None
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            self.started = conn.execute("SELECT now()").fetchone()[0]
+            self.settings = _settings_fingerprint(conn)
+            comment = conn.execute(
+                "SELECT obj_description(to_regnamespace(%s), 'pg_namespace')",
+                (_schema("marts"),),
+            ).fetchone()[0]
+        last = None
+        if comment and comment.startswith(CHANGES_STAMP):
+            try:
+                last = json.loads(comment[len(CHANGES_STAMP) :])
+            except ValueError:
+                last = None
+        self.full_refresh = full_refresh
+        since = "-infinity"
+        if not full_refresh:
+            if last is None:
+                self.reason = "no record of a previous whole build"
+            elif self.settings is None or last.get("settings") != self.settings:
+                self.reason = "attribution settings changed since the last build"
+            else:
+                since = last["changes_until"]
+            # Only whole builds refresh on their own; a selected one recomputes from the
+            # beginning instead (everything counts as changed), which is as correct.
+            self.full_refresh = whole and self.reason is not None
+        self.env = {CHANGES_SINCE: since}
+
+    def record(self) -> None:
+        """After a successful whole build: later builds recompute what changed since it."""
+        if not self.whole:
+            return
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            settings = self.settings or _settings_fingerprint(conn)
+            stamp = {"changes_until": self.started.isoformat(), "settings": settings}
+            if conn.execute(
+                "SELECT to_regnamespace(%s) IS NOT NULL", (_schema("marts"),)
+            ).fetchone()[0]:
+                conn.execute(
+                    psycopg.sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                        psycopg.sql.Identifier(_schema("marts")),
+                        psycopg.sql.Literal(CHANGES_STAMP + json.dumps(stamp)),
+                    )
+                )
+
+
 def incremental_exclusions(database_url: str, *, tests: bool) -> list[str]:
     """dbt arguments that trim an incremental build to what changed: without ``tests`` no
     data or unit tests (full builds run them); with the views current (the project is
@@ -296,19 +374,24 @@ def run_dbt_build(
     incremental = not full_refresh and not select
     if tests is None:
         tests = not incremental
+    plan = BuildPlan(database_url, full_refresh=full_refresh, whole=not select)
+    if plan.reason and plan.full_refresh and on_line is not None:
+        on_line(f"warehouse: full refresh ({plan.reason})")
     args = ["build"]
     if select:
         # cautious: a relationships test of an unselected model (whose view may not exist
         # yet on a fresh database) is not run just because it refers to a selected one.
-        args += ["--select", *select, "--indirect-selection", "cautious"]
-    if full_refresh:
+        # int_changes: the incremental marts selected read the changes it lists.
+        args += ["--select", *select, "int_changes", "--indirect-selection", "cautious"]
+    if plan.full_refresh:
         args.append("--full-refresh")
-    if incremental:
+    if incremental and not plan.full_refresh:
         args += incremental_exclusions(database_url, tests=tests)
     elif not tests:
         args += ["--exclude-resource-type", "unit_test", "test"]
     with tempfile.TemporaryDirectory(prefix="cartrecovery-dbt-") as tmp:
-        output = _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)
+        output = _run_dbt(args, {**dbt_env(database_url), **plan.env}, Path(tmp), on_line)
+    plan.record()
     if not select and "config.materialized:view" not in args:
         record_views_built(database_url)
     return output

@@ -13,9 +13,19 @@ messages as (
 
 ),
 
+-- Each abandoned cart's conversion as fct_holdout_carts holds it (the same for every
+-- campaign of the cart; it has a row for every cart with a sent or held-out message).
 abandonments as (
 
-    select * from {{ ref('int_abandonments_joined_to_orders') }}
+    select distinct on (org_id, cart_id)
+        org_id,
+        cart_id,
+        is_converted,
+        order_currency,
+        order_total,
+        reporting_currency
+    from {{ ref('fct_holdout_carts') }}
+    order by org_id, cart_id
 
 ),
 

@@ -1,11 +1,23 @@
 -- One row per order: its total in its own currency, how many eligible touches it has, and
 -- whether it is a recovery (at least one eligible touch) or a conversion without a touch.
 
+-- Incremental (docs/analytics.md): a build rewrites the orders in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_changed('order') }}",
+    )
+}}
+
 with
 
 orders as (
 
     select * from {{ ref('stg_app__orders') }}
+    where {{ if_changed_order() }}
 
 ),
 
@@ -17,7 +29,7 @@ carts as (
 
 order_touches as (
 
-    select * from {{ ref('int_orders_joined_to_touches') }}
+    {{ int_orders_joined_to_touches_sql(orders_where=if_changed_order(), carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 

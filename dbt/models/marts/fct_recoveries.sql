@@ -2,6 +2,17 @@
 -- revenue in its own currency, and the touch the default last_touch model credits (the
 -- message, its campaign, channel and 1-based step). Per-model credit is in fct_attribution.
 
+-- Incremental (docs/analytics.md): a build rewrites the orders in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_changed('order') }}",
+    )
+}}
+
 with
 
 attribution as (
@@ -9,6 +20,7 @@ attribution as (
     select * from {{ ref('fct_attribution') }}
     where model = 'last_touch'
         and credit = 1
+        and {{ if_changed_order() }}
 
 ),
 

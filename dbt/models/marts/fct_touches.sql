@@ -1,17 +1,30 @@
 -- One row per touch (a message its recipient clicked, or opened under open_or_click), with
 -- the number of orders it is an eligible touch for.
 
+-- Incremental (docs/analytics.md): a build rewrites the touches of the carts in
+-- int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'message_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_changed('cart') }}",
+    )
+}}
+
 with
 
 touches as (
 
-    select * from {{ ref('int_touches') }}
+    {{ int_touches_sql(carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 
 order_touches as (
 
-    select * from {{ ref('int_orders_joined_to_touches') }}
+    -- Every order (a touch's orders need not be changed ones), touches of changed carts.
+    {{ int_orders_joined_to_touches_sql(carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 
