@@ -11,8 +11,8 @@ touches as (
 
 carts as (
 
+    -- Not filtered: the touches are, and their carts are looked up by key.
     select * from {{ ref('stg_app__carts') }}
-    where {{ carts_where }}
 
 ),
 

@@ -19,17 +19,44 @@
     )
 }}
 
+{% set recent = 'true' %}
+{% if is_incremental() %}
+{#- Only messages whose outbox row or callbacks changed after the cutoff can pass the final
+    filter: reading just those keeps a build from aggregating every callback. -#}
+{% set recent %}
+    (org_id, message_id) in (
+        select org_id, message_id from {{ ref('stg_app__messages') }}
+        where updated_at > (select changed_after from cutoff)
+        union
+        select org_id, message_id from {{ ref('stg_app__message_events') }}
+        where received_at > (select changed_after from cutoff) and message_id is not null
+    )
+{% endset %}
+{% endif %}
+
 with
+
+{% if is_incremental() %}
+cutoff as (
+
+    select
+        coalesce(max(source_changed_at), '-infinity'::timestamptz)
+        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
+    from {{ this }}
+
+),
+{% endif %}
 
 messages as (
 
     select * from {{ ref('stg_app__messages') }}
+    where {{ recent }}
 
 ),
 
 interactions as (
 
-    select * from {{ ref('int_message_events_aggregated_to_messages') }}
+    {{ int_message_events_aggregated_to_messages_sql(messages_where=recent) }}
 
 ),
 
@@ -52,16 +79,6 @@ joined as (
 
 ),
 
-{% if is_incremental() %}
-cutoff as (
-
-    select
-        coalesce(max(source_changed_at), '-infinity'::timestamptz)
-        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
-    from {{ this }}
-
-),
-{% endif %}
 
 final as (
 

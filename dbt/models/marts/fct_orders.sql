@@ -27,9 +27,12 @@ carts as (
 
 ),
 
+-- One fct_attribution row per eligible touch and model: last_touch counts each touch once.
 order_touches as (
 
-    {{ int_orders_joined_to_touches_sql(orders_where=if_changed_order(), carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
+    select org_id, order_id, touched_at from {{ ref('fct_attribution') }}
+    where model = 'last_touch'
+        and {{ if_changed_order() }}
 
 ),
 

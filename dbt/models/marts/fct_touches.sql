@@ -21,10 +21,13 @@ touches as (
 
 ),
 
+-- One fct_attribution row per eligible (order, touch) and model: last_touch counts each
+-- pair once. Every order's rows are current after its build, so any touch's count is too.
 order_touches as (
 
-    -- Every order (a touch's orders need not be changed ones), touches of changed carts.
-    {{ int_orders_joined_to_touches_sql(carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
+    select org_id, message_id from {{ ref('fct_attribution') }}
+    where model = 'last_touch'
+        and {{ if_changed_cart('', 'touched_cart_id') }}
 
 ),
 
