@@ -11,7 +11,7 @@
     (pipelines/dbt_build.py passes it), minus the lookback for rows committed late. -#}
 {% macro changes_since() -%}
     ('{{ env_var("CARTRECOVERY_CHANGES_SINCE", "-infinity") }}'::timestamptz
-        - interval '{{ var("incremental_lookback_hours") }} hours')
+        - interval '{{ var("changes_lookback_minutes") }} minutes')
 {%- endmacro %}
 
 {#- "(<prefix>org_id, <prefix>cart_id) in (changed carts)" in an incremental build of the
