@@ -14,10 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from test_warehouse_marts import MARTS, NOW, T0, History
 
 from cartrecovery.org_settings import update_settings
 from pipelines.dbt_build import prepare_manifest, run_dbt_build
-from test_warehouse_marts import MARTS, NOW, T0, History
 
 pytestmark = pytest.mark.slow
 
