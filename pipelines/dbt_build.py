@@ -263,8 +263,9 @@ def record_views_built(database_url: str) -> None:
 
 
 # The marts schema's comment records what the last whole build applied (JSON after this
-# prefix): ``changes_until``, the database time it started, and ``settings``, a fingerprint
-# of the attribution settings in force (int_org_attribution_settings).
+# prefix): ``changes_until``, the database time it started, ``settings``, a fingerprint of
+# the attribution settings in force (int_org_attribution_settings), and ``project``, the
+# dbt project's (:func:`project_fingerprint`).
 CHANGES_STAMP = "changes applied by dbt build "
 CHANGES_SINCE = "CARTRECOVERY_CHANGES_SINCE"
 
@@ -287,14 +288,16 @@ class BuildPlan:
     """How a build runs against what the marts already hold (docs/analytics.md,
     "Incremental and full builds"). An incremental build recomputes what changed since the
     last whole build started (``env`` passes that time to the models); it becomes a full
-    refresh when there is no record of one, or when the attribution settings (windows,
-    touch, half-life, reporting currency) differ from the ones it used. :meth:`record`
+    refresh when there is no record of one, when the attribution settings (windows, touch,
+    half-life, reporting currency) differ from the ones it used, or when the dbt project
+    changed since (a model's rows follow the SQL that built them). :meth:`record`
     stores this build's start after it succeeded."""
 
     def __init__(self, database_url: str, *, full_refresh: bool, whole: bool):
         self.database_url = database_url
         self.whole = whole
         self.reason: str | None = None
+        self.project = project_fingerprint()
         with psycopg.connect(database_url, autocommit=True) as conn:
             self.started = conn.execute("SELECT now()").fetchone()[0]
             self.settings = _settings_fingerprint(conn)
@@ -315,6 +318,9 @@ class BuildPlan:
                 self.reason = "no record of a previous whole build"
             elif self.settings is None or last.get("settings") != self.settings:
                 self.reason = "attribution settings changed since the last build"
+            elif last.get("project") != self.project:
+                # A model's SQL or columns changed: rows already built follow the old one.
+                self.reason = "the dbt project changed since the last build"
             else:
                 since = last["changes_until"]
             # Only whole builds refresh on their own; a selected one recomputes from the
@@ -328,7 +334,11 @@ class BuildPlan:
             return
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             settings = self.settings or _settings_fingerprint(conn)
-            stamp = {"changes_until": self.started.isoformat(), "settings": settings}
+            stamp = {
+                "changes_until": self.started.isoformat(),
+                "settings": settings,
+                "project": self.project,
+            }
             if conn.execute(
                 "SELECT to_regnamespace(%s) IS NOT NULL", (_schema("marts"),)
             ).fetchone()[0]:

@@ -8,7 +8,7 @@
         materialized='incremental',
         unique_key=['org_id', 'customer_key'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
     )
 }}
 -- depends_on: {{ ref('int_changes') }}

@@ -12,7 +12,7 @@
         materialized='incremental',
         unique_key=['org_id', 'order_id'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         pre_hook="{{ delete_changed('order') }}",
         indexes=[{'columns': ['org_id', 'model', 'ordered_at']}],
     )

@@ -11,7 +11,7 @@
         materialized='incremental',
         unique_key=['org_id', 'day_start'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         pre_hook="{{ delete_changed_days('order', 'day_start') }}",
         indexes=[{'columns': ['org_id', 'model', 'day_start']}],
     )

@@ -6,7 +6,7 @@
         materialized='incremental',
         unique_key=['org_id', 'cart_id'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         pre_hook="{{ delete_changed('cart') }}",
     )
 }}

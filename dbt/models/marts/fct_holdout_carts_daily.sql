@@ -10,7 +10,7 @@
         materialized='incremental',
         unique_key=['org_id', 'day_start'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         pre_hook="{{ delete_changed_days('cart', 'day_start') }}",
         indexes=[{'columns': ['org_id', 'day_start']}],
     )

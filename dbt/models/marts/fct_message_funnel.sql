@@ -10,7 +10,7 @@
         materialized='incremental',
         unique_key=['org_id', 'period_start'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         pre_hook="{{ delete_changed_days('message', 'period_start') }}",
         indexes=[{'columns': ['org_id', 'campaign_id', 'period_start']}],
     )

@@ -14,7 +14,7 @@
         materialized='incremental',
         unique_key=['org_id', 'message_id'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
         indexes=[{'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']}],
     )
 }}
