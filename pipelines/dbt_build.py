@@ -298,13 +298,19 @@ class BuildPlan:
         self.whole = whole
         self.reason: str | None = None
         self.project = project_fingerprint()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            self.started = conn.execute("SELECT now()").fetchone()[0]
-            self.settings = _settings_fingerprint(conn)
-            comment = conn.execute(
-                "SELECT obj_description(to_regnamespace(%s), 'pg_namespace')",
-                (_schema("marts"),),
-            ).fetchone()[0]
+        self.started = None
+        self.settings = None
+        comment = None
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                self.started = conn.execute("SELECT now()").fetchone()[0]
+                self.settings = _settings_fingerprint(conn)
+                comment = conn.execute(
+                    "SELECT obj_description(to_regnamespace(%s), 'pg_namespace')",
+                    (_schema("marts"),),
+                ).fetchone()[0]
+        except psycopg.Error:
+            pass  # dbt reports what is wrong with the database, in its own words
         last = None
         if comment and comment.startswith(CHANGES_STAMP):
             try:
@@ -323,14 +329,17 @@ class BuildPlan:
                 self.reason = "the dbt project changed since the last build"
             else:
                 since = last["changes_until"]
-            # Only whole builds refresh on their own; a selected one recomputes from the
-            # beginning instead (everything counts as changed), which is as correct.
-            self.full_refresh = whole and self.reason is not None
+            self.full_refresh = self.reason is not None
+            if not whole:
+                # int_changes lists the changes for a whole build: the models of a selected
+                # build are rebuilt whole instead (as table marts always were).
+                self.full_refresh = True
+                self.reason = None
         self.env = {CHANGES_SINCE: since}
 
     def record(self) -> None:
         """After a successful whole build: later builds recompute what changed since it."""
-        if not self.whole:
+        if not self.whole or self.started is None:
             return
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             settings = self.settings or _settings_fingerprint(conn)
@@ -391,8 +400,7 @@ def run_dbt_build(
     if select:
         # cautious: a relationships test of an unselected model (whose view may not exist
         # yet on a fresh database) is not run just because it refers to a selected one.
-        # int_changes: the incremental marts selected read the changes it lists.
-        args += ["--select", *select, "int_changes", "--indirect-selection", "cautious"]
+        args += ["--select", *select, "--indirect-selection", "cautious"]
     if plan.full_refresh:
         args.append("--full-refresh")
     if incremental and not plan.full_refresh:

@@ -15,7 +15,10 @@
         unique_key=['org_id', 'message_id'],
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
-        indexes=[{'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']}],
+        indexes=[
+            {'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']},
+            {'columns': ['source_changed_at']},
+        ],
     )
 }}
 
