@@ -120,3 +120,19 @@
 {% macro incremental_build() -%}
     {{- return(this is not none and is_incremental()) -}}
 {%- endmacro %}
+
+{#- The rows of ``relation`` (with org_id, cart_id) of the changed carts, looked up cart by
+    cart: for raw store events, where the (org_id, cart_id) index beats scanning every
+    event, and a semi-join would be planned as that scan. -#}
+{% macro rows_of_changed_carts(relation, columns) -%}
+    select source_rows.*
+    from (
+        select org_id, cart_id from {{ ref('int_changes') }} where cart_id is not null
+    ) as changed
+    cross join lateral (
+        select {{ columns }} from {{ relation }} as cart_rows
+        where cart_rows.org_id = changed.org_id and cart_rows.cart_id = changed.cart_id
+        -- offset 0 keeps the planner from flattening this into one join over every event.
+        offset 0
+    ) as source_rows
+{%- endmacro %}

@@ -5,22 +5,31 @@ with
 
 checkouts as (
 
+    {% if carts_where == 'true' %}
     select org_id, cart_id, occurred_at from {{ ref('stg_shopify__checkouts') }}
-    where {{ carts_where }}
+    {% else %}
+    {{ rows_of_changed_carts(ref('stg_shopify__checkouts'), 'org_id, cart_id, occurred_at') }}
+    {% endif %}
 
 ),
 
 orders as (
 
+    {% if carts_where == 'true' %}
     select org_id, cart_id, occurred_at from {{ ref('stg_shopify__orders') }}
-    where {{ carts_where }}
+    {% else %}
+    {{ rows_of_changed_carts(ref('stg_shopify__orders'), 'org_id, cart_id, occurred_at') }}
+    {% endif %}
 
 ),
 
 tracking as (
 
+    {% if carts_where == 'true' %}
     select org_id, cart_id, occurred_at from {{ ref('stg_tracking__cart_events') }}
-    where {{ carts_where }}
+    {% else %}
+    {{ rows_of_changed_carts(ref('stg_tracking__cart_events'), 'org_id, cart_id, occurred_at') }}
+    {% endif %}
 
 ),
 

@@ -9,6 +9,7 @@
         unique_key=['org_id', 'customer_key'],
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'customer_key']}],
     )
 }}
 -- depends_on: {{ ref('int_changes') }}

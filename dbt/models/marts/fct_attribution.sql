@@ -14,7 +14,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
         pre_hook="{{ delete_changed('order') }}",
-        indexes=[{'columns': ['org_id', 'model', 'ordered_at']}],
+        indexes=[{'columns': ['org_id', 'model', 'ordered_at']}, {'columns': ['org_id', 'order_id']}],
     )
 }}
 

@@ -7,6 +7,7 @@
         unique_key=['org_id', 'cart_id'],
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'cart_id']}],
         pre_hook="{{ delete_changed('cart') }}",
     )
 }}

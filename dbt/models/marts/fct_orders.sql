@@ -8,6 +8,7 @@
         unique_key=['org_id', 'order_id'],
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'order_id']}],
         pre_hook="{{ delete_changed('order') }}",
     )
 }}
