@@ -14,7 +14,11 @@
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
         pre_hook="{{ delete_changed('cart') }}",
-        indexes=[{'columns': ['org_id', 'abandoned_at']}, {'columns': ['org_id', 'cart_id']}],
+        indexes=[
+            {'columns': ['org_id', 'abandoned_at']},
+            {'columns': ['org_id', 'campaign_id', 'abandoned_at']},
+            {'columns': ['org_id', 'cart_id']},
+        ],
     )
 }}
 
