@@ -509,9 +509,10 @@ ANALYSIS = """What the figures come from, and why goals are missed (if any):
   and carts for change times: no index serves a time filter without the org), then about
   20 models at 0.2-1 s each (`fct_carts` up to 2 s) in four threads, mostly dbt's own
   work per model (compiling, a temporary table, column lookups, delete, insert, hooks)
-  rather than SQL: the rows they rewrite take tens of milliseconds. Next steps: indexes on the change times of
-  `app.outbox`/`app.carts` (a migration), one staged scan of new raw events shared by the
-  staging models, and fewer, larger incremental models (or a leaner materialization).
+  rather than SQL: the rows they rewrite take tens of milliseconds. Next steps: indexes on
+  the change times of `app.outbox`/`app.carts` (a migration), one staged scan of new raw
+  events shared by the staging models, and fewer, larger incremental models (or a leaner
+  materialization).
 - **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
   bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
   Python per request)."""
