@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from pipelines.dagster_instance import WAREHOUSE_RUN_TAG
-from pipelines.dbt_build import incremental_exclusions, record_views_built
+from pipelines.dbt_build import BuildPlan, incremental_exclusions, record_views_built
 from pipelines.dbt_env import dbt_environment
 from pipelines.dbt_project import dbt_project
 from pipelines.resources import PostgresDatabase
@@ -34,15 +34,21 @@ def analytics_dbt_assets(
     """`dbt build` of the selected models: staging views, intermediate views, marts tables
     (event-sized ones incremental), with their data tests and unit tests (reported as asset
     checks)."""
-    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    if not config.full_refresh and not config.run_tests:
+    # What changed since the last whole build, or a full refresh when that is unknown or the
+    # attribution settings changed (pipelines/dbt_build.py, docs/analytics.md).
+    plan = BuildPlan(
+        database.database_url, full_refresh=config.full_refresh, whole=_whole_build(context)
+    )
+    args = ["build", *(["--full-refresh"] if plan.full_refresh else [])]
+    if not plan.full_refresh and not config.run_tests:
         args += incremental_exclusions(database.database_url, tests=False)
     # The subprocess and dbt's in-process adapter take their environment when cli() starts
     # them, so the connection variables only need to be set around that call.
-    with dbt_environment(database.database_url):
+    with dbt_environment(database.database_url, extra=plan.env):
         invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
     # stream() raised if dbt failed; a whole build re-created the views of this project.
+    plan.record()
     if "config.materialized:view" not in args and _whole_build(context):
         record_views_built(database.database_url)
 

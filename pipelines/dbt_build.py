@@ -7,16 +7,21 @@ processes (tests, the scheduler, a developer's shell) can run dbt on one checkou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import psycopg.sql
+from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.manifest import Manifest
 
 from pipelines.dbt_env import dbt_env
 
@@ -42,22 +47,51 @@ class DbtError(RuntimeError):
 
 
 def dbt_executable() -> str:
-    """The dbt next to the running interpreter (the venv's), so PATH does not matter."""
+    """The dbt next to the running interpreter (the venv's), so PATH does not matter
+    (Dagster's ``DbtCliResource`` runs it as a subprocess)."""
     candidate = Path(sys.executable).parent / "dbt"
     if candidate.exists():
         return str(candidate)
     return shutil.which("dbt") or "dbt"
 
 
-def _run_dbt(
+# dbt runs in this process (``dbtRunner``): starting a dbt process and parsing the project
+# cost more than an incremental build's models (docs/analytics.md, "Incremental and full
+# builds"). One invocation at a time: dbt keeps global state (flags, adapters, environment).
+_dbt_lock = threading.RLock()
+# Parsed manifests by (project fingerprint, dbt connection variables): a node's database
+# and schema come from the profile, so a manifest only serves the database it was parsed for.
+_manifests: dict[tuple[str, tuple[tuple[str, str], ...]], Manifest] = {}
+
+
+def _profile_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    values = {k: v for k, v in {**os.environ, **env}.items() if k.startswith("DBT_")}
+    return tuple(sorted(values.items()))
+
+
+def _partial_parse_file(key: tuple[tuple[str, str], ...]) -> Path:
+    """Where the last parse for this profile keeps dbt's partial-parse state: dbt discards
+    it when the profile differs, so each database gets its own."""
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    return MANIFEST_PATH.parent / f"partial_parse-{digest}.msgpack"
+
+
+def _invoke(
     args: Sequence[str],
-    env: dict[str, str],
     target_dir: Path,
-    on_line: Callable[[str], None] | None = None,
-) -> str:
-    command = [
-        dbt_executable(),
-        *args,
+    lines: list[str],
+    on_line: Callable[[str], None] | None,
+    manifest: Manifest | None = None,
+):
+    def collect(event) -> None:
+        if event.info.level == "debug":
+            return
+        line = f"{time.strftime('%H:%M:%S')}  {event.info.msg}"
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
+
+    common = [
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
@@ -67,32 +101,77 @@ def _run_dbt(
         "--log-path",
         str(target_dir),
     ]
-    full_env = {
-        **os.environ,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_USE_COLORS": "false",
-        **env,
-    }
-    # A DBT_LOG_FORMAT=json inherited from a Dagster-run parent would make errors unreadable.
-    full_env.pop("DBT_LOG_FORMAT", None)
+    # dbt's own console and file logs are off: its events reach ``collect``.
+    flags = ["--log-level", "none", "--log-level-file", "none", "--no-send-anonymous-usage-stats"]
+    return dbtRunner(manifest=manifest, callbacks=[collect]).invoke([*flags, *args, *common])
+
+
+def _run_dbt(
+    args: Sequence[str],
+    env: dict[str, str],
+    target_dir: Path,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
+    """Run one dbt command in this process with ``env`` (the connection variables) set,
+    reusing the manifest parsed for this project and profile, if any. Returns what dbt
+    printed; raises DbtError with it when the command failed."""
     lines: list[str] = []
-    with subprocess.Popen(
-        command,
-        cwd=DBT_PROJECT_DIR,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-    output = "".join(lines)
-    if proc.returncode != 0:
-        raise DbtError(args, proc.returncode, output)
+    with _dbt_lock, dbt_environment_overrides(env):
+        key = _profile_key(env)
+        cache_key = (project_fingerprint(), key)
+        manifest = _manifests.get(cache_key)
+        if manifest is None and args[0] != "parse":
+            manifest = _parse(key, target_dir, lines, on_line)
+            if manifest is not None:
+                _manifests.clear()  # one database at a time is the common case: keep memory flat
+                _manifests[cache_key] = manifest
+        if manifest is None and args[0] != "parse":
+            raise DbtError(["parse"], 2, "".join(f"{line}\n" for line in lines))
+        result = _invoke(args, target_dir, lines, on_line, manifest)
+    output = "".join(f"{line}\n" for line in lines)
+    if not result.success:
+        if result.exception is not None:
+            output += f"{result.exception}\n"
+        raise DbtError(args, 1 if result.exception is None else 2, output)
     return output
+
+
+def _parse(key, target_dir: Path, lines: list[str], on_line) -> Manifest | None:
+    """Parse the project (partially, from the last parse for this profile when there is one)."""
+    partial = _partial_parse_file(key)
+    if partial.exists():
+        shutil.copy2(partial, target_dir / "partial_parse.msgpack")
+    result = _invoke(["parse"], target_dir, lines, on_line)
+    if not result.success:
+        if result.exception is not None:
+            lines.append(str(result.exception))
+        return None
+    written = target_dir / "partial_parse.msgpack"
+    if written.exists():
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        tmp = partial.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copy2(written, tmp)
+        os.replace(tmp, partial)
+    return result.result
+
+
+@contextmanager
+def dbt_environment_overrides(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` (dbt's ``env_var()`` reads it) for the block."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    # A DBT_LOG_FORMAT=json inherited from a Dagster-run parent would make errors unreadable.
+    log_format = os.environ.pop("DBT_LOG_FORMAT", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if log_format is not None:
+            os.environ["DBT_LOG_FORMAT"] = log_format
 
 
 def _newest_project_mtime() -> float:
@@ -183,6 +262,103 @@ def record_views_built(database_url: str) -> None:
                 )
 
 
+# The marts schema's comment records what the last whole build applied (JSON after this
+# prefix): ``changes_until``, the database time it started, ``settings``, a fingerprint of
+# the attribution settings in force (int_org_attribution_settings), and ``project``, the
+# dbt project's (:func:`project_fingerprint`).
+CHANGES_STAMP = "changes applied by dbt build "
+CHANGES_SINCE = "CARTRECOVERY_CHANGES_SINCE"
+
+
+def _schema(layer: str) -> str:
+    return f"{os.environ.get('DBT_POSTGRES_SCHEMA', 'analytics')}_{layer}"
+
+
+def _settings_fingerprint(conn: psycopg.Connection) -> str | None:
+    view = f"{_schema('intermediate')}.int_org_attribution_settings"
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (view,)).fetchone()[0]:
+        return None
+    query = psycopg.sql.SQL(
+        "SELECT md5(coalesce(string_agg(s::text, '|' ORDER BY s.org_id), '')) FROM {} AS s"
+    ).format(psycopg.sql.Identifier(_schema("intermediate"), "int_org_attribution_settings"))
+    return conn.execute(query).fetchone()[0]
+
+
+class BuildPlan:
+    """How a build runs against what the marts already hold (docs/analytics.md,
+    "Incremental and full builds"). An incremental build recomputes what changed since the
+    last whole build started (``env`` passes that time to the models); it becomes a full
+    refresh when there is no record of one, when the attribution settings (windows, touch,
+    half-life, reporting currency) differ from the ones it used, or when the dbt project
+    changed since (a model's rows follow the SQL that built them). :meth:`record`
+    stores this build's start after it succeeded."""
+
+    def __init__(self, database_url: str, *, full_refresh: bool, whole: bool):
+        self.database_url = database_url
+        self.whole = whole
+        self.reason: str | None = None
+        self.project = project_fingerprint()
+        self.started = None
+        self.settings = None
+        comment = None
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                self.started = conn.execute("SELECT now()").fetchone()[0]
+                self.settings = _settings_fingerprint(conn)
+                comment = conn.execute(
+                    "SELECT obj_description(to_regnamespace(%s), 'pg_namespace')",
+                    (_schema("marts"),),
+                ).fetchone()[0]
+        except psycopg.Error:
+            pass  # dbt reports what is wrong with the database, in its own words
+        last = None
+        if comment and comment.startswith(CHANGES_STAMP):
+            try:
+                last = json.loads(comment[len(CHANGES_STAMP) :])
+            except ValueError:
+                last = None
+        self.full_refresh = full_refresh
+        since = "-infinity"
+        if not full_refresh:
+            if last is None:
+                self.reason = "no record of a previous whole build"
+            elif self.settings is None or last.get("settings") != self.settings:
+                self.reason = "attribution settings changed since the last build"
+            elif last.get("project") != self.project:
+                # A model's SQL or columns changed: rows already built follow the old one.
+                self.reason = "the dbt project changed since the last build"
+            else:
+                since = last["changes_until"]
+            self.full_refresh = self.reason is not None
+            if not whole:
+                # int_changes lists the changes for a whole build: the models of a selected
+                # build are rebuilt whole instead (as table marts always were).
+                self.full_refresh = True
+                self.reason = None
+        self.env = {CHANGES_SINCE: since}
+
+    def record(self) -> None:
+        """After a successful whole build: later builds recompute what changed since it."""
+        if not self.whole or self.started is None:
+            return
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            settings = self.settings or _settings_fingerprint(conn)
+            stamp = {
+                "changes_until": self.started.isoformat(),
+                "settings": settings,
+                "project": self.project,
+            }
+            if conn.execute(
+                "SELECT to_regnamespace(%s) IS NOT NULL", (_schema("marts"),)
+            ).fetchone()[0]:
+                conn.execute(
+                    psycopg.sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                        psycopg.sql.Identifier(_schema("marts")),
+                        psycopg.sql.Literal(CHANGES_STAMP + json.dumps(stamp)),
+                    )
+                )
+
+
 def incremental_exclusions(database_url: str, *, tests: bool) -> list[str]:
     """dbt arguments that trim an incremental build to what changed: without ``tests`` no
     data or unit tests (full builds run them); with the views current (the project is
@@ -217,23 +393,23 @@ def run_dbt_build(
     incremental = not full_refresh and not select
     if tests is None:
         tests = not incremental
+    plan = BuildPlan(database_url, full_refresh=full_refresh, whole=not select)
+    if plan.reason and plan.full_refresh and on_line is not None:
+        on_line(f"warehouse: full refresh ({plan.reason})")
     args = ["build"]
     if select:
         # cautious: a relationships test of an unselected model (whose view may not exist
         # yet on a fresh database) is not run just because it refers to a selected one.
         args += ["--select", *select, "--indirect-selection", "cautious"]
-    if full_refresh:
+    if plan.full_refresh:
         args.append("--full-refresh")
-    if incremental:
+    if incremental and not plan.full_refresh:
         args += incremental_exclusions(database_url, tests=tests)
     elif not tests:
         args += ["--exclude-resource-type", "unit_test", "test"]
     with tempfile.TemporaryDirectory(prefix="cartrecovery-dbt-") as tmp:
-        # Reuse the last parse so a build does not re-parse unchanged files.
-        partial = MANIFEST_PATH.parent / "partial_parse.msgpack"
-        if partial.exists():
-            shutil.copy2(partial, Path(tmp) / "partial_parse.msgpack")
-        output = _run_dbt(args, dbt_env(database_url), Path(tmp), on_line)
+        output = _run_dbt(args, {**dbt_env(database_url), **plan.env}, Path(tmp), on_line)
+    plan.record()
     if not select and "config.materialized:view" not in args:
         record_views_built(database_url)
     return output

@@ -52,14 +52,17 @@ def dbt_env(database_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def dbt_environment(database_url: str) -> Iterator[Mapping[str, str]]:
+def dbt_environment(
+    database_url: str, extra: Mapping[str, str] | None = None
+) -> Iterator[Mapping[str, str]]:
     """Set the dbt connection variables in ``os.environ`` for the duration of the block.
 
     ``DbtCliResource`` builds the dbt subprocess environment (and its in-process adapter) from
-    ``os.environ`` only, so this is how a URL resolved at run time reaches dbt. The previous
+    ``os.environ`` only, so this is how a URL resolved at run time reaches dbt; ``extra``
+    variables (the build plan's) are set alongside. The previous
     values are restored on exit; a lock keeps concurrent blocks in one process from mixing.
     """
-    overrides = dbt_env(database_url)
+    overrides = {**dbt_env(database_url), **(extra or {})}
     with _environ_lock:
         saved = {key: os.environ.get(key) for key in overrides}
         os.environ.update(overrides)

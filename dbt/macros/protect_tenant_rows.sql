@@ -9,6 +9,9 @@
     {#- The schema's USAGE is granted once per run (grant_marts_schema): concurrent GRANTs on
         one schema fail with "tuple concurrently updated". #}
     {%- set role = var('app_role', 'cartrecovery_app') -%}
+    {#- An incremental build changes rows of a table that already has all of this: only its
+        build time is new. -#}
+    {%- if not incremental_build() %}
     do $$
     begin
         if exists (select 1 from pg_roles where rolname = '{{ role }}') then
@@ -20,6 +23,7 @@
     drop policy if exists tenant_isolation on {{ this }};
     create policy tenant_isolation on {{ this }}
         using (org_id = nullif(current_setting('app.org_id', true), '')::uuid);
+    {%- endif %}
     {#- The build time, readable by every org under RLS: the analytics API's as_of
         (cartrecovery/analytics/marts.py parses it; keep the "built_at " prefix). #}
     comment on table {{ this }} is 'built_at {{ run_started_at.isoformat() }}'

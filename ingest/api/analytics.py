@@ -16,7 +16,7 @@ from cartrecovery import campaigns, metrics, org_settings
 from cartrecovery.analytics import attribution, journeys, lift, performance, smart
 from cartrecovery.analytics.periods import PRESETS, Period, parse_period
 
-from ..auth import require_key
+from ..auth import require_key, tenant_transaction
 from ..errors import ApiError
 from ..openapi import request_query
 from ..runtime import runtime
@@ -157,7 +157,9 @@ def holdout_lift(query: LiftQuery):
 
 
 @bp.get("/campaigns/<id>/performance")
-@require_key("read")
+# The key may come from this process's cache: the tenant transaction confirms it is still
+# live (one statement in it instead of a transaction of its own, ingest/auth.py).
+@require_key("read", cached=True)
 @request_query(PeriodQuery)
 def campaign_performance(id: str, query: PeriodQuery):
     """One campaign's funnel per step and variant, its recoveries and its holdout lift."""
@@ -165,7 +167,7 @@ def campaign_performance(id: str, query: PeriodQuery):
         campaign_id = UUID(id)
     except ValueError:
         raise ApiError(404, "not_found", "campaign not found") from None
-    with runtime().db.tenant(g.org_id) as conn:
+    with tenant_transaction() as (conn, _):
         period = query.resolve(conn, g.org_id)
         body = performance.campaign_performance(conn, g.org_id, campaign_id, period)
     if body is None:

@@ -1,23 +1,68 @@
 -- One row per customer, keyed as attribution matches them (email, else the store's customer
 -- id, else the phone): carts, abandonments and orders, and recovered orders.
 
+-- Incremental (docs/analytics.md): a build rewrites the customers of the carts and orders
+-- in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'customer_key'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'customer_key']}],
+    )
+}}
+-- depends_on: {{ ref('int_changes') }}
+
 with
+
+{% if is_incremental() %}
+-- The customers of the carts and orders in int_changes.
+changed_customers as (
+
+    select
+        carts.org_id,
+        {{ customer_key('carts.email', 'carts.customer_id', 'carts.phone') }} as customer_key
+    from {{ ref('stg_app__carts') }} as carts
+    where {{ if_changed_cart('carts.') }}
+    union
+    select
+        orders.org_id,
+        {{ customer_key('orders.email', 'orders.customer_id', 'null') }} as customer_key
+    from {{ ref('stg_app__orders') }} as orders
+    where {{ if_changed_order('orders.') }}
+
+),
+{% endif %}
 
 carts as (
 
     select * from {{ ref('stg_app__carts') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('fct_orders') }}
+    {% if is_incremental() %}
+    where (org_id, {{ customer_key('email', 'customer_id', 'phone') }}) in (
+        select org_id, customer_key from changed_customers
+    )
+    {% endif %}
 
 ),
 
 order_contacts as (
 
     select * from {{ ref('stg_app__orders') }}
+    {% if is_incremental() %}
+    where (org_id, {{ customer_key('email', 'customer_id', 'null') }}) in (
+        select org_id, customer_key from changed_customers
+    )
+    {% endif %}
+
+),
+
+orders as (
+
+    select * from {{ ref('fct_orders') }}
+    {% if is_incremental() %}
+    where (org_id, order_id) in (select org_id, order_id from order_contacts)
+    {% endif %}
 
 ),
 

@@ -5,12 +5,25 @@
 --   open       not bought, still within the org's attribution window
 --   lost       not bought and the attribution window has passed
 
+-- Incremental (docs/analytics.md): a build rewrites the carts in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'cart_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'cart_id']}],
+        pre_hook="{{ delete_changed('cart') }}",
+    )
+}}
+
 with
 
 carts as (
 
     select * from {{ ref('fct_carts') }}
     where is_abandoned
+        and {{ if_changed_cart() }}
 
 ),
 

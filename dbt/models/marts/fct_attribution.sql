@@ -5,13 +5,24 @@
 -- per order and model. Ties on the touch time go to the lowest message id.
 
 -- The analytics API filters on these (cartrecovery/analytics/).
-{{ config(indexes=[{'columns': ['org_id', 'model', 'ordered_at']}]) }}
+
+-- Incremental (docs/analytics.md): a build rewrites every row of the orders in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        pre_hook="{{ delete_changed('order') }}",
+        indexes=[{'columns': ['org_id', 'model', 'ordered_at']}, {'columns': ['org_id', 'order_id']}],
+    )
+}}
 
 with
 
 order_touches as (
 
-    select * from {{ ref('int_orders_joined_to_touches') }}
+    {{ int_orders_joined_to_touches_sql(orders_where=if_changed_order(), carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 

@@ -4,7 +4,18 @@
 -- fct_attribution (cartrecovery/analytics/buckets.py), so a 30-day answer sums about a
 -- thousand rows instead of every credited touch; the figures are the same sums.
 
-{{ config(indexes=[{'columns': ['org_id', 'model', 'day_start']}]) }}
+
+-- Incremental (docs/analytics.md): a build recomputes the days of what changed.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'day_start'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        pre_hook="{{ delete_changed_days('order', 'day_start') }}",
+        indexes=[{'columns': ['org_id', 'model', 'day_start']}],
+    )
+}}
 
 with
 
@@ -12,6 +23,7 @@ attribution as (
 
     select * from {{ ref('fct_attribution') }}
     where credit > 0
+        and {{ if_changed_day('order', "date_trunc('day', ordered_at, 'UTC')") }}
 
 ),
 

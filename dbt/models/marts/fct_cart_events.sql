@@ -3,12 +3,14 @@
 -- (var incremental_lookback_hours) so that rows committed late are not skipped; the merge key
 -- (org_id, event_id) makes re-read rows replace themselves instead of duplicating.
 
+-- The received_at index serves the next build's cutoff and int_changes (newest rows).
 {{
     config(
         materialized='incremental',
         unique_key=['org_id', 'event_id'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['received_at']}],
     )
 }}
 

@@ -1,22 +1,35 @@
 -- One row per cart with its outcome flags and message counts.
 
+-- Incremental (docs/analytics.md): a build rewrites the carts in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'cart_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'cart_id']}],
+        pre_hook="{{ delete_changed('cart') }}",
+    )
+}}
+
 with
 
 carts as (
 
     select * from {{ ref('stg_app__carts') }}
+    where {{ if_changed_cart() }}
 
 ),
 
 messages as (
 
-    select * from {{ ref('int_messages_aggregated_to_carts') }}
+    {{ int_messages_aggregated_to_carts_sql(carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 
 events as (
 
-    select * from {{ ref('int_cart_events_aggregated_to_carts') }}
+    {{ int_cart_events_aggregated_to_carts_sql(carts_where=if_changed_cart()) }}
 
 ),
 
@@ -30,6 +43,7 @@ recoveries as (
         order_id,
         recovered_at
     from {{ ref('fct_recoveries') }}
+    where {{ if_changed_cart() }}
     order by org_id, cart_id, recovered_at, order_id
 
 ),
@@ -44,6 +58,7 @@ first_orders as (
         ordered_at
     from {{ ref('stg_app__orders') }}
     where cart_id is not null
+        and {{ if_changed_cart() }}
     order by org_id, cart_id, ordered_at, order_id
 
 ),

@@ -13,9 +13,19 @@ messages as (
 
 ),
 
+-- Each abandoned cart's conversion as fct_holdout_carts holds it (the same for every
+-- campaign of the cart; it has a row for every cart with a sent or held-out message).
 abandonments as (
 
-    select * from {{ ref('int_abandonments_joined_to_orders') }}
+    select distinct on (org_id, cart_id)
+        org_id,
+        cart_id,
+        is_converted,
+        order_currency,
+        order_total,
+        reporting_currency
+    from {{ ref('fct_holdout_carts') }}
+    order by org_id, cart_id
 
 ),
 
@@ -41,19 +51,24 @@ observations as (
 
 ),
 
-metrics as (
+-- One pass over the observations for all three metrics, then one row per metric.
+sums as (
 
-    select org_id, campaign_id, step_index, variant, 'clicked' as metric,
-        null::text as currency, clicked::numeric as value
+    select
+        org_id,
+        campaign_id,
+        step_index,
+        variant,
+        count(*) as n,
+        max(reporting_currency) as reporting_currency,
+        sum(clicked::numeric) as clicked_sum,
+        sum((clicked * clicked)::numeric) as clicked_squares,
+        sum(converted::numeric) as converted_sum,
+        sum((converted * converted)::numeric) as converted_squares,
+        sum(coalesce(revenue, 0)) as revenue_sum,
+        sum(coalesce(revenue, 0) * coalesce(revenue, 0)) as revenue_squares
     from observations
-    union all
-    select org_id, campaign_id, step_index, variant, 'converted' as metric,
-        null::text as currency, converted::numeric as value
-    from observations
-    union all
-    select org_id, campaign_id, step_index, variant, 'revenue' as metric,
-        reporting_currency as currency, coalesce(revenue, 0) as value
-    from observations
+    group by org_id, campaign_id, step_index, variant
 
 ),
 
@@ -61,22 +76,27 @@ final as (
 
     select
         ---------- ids
-        org_id,
-        campaign_id,
+        sums.org_id,
+        sums.campaign_id,
 
         ---------- strings
-        variant,
-        metric,
-        max(currency) as currency,
+        sums.variant,
+        metrics.metric,
+        metrics.currency,
 
         ---------- numerics
-        step_index,
-        count(*) as n,
-        sum(value) as sum,
-        sum(value * value) as sum_squares
+        sums.step_index,
+        sums.n,
+        metrics.sum,
+        metrics.sum_squares
 
-    from metrics
-    group by org_id, campaign_id, step_index, variant, metric
+    from sums
+    cross join lateral (
+        values
+            ('clicked', null::text, sums.clicked_sum, sums.clicked_squares),
+            ('converted', null::text, sums.converted_sum, sums.converted_squares),
+            ('revenue', sums.reporting_currency, sums.revenue_sum, sums.revenue_squares)
+    ) as metrics (metric, currency, sum, sum_squares)
 
 )
 

@@ -5,20 +5,36 @@
 -- another of its rows was sent by mistake: treated carts must not leak into the control.
 
 -- The analytics API filters on these (cartrecovery/analytics/).
-{{ config(indexes=[{'columns': ['org_id', 'abandoned_at']}]) }}
+
+-- Incremental (docs/analytics.md): a build rewrites the carts in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'cart_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        pre_hook="{{ delete_changed('cart') }}",
+        indexes=[
+            {'columns': ['org_id', 'abandoned_at']},
+            {'columns': ['org_id', 'campaign_id', 'abandoned_at']},
+            {'columns': ['org_id', 'cart_id']},
+        ],
+    )
+}}
 
 with
 
 abandonments as (
 
-    select * from {{ ref('int_abandonments_joined_to_orders') }}
+    {{ int_abandonments_joined_to_orders_sql(carts_where=if_changed_cart()) }}
 
 ),
 
 messages as (
 
     select * from {{ ref('fct_messages') }}
-    where is_sent or is_held_out
+    where (is_sent or is_held_out)
+        and {{ if_changed_cart() }}
 
 ),
 

@@ -3,13 +3,25 @@
 -- the reporting currency the build used. The analytics API reads whole days here and the
 -- partial edge days of a period from fct_holdout_carts (cartrecovery/analytics/buckets.py).
 
-{{ config(indexes=[{'columns': ['org_id', 'day_start']}]) }}
+
+-- Incremental (docs/analytics.md): a build recomputes the days of what changed.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'day_start'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        pre_hook="{{ delete_changed_days('cart', 'day_start') }}",
+        indexes=[{'columns': ['org_id', 'day_start']}],
+    )
+}}
 
 with
 
 holdout_carts as (
 
     select * from {{ ref('fct_holdout_carts') }}
+    where {{ if_changed_day('cart', "date_trunc('day', abandoned_at, 'UTC')") }}
 
 ),
 

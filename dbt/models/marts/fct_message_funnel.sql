@@ -3,7 +3,18 @@
 -- Campaign performance reads whole days of a period here and its partial edge days from
 -- fct_messages (cartrecovery/analytics/buckets.py).
 
-{{ config(indexes=[{'columns': ['org_id', 'campaign_id', 'period_start']}]) }}
+
+-- Incremental (docs/analytics.md): a build recomputes the days of what changed.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'period_start'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        pre_hook="{{ delete_changed_days('message', 'period_start') }}",
+        indexes=[{'columns': ['org_id', 'campaign_id', 'period_start']}],
+    )
+}}
 
 with
 
@@ -36,7 +47,8 @@ final as (
         date_trunc('day', coalesce(sent_at, due_at), 'UTC') as period_start
 
     from messages
-    where is_sent or is_held_out
+    where (is_sent or is_held_out)
+        and {{ if_changed_day('message', "date_trunc('day', coalesce(sent_at, due_at), 'UTC')") }}
     group by
         org_id,
         campaign_id,

@@ -14,22 +14,52 @@
         materialized='incremental',
         unique_key=['org_id', 'message_id'],
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        indexes=[{'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']}],
+        on_schema_change='ignore',
+        indexes=[
+            {'columns': ['org_id', 'campaign_id', 'sent_at', 'due_at']},
+            {'columns': ['source_changed_at']},
+        ],
     )
 }}
 
+{% set recent = 'true' %}
+{% if is_incremental() %}
+{#- Only messages whose outbox row or callbacks changed after the cutoff can pass the final
+    filter: reading just those keeps a build from aggregating every callback. -#}
+{% set recent %}
+    (org_id, message_id) in (
+        select org_id, message_id from {{ ref('stg_app__messages') }}
+        where updated_at > (select changed_after from cutoff)
+        union
+        select org_id, message_id from {{ ref('stg_app__message_events') }}
+        where received_at > (select changed_after from cutoff) and message_id is not null
+    )
+{% endset %}
+{% endif %}
+
 with
+
+{% if is_incremental() %}
+cutoff as (
+
+    select
+        coalesce(max(source_changed_at), '-infinity'::timestamptz)
+        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
+    from {{ this }}
+
+),
+{% endif %}
 
 messages as (
 
     select * from {{ ref('stg_app__messages') }}
+    where {{ recent }}
 
 ),
 
 interactions as (
 
-    select * from {{ ref('int_message_events_aggregated_to_messages') }}
+    {{ int_message_events_aggregated_to_messages_sql(messages_where=recent) }}
 
 ),
 
@@ -52,16 +82,6 @@ joined as (
 
 ),
 
-{% if is_incremental() %}
-cutoff as (
-
-    select
-        coalesce(max(source_changed_at), '-infinity'::timestamptz)
-        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
-    from {{ this }}
-
-),
-{% endif %}
 
 final as (
 

@@ -1,11 +1,24 @@
 -- One row per order: its total in its own currency, how many eligible touches it has, and
 -- whether it is a recovery (at least one eligible touch) or a conversion without a touch.
 
+-- Incremental (docs/analytics.md): a build rewrites the orders in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'order_id']}],
+        pre_hook="{{ delete_changed('order') }}",
+    )
+}}
+
 with
 
 orders as (
 
     select * from {{ ref('stg_app__orders') }}
+    where {{ if_changed_order() }}
 
 ),
 
@@ -15,9 +28,12 @@ carts as (
 
 ),
 
+-- One fct_attribution row per eligible touch and model: last_touch counts each touch once.
 order_touches as (
 
-    select * from {{ ref('int_orders_joined_to_touches') }}
+    select org_id, order_id, touched_at from {{ ref('fct_attribution') }}
+    where model = 'last_touch'
+        and {{ if_changed_order() }}
 
 ),
 

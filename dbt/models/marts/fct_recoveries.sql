@@ -2,6 +2,18 @@
 -- revenue in its own currency, and the touch the default last_touch model credits (the
 -- message, its campaign, channel and 1-based step). Per-model credit is in fct_attribution.
 
+-- Incremental (docs/analytics.md): a build rewrites the orders in int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'order_id']}],
+        pre_hook="{{ delete_changed('order') }}",
+    )
+}}
+
 with
 
 attribution as (
@@ -9,6 +21,7 @@ attribution as (
     select * from {{ ref('fct_attribution') }}
     where model = 'last_touch'
         and credit = 1
+        and {{ if_changed_order() }}
 
 ),
 

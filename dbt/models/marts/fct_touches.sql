@@ -1,17 +1,34 @@
 -- One row per touch (a message its recipient clicked, or opened under open_or_click), with
 -- the number of orders it is an eligible touch for.
 
+-- Incremental (docs/analytics.md): a build rewrites the touches of the carts in
+-- int_changes.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['org_id', 'message_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='ignore',
+        indexes=[{'columns': ['org_id', 'cart_id']}],
+        pre_hook="{{ delete_changed('cart') }}",
+    )
+}}
+
 with
 
 touches as (
 
-    select * from {{ ref('int_touches') }}
+    {{ int_touches_sql(carts_where=if_changed_cart(), messages_where=if_changed_message()) }}
 
 ),
 
+-- One fct_attribution row per eligible (order, touch) and model: last_touch counts each
+-- pair once. Every order's rows are current after its build, so any touch's count is too.
 order_touches as (
 
-    select * from {{ ref('int_orders_joined_to_touches') }}
+    select org_id, message_id from {{ ref('fct_attribution') }}
+    where model = 'last_touch'
+        and {{ if_changed_cart('', 'touched_cart_id') }}
 
 ),
 

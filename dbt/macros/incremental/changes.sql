@@ -1,0 +1,138 @@
+{#
+  Incremental marts recompute only what changed since the last build (docs/analytics.md,
+  "Incremental and full builds"): int_changed_carts and int_changed_orders list the carts
+  and orders whose rows a build must rewrite. These macros render the filters that carry
+  that list down to the first scan of each source table, so an incremental build never
+  aggregates or joins whole tables (a filter on a mart's output would not reach through the
+  views' unions, groupings and window functions).
+#}
+
+{#- The time since which sources count as changed: the start of the last successful build
+    (pipelines/dbt_build.py passes it), minus the lookback for rows committed late. -#}
+{% macro changes_since() -%}
+    ('{{ env_var("CARTRECOVERY_CHANGES_SINCE", "-infinity") }}'::timestamptz
+        - interval '{{ var("changes_lookback_minutes") }} minutes')
+{%- endmacro %}
+
+{#- "(<prefix>org_id, <prefix>cart_id) in (changed carts)" in an incremental build of the
+    calling model, else none. The ref is rendered either way so dbt knows the dependency. -#}
+{% macro if_changed_cart(prefix='', column='cart_id') -%}
+    {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
+    {%- if incremental_build() -%}
+    ({{ prefix }}org_id, {{ prefix }}{{ column }}) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro if_changed_order(prefix='') -%}
+    {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
+    {%- if incremental_build() -%}
+    ({{ prefix }}org_id, {{ prefix }}order_id) in (select org_id, order_id from {{ changes }} where order_id is not null)
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Messages of changed carts, for sources keyed by message (message events). -#}
+{% macro if_changed_message(prefix='') -%}
+    {%- if not execute or incremental_build() -%}
+        {%- set changes = ref('int_changes') -%}
+        {%- set messages = ref('stg_app__messages') -%}
+    {%- endif -%}
+    {%- if incremental_build() -%}
+    ({{ prefix }}org_id, {{ prefix }}message_id) in (
+        select m.org_id, m.message_id from {{ messages }} as m
+        where (m.org_id, m.cart_id) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
+    )
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook of an incremental mart: delete the rows of every changed cart or order first
+    (delete+insert alone would keep the rows of a key that no longer yields any, e.g. an
+    order whose only touch moved out of its window). -#}
+{% macro delete_changed(kind, column=none) -%}
+    {%- if incremental_build() -%}
+    delete from {{ this }}
+    where (org_id, {{ column or kind ~ '_id' }}) in (
+        select org_id, {{ kind }}_id from {{ ref('int_changes') }}
+        where {{ kind }}_id is not null
+    )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The (org_id, day_start) UTC days a day-grain mart recomputes: the days of the changed
+    orders (kind 'order': order time), carts (kind 'cart': abandonment time) or of the
+    changed carts' messages (kind 'message': due and send time, as a message moves from its
+    due day to its send day when it goes out). -#}
+{% macro changed_days(kind) -%}
+    {%- set changes = ref('int_changes') if (not execute or incremental_build()) else none -%}
+    {%- if kind == 'order' -%}
+    select distinct org_id, date_trunc('day', ordered_at, 'UTC') as day_start
+    from {{ ref('stg_app__orders') }}
+    where (org_id, order_id) in (
+        select org_id, order_id from {{ changes }} where order_id is not null
+    )
+    {%- elif kind == 'cart' -%}
+    select distinct org_id, date_trunc('day', abandoned_at, 'UTC') as day_start
+    from {{ ref('stg_app__carts') }}
+    where abandoned_at is not null
+        and (org_id, cart_id) in (
+            select org_id, cart_id from {{ changes }} where cart_id is not null
+        )
+    {%- else -%}
+    select distinct messages.org_id, days.day_start
+    from {{ ref('stg_app__messages') }} as messages
+    cross join lateral (
+        values
+            (date_trunc('day', messages.due_at, 'UTC')),
+            (date_trunc('day', coalesce(messages.sent_at, messages.due_at), 'UTC'))
+    ) as days (day_start)
+    where days.day_start is not null
+        and (messages.org_id, messages.cart_id) in (
+            select org_id, cart_id from {{ changes }} where cart_id is not null
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A day-grain mart's filter ("(org_id, <day expression>) in (changed days)") in an
+    incremental build, else none; and its pre-hook, deleting those days first (a day may
+    have lost every row of a group). -#}
+{% macro if_changed_day(kind, day_expression) -%}
+    {%- if not execute -%}{%- set _ = changed_days(kind) -%}{%- endif -%}
+    {%- if incremental_build() -%}
+    {%- set days = changed_days(kind) -%}
+    (org_id, {{ day_expression }}) in ({{ days }})
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro delete_changed_days(kind, column='day_start') -%}
+    {%- if incremental_build() -%}
+    delete from {{ this }} where (org_id, {{ column }}) in ({{ changed_days(kind) }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- is_incremental(), false where there is no relation to build (a unit test's this). -#}
+{% macro incremental_build() -%}
+    {{- return(this is not none and is_incremental()) -}}
+{%- endmacro %}
+
+{#- The rows of ``relation`` (with org_id, cart_id) of the changed carts, looked up cart by
+    cart: for raw store events, where the (org_id, cart_id) index beats scanning every
+    event, and a semi-join would be planned as that scan. -#}
+{% macro rows_of_changed_carts(relation, columns) -%}
+    select source_rows.*
+    from (
+        select org_id, cart_id from {{ ref('int_changes') }} where cart_id is not null
+    ) as changed
+    cross join lateral (
+        select {{ columns }} from {{ relation }} as cart_rows
+        where cart_rows.org_id = changed.org_id and cart_rows.cart_id = changed.cart_id
+        -- offset 0 keeps the planner from flattening this into one join over every event.
+        offset 0
+    ) as source_rows
+{%- endmacro %}

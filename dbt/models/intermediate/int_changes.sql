@@ -1,0 +1,170 @@
+-- What an incremental build recomputes (docs/analytics.md, "Incremental and full builds"):
+-- one row per cart (order_id null) or order (cart_id null) whose mart rows it rewrites.
+--   1. carts whose own row, messages, message callbacks, store events or orders changed
+--      since the last build (minus the lookback), and carts whose conversion window closed
+--      since (open becomes lost);
+--   2. their customers, the customers of changed orders and of the orders of those carts;
+--   3. orders of those carts and customers (an order is matched to its customer's earlier
+--      carts), and changed orders;
+--   4. every cart of those orders and of their customers, so each order's touches and each
+--      cart's following order are all recomputed together.
+-- Rebuilt by every build; empty in a full refresh, where every mart is rebuilt whole.
+
+{{
+    config(
+        materialized='table',
+        indexes=[{'columns': ['org_id', 'cart_id']}, {'columns': ['org_id', 'order_id']}],
+        post_hook=['analyze {{ this }}'],
+    )
+}}
+
+with
+
+carts as (
+
+    select
+        org_id,
+        cart_id,
+        abandoned_at,
+        updated_at,
+        {{ customer_key('email', 'customer_id', 'phone') }} as customer_key
+    from {{ ref('stg_app__carts') }}
+
+),
+
+orders as (
+
+    select
+        org_id,
+        order_id,
+        cart_id,
+        created_at,
+        {{ customer_key('email', 'customer_id', 'null') }} as customer_key
+    from {{ ref('stg_app__orders') }}
+
+),
+
+org_settings as (
+
+    select * from {{ ref('int_org_attribution_settings') }}
+
+),
+
+changed_carts as (
+
+    select org_id, cart_id from carts
+    where updated_at > {{ changes_since() }}
+    union
+    select org_id, cart_id from {{ ref('fct_messages') }}
+    where source_changed_at > {{ changes_since() }}
+    union
+    select org_id, cart_id from {{ ref('fct_cart_events') }}
+    where received_at > {{ changes_since() }} and cart_id is not null
+    union
+    select org_id, cart_id from orders
+    where created_at > {{ changes_since() }} and cart_id is not null
+    union
+    -- A window closed since (the longest one: journeys and lift; the default one:
+    -- fct_abandoned_carts): a cart without an order moves from open to lost.
+    select carts.org_id, carts.cart_id
+    from carts
+    inner join org_settings
+        on carts.org_id = org_settings.org_id
+    cross join lateral (
+        values
+            (org_settings.longest_window_seconds),
+            (coalesce(org_settings.default_window_seconds, 432000))
+    ) as windows (seconds)
+    where carts.abandoned_at + make_interval(secs => windows.seconds) > {{ changes_since() }}
+        and carts.abandoned_at + make_interval(secs => windows.seconds) <= now()
+
+),
+
+changed_orders as (
+
+    select org_id, order_id from orders
+    where created_at > {{ changes_since() }}
+
+),
+
+customers as (
+
+    select carts.org_id, carts.customer_key
+    from carts
+    inner join changed_carts
+        on carts.org_id = changed_carts.org_id
+        and carts.cart_id = changed_carts.cart_id
+    union
+    select orders.org_id, orders.customer_key
+    from orders
+    inner join changed_carts
+        on orders.org_id = changed_carts.org_id
+        and orders.cart_id = changed_carts.cart_id
+    union
+    select orders.org_id, orders.customer_key
+    from orders
+    inner join changed_orders
+        on orders.org_id = changed_orders.org_id
+        and orders.order_id = changed_orders.order_id
+
+),
+
+affected_orders as (
+
+    select org_id, order_id from changed_orders
+    union
+    select orders.org_id, orders.order_id
+    from orders
+    inner join changed_carts
+        on orders.org_id = changed_carts.org_id
+        and orders.cart_id = changed_carts.cart_id
+    union
+    select orders.org_id, orders.order_id
+    from orders
+    inner join customers
+        on orders.org_id = customers.org_id
+        and orders.customer_key = customers.customer_key
+
+),
+
+-- The affected orders' own carts and their customers (with the customers above).
+order_links as (
+
+    select orders.org_id, orders.cart_id, orders.customer_key
+    from orders
+    inner join affected_orders
+        on orders.org_id = affected_orders.org_id
+        and orders.order_id = affected_orders.order_id
+
+),
+
+affected_carts as (
+
+    select org_id, cart_id from changed_carts
+    union
+    select org_id, cart_id from order_links where cart_id is not null
+    union
+    select carts.org_id, carts.cart_id
+    from carts
+    inner join (
+        select org_id, customer_key from customers
+        union
+        select org_id, customer_key from order_links
+    ) as linked
+        on carts.org_id = linked.org_id
+        and carts.customer_key = linked.customer_key
+
+),
+
+final as (
+
+    select org_id, cart_id, null::uuid as order_id from affected_carts
+    union all
+    select org_id, null::uuid as cart_id, order_id from affected_orders
+
+)
+
+select * from final
+{% if flags.FULL_REFRESH %}
+where false
+{% endif %}

@@ -1,0 +1,156 @@
+"""Incremental builds give the marts a full refresh gives: late events (a click, then an order
+for an old cart; an order in a second currency; an order of the same customer on a new
+cart; an order outside the window) are recomputed for the carts and orders they change, and
+every mart of the org then equals a `--full-refresh` build row for row
+(docs/analytics.md, "Incremental and full builds"). A change of attribution settings makes
+the next build a full refresh.
+
+Other test modules write rows of their own orgs to the same database, so every comparison
+is filtered by this module's org.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from test_warehouse_marts import MARTS, NOW, T0, History
+
+from cartrecovery.org_settings import update_settings
+from pipelines.dbt_build import prepare_manifest, run_dbt_build
+
+pytestmark = pytest.mark.slow
+
+
+def _snapshot(db, org_id) -> dict[str, list[tuple]]:
+    """Every row of every mart of the org, without built_at (when each row was written)."""
+    out = {}
+    with db.system() as conn:
+        for mart in MARTS:
+            columns = [
+                row["column_name"]
+                for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = 'analytics_marts' AND table_name = %s"
+                    " AND column_name <> 'built_at' ORDER BY column_name",
+                    (mart,),
+                )
+            ]
+            rows = conn.execute(
+                f"SELECT {', '.join(columns)} FROM analytics_marts.{mart}"  # noqa: S608
+                " WHERE org_id = %s",
+                (org_id,),
+            ).fetchall()
+            out[mart] = sorted(repr(tuple(row.values())) for row in rows)
+    return out
+
+
+def _built_at(db, org_id, cart_id):
+    with db.system() as conn:
+        return conn.execute(
+            "SELECT built_at FROM analytics_marts.fct_journeys WHERE org_id = %s AND cart_id = %s",
+            (org_id, cart_id),
+        ).fetchone()["built_at"]
+
+
+def _move_cart(db, org_id, cart_id, abandoned_at) -> None:
+    with db.system() as conn:
+        conn.execute(
+            "UPDATE app.carts SET abandoned_at = %s, source_created_at = %s,"
+            " last_activity_at = %s WHERE org_id = %s AND cart_id = %s",
+            (
+                abandoned_at,
+                abandoned_at - timedelta(minutes=40),
+                abandoned_at - timedelta(minutes=30),
+                org_id,
+                cart_id,
+            ),
+        )
+
+
+@pytest.fixture(scope="module")
+def history(db, database_url):
+    """Org C before the first build: cart P messaged, not clicked; cart Q clicked and bought
+    (USD); cart U clicked 7 days ago; cart V of another customer, never touched."""
+    c = History(db, "wh-inc")
+    h = {"c": c}
+    h["p"] = c.cart("p@example.com", "EUR", "80.00")
+    h["mp"] = c.message(h["p"], 0, "email", T0 + timedelta(minutes=20))
+    h["q"] = c.cart("q@example.com", "USD", "40.00")
+    h["mq"] = c.message(h["q"], 0, "email", T0 + timedelta(minutes=20))
+    c.event(h["mq"], h["q"], "click", T0 + timedelta(hours=1))
+    c.order(h["q"], "q@example.com", "40.00", "USD", T0 + timedelta(hours=2))
+    h["u"] = c.cart("u@example.com", "USD", "60.00")
+    _move_cart(db, c.org_id, h["u"], NOW - timedelta(days=7))
+    h["mu"] = c.message(h["u"], 0, "email", NOW - timedelta(days=7) + timedelta(minutes=20))
+    c.event(h["mu"], h["u"], "click", NOW - timedelta(days=7) + timedelta(hours=1))
+    h["v"] = c.cart("v@example.com", "USD", "10.00")
+    with db.system() as conn:  # stored long before the build: not a change since
+        conn.execute(
+            "UPDATE app.carts SET updated_at = now() - interval '1 day'"
+            " WHERE org_id = %s AND cart_id = %s",
+            (c.org_id, h["v"]),
+        )
+    prepare_manifest()
+    run_dbt_build(database_url, full_refresh=True)
+    return h
+
+
+def test_incremental_build_equals_a_full_refresh(history, db, database_url):
+    h, c = history, history["c"]
+    untouched_before = _built_at(db, c.org_id, h["v"])
+
+    # Late events for old carts, stored now: a click on P's message and then P's order in
+    # EUR (a second currency); a second email message of Q clicked; a new cart of Q's
+    # customer bought (matched to Q's touch by email); U's customer buys 6 days after the
+    # click (outside the 5-day window: a conversion without a touch).
+    c.event(h["mp"], h["p"], "click", T0 + timedelta(hours=1))
+    c.order(h["p"], "p@example.com", "80.00", "EUR", T0 + timedelta(hours=3))
+    mq2 = c.message(h["q"], 1, "email", T0 + timedelta(hours=24))
+    c.event(mq2, h["q"], "click", T0 + timedelta(hours=25))
+    q2 = c.cart("q@example.com", "USD", "25.00")
+    _move_cart(db, c.org_id, q2, T0 + timedelta(hours=30))
+    c.order(q2, "q@example.com", "25.00", "USD", T0 + timedelta(hours=31))
+    c.order(h["u"], "u@example.com", "60.00", "USD", NOW - timedelta(days=1))
+
+    lines: list[str] = []
+    run_dbt_build(database_url, on_line=lines.append)  # incremental
+    assert not any("full refresh" in line for line in lines), lines
+    incremental = _snapshot(db, c.org_id)
+    # It was incremental: the untouched cart's row is the full build's.
+    assert _built_at(db, c.org_id, h["v"]) == untouched_before
+
+    with db.system() as conn:
+        outcomes = {
+            row["cart_id"]: row["outcome"]
+            for row in conn.execute(
+                "SELECT o.cart_id, f.outcome FROM analytics_marts.fct_orders f"
+                " JOIN app.orders o USING (org_id, order_id) WHERE f.org_id = %s",
+                (c.org_id,),
+            )
+        }
+    assert outcomes == {
+        h["p"]: "recovered",
+        h["q"]: "recovered",
+        q2: "recovered",
+        h["u"]: "converted_without_touch",
+    }
+
+    run_dbt_build(database_url, full_refresh=True, tests=False)
+    full = _snapshot(db, c.org_id)
+    for mart in MARTS:
+        assert incremental[mart] == full[mart], mart
+    assert sum(len(rows) for rows in full.values()) > 0
+
+
+def test_settings_change_makes_the_next_build_a_full_refresh(history, db, database_url):
+    c = history["c"]
+    with db.tenant(c.org_id) as conn:
+        update_settings(conn, c.org_id, {"attribution_half_life_seconds": 3600})
+    lines: list[str] = []
+    run_dbt_build(database_url, on_line=lines.append)
+    assert any("full refresh (attribution settings changed" in line for line in lines), lines
+    # The next one, with nothing changed, is incremental again.
+    lines.clear()
+    run_dbt_build(database_url, on_line=lines.append)
+    assert not any("full refresh" in line for line in lines), lines
