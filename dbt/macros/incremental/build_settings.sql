@@ -51,3 +51,22 @@
 {% macro incremental_run() -%}
     {{- return(not flags.FULL_REFRESH and env_var("CARTRECOVERY_CHANGES_SINCE", "-infinity") != "-infinity") -}}
 {%- endmacro %}
+
+{#- An incremental model's cutoff as a literal: the newest ``column`` it holds minus the
+    lookback (var incremental_lookback_hours), read when the model runs. A literal rather
+    than a subquery lets the planner estimate how few rows are newer (and prune partitions),
+    so it reads them through the time indexes instead of scanning the table. -#}
+{% macro newest_minus_lookback(column) -%}
+    {%- if execute -%}
+        {%- set query -%}
+            select (
+                coalesce(max({{ column }}), '-infinity'::timestamptz)
+                - interval '{{ var("incremental_lookback_hours") }} hours'
+            )::text
+            from {{ this }}
+        {%- endset -%}
+        '{{ run_query(query).columns[0].values()[0] }}'::timestamptz
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
+{%- endmacro %}
