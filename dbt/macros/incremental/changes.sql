@@ -106,6 +106,7 @@
         and (messages.org_id, messages.cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
+        {{ as_index_lookups(changes, 'messages.', 'cart_id', 'cart_id') }}
     {%- endif -%}
 {%- endmacro %}
 
