@@ -46,17 +46,26 @@
     and {{ prefix }}{{ column }} = any(array(select {{ key }} from {{ changes }} where {{ key }} is not null))
 {%- endmacro %}
 
-{#- Messages of changed carts, for sources keyed by message (message events). -#}
+{#- Messages of changed carts, for sources keyed by message and carrying its cart (message
+    events). -#}
 {% macro if_changed_message(prefix='') -%}
     {%- if not execute or incremental_build() -%}
         {%- set changes = ref('int_changes') -%}
         {%- set messages = ref('stg_app__messages') -%}
     {%- endif -%}
     {%- if incremental_build() -%}
-    ({{ prefix }}org_id, {{ prefix }}message_id) in (
-        select m.org_id, m.message_id from {{ messages }} as m
+    {#- The messages' ids as one array, computed once (as a semi-join the planner re-read
+        them for every callback), and the callbacks looked up by cart (app.message_events
+        has no message index): every writer stores the message's cart with them; one
+        without a cart is read too. Message ids are random UUIDs, unique across orgs. #}
+    {{ prefix }}message_id = any(array(
+        select m.message_id from {{ messages }} as m
         where (m.org_id, m.cart_id) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
-    )
+        {{ as_index_lookups(changes, 'm.', 'cart_id', 'cart_id') }}
+    ))
+    and {{ prefix }}org_id = any(array(select distinct org_id from {{ changes }}))
+    and ({{ prefix }}cart_id = any(array(select cart_id from {{ changes }} where cart_id is not null))
+        or {{ prefix }}cart_id is null)
     {%- else -%}
     true
     {%- endif -%}
