@@ -523,8 +523,9 @@ ANALYSIS = """What the figures come from, and why goals are missed (if any):
   `fct_experiment_counts_daily`: the few thousand changed carts' rows, or the changed
   days' messages) and the rest dbt's own work per model (compiling, a temporary table,
   column lookups, delete, insert, hooks; table marts also re-create their policy).
-  Next steps: fewer, larger incremental models; `fct_cart_events`' cutoff as a literal too
-  (partition pruning).
+  `fct_cart_events` takes its cutoff as a literal too (older partitions pruned: 0.2-0.35 s
+  to 0.04 s alone). Next steps: fewer, larger incremental models (each costs dbt's
+  per-model work), one scan of the new raw events shared by the staging branches.
 - **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
   bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
   Python per request)."""
