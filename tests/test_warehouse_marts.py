@@ -46,6 +46,7 @@ MARTS = (
     "fct_holdout_carts",
     "fct_holdout_carts_daily",
     "fct_experiment_counts",
+    "fct_experiment_counts_daily",
     "fct_discount_redemptions",
     "dim_customers",
     "dim_campaigns",

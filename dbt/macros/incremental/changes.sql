@@ -16,10 +16,11 @@
 
 {#- "(<prefix>org_id, <prefix>cart_id) in (changed carts)" in an incremental build of the
     calling model, else none. The ref is rendered either way so dbt knows the dependency. -#}
-{% macro if_changed_cart(prefix='', column='cart_id') -%}
+{% macro if_changed_cart(prefix='', column='cart_id', lookups=true) -%}
     {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
     {%- if incremental_build() -%}
     ({{ prefix }}org_id, {{ prefix }}{{ column }}) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
+    {% if lookups %}{{ as_index_lookups(changes, prefix, column, 'cart_id') }}{% endif %}
     {%- else -%}
     true
     {%- endif -%}
@@ -29,22 +30,42 @@
     {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
     {%- if incremental_build() -%}
     ({{ prefix }}org_id, {{ prefix }}order_id) in (select org_id, order_id from {{ changes }} where order_id is not null)
+    {{ as_index_lookups(changes, prefix, 'order_id', 'order_id') }}
     {%- else -%}
     true
     {%- endif -%}
 {%- endmacro %}
 
-{#- Messages of changed carts, for sources keyed by message (message events). -#}
+{#- The same keys again as arrays: the planner takes a semi-join with the few thousand
+    changed keys for a scan of the whole table, while "= any(array(...))" on an index's
+    columns is read as index lookups (the semi-join then only confirms the pairs). Only
+    where (org_id, <column>) is indexed: on a scan, each row would be compared with every
+    key (if_changed_cart(lookups=false) leaves it out). -#}
+{% macro as_index_lookups(changes, prefix, column, key) -%}
+    and {{ prefix }}org_id = any(array(select distinct org_id from {{ changes }}))
+    and {{ prefix }}{{ column }} = any(array(select {{ key }} from {{ changes }} where {{ key }} is not null))
+{%- endmacro %}
+
+{#- Messages of changed carts, for sources keyed by message and carrying its cart (message
+    events). -#}
 {% macro if_changed_message(prefix='') -%}
     {%- if not execute or incremental_build() -%}
         {%- set changes = ref('int_changes') -%}
         {%- set messages = ref('stg_app__messages') -%}
     {%- endif -%}
     {%- if incremental_build() -%}
-    ({{ prefix }}org_id, {{ prefix }}message_id) in (
-        select m.org_id, m.message_id from {{ messages }} as m
+    {#- The messages' ids as one array, computed once (as a semi-join the planner re-read
+        them for every callback), and the callbacks looked up by cart (app.message_events
+        has no message index): every writer stores the message's cart with them; one
+        without a cart is read too. Message ids are random UUIDs, unique across orgs. #}
+    {{ prefix }}message_id = any(array(
+        select m.message_id from {{ messages }} as m
         where (m.org_id, m.cart_id) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
-    )
+        {{ as_index_lookups(changes, 'm.', 'cart_id', 'cart_id') }}
+    ))
+    and {{ prefix }}org_id = any(array(select distinct org_id from {{ changes }}))
+    and ({{ prefix }}cart_id = any(array(select cart_id from {{ changes }} where cart_id is not null))
+        or {{ prefix }}cart_id is null)
     {%- else -%}
     true
     {%- endif -%}
@@ -94,6 +115,7 @@
         and (messages.org_id, messages.cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
+        {{ as_index_lookups(changes, 'messages.', 'cart_id', 'cart_id') }}
     {%- endif -%}
 {%- endmacro %}
 

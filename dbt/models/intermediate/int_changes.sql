@@ -20,30 +20,10 @@
 
 with
 
-carts as (
-
-    select
-        org_id,
-        cart_id,
-        abandoned_at,
-        updated_at,
-        {{ customer_key('email', 'customer_id', 'phone') }} as customer_key
-    from {{ ref('stg_app__carts') }}
-
-),
-
-orders as (
-
-    select
-        org_id,
-        order_id,
-        cart_id,
-        created_at,
-        {{ customer_key('email', 'customer_id', 'null') }} as customer_key
-    from {{ ref('stg_app__orders') }}
-
-),
-
+-- Each branch reads its source directly (not through one shared CTE of every cart), so the
+-- planner reaches each table through the index that fits: by (org_id, cart_id),
+-- (org_id, abandoned_at), (org_id, created_at) or the marts' change-time indexes. The orgs
+-- drive the time-range lookups, as those indexes start with org_id.
 org_settings as (
 
     select * from {{ ref('int_org_attribution_settings') }}
@@ -52,7 +32,7 @@ org_settings as (
 
 changed_carts as (
 
-    select org_id, cart_id from carts
+    select org_id, cart_id from {{ ref('stg_app__carts') }}
     where updated_at > {{ changes_since() }}
     union
     select org_id, cart_id from {{ ref('fct_messages') }}
@@ -61,48 +41,56 @@ changed_carts as (
     select org_id, cart_id from {{ ref('fct_cart_events') }}
     where received_at > {{ changes_since() }} and cart_id is not null
     union
-    select org_id, cart_id from orders
-    where created_at > {{ changes_since() }} and cart_id is not null
+    select orders.org_id, orders.cart_id
+    from org_settings
+    inner join {{ ref('stg_app__orders') }} as orders
+        on orders.org_id = org_settings.org_id
+        and orders.created_at > {{ changes_since() }}
+    where orders.cart_id is not null
     union
     -- A window closed since (the longest one: journeys and lift; the default one:
     -- fct_abandoned_carts): a cart without an order moves from open to lost.
+    -- (abandoned_at + window > since, and <= now, as a range on abandoned_at.)
     select carts.org_id, carts.cart_id
-    from carts
-    inner join org_settings
-        on carts.org_id = org_settings.org_id
+    from org_settings
     cross join lateral (
         values
             (org_settings.longest_window_seconds),
             (coalesce(org_settings.default_window_seconds, 432000))
     ) as windows (seconds)
-    where carts.abandoned_at + make_interval(secs => windows.seconds) > {{ changes_since() }}
-        and carts.abandoned_at + make_interval(secs => windows.seconds) <= now()
+    inner join {{ ref('stg_app__carts') }} as carts
+        on carts.org_id = org_settings.org_id
+        and carts.abandoned_at > {{ changes_since() }} - make_interval(secs => windows.seconds)
+        and carts.abandoned_at <= now() - make_interval(secs => windows.seconds)
 
 ),
 
 changed_orders as (
 
-    select org_id, order_id from orders
-    where created_at > {{ changes_since() }}
+    select orders.org_id, orders.order_id
+    from org_settings
+    inner join {{ ref('stg_app__orders') }} as orders
+        on orders.org_id = org_settings.org_id
+        and orders.created_at > {{ changes_since() }}
 
 ),
 
 customers as (
 
-    select carts.org_id, carts.customer_key
-    from carts
+    select carts.org_id, {{ customer_key('carts.email', 'carts.customer_id', 'carts.phone') }} as customer_key
+    from {{ ref('stg_app__carts') }} as carts
     inner join changed_carts
         on carts.org_id = changed_carts.org_id
         and carts.cart_id = changed_carts.cart_id
     union
-    select orders.org_id, orders.customer_key
-    from orders
+    select orders.org_id, {{ customer_key('orders.email', 'orders.customer_id', 'null') }}
+    from {{ ref('stg_app__orders') }} as orders
     inner join changed_carts
         on orders.org_id = changed_carts.org_id
         and orders.cart_id = changed_carts.cart_id
     union
-    select orders.org_id, orders.customer_key
-    from orders
+    select orders.org_id, {{ customer_key('orders.email', 'orders.customer_id', 'null') }}
+    from {{ ref('stg_app__orders') }} as orders
     inner join changed_orders
         on orders.org_id = changed_orders.org_id
         and orders.order_id = changed_orders.order_id
@@ -114,24 +102,27 @@ affected_orders as (
     select org_id, order_id from changed_orders
     union
     select orders.org_id, orders.order_id
-    from orders
+    from {{ ref('stg_app__orders') }} as orders
     inner join changed_carts
         on orders.org_id = changed_carts.org_id
         and orders.cart_id = changed_carts.cart_id
     union
     select orders.org_id, orders.order_id
-    from orders
+    from {{ ref('stg_app__orders') }} as orders
     inner join customers
         on orders.org_id = customers.org_id
-        and orders.customer_key = customers.customer_key
+        and {{ customer_key('orders.email', 'orders.customer_id', 'null') }} = customers.customer_key
 
 ),
 
 -- The affected orders' own carts and their customers (with the customers above).
 order_links as (
 
-    select orders.org_id, orders.cart_id, orders.customer_key
-    from orders
+    select
+        orders.org_id,
+        orders.cart_id,
+        {{ customer_key('orders.email', 'orders.customer_id', 'null') }} as customer_key
+    from {{ ref('stg_app__orders') }} as orders
     inner join affected_orders
         on orders.org_id = affected_orders.org_id
         and orders.order_id = affected_orders.order_id
@@ -145,14 +136,14 @@ affected_carts as (
     select org_id, cart_id from order_links where cart_id is not null
     union
     select carts.org_id, carts.cart_id
-    from carts
+    from {{ ref('stg_app__carts') }} as carts
     inner join (
         select org_id, customer_key from customers
         union
         select org_id, customer_key from order_links
     ) as linked
         on carts.org_id = linked.org_id
-        and carts.customer_key = linked.customer_key
+        and {{ customer_key('carts.email', 'carts.customer_id', 'carts.phone') }} = linked.customer_key
 
 ),
 

@@ -21,12 +21,8 @@ store_events as (
     select * from {{ ref('int_store_events_unioned') }}
 
     {% if is_incremental() %}
-    where received_at > (
-        select
-            coalesce(max(received_at), '-infinity'::timestamptz)
-            - interval '{{ var("incremental_lookback_hours") }} hours'
-        from {{ this }}
-    )
+    -- a literal: the planner prunes the older partitions and sees how few rows are newer
+    where received_at > {{ newest_minus_lookback('received_at') }}
     {% endif %}
 
 ),

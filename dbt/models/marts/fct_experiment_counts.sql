@@ -6,52 +6,7 @@
 
 with
 
-messages as (
-
-    select * from {{ ref('fct_messages') }}
-    where is_sent or is_held_out
-
-),
-
--- Each abandoned cart's conversion as fct_holdout_carts holds it (the same for every
--- campaign of the cart; it has a row for every cart with a sent or held-out message).
-abandonments as (
-
-    select distinct on (org_id, cart_id)
-        org_id,
-        cart_id,
-        is_converted,
-        order_currency,
-        order_total,
-        reporting_currency
-    from {{ ref('fct_holdout_carts') }}
-    order by org_id, cart_id
-
-),
-
-observations as (
-
-    select
-        messages.org_id,
-        messages.campaign_id,
-        messages.step_index,
-        case when messages.is_held_out then 'holdout' else messages.variant end as variant,
-        abandonments.reporting_currency,
-        case when messages.is_clicked then 1 else 0 end as clicked,
-        case when abandonments.is_converted then 1 else 0 end as converted,
-        case
-            when abandonments.order_currency = abandonments.reporting_currency
-                then abandonments.order_total
-            else 0
-        end as revenue
-    from messages
-    left join abandonments
-        on messages.org_id = abandonments.org_id
-        and messages.cart_id = abandonments.cart_id
-
-),
-
--- One pass over the observations for all three metrics, then one row per metric.
+-- The day sums (fct_experiment_counts_daily) add up to the all-time sums.
 sums as (
 
     select
@@ -59,15 +14,15 @@ sums as (
         campaign_id,
         step_index,
         variant,
-        count(*) as n,
+        sum(n)::bigint as n,
         max(reporting_currency) as reporting_currency,
-        sum(clicked::numeric) as clicked_sum,
-        sum((clicked * clicked)::numeric) as clicked_squares,
-        sum(converted::numeric) as converted_sum,
-        sum((converted * converted)::numeric) as converted_squares,
-        sum(coalesce(revenue, 0)) as revenue_sum,
-        sum(coalesce(revenue, 0) * coalesce(revenue, 0)) as revenue_squares
-    from observations
+        sum(clicked_sum) as clicked_sum,
+        sum(clicked_squares) as clicked_squares,
+        sum(converted_sum) as converted_sum,
+        sum(converted_squares) as converted_squares,
+        sum(revenue_sum) as revenue_sum,
+        sum(revenue_squares) as revenue_squares
+    from {{ ref('fct_experiment_counts_daily') }}
     group by org_id, campaign_id, step_index, variant
 
 ),

@@ -5,34 +5,38 @@
 -- so no amounts of different currencies are added. Intervals are 95%: normal for the rate
 -- difference, Welch for the revenue-per-cart difference. Below 30 held-out carts the
 -- estimate is flagged not meaningful. Works, with zero held-out carts, before any exist.
--- All time; for a period, aggregate fct_holdout_carts the same way.
+-- All time; for a period, aggregate fct_holdout_carts (or its days) the same way.
 
 with
 
-cart_outcomes as (
+-- The day-grain sums of fct_holdout_carts (per campaign, group and UTC day of abandonment)
+-- add up to the same all-time sums, from a few rows per day instead of every cart.
+day_sums as (
 
     select
         org_id,
         campaign_id,
         lift_group,
         reporting_currency,
-        case when is_converted then 1 else 0 end as converted,
-        revenue
-    from {{ ref('fct_holdout_carts') }}
+        carts,
+        conversions,
+        revenue,
+        revenue_squares
+    from {{ ref('fct_holdout_carts_daily') }}
 
 ),
 
 scoped as (
 
     select
-        org_id, 'campaign' as scope, campaign_id, lift_group, reporting_currency, converted,
-        revenue
-    from cart_outcomes
+        org_id, 'campaign' as scope, campaign_id, lift_group, reporting_currency, carts,
+        conversions, revenue, revenue_squares
+    from day_sums
     union all
     select
         org_id, 'org' as scope, null::uuid as campaign_id, lift_group, reporting_currency,
-        converted, revenue
-    from cart_outcomes
+        carts, conversions, revenue, revenue_squares
+    from day_sums
 
 ),
 
@@ -43,17 +47,19 @@ group_sums as (
         scope,
         campaign_id,
         max(reporting_currency) as reporting_currency,
-        count(*) filter (where lift_group = 'messaged') as messaged_carts,
-        count(*) filter (where lift_group = 'held_out') as held_out_carts,
-        coalesce(sum(converted) filter (where lift_group = 'messaged'), 0)
+        coalesce(sum(carts) filter (where lift_group = 'messaged'), 0)::bigint
+            as messaged_carts,
+        coalesce(sum(carts) filter (where lift_group = 'held_out'), 0)::bigint
+            as held_out_carts,
+        coalesce(sum(conversions) filter (where lift_group = 'messaged'), 0)::bigint
             as messaged_recoveries,
-        coalesce(sum(converted) filter (where lift_group = 'held_out'), 0)
+        coalesce(sum(conversions) filter (where lift_group = 'held_out'), 0)::bigint
             as held_out_recoveries,
         coalesce(sum(revenue) filter (where lift_group = 'messaged'), 0) as messaged_revenue,
         coalesce(sum(revenue) filter (where lift_group = 'held_out'), 0) as held_out_revenue,
-        coalesce(sum(revenue * revenue) filter (where lift_group = 'messaged'), 0)
+        coalesce(sum(revenue_squares) filter (where lift_group = 'messaged'), 0)
             as messaged_revenue_squares,
-        coalesce(sum(revenue * revenue) filter (where lift_group = 'held_out'), 0)
+        coalesce(sum(revenue_squares) filter (where lift_group = 'held_out'), 0)
             as held_out_revenue_squares
     from scoped
     group by org_id, scope, campaign_id

@@ -23,29 +23,46 @@
 }}
 
 {% set recent = 'true' %}
+{% set events_where = 'true' %}
 {% if is_incremental() %}
+{%- set changed_after = newest_minus_lookback('source_changed_at') -%}
 {#- Only messages whose outbox row or callbacks changed after the cutoff can pass the final
-    filter: reading just those keeps a build from aggregating every callback. -#}
+    filter: reading just those keeps a build from aggregating every callback. The cutoff is
+    a literal, so the planner sees how few rows are newer and takes the time indexes. -#}
 {% set recent %}
-    (org_id, message_id) in (
-        select org_id, message_id from {{ ref('stg_app__messages') }}
-        where updated_at > (select changed_after from cutoff)
-        union
-        select org_id, message_id from {{ ref('stg_app__message_events') }}
-        where received_at > (select changed_after from cutoff) and message_id is not null
-    )
+    (org_id, message_id) in (select org_id, message_id from recent_messages)
+    and org_id = any(array(select distinct org_id from recent_messages))
+    and message_id = any(array(select message_id from recent_messages))
+{% endset %}
+{#- The callbacks of those messages, looked up by their carts (app.message_events has no
+    message index; every writer stores the message's cart, a null one is read too). The
+    arrays alone, without the semi-join: the planner takes the arrays for a row or two and
+    would compare every callback with every recent message. -#}
+{% set events_where %}
+    org_id = any(array(select distinct org_id from recent_messages))
+    and message_id = any(array(select message_id from recent_messages))
+    and (cart_id = any(array(select cart_id from recent_messages)) or cart_id is null)
 {% endset %}
 {% endif %}
 
 with
 
 {% if is_incremental() %}
-cutoff as (
+recent_messages as materialized (
 
-    select
-        coalesce(max(source_changed_at), '-infinity'::timestamptz)
-        - interval '{{ var("incremental_lookback_hours") }} hours' as changed_after
-    from {{ this }}
+    select org_id, message_id, cart_id from {{ ref('stg_app__messages') }}
+    where updated_at > {{ changed_after }}
+    union
+    select events.org_id, events.message_id, messages.cart_id
+    from {{ ref('stg_app__message_events') }} as events
+    -- one lookup by key per recent callback (offset 0 keeps it from becoming a hash join
+    -- over every message)
+    cross join lateral (
+        select cart_id from {{ ref('stg_app__messages') }} as outbox
+        where outbox.org_id = events.org_id and outbox.message_id = events.message_id
+        offset 0
+    ) as messages
+    where events.received_at > {{ changed_after }}
 
 ),
 {% endif %}
@@ -59,7 +76,7 @@ messages as (
 
 interactions as (
 
-    {{ int_message_events_aggregated_to_messages_sql(messages_where=recent) }}
+    {{ int_message_events_aggregated_to_messages_sql(messages_where=events_where) }}
 
 ),
 
@@ -130,7 +147,7 @@ final as (
 
     from joined
     {% if is_incremental() %}
-    where source_changed_at > (select changed_after from cutoff)
+    where source_changed_at > {{ changed_after }}
     {% endif %}
 
 )
