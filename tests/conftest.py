@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -71,6 +72,19 @@ def _with_db(url: str, dbname: str) -> str:
         if host
         else make_conninfo(**params)
     )
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Dagster's in-process runs point SIGTERM at SIGINT's handler and leave it there. When the
+    suite runs in the background (SIGINT ignored, as `make test &` or nohup start it), SIGTERM
+    then stays ignored, and every later child process inherits that: the tests that stop
+    children with SIGTERM would see them killed after their grace instead."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")
