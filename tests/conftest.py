@@ -74,17 +74,26 @@ def _with_db(url: str, dbname: str) -> str:
     )
 
 
-@pytest.fixture(autouse=True)
-def _signal_handlers_restored():
-    """Dagster's in-process runs point SIGTERM at SIGINT's handler and leave it there. When the
-    suite runs in the background (SIGINT ignored, as `make test &` or nohup start it), SIGTERM
-    then stays ignored, and every later child process inherits that: the tests that stop
-    children with SIGTERM would see them killed after their grace instead."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
+# SIGINT and SIGTERM as the suite was started (SIGINT is ignored when started in the
+# background, as `make test &` or nohup do).
+_SIGNALS_AT_START = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals() -> None:
+    for sig, handler in _SIGNALS_AT_START.items():
         if handler is not None and signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Dagster's in-process runs (in tests and in module-scoped fixtures) point SIGTERM at
+    SIGINT's handler and leave it there; with SIGINT ignored, SIGTERM then stays ignored and
+    every later child process inherits that, so the tests that stop children with SIGTERM
+    would see them outlive it. Each test starts and ends with the suite's own handlers."""
+    _restore_signals()
+    yield
+    _restore_signals()
 
 
 @pytest.fixture(scope="session")
