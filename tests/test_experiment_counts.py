@@ -19,7 +19,7 @@ from test_experiments import AB_STEP, T0, make_campaign
 
 from cartrecovery import org_settings
 from cartrecovery.assignment import ExperimentId
-from cartrecovery.experiment_results import experiment_view, longest_window_seconds
+from cartrecovery.experiment_results import COLUMNS, experiment_view, longest_window_seconds
 
 EVENT_TYPES = [
     "click",
@@ -274,23 +274,12 @@ def _expected(rows: dict, units: list[tuple[str, dict, dict | None]], window) ->
     return {"arms": arms, "currencies": currencies}
 
 
-METRIC_COLUMNS = {
-    "recovery_rate": ("converted", None),
-    "revenue_per_recipient": ("revenue", "revenue_squares"),
-    "click_rate": ("clicked", None),
-    "unsubscribe_rate": ("unsubscribed", None),
-    "spam_complaint_rate": ("complained", None),
-    "bounce_rate": ("bounced", None),
-    "discount_cost": ("discount", "discount_squares"),
-}
-
-
 def _check(results, funnel, expected) -> None:
     for v in results["variations"]:
         counts = expected["arms"][v["name"]]
         assert v["units"] == counts["n"], v["name"]
         for key, got in v["metrics"].items():
-            total, squares = METRIC_COLUMNS[key]
+            total, squares = COLUMNS[key]
             assert got["n"] == counts["n"]
             assert got["sum"] == pytest.approx(float(counts[total])), (v["name"], key)
             if squares:
@@ -329,7 +318,7 @@ def test_the_count_query_gives_the_definitions_numbers(db, make_org, seed):
     assert sum(a["n"] for a in expected["arms"].values()) > 100
     # Every metric is non-zero in each arm, so none is checked only against 0.
     for arm in ("a", "b"):
-        for total, _ in METRIC_COLUMNS.values():
+        for total, _ in COLUMNS.values():
             assert expected["arms"][arm][total] > 0, (arm, total)
     _check(step, step_funnel, expected)
 
