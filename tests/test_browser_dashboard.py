@@ -78,6 +78,8 @@ def dashboard_url(database_url, redis_url, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        # Shown by pytest only when the test failed: the server's side of the story.
+        print("streamlit log:\n" + (tmp_path / "streamlit.log").read_text()[-5000:])
 
 
 @pytest.fixture()
@@ -119,7 +121,11 @@ def find(driver, css: str, text: str | None = None, timeout: float = 30):
                 continue
         return None
 
-    return wait_for(found, timeout=timeout, message=f"no {css} with {text!r}")
+    try:
+        return wait_for(found, timeout=timeout, message=f"no {css} with {text!r}")
+    except AssertionError as exc:  # say what the page showed instead
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"{exc}; at {driver.current_url} the page shows:\n{shown}") from None
 
 
 def tile(driver, label: str) -> str:
@@ -141,8 +147,15 @@ def click(driver, element) -> None:
 
 
 def open_page(driver, title: str) -> None:
-    """Follow the sidebar link (a new page load would start a new, signed-out session)."""
-    click(driver, find(driver, '[data-testid="stSidebarNav"] a', title))
+    """Follow the sidebar link (a new page load would start a new, signed-out session) and
+    wait until the app is on that page (its address ends in the page's path)."""
+    link = find(driver, '[data-testid="stSidebarNav"] a', title)
+    path = link.get_attribute("href").rstrip("/").rsplit("/", 1)[-1]
+    click(driver, link)
+    wait_for(
+        lambda: driver.current_url.split("?")[0].rstrip("/").endswith("/" + path),
+        message=f"the app did not switch to {title} ({path}): at {driver.current_url}",
+    )
 
 
 def type_into(driver, label: str, text: str) -> None:
@@ -223,6 +236,7 @@ def test_a_marketer_watches_live_edits_a_campaign_and_reads_experiments_and_mart
         lambda: _status(db, history.org_id, "Browser winback") == "active",
         message="the campaign was not activated",
     )
+    find(browser, '[data-testid="stMarkdownContainer"]', "Browser winback · active")
 
     open_page(browser, "Experiments")
     # A longer bound for the first visit of this page (its module, the statistics and Plotly

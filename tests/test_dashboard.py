@@ -269,6 +269,28 @@ def test_a_marketer_pauses_a_campaign_and_the_audit_log_names_them(dashboard, db
     ]
 
 
+def test_a_marketer_demoted_meanwhile_is_refused_and_nothing_changes(dashboard, db, make_org):
+    shop = make_org("dash-demoted")
+    seed(db, shop.org_id)
+    at = dashboard(shop.org_id, role="marketer")
+    at.switch_page("views/campaigns.py").run(timeout=30)
+    with db.tenant(shop.org_id) as conn:  # the role changes while the page is open
+        conn.execute(
+            "UPDATE app.memberships SET role = 'viewer' WHERE user_id = %s",
+            (at.session_state["user"]["user_id"],),
+        )
+
+    next(b for b in at.button if b.label == "Pause").click().run(timeout=30)
+
+    assert not at.exception
+    assert [e.value for e in at.error] == ["your role cannot change campaigns"]
+    with db.tenant(shop.org_id) as conn:
+        assert conn.execute("SELECT status FROM app.campaigns").fetchone()["status"] == "active"
+        assert not conn.execute(
+            "SELECT 1 FROM app.audit_log WHERE action = 'dashboard.campaigns.status'"
+        ).fetchall()
+
+
 def test_sign_out_returns_to_the_sign_in_form(dashboard, make_org):
     shop = make_org("dash-signout")
     at = dashboard(shop.org_id)

@@ -49,20 +49,31 @@ def campaign_list(url: str, org_id: str) -> list[dict]:
     if not session.can_edit():
         return rows
     st.subheader("Change status")
+    if refused := st.session_state.pop("campaign_status_refused", None):
+        st.error(refused)
     for row in rows:
         status, label = NEXT[row["status"]]
         left, right = st.columns([4, 1])
         left.write(f"**{row['name']}** · {row['status']}")
-        if right.button(label, key=f"campaign_status_{row['campaign_id']}"):
-            try:
-                data.set_campaign_status(
-                    url, org_id, session.current_user()["user_id"], row["campaign_id"], status
-                )
-            except PermissionError as exc:
-                st.error(str(exc))
-                return rows
-            st.rerun()
+        # A callback, run before the rerun the click starts, so the list above shows the new
+        # status in that same run; an st.rerun() after the change would start a second run,
+        # and could replace a page switch the user asked for meanwhile.
+        right.button(
+            label,
+            key=f"campaign_status_{row['campaign_id']}",
+            on_click=_change_status,
+            args=(url, org_id, row["campaign_id"], status),
+        )
     return rows
+
+
+def _change_status(url: str, org_id: str, campaign_id: str, status: str) -> None:
+    try:
+        data.set_campaign_status(
+            url, org_id, session.current_user()["user_id"], campaign_id, status
+        )
+    except PermissionError as exc:
+        st.session_state["campaign_status_refused"] = str(exc)
 
 
 # --- the editor ----------------------------------------------------------------------------
