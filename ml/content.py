@@ -23,6 +23,7 @@ the expected margin with it beats the margin without::
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -52,10 +53,16 @@ DESIGN_LINEAR_VALUE = (
 )
 
 
+@functools.cache
+def _interactions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(input, feature) of each code interaction among ``names`` (once per design: scoring
+    one message calls :func:`_design` twice)."""
+    return tuple((n, n.removeprefix("code_x_")) for n in names if n.startswith("code_x_"))
+
+
 def _design(columns: dict, code, names: tuple[str, ...] = DESIGN) -> dict:
     """``columns`` with the code (1.0/0.0, or an array) and the interactions ``names`` use."""
-    interactions = (n for n in names if n.startswith("code_x_"))
-    return columns | {"code": code} | {n: code * columns[n[len("code_x_") :]] for n in interactions}
+    return columns | {"code": code} | {n: code * columns[f] for n, f in _interactions(names)}
 
 
 def _matrix(columns: dict, code: np.ndarray, names: tuple[str, ...] = DESIGN) -> np.ndarray:
