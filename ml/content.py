@@ -2,8 +2,9 @@
 discount code, and the code's uplift (docs/models.md, "Content model").
 
 One logistic regression of recovery on the cart's features, the code (0/1), and the code
-times a few features it may act through (:data:`ml.features.UPLIFT_FEATURES`: device and
-cart value): an "S-learner" with treatment interactions. The outcome's dependence on
+times a few features it may act through (:data:`ml.features.UPLIFT_FEATURES`: the log of
+the cart value, and its product with the device): an "S-learner" with treatment
+interactions. The outcome's dependence on
 everything else is learned once from all messages, with and without a code, so the uplift
 is estimated from the interaction terms alone; two separate models ("T-learner", the first
 version) each spent half the data relearning the shared part and their difference was
@@ -22,6 +23,7 @@ the expected margin with it beats the margin without::
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -41,16 +43,31 @@ METRIC = "heldout_qini"  # higher is better; the promotion rule compares it
 DEFAULT_MARGIN = 0.4
 # The model's inputs: the features, the code, the code times each uplift feature.
 DESIGN = (*CONTENT_FEATURES, "code", *(f"code_x_{f}" for f in UPLIFT_FEATURES))
+# The inputs of models trained before the code acted through the log of the cart value
+# (the code times the device, the capped value and their product): a registered model
+# unpickled from then keeps scoring with its own weights.
+DESIGN_LINEAR_VALUE = (
+    *CONTENT_FEATURES,
+    "code",
+    *(f"code_x_{f}" for f in ("device_mobile", "value_hundreds", "mobile_x_value_hundreds")),
+)
 
 
-def _design(columns: dict, code) -> dict:
-    """``columns`` with the code (1.0/0.0, or an array) and its interactions added."""
-    return columns | {"code": code} | {f"code_x_{f}": code * columns[f] for f in UPLIFT_FEATURES}
+@functools.cache
+def _interactions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(input, feature) of each code interaction among ``names`` (once per design: scoring
+    one message calls :func:`_design` twice)."""
+    return tuple((n, n.removeprefix("code_x_")) for n in names if n.startswith("code_x_"))
 
 
-def _matrix(columns: dict, code: np.ndarray) -> np.ndarray:
-    design = _design(columns, code)
-    return np.column_stack([design[name] for name in DESIGN])
+def _design(columns: dict, code, names: tuple[str, ...] = DESIGN) -> dict:
+    """``columns`` with the code (1.0/0.0, or an array) and the interactions ``names`` use."""
+    return columns | {"code": code} | {n: code * columns[f] for n, f in _interactions(names)}
+
+
+def _matrix(columns: dict, code: np.ndarray, names: tuple[str, ...] = DESIGN) -> np.ndarray:
+    design = _design(columns, code, names)
+    return np.column_stack([design[name] for name in names])
 
 
 @dataclass
@@ -59,6 +76,13 @@ class ContentModel:
 
     space: FeatureSpace
     outcome: object  # P(recovery | features, code)
+    design: tuple[str, ...] = DESIGN  # the outcome model's inputs, in order
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The outcome model's inputs: a model pickled before ``design`` existed has none of
+        its own (the class default is today's) and used :data:`DESIGN_LINEAR_VALUE`."""
+        return self.__dict__.get("design", DESIGN_LINEAR_VALUE)
 
     @classmethod
     def train(cls, log: pl.DataFrame, seed: int = 0) -> ContentModel:
@@ -74,16 +98,16 @@ class ContentModel:
         # Logistic rather than boosted trees: recoveries are rare, and a flexible model's
         # uplift is mostly noise at these sizes (docs/models.md).
         model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        return cls(space, model.fit(_matrix(columns, coded.astype(float)), y))
+        return cls(space, model.fit(_matrix(columns, coded.astype(float)), y), DESIGN)
 
     def predict(self, rows: dict) -> tuple[np.ndarray, np.ndarray]:
         """(P(recovery | code), P(recovery | no code)) per row."""
         columns = self.space.columns(rows)
         n = len(rows["sent_at"])
-        p_code = _proba(self.outcome, _matrix(columns, np.ones(n)))
+        p_code = _proba(self.outcome, _matrix(columns, np.ones(n), self.names))
         return (
             np.minimum(p_code * np.exp(columns["customer_code_evidence"]), 1.0),
-            _proba(self.outcome, _matrix(columns, np.zeros(n))),
+            _proba(self.outcome, _matrix(columns, np.zeros(n), self.names)),
         )
 
     def predict_one(self, cart: dict, sent_at: int) -> tuple[float, float]:
@@ -91,10 +115,11 @@ class ContentModel:
         :meth:`predict` of its row, computed the way delivery can afford per message."""
         columns = self.space.cart_columns(cart, np.asarray([sent_at], dtype=np.int64))
         columns = {k: v if type(v) is float else float(v[0]) for k, v in columns.items()}
-        linear = linear_of(self, "outcome", DESIGN)
-        p_code = linear.proba(_design(columns, 1.0))
+        names = self.names
+        linear = linear_of(self, "outcome", names)
+        p_code = linear.proba(_design(columns, 1.0, names))
         p_code = min(p_code * math.exp(columns["customer_code_evidence"]), 1.0)
-        return p_code, linear.proba(_design(columns, 0.0))
+        return p_code, linear.proba(_design(columns, 0.0, names))
 
     def uplift(self, rows: dict) -> np.ndarray:
         p1, p0 = self.predict(rows)

@@ -98,9 +98,12 @@ CONTENT_FEATURES = (
     "value_hundreds",
     "mobile_x_value_hundreds",
 )
-# What the code's effect may depend on in the content model (ml/content.py): a code is worth
-# more money on a bigger cart, and deal seekers are more often on phones.
-UPLIFT_FEATURES = ("device_mobile", "value_hundreds", "mobile_x_value_hundreds")
+# What the code's effect may depend on in the content model (ml/content.py): the money a
+# percentage code saves grows with the cart, with diminishing returns (its log), and deal
+# seekers are more often on phones. No device term of its own: a code worth nothing moves
+# nobody, on any device; the device scales what each unit of the code's money does
+# (docs/models.md, "Content model").
+UPLIFT_FEATURES = ("log_value_hundreds", "mobile_x_log_value_hundreds")
 
 
 def customer_key(customer_id, email, cart_id) -> str:
@@ -401,10 +404,13 @@ class FeatureSpace:
             "device_mobile": mobile,
             "device_desktop": (device == "desktop").astype(float),
             "log_cart_value": log_value,
-            # A code's effect grows with the cart for price-sensitive people: the uplift
-            # learner is linear, so it gets the interaction.
+            # The recovery's dependence on the cart differs by device: the linear model
+            # gets the interaction (the code's own terms are the log ones below).
             "value_hundreds": hundreds,
             "mobile_x_value_hundreds": mobile * hundreds,
+            # Uncapped: the log keeps the biggest carts from dominating the code's terms.
+            "log_value_hundreds": np.log1p(value / 100.0),
+            "mobile_x_log_value_hundreds": mobile * np.log1p(value / 100.0),
             "item_count": np.asarray(rows["item_count"], dtype=float),
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
@@ -486,6 +492,8 @@ class FeatureSpace:
             "log_cart_value": log_value,
             "value_hundreds": hundreds,
             "mobile_x_value_hundreds": mobile * hundreds,
+            "log_value_hundreds": math.log1p(value / 100.0),
+            "mobile_x_log_value_hundreds": mobile * math.log1p(value / 100.0),
             "item_count": float(cart["item_count"]),
             "customer_clicks": math.log1p(clicks),
             "customer_recoveries": math.log1p(recoveries),

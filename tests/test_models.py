@@ -436,7 +436,7 @@ def test_one_cart_scoring_equals_the_batch_features_and_models(sim_log):
     """Delivery's per-message path (FeatureSpace.cart_columns, folded linear models) gives
     what the one feature definition and the fitted pipelines give for the same rows."""
     from ml.content import ContentModel
-    from ml.features import CONTENT_FEATURES, SEND_TIME_FEATURES, rows_of
+    from ml.features import CONTENT_FEATURES, SEND_TIME_FEATURES, UPLIFT_FEATURES, rows_of
 
     train, heldout = training.split(sim_log)
     send, content = SendTimeModel.train(train), ContentModel.train(train)
@@ -455,7 +455,8 @@ def test_one_cart_scoring_equals_the_batch_features_and_models(sim_log):
         batch = send.candidate_rows(cart, candidates)
         expected = send.space.columns(batch)
         got = send.space.cart_columns(cart, candidates)
-        for name in set(SEND_TIME_FEATURES) | set(CONTENT_FEATURES) | {"customer_code_evidence"}:
+        names = {*SEND_TIME_FEATURES, *CONTENT_FEATURES, *UPLIFT_FEATURES, "customer_code_evidence"}
+        for name in names:
             assert np.allclose(np.broadcast_to(got[name], len(candidates)), expected[name]), name
         assert np.allclose(send.recovery_at(cart, candidates), send.predict(batch)[1])
         one = {k: np.asarray([v]) for k, v in cart.items()} | {"sent_at": candidates[:1]}
@@ -529,6 +530,36 @@ def test_a_content_model_saved_before_the_code_evidence_still_scores(db, org, ml
     row = _enroll(db, org.org_id, _cart(db, org.org_id))
     assert row["discount_decision"] == "model"
     assert row["discount_offered"] in (True, False)
+
+
+def test_a_content_model_saved_before_the_log_value_terms_scores_with_its_own_inputs(sim_log):
+    """A content model pickled when the code acted through the device and the linear cart
+    value (no ``design`` of its own) scores with those inputs, in batch and per message."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml.content import DESIGN, DESIGN_LINEAR_VALUE, ContentModel, _matrix, _proba
+    from ml.features import FeatureSpace, rows_of
+
+    train, heldout = training.split(sim_log)
+    space = FeatureSpace.fit(train)
+    rows = rows_of(train)
+    columns = space.columns(rows, history_only=True)
+    code = (rows["discount_rate"] > 0).astype(float)
+    old = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    old.fit(_matrix(columns, code, DESIGN_LINEAR_VALUE), rows["recovered"].astype(int))
+    model = ContentModel(space, old)
+    del model.__dict__["design"]  # as unpickled from then
+    assert model.names == DESIGN_LINEAR_VALUE != DESIGN
+    held = rows_of(heldout.head(40))
+    n = 40
+    held_columns = space.columns(held)
+    p_code, p_none = model.predict(held)
+    assert np.allclose(p_none, _proba(old, _matrix(held_columns, np.zeros(n), DESIGN_LINEAR_VALUE)))
+    for i in (0, 17, 39):
+        cart = {k: v[i] for k, v in held.items() if k != "sent_at"}
+        assert np.allclose(model.predict_one(cart, int(held["sent_at"][i])), (p_code[i], p_none[i]))
 
 
 def test_qini_ranks_true_uplift_above_chance():
