@@ -81,6 +81,8 @@
         select org_id, {{ kind }}_id from {{ ref('int_changes') }}
         where {{ kind }}_id is not null
     )
+    {#- every mart deleted from this way is indexed on (org_id, <column>) -#}
+    {{ as_index_lookups(ref('int_changes'), '', column or kind ~ '_id', kind ~ '_id') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -96,6 +98,7 @@
     where (org_id, order_id) in (
         select org_id, order_id from {{ changes }} where order_id is not null
     )
+    {{ as_index_lookups(changes, '', 'order_id', 'order_id') }}
     {%- elif kind == 'cart' -%}
     select distinct org_id, date_trunc('day', abandoned_at, 'UTC') as day_start
     from {{ ref('stg_app__carts') }}
@@ -103,6 +106,7 @@
         and (org_id, cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
+        {{ as_index_lookups(changes, '', 'cart_id', 'cart_id') }}
     {%- else -%}
     select distinct messages.org_id, days.day_start
     from {{ ref('stg_app__messages') }} as messages

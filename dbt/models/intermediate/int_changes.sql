@@ -51,17 +51,23 @@ changed_carts as (
     -- A window closed since (the longest one: journeys and lift; the default one:
     -- fct_abandoned_carts): a cart without an order moves from open to lost.
     -- (abandoned_at + window > since, and <= now, as a range on abandoned_at.)
-    select carts.org_id, carts.cart_id
+    -- (Looked up per org and window: as a join, the planner scanned every cart.)
+    select closed.org_id, closed.cart_id
     from org_settings
     cross join lateral (
         values
             (org_settings.longest_window_seconds),
             (coalesce(org_settings.default_window_seconds, 432000))
     ) as windows (seconds)
-    inner join {{ ref('stg_app__carts') }} as carts
-        on carts.org_id = org_settings.org_id
-        and carts.abandoned_at > {{ changes_since() }} - make_interval(secs => windows.seconds)
-        and carts.abandoned_at <= now() - make_interval(secs => windows.seconds)
+    cross join lateral (
+        select carts.org_id, carts.cart_id
+        from {{ ref('stg_app__carts') }} as carts
+        where carts.org_id = org_settings.org_id
+            and carts.abandoned_at > {{ changes_since() }} - make_interval(secs => windows.seconds)
+            and carts.abandoned_at <= now() - make_interval(secs => windows.seconds)
+        -- offset 0 keeps the planner from flattening this back into that join.
+        offset 0
+    ) as closed
 
 ),
 
