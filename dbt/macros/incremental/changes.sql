@@ -162,3 +162,41 @@
         offset 0
     ) as source_rows
 {%- endmacro %}
+
+{#- The carts (every column of stg_app__carts) of the customers in ``customers`` (a CTE with
+    org_id and customer_key, see customer_key()), found through indexes of app.carts: by
+    lower-cased email ((org_id, lower(email)), migration 0022), else customer id, else phone
+    (not indexed: read only when a customer is keyed by phone). A join on the key itself
+    would compute it for every cart. Each branch finds only carts keyed its way, so no cart
+    comes twice; the key is compared whole at the end. -#}
+{% macro carts_of_customers(customers) -%}
+    {%- set carts = ref('stg_app__carts') -%}
+    {%- set orgs -%}org_id = any(array(select distinct org_id from {{ customers }})){%- endset -%}
+    select candidates.*
+    from (
+        select * from {{ carts }}
+        where {{ orgs }}
+            and email = any(array(
+                select substr(customer_key, 7) from {{ customers }} where customer_key like 'email:%'
+            ))
+        union all
+        select * from {{ carts }}
+        where {{ orgs }}
+            and nullif(email, '') is null
+            and customer_id = any(array(
+                select substr(customer_key, 10)::uuid from {{ customers }}
+                where customer_key like 'customer:%'
+            ))
+        union all
+        select * from {{ carts }}
+        where exists (select from {{ customers }} where customer_key like 'phone:%')
+            and {{ orgs }}
+            and nullif(email, '') is null
+            and customer_id is null
+            and phone = any(array(
+                select substr(customer_key, 7) from {{ customers }} where customer_key like 'phone:%'
+            ))
+    ) as candidates
+    where (candidates.org_id, {{ customer_key('candidates.email', 'candidates.customer_id', 'candidates.phone') }})
+        in (select org_id, customer_key from {{ customers }})
+{%- endmacro %}
