@@ -123,14 +123,38 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A day-grain mart's filter ("(org_id, <day expression>) in (changed days)") in an
-    incremental build, else none; and its pre-hook, deleting those days first (a day may
-    have lost every row of a group). -#}
-{% macro if_changed_day(kind, day_expression) -%}
+{#- A day-grain mart's filter in an incremental build, else none: its rows whose time
+    (``time_expression``; the mart keeps its UTC day) falls on a changed day of their org; and
+    its pre-hook, deleting those days first (a day may have lost every row of a group).
+    The changed days are read when the model runs (int_changes is built by then) and given
+    as literal time ranges: the planner then reads them through an index on the time where
+    there is one, and elsewhere compares times instead of computing date_trunc(..., 'UTC')
+    of every row of the table (that took longer than the rest of the query). Past a few
+    hundred days they stay a subquery. -#}
+{% macro if_changed_day(kind, time_expression) -%}
     {%- if not execute -%}{%- set _ = changed_days(kind) -%}{%- endif -%}
     {%- if incremental_build() -%}
-    {%- set days = changed_days(kind) -%}
-    (org_id, {{ day_expression }}) in ({{ days }})
+    {%- set query -%}
+        select changed.org_id::text, changed.day_start::text
+        from ({{ changed_days(kind) }}) as changed
+        order by 1, 2
+        limit 301
+    {%- endset -%}
+    {%- set days = run_query(query).rows -%}
+    {%- if days | length > 300 -%}
+    (org_id, date_trunc('day', {{ time_expression }}, 'UTC')) in ({{ changed_days(kind) }})
+    {%- elif days | length == 0 -%}
+    false
+    {%- else -%}
+    (
+    {%- for org_id, day_start in days %}
+        {% if not loop.first %}or {% endif -%}
+        (org_id = '{{ org_id }}'::uuid
+            and {{ time_expression }} >= '{{ day_start }}'::timestamptz
+            and {{ time_expression }} < '{{ day_start }}'::timestamptz + interval '24 hours')
+    {%- endfor %}
+    )
+    {%- endif -%}
     {%- else -%}
     true
     {%- endif -%}
