@@ -191,8 +191,11 @@
     org_id and customer_key, see customer_key()), found through indexes of app.carts: by
     lower-cased email ((org_id, lower(email)), migration 0022), else customer id, else phone
     (not indexed: read only when a customer is keyed by phone). A join on the key itself
-    would compute it for every cart. Each branch finds only carts keyed its way, so no cart
-    comes twice; the key is compared whole at the end. -#}
+    would compute it for every cart. Each branch finds only carts keyed its way (a cart with
+    an email is keyed by it, ...), so none comes twice; as the values are looked up across
+    the orgs, the whole key is checked at the end, by a hashed subplan (the coalesce keeps
+    the planner from making it a join: misled by the CTE's estimate, it compared every
+    candidate with every key). -#}
 {% macro carts_of_customers(customers) -%}
     {%- set carts = ref('stg_app__carts') -%}
     {%- set orgs -%}org_id = any(array(select distinct org_id from {{ customers }})){%- endset -%}
@@ -221,6 +224,9 @@
                 select substr(customer_key, 7) from {{ customers }} where customer_key like 'phone:%'
             ))
     ) as candidates
-    where (candidates.org_id, {{ customer_key('candidates.email', 'candidates.customer_id', 'candidates.phone') }})
-        in (select org_id, customer_key from {{ customers }})
+    where coalesce(
+        (candidates.org_id, {{ customer_key('candidates.email', 'candidates.customer_id', 'candidates.phone') }})
+            in (select org_id, customer_key from {{ customers }}),
+        false
+    )
 {%- endmacro %}
