@@ -506,8 +506,13 @@ ANALYSIS = """What the figures come from, and why goals are missed (if any):
   query read only what changed (BRIN summaries at build start, no parallel workers, the
   changed keys as `= any(array(...))` index lookups, change-time indexes of migration 0021,
   cutoffs as literals). This round, measured with dbt's per-node events and EXPLAIN
-  ANALYZE on a kept copy of the 1,000,000-event database (repeated builds, medians), and
-  with this script before and after in the same quiet hour (before: 3.0 s / 28.8 s = 0.10):
+  ANALYZE on a kept copy of the 1,000,000-event database: incremental builds there,
+  before and after alternately, took 4.1 and 6.1 s before, 2.5 and 3.2 s after (medians of
+  5 each, the load changing between pairs); this script at commit 1f7b63b, 15 minutes
+  before the run above: 3.0 s / 28.8 s = 0.10 (full builds alternated on one database,
+  the load varying: 29.5-36.4 s before, 31.4-36.9 s after; a full build changed only by
+  three more aggregates in `fct_journeys_daily` and a cheaper `fct_journey_paths`). What
+  changed:
   an incremental model is written in one statement by the project's own `incremental`
   materialization (`dbt/macros/incremental/materialization.sql`: no temporary table,
   column comparisons or separate delete, four round trips fewer per model); no JIT in an
