@@ -2,7 +2,9 @@
 -- replaces the events received since the newest one already here, minus a lookback
 -- (var incremental_lookback_hours) so that rows committed late are not skipped: its pre-hook
 -- deletes the rows received after that cutoff, the build inserts the sources' rows received
--- after it (an event's received_at never changes, so the two ranges hold the same events).
+-- after it (an event's received_at never changes, so the two ranges hold the same events;
+-- dbt renders the model's SQL before it runs the pre-hook: both read the cutoff before the
+-- delete).
 -- A merge on (org_id, event_id) would look each re-read event up in a table of every event
 -- (it has no index on them: a million-row scan per build).
 
