@@ -324,11 +324,12 @@ def _count_settings(conn: psycopg.Connection) -> Iterator[None]:
     }
     for name, value in _COUNT_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    yield
+    # Not in a ``finally``: when a statement failed, the transaction is aborted, a restore
+    # would fail and hide its error, and the rollback reverts the settings anyway
+    # (set_config(..., true) is SET LOCAL).
+    for name, value in previous.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
 
 
 def experiment_view(
