@@ -344,3 +344,17 @@ def test_a_failed_count_query_raises_its_own_error(db, make_org):
             with db.tenant(org.org_id) as conn:
                 conn.execute("SET LOCAL lock_timeout = '200ms'")
                 experiment_view(conn, org.org_id, ExperimentId(campaign_id, 0))
+
+
+def test_the_count_settings_hold_for_the_count_query_only(db, make_org):
+    """The planner settings of the count query are back to the transaction's own after it."""
+    org = make_org("exp-counts-settings")
+    campaign_id = make_campaign(db, org.org_id, [AB_STEP])
+    names = ("jit", "work_mem", "enable_mergejoin")
+    read = "SELECT " + ", ".join(f"current_setting('{n}') AS {n}" for n in names)
+    with db.tenant(org.org_id) as conn:
+        conn.execute("SET LOCAL work_mem = '5MB'")
+        before = conn.execute(read).fetchone()
+        experiment_view(conn, org.org_id, ExperimentId(campaign_id, 0))
+        assert conn.execute(read).fetchone() == before
+        assert before["work_mem"] == "5MB"
