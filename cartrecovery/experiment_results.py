@@ -66,6 +66,9 @@ METHODS = {
     "interval and risk; a variant ships at a 95% chance to win.",
 }
 
+# The multiple-comparison corrections ``correction`` may name, in words.
+CORRECTIONS = {"holm": "Holm–Bonferroni", "bh": "Benjamini–Hochberg"}
+
 
 class ExperimentNotFound(LookupError):
     """No such campaign, or the campaign step (or holdout) is not an experiment."""
@@ -434,7 +437,7 @@ def experiment_view(
     if used_correction:
         method += (
             " P-values are corrected over variants × goal metrics ("
-            + ("Holm–Bonferroni" if used_correction == "holm" else "Benjamini–Hochberg")
+            + CORRECTIONS[used_correction]
             + ")."
         )
     body = analysis.to_dict()
