@@ -22,9 +22,10 @@ the one-statement snapshot the Live page runs (``cartrecovery.live_tiles.live_sn
 each of its parts alone, and the latest-events feed. Baselines from raw events: a cart's
 state derived from its events (active = last event in the last 30 min and no order event;
 abandoned in the last hour = last event between 90 and 30 minutes ago, no order), i.e. what
-the tiles would cost without the operational tables. Each experiment's results
-(``cartrecovery.experiment_results``, what the Experiments page and the API compute) and the
-page's funnel are timed too.
+the tiles would cost without the operational tables. Each experiment's view is timed too
+(``cartrecovery.experiment_results.experiment_view``: the results the Experiments page and
+the API compute and the page's funnel, from one count query), wall time and the PostgreSQL
+backend's CPU time.
 
 Run: ``.venv/bin/python bench/dashboard.py`` (DATABASE_URL: a server, a fresh database is
 created and dropped; else an embedded pgserver). Rewrites the "## Dashboard" section of

@@ -54,11 +54,17 @@ def _store_carts(pop, seed: int, store: int = 0, n: int = TEST_CARTS):
     return truth.Carts(*(getattr(pool, f)[keep][:n] for f in fields))
 
 
-def quality(per_store: int, stores: int, seed: int) -> dict:
+def _simulation(per_store: int, stores: int, seed: int):
+    """A platform of ``stores`` stores of ``per_store`` recipients: its population, the
+    message log the models train on, and new carts of one store to evaluate them on."""
     pop = truth.population(per_store, seed=seed, n_stores=stores)
     history = truth.carts(pop, per_store * stores * CARTS_PER_CUSTOMER, seed=seed + 1)
     log = truth.simulate_messages(pop, history, seed=seed + 2)
-    test = _store_carts(pop, seed + 3)
+    return pop, log, _store_carts(pop, seed + 3)
+
+
+def quality(per_store: int, stores: int, seed: int) -> dict:
+    pop, log, test = _simulation(per_store, stores, seed)
     send = SendTimeModel.train(log)
     content = ContentModel.train(log)
     return {
@@ -72,11 +78,8 @@ def quality(per_store: int, stores: int, seed: int) -> dict:
 
 def discount_by_seed(per_store: int, stores: int, seed: int) -> dict:
     """The discount columns of :func:`quality` alone (the content model), for other seeds."""
-    pop = truth.population(per_store, seed=seed, n_stores=stores)
-    history = truth.carts(pop, per_store * stores * CARTS_PER_CUSTOMER, seed=seed + 1)
-    log = truth.simulate_messages(pop, history, seed=seed + 2)
-    content = ContentModel.train(log)
-    return evaluation.content_value(content, pop, _store_carts(pop, seed + 3))
+    pop, log, test = _simulation(per_store, stores, seed)
+    return evaluation.content_value(ContentModel.train(log), pop, test)
 
 
 def latency(seed: int, n: int = 3000) -> dict:

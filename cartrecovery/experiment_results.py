@@ -66,6 +66,9 @@ METHODS = {
     "interval and risk; a variant ships at a 95% chance to win.",
 }
 
+# The multiple-comparison corrections ``correction`` may name, in words.
+CORRECTIONS = {"holm": "Holm–Bonferroni", "bh": "Benjamini–Hochberg"}
+
 
 class ExperimentNotFound(LookupError):
     """No such campaign, or the campaign step (or holdout) is not an experiment."""
@@ -316,19 +319,26 @@ def experiment_results(
 _COUNT_SETTINGS = {"jit": "off", "work_mem": "64MB", "enable_mergejoin": "off"}
 
 
+_READ_SETTINGS = "SELECT " + ", ".join(f"current_setting('{n}') AS {n}" for n in _COUNT_SETTINGS)
+
+
+def _set_local(conn: psycopg.Connection, values: dict) -> None:
+    """``values`` (setting → value) for the rest of the transaction, in one statement."""
+    conn.execute(
+        "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+        [x for item in values.items() for x in item],
+    )
+
+
 @contextmanager
 def _count_settings(conn: psycopg.Connection) -> Iterator[None]:
-    previous = {
-        name: conn.execute("SELECT current_setting(%s) AS value", (name,)).fetchone()["value"]
-        for name in _COUNT_SETTINGS
-    }
-    for name, value in _COUNT_SETTINGS.items():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    previous = conn.execute(_READ_SETTINGS).fetchone()
+    _set_local(conn, _COUNT_SETTINGS)
+    yield
+    # Not in a ``finally``: when a statement failed, the transaction is aborted, a restore
+    # would fail and hide its error, and the rollback reverts the settings anyway
+    # (set_config(..., true) is SET LOCAL).
+    _set_local(conn, previous)
 
 
 def experiment_view(
@@ -427,7 +437,7 @@ def experiment_view(
     if used_correction:
         method += (
             " P-values are corrected over variants × goal metrics ("
-            + ("Holm–Bonferroni" if used_correction == "holm" else "Benjamini–Hochberg")
+            + CORRECTIONS[used_correction]
             + ")."
         )
     body = analysis.to_dict()

@@ -7,12 +7,13 @@ token is checked against the user's *current* membership on every request (remov
 role changed: the new role applies). Tokens are for people: the ``track`` endpoints (carts
 and events reported by stores and storefronts) take API keys only.
 
-High-volume endpoints (``require_key(..., cached=True)``: the tracking API) may take the key
-from a per-process cache (``KEY_CACHE_SECONDS``) instead of a transaction of its own. Their
-view then opens its transaction with :func:`tenant_transaction`, which confirms the key with
-its first statement (a revoked key: 401 and everything rolled back); a key the view did not
-confirm that way (an error, nothing to write) is looked up again before answering. So a
-revoked key is refused at once, as without the cache.
+High-volume endpoints (``require_key(..., cached=True)``: the tracking API, campaign
+performance) may take the key from a per-process cache (``KEY_CACHE_SECONDS``) instead of a
+transaction of its own. Their view then opens its transaction with
+:func:`tenant_transaction`, which confirms the key with its first statement (a revoked key:
+401 and everything rolled back); a key the view did not confirm that way (an error, nothing
+to write) is looked up again before answering. So a revoked key is refused at once, as
+without the cache.
 """
 
 from __future__ import annotations

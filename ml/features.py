@@ -147,14 +147,14 @@ def code_evidence(clicks, code_clicks, rec_code, rec_none, conversion, strength)
     ratio. 0 without history (or without conversions to compare); positive for someone who
     bought after clicking coded messages and not after uncoded ones. Conditioning on the
     click keeps out what a code does not change (when and on which channel they read)."""
+    # Plain arithmetic on floats or arrays: delivery scores one message with floats
+    # (FeatureSpace.cart_columns), where numpy's conversions would cost more than the rest.
     with_code, without = conversion
     if with_code <= 0 or without <= 0:
-        return np.zeros_like(np.asarray(clicks, dtype=float))
+        return 0.0 * clicks
     k = strength
-    code_clicks = np.asarray(code_clicks, dtype=float)
-    own_code = (np.asarray(rec_code) + k * with_code) / (code_clicks + k)
-    plain_clicks = np.maximum(np.asarray(clicks, dtype=float) - code_clicks, 0.0)
-    own_none = (np.asarray(rec_none) + k * without) / (plain_clicks + k)
+    own_code = (rec_code + k * with_code) / (code_clicks + k)
+    own_none = (rec_none + k * without) / (np.maximum(clicks - code_clicks, 0.0) + k)
     return np.log(own_code / with_code) - np.log(own_none / without)
 
 
@@ -387,6 +387,7 @@ class FeatureSpace:
         value = np.maximum(np.asarray(rows["cart_value"], float), 0)
         log_value = np.log1p(value)
         hundreds = np.minimum(value / 100.0, MAX_VALUE_HUNDREDS)
+        log_hundreds = np.log1p(value / 100.0)
         mobile = (device == "mobile").astype(float)
         evidence = self._code_evidence(totals[:, 1], code_clicks, totals[:, 4], totals[:, 5])
         return {
@@ -409,8 +410,8 @@ class FeatureSpace:
             "value_hundreds": hundreds,
             "mobile_x_value_hundreds": mobile * hundreds,
             # Uncapped: the log keeps the biggest carts from dominating the code's terms.
-            "log_value_hundreds": np.log1p(value / 100.0),
-            "mobile_x_log_value_hundreds": mobile * np.log1p(value / 100.0),
+            "log_value_hundreds": log_hundreds,
+            "mobile_x_log_value_hundreds": mobile * log_hundreds,
             "item_count": np.asarray(rows["item_count"], dtype=float),
             "customer_clicks": np.log1p(totals[:, 1]),
             "customer_recoveries": np.log1p(totals[:, 2]),
@@ -473,6 +474,7 @@ class FeatureSpace:
         value = max(float(cart["cart_value"]), 0.0)
         log_value = math.log1p(value)
         hundreds = min(value / 100.0, MAX_VALUE_HUNDREDS)
+        log_hundreds = math.log1p(value / 100.0)
         mobile = float(device == "mobile")
         evidence = float(self._code_evidence(clicks, code_clicks, rec_code, rec_none))
         return {
@@ -492,8 +494,8 @@ class FeatureSpace:
             "log_cart_value": log_value,
             "value_hundreds": hundreds,
             "mobile_x_value_hundreds": mobile * hundreds,
-            "log_value_hundreds": math.log1p(value / 100.0),
-            "mobile_x_log_value_hundreds": mobile * math.log1p(value / 100.0),
+            "log_value_hundreds": log_hundreds,
+            "mobile_x_log_value_hundreds": mobile * log_hundreds,
             "item_count": float(cart["item_count"]),
             "customer_clicks": math.log1p(clicks),
             "customer_recoveries": math.log1p(recoveries),
@@ -507,7 +509,7 @@ class FeatureSpace:
 
     def _code_evidence(self, clicks, code_clicks, rec_code, rec_none):
         if self.customer_code_clicks is None:  # a space fitted before the feature existed
-            return np.zeros_like(np.asarray(clicks, dtype=float))
+            return 0.0 * clicks
         return code_evidence(
             clicks, code_clicks, rec_code, rec_none, self.code_conversion, self.conversion_strength
         )

@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from test_experiments import AB_STEP, T0, make_campaign
 
@@ -329,3 +330,31 @@ def test_the_count_query_gives_the_definitions_numbers(db, make_org, seed):
             groups[m["cart_id"]] = "holdout" if held else "messaged"
     expected = _expected(rows, [(arm, carts[c], None) for c, arm in groups.items()], window)
     _check(holdout, holdout_funnel, expected)
+
+
+def test_a_failed_count_query_raises_its_own_error(db, make_org):
+    """When the count query fails (here: a table it reads stays locked past lock_timeout),
+    its own error reaches the caller (the API answers an OperationalError with 503, retry),
+    not an error from restoring the planner settings in the aborted transaction."""
+    org = make_org("exp-counts-locked")
+    campaign_id = make_campaign(db, org.org_id, [AB_STEP])
+    with db.system() as locker:
+        locker.execute("LOCK TABLE app.coupons IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            with db.tenant(org.org_id) as conn:
+                conn.execute("SET LOCAL lock_timeout = '200ms'")
+                experiment_view(conn, org.org_id, ExperimentId(campaign_id, 0))
+
+
+def test_the_count_settings_hold_for_the_count_query_only(db, make_org):
+    """The planner settings of the count query are back to the transaction's own after it."""
+    org = make_org("exp-counts-settings")
+    campaign_id = make_campaign(db, org.org_id, [AB_STEP])
+    names = ("jit", "work_mem", "enable_mergejoin")
+    read = "SELECT " + ", ".join(f"current_setting('{n}') AS {n}" for n in names)
+    with db.tenant(org.org_id) as conn:
+        conn.execute("SET LOCAL work_mem = '5MB'")
+        before = conn.execute(read).fetchone()
+        experiment_view(conn, org.org_id, ExperimentId(campaign_id, 0))
+        assert conn.execute(read).fetchone() == before
+        assert before["work_mem"] == "5MB"

@@ -178,9 +178,10 @@ _SESSION = (
 _all_in_one_texts: dict[str, str] = {}
 
 
-def _all_in_one(schema: str, conn: psycopg.Connection) -> str:
+def _all_in_one(conn: psycopg.Connection) -> str:
     """The all-in-one statement for the marts' schema, composed once: a plain string also
     lets psycopg cache its conversion and prepare it by its text."""
+    schema = marts.schema()  # what marts.table() names, read from the environment
     text = _all_in_one_texts.get(schema)
     if text is None:
         parts = _steps_parts(sql.SQL("(SELECT cur FROM reporting)"))
@@ -239,7 +240,7 @@ def campaign_performance(
     rows = None
     if as_of is not None and lift_as_of is not None and stamps["fct_orders"] is not None:
         found = conn.execute(
-            _all_in_one(marts.schema(), conn),
+            _all_in_one(conn),
             {**params, "none": marts.NO_CURRENCY},
             prepare=True,
         ).fetchall()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from cartrecovery.experiment_results import CORRECTIONS
 from dashboard import charts, data, exports
 from dashboard.experiments import effect, export_rows, p_text
 from dashboard.formatting import money, percent, table
@@ -35,10 +36,6 @@ METRIC_NAMES = {
 }
 
 
-CORRECTIONS = {
-    "holm": "Holm–Bonferroni",
-    "bh": "Benjamini–Hochberg",
-}
 DIFFERENCES = {"relative": "relative (B − A) / |A|", "absolute": "absolute B − A"}
 
 
