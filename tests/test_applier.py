@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import fixture_bytes, fixture_headers, shopify_hmac
+from conftest import fixture_bytes, fixture_headers, shopify_hmac, wait_for
 from flask.testing import FlaskClient
 from test_ingest_shopify import CHECKOUT_TOKEN, SECRET, connect_shop
 
@@ -275,7 +275,8 @@ from cartrecovery.db import Database
 db = Database(sys.argv[1])
 with db.system() as conn:
     claimed = applier.apply_batch(conn, limit=1000)  # applied, not committed
-    print(claimed, flush=True)
+    backend = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    print(claimed, backend, flush=True)
     time.sleep(60)  # killed here
 """
 
@@ -293,12 +294,20 @@ def test_kill_between_ack_and_apply_loses_nothing(db, shop, raw_client, database
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        claimed = int(proc.stdout.readline())
+        claimed, backend = map(int, proc.stdout.readline().split())
         assert claimed >= 5
         assert apply_pending(db) == 0  # its rows are locked: skipped, not applied twice
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+    # PostgreSQL rolls the dead client's transaction back (and frees its row locks) when its
+    # backend sees the connection closed, a moment after the kill: wait for that backend.
+    wait_for(
+        lambda: (
+            one(db, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %s", backend)["n"] == 0
+        ),
+        message=f"the killed applier's backend {backend} is still there",
+    )
     assert pending(db, shop.org_id) == 5  # nothing of the killed run was kept
     assert apply_pending(db) >= 5
     assert pending(db, shop.org_id) == 0
