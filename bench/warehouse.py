@@ -496,36 +496,45 @@ ANALYSIS = """What the figures come from, and why goals are missed (if any):
   in two prepared statements run with their generic plan and no parallel workers
   (planning its dozen scans, or starting workers for a few hundred rows, cost more than
   running them), in one transaction that also confirms the cached API key.
-- **Incremental build** (its ratio to the full build is in the goal table; near 1/10
-  the verdict is within the noise of a shared machine). `cartrecovery warehouse build`
-  runs dbt in process with the project parsed once per database (the bench's full build
-  parsed it; a fresh CLI process imports dbt and parses again, partially: a second or two
-  more) and rewrites only the carts and orders that changed since the full build
-  (`int_changes`: the increment's 2,000 carts, their customers' carts and orders) and the
-  days they fall on. An incremental build equals a full refresh row for row
-  (tests/test_warehouse_incremental.py). Measured per query (dbt's run_results and
-  EXPLAIN ANALYZE on a copy of the same 1,000,000-event database, one build at a time),
-  the second round took dbt's time for it from about 7.5 s to about 4 s: the BRIN ranges
-  of `raw.events` and `app.message_events` are summarised when a build starts (a
-  bulk-loaded range without a summary made every "newer than the cutoff" scan read the
-  whole table); no parallel workers in an incremental build (starting them cost more than
-  the few thousand rows read, and four models already share two CPUs); `int_changes`
-  reaches each source through its index instead of one materialised scan of every cart
-  (1.8 s to 0.5 s); the changed keys are also given as `= any(array(...))`, which the
-  planner reads as index lookups where it chose a hash semi-join over a whole table (the
-  changed carts' callbacks are found by cart the same way, their message ids computed
-  once: `fct_carts` 0.8 s to 0.3 s alone);
-  `fct_messages` reads the changed messages through the new index on the outbox's
-  `updated_at` (migration 0021) with its cutoff as a literal (0.65 s to 0.05 s alone);
-  `fct_holdout_lift` and `fct_experiment_counts` sum day-grain marts instead of every cart
-  and message. What is left: 24 models at 0.2-0.8 s each under four threads on two CPUs,
-  of which the SQL is 0.05-0.5 s alone (`fct_carts`, `fct_attribution`, `fct_touches`,
-  `fct_experiment_counts_daily`: the few thousand changed carts' rows, or the changed
-  days' messages) and the rest dbt's own work per model (compiling, a temporary table,
-  column lookups, delete, insert, hooks; table marts also re-create their policy).
-  `fct_cart_events` takes its cutoff as a literal too (older partitions pruned: 0.2-0.35 s
-  to 0.04 s alone). Next steps: fewer, larger incremental models (each costs dbt's
-  per-model work), one scan of the new raw events shared by the staging branches.
+- **Incremental build** (its ratio to the full build is in the goal table).
+  `cartrecovery warehouse build` runs dbt in process with the project parsed once per
+  database (the bench's full build parsed it; a fresh CLI process imports dbt and parses
+  again, partially: a second or two more) and rewrites only the carts and orders that
+  changed since the full build (`int_changes`: the increment's 2,000 carts, their
+  customers' carts and orders) and the days they fall on. An incremental build equals a
+  full refresh row for row (tests/test_warehouse_incremental.py). Earlier rounds made each
+  query read only what changed (BRIN summaries at build start, no parallel workers, the
+  changed keys as `= any(array(...))` index lookups, change-time indexes of migration 0021,
+  cutoffs as literals). This round, measured with dbt's per-node events and EXPLAIN
+  ANALYZE on a kept copy of the 1,000,000-event database: incremental builds there,
+  before and after alternately, took 4.1 and 6.1 s before, 2.5 and 3.2 s after (medians of
+  5 each, the load changing between pairs); this script at commit 1f7b63b, 15 minutes
+  before the run above: 3.0 s / 28.8 s = 0.10 (full builds alternated on one database,
+  the load varying: 29.5-36.4 s before, 31.4-36.9 s after; a full build changed only by
+  three more aggregates in `fct_journeys_daily` and a cheaper `fct_journey_paths`). What
+  changed:
+  an incremental model is written in one statement by the project's own `incremental`
+  materialization (`dbt/macros/incremental/materialization.sql`: no temporary table,
+  column comparisons or separate delete, four round trips fewer per model); no JIT in an
+  incremental build (`fct_carts`' per-cart lookups were estimated above
+  `jit_above_cost`: 0.46 s to 0.20 s alone); dbt writes no `manifest.json` or
+  `run_results.json` into its temporary target folder (0.5 s of Python per build); the
+  customers' other carts are found through an index on `(org_id, lower(email))`
+  (migration 0022), customer id or phone instead of computing every cart's customer key,
+  and the changed carts by primary key (`int_changes` 0.6-0.8 s to 0.08-0.1 s alone,
+  `dim_customers` 0.19-0.3 s to 0.05 s); the touched carts of `fct_attribution` are
+  looked up by key (0.23-0.26 s to 0.08 s); the day-grain marts take their changed days as
+  literal time ranges instead of `date_trunc(..., 'UTC')` of every message
+  (`fct_message_funnel` 0.25-0.3 s to 0.08 s, `fct_experiment_counts_daily` 0.37-0.47 s to
+  0.22 s); `fct_journey_paths` sums `fct_journeys_daily` instead of every abandonment
+  (0.17 s to 2 ms);
+  `fct_cart_events` replaces its lookback window by `received_at` (its merge by event id
+  scanned the million events: 0.35 s to 0.03 s). What is left: 22 models at 0.05-0.5 s
+  each under four threads on two CPUs; the largest are `fct_experiment_counts_daily` and
+  `fct_message_funnel` (every message of the changed days, about 26,000, is re-counted),
+  `fct_carts` (three store-event sources probed per changed cart), and dbt's own work per
+  model (rendering, a connection per model, hooks); the five table marts are re-created
+  whole, with their row-level security policy.
 - **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
   bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
   Python per request)."""

@@ -11,6 +11,7 @@ is filtered by this module's org.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -68,6 +69,24 @@ def _move_cart(db, org_id, cart_id, abandoned_at) -> None:
         )
 
 
+def _contact(db, org_id, cart_id, *, email=None, phone=None, customer_id=None, changed=True):
+    """Give a cart another contact (its customer key: email, else customer id, else phone);
+    ``changed=False`` keeps its change time before the first build."""
+    with db.system() as conn:
+        if customer_id is not None:
+            conn.execute(
+                "INSERT INTO app.customers (org_id, customer_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (org_id, customer_id),
+            )
+        conn.execute(
+            "UPDATE app.carts SET email = %s, phone = %s, customer_id = %s,"
+            " updated_at = CASE WHEN %s THEN now() ELSE now() - interval '1 day' END"
+            " WHERE org_id = %s AND cart_id = %s",
+            (email, phone, customer_id, changed, org_id, cart_id),
+        )
+
+
 @pytest.fixture(scope="module")
 def history(db, database_url):
     """Org C before the first build: cart P messaged, not clicked; cart Q clicked and bought
@@ -91,6 +110,15 @@ def history(db, database_url):
             " WHERE org_id = %s AND cart_id = %s",
             (c.org_id, h["v"]),
         )
+    # Customers keyed without an email: W by phone, X by customer id; and Y's email stored
+    # in capitals (customers are keyed by the lower-cased email).
+    h["w"] = c.cart("w@example.com", "USD", "15.00")
+    _contact(db, c.org_id, h["w"], phone="+15550100", changed=False)
+    h["x_customer"] = uuid.uuid4()
+    h["x"] = c.cart("x@example.com", "USD", "16.00")
+    _contact(db, c.org_id, h["x"], customer_id=h["x_customer"], changed=False)
+    h["y"] = c.cart("y@example.com", "USD", "17.00")
+    _contact(db, c.org_id, h["y"], email="Y@Example.COM", changed=False)
     prepare_manifest()
     run_dbt_build(database_url, full_refresh=True)
     return h
@@ -112,6 +140,13 @@ def test_incremental_build_equals_a_full_refresh(history, db, database_url):
     _move_cart(db, c.org_id, q2, T0 + timedelta(hours=30))
     c.order(q2, "q@example.com", "25.00", "USD", T0 + timedelta(hours=31))
     c.order(h["u"], "u@example.com", "60.00", "USD", NOW - timedelta(days=1))
+    # New carts of W, X and Y: their customers' rows (dim_customers) count both carts only
+    # if the build finds the old carts by phone, customer id and case-insensitive email.
+    w2 = c.cart("w2@example.com", "USD", "5.00")
+    _contact(db, c.org_id, w2, phone="+15550100")
+    x2 = c.cart("x2@example.com", "USD", "6.00")
+    _contact(db, c.org_id, x2, customer_id=h["x_customer"])
+    c.cart("y@example.com", "USD", "7.00")
 
     lines: list[str] = []
     run_dbt_build(database_url, on_line=lines.append)  # incremental
@@ -134,6 +169,22 @@ def test_incremental_build_equals_a_full_refresh(history, db, database_url):
         h["q"]: "recovered",
         q2: "recovered",
         h["u"]: "converted_without_touch",
+    }
+
+    keys = ["phone:+15550100", f"customer:{h['x_customer']}", "email:y@example.com"]
+    with db.system() as conn:
+        carts_per_customer = {
+            row["customer_key"]: row["carts"]
+            for row in conn.execute(
+                "SELECT customer_key, carts FROM analytics_marts.dim_customers"
+                " WHERE org_id = %s AND customer_key = ANY(%s)",
+                (c.org_id, keys),
+            )
+        }
+    assert carts_per_customer == {
+        "phone:+15550100": 2,
+        f"customer:{h['x_customer']}": 2,
+        "email:y@example.com": 2,
     }
 
     run_dbt_build(database_url, full_refresh=True, tests=False)

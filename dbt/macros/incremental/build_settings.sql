@@ -37,12 +37,14 @@
     $$
 {%- endmacro %}
 
-{#- Pre-hook of every model an incremental build runs: no parallel workers. Its queries
-    read a few thousand rows through indexes; starting workers for them costs more than the
-    query (and the build already runs several models at once). -#}
+{#- Pre-hook of every model an incremental build runs: no parallel workers and no JIT. Its
+    queries read a few thousand rows through indexes; starting workers for them costs more
+    than the query (and the build already runs several models at once), and so does
+    compiling them (a lookup repeated per changed cart is estimated far above
+    jit_above_cost: fct_carts spent more on compiling than on running). -#}
 {% macro serial_plans_in_incremental_builds() -%}
     {%- if incremental_run() -%}
-    set local max_parallel_workers_per_gather = 0
+    set local max_parallel_workers_per_gather = 0; set local jit = off
     {%- endif -%}
 {%- endmacro %}
 

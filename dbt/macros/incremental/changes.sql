@@ -81,6 +81,8 @@
         select org_id, {{ kind }}_id from {{ ref('int_changes') }}
         where {{ kind }}_id is not null
     )
+    {#- every mart deleted from this way is indexed on (org_id, <column>) -#}
+    {{ as_index_lookups(ref('int_changes'), '', column or kind ~ '_id', kind ~ '_id') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -96,6 +98,7 @@
     where (org_id, order_id) in (
         select org_id, order_id from {{ changes }} where order_id is not null
     )
+    {{ as_index_lookups(changes, '', 'order_id', 'order_id') }}
     {%- elif kind == 'cart' -%}
     select distinct org_id, date_trunc('day', abandoned_at, 'UTC') as day_start
     from {{ ref('stg_app__carts') }}
@@ -103,6 +106,7 @@
         and (org_id, cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
+        {{ as_index_lookups(changes, '', 'cart_id', 'cart_id') }}
     {%- else -%}
     select distinct messages.org_id, days.day_start
     from {{ ref('stg_app__messages') }} as messages
@@ -119,14 +123,38 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A day-grain mart's filter ("(org_id, <day expression>) in (changed days)") in an
-    incremental build, else none; and its pre-hook, deleting those days first (a day may
-    have lost every row of a group). -#}
-{% macro if_changed_day(kind, day_expression) -%}
+{#- A day-grain mart's filter in an incremental build, else none: its rows whose time
+    (``time_expression``; the mart keeps its UTC day) falls on a changed day of their org; and
+    its pre-hook, deleting those days first (a day may have lost every row of a group).
+    The changed days are read when the model runs (int_changes is built by then) and given
+    as literal time ranges: the planner then reads them through an index on the time where
+    there is one, and elsewhere compares times instead of computing date_trunc(..., 'UTC')
+    of every row of the table (that took longer than the rest of the query). Past a few
+    hundred days they stay a subquery. -#}
+{% macro if_changed_day(kind, time_expression) -%}
     {%- if not execute -%}{%- set _ = changed_days(kind) -%}{%- endif -%}
     {%- if incremental_build() -%}
-    {%- set days = changed_days(kind) -%}
-    (org_id, {{ day_expression }}) in ({{ days }})
+    {%- set query -%}
+        select changed.org_id::text, changed.day_start::text
+        from ({{ changed_days(kind) }}) as changed
+        order by 1, 2
+        limit 301
+    {%- endset -%}
+    {%- set days = run_query(query).rows -%}
+    {%- if days | length > 300 -%}
+    (org_id, date_trunc('day', {{ time_expression }}, 'UTC')) in ({{ changed_days(kind) }})
+    {%- elif days | length == 0 -%}
+    false
+    {%- else -%}
+    (
+    {%- for org_id, day_start in days %}
+        {% if not loop.first %}or {% endif -%}
+        (org_id = '{{ org_id }}'::uuid
+            and {{ time_expression }} >= '{{ day_start }}'::timestamptz
+            and {{ time_expression }} < '{{ day_start }}'::timestamptz + interval '24 hours')
+    {%- endfor %}
+    )
+    {%- endif -%}
     {%- else -%}
     true
     {%- endif -%}
@@ -157,4 +185,48 @@
         -- offset 0 keeps the planner from flattening this into one join over every event.
         offset 0
     ) as source_rows
+{%- endmacro %}
+
+{#- The carts (every column of stg_app__carts) of the customers in ``customers`` (a CTE with
+    org_id and customer_key, see customer_key()), found through indexes of app.carts: by
+    lower-cased email ((org_id, lower(email)), migration 0022), else customer id, else phone
+    (not indexed: read only when a customer is keyed by phone). A join on the key itself
+    would compute it for every cart. Each branch finds only carts keyed its way (a cart with
+    an email is keyed by it, ...), so none comes twice; as the values are looked up across
+    the orgs, the whole key is checked at the end, by a hashed subplan (the coalesce keeps
+    the planner from making it a join: misled by the CTE's estimate, it compared every
+    candidate with every key). -#}
+{% macro carts_of_customers(customers) -%}
+    {%- set carts = ref('stg_app__carts') -%}
+    {%- set orgs -%}org_id = any(array(select distinct org_id from {{ customers }})){%- endset -%}
+    select candidates.*
+    from (
+        select * from {{ carts }}
+        where {{ orgs }}
+            and email = any(array(
+                select substr(customer_key, 7) from {{ customers }} where customer_key like 'email:%'
+            ))
+        union all
+        select * from {{ carts }}
+        where {{ orgs }}
+            and nullif(email, '') is null
+            and customer_id = any(array(
+                select substr(customer_key, 10)::uuid from {{ customers }}
+                where customer_key like 'customer:%'
+            ))
+        union all
+        select * from {{ carts }}
+        where exists (select from {{ customers }} where customer_key like 'phone:%')
+            and {{ orgs }}
+            and nullif(email, '') is null
+            and customer_id is null
+            and phone = any(array(
+                select substr(customer_key, 7) from {{ customers }} where customer_key like 'phone:%'
+            ))
+    ) as candidates
+    where coalesce(
+        (candidates.org_id, {{ customer_key('candidates.email', 'candidates.customer_id', 'candidates.phone') }})
+            in (select org_id, customer_key from {{ customers }}),
+        false
+    )
 {%- endmacro %}

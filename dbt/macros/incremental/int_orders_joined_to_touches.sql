@@ -36,9 +36,19 @@ touched_carts as (
         carts.abandoned_at,
         {{ customer_key('carts.email', 'carts.customer_id', 'carts.phone') }} as customer_key
     from touches
+    {% if carts_where == 'true' -%}
     inner join carts
         on touches.org_id = carts.org_id
         and touches.cart_id = carts.cart_id
+    {%- else -%}
+    -- A filtered build's few touches look their carts up one by one (as a join, the planner
+    -- hashed them and read every cart); offset 0 keeps it from flattening this into one.
+    cross join lateral (
+        select * from carts
+        where carts.org_id = touches.org_id and carts.cart_id = touches.cart_id
+        offset 0
+    ) as carts
+    {%- endif %}
 
 ),
 

@@ -51,17 +51,23 @@ changed_carts as (
     -- A window closed since (the longest one: journeys and lift; the default one:
     -- fct_abandoned_carts): a cart without an order moves from open to lost.
     -- (abandoned_at + window > since, and <= now, as a range on abandoned_at.)
-    select carts.org_id, carts.cart_id
+    -- (Looked up per org and window: as a join, the planner scanned every cart.)
+    select closed.org_id, closed.cart_id
     from org_settings
     cross join lateral (
         values
             (org_settings.longest_window_seconds),
             (coalesce(org_settings.default_window_seconds, 432000))
     ) as windows (seconds)
-    inner join {{ ref('stg_app__carts') }} as carts
-        on carts.org_id = org_settings.org_id
-        and carts.abandoned_at > {{ changes_since() }} - make_interval(secs => windows.seconds)
-        and carts.abandoned_at <= now() - make_interval(secs => windows.seconds)
+    cross join lateral (
+        select carts.org_id, carts.cart_id
+        from {{ ref('stg_app__carts') }} as carts
+        where carts.org_id = org_settings.org_id
+            and carts.abandoned_at > {{ changes_since() }} - make_interval(secs => windows.seconds)
+            and carts.abandoned_at <= now() - make_interval(secs => windows.seconds)
+        -- offset 0 keeps the planner from flattening this back into that join.
+        offset 0
+    ) as closed
 
 ),
 
@@ -82,6 +88,10 @@ customers as (
     inner join changed_carts
         on carts.org_id = changed_carts.org_id
         and carts.cart_id = changed_carts.cart_id
+    -- The keys again as arrays, so the planner looks the carts up by their primary key
+    -- instead of hashing every cart (see as_index_lookups).
+    where carts.org_id = any(array(select distinct org_id from changed_carts))
+        and carts.cart_id = any(array(select cart_id from changed_carts))
     union
     select orders.org_id, {{ customer_key('orders.email', 'orders.customer_id', 'null') }}
     from {{ ref('stg_app__orders') }} as orders
@@ -129,21 +139,22 @@ order_links as (
 
 ),
 
+linked_customers as (
+
+    select org_id, customer_key from customers
+    union
+    select org_id, customer_key from order_links
+
+),
+
 affected_carts as (
 
     select org_id, cart_id from changed_carts
     union
     select org_id, cart_id from order_links where cart_id is not null
     union
-    select carts.org_id, carts.cart_id
-    from {{ ref('stg_app__carts') }} as carts
-    inner join (
-        select org_id, customer_key from customers
-        union
-        select org_id, customer_key from order_links
-    ) as linked
-        on carts.org_id = linked.org_id
-        and {{ customer_key('carts.email', 'carts.customer_id', 'carts.phone') }} = linked.customer_key
+    select linked_carts.org_id, linked_carts.cart_id
+    from ({{ carts_of_customers('linked_customers') }}) as linked_carts
 
 ),
 

@@ -37,11 +37,10 @@ changed_customers as (
 
 carts as (
 
-    select * from {{ ref('stg_app__carts') }}
     {% if is_incremental() %}
-    where (org_id, {{ customer_key('email', 'customer_id', 'phone') }}) in (
-        select org_id, customer_key from changed_customers
-    )
+    {{ carts_of_customers('changed_customers') }}
+    {% else %}
+    select * from {{ ref('stg_app__carts') }}
     {% endif %}
 
 ),

@@ -23,7 +23,7 @@ attribution as (
 
     select * from {{ ref('fct_attribution') }}
     where credit > 0
-        and {{ if_changed_day('order', "date_trunc('day', ordered_at, 'UTC')") }}
+        and {{ if_changed_day('order', 'ordered_at') }}
 
 ),
 

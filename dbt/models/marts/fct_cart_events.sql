@@ -1,16 +1,21 @@
 -- One row per store-side event (platform webhooks and tracking API). Incremental: each build
--- adds the events received since the newest one already here, minus a lookback
--- (var incremental_lookback_hours) so that rows committed late are not skipped; the merge key
--- (org_id, event_id) makes re-read rows replace themselves instead of duplicating.
+-- replaces the events received since the newest one already here, minus a lookback
+-- (var incremental_lookback_hours) so that rows committed late are not skipped: its pre-hook
+-- deletes the rows received after that cutoff, the build inserts the sources' rows received
+-- after it (an event's received_at never changes, so the two ranges hold the same events;
+-- dbt renders the model's SQL before it runs the pre-hook: both read the cutoff before the
+-- delete).
+-- A merge on (org_id, event_id) would look each re-read event up in a table of every event
+-- (it has no index on them: a million-row scan per build).
 
--- The received_at index serves the next build's cutoff and int_changes (newest rows).
+-- The received_at index serves the cutoff, this delete and int_changes (newest rows).
 {{
     config(
         materialized='incremental',
-        unique_key=['org_id', 'event_id'],
         incremental_strategy='delete+insert',
         on_schema_change='ignore',
         indexes=[{'columns': ['received_at']}],
+        pre_hook="{% if incremental_build() %}delete from {{ this }} where received_at > {{ newest_minus_lookback('received_at') }}{% endif %}",
     )
 }}
 

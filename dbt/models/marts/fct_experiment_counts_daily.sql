@@ -22,7 +22,7 @@ messages as (
 
     select * from {{ ref('fct_messages') }}
     where (is_sent or is_held_out)
-        and {{ if_changed_day('message', "date_trunc('day', coalesce(sent_at, due_at), 'UTC')") }}
+        and {{ if_changed_day('message', 'coalesce(sent_at, due_at)') }}
 
 ),
 

@@ -21,7 +21,7 @@ with
 holdout_carts as (
 
     select * from {{ ref('fct_holdout_carts') }}
-    where {{ if_changed_day('cart', "date_trunc('day', abandoned_at, 'UTC')") }}
+    where {{ if_changed_day('cart', 'abandoned_at') }}
 
 ),
 

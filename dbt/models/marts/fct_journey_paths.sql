@@ -2,11 +2,14 @@
 -- abandonments that took it, how many were recovered, and their revenue per currency
 -- ({"EUR": 12.5, "USD": 40}); amounts of different currencies are never added.
 
+-- Summed from fct_journeys_daily (a few rows per day and path) rather than from every
+-- abandonment in fct_journeys: this table is rebuilt whole by every build, incremental too.
+
 with
 
-journeys as (
+daily as (
 
-    select * from {{ ref('fct_journeys') }}
+    select * from {{ ref('fct_journeys_daily') }}
 
 ),
 
@@ -17,8 +20,8 @@ revenue_per_currency as (
         path,
         currency,
         sum(revenue) as revenue
-    from journeys
-    where is_recovered and currency is not null
+    from daily
+    where recovered > 0 and currency is not null
     group by org_id, path, currency
 
 ),
@@ -40,11 +43,11 @@ counts as (
         org_id,
         path,
         min(touchpoints) as touchpoints,
-        count(*) as carts,
-        count(*) filter (where is_recovered) as recovered,
-        min(abandoned_at) as first_abandoned_at,
-        max(abandoned_at) as last_abandoned_at
-    from journeys
+        sum(carts)::bigint as carts,
+        sum(recovered)::bigint as recovered,
+        min(first_abandoned_at) as first_abandoned_at,
+        max(last_abandoned_at) as last_abandoned_at
+    from daily
     group by org_id, path
 
 ),

@@ -21,7 +21,7 @@ with
 journeys as (
 
     select * from {{ ref('fct_journeys') }}
-    where {{ if_changed_day('cart', "date_trunc('day', abandoned_at, 'UTC')") }}
+    where {{ if_changed_day('cart', 'abandoned_at') }}
 
 ),
 
@@ -40,9 +40,14 @@ final as (
         count(*) filter (where is_recovered) as recovered,
         -- null when no cart of the group was recovered, as the API's sum over carts is.
         sum(revenue) filter (where is_recovered) as revenue,
+        -- (the path's touchpoints and the group's first and last abandonment: what
+        -- fct_journey_paths sums these days into)
+        min(touchpoints) as touchpoints,
 
         ---------- timestamps
-        date_trunc('day', abandoned_at, 'UTC') as day_start
+        date_trunc('day', abandoned_at, 'UTC') as day_start,
+        min(abandoned_at) as first_abandoned_at,
+        max(abandoned_at) as last_abandoned_at
 
     from journeys
     group by org_id, path, currency, date_trunc('day', abandoned_at, 'UTC')

@@ -48,7 +48,7 @@ final as (
 
     from messages
     where (is_sent or is_held_out)
-        and {{ if_changed_day('message', "date_trunc('day', coalesce(sent_at, due_at), 'UTC')") }}
+        and {{ if_changed_day('message', 'coalesce(sent_at, due_at)') }}
     group by
         org_id,
         campaign_id,
