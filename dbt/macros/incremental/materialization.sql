@@ -16,7 +16,9 @@
   statement, the insert adds the new ones; only the mart's own columns are inserted, by name
   (what 'ignore' does; a column the query lacks is an error either way). Column types are
   not widened (dbt's expand_target_column_types only lengthens varchar(n) columns; the marts
-  have none).
+  have none). The delete and the insert run on one snapshot in an order PostgreSQL leaves
+  open, so a mart written this way must not have a unique index on its key (none here has:
+  dbt's tests check uniqueness after the build).
 #}
 {% materialization incremental, adapter='postgres' -%}
     {%- set existing_relation = load_cached_relation(this) -%}
