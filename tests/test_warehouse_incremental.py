@@ -5,8 +5,12 @@ every mart of the org then equals a `--full-refresh` build row for row
 (docs/analytics.md, "Incremental and full builds"). A change of attribution settings makes
 the next build a full refresh.
 
+The module's history also holds a crowd of other orgs whose carts use the same emails and
+change in the same build (as many stores share one database): each org's customers are its
+own, and every one of their marts equals a full build too.
+
 Other test modules write rows of their own orgs to the same database, so every comparison
-is filtered by this module's org.
+is filtered by this module's orgs.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from pipelines.dbt_build import prepare_manifest, run_dbt_build
 pytestmark = pytest.mark.slow
 
 
-def _snapshot(db, org_id) -> dict[str, list[tuple]]:
-    """Every row of every mart of the org, without built_at (when each row was written)."""
+def _snapshot(db, org_ids) -> dict[str, list[tuple]]:
+    """Every row of every mart of the orgs, without built_at (when each row was written)."""
     out = {}
     with db.system() as conn:
         for mart in MARTS:
@@ -39,8 +43,8 @@ def _snapshot(db, org_id) -> dict[str, list[tuple]]:
             ]
             rows = conn.execute(
                 f"SELECT {', '.join(columns)} FROM analytics_marts.{mart}"  # noqa: S608
-                " WHERE org_id = %s",
-                (org_id,),
+                " WHERE org_id = ANY(%s)",
+                (list(org_ids),),
             ).fetchall()
             out[mart] = sorted(repr(tuple(row.values())) for row in rows)
     return out
@@ -87,6 +91,57 @@ def _contact(db, org_id, cart_id, *, email=None, phone=None, customer_id=None, c
         )
 
 
+CROWD_ORGS = 30
+
+
+def _crowd(db) -> list:
+    """Orgs of other stores, each with 20 abandoned carts of the same 10 emails (so each
+    customer has two carts), one message per cart, clicks on a third and orders on a
+    sixth of them: written set-based, stored now (they change in the next build too)."""
+    crowd = []
+    for n in range(CROWD_ORGS):
+        store = History(db, f"wh-crowd-{n}")
+        with db.system() as conn:
+            conn.execute(
+                """
+                WITH carts AS (
+                  INSERT INTO app.carts (org_id, cart_id, platform, external_id, email,
+                    currency, total_price, item_count, status, source_created_at,
+                    last_activity_at, abandoned_at)
+                  SELECT %(org)s, gen_random_uuid(), 'api', 'crowd-' || i,
+                    chr(ascii('p') + i %% 10) || '@example.com', 'USD', 10 + i, 1,
+                    'abandoned', %(t0)s - interval '40 minutes', %(t0)s - interval '30 minutes',
+                    %(t0)s + make_interval(mins => i)
+                  FROM generate_series(1, 20) AS i
+                  RETURNING org_id, cart_id, email, abandoned_at, external_id
+                ), messages AS (
+                  INSERT INTO app.outbox (org_id, message_id, cart_id, campaign_id, step_index,
+                    channel, recipient, due_at, status, sent_at)
+                  SELECT org_id, gen_random_uuid(), cart_id, %(campaign)s, 0, 'email',
+                    'someone', abandoned_at + interval '20 minutes', 'sent',
+                    abandoned_at + interval '20 minutes'
+                  FROM carts
+                  RETURNING org_id, message_id, cart_id, sent_at
+                ), clicks AS (
+                  INSERT INTO app.message_events (org_id, event_key, message_id, cart_id,
+                    event_type, occurred_at, payload)
+                  SELECT m.org_id, 'k-' || m.message_id, m.message_id, m.cart_id, 'click',
+                    m.sent_at + interval '10 minutes', '{}'
+                  FROM messages AS m JOIN carts AS c USING (cart_id)
+                  WHERE split_part(c.external_id, '-', 2)::int %% 3 = 0
+                )
+                INSERT INTO app.orders (org_id, order_id, platform, external_id, cart_id,
+                  email, total_price, currency, ordered_at)
+                SELECT org_id, gen_random_uuid(), 'api', 'order-' || external_id, cart_id,
+                  email, 20, 'USD', abandoned_at + interval '2 hours'
+                FROM carts WHERE split_part(external_id, '-', 2)::int %% 6 = 0
+                """,
+                {"org": store.org_id, "t0": T0, "campaign": store.campaign_id},
+            )
+        crowd.append(store)
+    return crowd
+
+
 @pytest.fixture(scope="module")
 def history(db, database_url):
     """Org C before the first build: cart P messaged, not clicked; cart Q clicked and bought
@@ -119,6 +174,7 @@ def history(db, database_url):
     _contact(db, c.org_id, h["x"], customer_id=h["x_customer"], changed=False)
     h["y"] = c.cart("y@example.com", "USD", "17.00")
     _contact(db, c.org_id, h["y"], email="Y@Example.COM", changed=False)
+    h["crowd"] = _crowd(db)
     prepare_manifest()
     run_dbt_build(database_url, full_refresh=True)
     return h
@@ -147,11 +203,17 @@ def test_incremental_build_equals_a_full_refresh(history, db, database_url):
     x2 = c.cart("x2@example.com", "USD", "6.00")
     _contact(db, c.org_id, x2, customer_id=h["x_customer"])
     c.cart("y@example.com", "USD", "7.00")
+    # In each crowd org, a new cart of its customer q@ (two carts before, the email as org
+    # C's customer Q), bought at once.
+    for store in h["crowd"]:
+        again = store.cart("Q@example.com", "USD", "30.00")
+        store.order(again, "q@example.com", "30.00", "USD", T0 + timedelta(hours=5))
+    orgs = [c.org_id] + [store.org_id for store in h["crowd"]]
 
     lines: list[str] = []
     run_dbt_build(database_url, on_line=lines.append)  # incremental
     assert not any("full refresh" in line for line in lines), lines
-    incremental = _snapshot(db, c.org_id)
+    incremental = _snapshot(db, orgs)
     # It was incremental: the untouched cart's row is the full build's.
     assert _built_at(db, c.org_id, h["v"]) == untouched_before
 
@@ -187,8 +249,18 @@ def test_incremental_build_equals_a_full_refresh(history, db, database_url):
         "email:y@example.com": 2,
     }
 
+    # Each crowd org's q@ has its own three carts, none of another org's.
+    with db.system() as conn:
+        crowd_carts = conn.execute(
+            "SELECT array_agg(DISTINCT carts) AS carts, count(*) AS orgs"
+            " FROM analytics_marts.dim_customers"
+            " WHERE org_id = ANY(%s) AND customer_key = 'email:q@example.com'",
+            ([store.org_id for store in h["crowd"]],),
+        ).fetchone()
+    assert crowd_carts == {"carts": [3], "orgs": CROWD_ORGS}
+
     run_dbt_build(database_url, full_refresh=True, tests=False)
-    full = _snapshot(db, c.org_id)
+    full = _snapshot(db, orgs)
     for mart in MARTS:
         assert incremental[mart] == full[mart], mart
     assert sum(len(rows) for rows in full.values()) > 0

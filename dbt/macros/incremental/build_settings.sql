@@ -41,10 +41,14 @@
     queries read a few thousand rows through indexes; starting workers for them costs more
     than the query (and the build already runs several models at once), and so does
     compiling them (a lookup repeated per changed cart is estimated far above
-    jit_above_cost: fct_carts spent more on compiling than on running). -#}
+    jit_above_cost: fct_carts spent more on compiling than on running). Random reads are
+    priced as the cache makes them (random_page_cost 1.1, the usual setting for data in
+    memory or on SSD; PostgreSQL's default of 4 assumes spinning disks): with the default,
+    the planner scanned a whole table rather than look a few thousand changed keys up in
+    its index. -#}
 {% macro serial_plans_in_incremental_builds() -%}
     {%- if incremental_run() -%}
-    set local max_parallel_workers_per_gather = 0; set local jit = off
+    set local max_parallel_workers_per_gather = 0; set local jit = off; set local random_page_cost = 1.1
     {%- endif -%}
 {%- endmacro %}
 

@@ -16,11 +16,10 @@
 
 {#- "(<prefix>org_id, <prefix>cart_id) in (changed carts)" in an incremental build of the
     calling model, else none. The ref is rendered either way so dbt knows the dependency. -#}
-{% macro if_changed_cart(prefix='', column='cart_id', lookups=true) -%}
+{% macro if_changed_cart(prefix='', column='cart_id') -%}
     {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
     {%- if incremental_build() -%}
     ({{ prefix }}org_id, {{ prefix }}{{ column }}) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
-    {% if lookups %}{{ as_index_lookups(changes, prefix, column, 'cart_id') }}{% endif %}
     {%- else -%}
     true
     {%- endif -%}
@@ -30,21 +29,19 @@
     {%- if not execute or incremental_build() -%}{%- set changes = ref('int_changes') -%}{%- endif -%}
     {%- if incremental_build() -%}
     ({{ prefix }}org_id, {{ prefix }}order_id) in (select org_id, order_id from {{ changes }} where order_id is not null)
-    {{ as_index_lookups(changes, prefix, 'order_id', 'order_id') }}
     {%- else -%}
     true
     {%- endif -%}
 {%- endmacro %}
 
-{#- The same keys again as arrays: the planner takes a semi-join with the few thousand
-    changed keys for a scan of the whole table, while "= any(array(...))" on an index's
-    columns is read as index lookups (the semi-join then only confirms the pairs). Only
-    where (org_id, <column>) is indexed: on a scan, each row would be compared with every
-    key (if_changed_cart(lookups=false) leaves it out). -#}
-{% macro as_index_lookups(changes, prefix, column, key) -%}
-    and {{ prefix }}org_id = any(array(select distinct org_id from {{ changes }}))
-    and {{ prefix }}{{ column }} = any(array(select {{ key }} from {{ changes }} where {{ key }} is not null))
-{%- endmacro %}
+{#- Why the filters above are plain semi-joins on (org_id, key): int_changes is analysed
+    when it is built, so the planner knows how many keys there are and picks index lookups
+    for a few and a hash join for many. Arrays of the changed orgs and keys
+    ("org_id = any(...) and cart_id = any(...)") looked the rows up faster for one org, but
+    an index scan takes every combination of the two arrays (changes of 300 orgs and
+    18,000 carts: 5.4 million lookups), and the planner, blind to an array's length, built
+    nested loops on an estimate of ten rows (docs/analytics.md, "Incremental and full
+    builds"). -#}
 
 {#- Messages of changed carts, for sources keyed by message and carrying its cart (message
     events). -#}
@@ -54,18 +51,12 @@
         {%- set messages = ref('stg_app__messages') -%}
     {%- endif -%}
     {%- if incremental_build() -%}
-    {#- The messages' ids as one array, computed once (as a semi-join the planner re-read
-        them for every callback), and the callbacks looked up by cart (app.message_events
-        has no message index): every writer stores the message's cart with them; one
-        without a cart is read too. Message ids are random UUIDs, unique across orgs. #}
-    {{ prefix }}message_id = any(array(
-        select m.message_id from {{ messages }} as m
+    {#- Callbacks are found by message through app.message_events (org_id, message_id)
+        (migration 0023). -#}
+    ({{ prefix }}org_id, {{ prefix }}message_id) in (
+        select m.org_id, m.message_id from {{ messages }} as m
         where (m.org_id, m.cart_id) in (select org_id, cart_id from {{ changes }} where cart_id is not null)
-        {{ as_index_lookups(changes, 'm.', 'cart_id', 'cart_id') }}
-    ))
-    and {{ prefix }}org_id = any(array(select distinct org_id from {{ changes }}))
-    and ({{ prefix }}cart_id = any(array(select cart_id from {{ changes }} where cart_id is not null))
-        or {{ prefix }}cart_id is null)
+    )
     {%- else -%}
     true
     {%- endif -%}
@@ -81,8 +72,6 @@
         select org_id, {{ kind }}_id from {{ ref('int_changes') }}
         where {{ kind }}_id is not null
     )
-    {#- every mart deleted from this way is indexed on (org_id, <column>) -#}
-    {{ as_index_lookups(ref('int_changes'), '', column or kind ~ '_id', kind ~ '_id') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -98,7 +87,6 @@
     where (org_id, order_id) in (
         select org_id, order_id from {{ changes }} where order_id is not null
     )
-    {{ as_index_lookups(changes, '', 'order_id', 'order_id') }}
     {%- elif kind == 'cart' -%}
     select distinct org_id, date_trunc('day', abandoned_at, 'UTC') as day_start
     from {{ ref('stg_app__carts') }}
@@ -106,7 +94,6 @@
         and (org_id, cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
-        {{ as_index_lookups(changes, '', 'cart_id', 'cart_id') }}
     {%- else -%}
     select distinct messages.org_id, days.day_start
     from {{ ref('stg_app__messages') }} as messages
@@ -119,7 +106,6 @@
         and (messages.org_id, messages.cart_id) in (
             select org_id, cart_id from {{ changes }} where cart_id is not null
         )
-        {{ as_index_lookups(changes, 'messages.', 'cart_id', 'cart_id') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -189,44 +175,34 @@
 
 {#- The carts (every column of stg_app__carts) of the customers in ``customers`` (a CTE with
     org_id and customer_key, see customer_key()), found through indexes of app.carts: by
-    lower-cased email ((org_id, lower(email)), migration 0022), else customer id, else phone
-    (not indexed: read only when a customer is keyed by phone). A join on the key itself
-    would compute it for every cart. Each branch finds only carts keyed its way (a cart with
-    an email is keyed by it, ...), so none comes twice; as the values are looked up across
-    the orgs, the whole key is checked at the end, by a hashed subplan (the coalesce keeps
-    the planner from making it a join: misled by the CTE's estimate, it compared every
-    candidate with every key). -#}
+    lower-cased email ((org_id, lower(email)), migration 0022), else customer id
+    ((org_id, customer_id, abandoned_at)), else phone (not indexed: read only when a customer
+    is keyed by phone). A join on the key itself would compute it for every cart. Each branch
+    finds only the carts keyed its way (a cart with an email is keyed by it, ...) and joins
+    on the org and that value, so every cart comes once, with its own key. -#}
 {% macro carts_of_customers(customers) -%}
     {%- set carts = ref('stg_app__carts') -%}
-    {%- set orgs -%}org_id = any(array(select distinct org_id from {{ customers }})){%- endset -%}
-    select candidates.*
-    from (
-        select * from {{ carts }}
-        where {{ orgs }}
-            and email = any(array(
-                select substr(customer_key, 7) from {{ customers }} where customer_key like 'email:%'
-            ))
-        union all
-        select * from {{ carts }}
-        where {{ orgs }}
-            and nullif(email, '') is null
-            and customer_id = any(array(
-                select substr(customer_key, 10)::uuid from {{ customers }}
-                where customer_key like 'customer:%'
-            ))
-        union all
-        select * from {{ carts }}
-        where exists (select from {{ customers }} where customer_key like 'phone:%')
-            and {{ orgs }}
-            and nullif(email, '') is null
-            and customer_id is null
-            and phone = any(array(
-                select substr(customer_key, 7) from {{ customers }} where customer_key like 'phone:%'
-            ))
-    ) as candidates
-    where coalesce(
-        (candidates.org_id, {{ customer_key('candidates.email', 'candidates.customer_id', 'candidates.phone') }})
-            in (select org_id, customer_key from {{ customers }}),
-        false
-    )
+    select carts.*
+    from {{ customers }} as customers
+    inner join {{ carts }} as carts
+        on carts.org_id = customers.org_id
+        and lower(carts.email) = substr(customers.customer_key, 7)
+    where customers.customer_key like 'email:%'
+    union all
+    select carts.*
+    from {{ customers }} as customers
+    inner join {{ carts }} as carts
+        on carts.org_id = customers.org_id
+        and carts.customer_id = substr(customers.customer_key, 10)::uuid
+    where customers.customer_key like 'customer:%'
+        and nullif(carts.email, '') is null
+    union all
+    select carts.*
+    from {{ customers }} as customers
+    inner join {{ carts }} as carts
+        on carts.org_id = customers.org_id
+        and carts.phone = substr(customers.customer_key, 7)
+    where customers.customer_key like 'phone:%'
+        and nullif(carts.email, '') is null
+        and carts.customer_id is null
 {%- endmacro %}

@@ -88,10 +88,6 @@ customers as (
     inner join changed_carts
         on carts.org_id = changed_carts.org_id
         and carts.cart_id = changed_carts.cart_id
-    -- The keys again as arrays, so the planner looks the carts up by their primary key
-    -- instead of hashing every cart (see as_index_lookups).
-    where carts.org_id = any(array(select distinct org_id from changed_carts))
-        and carts.cart_id = any(array(select cart_id from changed_carts))
     union
     select orders.org_id, {{ customer_key('orders.email', 'orders.customer_id', 'null') }}
     from {{ ref('stg_app__orders') }} as orders

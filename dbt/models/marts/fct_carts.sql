@@ -43,7 +43,7 @@ recoveries as (
         order_id,
         recovered_at
     from {{ ref('fct_recoveries') }}
-    where {{ if_changed_cart(lookups=false) }}
+    where {{ if_changed_cart() }}
     order by org_id, cart_id, recovered_at, order_id
 
 ),

@@ -34,7 +34,7 @@ messages as (
 
     select * from {{ ref('fct_messages') }}
     where (is_sent or is_held_out)
-        and {{ if_changed_cart(lookups=false) }}
+        and {{ if_changed_cart() }}
 
 ),
 

@@ -31,17 +31,11 @@
     a literal, so the planner sees how few rows are newer and takes the time indexes. -#}
 {% set recent %}
     (org_id, message_id) in (select org_id, message_id from recent_messages)
-    and org_id = any(array(select distinct org_id from recent_messages))
-    and message_id = any(array(select message_id from recent_messages))
 {% endset %}
-{#- The callbacks of those messages, looked up by their carts (app.message_events has no
-    message index; every writer stores the message's cart, a null one is read too). The
-    arrays alone, without the semi-join: the planner takes the arrays for a row or two and
-    would compare every callback with every recent message. -#}
+{#- Their callbacks, looked up by message (app.message_events (org_id, message_id),
+    migration 0023). -#}
 {% set events_where %}
-    org_id = any(array(select distinct org_id from recent_messages))
-    and message_id = any(array(select message_id from recent_messages))
-    and (cart_id = any(array(select cart_id from recent_messages)) or cart_id is null)
+    (org_id, message_id) in (select org_id, message_id from recent_messages)
 {% endset %}
 {% endif %}
 

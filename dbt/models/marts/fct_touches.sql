@@ -28,7 +28,7 @@ order_touches as (
 
     select org_id, message_id from {{ ref('fct_attribution') }}
     where model = 'last_touch'
-        and {{ if_changed_cart('', 'touched_cart_id', lookups=false) }}
+        and {{ if_changed_cart('', 'touched_cart_id') }}
 
 ),
 
