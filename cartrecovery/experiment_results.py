@@ -147,7 +147,7 @@ WITH units AS MATERIALIZED (
 )
 """
 
-_STEP_COUNTS = f"""
+_STEP_CTES = f"""
 {_STEP_UNITS},
 {_FIRST_ORDERS},
 -- the callbacks of the org's messages, aggregated once per message (one hash aggregate over
@@ -196,6 +196,10 @@ discounts AS (
   JOIN units u ON u.unit_id = d.message_id
   GROUP BY u.arm
 )
+"""
+
+# ``{enrolled}``: the Thompson query's extra column (below), or nothing
+_STEP_SELECT = """
 SELECT a.arm, c.currency, c.whole_arm, a.n,
        coalesce(c.converted, 0) AS converted,
        coalesce(c.revenue, 0) AS revenue,
@@ -208,12 +212,38 @@ SELECT a.arm, c.currency, c.whole_arm, a.n,
        coalesce(f.opened, 0) AS opened,
        coalesce(d.discount, 0) AS discount,
        coalesce(d.discount_squares, 0) AS discount_squares,
-       c.currency_revenue
+       c.currency_revenue{enrolled}
 FROM arms a
 LEFT JOIN converted c ON c.arm = a.arm
 LEFT JOIN flags f ON f.arm = a.arm
 LEFT JOIN discounts d ON d.arm = a.arm
 """
+
+_STEP_COUNTS = _STEP_CTES + _STEP_SELECT.format(enrolled="")
+
+# A Thompson step's counts also tally its units by the shares in force when each was sent
+# (for :func:`_expected_shares`) from the same units, rather than building them again in a
+# query of their own: one list of [shares, units] pairs, repeated on every row.
+_THOMPSON_COUNTS = (
+    _STEP_CTES
+    + """,
+enrolled AS (
+  SELECT a.shares, count(*) AS units
+  FROM units m
+  LEFT JOIN LATERAL (
+    SELECT b.shares FROM app.bandit_allocations b
+    WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
+      AND b.step_index = %(step)s AND b.allocated_at <= m.created_at
+    ORDER BY b.allocated_at DESC LIMIT 1
+  ) a ON true
+  GROUP BY a.shares
+)
+"""
+    + _STEP_SELECT.format(
+        enrolled=",\n       (SELECT jsonb_agg(jsonb_build_array(e.shares, e.units))"
+        " FROM enrolled e) AS enrolled"
+    )
+)
 
 _HOLDOUT_COUNTS = f"""
 WITH groups AS (
@@ -255,34 +285,18 @@ def _load_campaign(conn: psycopg.Connection, org_id, campaign_id: UUID) -> dict:
     return campaign
 
 
-def _expected_shares(
-    conn: psycopg.Connection, params: dict, names: list[str], fixed: list[float]
-) -> list[float]:
+def _expected_shares(enrolled: list | None, names: list[str], fixed: list[float]) -> list[float]:
     """A Thompson step's expected split: per sent message, the share in force when its cart
     was enrolled (the configured weights before the first allocation), summed. SRM is
-    judged against this, not against the initial weights."""
-    rows = conn.execute(
-        _STEP_UNITS
-        + """
-        SELECT a.shares, count(*) AS units
-        FROM units m
-        LEFT JOIN LATERAL (
-          SELECT b.shares FROM app.bandit_allocations b
-          WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
-            AND b.step_index = %(step)s AND b.allocated_at <= m.created_at
-          ORDER BY b.allocated_at DESC LIMIT 1
-        ) a ON true
-        GROUP BY a.shares
-        """,
-        params,
-    ).fetchall()
+    judged against this, not against the initial weights. ``enrolled``: the
+    ``[shares, units]`` pairs of :data:`_THOMPSON_COUNTS`."""
     total_fixed = sum(fixed) or 1.0
     expected = [0.0] * len(names)
-    for row in rows:
-        shares = row["shares"] or {}
+    for shares, units in enrolled or []:
+        shares = shares or {}
         for i, name in enumerate(names):
             share = shares.get(name) if shares else fixed[i] / total_fixed
-            expected[i] += row["units"] * float(share or 0)
+            expected[i] += units * float(share or 0)
     return expected if sum(expected) > 0 else fixed
 
 
@@ -390,8 +404,7 @@ def experiment_view(
         units_sql = _STEP_COUNTS
         allocation = step.get("allocation") or "fixed"
         if allocation == "thompson":
-            with _count_settings(conn):
-                weights = _expected_shares(conn, params, names, weights)
+            units_sql = _THOMPSON_COUNTS
             history = [
                 {**row, "allocated_at": row["allocated_at"].isoformat()}
                 for row in bandits.history(
@@ -403,6 +416,8 @@ def experiment_view(
     by_currency: dict[str, dict[str, str]] = defaultdict(dict)
     with _count_settings(conn):
         rows = conn.execute(units_sql, params).fetchall()
+    if allocation == "thompson":
+        weights = _expected_shares(rows[0]["enrolled"] if rows else None, names, weights)
     for r in rows:
         # An arm without a converted unit has one row, with no currency grouping.
         if r["whole_arm"] or r["whole_arm"] is None:
