@@ -369,6 +369,19 @@ def experiment_view(
     ``delivered``/``open`` callback, as ``fct_messages`` counts them), clicked and recovered
     (the view's own counts). A holdout experiment's units are carts: only ``units`` and
     ``recovered`` apply. ExperimentNotFound when there is none."""
+    return analyze(
+        experiment_counts(conn, org_id, experiment),
+        correction=correction,
+        difference_type=difference_type,
+        practical_effect=practical_effect,
+    )
+
+
+def experiment_counts(conn: psycopg.Connection, org_id, experiment: ExperimentId) -> dict:
+    """What :func:`experiment_view` reads from the database for one experiment: its counts
+    per arm and all else the analysis needs, whatever the analysis options (so a caller may
+    keep them and :func:`analyze` them under other options). Plain data (picklable).
+    ExperimentNotFound when there is none."""
     campaign = _load_campaign(conn, org_id, experiment.campaign_id)
     settings = org_settings.get_settings(conn, org_id)
     engine = settings.get("experiment_engine") or "sequential"
@@ -386,7 +399,7 @@ def experiment_view(
         share = holdout_share(campaign)
         if share <= 0:
             raise ExperimentNotFound("this campaign has no holdout group")
-        names, weights, metrics = ["holdout", "messaged"], [share, 1 - share], HOLDOUT_METRICS
+        names, weights = ["holdout", "messaged"], [share, 1 - share]
         units_sql = _HOLDOUT_COUNTS
     else:
         steps = campaign["sequence_steps"] if isinstance(campaign["sequence_steps"], list) else []
@@ -400,7 +413,6 @@ def experiment_view(
             raise ExperimentNotFound("this step has fewer than two variants")
         names = [v["name"] for v in variants]
         weights = configured_weights(variants)
-        metrics = STEP_METRICS
         units_sql = _STEP_COUNTS
         allocation = step.get("allocation") or "fixed"
         if allocation == "thompson":
@@ -424,9 +436,36 @@ def experiment_view(
             counts[r["arm"]] = r
         elif r["currency"] is not None:
             by_currency[r["arm"]][r["currency"]] = str(r["currency_revenue"])
+    return {
+        "experiment_id": str(experiment),
+        "campaign_id": str(experiment.campaign_id),
+        "campaign_name": campaign["name"],
+        "kind": experiment.kind,
+        "step": None if experiment.step_index is None else experiment.step_index + 1,
+        "allocation": allocation,
+        "allocation_history": history,
+        "engine": engine,
+        "reporting_currency": currency,
+        "names": names,
+        "weights": [float(w) for w in weights],
+        "counts": counts,
+        "revenue_by_currency": dict(by_currency),
+    }
 
+
+def analyze(
+    counted: dict,
+    *,
+    correction: str = "holm",
+    difference_type: str = "relative",
+    practical_effect: float | None = None,
+) -> tuple[dict, list[dict]]:
+    """:func:`experiment_view` from an experiment's :func:`experiment_counts` under these
+    analysis options (no database)."""
+    engine, counts = counted["engine"], counted["counts"]
+    metrics = STEP_METRICS if counted["kind"] == "step" else HOLDOUT_METRICS
     variations = []
-    for name, weight in zip(names, weights, strict=True):
+    for name, weight in zip(counted["names"], counted["weights"], strict=True):
         row = counts.get(name) or {}
         n = int(row.get("n") or 0)
         arm_metrics = {}
@@ -457,16 +496,16 @@ def experiment_view(
         )
     body = analysis.to_dict()
     results = {
-        "experiment_id": str(experiment),
-        "campaign_id": str(experiment.campaign_id),
-        "campaign_name": campaign["name"],
-        "kind": experiment.kind,
-        "step": None if experiment.step_index is None else experiment.step_index + 1,
-        "allocation": allocation,
+        "experiment_id": counted["experiment_id"],
+        "campaign_id": counted["campaign_id"],
+        "campaign_name": counted["campaign_name"],
+        "kind": counted["kind"],
+        "step": counted["step"],
+        "allocation": counted["allocation"],
         "method": method,
         "difference_type": difference_type,
-        "reporting_currency": currency,
-        "control": names[0],
+        "reporting_currency": counted["reporting_currency"],
+        "control": counted["names"][0],
         "variations": [
             {
                 "name": v.name,
@@ -480,7 +519,7 @@ def experiment_view(
                     }
                     for key, s in v.metrics.items()
                 },
-                "revenue_by_currency": by_currency.get(v.name, {}),
+                "revenue_by_currency": counted["revenue_by_currency"].get(v.name, {}),
             }
             for v in variations
         ],
@@ -488,7 +527,7 @@ def experiment_view(
             {"key": m.key, "type": m.metric, "role": m.role, "inverse": m.role == "guardrail"}
             for m in metrics
         ],
-        "allocation_history": history,
+        "allocation_history": counted["allocation_history"],
         **body,
     }
     return results, _funnel(results, counts)
