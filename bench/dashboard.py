@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -71,8 +72,9 @@ PAGES = (
 )
 
 
+@functools.cache
 def _bench_ingest():
-    """bench/ingest.py's service helpers (loaded by path, as bench/delivery.py does)."""
+    """bench/ingest.py's service helpers (loaded by path, as bench/delivery.py does; once)."""
     spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -285,11 +287,7 @@ def backend_cpu_s(conn) -> float | None:
     machine (its /proc entry is readable), else None: on a shared machine CPU time varies
     far less with load than wall time."""
     pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _bench_ingest().cpu_seconds(pid)
 
 
 def time_experiments(db, org_id, runs: int) -> dict[str, dict[str, list[float]]]:

@@ -614,12 +614,20 @@ def per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
 # Python processes and the PostgreSQL backends serving its database (Linux /proc).
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` of this machine has used, None when its
+    /proc entry cannot be read (it ended, or it runs elsewhere). Also bench/dashboard.py's."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return 0.0
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds`, 0 for a process gone between listing and reading."""
+    used = cpu_seconds(pid)
+    return 0.0 if used is None else used
 
 
 def _tree(pid: int) -> list[int]:

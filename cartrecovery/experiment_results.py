@@ -147,7 +147,7 @@ WITH units AS MATERIALIZED (
 )
 """
 
-_STEP_COUNTS = f"""
+_STEP_CTES = f"""
 {_STEP_UNITS},
 {_FIRST_ORDERS},
 -- the callbacks of the org's messages, aggregated once per message (one hash aggregate over
@@ -196,6 +196,10 @@ discounts AS (
   JOIN units u ON u.unit_id = d.message_id
   GROUP BY u.arm
 )
+"""
+
+# ``{enrolled}``: the Thompson query's extra column (below), or nothing
+_STEP_SELECT = """
 SELECT a.arm, c.currency, c.whole_arm, a.n,
        coalesce(c.converted, 0) AS converted,
        coalesce(c.revenue, 0) AS revenue,
@@ -208,12 +212,38 @@ SELECT a.arm, c.currency, c.whole_arm, a.n,
        coalesce(f.opened, 0) AS opened,
        coalesce(d.discount, 0) AS discount,
        coalesce(d.discount_squares, 0) AS discount_squares,
-       c.currency_revenue
+       c.currency_revenue{enrolled}
 FROM arms a
 LEFT JOIN converted c ON c.arm = a.arm
 LEFT JOIN flags f ON f.arm = a.arm
 LEFT JOIN discounts d ON d.arm = a.arm
 """
+
+_STEP_COUNTS = _STEP_CTES + _STEP_SELECT.format(enrolled="")
+
+# A Thompson step's counts also tally its units by the shares in force when each was sent
+# (for :func:`_expected_shares`) from the same units, rather than building them again in a
+# query of their own: one list of [shares, units] pairs, repeated on every row.
+_THOMPSON_COUNTS = (
+    _STEP_CTES
+    + """,
+enrolled AS (
+  SELECT a.shares, count(*) AS units
+  FROM units m
+  LEFT JOIN LATERAL (
+    SELECT b.shares FROM app.bandit_allocations b
+    WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
+      AND b.step_index = %(step)s AND b.allocated_at <= m.created_at
+    ORDER BY b.allocated_at DESC LIMIT 1
+  ) a ON true
+  GROUP BY a.shares
+)
+"""
+    + _STEP_SELECT.format(
+        enrolled=",\n       (SELECT jsonb_agg(jsonb_build_array(e.shares, e.units))"
+        " FROM enrolled e) AS enrolled"
+    )
+)
 
 _HOLDOUT_COUNTS = f"""
 WITH groups AS (
@@ -255,34 +285,18 @@ def _load_campaign(conn: psycopg.Connection, org_id, campaign_id: UUID) -> dict:
     return campaign
 
 
-def _expected_shares(
-    conn: psycopg.Connection, params: dict, names: list[str], fixed: list[float]
-) -> list[float]:
+def _expected_shares(enrolled: list | None, names: list[str], fixed: list[float]) -> list[float]:
     """A Thompson step's expected split: per sent message, the share in force when its cart
     was enrolled (the configured weights before the first allocation), summed. SRM is
-    judged against this, not against the initial weights."""
-    rows = conn.execute(
-        _STEP_UNITS
-        + """
-        SELECT a.shares, count(*) AS units
-        FROM units m
-        LEFT JOIN LATERAL (
-          SELECT b.shares FROM app.bandit_allocations b
-          WHERE b.org_id = %(org)s AND b.campaign_id = %(campaign)s
-            AND b.step_index = %(step)s AND b.allocated_at <= m.created_at
-          ORDER BY b.allocated_at DESC LIMIT 1
-        ) a ON true
-        GROUP BY a.shares
-        """,
-        params,
-    ).fetchall()
+    judged against this, not against the initial weights. ``enrolled``: the
+    ``[shares, units]`` pairs of :data:`_THOMPSON_COUNTS`."""
     total_fixed = sum(fixed) or 1.0
     expected = [0.0] * len(names)
-    for row in rows:
-        shares = row["shares"] or {}
+    for shares, units in enrolled or []:
+        shares = shares or {}
         for i, name in enumerate(names):
             share = shares.get(name) if shares else fixed[i] / total_fixed
-            expected[i] += row["units"] * float(share or 0)
+            expected[i] += units * float(share or 0)
     return expected if sum(expected) > 0 else fixed
 
 
@@ -355,6 +369,19 @@ def experiment_view(
     ``delivered``/``open`` callback, as ``fct_messages`` counts them), clicked and recovered
     (the view's own counts). A holdout experiment's units are carts: only ``units`` and
     ``recovered`` apply. ExperimentNotFound when there is none."""
+    return analyze(
+        experiment_counts(conn, org_id, experiment),
+        correction=correction,
+        difference_type=difference_type,
+        practical_effect=practical_effect,
+    )
+
+
+def experiment_counts(conn: psycopg.Connection, org_id, experiment: ExperimentId) -> dict:
+    """What :func:`experiment_view` reads from the database for one experiment: its counts
+    per arm and all else the analysis needs, whatever the analysis options (so a caller may
+    keep them and :func:`analyze` them under other options). Plain data (picklable).
+    ExperimentNotFound when there is none."""
     campaign = _load_campaign(conn, org_id, experiment.campaign_id)
     settings = org_settings.get_settings(conn, org_id)
     engine = settings.get("experiment_engine") or "sequential"
@@ -372,7 +399,7 @@ def experiment_view(
         share = holdout_share(campaign)
         if share <= 0:
             raise ExperimentNotFound("this campaign has no holdout group")
-        names, weights, metrics = ["holdout", "messaged"], [share, 1 - share], HOLDOUT_METRICS
+        names, weights = ["holdout", "messaged"], [share, 1 - share]
         units_sql = _HOLDOUT_COUNTS
     else:
         steps = campaign["sequence_steps"] if isinstance(campaign["sequence_steps"], list) else []
@@ -386,12 +413,10 @@ def experiment_view(
             raise ExperimentNotFound("this step has fewer than two variants")
         names = [v["name"] for v in variants]
         weights = configured_weights(variants)
-        metrics = STEP_METRICS
         units_sql = _STEP_COUNTS
         allocation = step.get("allocation") or "fixed"
         if allocation == "thompson":
-            with _count_settings(conn):
-                weights = _expected_shares(conn, params, names, weights)
+            units_sql = _THOMPSON_COUNTS
             history = [
                 {**row, "allocated_at": row["allocated_at"].isoformat()}
                 for row in bandits.history(
@@ -403,15 +428,44 @@ def experiment_view(
     by_currency: dict[str, dict[str, str]] = defaultdict(dict)
     with _count_settings(conn):
         rows = conn.execute(units_sql, params).fetchall()
+    if allocation == "thompson":
+        weights = _expected_shares(rows[0]["enrolled"] if rows else None, names, weights)
     for r in rows:
         # An arm without a converted unit has one row, with no currency grouping.
         if r["whole_arm"] or r["whole_arm"] is None:
             counts[r["arm"]] = r
         elif r["currency"] is not None:
             by_currency[r["arm"]][r["currency"]] = str(r["currency_revenue"])
+    return {
+        "experiment_id": str(experiment),
+        "campaign_id": str(experiment.campaign_id),
+        "campaign_name": campaign["name"],
+        "kind": experiment.kind,
+        "step": None if experiment.step_index is None else experiment.step_index + 1,
+        "allocation": allocation,
+        "allocation_history": history,
+        "engine": engine,
+        "reporting_currency": currency,
+        "names": names,
+        "weights": [float(w) for w in weights],
+        "counts": counts,
+        "revenue_by_currency": dict(by_currency),
+    }
 
+
+def analyze(
+    counted: dict,
+    *,
+    correction: str = "holm",
+    difference_type: str = "relative",
+    practical_effect: float | None = None,
+) -> tuple[dict, list[dict]]:
+    """:func:`experiment_view` from an experiment's :func:`experiment_counts` under these
+    analysis options (no database)."""
+    engine, counts = counted["engine"], counted["counts"]
+    metrics = STEP_METRICS if counted["kind"] == "step" else HOLDOUT_METRICS
     variations = []
-    for name, weight in zip(names, weights, strict=True):
+    for name, weight in zip(counted["names"], counted["weights"], strict=True):
         row = counts.get(name) or {}
         n = int(row.get("n") or 0)
         arm_metrics = {}
@@ -442,16 +496,16 @@ def experiment_view(
         )
     body = analysis.to_dict()
     results = {
-        "experiment_id": str(experiment),
-        "campaign_id": str(experiment.campaign_id),
-        "campaign_name": campaign["name"],
-        "kind": experiment.kind,
-        "step": None if experiment.step_index is None else experiment.step_index + 1,
-        "allocation": allocation,
+        "experiment_id": counted["experiment_id"],
+        "campaign_id": counted["campaign_id"],
+        "campaign_name": counted["campaign_name"],
+        "kind": counted["kind"],
+        "step": counted["step"],
+        "allocation": counted["allocation"],
         "method": method,
         "difference_type": difference_type,
-        "reporting_currency": currency,
-        "control": names[0],
+        "reporting_currency": counted["reporting_currency"],
+        "control": counted["names"][0],
         "variations": [
             {
                 "name": v.name,
@@ -465,7 +519,7 @@ def experiment_view(
                     }
                     for key, s in v.metrics.items()
                 },
-                "revenue_by_currency": by_currency.get(v.name, {}),
+                "revenue_by_currency": counted["revenue_by_currency"].get(v.name, {}),
             }
             for v in variations
         ],
@@ -473,7 +527,7 @@ def experiment_view(
             {"key": m.key, "type": m.metric, "role": m.role, "inverse": m.role == "guardrail"}
             for m in metrics
         ],
-        "allocation_history": history,
+        "allocation_history": counted["allocation_history"],
         **body,
     }
     return results, _funnel(results, counts)

@@ -496,6 +496,24 @@ def experiments(url: str, org_id: str) -> list[dict]:
 
 
 @st.cache_data(ttl=LIST_TTL, show_spinner=False)
+def experiment_counts(url: str, org_id: str, experiment_id: str) -> dict | None:
+    """The counts of one experiment (``experiment_results.experiment_counts``), cached on
+    what they depend on only: the analysis options are applied to them afterwards
+    (:func:`experiment`), so changing an option does not count again. None when the id is
+    not an experiment of the org."""
+    from cartrecovery.assignment import parse_experiment_id
+
+    parsed = parse_experiment_id(experiment_id)
+    if parsed is None:
+        return None
+    with database(url).tenant(org_id) as conn:
+        try:
+            return experiment_results.experiment_counts(conn, org_id, parsed)
+        except experiment_results.ExperimentNotFound:
+            return None
+
+
+@st.cache_data(ttl=LIST_TTL, show_spinner=False)
 def experiment(
     url: str,
     org_id: str,
@@ -507,25 +525,17 @@ def experiment(
     """``{"results", "funnel", "summary"}`` of one experiment: ``results`` is exactly what
     ``GET /api/v1/experiments/{id}/results`` answers for the same query (``correction``,
     ``difference_type``, ``practical_effect``), ``funnel`` comes from the same count query
-    and ``summary`` is derived from ``results`` (``cartrecovery.experiment_results``). None
-    when the id is not an experiment of the org."""
-    from cartrecovery.assignment import parse_experiment_id
-
-    parsed = parse_experiment_id(experiment_id)
-    if parsed is None:
+    (:func:`experiment_counts`) and ``summary`` is derived from ``results``
+    (``cartrecovery.experiment_results``). None when the id is not an experiment of the org."""
+    counted = experiment_counts(url, org_id, experiment_id)
+    if counted is None:
         return None
-    with database(url).tenant(org_id) as conn:
-        try:
-            results, found = experiment_results.experiment_view(
-                conn,
-                org_id,
-                parsed,
-                correction=correction,
-                difference_type=difference_type,
-                practical_effect=practical_effect,
-            )
-        except experiment_results.ExperimentNotFound:
-            return None
+    results, found = experiment_results.analyze(
+        counted,
+        correction=correction,
+        difference_type=difference_type,
+        practical_effect=practical_effect,
+    )
     return {"results": results, "funnel": found, "summary": experiment_results.summary(results)}
 
 

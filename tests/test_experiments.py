@@ -583,6 +583,18 @@ def test_thompson_shifts_traffic_to_the_better_arm_but_keeps_min_share(db, org, 
     assert len(body["allocation_history"]) == 1
     assert body["allocation_history"][0]["shares"]["b"] == pytest.approx(weights[1])
 
+    # The expected split SRM is judged against: each sent message at the shares in force
+    # when it was enrolled (the seeded 200 before the allocation, at the configured 1:1).
+    with db.system() as conn:
+        conn.execute(
+            "UPDATE app.outbox SET status = 'sent', sent_at = now() "
+            "WHERE org_id = %s AND cart_id = ANY(%s)",
+            (org.org_id, [*carts, back]),
+        )
+    body = results(client, org.headers, f"{campaign_id}:step:1").get_json()
+    expected = [100 + 301 * w for w in weights]
+    assert [v["weight"] for v in body["variations"]] == pytest.approx(expected)
+
 
 @pytest.mark.parametrize(
     ("step", "code"),

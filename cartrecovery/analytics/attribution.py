@@ -44,12 +44,12 @@ def attribution(
         raise ValueError(f"model must be one of {', '.join(MODELS)}")
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
-    currency = marts.reporting_currency(conn, org_id)
+    as_of, currency = marts.as_of_and_currency(conn, org_id, MART, DAILY)
     answer = {
         "model": model,
         "group_by": group_by,
         "period": period.to_dict(),
-        "as_of": marts.as_of_text(conn, MART, DAILY),
+        "as_of": as_of,
         "reporting_currency": currency,
         "rows": [],
         "total_recoveries": 0.0,

@@ -62,8 +62,7 @@ def lift(
     if known is not None:
         as_of, currency = known["as_of"], known["reporting_currency"]
     else:
-        as_of = marts.as_of_text(conn, MART, DAILY)
-        currency = marts.reporting_currency(conn, org_id)
+        as_of, currency = marts.as_of_and_currency(conn, org_id, MART, DAILY)
     rows = []
     if as_of is not None:
         rows = conn.execute(

@@ -106,6 +106,17 @@ def reporting_currency(
     return org_settings.reporting_currency(conn, org_id)
 
 
+def as_of_and_currency(
+    conn: psycopg.Connection, org_id: UUID | str, *names: str
+) -> tuple[str | None, str | None]:
+    """:func:`as_of_text` of the marts ``names`` and :func:`reporting_currency`, for an answer
+    that needs both: ``fct_orders``' build time is read with theirs, in one query."""
+    found = stamps(conn, *names, "fct_orders")
+    stamp = oldest(found, *names)
+    currency = reporting_currency(conn, org_id, found["fct_orders"] is not None)
+    return (stamp.isoformat() if stamp else None), currency
+
+
 def number(value: Any) -> Any:
     """Decimals as floats for JSON; everything else unchanged."""
     return float(value) if isinstance(value, Decimal) else value

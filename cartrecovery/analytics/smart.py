@@ -70,8 +70,7 @@ def smart(
     }
     if campaign_id is not None and campaign_id not in names:
         return None
-    as_of = marts.as_of_text(conn, *MARTS)
-    currency = marts.reporting_currency(conn, org_id)
+    as_of, currency = marts.as_of_and_currency(conn, org_id, *MARTS)
     answer = {
         "period": period.to_dict(),
         "as_of": as_of,
