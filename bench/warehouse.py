@@ -477,24 +477,30 @@ def markdown(ctx: dict) -> str:
         "(incremental). The history carries the change times it would have had "
         "(`created_at`, `updated_at`, `received_at` when each row happened); the increment is "
         "stored at its own time, after the full build.",
-        "- Endpoints"
-        + ("" if orgs == 1 else " (the first org's)")
-        + ": Flask test client in process (API key auth, validation, tenant "
-        f"transaction under RLS, JSON; rate limits off), {ctx['runs']} timed requests after 3 "
-        "warm-up ones. "
-        f"Baselines: the same figures by a plain GROUP BY over the operational tables "
-        f"(`BASELINES` in the script), {ctx['baseline_runs']} runs each, one connection.",
+    ]
+    if ctx["endpoints"]:
+        lines.append(
+            "- Endpoints: Flask test client in process (API key auth, validation, tenant "
+            f"transaction under RLS, JSON; rate limits off), {ctx['runs']} timed requests "
+            "after 3 warm-up ones. Baselines: the same figures by a plain GROUP BY over the "
+            f"operational tables (`BASELINES` in the script), {ctx['baseline_runs']} runs "
+            "each, one connection."
+        )
+    lines += [
         "",
         "| build | seconds |",
         "|---|---|",
         f"| full (`--full-refresh`: models, data and unit tests) | {ctx['full_s']:.1f} |",
         f"| incremental after the increment (models only; views kept when current) "
         f"| {ctx['incremental_s']:.1f} |",
-        "",
-        "| endpoint | p50 ms | p95 ms | baseline p50 ms | baseline p95 ms | speed-up (p95) | "
-        "same figures |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if ctx["endpoints"]:
+        lines += [
+            "",
+            "| endpoint | p50 ms | p95 ms | baseline p50 ms | baseline p95 ms | "
+            "speed-up (p95) | same figures |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for r in ctx["endpoints"].values():
         lines.append(
             f"| `{r['path']}` | {r['p50']:.1f} | {r['p95']:.1f} | "
@@ -574,7 +580,8 @@ ANALYSIS_ORGS = """What the figures come from:
   message callbacks are found by message (migration 0023), the customers' other carts
   through a join per org and key, and random reads are priced for a cached database
   (`random_page_cost` 1.1) in incremental builds.
-- **Endpoints** read one org's rows of the day-grain marts, as in the one-org run."""
+- **Endpoints** are measured in the one-org run (their goal compares a store's history
+  with a GROUP BY over it)."""
 
 
 # --------------------------------------------------------------------------- main
@@ -590,6 +597,9 @@ def parse_args(argv):
     parser.add_argument("--runs", type=int, default=40, help="timed requests per endpoint")
     parser.add_argument("--baseline-runs", type=int, default=5, help="runs per baseline query")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--show-build", action="store_true", help="print dbt's lines of the incremental build"
+    )
     parser.add_argument("--docs", type=Path, default=DOCS)
     return parser.parse_args(argv)
 
@@ -671,10 +681,23 @@ def run(url: str, args, ctx: dict) -> None:
     after = counts(url, org_ids)
     ctx["increment_counts"] = {k: after[k] - before[k] for k in after}
     started = time.monotonic()
-    run_dbt_build(url)
+    run_dbt_build(url, on_line=print if args.show_build else None)
     ctx["incremental_s"] = time.monotonic() - started
     ctx["counts"] = after
     print(f"incremental build {ctx['incremental_s']:.1f} s", flush=True)
+    ratio = ctx["incremental_s"] / ctx["full_s"]
+    ctx["verdicts"] = [
+        (
+            "incremental build ≤ 1/10 of full",
+            f"{ctx['incremental_s']:.1f} s / {ctx['full_s']:.1f} s = {ratio:.2f}",
+            ratio <= GOAL_INCREMENTAL,
+        )
+    ]
+    ctx["endpoints"] = {}
+    if orgs > 1:
+        # The endpoints' goal is about a store's own history (one org's rows against a GROUP
+        # BY over them): the one-org run measures it.
+        return
 
     # No Redis here: the API's rate limits (which need it) are off, as they are not what is
     # measured.
@@ -714,15 +737,9 @@ def run(url: str, args, ctx: dict) -> None:
         }
         print(name, endpoints[name], flush=True)
     ctx["endpoints"] = endpoints
-    ratio = ctx["incremental_s"] / ctx["full_s"]
     slowest = max(r["p95"] for r in endpoints.values())
     least = min(r["speedup"] for r in endpoints.values())
-    ctx["verdicts"] = [
-        (
-            "incremental build ≤ 1/10 of full",
-            f"{ctx['incremental_s']:.1f} s / {ctx['full_s']:.1f} s = {ratio:.2f}",
-            ratio <= GOAL_INCREMENTAL,
-        ),
+    ctx["verdicts"] += [
         (
             f"every endpoint ≥ {GOAL_SPEEDUP:g}x faster than its GROUP BY (p95)",
             f"least {least:.0f}x",

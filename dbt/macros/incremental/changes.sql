@@ -116,7 +116,8 @@
     as literal time ranges: the planner then reads them through an index on the time where
     there is one, and elsewhere compares times instead of computing date_trunc(..., 'UTC')
     of every row of the table (that took longer than the rest of the query). Past a few
-    hundred days they stay a subquery. -#}
+    hundred (org, day) pairs (many orgs changed) the pairs stay a subquery, behind the
+    ranges of their distinct days. -#}
 {% macro if_changed_day(kind, time_expression) -%}
     {%- if not execute -%}{%- set _ = changed_days(kind) -%}{%- endif -%}
     {%- if incremental_build() -%}
@@ -128,6 +129,24 @@
     {%- endset -%}
     {%- set days = run_query(query).rows -%}
     {%- if days | length > 300 -%}
+    {#- Many orgs changed (each with its own days): the distinct days as time ranges first,
+        so only their rows are checked against the (org, day) pairs. -#}
+    {%- set distinct_query -%}
+        select distinct changed.day_start::text
+        from ({{ changed_days(kind) }}) as changed
+        order by 1
+        limit 101
+    {%- endset -%}
+    {%- set distinct_days = run_query(distinct_query).columns[0].values() -%}
+    {%- if distinct_days | length <= 100 %}
+    (
+    {%- for day_start in distinct_days %}
+        {% if not loop.first %}or {% endif -%}
+        ({{ time_expression }} >= '{{ day_start }}'::timestamptz
+            and {{ time_expression }} < '{{ day_start }}'::timestamptz + interval '24 hours')
+    {%- endfor %}
+    )
+    and {% endif -%}
     (org_id, date_trunc('day', {{ time_expression }}, 'UTC')) in ({{ changed_days(kind) }})
     {%- elif days | length == 0 -%}
     false
