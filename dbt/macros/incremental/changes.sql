@@ -205,7 +205,7 @@
     from {{ customers }} as customers
     inner join {{ carts }} as carts
         on carts.org_id = customers.org_id
-        and lower(carts.email) = substr(customers.customer_key, 7)
+        and carts.email = substr(customers.customer_key, 7)
     where customers.customer_key like 'email:%'
     union all
     select carts.*
