@@ -530,56 +530,50 @@ ANALYSIS = """What the figures come from, and why goals are missed (if any):
   again, partially: a second or two more) and rewrites only the carts and orders that
   changed since the full build (`int_changes`: the increment's 2,000 carts, their
   customers' carts and orders) and the days they fall on. An incremental build equals a
-  full refresh row for row (tests/test_warehouse_incremental.py). Earlier rounds made each
-  query read only what changed (BRIN summaries at build start, no parallel workers, the
-  changed keys as `= any(array(...))` index lookups, change-time indexes of migration 0021,
-  cutoffs as literals). This round, measured with dbt's per-node events and EXPLAIN
-  ANALYZE on a kept copy of the 1,000,000-event database: incremental builds there,
-  before and after alternately, took 4.1 and 6.1 s before, 2.5 and 3.2 s after (medians of
-  5 each, the load changing between pairs); this script at commit 1f7b63b, 15 minutes
-  before the run above: 3.0 s / 28.8 s = 0.10 (full builds alternated on one database,
-  the load varying: 29.5-36.4 s before, 31.4-36.9 s after; a full build changed only by
-  three more aggregates in `fct_journeys_daily` and a cheaper `fct_journey_paths`). What
-  changed:
-  an incremental model is written in one statement by the project's own `incremental`
-  materialization (`dbt/macros/incremental/materialization.sql`: no temporary table,
-  column comparisons or separate delete, four round trips fewer per model); no JIT in an
-  incremental build (`fct_carts`' per-cart lookups were estimated above
-  `jit_above_cost`: 0.46 s to 0.20 s alone); dbt writes no `manifest.json` or
-  `run_results.json` into its temporary target folder (0.5 s of Python per build); the
-  customers' other carts are found through an index on `(org_id, lower(email))`
-  (migration 0022), customer id or phone instead of computing every cart's customer key,
-  and the changed carts by primary key (`int_changes` 0.6-0.8 s to 0.08-0.1 s alone,
-  `dim_customers` 0.19-0.3 s to 0.05 s); the touched carts of `fct_attribution` are
-  looked up by key (0.23-0.26 s to 0.08 s); the day-grain marts take their changed days as
-  literal time ranges instead of `date_trunc(..., 'UTC')` of every message
-  (`fct_message_funnel` 0.25-0.3 s to 0.08 s, `fct_experiment_counts_daily` 0.37-0.47 s to
-  0.22 s); `fct_journey_paths` sums `fct_journeys_daily` instead of every abandonment
-  (0.17 s to 2 ms);
-  `fct_cart_events` replaces its lookback window by `received_at` (its merge by event id
-  scanned the million events: 0.35 s to 0.03 s). What is left: 22 models at 0.05-0.5 s
-  each under four threads on two CPUs; the largest are `fct_experiment_counts_daily` and
-  `fct_message_funnel` (every message of the changed days, about 26,000, is re-counted),
-  `fct_carts` (three store-event sources probed per changed cart), and dbt's own work per
-  model (rendering, a connection per model, hooks); the five table marts are re-created
-  whole, with their row-level security policy.
+  full refresh row for row (tests/test_warehouse_incremental.py, beside 30 other orgs
+  whose customers have the same emails). What keeps it small (docs/analytics.md,
+  "Incremental and full builds"): BRIN summaries at build start; the change-time indexes
+  of migration 0021, with cutoffs given as literals; the changed keys as semi-joins on the
+  analysed `int_changes` through plain staging views, so the planner looks a few thousand
+  keys up by index (and hash-joins when many changed); callbacks found by message
+  (migration 0023) and customers' other carts by `(org_id, lower(email))` (migration
+  0022); the day-grain marts given their changed days as literal time ranges;
+  `fct_journey_paths` summed from `fct_journeys_daily`; `fct_cart_events` replacing its
+  lookback window by `received_at`; one statement per incremental model (the project's
+  `incremental` materialization: no temporary table or column comparisons); no JIT or
+  parallel workers and `random_page_cost` 1.1; no `manifest.json` or `run_results.json`
+  written. The previous round looked the changed keys up as two arrays (`org_id = any(...)
+  and cart_id = any(...)`): 2.4 s / 38.8 s = 0.06 for this one org, but an index scan
+  takes every combination of two arrays, and with many orgs changed an incremental build
+  took longer than a full one ("Warehouse, many stores" below). What is left: 22 models
+  at 0.1-1 s each under four threads on two CPUs; the largest are
+  `fct_experiment_counts_daily` and `fct_message_funnel` (every message of the changed
+  days is re-counted), `fct_carts` (three store-event sources probed per changed cart),
+  and dbt's own work per model (rendering, a connection per model, hooks); the five
+  table marts are re-created whole, with their row-level security policy.
 - **Load.** The machine's 2 CPUs ran other work throughout (load average in the first
   bullet): both sides' latencies are inflated, the endpoints' more (many short queries and
   Python per request)."""
 
 ANALYSIS_ORGS = """What the figures come from:
 
-- **Why this run exists.** An incremental build finds the rows to rewrite through the
-  keys in `int_changes`. Until this round those keys were also given as two arrays
-  (`org_id = any(...) and cart_id = any(...)`), which one org's build looked up fast; but
-  an index scan takes every combination of two arrays, so changes of 300 orgs and 18,000
-  carts made 5.4 million index lookups, and the planner, which cannot see an array's
-  length, planned nested loops for ten rows. In the test suite's database (400 orgs)
-  an incremental build took 100-180 s where a full one took 10 s. Now the filters are
-  semi-joins on the analysed `int_changes` (the planner sees how many keys there are),
-  message callbacks are found by message (migration 0023), the customers' other carts
-  through a join per org and key, and random reads are priced for a cached database
-  (`random_page_cost` 1.1) in incremental builds.
+- **Why this run exists.** A hosted deployment keeps many stores in one database, and an
+  incremental build then recomputes the changes of hundreds of orgs at once. The previous
+  round gave the changed keys to each query as two arrays (`org_id = any(...) and cart_id
+  = any(...)`), fast for one org (2.4 s / 38.8 s in the one-org run); but an index scan
+  takes every combination of two arrays (changes of 300 orgs and 18,000 carts: 5.4 million
+  lookups), and the planner, blind to an array's length, planned nested loops for ten rows.
+  Measured before this round (commit 399d91d, `--orgs 300 --events 200000`): full 24.5 s,
+  incremental 17.5 s (0.71); in the test suite's database (400 orgs) an incremental build
+  took 100-180 s where a full one took 10 s.
+- **What changed.** The filters are semi-joins on the analysed `int_changes` (the
+  planner sees how many keys there are); the `app` staging views are plain selects (over
+  an inlined CTE, PostgreSQL 15 hash-joined a scan of the whole outbox instead of looking
+  the keys up: `fct_touches` 1.7 s to 0.4 s, `fct_carts` 2.3 s to 0.9 s in this run's
+  database); callbacks are found by message (migration 0023) and the customers' other
+  carts by a join per org and email; a day-grain mart of many changed orgs reads the
+  distinct days' time ranges before checking (org, day) pairs; random reads are priced
+  for a cached database (`random_page_cost` 1.1) in incremental builds.
 - **Endpoints** are measured in the one-org run (their goal compares a store's history
   with a GROUP BY over it)."""
 
