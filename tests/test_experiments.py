@@ -229,9 +229,12 @@ def test_held_out_carts_get_no_message_and_appear_in_the_holdout_mart(
             assert (row["status"], row["reason"], row["sent_at"]) == ("held_out", "holdout", None)
         else:
             assert row["status"] == ("sent" if row["step_index"] == 0 else "scheduled")
+    # The scheduler ticks every org: a message another test left due (in its own org) may
+    # go out in this tick too, so only this test's recipients are compared.
     sent_to = [
-        json.loads(r["body"])["personalizations"][0]["to"][0]["email"]
+        to
         for r in recorder.find("POST", SEND_PATH)
+        if (to := json.loads(r["body"])["personalizations"][0]["to"][0]["email"]) in carts
     ]
     assert sorted(sent_to) == sorted(e for e in emails if e not in expected_out)
     assert not expected_out & set(sent_to)

@@ -23,18 +23,14 @@
 }}
 
 {% set recent = 'true' %}
-{% set events_where = 'true' %}
 {% if is_incremental() %}
 {%- set changed_after = newest_minus_lookback('source_changed_at') -%}
 {#- Only messages whose outbox row or callbacks changed after the cutoff can pass the final
-    filter: reading just those keeps a build from aggregating every callback. The cutoff is
-    a literal, so the planner sees how few rows are newer and takes the time indexes. -#}
+    filter: reading just those, and their callbacks (looked up by message:
+    app.message_events (org_id, message_id), migration 0023), keeps a build from
+    aggregating every callback. The cutoff is a literal, so the planner sees how few rows
+    are newer and takes the time indexes. -#}
 {% set recent %}
-    (org_id, message_id) in (select org_id, message_id from recent_messages)
-{% endset %}
-{#- Their callbacks, looked up by message (app.message_events (org_id, message_id),
-    migration 0023). -#}
-{% set events_where %}
     (org_id, message_id) in (select org_id, message_id from recent_messages)
 {% endset %}
 {% endif %}
@@ -44,19 +40,11 @@ with
 {% if is_incremental() %}
 recent_messages as materialized (
 
-    select org_id, message_id, cart_id from {{ ref('stg_app__messages') }}
+    select org_id, message_id from {{ ref('stg_app__messages') }}
     where updated_at > {{ changed_after }}
     union
-    select events.org_id, events.message_id, messages.cart_id
-    from {{ ref('stg_app__message_events') }} as events
-    -- one lookup by key per recent callback (offset 0 keeps it from becoming a hash join
-    -- over every message)
-    cross join lateral (
-        select cart_id from {{ ref('stg_app__messages') }} as outbox
-        where outbox.org_id = events.org_id and outbox.message_id = events.message_id
-        offset 0
-    ) as messages
-    where events.received_at > {{ changed_after }}
+    select org_id, message_id from {{ ref('stg_app__message_events') }}
+    where received_at > {{ changed_after }} and message_id is not null
 
 ),
 {% endif %}
@@ -70,7 +58,7 @@ messages as (
 
 interactions as (
 
-    {{ int_message_events_aggregated_to_messages_sql(messages_where=events_where) }}
+    {{ int_message_events_aggregated_to_messages_sql(messages_where=recent) }}
 
 ),
 
