@@ -222,6 +222,8 @@
         on carts.org_id = customers.org_id
         and carts.phone = substr(customers.customer_key, 7)
     where customers.customer_key like 'phone:%'
+        -- checked once: without a customer keyed by phone the branch reads no cart
+        and exists (select from {{ customers }} where customer_key like 'phone:%')
         and nullif(carts.email, '') is null
         and carts.customer_id is null
 {%- endmacro %}
